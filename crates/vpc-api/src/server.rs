@@ -1,0 +1,516 @@
+//! HTTP front: authentication, dispatch, the single writer, and error envelopes.
+
+use crate::actions::{self, Handler, Req};
+use crate::params::Params;
+use crate::sigv4::{self, AuthError, SignedRequest};
+use crate::xml::{self, Xml};
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use vpc_model::region::Regions;
+use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
+use vpc_store::Store;
+
+/// How a server is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub regions: Regions,
+    pub limits: Limits,
+    /// Serve `POST /_vpcd/clock` so tests can move the simulated clock.
+    pub test_clock: bool,
+}
+
+/// Random hex for resource IDs.
+#[derive(Debug, Default)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn hex17(&mut self) -> String {
+        let hi: u8 = rand::random::<u8>() & 0x0f;
+        let lo: u64 = rand::random();
+        format!("{hi:x}{lo:016x}")
+    }
+}
+
+/// Shared server state.
+pub struct App {
+    world: ArcSwap<World>,
+    writer: Mutex<Store>,
+    reader: Mutex<Store>,
+    keys: RwLock<HashMap<String, (String, String)>>,
+    clock_offset: AtomicI64,
+    next_deadline: AtomicI64,
+    pub config: Config,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("config", &self.config).finish()
+    }
+}
+
+fn real_now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The HTTP status EC2 uses for an error code.
+pub fn status_for(code: &str) -> StatusCode {
+    match code {
+        "DryRunOperation" => StatusCode::PRECONDITION_FAILED,
+        "UnauthorizedOperation"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId"
+        | "OptInRequired"
+        | "Blocked" => StatusCode::FORBIDDEN,
+        "AuthFailure" | "MissingAuthenticationToken" => StatusCode::UNAUTHORIZED,
+        "InternalError" | "InternalFailure" | "ServerInternal" => StatusCode::INTERNAL_SERVER_ERROR,
+        "ServiceUnavailable" | "Unavailable" | "RequestLimitExceeded" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn ec2_error(f: &Fault, request_id: &str) -> Response {
+    xml_response(
+        status_for(&f.code),
+        xml::error_body(&f.code, &f.message, request_id),
+        request_id,
+    )
+}
+
+fn sts_error(f: &Fault, request_id: &str) -> Response {
+    let mut out = String::from("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>");
+    xml::escape_into(&mut out, &f.code);
+    out.push_str("</Code><Message>");
+    xml::escape_into(&mut out, &f.message);
+    out.push_str("</Message></Error><RequestId>");
+    out.push_str(request_id);
+    out.push_str("</RequestId></ErrorResponse>");
+    xml_response(status_for(&f.code), out, request_id)
+}
+
+fn auth_fault(e: &AuthError, sts: bool) -> Fault {
+    match e {
+        AuthError::Missing => Fault::new(
+            "MissingAuthenticationToken",
+            "The request must contain either a valid (registered) AWS access key ID or X.509 certificate.",
+        ),
+        AuthError::Incomplete(m) => Fault::new("IncompleteSignature", m.clone()),
+        AuthError::Expired => Fault::new("RequestExpired", "Request has expired."),
+        AuthError::WrongService(s) => Fault::new(
+            if sts { "SignatureDoesNotMatch" } else { "AuthFailure" },
+            format!("Credential should be scoped to correct service: '{s}'."),
+        ),
+        AuthError::UnknownKey(_) if sts => Fault::new(
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        ),
+        AuthError::Mismatch if sts => Fault::new(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        ),
+        AuthError::UnknownKey(_) | AuthError::Mismatch => Fault::new(
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+        ),
+    }
+}
+
+impl App {
+    /// Opens the store in the data directory and loads the state.
+    pub fn open(config: Config) -> Result<Arc<App>, vpc_store::StoreError> {
+        let writer = Store::open(&config.data_dir)?;
+        let reader = Store::open(&config.data_dir)?;
+        let world = writer.load_world()?;
+        let offset = writer
+            .get_setting("clock_offset_ms")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let next = ops::peering::next_deadline(&world).map_or(i64::MAX, |t| t.0);
+        let mut keys = HashMap::new();
+        for a in reader.list_accounts()? {
+            for k in a.keys {
+                keys.insert(k.access_key_id, (a.id.clone(), k.secret_access_key));
+            }
+        }
+        Ok(Arc::new(App {
+            world: ArcSwap::from_pointee(world),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            keys: RwLock::new(keys),
+            clock_offset: AtomicI64::new(offset),
+            next_deadline: AtomicI64::new(next),
+            config,
+        }))
+    }
+
+    /// Now on the simulated clock.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(real_now_ms() + self.clock_offset.load(Ordering::Relaxed))
+    }
+
+    /// The current published state.
+    pub fn snapshot(&self) -> Arc<World> {
+        self.world.load_full()
+    }
+
+    /// (account, secret) for an access key; new accounts are picked up without a restart.
+    fn lookup_key(&self, akid: &str) -> Option<(String, String)> {
+        if let Some(v) = self.keys.read().expect("keys lock").get(akid) {
+            return Some(v.clone());
+        }
+        let found = self
+            .reader
+            .lock()
+            .expect("reader lock")
+            .find_key(akid)
+            .ok()
+            .flatten()?;
+        self.keys
+            .write()
+            .expect("keys lock")
+            .insert(akid.to_string(), found.clone());
+        Some(found)
+    }
+
+    fn zones(&self, region: &str) -> Vec<(String, String)> {
+        self.config
+            .regions
+            .get(region)
+            .map(|r| r.zones())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` as one write transaction. Nothing is published unless the store commits.
+    fn write<T>(
+        &self,
+        account: &str,
+        region: &str,
+        f: impl FnOnce(&mut World, &mut Ctx<'_>) -> Result<T, Fault>,
+        dry_run: bool,
+    ) -> Result<T, Fault> {
+        let zones = self.zones(region);
+        let mut ids = RandomIds;
+        let mut store = self.writer.lock().expect("writer lock");
+        let now = self.now();
+        let mut w = (*self.world.load_full()).clone();
+        let mut ctx = Ctx {
+            account: account.to_string(),
+            region: region.to_string(),
+            now,
+            ids: &mut ids,
+            limits: &self.config.limits,
+            zones: &zones,
+        };
+        let out = f(&mut w, &mut ctx)?;
+        if dry_run {
+            return Err(Fault::new(
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ));
+        }
+        let changes = w.take_changes();
+        if !changes.is_empty() {
+            store.commit(&w, &changes).map_err(|e| {
+                tracing::error!(error = %e, "commit failed");
+                Fault::new("InternalError", "An internal error has occurred")
+            })?;
+            let next = ops::peering::next_deadline(&w).map_or(i64::MAX, |t| t.0);
+            self.next_deadline.store(next, Ordering::Relaxed);
+            self.world.store(Arc::new(w));
+        }
+        Ok(out)
+    }
+
+    /// Applies due timers and makes the caller's default VPC, if either is needed.
+    fn maintain(&self, account: &str, region: &str) -> Result<(), Fault> {
+        let now = self.now();
+        let key = format!("{account}:{region}");
+        let need_init = self
+            .world
+            .load()
+            .get::<vpc_model::RegionInit>(&key)
+            .is_none();
+        let need_tick = now.0 >= self.next_deadline.load(Ordering::Relaxed);
+        if !need_init && !need_tick {
+            return Ok(());
+        }
+        self.write(
+            account,
+            region,
+            |w, ctx| {
+                ops::peering::tick(w, ctx.now);
+                if need_init {
+                    ops::defaults::ensure_region(w, ctx)?;
+                }
+                Ok(())
+            },
+            false,
+        )
+    }
+
+    /// Applies due peering timers (the background ticker calls this).
+    pub fn tick(&self) {
+        if self.now().0 >= self.next_deadline.load(Ordering::Relaxed) {
+            let r = self.write(
+                "000000000000",
+                "",
+                |w, ctx| {
+                    ops::peering::tick(w, ctx.now);
+                    Ok(())
+                },
+                false,
+            );
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "timer tick failed");
+            }
+        }
+    }
+
+    /// Moves the simulated clock forward and persists the offset.
+    pub fn advance_clock(&self, ms: i64) -> Result<i64, Fault> {
+        let _g = self.writer.lock().expect("writer lock");
+        let off = self.clock_offset.fetch_add(ms, Ordering::SeqCst) + ms;
+        drop(_g);
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .set_setting("clock_offset_ms", &off.to_string())
+            .map_err(|e| Fault::new("InternalError", e.to_string()))?;
+        self.tick();
+        Ok(off)
+    }
+
+    /// Handles one EC2/STS request end to end.
+    pub fn handle(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let query: Vec<(String, String)> = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let mut hmap: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in headers {
+            hmap.entry(k.as_str().to_ascii_lowercase())
+                .or_default()
+                .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+        }
+        let is_form = hmap
+            .get("content-type")
+            .and_then(|v| v.first())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        let mut pairs: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| !k.starts_with("X-Amz-"))
+            .cloned()
+            .collect();
+        if *method == Method::POST && (is_form || !body.is_empty()) {
+            pairs.extend(form_urlencoded::parse(body).into_owned());
+        }
+        let params = Params::from_pairs(pairs);
+        let is_sts = params.get("Version") == Some("2011-06-15")
+            || params.get("Action") == Some("GetCallerIdentity");
+        let fail = |f: Fault| {
+            if is_sts {
+                sts_error(&f, &request_id)
+            } else {
+                ec2_error(&f, &request_id)
+            }
+        };
+
+        let sreq = SignedRequest {
+            method: method.as_str(),
+            path: uri.path(),
+            query: &query,
+            headers: &hmap,
+            body,
+        };
+        let verified = match sigv4::verify(&sreq, time::OffsetDateTime::now_utc(), |akid| {
+            self.lookup_key(akid).map(|(_, s)| s)
+        }) {
+            Ok(v) => v,
+            Err(e) => return fail(auth_fault(&e, is_sts)),
+        };
+        let Some((account, _)) = self.lookup_key(&verified.access_key_id) else {
+            return fail(auth_fault(
+                &AuthError::UnknownKey(verified.access_key_id),
+                is_sts,
+            ));
+        };
+        if verified.service == "sts" {
+            return self.sts(&params, &account, &request_id);
+        }
+        if verified.service != "ec2" {
+            return fail(auth_fault(
+                &AuthError::WrongService(verified.service),
+                false,
+            ));
+        }
+        let region = verified.region;
+        if self.config.regions.get(&region).is_none() {
+            return fail(Fault::new(
+                "AuthFailure",
+                format!("Credential should be scoped to a valid region, not '{region}'."),
+            ));
+        }
+        let Some(action) = params.get("Action").map(str::to_string) else {
+            return fail(Fault::new(
+                "MissingAction",
+                "The request must contain the parameter Action",
+            ));
+        };
+        let Some(handler) = actions::lookup(&action) else {
+            return fail(Fault::new(
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service."),
+            ));
+        };
+        let dry_run = match params.dry_run() {
+            Ok(d) => d,
+            Err(f) => return fail(f),
+        };
+        if let Err(f) = self.maintain(&account, &region) {
+            return fail(f);
+        }
+        let req = Req {
+            p: &params,
+            action: &action,
+            request_id: &request_id,
+            regions: &self.config.regions,
+        };
+        let result = match handler {
+            Handler::Read(h) => {
+                if dry_run {
+                    Err(Fault::new(
+                        "DryRunOperation",
+                        "Request would have succeeded, but DryRun flag is set.",
+                    ))
+                } else {
+                    let w = self.world.load();
+                    let zones = self.zones(&region);
+                    let mut ids = RandomIds;
+                    let ctx = Ctx {
+                        account: account.clone(),
+                        region: region.clone(),
+                        now: self.now(),
+                        ids: &mut ids,
+                        limits: &self.config.limits,
+                        zones: &zones,
+                    };
+                    h(&w, &ctx, &req)
+                }
+            }
+            Handler::Write(h) => self.write(&account, &region, |w, ctx| h(w, ctx, &req), dry_run),
+        };
+        match result {
+            Ok(body) => xml_response(StatusCode::OK, body, &request_id),
+            Err(f) => fail(f),
+        }
+    }
+
+    fn sts(&self, p: &Params, account: &str, request_id: &str) -> Response {
+        match p.get("Action") {
+            Some("GetCallerIdentity") => {
+                let mut x = Xml::default();
+                x.out.push_str("<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">");
+                x.open("GetCallerIdentityResult")
+                    .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
+                    .leaf("UserId", account)
+                    .leaf("Account", account)
+                    .close("GetCallerIdentityResult");
+                x.open("ResponseMetadata")
+                    .leaf("RequestId", request_id)
+                    .close("ResponseMetadata");
+                x.out.push_str("</GetCallerIdentityResponse>");
+                xml_response(StatusCode::OK, x.out, request_id)
+            }
+            other => sts_error(
+                &Fault::new(
+                    "InvalidAction",
+                    format!(
+                        "Could not find operation {} for version 2011-06-15",
+                        other.unwrap_or("")
+                    ),
+                ),
+                request_id,
+            ),
+        }
+    }
+}
+
+async fn entry(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if uri.path() == "/_vpcd/clock" && app.config.test_clock {
+        let q: HashMap<String, String> = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let secs: i64 = q.get("advance").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let app2 = app.clone();
+        let r = tokio::task::spawn_blocking(move || app2.advance_clock(secs * 1000)).await;
+        return match r {
+            Ok(Ok(off)) => (
+                StatusCode::OK,
+                format!("{{\"offset_ms\":{off},\"now_ms\":{}}}", app.now().0),
+            )
+                .into_response(),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "clock update failed").into_response(),
+        };
+    }
+    // Reads are in-memory and fast; writes wait for an fsync. block_in_place
+    // lets this worker block without stalling the other connections.
+    tokio::task::block_in_place(|| app.handle(&method, &uri, &headers, &body))
+}
+
+/// The axum router for an app.
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(entry).with_state(app)
+}
+
+/// Serves until the future `shutdown` completes.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ticker = app.clone();
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            iv.tick().await;
+            let a = ticker.clone();
+            let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+        }
+    });
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

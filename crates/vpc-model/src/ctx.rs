@@ -1,0 +1,104 @@
+//! What an operation needs from the outside world, passed in explicitly.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, on the simulated clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const HOUR: i64 = 3_600_000;
+    pub const DAY: i64 = 24 * Self::HOUR;
+
+    pub fn plus_ms(self, ms: i64) -> Timestamp {
+        Timestamp(self.0 + ms)
+    }
+}
+
+/// Source of the random hex in resource IDs.
+pub trait IdSource {
+    /// Returns 17 lowercase hex digits.
+    fn hex17(&mut self) -> String;
+}
+
+/// Quotas and timings. AWS defaults; self-hosted operators may raise them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub vpcs_per_region: usize,
+    pub subnets_per_vpc: usize,
+    pub ipv4_cidrs_per_vpc: usize,
+    pub ipv6_cidrs_per_vpc: usize,
+    pub route_tables_per_vpc: usize,
+    pub routes_per_table: usize,
+    pub security_groups_per_region: usize,
+    pub rules_per_security_group: usize,
+    pub security_groups_per_eni: usize,
+    pub network_acls_per_vpc: usize,
+    pub rules_per_network_acl: usize,
+    pub igws_per_region: usize,
+    pub active_peerings_per_vpc: usize,
+    pub outstanding_peerings_per_account: usize,
+    pub tags_per_resource: usize,
+    /// How long `initiating-request` and `provisioning` last, in ms.
+    pub peering_transition_ms: i64,
+    /// How long an unaccepted request lives (AWS: 7 days, not adjustable).
+    pub peering_expiry_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            vpcs_per_region: 5,
+            subnets_per_vpc: 200,
+            ipv4_cidrs_per_vpc: 5,
+            ipv6_cidrs_per_vpc: 5,
+            route_tables_per_vpc: 200,
+            routes_per_table: 50,
+            security_groups_per_region: 2500,
+            rules_per_security_group: 60,
+            security_groups_per_eni: 5,
+            network_acls_per_vpc: 200,
+            rules_per_network_acl: 20,
+            igws_per_region: 5,
+            active_peerings_per_vpc: 50,
+            outstanding_peerings_per_account: 25,
+            tags_per_resource: 50,
+            peering_transition_ms: 200,
+            peering_expiry_ms: 7 * Timestamp::DAY,
+        }
+    }
+}
+
+/// The caller and its surroundings for one operation.
+pub struct Ctx<'a> {
+    /// The 12-digit account the request is authenticated as.
+    pub account: String,
+    /// The region from the request's credential scope.
+    pub region: String,
+    /// Now, on the simulated clock.
+    pub now: Timestamp,
+    pub ids: &'a mut dyn IdSource,
+    pub limits: &'a Limits,
+    /// The region's zones as (name, id), e.g. (`us-east-1a`, `use1-az1`).
+    pub zones: &'a [(String, String)],
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("account", &self.account)
+            .field("region", &self.region)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+impl Ctx<'_> {
+    /// A fresh 17-hex-digit ID with the given prefix, e.g. `vpc`.
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.ids.hex17())
+    }
+}

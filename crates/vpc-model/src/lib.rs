@@ -1,0 +1,24 @@
+//! The pure semantics core of vpcd.
+//!
+//! This crate knows the resource model (VPCs, subnets, route tables, gateways,
+//! security groups, network ACLs, peering connections, tags), the rules AWS
+//! applies to them (validation, quotas, the peering state machine and its
+//! timers), and derived views (route state, peering visibility). It performs
+//! no I/O: time and randomness come in through [`Ctx`], and persistence is
+//! someone else's job (the store records the change list a [`World`] keeps).
+//!
+//! Every failure is a [`Fault`]: an AWS error code plus its message.
+
+pub mod cidr;
+pub mod ctx;
+pub mod fault;
+pub mod ids;
+pub mod ops;
+pub mod region;
+pub mod types;
+pub mod world;
+
+pub use ctx::{Ctx, IdSource, Limits, Timestamp};
+pub use fault::Fault;
+pub use types::*;
+pub use world::{Kind, Record, Table, World};

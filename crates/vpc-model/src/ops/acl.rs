@@ -1,0 +1,1 @@
+//! Network ACLs: create, delete, entries, associations.

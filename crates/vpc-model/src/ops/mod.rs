@@ -1,0 +1,129 @@
+//! The actions, as pure functions over a [`World`](crate::World).
+//!
+//! Each function checks everything first and then mutates, but callers must
+//! still treat a failed call's world as garbage: the API layer works on a
+//! clone and publishes it only after the store commits the change list.
+
+pub mod acl;
+pub mod defaults;
+pub mod igw;
+pub mod peering;
+pub mod route;
+pub mod sg;
+pub mod subnet;
+pub mod tags;
+pub mod vpc;
+
+use crate::fault::Fault;
+use crate::ids;
+use crate::types::{Meta, Tags};
+use crate::Ctx;
+
+/// How one resource type's IDs look and how AWS names it in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct IdKind {
+    pub prefix: &'static str,
+    pub malformed: &'static str,
+    pub not_found: &'static str,
+    /// The noun in `The <noun> ID '<id>' does not exist`.
+    pub noun: &'static str,
+}
+
+impl IdKind {
+    pub fn check(&self, id: &str) -> Result<(), Fault> {
+        ids::check(self.prefix, self.malformed, id)
+    }
+
+    pub fn not_found(&self, id: &str) -> Fault {
+        Fault::new(
+            self.not_found,
+            format!("The {} ID '{id}' does not exist", self.noun),
+        )
+    }
+
+    /// Checks the shape, then returns a closure for the not-found error.
+    pub fn nf<'a>(&self, id: &'a str) -> Result<impl FnOnce() -> Fault + 'a, Fault> {
+        self.check(id)?;
+        let k = *self;
+        Ok(move || k.not_found(id))
+    }
+}
+
+pub const VPC: IdKind = IdKind {
+    prefix: "vpc",
+    malformed: "InvalidVpcID.Malformed",
+    not_found: "InvalidVpcID.NotFound",
+    noun: "vpc",
+};
+pub const SUBNET: IdKind = IdKind {
+    prefix: "subnet",
+    malformed: "InvalidSubnetID.Malformed",
+    not_found: "InvalidSubnetID.NotFound",
+    noun: "subnet",
+};
+pub const ROUTE_TABLE: IdKind = IdKind {
+    prefix: "rtb",
+    malformed: "InvalidRouteTableId.Malformed",
+    not_found: "InvalidRouteTableID.NotFound",
+    noun: "routeTable",
+};
+pub const IGW: IdKind = IdKind {
+    prefix: "igw",
+    malformed: "InvalidInternetGatewayId.Malformed",
+    not_found: "InvalidInternetGatewayID.NotFound",
+    noun: "internetGateway",
+};
+pub const SG: IdKind = IdKind {
+    prefix: "sg",
+    malformed: "InvalidGroupId.Malformed",
+    not_found: "InvalidGroup.NotFound",
+    noun: "security group",
+};
+pub const ACL: IdKind = IdKind {
+    prefix: "acl",
+    malformed: "InvalidNetworkAclId.Malformed",
+    not_found: "InvalidNetworkAclID.NotFound",
+    noun: "networkAcl",
+};
+pub const PCX: IdKind = IdKind {
+    prefix: "pcx",
+    malformed: "InvalidVpcPeeringConnectionId.Malformed",
+    not_found: "InvalidVpcPeeringConnectionID.NotFound",
+    noun: "vpcPeeringConnection",
+};
+
+/// The security-group not-found message differs from the others.
+pub fn sg_not_found(id: &str) -> Fault {
+    Fault::new(
+        "InvalidGroup.NotFound",
+        format!("The security group '{id}' does not exist"),
+    )
+}
+
+/// A new resource's common fields.
+pub fn new_meta(ctx: &mut Ctx<'_>, prefix: &str, tags: Tags) -> Meta {
+    Meta {
+        id: ctx.new_id(prefix),
+        owner: ctx.account.clone(),
+        region: ctx.region.clone(),
+        tags,
+        created: ctx.now,
+    }
+}
+
+/// Fails with `code` when `count` has reached `limit`.
+pub fn check_limit(
+    count: usize,
+    limit: usize,
+    code: &'static str,
+    what: &str,
+) -> Result<(), Fault> {
+    if count >= limit {
+        Err(Fault::new(
+            code,
+            format!("The maximum number of {what} has been reached."),
+        ))
+    } else {
+        Ok(())
+    }
+}

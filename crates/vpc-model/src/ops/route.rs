@@ -1,0 +1,560 @@
+//! Route tables, routes, associations, route state and longest-prefix lookup.
+
+use super::{check_limit, new_meta, subnet, vpc, PCX, ROUTE_TABLE};
+use crate::cidr;
+use crate::fault::{Fault, Result};
+use crate::types::*;
+use crate::world::World;
+use crate::Ctx;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+pub fn get<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w RouteTable> {
+    w.owned::<RouteTable>(id, &ctx.account, &ctx.region, ROUTE_TABLE.nf(id)?)
+}
+
+pub fn create_table(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    vpc_id: &str,
+    tags: Tags,
+) -> Result<RouteTable> {
+    let v = vpc::get(w, ctx, vpc_id)?.clone();
+    super::tags::validate(&tags, ctx.limits.tags_per_resource)?;
+    let n = w
+        .iter::<RouteTable>()
+        .filter(|r| r.vpc_id == vpc_id)
+        .count();
+    check_limit(
+        n,
+        ctx.limits.route_tables_per_vpc,
+        "RouteTableLimitExceeded",
+        "route tables",
+    )?;
+    let rt = RouteTable {
+        meta: new_meta(ctx, "rtb", tags),
+        vpc_id: vpc_id.to_string(),
+        routes: v
+            .all_blocks()
+            .into_iter()
+            .map(|dest| Route {
+                dest,
+                target: RouteTarget::Local,
+                origin: "CreateRouteTable".into(),
+            })
+            .collect(),
+        assocs: Vec::new(),
+    };
+    w.put(rt.clone());
+    Ok(rt)
+}
+
+pub fn delete_table(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
+    let rt = get(w, ctx, id)?;
+    if !rt.assocs.is_empty() {
+        return Err(Fault::dependency(format!(
+            "The routeTable '{id}' has dependencies and cannot be deleted."
+        )));
+    }
+    w.remove::<RouteTable>(id);
+    Ok(())
+}
+
+fn assoc_not_found(id: &str) -> Fault {
+    Fault::new(
+        "InvalidAssociationID.NotFound",
+        format!("The association ID '{id}' does not exist"),
+    )
+}
+
+/// The route table a subnet uses: its explicit association, or the VPC's main table.
+pub fn table_for_subnet<'w>(w: &'w World, s: &Subnet) -> Option<&'w RouteTable> {
+    w.iter::<RouteTable>()
+        .find(|r| {
+            r.assocs
+                .iter()
+                .any(|a| a.subnet_id.as_deref() == Some(s.meta.id.as_str()))
+        })
+        .or_else(|| {
+            w.get::<Vpc>(&s.vpc_id)
+                .and_then(|v| w.get::<RouteTable>(&v.main_route_table))
+        })
+}
+
+/// AssociateRouteTable with a subnet or a gateway. Returns the new association.
+pub fn associate(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rtb_id: &str,
+    subnet_id: Option<&str>,
+    gateway_id: Option<&str>,
+) -> Result<RtAssoc> {
+    let rt = get(w, ctx, rtb_id)?.clone();
+    let assoc = match (subnet_id, gateway_id) {
+        (Some(_), Some(_)) => {
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                "Specify either a subnet ID or a gateway ID, not both.",
+            ))
+        }
+        (None, None) => return Err(Fault::missing("SubnetId")),
+        (Some(s), None) => {
+            let sub = subnet::get(w, ctx, s)?;
+            if sub.vpc_id != rt.vpc_id {
+                return Err(Fault::invalid_param(format!(
+                    "route table {rtb_id} and subnet {s} belong to different networks"
+                )));
+            }
+            if w.iter::<RouteTable>()
+                .any(|r| r.assocs.iter().any(|a| a.subnet_id.as_deref() == Some(s)))
+            {
+                return Err(Fault::new(
+                    "Resource.AlreadyAssociated",
+                    format!("the specified association for route table {rtb_id} conflicts with an existing association"),
+                ));
+            }
+            RtAssoc {
+                id: ctx.new_id("rtbassoc"),
+                main: false,
+                subnet_id: Some(s.to_string()),
+                gateway_id: None,
+            }
+        }
+        (None, Some(g)) => {
+            let gw = super::igw::get(w, ctx, g)?;
+            if gw.vpc_id.as_deref() != Some(rt.vpc_id.as_str()) {
+                return Err(Fault::invalid_param(format!(
+                    "route table {rtb_id} and network gateway {g} belong to different networks"
+                )));
+            }
+            if w.iter::<RouteTable>()
+                .any(|r| r.assocs.iter().any(|a| a.gateway_id.as_deref() == Some(g)))
+            {
+                return Err(Fault::new(
+                    "Resource.AlreadyAssociated",
+                    format!("the specified association for route table {rtb_id} conflicts with an existing association"),
+                ));
+            }
+            RtAssoc {
+                id: ctx.new_id("rtbassoc"),
+                main: false,
+                subnet_id: None,
+                gateway_id: Some(g.to_string()),
+            }
+        }
+    };
+    let out = assoc.clone();
+    w.update::<RouteTable>(rtb_id, |r| r.assocs.push(assoc));
+    Ok(out)
+}
+
+fn find_assoc(w: &World, ctx: &Ctx<'_>, assoc_id: &str) -> Result<(RouteTable, RtAssoc)> {
+    w.scoped::<RouteTable>(&ctx.account, &ctx.region)
+        .find_map(|r| {
+            r.assocs
+                .iter()
+                .find(|a| a.id == assoc_id)
+                .map(|a| (r.clone(), a.clone()))
+        })
+        .ok_or_else(|| assoc_not_found(assoc_id))
+}
+
+pub fn disassociate(w: &mut World, ctx: &mut Ctx<'_>, assoc_id: &str) -> Result<()> {
+    let (rt, a) = find_assoc(w, ctx, assoc_id)?;
+    if a.main {
+        return Err(Fault::invalid_param(format!(
+            "cannot disassociate the main route table association {assoc_id}"
+        )));
+    }
+    w.update::<RouteTable>(&rt.meta.id, |r| r.assocs.retain(|x| x.id != assoc_id));
+    Ok(())
+}
+
+/// ReplaceRouteTableAssociation: moves an association (a subnet's or the main one) to another table.
+pub fn replace_association(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    assoc_id: &str,
+    rtb_id: &str,
+) -> Result<RtAssoc> {
+    let (old, a) = find_assoc(w, ctx, assoc_id)?;
+    let new = get(w, ctx, rtb_id)?.clone();
+    if new.vpc_id != old.vpc_id {
+        return Err(Fault::invalid_param(format!(
+            "route table {rtb_id} and association {assoc_id} belong to different networks"
+        )));
+    }
+    let na = RtAssoc {
+        id: ctx.new_id("rtbassoc"),
+        ..a
+    };
+    let out = na.clone();
+    w.update::<RouteTable>(&old.meta.id, |r| r.assocs.retain(|x| x.id != assoc_id));
+    w.update::<RouteTable>(rtb_id, |r| r.assocs.push(na));
+    if out.main {
+        w.update::<Vpc>(&new.vpc_id, |v| v.main_route_table = rtb_id.to_string());
+    }
+    Ok(out)
+}
+
+/// The destination and target of CreateRoute / ReplaceRoute, as sent.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    pub destination_cidr_block: Option<String>,
+    pub destination_ipv6_cidr_block: Option<String>,
+    pub destination_prefix_list_id: Option<String>,
+    pub gateway_id: Option<String>,
+    pub egress_only_internet_gateway_id: Option<String>,
+    pub nat_gateway_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub local_target: bool,
+    /// Targets this vpcd does not model (transit gateways, endpoints, …), by parameter name.
+    pub unsupported_target: Option<String>,
+}
+
+fn destination(spec: &RouteSpec) -> Result<IpNet> {
+    let given = [
+        spec.destination_cidr_block.is_some(),
+        spec.destination_ipv6_cidr_block.is_some(),
+        spec.destination_prefix_list_id.is_some(),
+    ];
+    match given.iter().filter(|x| **x).count() {
+        0 => return Err(Fault::missing("DestinationCidrBlock")),
+        1 => {}
+        _ => {
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                "Only one of DestinationCidrBlock, DestinationIpv6CidrBlock and DestinationPrefixListId may be specified.",
+            ))
+        }
+    }
+    if let Some(pl) = &spec.destination_prefix_list_id {
+        return Err(Fault::new(
+            "InvalidPrefixListID.NotFound",
+            format!("The prefix list ID '{pl}' does not exist"),
+        ));
+    }
+    if let Some(s) = &spec.destination_cidr_block {
+        let n = cidr::parse_v4(s).ok_or_else(|| {
+            Fault::invalid_param(format!(
+                "Value ({s}) for parameter destinationCidrBlock is invalid. This is not a valid CIDR block."
+            ))
+        })?;
+        let reserved: ipnet::Ipv4Net = "169.254.168.0/22".parse().expect("literal");
+        if cidr::overlaps_v4(&n, &reserved) && n.prefix_len() >= 22 {
+            return Err(Fault::invalid_param(format!(
+                "The destination CIDR block {n} is reserved and cannot be used."
+            )));
+        }
+        return Ok(IpNet::V4(n));
+    }
+    let s = spec
+        .destination_ipv6_cidr_block
+        .as_deref()
+        .unwrap_or_default();
+    let n = cidr::parse_v6(s).ok_or_else(|| {
+        Fault::invalid_param(format!(
+            "Value ({s}) for parameter destinationIpv6CidrBlock is invalid. This is not a valid CIDR block."
+        ))
+    })?;
+    let reserved: ipnet::Ipv6Net = "fd00:ec2::/32".parse().expect("literal");
+    if cidr::overlaps_v6(&n, &reserved) && n.prefix_len() >= 32 {
+        return Err(Fault::invalid_param(format!(
+            "The destination CIDR block {n} is reserved and cannot be used."
+        )));
+    }
+    Ok(IpNet::V6(n))
+}
+
+fn target(w: &World, ctx: &Ctx<'_>, rt: &RouteTable, spec: &RouteSpec) -> Result<RouteTarget> {
+    if let Some(p) = &spec.unsupported_target {
+        return Err(Fault::new(
+            "InvalidParameterValue",
+            format!("The target parameter {p} is not supported by this vpcd"),
+        ));
+    }
+    let n = [
+        spec.gateway_id.is_some(),
+        spec.egress_only_internet_gateway_id.is_some(),
+        spec.nat_gateway_id.is_some(),
+        spec.vpc_peering_connection_id.is_some(),
+        spec.network_interface_id.is_some(),
+        spec.instance_id.is_some(),
+        spec.local_target,
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    match n {
+        0 => {
+            return Err(Fault::new(
+                "MissingParameter",
+                "The request must contain exactly one of gatewayId, natGatewayId, networkInterfaceId, vpcPeeringConnectionId, egressOnlyInternetGatewayId, transitGatewayId or instanceId",
+            ))
+        }
+        1 => {}
+        _ => {
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                "More than one target was specified for the route.",
+            ))
+        }
+    }
+    let different = |g: &str| {
+        Fault::invalid_param(format!(
+            "route table {} and network gateway {g} belong to different networks",
+            rt.meta.id
+        ))
+    };
+    if spec.local_target {
+        return Ok(RouteTarget::Local);
+    }
+    if let Some(g) = &spec.gateway_id {
+        if g == "local" {
+            return Ok(RouteTarget::Local);
+        }
+        let gw = super::igw::get(w, ctx, g)?;
+        if gw.vpc_id.as_deref() != Some(rt.vpc_id.as_str()) {
+            return Err(different(g));
+        }
+        return Ok(RouteTarget::Gateway(g.clone()));
+    }
+    if let Some(p) = &spec.vpc_peering_connection_id {
+        super::peering::visible(w, ctx, p)?;
+        let pcx = w.get::<Peering>(p).ok_or_else(|| PCX.not_found(p))?;
+        if pcx.requester.vpc_id != rt.vpc_id && pcx.accepter.vpc_id != rt.vpc_id {
+            return Err(different(p));
+        }
+        return Ok(RouteTarget::Peering(p.clone()));
+    }
+    if let Some(g) = &spec.egress_only_internet_gateway_id {
+        return Err(Fault::new(
+            "InvalidEgressOnlyInternetGatewayId.NotFound",
+            format!("The egressOnlyInternetGateway ID '{g}' does not exist"),
+        ));
+    }
+    if let Some(g) = &spec.nat_gateway_id {
+        return Err(Fault::new(
+            "InvalidNatGatewayID.NotFound",
+            format!("The natGateway ID '{g}' does not exist"),
+        ));
+    }
+    if let Some(g) = &spec.network_interface_id {
+        return Err(Fault::new(
+            "InvalidNetworkInterfaceID.NotFound",
+            format!("The networkInterface ID '{g}' does not exist"),
+        ));
+    }
+    let i = spec.instance_id.as_deref().unwrap_or_default();
+    Err(Fault::new(
+        "InvalidInstanceID.NotFound",
+        format!("The instance ID '{i}' does not exist"),
+    ))
+}
+
+/// A peering or gateway target may not override (or sit inside) the VPC's own blocks.
+fn check_not_inside_local(rt: &RouteTable, dest: &IpNet, t: &RouteTarget) -> Result<()> {
+    if matches!(
+        t,
+        RouteTarget::NetworkInterface(_)
+            | RouteTarget::Instance(_)
+            | RouteTarget::NatGateway(_)
+            | RouteTarget::Local
+    ) {
+        return Ok(());
+    }
+    let inside = rt.routes.iter().any(|r| {
+        r.target == RouteTarget::Local
+            && match (&r.dest, dest) {
+                (IpNet::V4(l), IpNet::V4(d)) => cidr::contains_v4(l, d),
+                (IpNet::V6(l), IpNet::V6(d)) => cidr::contains_v6(l, d),
+                _ => false,
+            }
+    });
+    if inside {
+        return Err(Fault::invalid_param(format!(
+            "The destination CIDR block {dest} is equal to or more specific than one of this VPC's CIDR blocks. This route can target only an interface or an instance."
+        )));
+    }
+    Ok(())
+}
+
+pub fn create_route(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rtb_id: &str,
+    spec: &RouteSpec,
+) -> Result<()> {
+    let rt = get(w, ctx, rtb_id)?.clone();
+    let dest = destination(spec)?;
+    let t = target(w, ctx, &rt, spec)?;
+    if rt.routes.iter().any(|r| r.dest == dest) {
+        return Err(Fault::new(
+            "RouteAlreadyExists",
+            format!("The route identified by {dest} already exists."),
+        ));
+    }
+    if t == RouteTarget::Local {
+        return Err(Fault::invalid_param(
+            "A route with a local target can only be created by associating a CIDR block with the VPC.",
+        ));
+    }
+    check_not_inside_local(&rt, &dest, &t)?;
+    let same_family = rt
+        .routes
+        .iter()
+        .filter(|r| r.origin == "CreateRoute" && r.dest.addr().is_ipv4() == dest.addr().is_ipv4())
+        .count();
+    check_limit(
+        same_family,
+        ctx.limits.routes_per_table,
+        "RouteLimitExceeded",
+        "routes",
+    )?;
+    w.update::<RouteTable>(rtb_id, |r| {
+        r.routes.push(Route {
+            dest,
+            target: t,
+            origin: "CreateRoute".into(),
+        })
+    });
+    Ok(())
+}
+
+pub fn replace_route(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rtb_id: &str,
+    spec: &RouteSpec,
+) -> Result<()> {
+    let rt = get(w, ctx, rtb_id)?.clone();
+    let dest = destination(spec)?;
+    let Some(existing) = rt.routes.iter().find(|r| r.dest == dest) else {
+        return Err(Fault::invalid_param(format!(
+            "There is no route defined for '{dest}' in the route table. Use CreateRoute instead."
+        )));
+    };
+    let t = target(w, ctx, &rt, spec)?;
+    let is_vpc_block =
+        existing.target == RouteTarget::Local && existing.origin == "CreateRouteTable";
+    if is_vpc_block && t != RouteTarget::Local {
+        return Err(Fault::invalid_param(format!(
+            "The route {dest} is the local route of the VPC and cannot be replaced with target other than local."
+        )));
+    }
+    if t == RouteTarget::Local && !is_vpc_block {
+        return Err(Fault::invalid_param(format!(
+            "The route {dest} does not match a CIDR block of the VPC; only VPC routes can target local."
+        )));
+    }
+    if !is_vpc_block {
+        check_not_inside_local(&rt, &dest, &t)?;
+    }
+    w.update::<RouteTable>(rtb_id, |r| {
+        if let Some(x) = r.routes.iter_mut().find(|x| x.dest == dest) {
+            x.target = t;
+        }
+    });
+    Ok(())
+}
+
+pub fn delete_route(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rtb_id: &str,
+    spec: &RouteSpec,
+) -> Result<()> {
+    let rt = get(w, ctx, rtb_id)?.clone();
+    let dest = destination(spec)?;
+    let field = if dest.addr().is_ipv4() {
+        "destination-cidr-block"
+    } else {
+        "destination-ipv6-cidr-block"
+    };
+    let Some(r) = rt.routes.iter().find(|r| r.dest == dest) else {
+        return Err(Fault::new(
+            "InvalidRoute.NotFound",
+            format!("no route with {field} {dest} in route table {rtb_id}"),
+        ));
+    };
+    if r.target == RouteTarget::Local {
+        return Err(Fault::invalid_param(format!(
+            "cannot remove local route {dest} in route table {rtb_id}"
+        )));
+    }
+    w.update::<RouteTable>(rtb_id, |r| r.routes.retain(|x| x.dest != dest));
+    Ok(())
+}
+
+/// `active` when the target can carry traffic, `blackhole` otherwise.
+pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
+    let ok = match &r.target {
+        RouteTarget::Local => true,
+        RouteTarget::Gateway(g) => w
+            .get::<InternetGateway>(g)
+            .is_some_and(|g| g.vpc_id.as_deref() == Some(rt.vpc_id.as_str())),
+        RouteTarget::Peering(p) => super::peering::carries_traffic(w, p),
+        RouteTarget::EgressOnlyGateway(_)
+        | RouteTarget::NatGateway(_)
+        | RouteTarget::NetworkInterface(_)
+        | RouteTarget::Instance(_) => false,
+    };
+    if ok {
+        "active"
+    } else {
+        "blackhole"
+    }
+}
+
+/// Longest-prefix match: the most specific route containing `dst`.
+pub fn lookup(rt: &RouteTable, dst: IpAddr) -> Option<&Route> {
+    rt.routes
+        .iter()
+        .filter(|r| r.dest.contains(&dst))
+        .max_by_key(|r| r.dest.prefix_len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(routes: &[(&str, RouteTarget)]) -> RouteTable {
+        RouteTable {
+            meta: Meta {
+                id: "rtb-1".into(),
+                owner: "1".into(),
+                region: "r".into(),
+                tags: vec![],
+                created: Default::default(),
+            },
+            vpc_id: "vpc-1".into(),
+            routes: routes
+                .iter()
+                .map(|(d, t)| Route {
+                    dest: d.parse().unwrap(),
+                    target: t.clone(),
+                    origin: "CreateRoute".into(),
+                })
+                .collect(),
+            assocs: vec![],
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = rt(&[
+            ("10.0.0.0/16", RouteTarget::Local),
+            ("0.0.0.0/0", RouteTarget::Gateway("igw-1".into())),
+            ("10.1.0.0/16", RouteTarget::Peering("pcx-a".into())),
+            ("10.1.2.3/32", RouteTarget::Peering("pcx-b".into())),
+        ]);
+        let hit = |ip: &str| lookup(&t, ip.parse().unwrap()).map(|r| r.target.clone());
+        assert_eq!(hit("10.0.5.5"), Some(RouteTarget::Local));
+        assert_eq!(hit("10.1.2.3"), Some(RouteTarget::Peering("pcx-b".into())));
+        assert_eq!(hit("10.1.2.4"), Some(RouteTarget::Peering("pcx-a".into())));
+        assert_eq!(hit("8.8.8.8"), Some(RouteTarget::Gateway("igw-1".into())));
+        assert_eq!(hit("2600::1"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Security groups: create, delete, rules, references across peerings, stale rules.

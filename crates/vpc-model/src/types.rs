@@ -1,0 +1,408 @@
+//! The resource model. Every resource is regional and owned by one account.
+//!
+//! These types derive serde only so that the store can persist them; the
+//! wire format (XML) is the API layer's business.
+
+use crate::ctx::Timestamp;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+pub type Tags = Vec<Tag>;
+
+/// Fields every resource carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub id: String,
+    pub owner: String,
+    pub region: String,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidrAssoc {
+    pub assoc_id: String,
+    pub cidr: Ipv4Net,
+    /// `associated` or `disassociated` (kept briefly for Describe).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Assoc {
+    pub assoc_id: String,
+    pub cidr: Ipv6Net,
+    pub state: String,
+    /// `Amazon` for Amazon-provided blocks.
+    pub pool: String,
+    /// Network border group (the region name for Amazon blocks).
+    pub border_group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub meta: Meta,
+    pub cidrs: Vec<CidrAssoc>,
+    #[serde(default)]
+    pub ipv6: Vec<Ipv6Assoc>,
+    pub is_default: bool,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+    pub tenancy: String,
+    pub dhcp_options_id: String,
+    pub main_route_table: String,
+    pub default_acl: String,
+    pub default_sg: String,
+}
+
+impl Vpc {
+    /// The primary IPv4 CIDR.
+    pub fn primary_cidr(&self) -> Ipv4Net {
+        self.cidrs[0].cidr
+    }
+
+    /// Every associated IPv4 block.
+    pub fn v4_blocks(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        self.cidrs
+            .iter()
+            .filter(|c| c.state == "associated")
+            .map(|c| c.cidr)
+    }
+
+    /// Every associated IPv6 block.
+    pub fn v6_blocks(&self) -> impl Iterator<Item = Ipv6Net> + '_ {
+        self.ipv6
+            .iter()
+            .filter(|c| c.state == "associated")
+            .map(|c| c.cidr)
+    }
+
+    /// Every associated block, IPv4 then IPv6.
+    pub fn all_blocks(&self) -> Vec<IpNet> {
+        self.v4_blocks()
+            .map(IpNet::V4)
+            .chain(self.v6_blocks().map(IpNet::V6))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub cidr: Ipv4Net,
+    #[serde(default)]
+    pub ipv6: Vec<Ipv6Assoc>,
+    pub az: String,
+    pub az_id: String,
+    pub default_for_az: bool,
+    pub map_public_ip: bool,
+    pub assign_ipv6: bool,
+    /// Addresses taken by interfaces (instances come in a later issue).
+    #[serde(default)]
+    pub used_ips: u64,
+}
+
+/// Where a route sends matching traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RouteTarget {
+    Local,
+    Gateway(String),
+    EgressOnlyGateway(String),
+    NatGateway(String),
+    Peering(String),
+    NetworkInterface(String),
+    Instance(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub dest: IpNet,
+    pub target: RouteTarget,
+    /// `CreateRouteTable`, `CreateRoute` or `EnableVgwRoutePropagation`.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtAssoc {
+    pub id: String,
+    pub main: bool,
+    pub subnet_id: Option<String>,
+    pub gateway_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub routes: Vec<Route>,
+    pub assocs: Vec<RtAssoc>,
+}
+
+impl RouteTable {
+    pub fn is_main(&self) -> bool {
+        self.assocs.iter().any(|a| a.main)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternetGateway {
+    pub meta: Meta,
+    /// The attached VPC, if any.
+    pub vpc_id: Option<String>,
+}
+
+/// The source (ingress) or destination (egress) of one security-group rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SgPeer {
+    Cidr4(Ipv4Net),
+    Cidr6(Ipv6Net),
+    PrefixList(String),
+    Group {
+        group_id: String,
+        /// Account that owns the referenced group.
+        user_id: String,
+        /// The referenced group's VPC, when it is a peer VPC.
+        vpc_id: Option<String>,
+        /// The peering the reference goes through, when it is a peer VPC's group.
+        peering_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgRule {
+    /// `sgr-…`
+    pub id: String,
+    /// `-1`, `tcp`, `udp`, `icmp`, `icmpv6`, or another protocol number.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub peer: SgPeer,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub name: String,
+    pub description: String,
+    pub ingress: Vec<SgRule>,
+    pub egress: Vec<SgRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclAction {
+    Allow,
+    Deny,
+}
+
+impl AclAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclAction::Allow => "allow",
+            AclAction::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    /// 1–32766 for user rules; 32767 (IPv4) and 32768 (IPv6) for the `*` rules.
+    pub rule_number: u32,
+    pub egress: bool,
+    /// `-1` or a protocol number, as a string.
+    pub protocol: String,
+    pub action: AclAction,
+    pub cidr: IpNet,
+    /// (type, code) for ICMP.
+    pub icmp: Option<(i32, i32)>,
+    /// (from, to) for TCP and UDP.
+    pub ports: Option<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclAssoc {
+    pub id: String,
+    pub subnet_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAcl {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub is_default: bool,
+    pub entries: Vec<AclEntry>,
+    pub assocs: Vec<AclAssoc>,
+}
+
+/// The peering-connection status codes (`VpcPeeringConnectionStateReasonCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PcxState {
+    InitiatingRequest,
+    PendingAcceptance,
+    Provisioning,
+    Active,
+    Rejected,
+    Expired,
+    Failed,
+    Deleting,
+    Deleted,
+}
+
+impl PcxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PcxState::InitiatingRequest => "initiating-request",
+            PcxState::PendingAcceptance => "pending-acceptance",
+            PcxState::Provisioning => "provisioning",
+            PcxState::Active => "active",
+            PcxState::Rejected => "rejected",
+            PcxState::Expired => "expired",
+            PcxState::Failed => "failed",
+            PcxState::Deleting => "deleting",
+            PcxState::Deleted => "deleted",
+        }
+    }
+
+    /// States that no action can leave and that only linger for their visibility window.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PcxState::Rejected | PcxState::Expired | PcxState::Failed | PcxState::Deleted
+        )
+    }
+
+    /// States in which the connection still blocks a new one between the same VPCs.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            PcxState::InitiatingRequest
+                | PcxState::PendingAcceptance
+                | PcxState::Provisioning
+                | PcxState::Active
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PeeringOptions {
+    pub allow_dns_resolution_from_remote_vpc: bool,
+}
+
+/// One side of a peering connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSide {
+    pub owner: String,
+    pub vpc_id: String,
+    pub region: String,
+    pub options: PeeringOptions,
+    /// The side's IPv4 blocks as last seen (the VPC may be gone later).
+    #[serde(default)]
+    pub cidrs: Vec<Ipv4Net>,
+    #[serde(default)]
+    pub ipv6_cidrs: Vec<Ipv6Net>,
+    /// This side's own tags on the connection (each side tags its own view).
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peering {
+    pub id: String,
+    pub requester: PeerSide,
+    pub accepter: PeerSide,
+    pub state: PcxState,
+    pub message: String,
+    pub created: Timestamp,
+    /// When the current state was entered.
+    pub state_since: Timestamp,
+    /// When an unaccepted request expires.
+    pub expiration: Option<Timestamp>,
+    /// When `initiating-request`, `provisioning` or `deleting` moves on.
+    pub transition_due: Option<Timestamp>,
+    /// What `initiating-request` turns into when it is due.
+    #[serde(default)]
+    pub fails_on_init: bool,
+    /// Account that deleted or rejected it.
+    pub ended_by: Option<String>,
+}
+
+impl Peering {
+    pub fn same_account(&self) -> bool {
+        self.requester.owner == self.accepter.owner
+    }
+
+    pub fn inter_region(&self) -> bool {
+        self.requester.region != self.accepter.region
+    }
+
+    /// Which side (requester first) the account and region stand on, if any.
+    pub fn side_of(&self, account: &str, region: &str) -> Option<Side> {
+        if self.requester.owner == account && self.requester.region == region {
+            Some(Side::Requester)
+        } else if self.accepter.owner == account && self.accepter.region == region {
+            Some(Side::Accepter)
+        } else {
+            None
+        }
+    }
+
+    pub fn side(&self, side: Side) -> &PeerSide {
+        match side {
+            Side::Requester => &self.requester,
+            Side::Accepter => &self.accepter,
+        }
+    }
+
+    pub fn side_mut(&mut self, side: Side) -> &mut PeerSide {
+        match side {
+            Side::Requester => &mut self.requester,
+            Side::Accepter => &mut self.accepter,
+        }
+    }
+
+    /// True when the connection joins these two VPCs, in either direction.
+    pub fn joins(&self, a: &str, b: &str) -> bool {
+        (self.requester.vpc_id == a && self.accepter.vpc_id == b)
+            || (self.requester.vpc_id == b && self.accepter.vpc_id == a)
+    }
+
+    /// The VPC on the other side from `vpc_id`.
+    pub fn other_vpc(&self, vpc_id: &str) -> Option<&PeerSide> {
+        if self.requester.vpc_id == vpc_id {
+            Some(&self.accepter)
+        } else if self.accepter.vpc_id == vpc_id {
+            Some(&self.requester)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Requester,
+    Accepter,
+}
+
+/// Marks an (account, region) pair whose default VPC has been made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInit {
+    /// `<account>:<region>`
+    pub id: String,
+    pub default_vpc: Option<String>,
+}

@@ -1,0 +1,264 @@
+//! The whole desired state, as cheap-to-clone persistent maps, plus the list
+//! of records an operation changed (what the store must write).
+
+use crate::fault::Fault;
+use crate::types::*;
+use imbl::OrdMap;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The kind of a stored record; its name is the store's `kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Vpc,
+    Subnet,
+    RouteTable,
+    InternetGateway,
+    SecurityGroup,
+    NetworkAcl,
+    Peering,
+    RegionInit,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::RouteTable,
+        Kind::InternetGateway,
+        Kind::SecurityGroup,
+        Kind::NetworkAcl,
+        Kind::Peering,
+        Kind::RegionInit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::RouteTable => "route-table",
+            Kind::InternetGateway => "internet-gateway",
+            Kind::SecurityGroup => "security-group",
+            Kind::NetworkAcl => "network-acl",
+            Kind::Peering => "vpc-peering-connection",
+            Kind::RegionInit => "region-init",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == s)
+    }
+}
+
+/// A keyed collection of one record type.
+#[derive(Debug, Clone)]
+pub struct Table<T: Clone> {
+    map: OrdMap<String, T>,
+}
+
+impl<T: Clone> Default for Table<T> {
+    fn default() -> Self {
+        Table { map: OrdMap::new() }
+    }
+}
+
+impl<T: Clone> Table<T> {
+    pub fn get(&self, id: &str) -> Option<&T> {
+        self.map.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A record type stored in the [`World`].
+pub trait Record: 'static + Clone + Serialize + DeserializeOwned + std::fmt::Debug {
+    const KIND: Kind;
+    fn id(&self) -> &str;
+    fn table(w: &World) -> &Table<Self>;
+    fn table_mut(w: &mut World) -> &mut Table<Self>;
+}
+
+/// Records with an owner and a region (everything but bookkeeping rows).
+pub trait Owned: Record {
+    fn meta(&self) -> &Meta;
+    fn meta_mut(&mut self) -> &mut Meta;
+}
+
+macro_rules! record {
+    ($ty:ty, $kind:expr, $field:ident, meta) => {
+        record!($ty, $kind, $field, r => r.meta.id.as_str());
+        impl Owned for $ty {
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+            fn meta_mut(&mut self) -> &mut Meta {
+                &mut self.meta
+            }
+        }
+    };
+    ($ty:ty, $kind:expr, $field:ident, $r:ident => $id:expr) => {
+        impl Record for $ty {
+            const KIND: Kind = $kind;
+            fn id(&self) -> &str {
+                let $r = self;
+                $id
+            }
+            fn table(w: &World) -> &Table<Self> {
+                &w.$field
+            }
+            fn table_mut(w: &mut World) -> &mut Table<Self> {
+                &mut w.$field
+            }
+        }
+    };
+}
+
+record!(Vpc, Kind::Vpc, vpcs, meta);
+record!(Subnet, Kind::Subnet, subnets, meta);
+record!(RouteTable, Kind::RouteTable, route_tables, meta);
+record!(InternetGateway, Kind::InternetGateway, igws, meta);
+record!(SecurityGroup, Kind::SecurityGroup, sgs, meta);
+record!(NetworkAcl, Kind::NetworkAcl, acls, meta);
+record!(Peering, Kind::Peering, peerings, r => r.id.as_str());
+record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+
+/// The desired state of every account in every region.
+///
+/// Cloning is cheap (structural sharing), so a writer works on a copy and
+/// publishes it only when the store has committed [`World::changes`].
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub vpcs: Table<Vpc>,
+    pub subnets: Table<Subnet>,
+    pub route_tables: Table<RouteTable>,
+    pub igws: Table<InternetGateway>,
+    pub sgs: Table<SecurityGroup>,
+    pub acls: Table<NetworkAcl>,
+    pub peerings: Table<Peering>,
+    pub inits: Table<RegionInit>,
+    changes: Vec<(Kind, String)>,
+}
+
+impl World {
+    pub fn get<R: Record>(&self, id: &str) -> Option<&R> {
+        R::table(self).get(id)
+    }
+
+    pub fn iter<R: Record>(&self) -> impl Iterator<Item = &R> {
+        R::table(self).iter()
+    }
+
+    /// Inserts or replaces a record and notes the change.
+    pub fn put<R: Record>(&mut self, r: R) {
+        let id = r.id().to_string();
+        self.changes.push((R::KIND, id.clone()));
+        R::table_mut(self).map.insert(id, r);
+    }
+
+    /// Removes a record and notes the change.
+    pub fn remove<R: Record>(&mut self, id: &str) -> Option<R> {
+        self.changes.push((R::KIND, id.to_string()));
+        R::table_mut(self).map.remove(id)
+    }
+
+    /// Changes one record in place and notes the change. Returns false when absent.
+    pub fn update<R: Record>(&mut self, id: &str, f: impl FnOnce(&mut R)) -> bool {
+        match R::table_mut(self).map.get_mut(id) {
+            Some(r) => {
+                f(r);
+                self.changes.push((R::KIND, id.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Inserts a record without noting a change (used when loading from the store).
+    pub fn load<R: Record>(&mut self, r: R) {
+        R::table_mut(self).map.insert(r.id().to_string(), r);
+    }
+
+    /// The (kind, id) pairs changed since the last [`World::take_changes`], deduplicated.
+    pub fn take_changes(&mut self) -> Vec<(Kind, String)> {
+        let mut c = std::mem::take(&mut self.changes);
+        c.sort();
+        c.dedup();
+        c
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The record serialised for storage, or None when it is gone.
+    pub fn encode(&self, kind: Kind, id: &str) -> Option<String> {
+        fn enc<R: Record>(w: &World, id: &str) -> Option<String> {
+            w.get::<R>(id)
+                .map(|r| serde_json::to_string(r).expect("model types serialise"))
+        }
+        match kind {
+            Kind::Vpc => enc::<Vpc>(self, id),
+            Kind::Subnet => enc::<Subnet>(self, id),
+            Kind::RouteTable => enc::<RouteTable>(self, id),
+            Kind::InternetGateway => enc::<InternetGateway>(self, id),
+            Kind::SecurityGroup => enc::<SecurityGroup>(self, id),
+            Kind::NetworkAcl => enc::<NetworkAcl>(self, id),
+            Kind::Peering => enc::<Peering>(self, id),
+            Kind::RegionInit => enc::<RegionInit>(self, id),
+        }
+    }
+
+    /// Loads one stored record.
+    pub fn decode(&mut self, kind: Kind, body: &str) -> Result<(), serde_json::Error> {
+        fn dec<R: Record>(w: &mut World, body: &str) -> Result<(), serde_json::Error> {
+            w.load::<R>(serde_json::from_str(body)?);
+            Ok(())
+        }
+        match kind {
+            Kind::Vpc => dec::<Vpc>(self, body),
+            Kind::Subnet => dec::<Subnet>(self, body),
+            Kind::RouteTable => dec::<RouteTable>(self, body),
+            Kind::InternetGateway => dec::<InternetGateway>(self, body),
+            Kind::SecurityGroup => dec::<SecurityGroup>(self, body),
+            Kind::NetworkAcl => dec::<NetworkAcl>(self, body),
+            Kind::Peering => dec::<Peering>(self, body),
+            Kind::RegionInit => dec::<RegionInit>(self, body),
+        }
+    }
+
+    /// The record if the caller owns it in this region; otherwise `not_found`.
+    ///
+    /// Another account's resource and a missing one give the same error, so an
+    /// error never reveals whether someone else's resource exists.
+    pub fn owned<R: Owned>(
+        &self,
+        id: &str,
+        account: &str,
+        region: &str,
+        not_found: impl FnOnce() -> Fault,
+    ) -> Result<&R, Fault> {
+        match self.get::<R>(id) {
+            Some(r) if r.meta().owner == account && r.meta().region == region => Ok(r),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Every record of this type the account owns in the region.
+    pub fn scoped<'a, R: Owned + 'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+    ) -> impl Iterator<Item = &'a R> + 'a {
+        self.iter::<R>()
+            .filter(move |r| r.meta().owner == account && r.meta().region == region)
+    }
+}

@@ -1,0 +1,208 @@
+//! `vpcd`: a self-hosted VPC and VPC-peering system driven by the EC2 Query API.
+//!
+//! This binary stays thin: it parses the command line and hands over to the
+//! library crates.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use vpc_api::server;
+use vpc_model::region::Regions;
+use vpc_model::Limits;
+use vpc_store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vpcd",
+    version,
+    about = "Self-hosted AWS-style VPCs and VPC peering"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the EC2 Query API (the default command).
+    Serve(ServeArgs),
+    /// Manage accounts and their access keys.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:4599")]
+    listen: SocketAddr,
+    /// Where state lives. Default: $VPCD_DATA_DIR, else /var/lib/vpcd as root, else ~/.local/share/vpcd.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Regions to serve (comma-separated). Default: the common AWS commercial regions.
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
+    /// A JSON file of quota overrides, e.g. {"vpcs_per_region": 1000}.
+    #[arg(long)]
+    limits: Option<PathBuf>,
+    /// Serve POST /_vpcd/clock?advance=SECONDS so tests can move the simulated clock.
+    #[arg(long)]
+    test_clock: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCmd {
+    /// Add an account with one access key. Takes effect on a running server at once.
+    Add {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The 12-digit account id.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        access_key_id: String,
+        #[arg(long)]
+        secret_access_key: String,
+    },
+    /// List accounts and their access key ids.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VPCD_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var_os("HOME").is_some_and(|h| h == "/root");
+    if is_root {
+        return PathBuf::from("/var/lib/vpcd");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/vpcd")
+}
+
+fn random_string(alphabet: &[u8], n: usize) -> String {
+    (0..n)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// On a data directory with no account, makes one and prints its keys once.
+fn first_account(dir: &std::path::Path) -> Result<()> {
+    let mut store = Store::open(dir)?;
+    if !store.list_accounts()?.is_empty() {
+        return Ok(());
+    }
+    let id = format!(
+        "{:012}",
+        rand::random_range(100_000_000_000u64..999_999_999_999)
+    );
+    let akid = format!(
+        "AKIA{}",
+        random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+    );
+    let secret = random_string(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        40,
+    );
+    store.add_account(&id, &akid, &secret)?;
+    println!("vpcd: created the first account; these keys are shown only once:");
+    println!("  account id:            {id}");
+    println!("  aws_access_key_id:     {akid}");
+    println!("  aws_secret_access_key: {secret}");
+    Ok(())
+}
+
+async fn run_serve(args: ServeArgs) -> Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    first_account(&data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
+    let regions = if args.regions.is_empty() {
+        Regions::default()
+    } else {
+        Regions::from_names(&args.regions)
+    };
+    let limits: Limits = match &args.limits {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => Limits::default(),
+    };
+    let app = vpc_api::App::open(vpc_api::Config {
+        data_dir: data_dir.clone(),
+        regions,
+        limits,
+        test_clock: args.test_clock,
+    })
+    .with_context(|| format!("opening state in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "vpcd: serving the EC2 API on http://{addr} (data: {}); data plane: not part of this build, control plane only",
+        data_dir.display()
+    );
+    tracing::info!(%addr, "listening");
+    server::serve(app, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VPCD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cmd = cli.cmd.unwrap_or(Cmd::Serve(ServeArgs {
+        listen: "127.0.0.1:4599".parse().expect("literal"),
+        data_dir: None,
+        regions: Vec::new(),
+        limits: None,
+        test_clock: false,
+    }));
+    match cmd {
+        Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_serve(a)),
+        Cmd::Account { cmd } => match cmd {
+            AccountCmd::Add {
+                data_dir,
+                id,
+                access_key_id,
+                secret_access_key,
+            } => {
+                let dir = data_dir.unwrap_or_else(default_data_dir);
+                let mut s = Store::open(&dir)?;
+                s.add_account(&id, &access_key_id, &secret_access_key)?;
+                println!("added account {id} with access key {access_key_id}");
+                Ok(())
+            }
+            AccountCmd::List { data_dir } => {
+                let dir = data_dir.unwrap_or_else(default_data_dir);
+                let s = Store::open(&dir)?;
+                for a in s.list_accounts()? {
+                    let keys: Vec<&str> = a.keys.iter().map(|k| k.access_key_id.as_str()).collect();
+                    println!("{}\t{}", a.id, keys.join(","));
+                }
+                Ok(())
+            }
+        },
+    }
+}
