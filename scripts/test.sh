@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: static checks, Rust unit and property tests, and the
+# end-to-end tests that drive the real vpcd binary with boto3 and the aws CLI.
+# It installs what it needs, so it runs on a fresh Debian 12 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== installing test dependencies"
+if ! command -v pip3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3-pip
+fi
+python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== build"
+cargo build --workspace --quiet
+
+echo "== Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --quiet
+fi
+
+echo "== end-to-end tests (real vpcd, boto3, aws CLI)"
+VPCD_BIN="$PWD/target/debug/vpcd" python3 -m pytest tests/e2e -q -p no:cacheprovider
