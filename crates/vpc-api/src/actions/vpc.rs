@@ -182,7 +182,7 @@ fn describe_vpcs(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
     let items = query::apply(items, &r.p.filters()?, &vpc_field, VPC_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |v| v.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("vpcSet", page, |x, v| render_vpc(x, v));
+    x.set("vpcSet", page, render_vpc);
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -400,7 +400,7 @@ fn describe_subnets(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fau
     let items = query::apply(items, &r.p.filters()?, &subnet_field, SUBNET_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |s| s.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("subnetSet", page, |x, s| render_subnet(x, s));
+    x.set("subnetSet", page, render_subnet);
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -508,7 +508,7 @@ fn describe_igws(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
     )?;
     let (page, next) = query::paginate(items, r.p, |g| g.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("internetGatewaySet", page, |x, g| render_igw(x, g));
+    x.set("internetGatewaySet", page, render_igw);
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }

@@ -159,11 +159,7 @@ pub fn new_vpc(
         meta: sg_meta,
         vpc_id: vpc_id.clone(),
         name: "default".into(),
-        description: if is_default {
-            "default VPC security group".into()
-        } else {
-            "default VPC security group".into()
-        },
+        description: "default VPC security group".into(),
         ingress: vec![self_ref],
         egress,
     };

@@ -218,7 +218,14 @@ pub fn associate_cidr(
             let out = a.clone();
             w.update::<Vpc>(vpc_id, |v| v.ipv6.push(a));
             add_local_routes(w, &vpc, IpNet::V6(net));
-            w.update::<NetworkAcl>(&vpc.default_acl, defaults::add_v6_entries);
+            let acls: Vec<String> = w
+                .iter::<NetworkAcl>()
+                .filter(|a| a.vpc_id == vpc_id)
+                .map(|a| a.meta.id.clone())
+                .collect();
+            for a in acls {
+                w.update::<NetworkAcl>(&a, defaults::add_v6_entries);
+            }
             let eg = defaults::egress_all(ctx, defaults::all_v6());
             w.update::<SecurityGroup>(&vpc.default_sg, |g| {
                 if !g
