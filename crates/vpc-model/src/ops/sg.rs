@@ -1,1 +1,1777 @@
 //! Security groups: create, delete, rules, references across peerings, stale rules.
+//!
+//! A rule may reference a group in the same VPC, or a group in a peer VPC
+//! when an `active`, same-region peering joins the two VPCs (the peer may
+//! belong to another account, named by `UserId`). When that peering goes
+//! away, or the referenced group is deleted, the rule is kept but is *stale*;
+//! it stops being stale if an active peering between the same two VPCs
+//! appears again.
+
+use super::{check_limit, defaults, peering, sg_not_found, vpc, SG};
+use crate::cidr;
+use crate::fault::{Fault, Result};
+use crate::ids;
+use crate::types::*;
+use crate::world::World;
+use crate::Ctx;
+
+/// CreateSecurityGroup's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct CreateGroup {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub vpc_id: Option<String>,
+    pub tags: Tags,
+}
+
+/// One `UserIdGroupPair` as the caller gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairSpec {
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub user_id: Option<String>,
+    pub vpc_id: Option<String>,
+    pub peering_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// One CIDR or prefix-list entry with its optional description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub value: String,
+    pub description: Option<String>,
+}
+
+/// One `IpPermission` as the caller gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permission {
+    pub protocol: Option<String>,
+    pub from_port: Option<i64>,
+    pub to_port: Option<i64>,
+    pub ipv4: Vec<Source>,
+    pub ipv6: Vec<Source>,
+    pub prefix_lists: Vec<Source>,
+    pub groups: Vec<PairSpec>,
+}
+
+/// A referenced group as Describe calls show it (`UserIdGroupPair`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairView {
+    pub user_id: Option<String>,
+    pub group_id: String,
+    pub group_name: Option<String>,
+    pub vpc_id: Option<String>,
+    pub peering_id: Option<String>,
+    pub peering_status: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Rules grouped the way `ipPermissions` shows them: one item per (protocol, ports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermView {
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub groups: Vec<PairView>,
+    pub ipv4: Vec<Source>,
+    pub ipv6: Vec<Source>,
+    pub prefix_lists: Vec<Source>,
+}
+
+/// One row of DescribeSecurityGroupReferences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub group_id: String,
+    pub referencing_vpc_id: String,
+    pub peering_id: Option<String>,
+}
+
+/// One row of DescribeStaleSecurityGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleGroup {
+    pub group_id: String,
+    pub name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub ingress: Vec<PermView>,
+    pub egress: Vec<PermView>,
+}
+
+/// `arn:aws:ec2:<region>:<account>:security-group/<id>`
+pub fn arn(g: &SecurityGroup) -> String {
+    format!(
+        "arn:aws:ec2:{}:{}:security-group/{}",
+        g.meta.region, g.meta.owner, g.meta.id
+    )
+}
+
+/// `arn:aws:ec2:<region>:<account>:security-group-rule/<id>`
+pub fn rule_arn(g: &SecurityGroup, r: &SgRule) -> String {
+    format!(
+        "arn:aws:ec2:{}:{}:security-group-rule/{}",
+        g.meta.region, g.meta.owner, r.id
+    )
+}
+
+/// The caller's default VPC in this region, if it has one.
+pub fn default_vpc(w: &World, ctx: &Ctx<'_>) -> Option<String> {
+    w.get::<RegionInit>(&format!("{}:{}", ctx.account, ctx.region))
+        .and_then(|r| r.default_vpc.clone())
+}
+
+/// The caller's groups in this region (owning their lifetime, unlike `World::scoped`).
+fn mine<'w>(w: &'w World, ctx: &Ctx<'_>) -> impl Iterator<Item = &'w SecurityGroup> + 'w {
+    let (a, r) = (ctx.account.clone(), ctx.region.clone());
+    w.iter::<SecurityGroup>()
+        .filter(move |g| g.meta.owner == a && g.meta.region == r)
+}
+
+/// The caller's group by ID.
+pub fn get<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w SecurityGroup> {
+    SG.check(id)?;
+    w.owned::<SecurityGroup>(id, &ctx.account, &ctx.region, || sg_not_found(id))
+}
+
+/// The caller's group by name, in its default VPC (the only place names address groups).
+pub fn by_name<'w>(w: &'w World, ctx: &Ctx<'_>, name: &str) -> Result<&'w SecurityGroup> {
+    let Some(vpc) = default_vpc(w, ctx) else {
+        return Err(Fault::new(
+            "InvalidGroup.NotFound",
+            format!("The security group '{name}' does not exist"),
+        ));
+    };
+    mine(w, ctx)
+        .find(|g| g.vpc_id == vpc && g.name == name)
+        .ok_or_else(|| {
+            Fault::new(
+                "InvalidGroup.NotFound",
+                format!("The security group '{name}' does not exist in default VPC '{vpc}'"),
+            )
+        })
+}
+
+/// The group a request addresses: `GroupId`, or else `GroupName` in the default VPC.
+pub fn resolve(w: &World, ctx: &Ctx<'_>, id: Option<&str>, name: Option<&str>) -> Result<String> {
+    match (id.filter(|s| !s.is_empty()), name.filter(|s| !s.is_empty())) {
+        (Some(id), _) => Ok(get(w, ctx, id)?.meta.id.clone()),
+        (None, Some(name)) => Ok(by_name(w, ctx, name)?.meta.id.clone()),
+        (None, None) => Err(Fault::missing("GroupId")),
+    }
+}
+
+// ---- Create and delete ---------------------------------------------------
+
+fn check_text(what: &str, s: &str) -> Result<()> {
+    if s.chars().count() > 255 {
+        return Err(Fault::invalid_param(format!(
+            "Value ({s}) for parameter {what} is invalid. Length exceeds maximum of 255 characters."
+        )));
+    }
+    if !s.is_ascii() {
+        return Err(Fault::invalid_param(format!(
+            "Value ({s}) for parameter {what} is invalid. Character sets beyond ASCII are not supported."
+        )));
+    }
+    Ok(())
+}
+
+pub fn create_group(w: &mut World, ctx: &mut Ctx<'_>, req: CreateGroup) -> Result<SecurityGroup> {
+    let name = req
+        .name
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("GroupName"))?;
+    let description = req
+        .description
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("GroupDescription"))?;
+    check_text("GroupName", &name)?;
+    check_text("GroupDescription", &description)?;
+    if name.eq_ignore_ascii_case("default") {
+        return Err(Fault::new(
+            "InvalidGroup.Reserved",
+            "The security group 'default' is reserved",
+        ));
+    }
+    if name.to_ascii_lowercase().starts_with("sg-") {
+        return Err(Fault::invalid_param(format!(
+            "Value ({name}) for parameter GroupName is invalid. Group names may not be in the format sg-*."
+        )));
+    }
+    let vpc = match req.vpc_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(id) => vpc::get(w, ctx, id)?.clone(),
+        None => {
+            let id = default_vpc(w, ctx)
+                .ok_or_else(|| Fault::new("VPCIdNotSpecified", "No default VPC for this user"))?;
+            vpc::get(w, ctx, &id)?.clone()
+        }
+    };
+    super::tags::validate(&req.tags, ctx.limits.tags_per_resource)?;
+    if w.iter::<SecurityGroup>()
+        .any(|g| g.vpc_id == vpc.meta.id && g.name.eq_ignore_ascii_case(&name))
+    {
+        return Err(Fault::new(
+            "InvalidGroup.Duplicate",
+            format!(
+                "The security group '{name}' already exists for VPC '{}'",
+                vpc.meta.id
+            ),
+        ));
+    }
+    let count = w.scoped::<SecurityGroup>(&ctx.account, &ctx.region).count();
+    check_limit(
+        count,
+        ctx.limits.security_groups_per_region,
+        "SecurityGroupLimitExceeded",
+        "security groups",
+    )?;
+    let meta = super::new_meta(ctx, "sg", req.tags);
+    let mut egress = vec![defaults::egress_all(ctx, defaults::all_v4())];
+    if vpc.v6_blocks().next().is_some() {
+        egress.push(defaults::egress_all(ctx, defaults::all_v6()));
+    }
+    let g = SecurityGroup {
+        meta,
+        vpc_id: vpc.meta.id.clone(),
+        name,
+        description,
+        ingress: Vec::new(),
+        egress,
+    };
+    w.put(g.clone());
+    Ok(g)
+}
+
+fn references_group(r: &SgRule, id: &str) -> bool {
+    matches!(&r.peer, SgPeer::Group { group_id, .. } if group_id == id)
+}
+
+pub fn delete_group(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
+    let g = get(w, ctx, id)?.clone();
+    let is_default = w
+        .get::<Vpc>(&g.vpc_id)
+        .is_some_and(|v| v.default_sg == g.meta.id)
+        || g.name == "default";
+    if is_default {
+        return Err(Fault::new(
+            "CannotDelete",
+            format!("the specified group: \"{id}\" name: \"default\" cannot be deleted by a user"),
+        ));
+    }
+    // Rules in the same VPC block deletion; references from a peer VPC just go stale.
+    let dependent = w.iter::<SecurityGroup>().any(|o| {
+        o.meta.id != g.meta.id
+            && o.vpc_id == g.vpc_id
+            && o.ingress
+                .iter()
+                .chain(&o.egress)
+                .any(|r| references_group(r, id))
+    });
+    if dependent {
+        return Err(Fault::dependency(format!(
+            "resource {id} has a dependent object"
+        )));
+    }
+    w.remove::<SecurityGroup>(id);
+    Ok(())
+}
+
+// ---- Rules ---------------------------------------------------------------
+
+/// The canonical protocol: `tcp`, `udp`, `icmp`, `icmpv6`, `-1`, or another number.
+pub fn normalise_protocol(p: &str) -> Result<String> {
+    let l = p.trim().to_ascii_lowercase();
+    let bad = || {
+        Fault::invalid_param(format!(
+            "Invalid value '{p}' for IP protocol. Unknown protocol."
+        ))
+    };
+    let named = match l.as_str() {
+        "tcp" => "tcp",
+        "udp" => "udp",
+        "icmp" => "icmp",
+        "icmpv6" => "icmpv6",
+        "-1" | "all" => "-1",
+        _ => {
+            if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let n: u32 = l.parse().map_err(|_| bad())?;
+            return Ok(match n {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                1 => "icmp".into(),
+                58 => "icmpv6".into(),
+                n if n <= 255 => n.to_string(),
+                _ => return Err(bad()),
+            });
+        }
+    };
+    Ok(named.into())
+}
+
+/// Checks the port range (or ICMP type and code) for a canonical protocol.
+fn ports(proto: &str, from: Option<i64>, to: Option<i64>) -> Result<(Option<i32>, Option<i32>)> {
+    let range = |msg: String| Fault::invalid_param(msg);
+    match proto {
+        "tcp" | "udp" => {
+            let (Some(f), Some(t)) = (from, to) else {
+                return Err(range(
+                    "Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange."
+                        .into(),
+                ));
+            };
+            if !(0..=65535).contains(&f) {
+                return Err(range(format!("TCP/UDP (from) port ({f}) out of range")));
+            }
+            if !(0..=65535).contains(&t) {
+                return Err(range(format!("TCP/UDP (to) port ({t}) out of range")));
+            }
+            if f > t {
+                return Err(range(format!(
+                    "Invalid TCP/UDP port range (from {f} to {t}): the from port must not be greater than the to port"
+                )));
+            }
+            Ok((Some(f as i32), Some(t as i32)))
+        }
+        "icmp" | "icmpv6" => {
+            let (f, t) = match (from, to) {
+                (Some(f), Some(t)) => (f, t),
+                (None, None) if proto == "icmpv6" => (-1, -1),
+                _ => return Err(range(
+                    "Invalid value 'Must specify both from and to ports with ICMP.' for portRange."
+                        .into(),
+                )),
+            };
+            if !(-1..=255).contains(&f) {
+                return Err(range(format!("ICMP type ({f}) out of range")));
+            }
+            if !(-1..=255).contains(&t) {
+                return Err(range(format!("ICMP code ({t}) out of range")));
+            }
+            if f == -1 && t != -1 {
+                return Err(range(format!(
+                    "ICMP code ({t}) out of range: the code must be -1 when the type is -1"
+                )));
+            }
+            Ok((Some(f as i32), Some(t as i32)))
+        }
+        // `-1` and every other protocol mean all ports.
+        _ => Ok((None, None)),
+    }
+}
+
+fn bad_cidr(s: &str) -> Fault {
+    Fault::invalid_param(format!("CIDR block {s} is malformed"))
+}
+
+fn different_networks() -> Fault {
+    Fault::new(
+        "InvalidGroup.NotFound",
+        "You have specified two resources that belong to different networks.",
+    )
+}
+
+fn name_not_found(name: &str, vpc_id: &str) -> Fault {
+    Fault::new(
+        "InvalidGroup.NotFound",
+        format!("The security group '{name}' does not exist in VPC '{vpc_id}'"),
+    )
+}
+
+/// Resolves a referenced group for a new rule in `own` (strict: the reference must be reachable).
+fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> Result<SgPeer> {
+    let account = pair
+        .user_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| ctx.account.clone());
+    let target = match (pair.group_id.as_deref(), pair.group_name.as_deref()) {
+        (Some(id), _) if !id.is_empty() => {
+            SG.check(id)?;
+            w.get::<SecurityGroup>(id)
+                .filter(|g| g.meta.owner == account)
+                .ok_or_else(|| sg_not_found(id))?
+        }
+        (_, Some(name)) if !name.is_empty() => {
+            if account != ctx.account {
+                return Err(sg_not_found(name));
+            }
+            w.scoped::<SecurityGroup>(&ctx.account, &ctx.region)
+                .find(|g| g.vpc_id == own.vpc_id && g.name == name)
+                .ok_or_else(|| name_not_found(name, &own.vpc_id))?
+        }
+        _ => return Err(Fault::new("MissingParameter", "Source group ID missing.")),
+    };
+    if target.vpc_id == own.vpc_id && target.meta.region == own.meta.region {
+        return Ok(SgPeer::Group {
+            group_id: target.meta.id.clone(),
+            user_id: target.meta.owner.clone(),
+            vpc_id: None,
+            peering_id: None,
+        });
+    }
+    if target.meta.region != own.meta.region {
+        return Err(different_networks());
+    }
+    match peering::active_between(w, &own.vpc_id, &target.vpc_id) {
+        Some(p) if !p.inter_region() => Ok(SgPeer::Group {
+            group_id: target.meta.id.clone(),
+            user_id: target.meta.owner.clone(),
+            vpc_id: Some(target.vpc_id.clone()),
+            peering_id: Some(p.id.clone()),
+        }),
+        _ => Err(different_networks()),
+    }
+}
+
+/// Resolves a referenced group for revoking (lenient: stale and deleted groups still match).
+fn reference_for_revoke(
+    w: &World,
+    ctx: &Ctx<'_>,
+    own: &SecurityGroup,
+    pair: &PairSpec,
+) -> Result<Option<String>> {
+    match (pair.group_id.as_deref(), pair.group_name.as_deref()) {
+        (Some(id), _) if !id.is_empty() => {
+            SG.check(id)?;
+            Ok(Some(id.to_string()))
+        }
+        (_, Some(name)) if !name.is_empty() => Ok(w
+            .scoped::<SecurityGroup>(&ctx.account, &ctx.region)
+            .find(|g| g.vpc_id == own.vpc_id && g.name == name)
+            .map(|g| g.meta.id.clone())),
+        _ => Err(Fault::new("MissingParameter", "Source group ID missing.")),
+    }
+}
+
+/// One (protocol, ports, peer) candidate with its description.
+type Candidate = (String, Option<i32>, Option<i32>, SgPeer, Option<String>);
+
+/// Expands permissions into one candidate per source; `group` resolves group pairs.
+fn expand(
+    perms: &[Permission],
+    mut group: impl FnMut(&PairSpec) -> Result<Option<SgPeer>>,
+) -> Result<Vec<Option<Candidate>>> {
+    if perms.is_empty() {
+        return Err(Fault::missing("IpPermissions"));
+    }
+    let mut out = Vec::new();
+    for p in perms {
+        let proto_s = p
+            .protocol
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Fault::missing("IpProtocol"))?;
+        let proto = normalise_protocol(proto_s)?;
+        let (from, to) = ports(&proto, p.from_port, p.to_port)?;
+        if p.ipv4.is_empty()
+            && p.ipv6.is_empty()
+            && p.prefix_lists.is_empty()
+            && p.groups.is_empty()
+        {
+            return Err(Fault::new(
+                "MissingParameter",
+                "The request must contain the parameter IpRanges, Ipv6Ranges, PrefixListIds or Groups (UserIdGroupPairs)",
+            ));
+        }
+        let mut push = |peer: Option<SgPeer>, d: &Option<String>| {
+            out.push(peer.map(|peer| (proto.clone(), from, to, peer, d.clone())));
+        };
+        for s in &p.ipv4 {
+            let n = cidr::parse_v4(&s.value).ok_or_else(|| bad_cidr(&s.value))?;
+            push(Some(SgPeer::Cidr4(n)), &s.description);
+        }
+        for s in &p.ipv6 {
+            let n = cidr::parse_v6(&s.value).ok_or_else(|| bad_cidr(&s.value))?;
+            push(Some(SgPeer::Cidr6(n)), &s.description);
+        }
+        for s in &p.prefix_lists {
+            ids::check("pl", "InvalidPrefixListId.Malformed", &s.value)?;
+            push(Some(SgPeer::PrefixList(s.value.clone())), &s.description);
+        }
+        for g in &p.groups {
+            let peer = group(g)?;
+            push(peer, &g.description);
+        }
+    }
+    for c in out.iter().flatten() {
+        if let Some(d) = &c.4 {
+            if d.chars().count() > 255 {
+                return Err(Fault::invalid_param(format!(
+                    "Value ({d}) for parameter description is invalid. Length exceeds maximum of 255 characters."
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True when two peers name the same source (group references compare by group ID).
+fn same_peer(a: &SgPeer, b: &SgPeer) -> bool {
+    match (a, b) {
+        (SgPeer::Group { group_id: x, .. }, SgPeer::Group { group_id: y, .. }) => x == y,
+        _ => a == b,
+    }
+}
+
+fn matches(r: &SgRule, c: &Candidate) -> bool {
+    r.protocol == c.0 && r.from_port == c.1 && r.to_port == c.2 && same_peer(&r.peer, &c.3)
+}
+
+fn peer_label(p: &SgPeer) -> String {
+    match p {
+        SgPeer::Cidr4(n) => n.to_string(),
+        SgPeer::Cidr6(n) => n.to_string(),
+        SgPeer::PrefixList(id) => id.clone(),
+        SgPeer::Group { group_id, .. } => group_id.clone(),
+    }
+}
+
+/// How AWS spells a rule in `InvalidPermission.Duplicate`.
+fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: &SgPeer) -> String {
+    let peer = peer_label(peer);
+    let proto = if proto == "-1" {
+        "ALL".to_string()
+    } else {
+        proto.to_ascii_uppercase()
+    };
+    match (from, to) {
+        (Some(f), Some(t)) => {
+            format!("peer: {peer}, {proto}, from port: {f}, to port: {t}, ALLOW")
+        }
+        _ => format!("peer: {peer}, {proto}, ALLOW"),
+    }
+}
+
+fn is_v6(p: &SgPeer) -> bool {
+    matches!(p, SgPeer::Cidr6(_))
+}
+
+fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
+    if egress {
+        &g.egress
+    } else {
+        &g.ingress
+    }
+}
+
+/// AuthorizeSecurityGroupIngress / AuthorizeSecurityGroupEgress. Returns the new rules.
+pub fn authorize(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    egress: bool,
+    perms: &[Permission],
+    tags: Tags,
+) -> Result<Vec<SgRule>> {
+    let g = get(w, ctx, group_id)?.clone();
+    super::tags::validate(&tags, ctx.limits.tags_per_resource)?;
+    let cands: Vec<Candidate> = {
+        let wr: &World = w;
+        let cr: &Ctx<'_> = ctx;
+        expand(perms, |pair| reference(wr, cr, &g, pair).map(Some))?
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let existing = rules_of(&g, egress);
+    for (i, c) in cands.iter().enumerate() {
+        let dup = existing.iter().any(|r| matches(r, c))
+            || cands[..i]
+                .iter()
+                .any(|o| o.0 == c.0 && o.1 == c.1 && o.2 == c.2 && same_peer(&o.3, &c.3));
+        if dup {
+            return Err(Fault::new(
+                "InvalidPermission.Duplicate",
+                format!(
+                    "the specified rule \"{}\" already exists",
+                    rule_label(&c.0, c.1, c.2, &c.3)
+                ),
+            ));
+        }
+    }
+    // The quota counts each direction and each IP family separately.
+    for v6 in [false, true] {
+        let have = existing.iter().filter(|r| is_v6(&r.peer) == v6).count();
+        let add = cands.iter().filter(|c| is_v6(&c.3) == v6).count();
+        if add > 0 && have + add > ctx.limits.rules_per_security_group {
+            return Err(Fault::new(
+                "RulesPerSecurityGroupLimitExceeded",
+                "The maximum number of rules per security group has been reached.",
+            ));
+        }
+    }
+    let new: Vec<SgRule> = cands
+        .into_iter()
+        .map(|(protocol, from_port, to_port, peer, description)| SgRule {
+            id: ctx.new_id("sgr"),
+            protocol,
+            from_port,
+            to_port,
+            peer,
+            description,
+            tags: tags.clone(),
+        })
+        .collect();
+    let add = new.clone();
+    w.update::<SecurityGroup>(group_id, |g| {
+        if egress {
+            g.egress.extend(add)
+        } else {
+            g.ingress.extend(add)
+        }
+    });
+    Ok(new)
+}
+
+fn rule_not_found() -> Fault {
+    Fault::new(
+        "InvalidPermission.NotFound",
+        "The specified rule does not exist in this security group.",
+    )
+}
+
+fn remove_rules(w: &mut World, group_id: &str, egress: bool, ids: &[String]) -> Vec<SgRule> {
+    let mut removed = Vec::new();
+    w.update::<SecurityGroup>(group_id, |g| {
+        let rules = if egress {
+            &mut g.egress
+        } else {
+            &mut g.ingress
+        };
+        rules.retain(|r| {
+            if ids.contains(&r.id) {
+                removed.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+    });
+    removed
+}
+
+/// RevokeSecurityGroupIngress / RevokeSecurityGroupEgress by permissions. Returns the removed rules.
+pub fn revoke(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    egress: bool,
+    perms: &[Permission],
+) -> Result<Vec<SgRule>> {
+    let g = get(w, ctx, group_id)?.clone();
+    let cands = {
+        let wr: &World = w;
+        let cr: &Ctx<'_> = ctx;
+        expand(perms, |pair| {
+            Ok(
+                reference_for_revoke(wr, cr, &g, pair)?.map(|id| SgPeer::Group {
+                    group_id: id,
+                    user_id: String::new(),
+                    vpc_id: None,
+                    peering_id: None,
+                }),
+            )
+        })?
+    };
+    let existing = rules_of(&g, egress);
+    let mut ids: Vec<String> = Vec::new();
+    for c in &cands {
+        let hit = c
+            .as_ref()
+            .and_then(|c| existing.iter().find(|r| matches(r, c)))
+            .ok_or_else(rule_not_found)?;
+        if !ids.contains(&hit.id) {
+            ids.push(hit.id.clone());
+        }
+    }
+    Ok(remove_rules(w, group_id, egress, &ids))
+}
+
+/// Revokes rules by `sgr-` ID. Each must be a rule of this group in this direction.
+pub fn revoke_ids(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    egress: bool,
+    rule_ids: &[String],
+) -> Result<Vec<SgRule>> {
+    let g = get(w, ctx, group_id)?.clone();
+    if rule_ids.is_empty() {
+        return Err(Fault::missing("SecurityGroupRuleId"));
+    }
+    for id in rule_ids {
+        ids::check("sgr", "InvalidSecurityGroupRuleId.Malformed", id)?;
+        if !rules_of(&g, egress).iter().any(|r| &r.id == id) {
+            return Err(Fault::new(
+                "InvalidSecurityGroupRuleId.NotFound",
+                format!("The security group rule ID '{id}' does not exist"),
+            ));
+        }
+    }
+    Ok(remove_rules(w, group_id, egress, rule_ids))
+}
+
+// ---- Views ---------------------------------------------------------------
+
+/// The peering a peer-VPC reference goes through now and its state code.
+///
+/// The stored connection while it is active; else any active connection
+/// between the same two VPCs (re-peering); else the stored one as it is
+/// (`deleted` once its record is gone).
+pub fn effective_peering(
+    w: &World,
+    own_vpc: &str,
+    other_vpc: &str,
+    stored: Option<&str>,
+) -> (Option<String>, String) {
+    if let Some(p) = stored.and_then(|id| w.get::<Peering>(id)) {
+        if p.state == PcxState::Active {
+            return (Some(p.id.clone()), "active".into());
+        }
+    }
+    if let Some(p) = peering::active_between(w, own_vpc, other_vpc) {
+        return (Some(p.id.clone()), "active".into());
+    }
+    let status = stored
+        .and_then(|id| w.get::<Peering>(id))
+        .map_or("deleted", |p| p.state.as_str());
+    (stored.map(str::to_string), status.to_string())
+}
+
+/// True when the rule references a deleted group, or a peer VPC's group without an active peering.
+pub fn is_stale(w: &World, own_vpc: &str, r: &SgRule) -> bool {
+    let SgPeer::Group {
+        group_id, vpc_id, ..
+    } = &r.peer
+    else {
+        return false;
+    };
+    if w.get::<SecurityGroup>(group_id).is_none() {
+        return true;
+    }
+    match vpc_id {
+        Some(v) => peering::active_between(w, own_vpc, v).is_none_or(|p| p.inter_region()),
+        None => false,
+    }
+}
+
+/// How Describe calls show a group reference of a rule in a group of `own_vpc`.
+pub fn pair_view(w: &World, own_vpc: &str, r: &SgRule) -> Option<PairView> {
+    let SgPeer::Group {
+        group_id,
+        user_id,
+        vpc_id,
+        peering_id,
+    } = &r.peer
+    else {
+        return None;
+    };
+    let mut v = PairView {
+        user_id: Some(user_id.clone()),
+        group_id: group_id.clone(),
+        description: r.description.clone(),
+        ..PairView::default()
+    };
+    if let Some(other) = vpc_id {
+        let (pcx, status) = effective_peering(w, own_vpc, other, peering_id.as_deref());
+        v.vpc_id = Some(other.clone());
+        v.peering_id = pcx;
+        v.peering_status = Some(status);
+    }
+    Some(v)
+}
+
+/// A stale reference as DescribeStaleSecurityGroups shows it.
+fn stale_pair(w: &World, own_vpc: &str, r: &SgRule) -> Option<PairView> {
+    let mut v = pair_view(w, own_vpc, r)?;
+    match w.get::<SecurityGroup>(&v.group_id) {
+        Some(target) => v.group_name = Some(target.name.clone()),
+        None => {
+            v.user_id = None;
+            v.group_name = None;
+        }
+    }
+    Some(v)
+}
+
+fn group_perms<'a>(
+    rules: impl Iterator<Item = &'a SgRule>,
+    mut pair: impl FnMut(&SgRule) -> Option<PairView>,
+) -> Vec<PermView> {
+    let mut out: Vec<PermView> = Vec::new();
+    for r in rules {
+        let idx = match out.iter().position(|p| {
+            p.protocol == r.protocol && p.from_port == r.from_port && p.to_port == r.to_port
+        }) {
+            Some(i) => i,
+            None => {
+                out.push(PermView {
+                    protocol: r.protocol.clone(),
+                    from_port: r.from_port,
+                    to_port: r.to_port,
+                    ..PermView::default()
+                });
+                out.len() - 1
+            }
+        };
+        let p = &mut out[idx];
+        let src = |value: String| Source {
+            value,
+            description: r.description.clone(),
+        };
+        match &r.peer {
+            SgPeer::Cidr4(n) => p.ipv4.push(src(n.to_string())),
+            SgPeer::Cidr6(n) => p.ipv6.push(src(n.to_string())),
+            SgPeer::PrefixList(id) => p.prefix_lists.push(src(id.clone())),
+            SgPeer::Group { .. } => {
+                if let Some(v) = pair(r) {
+                    p.groups.push(v)
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A group's rules in one direction, as `ipPermissions` / `ipPermissionsEgress`.
+pub fn permissions(w: &World, g: &SecurityGroup, egress: bool) -> Vec<PermView> {
+    group_perms(rules_of(g, egress).iter(), |r| pair_view(w, &g.vpc_id, r))
+}
+
+/// DescribeSecurityGroupReferences: peer VPCs whose rules reference the caller's groups.
+pub fn references(w: &World, ctx: &Ctx<'_>, group_ids: &[String]) -> Result<Vec<Reference>> {
+    if group_ids.is_empty() {
+        return Err(Fault::missing("GroupId"));
+    }
+    let mut out: Vec<Reference> = Vec::new();
+    for id in group_ids {
+        let g = get(w, ctx, id)?;
+        for o in w.iter::<SecurityGroup>() {
+            if o.vpc_id == g.vpc_id {
+                continue;
+            }
+            for r in o.ingress.iter().chain(&o.egress) {
+                let SgPeer::Group {
+                    group_id,
+                    vpc_id: Some(v),
+                    peering_id,
+                    ..
+                } = &r.peer
+                else {
+                    continue;
+                };
+                if group_id != id || *v != g.vpc_id || is_stale(w, &o.vpc_id, r) {
+                    continue;
+                }
+                let (pcx, _) = effective_peering(w, &o.vpc_id, v, peering_id.as_deref());
+                let row = Reference {
+                    group_id: id.clone(),
+                    referencing_vpc_id: o.vpc_id.clone(),
+                    peering_id: pcx,
+                };
+                if !out.contains(&row) {
+                    out.push(row);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// DescribeStaleSecurityGroups: the caller's groups in `vpc_id` with stale rules, by group ID.
+pub fn stale_groups(w: &World, ctx: &Ctx<'_>, vpc_id: &str) -> Result<Vec<StaleGroup>> {
+    let vpc = vpc::get(w, ctx, vpc_id)?;
+    let mut out = Vec::new();
+    for g in w.scoped::<SecurityGroup>(&ctx.account, &ctx.region) {
+        if g.vpc_id != vpc.meta.id {
+            continue;
+        }
+        let stale = |egress: bool| {
+            group_perms(
+                rules_of(g, egress)
+                    .iter()
+                    .filter(|r| is_stale(w, &g.vpc_id, r)),
+                |r| stale_pair(w, &g.vpc_id, r),
+            )
+        };
+        let (ingress, egress) = (stale(false), stale(true));
+        if ingress.is_empty() && egress.is_empty() {
+            continue;
+        }
+        out.push(StaleGroup {
+            group_id: g.meta.id.clone(),
+            name: g.name.clone(),
+            description: g.description.clone(),
+            vpc_id: g.vpc_id.clone(),
+            ingress,
+            egress,
+        });
+    }
+    Ok(out)
+}
+
+/// Every rule of the caller's groups as (group, rule, is_egress), sorted by rule ID.
+pub fn all_rules<'w>(w: &'w World, ctx: &Ctx<'_>) -> Vec<(&'w SecurityGroup, &'w SgRule, bool)> {
+    let mut v: Vec<_> = mine(w, ctx)
+        .flat_map(|g| {
+            g.ingress
+                .iter()
+                .map(move |r| (g, r, false))
+                .chain(g.egress.iter().map(move |r| (g, r, true)))
+        })
+        .collect();
+    v.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    v
+}
+
+/// The caller's rule with this ID, with its group and direction.
+pub fn find_rule<'w>(
+    w: &'w World,
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<(&'w SecurityGroup, &'w SgRule, bool)> {
+    ids::check("sgr", "InvalidSecurityGroupRuleId.Malformed", id)?;
+    all_rules(w, ctx)
+        .into_iter()
+        .find(|(_, r, _)| r.id == id)
+        .ok_or_else(|| {
+            Fault::new(
+                "InvalidSecurityGroupRuleId.NotFound",
+                format!("The security group rule ID '{id}' does not exist"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::{IdSource, Limits, Timestamp};
+    use crate::ops::peering::CreatePeering;
+
+    struct Seq(u64);
+
+    impl IdSource for Seq {
+        fn hex17(&mut self) -> String {
+            self.0 += 1;
+            format!("{:017x}", self.0)
+        }
+    }
+
+    struct T {
+        w: World,
+        ids: Seq,
+        limits: Limits,
+        now: Timestamp,
+        zones: Vec<(String, String)>,
+    }
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+
+    impl T {
+        fn new() -> T {
+            T {
+                w: World::default(),
+                ids: Seq(0),
+                limits: Limits::default(),
+                now: Timestamp(1_000_000),
+                zones: vec![("us-east-1a".into(), "use1-az1".into())],
+            }
+        }
+
+        fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
+            self.run_in(account, "us-east-1", f)
+        }
+
+        fn run_in<R>(
+            &mut self,
+            account: &str,
+            region: &str,
+            f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R,
+        ) -> R {
+            let mut ctx = Ctx {
+                account: account.into(),
+                region: region.into(),
+                now: self.now,
+                ids: &mut self.ids,
+                limits: &self.limits,
+                zones: &self.zones,
+            };
+            f(&mut self.w, &mut ctx)
+        }
+
+        fn vpc(&mut self, account: &str, cidr: &str) -> Vpc {
+            self.vpc_in(account, "us-east-1", cidr)
+        }
+
+        fn vpc_in(&mut self, account: &str, region: &str, cidr: &str) -> Vpc {
+            let net = cidr.parse().unwrap();
+            self.run_in(account, region, |w, ctx| {
+                defaults::new_vpc(w, ctx, net, None, false, "default", vec![])
+            })
+        }
+
+        fn group(&mut self, account: &str, vpc: &str, name: &str) -> String {
+            self.run(account, |w, ctx| {
+                create_group(
+                    w,
+                    ctx,
+                    CreateGroup {
+                        name: Some(name.into()),
+                        description: Some(format!("{name} group")),
+                        vpc_id: Some(vpc.into()),
+                        tags: vec![],
+                    },
+                )
+                .unwrap()
+                .meta
+                .id
+            })
+        }
+
+        fn advance(&mut self) {
+            self.now = self.now.plus_ms(self.limits.peering_transition_ms + 1);
+            peering::tick(&mut self.w, self.now);
+        }
+
+        /// Requests a peering from `a` (owned by `oa`) to `b` (owned by `ob`) and makes it active.
+        fn peer(&mut self, oa: &str, a: &str, ob: &str, b: &str) -> String {
+            let p = self.run(oa, |w, ctx| {
+                peering::create(
+                    w,
+                    ctx,
+                    CreatePeering {
+                        vpc_id: Some(a.into()),
+                        peer_vpc_id: Some(b.into()),
+                        peer_owner_id: Some(ob.into()),
+                        peer_region: None,
+                        tags: vec![],
+                    },
+                    &|_| true,
+                )
+                .unwrap()
+            });
+            self.advance();
+            self.run(ob, |w, ctx| peering::accept(w, ctx, &p.id).unwrap());
+            self.advance();
+            assert_eq!(
+                self.w.get::<Peering>(&p.id).unwrap().state,
+                PcxState::Active
+            );
+            p.id
+        }
+
+        fn sg(&self, id: &str) -> &SecurityGroup {
+            self.w.get::<SecurityGroup>(id).unwrap()
+        }
+    }
+
+    fn cidr_perm(proto: &str, from: Option<i64>, to: Option<i64>, cidr: &str) -> Permission {
+        Permission {
+            protocol: Some(proto.into()),
+            from_port: from,
+            to_port: to,
+            ipv4: vec![Source {
+                value: cidr.into(),
+                description: None,
+            }],
+            ..Permission::default()
+        }
+    }
+
+    fn group_perm(group: &str, user: Option<&str>) -> Permission {
+        Permission {
+            protocol: Some("tcp".into()),
+            from_port: Some(443),
+            to_port: Some(443),
+            groups: vec![PairSpec {
+                group_id: Some(group.into()),
+                user_id: user.map(str::to_string),
+                ..PairSpec::default()
+            }],
+            ..Permission::default()
+        }
+    }
+
+    #[test]
+    fn create_defaults_and_errors() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "web");
+        let g = t.sg(&id).clone();
+        assert!(g.ingress.is_empty());
+        assert_eq!(g.egress.len(), 1);
+        assert_eq!(g.egress[0].protocol, "-1");
+        assert_eq!(
+            g.egress[0].peer,
+            SgPeer::Cidr4("0.0.0.0/0".parse().unwrap())
+        );
+        assert_eq!(
+            arn(&g),
+            format!("arn:aws:ec2:us-east-1:{A}:security-group/{id}")
+        );
+        let mk = |t: &mut T, name: &str, vpc: Option<&str>| {
+            t.run(A, |w, ctx| {
+                create_group(
+                    w,
+                    ctx,
+                    CreateGroup {
+                        name: Some(name.into()),
+                        description: Some("d".into()),
+                        vpc_id: vpc.map(str::to_string),
+                        tags: vec![],
+                    },
+                )
+                .map(|g| g.meta.id)
+            })
+        };
+        let e = mk(&mut t, "WEB", Some(&v.meta.id)).unwrap_err();
+        assert_eq!(e.code, "InvalidGroup.Duplicate");
+        assert_eq!(
+            e.message,
+            format!(
+                "The security group 'WEB' already exists for VPC '{}'",
+                v.meta.id
+            )
+        );
+        assert_eq!(
+            mk(&mut t, "default", Some(&v.meta.id)).unwrap_err().code,
+            "InvalidGroup.Reserved"
+        );
+        assert_eq!(
+            mk(&mut t, "sg-foo", Some(&v.meta.id)).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            mk(&mut t, "x", Some("vpc-00000000000000abc"))
+                .unwrap_err()
+                .code,
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(mk(&mut t, "x", None).unwrap_err().code, "VPCIdNotSpecified");
+        // Same name in another VPC is fine.
+        let v2 = t.vpc(A, "10.1.0.0/16");
+        t.group(A, &v2.meta.id, "web");
+        t.limits.security_groups_per_region = 4;
+        assert_eq!(
+            mk(&mut t, "more", Some(&v.meta.id)).unwrap_err().code,
+            "SecurityGroupLimitExceeded"
+        );
+    }
+
+    #[test]
+    fn protocol_normalisation() {
+        for (i, o) in [
+            ("6", "tcp"),
+            ("TCP", "tcp"),
+            ("17", "udp"),
+            ("1", "icmp"),
+            ("58", "icmpv6"),
+            ("all", "-1"),
+            ("-1", "-1"),
+            ("47", "47"),
+            ("006", "tcp"),
+        ] {
+            assert_eq!(normalise_protocol(i).unwrap(), o, "{i}");
+        }
+        assert!(normalise_protocol("foo").is_err());
+        assert!(normalise_protocol("256").is_err());
+        assert!(normalise_protocol("-2").is_err());
+
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "web");
+        // 6 is tcp: a later "tcp" rule with the same ports is a duplicate.
+        let r = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &id,
+                    false,
+                    &[cidr_perm("6", Some(22), Some(22), "10.0.0.0/16")],
+                    vec![],
+                )
+            })
+            .unwrap();
+        assert_eq!(r[0].protocol, "tcp");
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &id,
+                    false,
+                    &[cidr_perm("tcp", Some(22), Some(22), "10.0.0.0/16")],
+                    vec![],
+                )
+            })
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidPermission.Duplicate");
+        // Protocol 47 (GRE) ignores ports; "all" is -1.
+        let r = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &id,
+                    false,
+                    &[
+                        cidr_perm("47", Some(1), Some(2), "10.0.0.0/16"),
+                        cidr_perm("all", None, None, "10.9.0.0/16"),
+                    ],
+                    vec![],
+                )
+            })
+            .unwrap();
+        assert_eq!((r[0].protocol.as_str(), r[0].from_port), ("47", None));
+        assert_eq!(r[1].protocol, "-1");
+        // Port checks.
+        let bad = |t: &mut T, p: Permission| {
+            t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[p], vec![]))
+                .unwrap_err()
+                .code
+        };
+        for p in [
+            cidr_perm("tcp", None, Some(22), "1.2.3.4/32"),
+            cidr_perm("tcp", Some(-1), Some(-1), "1.2.3.4/32"),
+            cidr_perm("udp", Some(10), Some(5), "1.2.3.4/32"),
+            cidr_perm("tcp", Some(1), Some(70000), "1.2.3.4/32"),
+            cidr_perm("icmp", Some(-1), Some(3), "1.2.3.4/32"),
+            cidr_perm("icmp", None, None, "1.2.3.4/32"),
+            cidr_perm("tcp", Some(1), Some(2), "1.2.3/32"),
+        ] {
+            assert_eq!(bad(&mut t, p), "InvalidParameterValue");
+        }
+        let r = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &id,
+                    false,
+                    &[cidr_perm("icmp", Some(8), Some(-1), "1.2.3.4/32")],
+                    vec![],
+                )
+            })
+            .unwrap();
+        assert_eq!((r[0].from_port, r[0].to_port), (Some(8), Some(-1)));
+    }
+
+    #[test]
+    fn authorize_revoke_duplicate() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "web");
+        let p = cidr_perm("tcp", Some(22), Some(22), "10.0.5.7/16");
+        let tags = vec![Tag {
+            key: "k".into(),
+            value: "v".into(),
+        }];
+        let r = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &id, false, std::slice::from_ref(&p), tags)
+            })
+            .unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].id.starts_with("sgr-"));
+        assert_eq!(r[0].peer, SgPeer::Cidr4("10.0.0.0/16".parse().unwrap()));
+        assert_eq!(r[0].tags.len(), 1);
+        assert_eq!(t.sg(&id).ingress.len(), 1);
+        // The non-canonical spelling is a duplicate; the message names the canonical rule.
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &id, false, std::slice::from_ref(&p), vec![])
+            })
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidPermission.Duplicate");
+        assert_eq!(
+            e.message,
+            "the specified rule \"peer: 10.0.0.0/16, TCP, from port: 22, to port: 22, ALLOW\" already exists"
+        );
+        // A duplicate inside one request also fails, and nothing is added.
+        let two = [
+            cidr_perm("tcp", Some(80), Some(80), "0.0.0.0/0"),
+            cidr_perm("tcp", Some(80), Some(80), "0.0.0.0/0"),
+        ];
+        assert_eq!(
+            t.run(A, |w, ctx| authorize(w, ctx, &id, false, &two, vec![]))
+                .unwrap_err()
+                .code,
+            "InvalidPermission.Duplicate"
+        );
+        // The egress allow-all is already there.
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &id,
+                    true,
+                    &[cidr_perm("-1", None, None, "0.0.0.0/0")],
+                    vec![],
+                )
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the specified rule \"peer: 0.0.0.0/0, ALL, ALLOW\" already exists"
+        );
+        // Missing source.
+        let none = Permission {
+            protocol: Some("tcp".into()),
+            from_port: Some(1),
+            to_port: Some(1),
+            ..Permission::default()
+        };
+        assert_eq!(
+            t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[none], vec![]))
+                .unwrap_err()
+                .code,
+            "MissingParameter"
+        );
+        // Revoke by permission (non-canonical spelling matches), then again fails.
+        let gone = t
+            .run(A, |w, ctx| {
+                revoke(w, ctx, &id, false, std::slice::from_ref(&p))
+            })
+            .unwrap();
+        assert_eq!(gone[0].id, r[0].id);
+        assert!(t.sg(&id).ingress.is_empty());
+        let e = t
+            .run(A, |w, ctx| {
+                revoke(w, ctx, &id, false, std::slice::from_ref(&p))
+            })
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidPermission.NotFound");
+        // Revoke by rule ID, egress.
+        let eg = t.sg(&id).egress[0].id.clone();
+        assert_eq!(
+            t.run(A, |w, ctx| revoke_ids(
+                w,
+                ctx,
+                &id,
+                false,
+                std::slice::from_ref(&eg)
+            ))
+            .unwrap_err()
+            .code,
+            "InvalidSecurityGroupRuleId.NotFound"
+        );
+        t.run(A, |w, ctx| revoke_ids(w, ctx, &id, true, &[eg]))
+            .unwrap();
+        assert!(t.sg(&id).egress.is_empty());
+        // Another account cannot see the group.
+        assert_eq!(
+            t.run(B, |w, ctx| authorize(
+                w,
+                ctx,
+                &id,
+                false,
+                std::slice::from_ref(&p),
+                vec![]
+            ))
+            .unwrap_err()
+            .code,
+            "InvalidGroup.NotFound"
+        );
+    }
+
+    #[test]
+    fn rule_quota_per_direction_and_family() {
+        let mut t = T::new();
+        t.limits.rules_per_security_group = 3;
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "web");
+        let perms: Vec<Permission> = (1..=3)
+            .map(|i| cidr_perm("tcp", Some(i), Some(i), "10.0.0.0/8"))
+            .collect();
+        t.run(A, |w, ctx| authorize(w, ctx, &id, false, &perms, vec![]))
+            .unwrap();
+        let more = cidr_perm("tcp", Some(9), Some(9), "10.0.0.0/8");
+        assert_eq!(
+            t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[more], vec![]))
+                .unwrap_err()
+                .code,
+            "RulesPerSecurityGroupLimitExceeded"
+        );
+        let v6 = Permission {
+            protocol: Some("tcp".into()),
+            from_port: Some(9),
+            to_port: Some(9),
+            ipv6: vec![Source {
+                value: "2600::/16".into(),
+                description: None,
+            }],
+            ..Permission::default()
+        };
+        t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[v6], vec![]))
+            .unwrap();
+    }
+
+    #[test]
+    fn cross_vpc_reference_needs_active_peering() {
+        let mut t = T::new();
+        let a = t.vpc(A, "10.0.0.0/16");
+        let b = t.vpc(B, "10.1.0.0/16");
+        let ga = t.group(A, &a.meta.id, "app");
+        let gb = t.group(B, &b.meta.id, "db");
+        // No peering: refused, same message for own-account other-VPC groups.
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
+            })
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidGroup.NotFound");
+        assert_eq!(
+            e.message,
+            "You have specified two resources that belong to different networks."
+        );
+        // Without UserId, another account's group is simply not found.
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &ga, false, &[group_perm(&gb, None)], vec![])
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("The security group '{gb}' does not exist")
+        );
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(
+                    w,
+                    ctx,
+                    &ga,
+                    false,
+                    &[group_perm("sg-0000000000000dead", None)],
+                    vec![],
+                )
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "The security group 'sg-0000000000000dead' does not exist"
+        );
+        // A pending peering is not enough.
+        let p = t.run(A, |w, ctx| {
+            peering::create(
+                w,
+                ctx,
+                CreatePeering {
+                    vpc_id: Some(a.meta.id.clone()),
+                    peer_vpc_id: Some(b.meta.id.clone()),
+                    peer_owner_id: Some(B.into()),
+                    peer_region: None,
+                    tags: vec![],
+                },
+                &|_| true,
+            )
+            .unwrap()
+        });
+        t.advance();
+        assert!(t
+            .run(A, |w, ctx| authorize(
+                w,
+                ctx,
+                &ga,
+                false,
+                &[group_perm(&gb, Some(B))],
+                vec![]
+            ))
+            .is_err());
+        t.run(B, |w, ctx| peering::accept(w, ctx, &p.id).unwrap());
+        t.advance();
+        let r = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
+            })
+            .unwrap();
+        assert_eq!(
+            r[0].peer,
+            SgPeer::Group {
+                group_id: gb.clone(),
+                user_id: B.into(),
+                vpc_id: Some(b.meta.id.clone()),
+                peering_id: Some(p.id.clone()),
+            }
+        );
+        let view = permissions(&t.w, t.sg(&ga), false);
+        assert_eq!(view.len(), 1);
+        assert_eq!(view[0].groups[0].peering_status.as_deref(), Some("active"));
+        assert_eq!(
+            view[0].groups[0].vpc_id.as_deref(),
+            Some(b.meta.id.as_str())
+        );
+        // The owner of gb sees the reference.
+        let refs = t
+            .run(B, |w, ctx| references(w, ctx, std::slice::from_ref(&gb)))
+            .unwrap();
+        assert_eq!(
+            refs,
+            vec![Reference {
+                group_id: gb.clone(),
+                referencing_vpc_id: a.meta.id.clone(),
+                peering_id: Some(p.id.clone()),
+            }]
+        );
+        // Egress references work the same way.
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &ga, true, &[group_perm(&gb, Some(B))], vec![])
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn inter_region_peer_group_refused() {
+        let mut t = T::new();
+        let a = t.vpc(A, "10.0.0.0/16");
+        let b = t.vpc_in(A, "eu-west-1", "10.1.0.0/16");
+        let ga = t.group(A, &a.meta.id, "app");
+        let gb = t.run_in(A, "eu-west-1", |w, ctx| {
+            create_group(
+                w,
+                ctx,
+                CreateGroup {
+                    name: Some("db".into()),
+                    description: Some("d".into()),
+                    vpc_id: Some(b.meta.id.clone()),
+                    tags: vec![],
+                },
+            )
+            .unwrap()
+            .meta
+            .id
+        });
+        let p = t.run(A, |w, ctx| {
+            peering::create(
+                w,
+                ctx,
+                CreatePeering {
+                    vpc_id: Some(a.meta.id.clone()),
+                    peer_vpc_id: Some(b.meta.id.clone()),
+                    peer_owner_id: None,
+                    peer_region: Some("eu-west-1".into()),
+                    tags: vec![],
+                },
+                &|_| true,
+            )
+            .unwrap()
+        });
+        t.advance();
+        t.run_in(A, "eu-west-1", |w, ctx| {
+            peering::accept(w, ctx, &p.id).unwrap()
+        });
+        t.advance();
+        assert_eq!(t.w.get::<Peering>(&p.id).unwrap().state, PcxState::Active);
+        let e = t
+            .run(A, |w, ctx| {
+                authorize(w, ctx, &ga, false, &[group_perm(&gb, None)], vec![])
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "You have specified two resources that belong to different networks."
+        );
+    }
+
+    #[test]
+    fn stale_after_peering_deleted_and_not_after_repeering() {
+        let mut t = T::new();
+        let a = t.vpc(A, "10.0.0.0/16");
+        let b = t.vpc(B, "10.1.0.0/16");
+        let ga = t.group(A, &a.meta.id, "app");
+        let gb = t.group(B, &b.meta.id, "db");
+        let p1 = t.peer(A, &a.meta.id, B, &b.meta.id);
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
+        })
+        .unwrap();
+        let stale = |t: &mut T| {
+            let vpc = a.meta.id.clone();
+            t.run(A, |w, ctx| stale_groups(w, ctx, &vpc)).unwrap()
+        };
+        assert!(stale(&mut t).is_empty());
+
+        t.run(B, |w, ctx| peering::delete(w, ctx, &p1).unwrap());
+        let s = stale(&mut t);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].group_id, ga);
+        assert!(s[0].egress.is_empty());
+        let pair = &s[0].ingress[0].groups[0];
+        assert_eq!(pair.group_id, gb);
+        assert_eq!(pair.user_id.as_deref(), Some(B));
+        assert_eq!(pair.peering_id.as_deref(), Some(p1.as_str()));
+        assert_eq!(pair.peering_status.as_deref(), Some("deleted"));
+        assert_eq!(s[0].ingress[0].from_port, Some(443));
+        // DescribeSecurityGroups shows the peering as deleted too.
+        let view = permissions(&t.w, t.sg(&ga), false);
+        assert_eq!(view[0].groups[0].peering_status.as_deref(), Some("deleted"));
+        // No longer referenced from an active peering.
+        assert!(t
+            .run(B, |w, ctx| references(w, ctx, std::slice::from_ref(&gb)))
+            .unwrap()
+            .is_empty());
+        // After the record itself disappears, the status is still "deleted".
+        t.now = t.now.plus_ms(3 * Timestamp::DAY);
+        peering::tick(&mut t.w, t.now);
+        assert!(t.w.get::<Peering>(&p1).is_none());
+        assert_eq!(
+            stale(&mut t)[0].ingress[0].groups[0]
+                .peering_status
+                .as_deref(),
+            Some("deleted")
+        );
+
+        // A new active peering between the same VPCs (either direction) heals the rule.
+        let p2 = t.peer(B, &b.meta.id, A, &a.meta.id);
+        assert!(stale(&mut t).is_empty());
+        let view = permissions(&t.w, t.sg(&ga), false);
+        assert_eq!(view[0].groups[0].peering_status.as_deref(), Some("active"));
+        assert_eq!(view[0].groups[0].peering_id.as_deref(), Some(p2.as_str()));
+
+        // Deleting the peer group (allowed: the reference is from another VPC) makes it stale again.
+        t.run(B, |w, ctx| delete_group(w, ctx, &gb)).unwrap();
+        let s = stale(&mut t);
+        let pair = &s[0].ingress[0].groups[0];
+        assert_eq!(pair.user_id, None);
+        assert_eq!(pair.group_name, None);
+        assert_eq!(pair.vpc_id.as_deref(), Some(b.meta.id.as_str()));
+        // Revoking a stale rule works.
+        t.run(A, |w, ctx| {
+            revoke(w, ctx, &ga, false, &[group_perm(&gb, Some(B))])
+        })
+        .unwrap();
+        assert!(stale(&mut t).is_empty());
+        // The VPC must be the caller's.
+        let vb = b.meta.id.clone();
+        assert_eq!(
+            t.run(A, |w, ctx| stale_groups(w, ctx, &vb))
+                .unwrap_err()
+                .code,
+            "InvalidVpcID.NotFound"
+        );
+    }
+
+    #[test]
+    fn delete_group_dependencies() {
+        let mut t = T::new();
+        let a = t.vpc(A, "10.0.0.0/16");
+        let b = t.vpc(A, "10.1.0.0/16");
+        let web = t.group(A, &a.meta.id, "web");
+        let db = t.group(A, &a.meta.id, "db");
+        let peer = t.group(A, &b.meta.id, "peer");
+        // Default group.
+        let e = t
+            .run(A, |w, ctx| delete_group(w, ctx, &a.default_sg))
+            .unwrap_err();
+        assert_eq!(e.code, "CannotDelete");
+        assert_eq!(
+            e.message,
+            format!(
+                "the specified group: \"{}\" name: \"default\" cannot be deleted by a user",
+                a.default_sg
+            )
+        );
+        // db is referenced by web in the same VPC.
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &web, false, &[group_perm(&db, None)], vec![])
+        })
+        .unwrap();
+        let e = t.run(A, |w, ctx| delete_group(w, ctx, &db)).unwrap_err();
+        assert_eq!(e.code, "DependencyViolation");
+        assert_eq!(e.message, format!("resource {db} has a dependent object"));
+        // A self-reference does not block.
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &web, true, &[group_perm(&web, None)], vec![])
+        })
+        .unwrap();
+        // peer (VPC b) is referenced from VPC a through a peering: deletable.
+        t.peer(A, &a.meta.id, A, &b.meta.id);
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &web, false, &[group_perm(&peer, None)], vec![])
+        })
+        .unwrap();
+        t.run(A, |w, ctx| delete_group(w, ctx, &peer)).unwrap();
+        assert!(is_stale(&t.w, &a.meta.id, &t.sg(&web).ingress[1]));
+        // Revoke the same-VPC reference; then db can go, and so can web.
+        t.run(A, |w, ctx| {
+            revoke(w, ctx, &web, false, &[group_perm(&db, None)])
+        })
+        .unwrap();
+        t.run(A, |w, ctx| delete_group(w, ctx, &db)).unwrap();
+        t.run(A, |w, ctx| delete_group(w, ctx, &web)).unwrap();
+        assert_eq!(
+            t.run(A, |w, ctx| delete_group(w, ctx, &web))
+                .unwrap_err()
+                .code,
+            "InvalidGroup.NotFound"
+        );
+        assert_eq!(
+            t.run(A, |w, ctx| delete_group(w, ctx, "sg-xyz"))
+                .unwrap_err()
+                .code,
+            "InvalidGroupId.Malformed"
+        );
+    }
+
+    #[test]
+    fn grouped_permissions_view() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "web");
+        let perms = [
+            Permission {
+                protocol: Some("tcp".into()),
+                from_port: Some(22),
+                to_port: Some(22),
+                ipv4: vec![
+                    Source {
+                        value: "10.0.0.0/16".into(),
+                        description: Some("ssh".into()),
+                    },
+                    Source {
+                        value: "10.1.0.0/16".into(),
+                        description: None,
+                    },
+                ],
+                ipv6: vec![Source {
+                    value: "2600:1f18::/32".into(),
+                    description: None,
+                }],
+                groups: vec![PairSpec {
+                    group_id: Some(v.default_sg.clone()),
+                    ..PairSpec::default()
+                }],
+                ..Permission::default()
+            },
+            cidr_perm("-1", None, None, "192.168.0.0/24"),
+        ];
+        let r = t
+            .run(A, |w, ctx| authorize(w, ctx, &id, false, &perms, vec![]))
+            .unwrap();
+        assert_eq!(r.len(), 5);
+        let view = permissions(&t.w, t.sg(&id), false);
+        assert_eq!(view.len(), 2);
+        assert_eq!(view[0].ipv4.len(), 2);
+        assert_eq!(view[0].ipv4[0].description.as_deref(), Some("ssh"));
+        assert_eq!(view[0].ipv6.len(), 1);
+        assert_eq!(view[0].groups[0].user_id.as_deref(), Some(A));
+        assert_eq!(view[0].groups[0].vpc_id, None);
+        assert_eq!(view[1].protocol, "-1");
+        assert_eq!(view[1].from_port, None);
+        // Revoking part of an item leaves the rest.
+        t.run(A, |w, ctx| {
+            revoke(
+                w,
+                ctx,
+                &id,
+                false,
+                &[cidr_perm("tcp", Some(22), Some(22), "10.1.0.0/16")],
+            )
+        })
+        .unwrap();
+        assert_eq!(permissions(&t.w, t.sg(&id), false)[0].ipv4.len(), 1);
+    }
+}
