@@ -339,6 +339,10 @@ pub struct Peering {
     pub fails_on_init: bool,
     /// Account that deleted or rejected it.
     pub ended_by: Option<String>,
+    /// Set when the connection becomes `active`; a deleted connection keeps
+    /// showing the accepter's CIDRs only if it had been active.
+    #[serde(default)]
+    pub was_active: bool,
 }
 
 impl Peering {
