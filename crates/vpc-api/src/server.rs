@@ -246,16 +246,17 @@ impl App {
         Ok(out)
     }
 
+    /// Whether the caller's first use of a region or a due timer needs a write first.
+    fn needs_maintenance(&self, account: &str, region: &str) -> (bool, bool) {
+        let key = format!("{account}:{region}");
+        let need_init = self.world.load().get::<vpc_model::RegionInit>(&key).is_none();
+        let need_tick = self.now().0 >= self.next_deadline.load(Ordering::Relaxed);
+        (need_init, need_tick)
+    }
+
     /// Applies due timers and makes the caller's default VPC, if either is needed.
     fn maintain(&self, account: &str, region: &str) -> Result<(), Fault> {
-        let now = self.now();
-        let key = format!("{account}:{region}");
-        let need_init = self
-            .world
-            .load()
-            .get::<vpc_model::RegionInit>(&key)
-            .is_none();
-        let need_tick = now.0 >= self.next_deadline.load(Ordering::Relaxed);
+        let (need_init, need_tick) = self.needs_maintenance(account, region);
         if !need_init && !need_tick {
             return Ok(());
         }
@@ -305,8 +306,32 @@ impl App {
         Ok(off)
     }
 
-    /// Handles one EC2/STS request end to end.
+    /// Handles one EC2/STS request end to end, blocking on the store if it writes.
     pub fn handle(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+        self.handle_inner(method, uri, headers, body, true)
+            .expect("blocking allowed")
+    }
+
+    /// Handles a request without blocking, or returns None when it must write
+    /// (a write action, a first use of a region, or a due timer).
+    pub fn try_handle_nonblocking(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Response> {
+        self.handle_inner(method, uri, headers, body, false)
+    }
+
+    fn handle_inner(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        may_block: bool,
+    ) -> Option<Response> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let query: Vec<(String, String)> = uri
             .query()
@@ -352,48 +377,54 @@ impl App {
             self.lookup_key(akid).map(|(_, s)| s)
         }) {
             Ok(v) => v,
-            Err(e) => return fail(auth_fault(&e, is_sts)),
+            Err(e) => return Some(fail(auth_fault(&e, is_sts))),
         };
         let Some((account, _)) = self.lookup_key(&verified.access_key_id) else {
-            return fail(auth_fault(
+            return Some(fail(auth_fault(
                 &AuthError::UnknownKey(verified.access_key_id),
                 is_sts,
-            ));
+            )));
         };
         if verified.service == "sts" {
-            return self.sts(&params, &account, &request_id);
+            return Some(self.sts(&params, &account, &request_id));
         }
         if verified.service != "ec2" {
-            return fail(auth_fault(
+            return Some(fail(auth_fault(
                 &AuthError::WrongService(verified.service),
                 false,
-            ));
+            )));
         }
         let region = verified.region;
         if self.config.regions.get(&region).is_none() {
-            return fail(Fault::new(
+            return Some(fail(Fault::new(
                 "AuthFailure",
                 format!("Credential should be scoped to a valid region, not '{region}'."),
-            ));
+            )));
         }
         let Some(action) = params.get("Action").map(str::to_string) else {
-            return fail(Fault::new(
+            return Some(fail(Fault::new(
                 "MissingAction",
                 "The request must contain the parameter Action",
-            ));
+            )));
         };
         let Some(handler) = actions::lookup(&action) else {
-            return fail(Fault::new(
+            return Some(fail(Fault::new(
                 "InvalidAction",
                 format!("The action {action} is not valid for this web service."),
-            ));
+            )));
         };
         let dry_run = match params.dry_run() {
             Ok(d) => d,
-            Err(f) => return fail(f),
+            Err(f) => return Some(fail(f)),
         };
+        if !may_block {
+            let (init, tick) = self.needs_maintenance(&account, &region);
+            if init || tick || matches!(handler, Handler::Write(_)) {
+                return None;
+            }
+        }
         if let Err(f) = self.maintain(&account, &region) {
-            return fail(f);
+            return Some(fail(f));
         }
         let req = Req {
             p: &params,
@@ -425,10 +456,10 @@ impl App {
             }
             Handler::Write(h) => self.write(&account, &region, |w, ctx| h(w, ctx, &req), dry_run),
         };
-        match result {
+        Some(match result {
             Ok(body) => xml_response(StatusCode::OK, body, &request_id),
             Err(f) => fail(f),
-        }
+        })
     }
 
     fn sts(&self, p: &Params, account: &str, request_id: &str) -> Response {
@@ -485,9 +516,18 @@ async fn entry(
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "clock update failed").into_response(),
         };
     }
-    // Reads are in-memory and fast; writes wait for an fsync. block_in_place
-    // lets this worker block without stalling the other connections.
-    tokio::task::block_in_place(|| app.handle(&method, &uri, &headers, &body))
+    // Reads are in-memory and answered on this worker; anything that writes
+    // waits for an fsync, so it moves to the blocking pool.
+    if let Some(r) = app.try_handle_nonblocking(&method, &uri, &headers, &body) {
+        return r;
+    }
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || app2.handle(&method, &uri, &headers, &body))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "handler panicked");
+            ec2_error(&Fault::new("InternalError", "An internal error has occurred"), "")
+        })
 }
 
 /// The axum router for an app.
