@@ -249,7 +249,11 @@ impl App {
     /// Whether the caller's first use of a region or a due timer needs a write first.
     fn needs_maintenance(&self, account: &str, region: &str) -> (bool, bool) {
         let key = format!("{account}:{region}");
-        let need_init = self.world.load().get::<vpc_model::RegionInit>(&key).is_none();
+        let need_init = self
+            .world
+            .load()
+            .get::<vpc_model::RegionInit>(&key)
+            .is_none();
         let need_tick = self.now().0 >= self.next_deadline.load(Ordering::Relaxed);
         (need_init, need_tick)
     }
@@ -526,7 +530,10 @@ async fn entry(
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "handler panicked");
-            ec2_error(&Fault::new("InternalError", "An internal error has occurred"), "")
+            ec2_error(
+                &Fault::new("InternalError", "An internal error has occurred"),
+                "",
+            )
         })
 }
 

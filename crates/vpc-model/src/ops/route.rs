@@ -121,7 +121,12 @@ pub fn associate(
             }
         }
         (None, Some(g)) => {
-            let gw = super::igw::get(w, ctx, g)?;
+            let gw = w.owned::<InternetGateway>(g, &ctx.account, &ctx.region, || {
+                Fault::new(
+                    "InvalidGatewayID.NotFound",
+                    format!("The gateway ID '{g}' does not exist"),
+                )
+            })?;
             if gw.vpc_id.as_deref() != Some(rt.vpc_id.as_str()) {
                 return Err(Fault::invalid_param(format!(
                     "route table {rtb_id} and network gateway {g} belong to different networks"
@@ -315,7 +320,12 @@ fn target(w: &World, ctx: &Ctx<'_>, rt: &RouteTable, spec: &RouteSpec) -> Result
         if g == "local" {
             return Ok(RouteTarget::Local);
         }
-        let gw = super::igw::get(w, ctx, g)?;
+        let gw = w.owned::<InternetGateway>(g, &ctx.account, &ctx.region, || {
+            Fault::new(
+                "InvalidGatewayID.NotFound",
+                format!("The gateway ID '{g}' does not exist"),
+            )
+        })?;
         if gw.vpc_id.as_deref() != Some(rt.vpc_id.as_str()) {
             return Err(different(g));
         }

@@ -313,9 +313,13 @@ pub fn disassociate_cidr(
         }),
     };
     if in_use {
-        return Err(Fault::dependency(format!(
-            "The vpc CIDR block with association ID {assoc_id} may not be disassociated. It has dependencies."
-        )));
+        return Err(Fault::new(
+            "InvalidCidrBlock.InUse",
+            format!(
+                "The vpc {} currently has a subnet within CIDR block {block}",
+                vpc.meta.id
+            ),
+        ));
     }
     w.update::<Vpc>(&vpc.meta.id, |v| {
         v.cidrs.retain(|c| c.assoc_id != assoc_id);

@@ -1,0 +1,116 @@
+"""Durability: what a call acknowledged survives `kill -9` and a restart on the same data dir."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from helpers import B_ID, make_vpc, pcx, request_peering, tags_of, wait_pcx
+
+
+def snapshot_vpc(ec2, vid):
+    v = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
+    return (v["VpcId"], v["CidrBlock"], v["IsDefault"], tags_of(v),
+            sorted(c["CidrBlock"] for c in v["CidrBlockAssociationSet"]))
+
+
+def test_startup_is_quick(server_factory):
+    s = server_factory()
+    # A sanity bound only; startup speed goals are benchmarks, not tests.
+    assert s.startup_seconds < 2.0, s.startup_seconds
+    s.client("A").create_vpc(CidrBlock="10.1.0.0/16")
+    port = s.port
+    s.kill9()
+    s.start()
+    assert s.port == port
+    assert s.startup_seconds < 2.0, s.startup_seconds
+
+
+def test_core_resources_survive_kill9(server_factory):
+    s = server_factory()
+    a, b = s.client("A"), s.client("B")
+    default_a = a.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    v1 = make_vpc(a, "10.1.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "one"}]}])
+    v2 = make_vpc(a, "10.2.0.0/16")
+    a.associate_vpc_cidr_block(VpcId=v2, CidrBlock="10.3.0.0/16")
+    vb = make_vpc(b, "10.4.0.0/16")
+    sid = a.create_subnet(VpcId=v1, CidrBlock="10.1.1.0/24", AvailabilityZone="us-east-1c")["Subnet"]["SubnetId"]
+    igw = a.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    a.attach_internet_gateway(InternetGatewayId=igw, VpcId=v1)
+    a.modify_vpc_attribute(VpcId=v1, EnableDnsHostnames={"Value": True})
+    a.create_tags(Resources=[v2, sid], Tags=[{"Key": "env", "Value": "prod"}])
+    before = {v: snapshot_vpc(a, v) for v in (default_a, v1, v2)}
+    before_b = snapshot_vpc(b, vb)
+    s.kill9()  # right after the last acknowledged call
+
+    s.start()
+    a, b = s.client("A"), s.client("B")
+    for v, snap in before.items():
+        assert snapshot_vpc(a, v) == snap
+    assert snapshot_vpc(b, vb) == before_b
+    # No second default VPC appeared.
+    assert [v["VpcId"] for v in a.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]] == [default_a]
+    sub = a.describe_subnets(SubnetIds=[sid])["Subnets"][0]
+    assert (sub["VpcId"], sub["CidrBlock"], sub["AvailabilityZone"]) == (v1, "10.1.1.0/24", "us-east-1c")
+    assert tags_of(sub) == {"env": "prod"}
+    g = a.describe_internet_gateways(InternetGatewayIds=[igw])["InternetGateways"][0]
+    assert g["Attachments"] == [{"VpcId": v1, "State": "available"}]
+    assert a.describe_vpc_attribute(VpcId=v1, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"] is True
+    # And the restarted server keeps working.
+    make_vpc(a, "10.5.0.0/16")
+
+
+def test_peerings_survive_kill9(server_factory):
+    s = server_factory()
+    a, b = s.client("A"), s.client("B")
+    va, vb1, vb2 = make_vpc(a, "10.1.0.0/16"), make_vpc(b, "10.2.0.0/16"), make_vpc(b, "10.3.0.0/16")
+    pending = request_peering(a, va, vb1, B_ID, TagSpecifications=[
+        {"ResourceType": "vpc-peering-connection", "Tags": [{"Key": "k", "Value": "pending"}]}])
+    accepted = request_peering(a, va, vb2, B_ID)
+    wait_pcx(a, pending, "pending-acceptance")
+    wait_pcx(a, accepted, "pending-acceptance")
+    b.create_tags(Resources=[accepted], Tags=[{"Key": "side", "Value": "b"}])
+    b.accept_vpc_peering_connection(VpcPeeringConnectionId=accepted)
+    s.kill9()  # while `accepted` is still provisioning
+
+    s.start()
+    a, b = s.client("A"), s.client("B")
+    p = pcx(a, pending)
+    assert p["Status"]["Code"] == "pending-acceptance"
+    assert (p["RequesterVpcInfo"]["VpcId"], p["AccepterVpcInfo"]["VpcId"]) == (va, vb1)
+    assert tags_of(p) == {"k": "pending"}
+    assert pcx(b, pending)["Status"]["Code"] == "pending-acceptance"
+    p = wait_pcx(a, accepted, "active")
+    assert p["AccepterVpcInfo"]["CidrBlock"] == "10.3.0.0/16"
+    assert tags_of(pcx(b, accepted)) == {"side": "b"}
+    assert tags_of(p) == {}
+
+
+def test_concurrent_tags_survive_kill9(server_factory):
+    s = server_factory()
+    a = s.client("A")
+    vid = make_vpc(a, "10.1.0.0/16")
+    clients = [s.client("A")] * 8  # botocore clients are safe to share between threads
+
+    def tag(i):
+        clients[i % 8].create_tags(Resources=[vid], Tags=[{"Key": f"k{i:02d}", "Value": f"v{i}"}])
+        return i
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        done = list(pool.map(tag, range(30)))
+    assert done == list(range(30))
+    s.kill9()
+
+    s.start()
+    tags = tags_of(s.client("A").describe_vpcs(VpcIds=[vid])["Vpcs"][0])
+    assert tags == {f"k{i:02d}": f"v{i}" for i in range(30)}
+
+
+def test_clock_offset_survives_restart(server_factory):
+    s = server_factory()
+    s.client("A").describe_vpcs()
+    off = s.advance(3600)["offset_ms"]
+    assert off >= 3600 * 1000
+    s.kill9()
+    s.start()
+    assert s.advance(0)["offset_ms"] == off
