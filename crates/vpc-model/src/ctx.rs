@@ -23,6 +23,17 @@ pub trait IdSource {
     fn hex17(&mut self) -> String;
 }
 
+/// Deterministic IDs (1, 2, 3, … in hex), for tests and reproducible runs.
+#[derive(Debug, Clone, Default)]
+pub struct SeqIds(pub u64);
+
+impl IdSource for SeqIds {
+    fn hex17(&mut self) -> String {
+        self.0 += 1;
+        format!("{:017x}", self.0)
+    }
+}
+
 /// Quotas and timings. AWS defaults; self-hosted operators may raise them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

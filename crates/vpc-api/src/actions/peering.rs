@@ -250,17 +250,9 @@ mod tests {
     use super::*;
     use vpc_model::ops::peering::tick;
     use vpc_model::region::Regions;
-    use vpc_model::{IdSource, Limits};
+    use vpc_model::Limits;
 
-    #[derive(Debug, Default)]
-    struct Seq(u64);
-
-    impl IdSource for Seq {
-        fn hex17(&mut self) -> String {
-            self.0 += 1;
-            format!("{:017x}", self.0)
-        }
-    }
+    use vpc_model::ctx::SeqIds as Seq;
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";

@@ -531,16 +531,9 @@ mod tests {
     use super::*;
     use vpc_model::ops::peering::{self, CreatePeering};
     use vpc_model::region::Regions;
-    use vpc_model::{IdSource, Limits, Timestamp};
+    use vpc_model::{Limits, Timestamp};
 
-    struct Seq(u64);
-
-    impl IdSource for Seq {
-        fn hex17(&mut self) -> String {
-            self.0 += 1;
-            format!("{:017x}", self.0)
-        }
-    }
+    use vpc_model::ctx::SeqIds as Seq;
 
     struct Env {
         w: World,

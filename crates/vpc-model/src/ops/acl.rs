@@ -461,17 +461,11 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctx::{IdSource, Limits};
+    use crate::ctx::Limits;
     use crate::ops::{defaults, subnet};
     use ipnet::Ipv4Net;
 
-    struct Seq(u64);
-    impl IdSource for Seq {
-        fn hex17(&mut self) -> String {
-            self.0 += 1;
-            format!("{:017x}", self.0)
-        }
-    }
+    use crate::ctx::SeqIds as Seq;
 
     fn zones() -> Vec<(String, String)> {
         vec![("us-east-1a".into(), "use1-az1".into())]

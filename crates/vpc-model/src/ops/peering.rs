@@ -776,7 +776,7 @@ pub fn carries_traffic(w: &World, pcx_id: &str) -> bool {
 mod tests {
     use super::*;
     use crate::ops::defaults::new_vpc;
-    use crate::{IdSource, Limits};
+    use crate::Limits;
     use ipnet::{Ipv4Net, Ipv6Net};
 
     const A: &str = "111111111111";
@@ -789,15 +789,7 @@ mod tests {
     const D: i64 = Timestamp::DAY;
 
     /// Deterministic IDs: 1, 2, 3, … as 17 hex digits.
-    #[derive(Debug, Default, Clone)]
-    struct Seq(u64);
-
-    impl IdSource for Seq {
-        fn hex17(&mut self) -> String {
-            self.0 += 1;
-            format!("{:017x}", self.0)
-        }
-    }
+    use crate::ctx::SeqIds as Seq;
 
     /// A world, a clock, and the server's discipline: tick before each action,
     /// and throw away the world of a failed action.

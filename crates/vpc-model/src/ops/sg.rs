@@ -946,17 +946,10 @@ pub fn find_rule<'w>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctx::{IdSource, Limits, Timestamp};
+    use crate::ctx::{Limits, Timestamp};
     use crate::ops::peering::CreatePeering;
 
-    struct Seq(u64);
-
-    impl IdSource for Seq {
-        fn hex17(&mut self) -> String {
-            self.0 += 1;
-            format!("{:017x}", self.0)
-        }
-    }
+    use crate::ctx::SeqIds as Seq;
 
     struct T {
         w: World,
