@@ -254,3 +254,45 @@ def test_unknown_region_is_refused(client):
     assert resp is not None, ei.value
     assert resp["Error"]["Code"] == "AuthFailure"
     assert resp["ResponseMetadata"]["HTTPStatusCode"] == 401
+
+
+def test_replayed_signature_with_swapped_body_and_claimed_hash(server):
+    """A captured signature must not authorise another body, even when the
+    replay claims the original body's hash in x-amz-content-sha256."""
+    import hashlib
+    req = signed_post(server)
+    original = DESCRIBE_VPCS
+    req.data = "Action=CreateTags&Version=2016-11-15&ResourceId.1=vpc-0123456789abcdef0&Tag.1.Key=pwned"
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(original.encode()).hexdigest()
+    status, body, _ = send(req)
+    assert status == 401, body
+    assert ec2_error(body)[0] == "AuthFailure"
+
+
+def test_presigned_url_expiry_is_bounded(server):
+    _, akid, sk = server.creds("A")
+    req = AWSRequest(method="GET", url=f"{server.url}/?{DESCRIBE_VPCS}")
+    SigV4QueryAuth(Credentials(akid, sk), "ec2", "us-east-1", expires=10**9).add_auth(req)
+    try:
+        urllib.request.urlopen(req.url, timeout=10)
+        raise AssertionError("a presigned URL valid for 30 years was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 400
+        assert ec2_error(e.read())[0] == "IncompleteSignature"
+
+
+def test_characters_xml_cannot_carry_are_refused(client):
+    ec2 = client("A")
+    vid = make_vpc(ec2)
+    with expect_error("InvalidParameterValue"):
+        ec2.create_tags(Resources=[vid], Tags=[{"Key": "k", "Value": "a\x01b"}])
+    # Nothing was written, and describing still parses.
+    [v] = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"]
+    assert v.get("Tags", []) == []
+
+
+def test_describe_with_repeated_ids_lists_each_once(client):
+    ec2 = client("A")
+    vid = make_vpc(ec2)
+    got = ec2.describe_vpcs(VpcIds=[vid, vid])["Vpcs"]
+    assert [v["VpcId"] for v in got] == [vid]

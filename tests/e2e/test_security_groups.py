@@ -192,3 +192,27 @@ def test_dry_run_authorize(client):
     with expect_error("DryRunOperation", 412):
         ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[SSH], DryRun=True)
     assert group(ec2, gid)["IpPermissions"] == []
+
+
+def test_another_accounts_group_looks_missing_without_a_peering(client):
+    """Referencing B's group from A's VPC with no peering must not reveal that
+    the group exists or who owns it: same error as a made-up ID."""
+    a, b = client("A"), client("B")
+    va = make_vpc(a, "10.86.0.0/16")
+    vb = make_vpc(b, "10.87.0.0/16")
+    ga = a.create_security_group(GroupName="app", Description="app", VpcId=va)["GroupId"]
+    gb = b.create_security_group(GroupName="db", Description="db", VpcId=vb)["GroupId"]
+
+    def ref(gid, user):
+        return a.authorize_security_group_ingress(GroupId=ga, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+            "UserIdGroupPairs": [{"GroupId": gid, "UserId": user}]}])
+
+    with expect_error("InvalidGroup.NotFound") as real:
+        ref(gb, B_ID)
+    with expect_error("InvalidGroup.NotFound") as fake:
+        ref("sg-0123456789abcdef0", B_ID)
+    def msg(h):
+        return h.error.response["Error"]["Message"].replace(gb, "ID").replace("sg-0123456789abcdef0", "ID")
+
+    assert msg(real) == msg(fake)

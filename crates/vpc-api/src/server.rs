@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use vpc_model::region::Regions;
 use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
 use vpc_store::Store;
@@ -179,20 +179,29 @@ impl App {
     }
 
     /// (account, secret) for an access key; new accounts are picked up without a restart.
+    fn cached_key(&self, akid: &str) -> Option<(String, String)> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(akid)
+            .cloned()
+    }
+
     fn lookup_key(&self, akid: &str) -> Option<(String, String)> {
-        if let Some(v) = self.keys.read().expect("keys lock").get(akid) {
-            return Some(v.clone());
+        if let Some(v) = self.cached_key(akid) {
+            return Some(v);
         }
+
         let found = self
             .reader
             .lock()
-            .expect("reader lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .find_key(akid)
             .ok()
             .flatten()?;
         self.keys
             .write()
-            .expect("keys lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(akid.to_string(), found.clone());
         Some(found)
     }
@@ -215,7 +224,7 @@ impl App {
     ) -> Result<T, Fault> {
         let zones = self.zones(region);
         let mut ids = RandomIds;
-        let mut store = self.writer.lock().expect("writer lock");
+        let mut store = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.now();
         let mut w = (*self.world.load_full()).clone();
         let mut ctx = Ctx {
@@ -226,6 +235,9 @@ impl App {
             limits: &self.config.limits,
             zones: &zones,
         };
+        // Timers due by now apply before the action sees the world, so no
+        // action ever acts on a connection that should already have moved on.
+        ops::peering::tick(&mut w, now);
         let out = f(&mut w, &mut ctx)?;
         if dry_run {
             return Err(Fault::new(
@@ -298,12 +310,17 @@ impl App {
 
     /// Moves the simulated clock forward and persists the offset.
     pub fn advance_clock(&self, ms: i64) -> Result<i64, Fault> {
-        let _g = self.writer.lock().expect("writer lock");
-        let off = self.clock_offset.fetch_add(ms, Ordering::SeqCst) + ms;
+        let _g = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = self.clock_offset.load(Ordering::SeqCst);
+        let off = cur
+            .checked_add(ms)
+            .filter(|o| o.checked_add(real_now_ms()).is_some())
+            .ok_or_else(|| Fault::invalid_param("clock offset out of range"))?;
+        self.clock_offset.store(off, Ordering::SeqCst);
         drop(_g);
         self.writer
             .lock()
-            .expect("writer lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .set_setting("clock_offset_ms", &off.to_string())
             .map_err(|e| Fault::new("InternalError", e.to_string()))?;
         self.tick();
@@ -377,13 +394,23 @@ impl App {
             headers: &hmap,
             body,
         };
+        // Without blocking, only cached keys are known; an unknown key goes
+        // to the blocking path, which asks the store (new accounts work at once).
+        let mut uncached = false;
         let verified = match sigv4::verify(&sreq, time::OffsetDateTime::now_utc(), |akid| {
-            self.lookup_key(akid).map(|(_, s)| s)
+            let k = if may_block {
+                self.lookup_key(akid)
+            } else {
+                self.cached_key(akid)
+            };
+            uncached = k.is_none() && !may_block;
+            k.map(|(_, s)| s)
         }) {
+            Err(_) if uncached => return None,
             Ok(v) => v,
             Err(e) => return Some(fail(auth_fault(&e, is_sts))),
         };
-        let Some((account, _)) = self.lookup_key(&verified.access_key_id) else {
+        let Some((account, _)) = self.cached_key(&verified.access_key_id) else {
             return Some(fail(auth_fault(
                 &AuthError::UnknownKey(verified.access_key_id),
                 is_sts,
@@ -417,6 +444,14 @@ impl App {
                 format!("The action {action} is not valid for this web service."),
             )));
         };
+        if let Some((name, _)) = params
+            .iter()
+            .find(|(_, v)| !v.chars().all(xml::is_xml_char))
+        {
+            return Some(fail(Fault::invalid_param(format!(
+                "Value for parameter {name} contains characters that are not allowed"
+            ))));
+        }
         let dry_run = match params.dry_run() {
             Ok(d) => d,
             Err(f) => return Some(fail(f)),
@@ -427,8 +462,10 @@ impl App {
                 return None;
             }
         }
-        if let Err(f) = self.maintain(&account, &region) {
-            return Some(fail(f));
+        if may_block {
+            if let Err(f) = self.maintain(&account, &region) {
+                return Some(fail(f));
+            }
         }
         let req = Req {
             p: &params,
@@ -509,8 +546,11 @@ async fn entry(
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let secs: i64 = q.get("advance").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let Some(ms) = secs.checked_mul(1000) else {
+            return (StatusCode::BAD_REQUEST, "advance out of range").into_response();
+        };
         let app2 = app.clone();
-        let r = tokio::task::spawn_blocking(move || app2.advance_clock(secs * 1000)).await;
+        let r = tokio::task::spawn_blocking(move || app2.advance_clock(ms)).await;
         return match r {
             Ok(Ok(off)) => (
                 StatusCode::OK,

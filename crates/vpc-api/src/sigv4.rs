@@ -110,9 +110,11 @@ fn parse(r: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
             ));
         };
         let (akid, date, region, service) = parse_credential(cred)?;
-        let amz_date = header(r, "x-amz-date")
-            .map(str::to_string)
-            .ok_or_else(|| AuthError::Incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into()))?;
+        let amz_date = header(r, "x-amz-date").map(str::to_string).ok_or_else(|| {
+            AuthError::Incomplete(
+                "Authorization header requires existence of a 'X-Amz-Date' header.".into(),
+            )
+        })?;
         return Ok(Parsed {
             akid,
             date,
@@ -148,10 +150,17 @@ fn parse(r: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
         .ok_or_else(|| AuthError::Incomplete("X-Amz-Date is missing".into()))?
         .to_string();
     let expires = match q("X-Amz-Expires") {
-        Some(e) => Some(
-            e.parse::<i64>()
-                .map_err(|_| AuthError::Incomplete("X-Amz-Expires must be a number".into()))?,
-        ),
+        Some(e) => {
+            let secs = e
+                .parse::<i64>()
+                .map_err(|_| AuthError::Incomplete("X-Amz-Expires must be a number".into()))?;
+            if !(1..=604_800).contains(&secs) {
+                return Err(AuthError::Incomplete(
+                    "X-Amz-Expires must be between 1 and 604800 seconds".into(),
+                ));
+            }
+            Some(secs)
+        }
         None => None,
     };
     Ok(Parsed {
@@ -269,10 +278,14 @@ pub fn verify(
         canon_headers.push_str(&v);
         canon_headers.push('\n');
     }
-    let payload_hash = match header(r, "x-amz-content-sha256") {
-        Some(h) => h.to_string(),
-        None => hex::encode(Sha256::digest(r.body)),
-    };
+    // The body is always hashed; a client-supplied hash must agree with it,
+    // so a captured signature cannot be replayed with another body.
+    let payload_hash = hex::encode(Sha256::digest(r.body));
+    if let Some(h) = header(r, "x-amz-content-sha256") {
+        if !h.eq_ignore_ascii_case(&payload_hash) {
+            return Err(AuthError::Mismatch);
+        }
+    }
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         r.method,
@@ -437,6 +450,90 @@ mod tests {
             verify(&r2, now, |_| Some("SK".into())),
             Err(AuthError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_claimed_payload_hash_must_match_the_body() {
+        let body = b"Action=DescribeVpcs&Version=2016-11-15";
+        let ct = "application/x-www-form-urlencoded; charset=utf-8";
+        let auth = sign_headers(
+            "POST",
+            "h",
+            "/",
+            body,
+            ct,
+            "AK",
+            "SK",
+            "us-east-1",
+            "ec2",
+            "20260101T000000Z",
+        );
+        let mut headers = BTreeMap::new();
+        headers.insert("content-type".to_string(), vec![ct.to_string()]);
+        headers.insert("host".to_string(), vec!["h".to_string()]);
+        headers.insert(
+            "x-amz-date".to_string(),
+            vec!["20260101T000000Z".to_string()],
+        );
+        headers.insert("authorization".to_string(), vec![auth]);
+        // A replay with another body but the original body's hash claimed in a header.
+        headers.insert(
+            "x-amz-content-sha256".to_string(),
+            vec![hex::encode(Sha256::digest(body))],
+        );
+        let swapped = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &[],
+            headers: &headers,
+            body: b"Action=CreateTags",
+        };
+        let now = parse_amz_date("20260101T000100Z").unwrap();
+        assert_eq!(
+            verify(&swapped, now, |_| Some("SK".into())),
+            Err(AuthError::Mismatch)
+        );
+        let honest = SignedRequest { body, ..swapped };
+        assert!(verify(&honest, now, |_| Some("SK".into())).is_ok());
+    }
+
+    #[test]
+    fn presigned_expiry_is_bounded() {
+        let headers = BTreeMap::new();
+        let q = |exp: &str| {
+            vec![
+                (
+                    "X-Amz-Algorithm".to_string(),
+                    "AWS4-HMAC-SHA256".to_string(),
+                ),
+                (
+                    "X-Amz-Credential".to_string(),
+                    "AK/20260101/us-east-1/ec2/aws4_request".to_string(),
+                ),
+                ("X-Amz-Date".to_string(), "20260101T000000Z".to_string()),
+                ("X-Amz-Expires".to_string(), exp.to_string()),
+                ("X-Amz-SignedHeaders".to_string(), "host".to_string()),
+                ("X-Amz-Signature".to_string(), "00".to_string()),
+            ]
+        };
+        let now = parse_amz_date("20260101T000100Z").unwrap();
+        for bad in ["0", "604801", "1000000000000"] {
+            let query = q(bad);
+            let r = SignedRequest {
+                method: "GET",
+                path: "/",
+                query: &query,
+                headers: &headers,
+                body: b"",
+            };
+            assert!(
+                matches!(
+                    verify(&r, now, |_| Some("SK".into())),
+                    Err(AuthError::Incomplete(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

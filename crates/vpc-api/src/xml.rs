@@ -4,7 +4,12 @@ use std::fmt::Write as _;
 
 pub const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
-/// Appends escaped text.
+/// Whether XML 1.0 can carry the character at all.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Appends escaped text; characters XML cannot carry are dropped.
 pub fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -13,6 +18,7 @@ pub fn escape_into(out: &mut String, s: &str) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            c if !is_xml_char(c) => {}
             c => out.push(c),
         }
     }

@@ -113,6 +113,9 @@ fn by_ids<'w, T>(
     if ids.is_empty() {
         return Ok(all());
     }
+    let mut ids: Vec<&String> = ids.iter().collect();
+    ids.sort();
+    ids.dedup();
     let mut out = Vec::new();
     for id in ids {
         out.push(get(id)?);

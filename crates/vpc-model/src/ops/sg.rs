@@ -410,16 +410,20 @@ fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> 
             peering_id: None,
         });
     }
-    if target.meta.region != own.meta.region {
-        return Err(different_networks());
-    }
-    match peering::active_between(w, &own.vpc_id, &target.vpc_id) {
-        Some(p) if !p.inter_region() => Ok(SgPeer::Group {
-            group_id: target.meta.id.clone(),
-            user_id: target.meta.owner.clone(),
-            vpc_id: Some(target.vpc_id.clone()),
-            peering_id: Some(p.id.clone()),
-        }),
+    let link = peering::active_between(w, &own.vpc_id, &target.vpc_id);
+    let foreign = target.meta.owner != ctx.account;
+    match link {
+        Some(p) if !p.inter_region() && target.meta.region == own.meta.region => {
+            Ok(SgPeer::Group {
+                group_id: target.meta.id.clone(),
+                user_id: target.meta.owner.clone(),
+                vpc_id: Some(target.vpc_id.clone()),
+                peering_id: Some(p.id.clone()),
+            })
+        }
+        // Another account's group that no active peering reaches must look
+        // exactly like a missing one: the caller learns nothing about it.
+        None if foreign => Err(sg_not_found(&target.meta.id)),
         _ => Err(different_networks()),
     }
 }
