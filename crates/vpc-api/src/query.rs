@@ -55,13 +55,8 @@ pub fn tag_field(tags: &[Tag], name: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Checks every filter name against a sample-free field function, then keeps matching items.
-pub fn apply<T>(
-    items: Vec<T>,
-    filters: &[Filter],
-    fields: &Fields<'_, T>,
-    known: &[&str],
-) -> Result<Vec<T>, Fault> {
+/// Fails with `InvalidParameterValue` on a filter name the resource does not know.
+pub fn check_filters(filters: &[Filter], known: &[&str]) -> Result<(), Fault> {
     for f in filters {
         let ok = known.contains(&f.name.as_str())
             || f.name.starts_with("tag:")
@@ -74,22 +69,52 @@ pub fn apply<T>(
             ));
         }
     }
+    Ok(())
+}
+
+/// Whether one item passes every filter (filters ANDed, values ORed).
+pub fn matches<T>(it: &T, filters: &[Filter], fields: &Fields<'_, T>) -> bool {
+    filters.iter().all(|f| {
+        let vals = fields(it, &f.name).unwrap_or_default();
+        f.values
+            .iter()
+            .any(|pat| vals.iter().any(|v| wildcard_match(pat, v)))
+    })
+}
+
+/// Checks the filter names, then keeps the matching items, lazily.
+pub fn apply_lazy<'a, T: 'a>(
+    items: impl IntoIterator<Item = T> + 'a,
+    filters: &'a [Filter],
+    fields: &'a Fields<'a, T>,
+    known: &[&str],
+) -> Result<impl Iterator<Item = T> + 'a, Fault> {
+    check_filters(filters, known)?;
     Ok(items
         .into_iter()
-        .filter(|it| {
-            filters.iter().all(|f| {
-                let vals = fields(it, &f.name).unwrap_or_default();
-                f.values
-                    .iter()
-                    .any(|pat| vals.iter().any(|v| wildcard_match(pat, v)))
-            })
-        })
+        .filter(move |it| matches(it, filters, fields)))
+}
+
+/// Checks the filter names, then keeps the matching items.
+pub fn apply<T>(
+    items: Vec<T>,
+    filters: &[Filter],
+    fields: &Fields<'_, T>,
+    known: &[&str],
+) -> Result<Vec<T>, Fault> {
+    check_filters(filters, known)?;
+    Ok(items
+        .into_iter()
+        .filter(|it| matches(it, filters, fields))
         .collect())
 }
 
 /// `MaxResults` / `NextToken` paging over items already sorted by a stable key.
+///
+/// The items are consumed lazily: with `MaxResults`, only as many as the page
+/// needs (plus one, to know whether there is more) are looked at.
 pub fn paginate<T>(
-    items: Vec<T>,
+    items: impl IntoIterator<Item = T>,
     p: &Params,
     key: impl Fn(&T) -> String,
     min: i64,
@@ -107,17 +132,16 @@ pub fn paginate<T>(
         Some(t) if !t.is_empty() => Some(decode_token(t)?),
         _ => None,
     };
-    let mut items: Vec<T> = match &start_after {
-        Some(k) => items
-            .into_iter()
-            .filter(|it| key(it).as_str() > k.as_str())
-            .collect(),
-        None => items,
-    };
+    let rest = items.into_iter().filter(|it| {
+        start_after
+            .as_ref()
+            .is_none_or(|k| key(it).as_str() > k.as_str())
+    });
     let Some(m) = max_results else {
-        return Ok((items, None));
+        return Ok((rest.collect(), None));
     };
     let m = usize::try_from(m).unwrap_or(usize::MAX);
+    let mut items: Vec<T> = rest.take(m.saturating_add(1)).collect();
     if items.len() <= m {
         return Ok((items, None));
     }

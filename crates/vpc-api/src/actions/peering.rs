@@ -197,7 +197,9 @@ fn describe(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
         }
         out
     };
-    let items = query::apply(items, &r.p.filters()?, &field, FILTERS)?;
+    // Listed in ID order, so filtering and paging stop once the page is full.
+    let filters = r.p.filters()?;
+    let items = query::apply_lazy(items, &filters, &field, FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |(p, _)| p.id.clone(), 5, 1000)?;
     let mut x = r.xml();
     x.set("vpcPeeringConnectionSet", page, |x, (p, side)| {

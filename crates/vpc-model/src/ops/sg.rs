@@ -1414,17 +1414,15 @@ mod tests {
         let b = t.vpc(B, "10.1.0.0/16");
         let ga = t.group(A, &a.meta.id, "app");
         let gb = t.group(B, &b.meta.id, "db");
-        // No peering: refused, same message for own-account other-VPC groups.
+        // No peering: another account's group looks exactly like a missing one,
+        // so the caller learns nothing about its existence or owner.
         let e = t
             .run(A, |w, ctx| {
                 authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
             })
             .unwrap_err();
         assert_eq!(e.code, "InvalidGroup.NotFound");
-        assert_eq!(
-            e.message,
-            "You have specified two resources that belong to different networks."
-        );
+        assert_eq!(e.message, format!("The security group '{gb}' does not exist"));
         // Without UserId, another account's group is simply not found.
         let e = t
             .run(A, |w, ctx| {
