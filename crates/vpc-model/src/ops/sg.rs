@@ -1422,7 +1422,10 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(e.code, "InvalidGroup.NotFound");
-        assert_eq!(e.message, format!("The security group '{gb}' does not exist"));
+        assert_eq!(
+            e.message,
+            format!("The security group '{gb}' does not exist")
+        );
         // Without UserId, another account's group is simply not found.
         let e = t
             .run(A, |w, ctx| {
