@@ -410,3 +410,181 @@ pub struct RegionInit {
     pub id: String,
     pub default_vpc: Option<String>,
 }
+
+/// EC2 instance states (`InstanceStateName`) with their numeric codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// The `instanceState/code` EC2 reports.
+    pub fn code(self) -> u16 {
+        match self {
+            InstanceState::Pending => 0,
+            InstanceState::Running => 16,
+            InstanceState::ShuttingDown => 32,
+            InstanceState::Terminated => 48,
+            InstanceState::Stopping => 64,
+            InstanceState::Stopped => 80,
+        }
+    }
+}
+
+/// An instance: in the data plane, a network namespace named by its ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub meta: Meta,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub state: InstanceState,
+    pub state_since: Timestamp,
+    /// When a transitional state (pending, stopping, shutting-down) moves on.
+    #[serde(default)]
+    pub transition_due: Option<Timestamp>,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub az: String,
+    /// The interface at device index 0.
+    pub primary_eni: String,
+    pub launch_index: u32,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+impl Instance {
+    /// Whether its namespace should pass traffic.
+    pub fn is_up(&self) -> bool {
+        matches!(self.state, InstanceState::Pending | InstanceState::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateIp {
+    pub ip: std::net::Ipv4Addr,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EniAttachment {
+    /// `eni-attach-…`
+    pub id: String,
+    pub instance_id: String,
+    pub device_index: u32,
+    pub delete_on_termination: bool,
+    pub attached_at: Timestamp,
+}
+
+/// An elastic network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub az: String,
+    pub description: String,
+    /// The first is the primary private IPv4 address.
+    pub private_ips: Vec<PrivateIp>,
+    #[serde(default)]
+    pub ipv6: Vec<std::net::Ipv6Addr>,
+    /// Security group IDs, in the order given.
+    pub groups: Vec<String>,
+    pub source_dest_check: bool,
+    pub mac: String,
+    pub attachment: Option<EniAttachment>,
+    /// An auto-assigned public IPv4 (AssociatePublicIpAddress / MapPublicIpOnLaunch).
+    #[serde(default)]
+    pub public_ip: Option<std::net::Ipv4Addr>,
+    /// `interface`, or `nat_gateway` for a NAT gateway's own interface.
+    pub interface_type: String,
+    pub requester_managed: bool,
+}
+
+impl NetworkInterface {
+    pub fn primary_ip(&self) -> std::net::Ipv4Addr {
+        self.private_ips
+            .iter()
+            .find(|p| p.primary)
+            .or(self.private_ips.first())
+            .map(|p| p.ip)
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+    }
+
+    pub fn status(&self) -> &'static str {
+        if self.attachment.is_some() || self.interface_type == "nat_gateway" {
+            "in-use"
+        } else {
+            "available"
+        }
+    }
+}
+
+/// NAT gateway states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatState {
+    Pending,
+    Available,
+    Deleting,
+    Deleted,
+    Failed,
+}
+
+impl NatState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatState::Pending => "pending",
+            NatState::Available => "available",
+            NatState::Deleting => "deleting",
+            NatState::Deleted => "deleted",
+            NatState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatGateway {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    /// The gateway's own interface (type `nat_gateway`) in its subnet.
+    pub eni_id: String,
+    /// `public` (with an Elastic IP) or `private`.
+    pub connectivity: String,
+    pub allocation_id: Option<String>,
+    pub state: NatState,
+    pub state_since: Timestamp,
+    #[serde(default)]
+    pub transition_due: Option<Timestamp>,
+}
+
+/// An Elastic IP address (`eipalloc-…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub meta: Meta,
+    pub public_ip: std::net::Ipv4Addr,
+    /// `eipassoc-…` while associated.
+    pub association_id: Option<String>,
+    pub eni_id: Option<String>,
+    pub private_ip: Option<std::net::Ipv4Addr>,
+}

@@ -17,6 +17,10 @@ pub enum Kind {
     NetworkAcl,
     Peering,
     RegionInit,
+    Instance,
+    NetworkInterface,
+    NatGateway,
+    Address,
 }
 
 impl Kind {
@@ -29,6 +33,10 @@ impl Kind {
         Kind::NetworkAcl,
         Kind::Peering,
         Kind::RegionInit,
+        Kind::Instance,
+        Kind::NetworkInterface,
+        Kind::NatGateway,
+        Kind::Address,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +49,10 @@ impl Kind {
             Kind::NetworkAcl => "network-acl",
             Kind::Peering => "vpc-peering-connection",
             Kind::RegionInit => "region-init",
+            Kind::Instance => "instance",
+            Kind::NetworkInterface => "network-interface",
+            Kind::NatGateway => "natgateway",
+            Kind::Address => "elastic-ip",
         }
     }
 
@@ -129,6 +141,10 @@ record!(InternetGateway, Kind::InternetGateway, igws, meta);
 record!(SecurityGroup, Kind::SecurityGroup, sgs, meta);
 record!(NetworkAcl, Kind::NetworkAcl, acls, meta);
 record!(Peering, Kind::Peering, peerings, r => r.id.as_str());
+record!(Instance, Kind::Instance, instances, meta);
+record!(NetworkInterface, Kind::NetworkInterface, enis, meta);
+record!(NatGateway, Kind::NatGateway, nat_gateways, meta);
+record!(Address, Kind::Address, addresses, meta);
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
 /// The desired state of every account in every region.
@@ -145,6 +161,10 @@ pub struct World {
     pub acls: Table<NetworkAcl>,
     pub peerings: Table<Peering>,
     pub inits: Table<RegionInit>,
+    pub instances: Table<Instance>,
+    pub enis: Table<NetworkInterface>,
+    pub nat_gateways: Table<NatGateway>,
+    pub addresses: Table<Address>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -214,6 +234,10 @@ impl World {
             Kind::NetworkAcl => enc::<NetworkAcl>(self, id),
             Kind::Peering => enc::<Peering>(self, id),
             Kind::RegionInit => enc::<RegionInit>(self, id),
+            Kind::Instance => enc::<Instance>(self, id),
+            Kind::NetworkInterface => enc::<NetworkInterface>(self, id),
+            Kind::NatGateway => enc::<NatGateway>(self, id),
+            Kind::Address => enc::<Address>(self, id),
         }
     }
 
@@ -232,6 +256,10 @@ impl World {
             Kind::NetworkAcl => dec::<NetworkAcl>(self, body),
             Kind::Peering => dec::<Peering>(self, body),
             Kind::RegionInit => dec::<RegionInit>(self, body),
+            Kind::Instance => dec::<Instance>(self, body),
+            Kind::NetworkInterface => dec::<NetworkInterface>(self, body),
+            Kind::NatGateway => dec::<NatGateway>(self, body),
+            Kind::Address => dec::<Address>(self, body),
         }
     }
 

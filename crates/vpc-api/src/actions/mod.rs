@@ -3,6 +3,7 @@
 //! Each family exposes `lookup(action) -> Option<Handler>`; [`lookup`] asks them in turn.
 
 pub mod acl;
+pub mod instance;
 pub mod peering;
 pub mod route;
 pub mod sg;
@@ -57,4 +58,5 @@ pub fn lookup(action: &str) -> Option<Handler> {
         .or_else(|| sg::lookup(action))
         .or_else(|| acl::lookup(action))
         .or_else(|| peering::lookup(action))
+        .or_else(|| instance::lookup(action))
 }

@@ -6,7 +6,11 @@
 
 pub mod acl;
 pub mod defaults;
+pub mod eip;
+pub mod eni;
 pub mod igw;
+pub mod instance;
+pub mod nat;
 pub mod peering;
 pub mod route;
 pub mod sg;
