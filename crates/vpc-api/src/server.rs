@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use vpc_model::region::Regions;
 use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
 use vpc_store::Store;
@@ -47,6 +47,9 @@ pub struct App {
     keys: RwLock<HashMap<String, (String, String)>>,
     clock_offset: AtomicI64,
     next_deadline: AtomicI64,
+    /// Bumped on every publish; watchers (the data plane) wait on it.
+    generation: Mutex<u64>,
+    published: Condvar,
     pub config: Config,
 }
 
@@ -164,6 +167,8 @@ impl App {
             keys: RwLock::new(keys),
             clock_offset: AtomicI64::new(offset),
             next_deadline: AtomicI64::new(next),
+            generation: Mutex::new(0),
+            published: Condvar::new(),
             config,
         }))
     }
@@ -171,6 +176,19 @@ impl App {
     /// Now on the simulated clock.
     pub fn now(&self) -> Timestamp {
         Timestamp(real_now_ms() + self.clock_offset.load(Ordering::Relaxed))
+    }
+
+    /// Waits until a state newer than generation `seen` is published, or the
+    /// timeout passes; returns the current generation and state either way.
+    pub fn wait_newer(&self, seen: u64, timeout: std::time::Duration) -> (u64, Arc<World>) {
+        let g = self.generation.lock().unwrap_or_else(PoisonError::into_inner);
+        let (g, _) = self
+            .published
+            .wait_timeout_while(g, timeout, |g| *g == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        let gen = *g;
+        drop(g);
+        (gen, self.world.load_full())
     }
 
     /// The current published state.
@@ -254,6 +272,8 @@ impl App {
             let next = ops::peering::next_deadline(&w).map_or(i64::MAX, |t| t.0);
             self.next_deadline.store(next, Ordering::Relaxed);
             self.world.store(Arc::new(w));
+            *self.generation.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            self.published.notify_all();
         }
         Ok(out)
     }
@@ -306,6 +326,12 @@ impl App {
                 tracing::warn!(error = %e, "timer tick failed");
             }
         }
+    }
+
+    /// How long until the earliest timer is due, between 2 and 250 ms.
+    pub fn until_next_deadline(&self) -> std::time::Duration {
+        let left = self.next_deadline.load(Ordering::Relaxed).saturating_sub(self.now().0);
+        std::time::Duration::from_millis(u64::try_from(left.clamp(2, 250)).unwrap_or(250))
     }
 
     /// Moves the simulated clock forward and persists the offset.
@@ -590,9 +616,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let ticker = app.clone();
     tokio::spawn(async move {
-        let mut iv = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
-            iv.tick().await;
+            // Sleep until the earliest timer is due (at most 250 ms), so state
+            // changes such as provisioning -> active land on time.
+            tokio::time::sleep(ticker.until_next_deadline()).await;
             let a = ticker.clone();
             let _ = tokio::task::spawn_blocking(move || a.tick()).await;
         }
