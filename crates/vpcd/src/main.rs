@@ -51,6 +51,9 @@ struct ServeArgs {
     /// Serve POST /_vpcd/clock?advance=SECONDS so tests can move the simulated clock.
     #[arg(long)]
     test_clock: bool,
+    /// Serve the control plane only: record instances but do not realize them.
+    #[arg(long)]
+    no_dataplane: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +178,7 @@ fn main() -> Result<()> {
         regions: Vec::new(),
         limits: None,
         test_clock: false,
+        no_dataplane: false,
     }));
     match cmd {
         Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
