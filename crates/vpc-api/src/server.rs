@@ -181,7 +181,10 @@ impl App {
     /// Waits until a state newer than generation `seen` is published, or the
     /// timeout passes; returns the current generation and state either way.
     pub fn wait_newer(&self, seen: u64, timeout: std::time::Duration) -> (u64, Arc<World>) {
-        let g = self.generation.lock().unwrap_or_else(PoisonError::into_inner);
+        let g = self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (g, _) = self
             .published
             .wait_timeout_while(g, timeout, |g| *g == seen)
@@ -272,7 +275,10 @@ impl App {
             let next = ops::peering::next_deadline(&w).map_or(i64::MAX, |t| t.0);
             self.next_deadline.store(next, Ordering::Relaxed);
             self.world.store(Arc::new(w));
-            *self.generation.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            *self
+                .generation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) += 1;
             self.published.notify_all();
         }
         Ok(out)
@@ -330,7 +336,10 @@ impl App {
 
     /// How long until the earliest timer is due, between 2 and 250 ms.
     pub fn until_next_deadline(&self) -> std::time::Duration {
-        let left = self.next_deadline.load(Ordering::Relaxed).saturating_sub(self.now().0);
+        let left = self
+            .next_deadline
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.now().0);
         std::time::Duration::from_millis(u64::try_from(left.clamp(2, 250)).unwrap_or(250))
     }
 
