@@ -39,4 +39,4 @@ else
 fi
 
 echo "== end-to-end tests (real vpcd, boto3, aws CLI)"
-VPCD_BIN="$PWD/target/debug/vpcd" python3 -m pytest tests/e2e -q -p no:cacheprovider
+VPCD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/vpcd" python3 -m pytest tests/e2e -q -p no:cacheprovider

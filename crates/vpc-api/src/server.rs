@@ -153,7 +153,7 @@ impl App {
             .get_setting("clock_offset_ms")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let next = ops::peering::next_deadline(&world).map_or(i64::MAX, |t| t.0);
+        let next = ops::next_deadline(&world).map_or(i64::MAX, |t| t.0);
         let mut keys = HashMap::new();
         for a in reader.list_accounts()? {
             for k in a.keys {
@@ -258,7 +258,7 @@ impl App {
         };
         // Timers due by now apply before the action sees the world, so no
         // action ever acts on a connection that should already have moved on.
-        ops::peering::tick(&mut w, now);
+        ops::tick(&mut w, now);
         let out = f(&mut w, &mut ctx)?;
         if dry_run {
             return Err(Fault::new(
@@ -272,7 +272,7 @@ impl App {
                 tracing::error!(error = %e, "commit failed");
                 Fault::new("InternalError", "An internal error has occurred")
             })?;
-            let next = ops::peering::next_deadline(&w).map_or(i64::MAX, |t| t.0);
+            let next = ops::next_deadline(&w).map_or(i64::MAX, |t| t.0);
             self.next_deadline.store(next, Ordering::Relaxed);
             self.world.store(Arc::new(w));
             *self
@@ -306,7 +306,7 @@ impl App {
             account,
             region,
             |w, ctx| {
-                ops::peering::tick(w, ctx.now);
+                ops::tick(w, ctx.now);
                 if need_init {
                     ops::defaults::ensure_region(w, ctx)?;
                 }
@@ -323,7 +323,7 @@ impl App {
                 "000000000000",
                 "",
                 |w, ctx| {
-                    ops::peering::tick(w, ctx.now);
+                    ops::tick(w, ctx.now);
                     Ok(())
                 },
                 false,

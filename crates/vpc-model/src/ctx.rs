@@ -57,6 +57,25 @@ pub struct Limits {
     pub peering_transition_ms: i64,
     /// How long an unaccepted request lives (AWS: 7 days, not adjustable).
     pub peering_expiry_ms: i64,
+    /// Instances not yet terminated, per account and region.
+    pub instances_per_region: usize,
+    /// The most instances one RunInstances call launches.
+    pub instances_per_launch: usize,
+    /// Network interfaces per account and region.
+    pub network_interfaces_per_region: usize,
+    /// Interfaces attached to one instance (the largest instance types' figure).
+    pub interfaces_per_instance: usize,
+    /// Private IPv4 addresses on one interface, the primary included.
+    pub private_ips_per_eni: usize,
+    /// IPv6 addresses on one interface.
+    pub ipv6_per_eni: usize,
+    /// Elastic IP addresses per account and region.
+    pub elastic_ips_per_region: usize,
+    /// NAT gateways (not deleted) per account and zone.
+    pub nat_gateways_per_az: usize,
+    /// How long `pending`, `stopping` and `shutting-down` (and a NAT
+    /// gateway's `pending` and `deleting`) last, in ms.
+    pub instance_transition_ms: i64,
 }
 
 impl Default for Limits {
@@ -79,6 +98,15 @@ impl Default for Limits {
             tags_per_resource: 50,
             peering_transition_ms: 200,
             peering_expiry_ms: 7 * Timestamp::DAY,
+            instances_per_region: 1000,
+            instances_per_launch: 20,
+            network_interfaces_per_region: 5000,
+            interfaces_per_instance: 15,
+            private_ips_per_eni: 50,
+            ipv6_per_eni: 50,
+            elastic_ips_per_region: 5,
+            nat_gateways_per_az: 5,
+            instance_transition_ms: 200,
         }
     }
 }

@@ -1,7 +1,1329 @@
-//! (filled in by its family's change)
+//! Instances, network interfaces, NAT gateways and Elastic IP addresses.
 
-use super::Handler;
+use super::{Handler, Req};
+use crate::params::{parse_tags, Params};
+use crate::query::{self, tag_field};
+use crate::xml::{timestamp, Xml};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use vpc_model::ops::{eip, eni, instance, nat};
+use vpc_model::{
+    Address, Ctx, Fault, Instance, InstanceState, NatGateway, NatState, NetworkInterface,
+    SecurityGroup, Tags, World,
+};
 
-pub fn lookup(_action: &str) -> Option<Handler> {
+pub fn lookup(action: &str) -> Option<Handler> {
+    use Handler::{Read, Write};
+    Some(match action {
+        "RunInstances" => Write(run_instances),
+        "DescribeInstances" => Read(describe_instances),
+        "StartInstances" => Write(start_instances),
+        "StopInstances" => Write(stop_instances),
+        "TerminateInstances" => Write(terminate_instances),
+        "RebootInstances" => Write(reboot_instances),
+        "ModifyInstanceAttribute" => Write(modify_instance_attribute),
+        "DescribeInstanceAttribute" => Read(describe_instance_attribute),
+        "CreateNetworkInterface" => Write(create_eni),
+        "DeleteNetworkInterface" => Write(delete_eni),
+        "DescribeNetworkInterfaces" => Read(describe_enis),
+        "AttachNetworkInterface" => Write(attach_eni),
+        "DetachNetworkInterface" => Write(detach_eni),
+        "ModifyNetworkInterfaceAttribute" => Write(modify_eni_attribute),
+        "DescribeNetworkInterfaceAttribute" => Read(describe_eni_attribute),
+        "CreateNatGateway" => Write(create_nat),
+        "DeleteNatGateway" => Write(delete_nat),
+        "DescribeNatGateways" => Read(describe_nats),
+        "AllocateAddress" => Write(allocate_address),
+        "AssociateAddress" => Write(associate_address),
+        "DisassociateAddress" => Write(disassociate_address),
+        "ReleaseAddress" => Write(release_address),
+        "DescribeAddresses" => Read(describe_addresses),
+        _ => return None,
+    })
+}
+
+// ---- Parameters ----------------------------------------------------------
+
+/// `TagSpecification.N` for several resource types: tags by type.
+fn tag_specs_by_type(p: &Params, allowed: &[&str]) -> Result<HashMap<String, Tags>, Fault> {
+    let mut out: HashMap<String, Tags> = HashMap::new();
+    for spec in p.indexed("TagSpecification") {
+        let rt = spec
+            .get("ResourceType")
+            .ok_or_else(|| Fault::missing("TagSpecification.ResourceType"))?;
+        if !allowed.contains(&rt) {
+            return Err(Fault::invalid_param(format!(
+                "'{rt}' is not a valid taggable resource type for this operation."
+            )));
+        }
+        let tags = out.entry(rt.to_string()).or_default();
+        for t in parse_tags(&spec, "Tag")? {
+            match tags.iter_mut().find(|x| x.key == t.key) {
+                Some(x) => x.value = t.value,
+                None => tags.push(t),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `prefix.N.<key>` values (also accepting the flat `prefix.N` form).
+fn member_list(p: &Params, prefix: &str, key: &str) -> Vec<String> {
+    p.indexed(prefix)
+        .into_iter()
+        .filter_map(|x| x.string(key).or_else(|| x.string("")))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn non_empty(p: &Params, k: &str) -> Option<String> {
+    p.string(k).filter(|s| !s.is_empty())
+}
+
+/// The address part of a new interface (CreateNetworkInterface, NetworkInterface.N).
+fn eni_spec(p: &Params) -> Result<eni::EniSpec, Fault> {
+    let mut private_ips = Vec::new();
+    for x in p.indexed("PrivateIpAddresses") {
+        let a = x
+            .string("PrivateIpAddress")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Fault::missing("PrivateIpAddresses.PrivateIpAddress"))?;
+        private_ips.push((a, x.bool("Primary")?.unwrap_or(false)));
+    }
+    Ok(eni::EniSpec {
+        subnet_id: non_empty(p, "SubnetId"),
+        description: p.string("Description"),
+        private_ip: non_empty(p, "PrivateIpAddress"),
+        private_ips,
+        secondary_count: p.int("SecondaryPrivateIpAddressCount")?,
+        group_ids: p.list("SecurityGroupId"),
+        group_names: Vec::new(),
+        ipv6_count: p.int("Ipv6AddressCount")?,
+        ipv6: member_list(p, "Ipv6Addresses", "Ipv6Address"),
+        tags: Vec::new(),
+    })
+}
+
+// ---- Rendering helpers ---------------------------------------------------
+
+fn render_state(x: &mut Xml, tag: &str, s: InstanceState) {
+    x.open(tag)
+        .num("code", s.code())
+        .leaf("name", s.as_str())
+        .close(tag);
+}
+
+fn group_name(w: &World, id: &str) -> Option<String> {
+    w.get::<SecurityGroup>(id).map(|g| g.name.clone())
+}
+
+fn render_groups(x: &mut Xml, w: &World, groups: &[String]) {
+    x.set("groupSet", groups, |x, g| {
+        x.leaf("groupId", g)
+            .opt("groupName", group_name(w, g).as_deref());
+    });
+}
+
+/// The public side of one private address: (public IP, the EIP if it is one).
+fn public_of<'w>(
+    w: &'w World,
+    e: &NetworkInterface,
+    private: Ipv4Addr,
+) -> Option<(Ipv4Addr, Option<&'w Address>)> {
+    if let Some(a) = eni::eip_of(w, &e.meta.id, private) {
+        return Some((a.public_ip, Some(a)));
+    }
+    if private == e.primary_ip() {
+        return e.public_ip.map(|ip| (ip, None));
+    }
     None
+}
+
+/// `association` of an interface or one of its addresses. `full` adds the
+/// allocation and association IDs (the NetworkInterface shape has them).
+fn render_association(x: &mut Xml, w: &World, e: &NetworkInterface, private: Ipv4Addr, full: bool) {
+    let Some((ip, a)) = public_of(w, e, private) else {
+        return;
+    };
+    x.open("association");
+    if full {
+        if let Some(a) = a {
+            x.leaf("allocationId", &a.meta.id)
+                .opt("associationId", a.association_id.as_deref());
+        }
+    }
+    x.leaf("ipOwnerId", a.map_or("amazon", |a| a.meta.owner.as_str()))
+        .leaf("publicDnsName", &eni::public_dns_of(w, e, ip))
+        .leaf("publicIp", &ip.to_string())
+        .close("association");
+}
+
+fn render_private_ips(x: &mut Xml, w: &World, e: &NetworkInterface, full: bool) {
+    x.set("privateIpAddressesSet", &e.private_ips, |x, p| {
+        x.leaf("privateIpAddress", &p.ip.to_string())
+            .leaf(
+                "privateDnsName",
+                &eni::private_dns_name(&e.meta.region, p.ip),
+            )
+            .bool("primary", p.primary);
+        render_association(x, w, e, p.ip, full);
+    });
+    x.set("ipv6AddressesSet", &e.ipv6, |x, a| {
+        x.leaf("ipv6Address", &a.to_string())
+            .bool("isPrimaryIpv6", false);
+    });
+}
+
+/// One `InstanceNetworkInterface` (inside an instance).
+fn render_instance_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
+    let ip = e.primary_ip();
+    x.leaf("networkInterfaceId", &e.meta.id)
+        .leaf("subnetId", &e.subnet_id)
+        .leaf("vpcId", &e.vpc_id)
+        .leaf("description", &e.description)
+        .leaf("ownerId", &e.meta.owner)
+        .leaf("status", e.status())
+        .leaf("macAddress", &e.mac)
+        .leaf("privateIpAddress", &ip.to_string())
+        .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
+        .bool("sourceDestCheck", e.source_dest_check);
+    render_groups(x, w, &e.groups);
+    if let Some(a) = &e.attachment {
+        x.open("attachment")
+            .leaf("attachmentId", &a.id)
+            .num("deviceIndex", a.device_index)
+            .leaf("status", "attached")
+            .leaf("attachTime", &timestamp(a.attached_at.0))
+            .bool("deleteOnTermination", a.delete_on_termination)
+            .num("networkCardIndex", 0)
+            .close("attachment");
+    }
+    render_association(x, w, e, ip, false);
+    render_private_ips(x, w, e, false);
+    x.leaf("interfaceType", &e.interface_type);
+}
+
+/// One `NetworkInterface` (DescribeNetworkInterfaces, CreateNetworkInterface).
+fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
+    let ip = e.primary_ip();
+    let az_id = w
+        .get::<vpc_model::Subnet>(&e.subnet_id)
+        .map(|s| s.az_id.clone());
+    x.leaf("networkInterfaceId", &e.meta.id)
+        .leaf("subnetId", &e.subnet_id)
+        .leaf("vpcId", &e.vpc_id)
+        .leaf("availabilityZone", &e.az)
+        .opt("availabilityZoneId", az_id.as_deref())
+        .leaf("description", &e.description)
+        .leaf("ownerId", &e.meta.owner);
+    if e.requester_managed {
+        x.leaf("requesterId", "amazon");
+    }
+    x.bool("requesterManaged", e.requester_managed)
+        .leaf("status", e.status())
+        .leaf("macAddress", &e.mac)
+        .leaf("privateIpAddress", &ip.to_string())
+        .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
+        .bool("sourceDestCheck", e.source_dest_check);
+    render_groups(x, w, &e.groups);
+    if let Some(a) = &e.attachment {
+        x.open("attachment")
+            .leaf("attachmentId", &a.id)
+            .leaf("instanceId", &a.instance_id)
+            .leaf("instanceOwnerId", &e.meta.owner)
+            .num("deviceIndex", a.device_index)
+            .num("networkCardIndex", 0)
+            .leaf("status", "attached")
+            .leaf("attachTime", &timestamp(a.attached_at.0))
+            .bool("deleteOnTermination", a.delete_on_termination)
+            .close("attachment");
+    }
+    render_association(x, w, e, ip, true);
+    x.tags(&e.meta.tags);
+    render_private_ips(x, w, e, true);
+    x.empty("ipv4PrefixSet")
+        .empty("ipv6PrefixSet")
+        .leaf("interfaceType", &e.interface_type)
+        .bool("denyAllIgwTraffic", false)
+        .bool("ipv6Native", false);
+}
+
+/// `User initiated (2024-01-02 03:04:05 GMT)`
+fn user_initiated(ms: i64) -> String {
+    let t = timestamp(ms);
+    format!("User initiated ({} {} GMT)", &t[0..10], &t[11..19])
+}
+
+/// One instance item. `enis` are its attached interfaces, by device index.
+fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterface]) {
+    let primary = enis
+        .iter()
+        .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0));
+    let region = &i.meta.region;
+    x.leaf("instanceId", &i.meta.id)
+        .leaf("imageId", &i.image_id);
+    render_state(x, "instanceState", i.state);
+    let private = primary.map(|e| e.primary_ip());
+    let public = primary.and_then(|e| eni::public_ip_of(w, e));
+    x.leaf(
+        "privateDnsName",
+        &private.map_or(String::new(), |ip| eni::private_dns_name(region, ip)),
+    )
+    .leaf(
+        "dnsName",
+        &match (primary, public) {
+            (Some(e), Some(ip)) => eni::public_dns_of(w, e, ip),
+            _ => String::new(),
+        },
+    );
+    let stopped_or_gone = matches!(
+        i.state,
+        InstanceState::Stopping
+            | InstanceState::Stopped
+            | InstanceState::ShuttingDown
+            | InstanceState::Terminated
+    );
+    x.leaf(
+        "reason",
+        &if stopped_or_gone {
+            user_initiated(i.state_since.0)
+        } else {
+            String::new()
+        },
+    );
+    x.opt("keyName", i.key_name.as_deref())
+        .num("amiLaunchIndex", i.launch_index)
+        .empty("productCodes")
+        .leaf("instanceType", &i.instance_type)
+        .leaf("launchTime", &timestamp(i.meta.created.0))
+        .open("placement")
+        .leaf("availabilityZone", &i.az)
+        .leaf("groupName", "")
+        .leaf("tenancy", "default")
+        .close("placement")
+        .open("monitoring")
+        .leaf("state", "disabled")
+        .close("monitoring")
+        .leaf("subnetId", &i.subnet_id)
+        .leaf("vpcId", &i.vpc_id);
+    if let Some(ip) = private {
+        x.leaf("privateIpAddress", &ip.to_string());
+    }
+    if let Some(ip) = public {
+        x.leaf("ipAddress", &ip.to_string());
+    }
+    if let Some(e) = primary {
+        x.bool("sourceDestCheck", e.source_dest_check);
+        render_groups(x, w, &e.groups);
+    } else {
+        x.empty("groupSet");
+    }
+    if stopped_or_gone {
+        x.open("stateReason")
+            .leaf("code", "Client.UserInitiatedShutdown")
+            .leaf(
+                "message",
+                "Client.UserInitiatedShutdown: User initiated shutdown",
+            )
+            .close("stateReason");
+    } else if i.state == InstanceState::Pending {
+        x.open("stateReason")
+            .leaf("code", "pending")
+            .leaf("message", "pending")
+            .close("stateReason");
+    }
+    x.leaf("architecture", "x86_64")
+        .leaf("rootDeviceType", "ebs")
+        .leaf("rootDeviceName", "/dev/xvda")
+        .empty("blockDeviceMapping")
+        .leaf("virtualizationType", "hvm")
+        .leaf("clientToken", i.client_token.as_deref().unwrap_or(""))
+        .tags(&i.meta.tags)
+        .leaf("hypervisor", "xen");
+    x.set("networkInterfaceSet", enis, |x, e| {
+        render_instance_eni(x, w, e)
+    });
+    x.bool("ebsOptimized", false).bool("enaSupport", true);
+    if let Some(v6) = primary.and_then(|e| e.ipv6.first()) {
+        x.leaf("ipv6Address", &v6.to_string());
+    }
+    x.open("cpuOptions")
+        .num("coreCount", 1)
+        .num("threadsPerCore", 2)
+        .close("cpuOptions")
+        .open("metadataOptions")
+        .leaf("state", "applied")
+        .leaf("httpTokens", "optional")
+        .num("httpPutResponseHopLimit", 1)
+        .leaf("httpEndpoint", "enabled")
+        .leaf("httpProtocolIpv6", "disabled")
+        .leaf("instanceMetadataTags", "disabled")
+        .close("metadataOptions")
+        .leaf("platformDetails", "Linux/UNIX")
+        .leaf("usageOperation", "RunInstances")
+        .leaf("usageOperationUpdateTime", &timestamp(i.meta.created.0))
+        .open("privateDnsNameOptions")
+        .leaf("hostnameType", "ip-name")
+        .bool("enableResourceNameDnsARecord", false)
+        .bool("enableResourceNameDnsAAAARecord", false)
+        .close("privateDnsNameOptions")
+        .open("maintenanceOptions")
+        .leaf("autoRecovery", "default")
+        .close("maintenanceOptions")
+        .leaf("currentInstanceBootMode", "legacy-bios");
+}
+
+/// Every attached interface by instance ID, by device index.
+fn enis_by_instance(w: &World) -> HashMap<&str, Vec<&NetworkInterface>> {
+    let mut m: HashMap<&str, Vec<&NetworkInterface>> = HashMap::new();
+    for e in w.iter::<NetworkInterface>() {
+        if let Some(a) = &e.attachment {
+            m.entry(a.instance_id.as_str()).or_default().push(e);
+        }
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|e| e.attachment.as_ref().map_or(0, |a| a.device_index));
+    }
+    m
+}
+
+// ---- Instances -----------------------------------------------------------
+
+fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let p = r.p;
+    let mut tags = tag_specs_by_type(
+        p,
+        &[
+            "instance",
+            "network-interface",
+            "volume",
+            "spot-instances-request",
+            "elastic-gpu",
+        ],
+    )?;
+    let mut interfaces = Vec::new();
+    for n in p.indexed("NetworkInterface") {
+        interfaces.push(instance::IfaceSpec {
+            device_index: n.int("DeviceIndex")?,
+            network_interface_id: non_empty(&n, "NetworkInterfaceId"),
+            associate_public_ip: n.bool("AssociatePublicIpAddress")?,
+            delete_on_termination: n.bool("DeleteOnTermination")?,
+            eni: eni_spec(&n)?,
+        });
+    }
+    let req = instance::RunInstances {
+        image_id: p.string("ImageId"),
+        instance_type: p.string("InstanceType"),
+        min_count: p.int("MinCount")?,
+        max_count: p.int("MaxCount")?,
+        subnet_id: non_empty(p, "SubnetId"),
+        private_ip: non_empty(p, "PrivateIpAddress"),
+        group_ids: p.list("SecurityGroupId"),
+        group_names: p.list("SecurityGroup"),
+        ipv6_count: p.int("Ipv6AddressCount")?,
+        ipv6: member_list(p, "Ipv6Address", "Ipv6Address"),
+        interfaces,
+        availability_zone: non_empty(p, "Placement.AvailabilityZone"),
+        key_name: non_empty(p, "KeyName"),
+        client_token: non_empty(p, "ClientToken"),
+        instance_tags: tags.remove("instance").unwrap_or_default(),
+        eni_tags: tags.remove("network-interface").unwrap_or_default(),
+    };
+    let insts = instance::run(w, ctx, req)?;
+    let mut x = r.xml();
+    let first = &insts[0];
+    x.leaf("reservationId", &first.reservation_id)
+        .leaf("ownerId", &first.meta.owner)
+        .empty("groupSet");
+    x.set("instancesSet", &insts, |x, i| {
+        let enis = eni::enis_of_instance(w, &i.meta.id);
+        render_instance(x, w, i, &enis);
+    });
+    r.done(x)
+}
+
+const INSTANCE_FILTERS: &[&str] = &[
+    "instance-id",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-type",
+    "image-id",
+    "vpc-id",
+    "subnet-id",
+    "availability-zone",
+    "private-ip-address",
+    "ip-address",
+    "private-dns-name",
+    "dns-name",
+    "reservation-id",
+    "owner-id",
+    "key-name",
+    "client-token",
+    "launch-index",
+    "architecture",
+    "root-device-type",
+    "source-dest-check",
+    "instance.group-id",
+    "instance.group-name",
+    "group-id",
+    "group-name",
+    "network-interface.network-interface-id",
+    "network-interface.subnet-id",
+    "network-interface.vpc-id",
+    "network-interface.status",
+    "network-interface.mac-address",
+    "network-interface.private-dns-name",
+    "network-interface.source-dest-check",
+    "network-interface.description",
+    "network-interface.group-id",
+    "network-interface.group-name",
+    "network-interface.addresses.private-ip-address",
+    "network-interface.addresses.primary",
+    "network-interface.addresses.association.public-ip",
+    "network-interface.association.public-ip",
+    "network-interface.attachment.attachment-id",
+    "network-interface.attachment.device-index",
+    "network-interface.attachment.status",
+    "network-interface.ipv6-addresses.ipv6-address",
+    "ipv6-address",
+];
+
+fn instance_field(
+    w: &World,
+    i: &Instance,
+    enis: &[&NetworkInterface],
+    name: &str,
+) -> Option<Vec<String>> {
+    let one = |s: &str| Some(vec![s.to_string()]);
+    let primary = enis
+        .iter()
+        .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0));
+    let over = |f: &dyn Fn(&NetworkInterface) -> Vec<String>| -> Option<Vec<String>> {
+        Some(enis.iter().flat_map(|e| f(e)).collect())
+    };
+    let names = |gs: &[String]| {
+        gs.iter()
+            .filter_map(|g| group_name(w, g))
+            .collect::<Vec<_>>()
+    };
+    match name {
+        "instance-id" => one(&i.meta.id),
+        "instance-state-name" => one(i.state.as_str()),
+        "instance-state-code" => one(&i.state.code().to_string()),
+        "instance-type" => one(&i.instance_type),
+        "image-id" => one(&i.image_id),
+        "vpc-id" => one(&i.vpc_id),
+        "subnet-id" => one(&i.subnet_id),
+        "availability-zone" => one(&i.az),
+        "private-ip-address" => Some(
+            primary
+                .map(|e| e.primary_ip().to_string())
+                .into_iter()
+                .collect(),
+        ),
+        "ip-address" => Some(
+            primary
+                .and_then(|e| eni::public_ip_of(w, e))
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+        ),
+        "private-dns-name" => Some(
+            primary
+                .map(|e| eni::private_dns_name(&i.meta.region, e.primary_ip()))
+                .into_iter()
+                .collect(),
+        ),
+        "dns-name" => Some(
+            primary
+                .and_then(|e| eni::public_ip_of(w, e).map(|ip| eni::public_dns_of(w, e, ip)))
+                .filter(|s| !s.is_empty())
+                .into_iter()
+                .collect(),
+        ),
+        "reservation-id" => one(&i.reservation_id),
+        "owner-id" => one(&i.meta.owner),
+        "key-name" => Some(i.key_name.iter().cloned().collect()),
+        "client-token" => Some(i.client_token.iter().cloned().collect()),
+        "launch-index" => one(&i.launch_index.to_string()),
+        "architecture" => one("x86_64"),
+        "root-device-type" => one("ebs"),
+        "source-dest-check" => Some(
+            primary
+                .map(|e| e.source_dest_check.to_string())
+                .into_iter()
+                .collect(),
+        ),
+        "instance.group-id" | "group-id" => {
+            Some(primary.map(|e| e.groups.clone()).unwrap_or_default())
+        }
+        "instance.group-name" | "group-name" => {
+            Some(primary.map(|e| names(&e.groups)).unwrap_or_default())
+        }
+        "network-interface.network-interface-id" => over(&|e| vec![e.meta.id.clone()]),
+        "network-interface.subnet-id" => over(&|e| vec![e.subnet_id.clone()]),
+        "network-interface.vpc-id" => over(&|e| vec![e.vpc_id.clone()]),
+        "network-interface.status" => over(&|e| vec![e.status().to_string()]),
+        "network-interface.mac-address" => over(&|e| vec![e.mac.clone()]),
+        "network-interface.description" => over(&|e| vec![e.description.clone()]),
+        "network-interface.source-dest-check" => over(&|e| vec![e.source_dest_check.to_string()]),
+        "network-interface.private-dns-name" => {
+            over(&|e| vec![eni::private_dns_name(&e.meta.region, e.primary_ip())])
+        }
+        "network-interface.group-id" => over(&|e| e.groups.clone()),
+        "network-interface.group-name" => over(&|e| names(&e.groups)),
+        "network-interface.addresses.private-ip-address" => {
+            over(&|e| e.private_ips.iter().map(|p| p.ip.to_string()).collect())
+        }
+        "network-interface.addresses.primary" => over(&|e| {
+            e.private_ips
+                .iter()
+                .map(|p| p.primary.to_string())
+                .collect()
+        }),
+        "network-interface.addresses.association.public-ip"
+        | "network-interface.association.public-ip" => over(&|e| {
+            eni::public_ips_of(w, e)
+                .into_iter()
+                .map(|(_, p)| p.to_string())
+                .collect()
+        }),
+        "network-interface.attachment.attachment-id" => {
+            over(&|e| e.attachment.iter().map(|a| a.id.clone()).collect())
+        }
+        "network-interface.attachment.device-index" => over(&|e| {
+            e.attachment
+                .iter()
+                .map(|a| a.device_index.to_string())
+                .collect()
+        }),
+        "network-interface.attachment.status" => over(&|_| vec!["attached".to_string()]),
+        "network-interface.ipv6-addresses.ipv6-address" | "ipv6-address" => {
+            over(&|e| e.ipv6.iter().map(|a| a.to_string()).collect())
+        }
+        _ => tag_field(&i.meta.tags, name),
+    }
+}
+
+fn describe_instances(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let ids = r.p.list("InstanceId");
+    if !ids.is_empty() && r.p.has("MaxResults") {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "The parameter instancesSet cannot be used with the parameter maxResults",
+        ));
+    }
+    let by_inst = enis_by_instance(w);
+    let none: Vec<&NetworkInterface> = Vec::new();
+    let enis_of = |i: &Instance| by_inst.get(i.meta.id.as_str()).unwrap_or(&none).clone();
+    let mut items: Vec<&Instance> = if ids.is_empty() {
+        w.scoped::<Instance>(&ctx.account, &ctx.region).collect()
+    } else {
+        instance::get_many(w, ctx, &ids)?
+    };
+    let key = |i: &&Instance| format!("{}:{:010}:{}", i.reservation_id, i.launch_index, i.meta.id);
+    items.sort_by_key(key);
+    let field = |i: &&Instance, name: &str| instance_field(w, i, &enis_of(i), name);
+    let items = query::apply(items, &r.p.filters()?, &field, INSTANCE_FILTERS)?;
+    let (page, next) = query::paginate(items, r.p, key, 5, 1000)?;
+    // Consecutive instances of one reservation form one reservation item.
+    let mut groups: Vec<Vec<&Instance>> = Vec::new();
+    for i in page {
+        match groups.last_mut() {
+            Some(g) if g[0].reservation_id == i.reservation_id => g.push(i),
+            _ => groups.push(vec![i]),
+        }
+    }
+    let mut x = r.xml();
+    x.set("reservationSet", &groups, |x, g| {
+        x.leaf("reservationId", &g[0].reservation_id)
+            .leaf("ownerId", &g[0].meta.owner)
+            .empty("groupSet");
+        x.set("instancesSet", g, |x, i| {
+            render_instance(x, w, i, &enis_of(i))
+        });
+    });
+    x.opt("nextToken", next.as_deref());
+    r.done(x)
+}
+
+fn render_changes(r: &Req<'_>, changes: &[instance::StateChange]) -> Result<String, Fault> {
+    let mut x = r.xml();
+    x.set("instancesSet", changes, |x, c| {
+        x.leaf("instanceId", &c.instance_id);
+        render_state(x, "currentState", c.current);
+        render_state(x, "previousState", c.previous);
+    });
+    r.done(x)
+}
+
+fn start_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let c = instance::start(w, ctx, &r.p.list("InstanceId"))?;
+    render_changes(r, &c)
+}
+
+fn stop_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let c = instance::stop(w, ctx, &r.p.list("InstanceId"))?;
+    render_changes(r, &c)
+}
+
+fn terminate_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let c = instance::terminate(w, ctx, &r.p.list("InstanceId"))?;
+    render_changes(r, &c)
+}
+
+fn reboot_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    instance::reboot(w, ctx, &r.p.list("InstanceId"))?;
+    r.ok()
+}
+
+/// Attributes ModifyInstanceAttribute accepts and ignores (nothing here models them).
+const IGNORED_INSTANCE_ATTRS: &[&str] = &[
+    "DisableApiTermination",
+    "DisableApiStop",
+    "InstanceInitiatedShutdownBehavior",
+    "UserData",
+    "EbsOptimized",
+    "EnaSupport",
+    "SriovNetSupport",
+];
+
+fn modify_instance_attribute(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    r: &Req<'_>,
+) -> Result<String, Fault> {
+    let p = r.p;
+    let id = p.req("InstanceId")?.to_string();
+    let mut c = instance::InstanceChange {
+        source_dest_check: p.attr_bool("SourceDestCheck")?,
+        instance_type: p
+            .string("InstanceType.Value")
+            .or_else(|| p.string("InstanceType")),
+        ..instance::InstanceChange::default()
+    };
+    let groups = p.list("GroupId");
+    if !groups.is_empty() {
+        c.groups = Some(groups);
+    }
+    if let Some(attr) = p.get("Attribute") {
+        let value = p.string("Value");
+        match attr {
+            "sourceDestCheck" => {
+                let v = value.ok_or_else(|| Fault::missing("Value"))?;
+                c.source_dest_check = Some(v.eq_ignore_ascii_case("true"));
+            }
+            "instanceType" => c.instance_type = Some(value.ok_or_else(|| Fault::missing("Value"))?),
+            "groupSet" => {}
+            "disableApiTermination"
+            | "disableApiStop"
+            | "instanceInitiatedShutdownBehavior"
+            | "userData"
+            | "ebsOptimized"
+            | "enaSupport"
+            | "sriovNetSupport" => {
+                instance::get(w, ctx, &id)?;
+                return r.ok();
+            }
+            other => {
+                return Err(Fault::new(
+                    "UnsupportedInstanceAttribute",
+                    format!("The attribute '{other}' is not supported by vpcd."),
+                ))
+            }
+        }
+    }
+    let any = c.source_dest_check.is_some() || c.groups.is_some() || c.instance_type.is_some();
+    if !any
+        && IGNORED_INSTANCE_ATTRS
+            .iter()
+            .any(|a| p.has(a) || p.has(&format!("{a}.Value")))
+    {
+        instance::get(w, ctx, &id)?;
+        return r.ok();
+    }
+    instance::modify_attribute(w, ctx, &id, c)?;
+    r.ok()
+}
+
+fn describe_instance_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let id = r.p.req("InstanceId")?;
+    let attr = r.p.req("Attribute")?;
+    let i = instance::get(w, ctx, id)?;
+    let primary = w
+        .get::<NetworkInterface>(&i.primary_eni)
+        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == id));
+    let mut x = r.xml();
+    x.leaf("instanceId", id);
+    let value = |x: &mut Xml, tag: &str, v: &str| {
+        x.open(tag).leaf("value", v).close(tag);
+    };
+    let boolean = |x: &mut Xml, tag: &str, v: bool| {
+        x.open(tag).bool("value", v).close(tag);
+    };
+    match attr {
+        "instanceType" => value(&mut x, "instanceType", &i.instance_type),
+        "sourceDestCheck" => boolean(
+            &mut x,
+            "sourceDestCheck",
+            primary.is_none_or(|e| e.source_dest_check),
+        ),
+        "groupSet" => {
+            let groups = primary.map(|e| e.groups.clone()).unwrap_or_default();
+            render_groups(&mut x, w, &groups);
+        }
+        "disableApiTermination" => boolean(&mut x, "disableApiTermination", false),
+        "disableApiStop" => boolean(&mut x, "disableApiStop", false),
+        "instanceInitiatedShutdownBehavior" => {
+            value(&mut x, "instanceInitiatedShutdownBehavior", "stop")
+        }
+        "rootDeviceName" => value(&mut x, "rootDeviceName", "/dev/xvda"),
+        "ebsOptimized" => boolean(&mut x, "ebsOptimized", false),
+        "enaSupport" => boolean(&mut x, "enaSupport", true),
+        "userData" => {
+            x.empty("userData");
+        }
+        "kernel" => {
+            x.empty("kernel");
+        }
+        "ramdisk" => {
+            x.empty("ramdisk");
+        }
+        "sriovNetSupport" => {
+            x.empty("sriovNetSupport");
+        }
+        "blockDeviceMapping" => {
+            x.empty("blockDeviceMapping");
+        }
+        "productCodes" => {
+            x.empty("productCodes");
+        }
+        other => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({other}) for parameter attribute is invalid. Unknown attribute."
+            )))
+        }
+    }
+    r.done(x)
+}
+
+// ---- Network interfaces ----------------------------------------------------
+
+fn create_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let mut spec = eni_spec(r.p)?;
+    spec.tags = r.p.tag_specs("network-interface")?;
+    if let Some(t) = r.p.get("InterfaceType").filter(|t| !t.is_empty()) {
+        if t != "interface" {
+            return Err(Fault::new(
+                "UnsupportedOperation",
+                format!("The interface type '{t}' is not supported by vpcd."),
+            ));
+        }
+    }
+    let e = eni::create(w, ctx, spec)?;
+    let mut x = r.xml();
+    x.open("networkInterface");
+    render_eni(&mut x, w, &e);
+    x.close("networkInterface");
+    x.opt("clientToken", r.p.get("ClientToken"));
+    r.done(x)
+}
+
+fn delete_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    eni::delete(w, ctx, r.p.req("NetworkInterfaceId")?)?;
+    r.ok()
+}
+
+const ENI_FILTERS: &[&str] = &[
+    "network-interface-id",
+    "subnet-id",
+    "vpc-id",
+    "availability-zone",
+    "description",
+    "mac-address",
+    "owner-id",
+    "status",
+    "interface-type",
+    "requester-managed",
+    "requester-id",
+    "source-dest-check",
+    "private-ip-address",
+    "private-dns-name",
+    "addresses.private-ip-address",
+    "addresses.primary",
+    "addresses.association.public-ip",
+    "addresses.association.owner-id",
+    "association.public-ip",
+    "association.allocation-id",
+    "association.association-id",
+    "association.ip-owner-id",
+    "association.public-dns-name",
+    "group-id",
+    "group-name",
+    "attachment.instance-id",
+    "attachment.instance-owner-id",
+    "attachment.attachment-id",
+    "attachment.device-index",
+    "attachment.status",
+    "attachment.attach-time",
+    "attachment.delete-on-termination",
+    "ipv6-addresses.ipv6-address",
+    "ipv6-address",
+];
+
+fn eni_field(w: &World, e: &NetworkInterface, name: &str) -> Option<Vec<String>> {
+    let one = |s: &str| Some(vec![s.to_string()]);
+    let att = |f: &dyn Fn(&vpc_model::EniAttachment) -> String| -> Option<Vec<String>> {
+        Some(e.attachment.iter().map(f).collect())
+    };
+    let primary_public = || public_of(w, e, e.primary_ip());
+    match name {
+        "network-interface-id" => one(&e.meta.id),
+        "subnet-id" => one(&e.subnet_id),
+        "vpc-id" => one(&e.vpc_id),
+        "availability-zone" => one(&e.az),
+        "description" => one(&e.description),
+        "mac-address" => one(&e.mac),
+        "owner-id" => one(&e.meta.owner),
+        "status" => one(e.status()),
+        "interface-type" => one(&e.interface_type),
+        "requester-managed" => one(&e.requester_managed.to_string()),
+        "requester-id" => Some(if e.requester_managed {
+            vec!["amazon".to_string()]
+        } else {
+            vec![]
+        }),
+        "source-dest-check" => one(&e.source_dest_check.to_string()),
+        "private-ip-address" | "addresses.private-ip-address" => {
+            Some(e.private_ips.iter().map(|p| p.ip.to_string()).collect())
+        }
+        "private-dns-name" => one(&eni::private_dns_name(&e.meta.region, e.primary_ip())),
+        "addresses.primary" => Some(
+            e.private_ips
+                .iter()
+                .map(|p| p.primary.to_string())
+                .collect(),
+        ),
+        "addresses.association.public-ip" => Some(
+            eni::public_ips_of(w, e)
+                .into_iter()
+                .map(|(_, p)| p.to_string())
+                .collect(),
+        ),
+        "addresses.association.owner-id" | "association.ip-owner-id" => Some(
+            primary_public()
+                .map(|(_, a)| a.map_or("amazon".to_string(), |a| a.meta.owner.clone()))
+                .into_iter()
+                .collect(),
+        ),
+        "association.public-ip" => Some(
+            primary_public()
+                .map(|(ip, _)| ip.to_string())
+                .into_iter()
+                .collect(),
+        ),
+        "association.allocation-id" => Some(
+            primary_public()
+                .and_then(|(_, a)| a.map(|a| a.meta.id.clone()))
+                .into_iter()
+                .collect(),
+        ),
+        "association.association-id" => Some(
+            primary_public()
+                .and_then(|(_, a)| a.and_then(|a| a.association_id.clone()))
+                .into_iter()
+                .collect(),
+        ),
+        "association.public-dns-name" => Some(
+            primary_public()
+                .map(|(ip, _)| eni::public_dns_of(w, e, ip))
+                .into_iter()
+                .collect(),
+        ),
+        "group-id" => Some(e.groups.clone()),
+        "group-name" => Some(e.groups.iter().filter_map(|g| group_name(w, g)).collect()),
+        "attachment.instance-id" => att(&|a| a.instance_id.clone()),
+        "attachment.instance-owner-id" => att(&|_| e.meta.owner.clone()),
+        "attachment.attachment-id" => att(&|a| a.id.clone()),
+        "attachment.device-index" => att(&|a| a.device_index.to_string()),
+        "attachment.status" => att(&|_| "attached".to_string()),
+        "attachment.attach-time" => att(&|a| timestamp(a.attached_at.0)),
+        "attachment.delete-on-termination" => att(&|a| a.delete_on_termination.to_string()),
+        "ipv6-addresses.ipv6-address" | "ipv6-address" => {
+            Some(e.ipv6.iter().map(|a| a.to_string()).collect())
+        }
+        _ => tag_field(&e.meta.tags, name),
+    }
+}
+
+/// Looks up requested IDs (an unknown one fails the call), or all of the caller's.
+fn by_ids<'w, T>(
+    ids: &[String],
+    get: impl Fn(&str) -> Result<&'w T, Fault>,
+    all: impl FnOnce() -> Vec<&'w T>,
+) -> Result<Vec<&'w T>, Fault> {
+    if ids.is_empty() {
+        return Ok(all());
+    }
+    let mut ids: Vec<&String> = ids.iter().collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter().map(|id| get(id)).collect()
+}
+
+fn describe_enis(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let ids = r.p.list("NetworkInterfaceId");
+    let items = by_ids(
+        &ids,
+        |id| eni::get(w, ctx, id),
+        || {
+            w.scoped::<NetworkInterface>(&ctx.account, &ctx.region)
+                .collect()
+        },
+    )?;
+    let field = |e: &&NetworkInterface, name: &str| eni_field(w, e, name);
+    let items = query::apply(items, &r.p.filters()?, &field, ENI_FILTERS)?;
+    let (page, next) = query::paginate(items, r.p, |e| e.meta.id.clone(), 5, 1000)?;
+    let mut x = r.xml();
+    x.set("networkInterfaceSet", page, |x, e| render_eni(x, w, e));
+    x.opt("nextToken", next.as_deref());
+    r.done(x)
+}
+
+fn attach_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let id = eni::attach(
+        w,
+        ctx,
+        r.p.req("NetworkInterfaceId")?,
+        r.p.req("InstanceId")?,
+        r.p.int("DeviceIndex")?,
+    )?;
+    let mut x = r.xml();
+    x.leaf("attachmentId", &id).num("networkCardIndex", 0);
+    r.done(x)
+}
+
+fn detach_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    eni::detach(w, ctx, r.p.req("AttachmentId")?)?;
+    r.ok()
+}
+
+fn modify_eni_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let p = r.p;
+    let groups = p.list("SecurityGroupId");
+    let attachment = match p.string("Attachment.AttachmentId") {
+        Some(a) => Some((a, p.bool("Attachment.DeleteOnTermination")?)),
+        None if p.has("Attachment.DeleteOnTermination") => {
+            return Err(Fault::missing("Attachment.AttachmentId"))
+        }
+        None => None,
+    };
+    let c = eni::EniChange {
+        groups: (!groups.is_empty()).then_some(groups),
+        source_dest_check: p.attr_bool("SourceDestCheck")?,
+        description: p
+            .string("Description.Value")
+            .or_else(|| p.string("Description")),
+        attachment,
+    };
+    eni::modify_attribute(w, ctx, p.req("NetworkInterfaceId")?, c)?;
+    r.ok()
+}
+
+fn describe_eni_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let id = r.p.req("NetworkInterfaceId")?;
+    let e = eni::get(w, ctx, id)?;
+    let mut x = r.xml();
+    x.leaf("networkInterfaceId", id);
+    match r.p.get("Attribute").unwrap_or("") {
+        "description" => {
+            x.open("description")
+                .leaf("value", &e.description)
+                .close("description");
+        }
+        "groupSet" => render_groups(&mut x, w, &e.groups),
+        "sourceDestCheck" => {
+            x.open("sourceDestCheck")
+                .bool("value", e.source_dest_check)
+                .close("sourceDestCheck");
+        }
+        "attachment" => {
+            if let Some(a) = &e.attachment {
+                x.open("attachment")
+                    .leaf("attachmentId", &a.id)
+                    .leaf("instanceId", &a.instance_id)
+                    .leaf("instanceOwnerId", &e.meta.owner)
+                    .num("deviceIndex", a.device_index)
+                    .num("networkCardIndex", 0)
+                    .leaf("status", "attached")
+                    .leaf("attachTime", &timestamp(a.attached_at.0))
+                    .bool("deleteOnTermination", a.delete_on_termination)
+                    .close("attachment");
+            }
+        }
+        "associatePublicIpAddress" => {
+            x.bool("associatePublicIpAddress", e.public_ip.is_some());
+        }
+        "" => return Err(Fault::missing("Attribute")),
+        other => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({other}) for parameter attribute is invalid. Unknown attribute."
+            )))
+        }
+    }
+    r.done(x)
+}
+
+// ---- NAT gateways ----------------------------------------------------------
+
+fn address_status(g: &NatGateway) -> &'static str {
+    match g.state {
+        NatState::Pending => "associating",
+        NatState::Available | NatState::Deleted => "succeeded",
+        NatState::Deleting => "disassociating",
+        NatState::Failed => "failed",
+    }
+}
+
+fn render_nat(x: &mut Xml, w: &World, g: &NatGateway) {
+    x.leaf("createTime", &timestamp(g.meta.created.0));
+    if matches!(g.state, NatState::Deleting | NatState::Deleted) {
+        x.leaf("deleteTime", &timestamp(g.state_since.0));
+    }
+    if let Some((code, msg)) = nat::failure(g) {
+        x.leaf("failureCode", code).leaf("failureMessage", &msg);
+    }
+    let e = w.get::<NetworkInterface>(&g.eni_id);
+    let a = g
+        .allocation_id
+        .as_deref()
+        .and_then(|id| w.get::<Address>(id));
+    x.set("natGatewayAddressSet", [()], |x, ()| {
+        x.opt("allocationId", g.allocation_id.as_deref())
+            .leaf("networkInterfaceId", &g.eni_id);
+        if let Some(e) = e {
+            x.leaf("privateIp", &e.primary_ip().to_string());
+        }
+        if let Some(a) = a {
+            x.leaf("publicIp", &a.public_ip.to_string());
+            if a.eni_id.as_deref() == Some(g.eni_id.as_str()) {
+                x.opt("associationId", a.association_id.as_deref());
+            }
+        }
+        x.bool("isPrimary", true).leaf("status", address_status(g));
+    });
+    x.leaf("natGatewayId", &g.meta.id)
+        .leaf("state", g.state.as_str())
+        .leaf("subnetId", &g.subnet_id)
+        .leaf("vpcId", &g.vpc_id)
+        .tags(&g.meta.tags)
+        .leaf("connectivityType", &g.connectivity);
+}
+
+fn create_nat(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let p = r.p;
+    if !p.list("SecondaryAllocationId").is_empty()
+        || !p.list("SecondaryPrivateIpAddress").is_empty()
+        || p.has("SecondaryPrivateIpAddressCount")
+    {
+        return Err(Fault::new(
+            "UnsupportedOperation",
+            "Secondary NAT gateway addresses are not supported by vpcd.",
+        ));
+    }
+    let g = nat::create(
+        w,
+        ctx,
+        nat::CreateNat {
+            subnet_id: non_empty(p, "SubnetId"),
+            allocation_id: non_empty(p, "AllocationId"),
+            connectivity: non_empty(p, "ConnectivityType"),
+            private_ip: non_empty(p, "PrivateIpAddress"),
+            tags: p.tag_specs("natgateway")?,
+        },
+    )?;
+    let mut x = r.xml();
+    x.opt("clientToken", p.get("ClientToken"));
+    x.open("natGateway");
+    render_nat(&mut x, w, &g);
+    x.close("natGateway");
+    r.done(x)
+}
+
+fn delete_nat(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let g = nat::delete(w, ctx, r.p.req("NatGatewayId")?)?;
+    let mut x = r.xml();
+    x.leaf("natGatewayId", &g.meta.id);
+    r.done(x)
+}
+
+const NAT_FILTERS: &[&str] = &["nat-gateway-id", "state", "subnet-id", "vpc-id"];
+
+fn nat_field(g: &&NatGateway, name: &str) -> Option<Vec<String>> {
+    let one = |s: &str| Some(vec![s.to_string()]);
+    match name {
+        "nat-gateway-id" => one(&g.meta.id),
+        "state" => one(g.state.as_str()),
+        "subnet-id" => one(&g.subnet_id),
+        "vpc-id" => one(&g.vpc_id),
+        _ => tag_field(&g.meta.tags, name),
+    }
+}
+
+fn describe_nats(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let ids = r.p.list("NatGatewayId");
+    let items = by_ids(
+        &ids,
+        |id| nat::get(w, ctx, id),
+        || w.scoped::<NatGateway>(&ctx.account, &ctx.region).collect(),
+    )?;
+    let items = query::apply(items, &r.p.filters()?, &nat_field, NAT_FILTERS)?;
+    let (page, next) = query::paginate(items, r.p, |g| g.meta.id.clone(), 5, 1000)?;
+    let mut x = r.xml();
+    x.set("natGatewaySet", page, |x, g| render_nat(x, w, g));
+    x.opt("nextToken", next.as_deref());
+    r.done(x)
+}
+
+// ---- Elastic IPs -----------------------------------------------------------
+
+fn allocate_address(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let p = r.p;
+    if p.get("Address").is_some_and(|s| !s.is_empty())
+        || p.get("PublicIpv4Pool")
+            .is_some_and(|s| !s.is_empty() && s != "amazon")
+        || p.get("CustomerOwnedIpv4Pool")
+            .is_some_and(|s| !s.is_empty())
+        || p.get("IpamPoolId").is_some_and(|s| !s.is_empty())
+    {
+        return Err(Fault::new(
+            "UnsupportedOperation",
+            "Only Amazon-pool addresses are supported by vpcd.",
+        ));
+    }
+    let a = eip::allocate(w, ctx, p.get("Domain"), p.tag_specs("elastic-ip")?)?;
+    let mut x = r.xml();
+    x.leaf("publicIp", &a.public_ip.to_string())
+        .leaf("domain", "vpc")
+        .leaf("allocationId", &a.meta.id)
+        .leaf("publicIpv4Pool", "amazon")
+        .leaf("networkBorderGroup", &a.meta.region);
+    r.done(x)
+}
+
+fn associate_address(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let p = r.p;
+    let id = eip::associate(
+        w,
+        ctx,
+        eip::Associate {
+            allocation_id: non_empty(p, "AllocationId"),
+            public_ip: non_empty(p, "PublicIp"),
+            instance_id: non_empty(p, "InstanceId"),
+            network_interface_id: non_empty(p, "NetworkInterfaceId"),
+            private_ip: non_empty(p, "PrivateIpAddress"),
+            allow_reassociation: p.bool("AllowReassociation")?.unwrap_or(false),
+        },
+    )?;
+    let mut x = r.xml();
+    x.bool("return", true).leaf("associationId", &id);
+    r.done(x)
+}
+
+fn disassociate_address(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    eip::disassociate(w, ctx, r.p.get("AssociationId"), r.p.get("PublicIp"))?;
+    r.ok()
+}
+
+fn release_address(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    eip::release(w, ctx, r.p.get("AllocationId"), r.p.get("PublicIp"))?;
+    r.ok()
+}
+
+const ADDRESS_FILTERS: &[&str] = &[
+    "allocation-id",
+    "association-id",
+    "instance-id",
+    "network-interface-id",
+    "network-interface-owner-id",
+    "private-ip-address",
+    "public-ip",
+    "domain",
+    "network-border-group",
+    "public-ipv4-pool",
+];
+
+fn address_eni<'w>(w: &'w World, a: &Address) -> Option<&'w NetworkInterface> {
+    a.eni_id
+        .as_deref()
+        .and_then(|id| w.get::<NetworkInterface>(id))
+}
+
+fn address_field(w: &World, a: &Address, name: &str) -> Option<Vec<String>> {
+    let one = |s: &str| Some(vec![s.to_string()]);
+    let e = address_eni(w, a);
+    match name {
+        "allocation-id" => one(&a.meta.id),
+        "association-id" => Some(a.association_id.iter().cloned().collect()),
+        "instance-id" => Some(
+            e.and_then(|e| eni::instance_of(w, e))
+                .map(|i| i.meta.id.clone())
+                .into_iter()
+                .collect(),
+        ),
+        "network-interface-id" => Some(a.eni_id.iter().cloned().collect()),
+        "network-interface-owner-id" => Some(e.map(|e| e.meta.owner.clone()).into_iter().collect()),
+        "private-ip-address" => Some(a.private_ip.iter().map(|ip| ip.to_string()).collect()),
+        "public-ip" => one(&a.public_ip.to_string()),
+        "domain" => one("vpc"),
+        "network-border-group" => one(&a.meta.region),
+        "public-ipv4-pool" => one("amazon"),
+        _ => tag_field(&a.meta.tags, name),
+    }
+}
+
+fn render_address(x: &mut Xml, w: &World, a: &Address) {
+    let e = address_eni(w, a);
+    x.leaf("publicIp", &a.public_ip.to_string())
+        .leaf("allocationId", &a.meta.id)
+        .leaf("domain", "vpc");
+    if let Some(i) = e.and_then(|e| eni::instance_of(w, e)) {
+        x.leaf("instanceId", &i.meta.id);
+    }
+    x.opt("associationId", a.association_id.as_deref())
+        .opt("networkInterfaceId", a.eni_id.as_deref());
+    if let Some(e) = e {
+        x.leaf("networkInterfaceOwnerId", &e.meta.owner)
+            .leaf("subnetId", &e.subnet_id);
+    }
+    if let Some(ip) = a.private_ip {
+        x.leaf("privateIpAddress", &ip.to_string());
+    }
+    x.tags(&a.meta.tags)
+        .leaf("publicIpv4Pool", "amazon")
+        .leaf("networkBorderGroup", &a.meta.region);
+}
+
+fn describe_addresses(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let alloc_ids = r.p.list("AllocationId");
+    let public_ips = r.p.list("PublicIp");
+    let mut items: Vec<&Address> = if alloc_ids.is_empty() && public_ips.is_empty() {
+        w.scoped::<Address>(&ctx.account, &ctx.region).collect()
+    } else {
+        let mut v = Vec::new();
+        for id in &alloc_ids {
+            v.push(eip::get(w, ctx, id)?);
+        }
+        for ip in &public_ips {
+            v.push(eip::by_public_ip(w, ctx, ip)?);
+        }
+        v
+    };
+    items.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+    items.dedup_by(|a, b| a.meta.id == b.meta.id);
+    let field = |a: &&Address, name: &str| address_field(w, a, name);
+    let items = query::apply(items, &r.p.filters()?, &field, ADDRESS_FILTERS)?;
+    let mut x = r.xml();
+    x.set("addressesSet", items, |x, a| render_address(x, w, a));
+    r.done(x)
 }

@@ -277,7 +277,7 @@ fn modify_vpc_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result
 
 // ---- Subnets -------------------------------------------------------------
 
-pub fn render_subnet(x: &mut Xml, s: &Subnet) {
+pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
     x.leaf("subnetId", &s.meta.id)
         .leaf(
             "subnetArn",
@@ -293,7 +293,7 @@ pub fn render_subnet(x: &mut Xml, s: &Subnet) {
     x.set("ipv6CidrBlockAssociationSet", &s.ipv6, |x, c| {
         render_v6_assoc(x, c, false)
     });
-    x.num("availableIpAddressCount", ops::subnet::available_ips(s))
+    x.num("availableIpAddressCount", ops::subnet::available_ips(w, s))
         .leaf("availabilityZone", &s.az)
         .leaf("availabilityZoneId", &s.az_id)
         .bool("defaultForAz", s.default_for_az)
@@ -326,7 +326,7 @@ fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
     )?;
     let mut x = r.xml();
     x.open("subnet");
-    render_subnet(&mut x, &s);
+    render_subnet(&mut x, w, &s);
     x.close("subnet");
     r.done(x)
 }
@@ -336,7 +336,7 @@ fn delete_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
     r.ok()
 }
 
-fn subnet_field(s: &&Subnet, name: &str) -> Option<Vec<String>> {
+fn subnet_field(w: &World, s: &&Subnet, name: &str) -> Option<Vec<String>> {
     let one = |s: &str| Some(vec![s.to_string()]);
     let b = |v: bool| Some(vec![if v { "true" } else { "false" }.to_string()]);
     match name {
@@ -347,7 +347,7 @@ fn subnet_field(s: &&Subnet, name: &str) -> Option<Vec<String>> {
         "cidr" | "cidr-block" | "cidrBlock" => one(&s.cidr.to_string()),
         "availability-zone" | "availabilityZone" => one(&s.az),
         "availability-zone-id" | "availabilityZoneId" => one(&s.az_id),
-        "available-ip-address-count" => one(&ops::subnet::available_ips(s).to_string()),
+        "available-ip-address-count" => one(&ops::subnet::available_ips(w, s).to_string()),
         "default-for-az" | "defaultForAz" => b(s.default_for_az),
         "map-public-ip-on-launch" => b(s.map_public_ip),
         "assign-ipv6-address-on-creation" => b(s.assign_ipv6),
@@ -400,10 +400,11 @@ fn describe_subnets(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fau
         |id| ops::subnet::get(w, ctx, id),
         || w.scoped::<Subnet>(&ctx.account, &ctx.region).collect(),
     )?;
-    let items = query::apply(items, &r.p.filters()?, &subnet_field, SUBNET_FILTERS)?;
+    let field = |s: &&Subnet, name: &str| subnet_field(w, s, name);
+    let items = query::apply(items, &r.p.filters()?, &field, SUBNET_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |s| s.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("subnetSet", page, render_subnet);
+    x.set("subnetSet", page, |x, s| render_subnet(x, w, s));
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }

@@ -1,1 +1,1415 @@
-//! (filled in by its family's change)
+//! Elastic network interfaces: create, delete, attach, detach, attributes;
+//! private-address allocation; and the read-only views the data plane uses
+//! ([`public_ip_of`], [`enis_of_vpc`], [`instance_of`], [`is_realized`]).
+//!
+//! Private IPv4 addresses are allocated lowest-free from the subnet, skipping
+//! the four first addresses and the last one (AWS reserves them) and every
+//! address any interface in the subnet holds. IPv6 addresses come the same
+//! way from the subnet's IPv6 block.
+
+use super::{check_limit, eip, new_meta, subnet, IdKind};
+use crate::fault::{Fault, Result};
+use crate::ids;
+use crate::types::*;
+use crate::world::World;
+use crate::Ctx;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const ENI: IdKind = IdKind {
+    prefix: "eni",
+    malformed: "InvalidNetworkInterfaceID.Malformed",
+    not_found: "InvalidNetworkInterfaceID.NotFound",
+    noun: "networkInterface",
+};
+
+/// The caller's interface by ID.
+pub fn get<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w NetworkInterface> {
+    w.owned::<NetworkInterface>(id, &ctx.account, &ctx.region, ENI.nf(id)?)
+}
+
+// ---- Address allocation --------------------------------------------------
+
+/// Every private IPv4 address an interface holds in the subnet.
+pub fn taken_v4(w: &World, subnet_id: &str) -> BTreeSet<Ipv4Addr> {
+    w.iter::<NetworkInterface>()
+        .filter(|e| e.subnet_id == subnet_id)
+        .flat_map(|e| e.private_ips.iter().map(|p| p.ip))
+        .collect()
+}
+
+/// Every IPv6 address an interface holds in the subnet.
+pub fn taken_v6(w: &World, subnet_id: &str) -> BTreeSet<Ipv6Addr> {
+    w.iter::<NetworkInterface>()
+        .filter(|e| e.subnet_id == subnet_id)
+        .flat_map(|e| e.ipv6.iter().copied())
+        .collect()
+}
+
+/// The addresses an interface in `net` may hold: all but the first four and the last.
+fn assignable(net: &Ipv4Net) -> std::ops::Range<u32> {
+    let lo = u32::from(net.network()).saturating_add(4);
+    let hi = u32::from(net.broadcast());
+    lo..hi.max(lo)
+}
+
+/// The lowest assignable address of `net` not in `taken`.
+pub fn lowest_free_v4(net: &Ipv4Net, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    assignable(net)
+        .map(Ipv4Addr::from)
+        .find(|ip| !taken.contains(ip))
+}
+
+/// How many assignable addresses of `net` are not in `taken`.
+pub fn free_v4(net: &Ipv4Net, taken: &BTreeSet<Ipv4Addr>) -> u64 {
+    let r = assignable(net);
+    let total = u64::from(r.end - r.start);
+    let used = taken
+        .iter()
+        .filter(|ip| r.contains(&u32::from(**ip)))
+        .count() as u64;
+    total.saturating_sub(used)
+}
+
+/// The subnet's IPv6 block, if it has one.
+pub fn v6_block(s: &Subnet) -> Option<Ipv6Net> {
+    s.ipv6
+        .iter()
+        .find(|a| a.state == "associated")
+        .map(|a| a.cidr)
+}
+
+/// The lowest address of `net` (after the first four) not in `taken`.
+pub fn lowest_free_v6(net: &Ipv6Net, taken: &BTreeSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+    let lo = u128::from(net.network()).saturating_add(4);
+    let hi = u128::from(net.broadcast());
+    let mut x = lo;
+    while x < hi {
+        let ip = Ipv6Addr::from(x);
+        if !taken.contains(&ip) {
+            return Some(ip);
+        }
+        x += 1;
+    }
+    None
+}
+
+fn bad_ip(param: &str, s: &str) -> Fault {
+    Fault::invalid_param(format!(
+        "Value ({s}) for parameter {param} is invalid. Invalid format."
+    ))
+}
+
+fn in_use(ip: impl std::fmt::Display) -> Fault {
+    Fault::new("InvalidIPAddress.InUse", format!("Address {ip} is in use."))
+}
+
+/// Checks that `ip` may be given to a new interface in subnet `s`.
+pub fn check_v4(s: &Subnet, ip: Ipv4Addr, taken: &BTreeSet<Ipv4Addr>) -> Result<()> {
+    if !s.cidr.contains(&ip) {
+        return Err(Fault::invalid_param(format!(
+            "Address {ip} does not fall within the subnet's address range"
+        )));
+    }
+    if !assignable(&s.cidr).contains(&u32::from(ip)) {
+        return Err(Fault::invalid_param(format!(
+            "Address {ip} is in subnet's reserved address range"
+        )));
+    }
+    if taken.contains(&ip) {
+        return Err(in_use(ip));
+    }
+    Ok(())
+}
+
+fn insufficient(subnet_id: &str, what: &str) -> Fault {
+    Fault::new(
+        "InsufficientFreeAddressesInSubnet",
+        format!(
+            "There are not enough free addresses in subnet '{subnet_id}' to satisfy the requested number of {what}."
+        ),
+    )
+}
+
+/// A count parameter as a usize.
+pub fn count_param(name: &str, v: Option<i64>) -> Result<usize> {
+    match v {
+        None => Ok(0),
+        Some(n) if n >= 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(n) => Err(Fault::invalid_param(format!(
+            "Value ({n}) for parameter {name} is invalid. Expected a non-negative number."
+        ))),
+    }
+}
+
+/// What a request asks of one new interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EniSpec {
+    pub subnet_id: Option<String>,
+    pub description: Option<String>,
+    /// `PrivateIpAddress`: the primary address.
+    pub private_ip: Option<String>,
+    /// `PrivateIpAddresses.N`: (address, primary).
+    pub private_ips: Vec<(String, bool)>,
+    pub secondary_count: Option<i64>,
+    pub group_ids: Vec<String>,
+    /// Group names, resolved in the subnet's VPC (RunInstances' `SecurityGroup.N`).
+    pub group_names: Vec<String>,
+    pub ipv6_count: Option<i64>,
+    pub ipv6: Vec<String>,
+    pub tags: Tags,
+}
+
+impl EniSpec {
+    /// Whether it names any address, count or group (anything an existing interface already has).
+    pub fn names_addresses_or_groups(&self) -> bool {
+        self.private_ip.is_some()
+            || !self.private_ips.is_empty()
+            || self.secondary_count.is_some()
+            || self.ipv6_count.is_some()
+            || !self.ipv6.is_empty()
+            || !self.group_ids.is_empty()
+            || !self.group_names.is_empty()
+    }
+}
+
+/// A checked plan for a new interface's addresses: the specific ones, and how many to pick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddrPlan {
+    pub primary: Option<Ipv4Addr>,
+    pub secondaries: Vec<Ipv4Addr>,
+    pub auto_secondaries: usize,
+    pub ipv6: Vec<Ipv6Addr>,
+    pub auto_ipv6: usize,
+}
+
+impl AddrPlan {
+    /// How many IPv4 addresses the subnet must still provide.
+    pub fn auto_v4(&self) -> usize {
+        usize::from(self.primary.is_none()) + self.auto_secondaries
+    }
+
+    /// The IPv4 addresses asked for by value.
+    pub fn specific_v4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.primary.iter().chain(&self.secondaries).copied()
+    }
+
+    /// Whether any address is asked for by value (such a request can launch one instance only).
+    pub fn has_specific(&self) -> bool {
+        self.primary.is_some() || !self.secondaries.is_empty() || !self.ipv6.is_empty()
+    }
+}
+
+/// Checks the addresses a request asks for in subnet `s`.
+pub fn plan_addresses(w: &World, ctx: &Ctx<'_>, s: &Subnet, spec: &EniSpec) -> Result<AddrPlan> {
+    let taken = taken_v4(w, &s.meta.id);
+    let mut plan = AddrPlan::default();
+    let mut listed: Vec<(Ipv4Addr, bool)> = Vec::new();
+    for (a, primary) in &spec.private_ips {
+        listed.push((parse_v4("privateIpAddresses", a)?, *primary));
+    }
+    let top = spec
+        .private_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|a| parse_v4("privateIpAddress", a))
+        .transpose()?;
+    for (i, (a, _)) in listed.iter().enumerate() {
+        if listed[..i].iter().any(|(b, _)| b == a) {
+            return Err(Fault::invalid_param(format!(
+                "Address {a} is specified more than once"
+            )));
+        }
+    }
+    let marked: Vec<Ipv4Addr> = listed.iter().filter(|x| x.1).map(|x| x.0).collect();
+    if marked.len() > 1 || (top.is_some() && marked.iter().any(|m| Some(*m) != top)) {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "Only one primary private IP address can be specified.",
+        ));
+    }
+    plan.primary = top
+        .or(marked.first().copied())
+        .or(listed.first().map(|x| x.0));
+    for (a, _) in &listed {
+        if Some(*a) != plan.primary {
+            plan.secondaries.push(*a);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for ip in plan.specific_v4() {
+        if !seen.insert(ip) {
+            return Err(Fault::invalid_param(format!(
+                "Address {ip} is specified more than once"
+            )));
+        }
+        check_v4(s, ip, &taken)?;
+    }
+    plan.auto_secondaries = count_param("secondaryPrivateIpAddressCount", spec.secondary_count)?;
+    let total = 1 + plan.secondaries.len() + plan.auto_secondaries;
+    if total > ctx.limits.private_ips_per_eni {
+        return Err(Fault::new(
+            "PrivateIpAddressLimitExceeded",
+            format!(
+                "Number of private addresses will exceed limit. The limit is {} per network interface.",
+                ctx.limits.private_ips_per_eni
+            ),
+        ));
+    }
+    if spec.ipv6_count.is_some() && !spec.ipv6.is_empty() {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "The parameters Ipv6AddressCount and Ipv6Addresses cannot be used together.",
+        ));
+    }
+    let v6_count = count_param("ipv6AddressCount", spec.ipv6_count)?;
+    let wants_v6 = v6_count > 0 || !spec.ipv6.is_empty();
+    let block = v6_block(s);
+    if wants_v6 {
+        let Some(block) = block else {
+            return Err(Fault::invalid_param(format!(
+                "You cannot assign IPv6 addresses in subnet '{}': it has no IPv6 CIDR block.",
+                s.meta.id
+            )));
+        };
+        let taken6 = taken_v6(w, &s.meta.id);
+        for a in &spec.ipv6 {
+            let ip: Ipv6Addr = a.trim().parse().map_err(|_| bad_ip("ipv6Addresses", a))?;
+            if !block.contains(&ip) {
+                return Err(Fault::invalid_param(format!(
+                    "Address {ip} does not fall within the subnet's address range"
+                )));
+            }
+            if taken6.contains(&ip) || plan.ipv6.contains(&ip) {
+                return Err(in_use(ip));
+            }
+            plan.ipv6.push(ip);
+        }
+        plan.auto_ipv6 = v6_count;
+    } else if s.assign_ipv6 && block.is_some() && spec.ipv6_count.is_none() {
+        // AssignIpv6AddressOnCreation gives every new interface one address.
+        plan.auto_ipv6 = 1;
+    }
+    if plan.ipv6.len() + plan.auto_ipv6 > ctx.limits.ipv6_per_eni {
+        return Err(Fault::new(
+            "InvalidParameterValue",
+            format!(
+                "Number of IPv6 addresses will exceed limit. The limit is {} per network interface.",
+                ctx.limits.ipv6_per_eni
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
+fn parse_v4(param: &str, s: &str) -> Result<Ipv4Addr> {
+    s.trim().parse().map_err(|_| bad_ip(param, s))
+}
+
+/// Resolves security groups for an interface in subnet `s`: IDs, then names in
+/// the subnet's VPC; none means the VPC's default group. `limit_code` is the
+/// error code for too many groups.
+pub fn resolve_groups(
+    w: &World,
+    ctx: &Ctx<'_>,
+    s: &Subnet,
+    ids: &[String],
+    names: &[String],
+    limit_code: &'static str,
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for id in ids {
+        let g = super::sg::get(w, ctx, id)?;
+        if g.vpc_id != s.vpc_id {
+            return Err(Fault::new(
+                "InvalidParameter",
+                format!(
+                    "Security group {id} and subnet {} belong to different networks.",
+                    s.meta.id
+                ),
+            ));
+        }
+        if !out.contains(&g.meta.id) {
+            out.push(g.meta.id.clone());
+        }
+    }
+    for name in names {
+        let g = w
+            .scoped::<SecurityGroup>(&ctx.account, &ctx.region)
+            .find(|g| g.vpc_id == s.vpc_id && g.name == *name)
+            .ok_or_else(|| {
+                Fault::new(
+                    "InvalidGroup.NotFound",
+                    format!(
+                        "The security group '{name}' does not exist in VPC '{}'",
+                        s.vpc_id
+                    ),
+                )
+            })?;
+        if !out.contains(&g.meta.id) {
+            out.push(g.meta.id.clone());
+        }
+    }
+    if out.is_empty() {
+        if let Some(v) = w.get::<Vpc>(&s.vpc_id) {
+            out.push(v.default_sg.clone());
+        }
+    }
+    check_group_count(ctx, out.len(), limit_code)?;
+    Ok(out)
+}
+
+/// Fails with `code` when an interface would have more groups than the quota.
+pub fn check_group_count(ctx: &Ctx<'_>, n: usize, code: &'static str) -> Result<()> {
+    if n > ctx.limits.security_groups_per_eni {
+        let what = if code == "SecurityGroupsPerInstanceLimitExceeded" {
+            "instance"
+        } else {
+            "network interface"
+        };
+        return Err(Fault::new(
+            code,
+            format!(
+                "The maximum number of security groups per {what} ({}) has been exceeded.",
+                ctx.limits.security_groups_per_eni
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh locally administered MAC address no interface has.
+pub fn new_mac(w: &World, ctx: &mut Ctx<'_>) -> String {
+    loop {
+        let h = ctx.ids.hex17();
+        let t = &h[h.len() - 10..];
+        let mac = format!(
+            "02:{}:{}:{}:{}:{}",
+            &t[0..2],
+            &t[2..4],
+            &t[4..6],
+            &t[6..8],
+            &t[8..10]
+        );
+        if !w.iter::<NetworkInterface>().any(|e| e.mac == mac) {
+            return mac;
+        }
+    }
+}
+
+/// A new interface, decided except for its automatic addresses.
+#[derive(Debug, Clone)]
+pub struct NewEni {
+    pub subnet: Subnet,
+    pub description: String,
+    pub groups: Vec<String>,
+    pub addrs: AddrPlan,
+    pub tags: Tags,
+    pub attachment: Option<EniAttachment>,
+    /// Give it an auto-assigned public IPv4 address.
+    pub public_ip: bool,
+    /// `interface`, or `nat_gateway`.
+    pub interface_type: &'static str,
+}
+
+/// Creates an interface: allocates its automatic addresses, a MAC and (if asked) a public IP.
+pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInterface> {
+    let s = &n.subnet;
+    let mut taken = taken_v4(w, &s.meta.id);
+    taken.extend(n.addrs.specific_v4());
+    let next = |taken: &mut BTreeSet<Ipv4Addr>| -> Result<Ipv4Addr> {
+        let ip =
+            lowest_free_v4(&s.cidr, taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        taken.insert(ip);
+        Ok(ip)
+    };
+    let primary = match n.addrs.primary {
+        Some(ip) => ip,
+        None => next(&mut taken)?,
+    };
+    let mut private_ips = vec![PrivateIp {
+        ip: primary,
+        primary: true,
+    }];
+    for ip in &n.addrs.secondaries {
+        private_ips.push(PrivateIp {
+            ip: *ip,
+            primary: false,
+        });
+    }
+    for _ in 0..n.addrs.auto_secondaries {
+        let ip = next(&mut taken)?;
+        private_ips.push(PrivateIp { ip, primary: false });
+    }
+    let mut ipv6 = n.addrs.ipv6.clone();
+    if n.addrs.auto_ipv6 > 0 {
+        let block = v6_block(s).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        let mut taken6 = taken_v6(w, &s.meta.id);
+        taken6.extend(ipv6.iter().copied());
+        for _ in 0..n.addrs.auto_ipv6 {
+            let ip = lowest_free_v6(&block, &taken6)
+                .ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+            taken6.insert(ip);
+            ipv6.push(ip);
+        }
+    }
+    let public_ip = if n.public_ip {
+        Some(eip::next_public_ip(w)?)
+    } else {
+        None
+    };
+    let meta = new_meta(ctx, "eni", n.tags);
+    let mac = new_mac(w, ctx);
+    let nat = n.interface_type == "nat_gateway";
+    let e = NetworkInterface {
+        meta,
+        vpc_id: s.vpc_id.clone(),
+        subnet_id: s.meta.id.clone(),
+        az: s.az.clone(),
+        description: n.description,
+        private_ips,
+        ipv6,
+        groups: n.groups,
+        source_dest_check: !nat,
+        mac,
+        attachment: n.attachment,
+        public_ip,
+        interface_type: n.interface_type.to_string(),
+        requester_managed: nat,
+    };
+    w.put(e.clone());
+    Ok(e)
+}
+
+/// Removes an interface and disassociates any Elastic IP from it.
+pub fn remove_eni(w: &mut World, id: &str) {
+    eip::disassociate_all(w, id);
+    w.remove::<NetworkInterface>(id);
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.chars().count() > 255 {
+        return Err(Fault::invalid_param(
+            "Value for parameter description is invalid. Length exceeds maximum of 255 characters.",
+        ));
+    }
+    Ok(())
+}
+
+// ---- Actions -------------------------------------------------------------
+
+/// CreateNetworkInterface.
+pub fn create(w: &mut World, ctx: &mut Ctx<'_>, spec: EniSpec) -> Result<NetworkInterface> {
+    let subnet_id = spec
+        .subnet_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("SubnetId"))?;
+    let s = subnet::get(w, ctx, subnet_id)?.clone();
+    let groups = resolve_groups(
+        w,
+        ctx,
+        &s,
+        &spec.group_ids,
+        &spec.group_names,
+        "SecurityGroupsPerInterfaceLimitExceeded",
+    )?;
+    let addrs = plan_addresses(w, ctx, &s, &spec)?;
+    let description = spec.description.clone().unwrap_or_default();
+    check_description(&description)?;
+    super::tags::validate(&spec.tags, ctx.limits.tags_per_resource)?;
+    if (free_v4(&s.cidr, &taken_v4(w, &s.meta.id)) as usize)
+        < addrs.auto_v4() + addrs.specific_v4().count()
+    {
+        return Err(insufficient(&s.meta.id, "addresses"));
+    }
+    let n = w
+        .scoped::<NetworkInterface>(&ctx.account, &ctx.region)
+        .count();
+    check_limit(
+        n,
+        ctx.limits.network_interfaces_per_region,
+        "NetworkInterfaceLimitExceeded",
+        "network interfaces",
+    )?;
+    insert(
+        w,
+        ctx,
+        NewEni {
+            subnet: s,
+            description,
+            groups,
+            addrs,
+            tags: spec.tags,
+            attachment: None,
+            public_ip: false,
+            interface_type: "interface",
+        },
+    )
+}
+
+fn eni_in_use(id: &str) -> Fault {
+    Fault::new(
+        "InvalidNetworkInterface.InUse",
+        format!("Interface: [{id}] in use."),
+    )
+}
+
+/// DeleteNetworkInterface: only an interface that is not attached and not a NAT gateway's.
+pub fn delete(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
+    let e = get(w, ctx, id)?;
+    if e.attachment.is_some() || e.requester_managed {
+        return Err(Fault::new(
+            "InvalidNetworkInterface.InUse",
+            format!("The network interface '{id}' is currently in use."),
+        ));
+    }
+    remove_eni(w, id);
+    Ok(())
+}
+
+/// AttachNetworkInterface. Returns the attachment ID.
+pub fn attach(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    eni_id: &str,
+    instance_id: &str,
+    device_index: Option<i64>,
+) -> Result<String> {
+    let e = get(w, ctx, eni_id)?.clone();
+    let i = super::instance::get(w, ctx, instance_id)?.clone();
+    let idx = device_index.ok_or_else(|| Fault::missing("DeviceIndex"))?;
+    let idx = u32::try_from(idx).map_err(|_| {
+        Fault::invalid_param(format!(
+            "Value ({idx}) for parameter deviceIndex is invalid. Expected a non-negative number."
+        ))
+    })?;
+    if e.attachment.is_some() || e.requester_managed {
+        return Err(eni_in_use(eni_id));
+    }
+    if !matches!(
+        i.state,
+        InstanceState::Pending | InstanceState::Running | InstanceState::Stopped
+    ) {
+        return Err(Fault::new(
+            "IncorrectInstanceState",
+            format!("The instance '{instance_id}' is not in a valid state for this operation."),
+        ));
+    }
+    if e.az != i.az {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "You may not attach a network interface to an instance if they are not in the same availability zone",
+        ));
+    }
+    if e.vpc_id != i.vpc_id {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "You may not attach a network interface to an instance if they are not in the same VPC",
+        ));
+    }
+    let attached = enis_of_instance(w, instance_id);
+    if attached
+        .iter()
+        .any(|x| x.attachment.as_ref().is_some_and(|a| a.device_index == idx))
+    {
+        return Err(Fault::invalid_param(format!(
+            "Instance '{instance_id}' already has an interface attached at device index '{idx}'."
+        )));
+    }
+    if attached.len() >= ctx.limits.interfaces_per_instance {
+        return Err(Fault::new(
+            "AttachmentLimitExceeded",
+            format!(
+                "Interface count {} exceeds the limit for {}",
+                attached.len() + 1,
+                i.instance_type
+            ),
+        ));
+    }
+    let a = EniAttachment {
+        id: ctx.new_id("eni-attach"),
+        instance_id: instance_id.to_string(),
+        device_index: idx,
+        delete_on_termination: false,
+        attached_at: ctx.now,
+    };
+    let out = a.id.clone();
+    w.update::<NetworkInterface>(eni_id, |e| e.attachment = Some(a));
+    Ok(out)
+}
+
+fn attachment_not_found(id: &str) -> Fault {
+    Fault::new(
+        "InvalidAttachmentID.NotFound",
+        format!("The attachment ID '{id}' does not exist"),
+    )
+}
+
+/// The caller's interface with this attachment.
+fn by_attachment<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w NetworkInterface> {
+    ids::check("eni-attach", "InvalidAttachmentID.Malformed", id)?;
+    w.iter::<NetworkInterface>()
+        .find(|e| {
+            e.meta.owner == ctx.account
+                && e.meta.region == ctx.region
+                && e.attachment.as_ref().is_some_and(|a| a.id == id)
+        })
+        .ok_or_else(|| attachment_not_found(id))
+}
+
+/// DetachNetworkInterface. The primary interface (device index 0) stays.
+pub fn detach(w: &mut World, ctx: &mut Ctx<'_>, attachment_id: &str) -> Result<()> {
+    let e = by_attachment(w, ctx, attachment_id)?.clone();
+    if e.attachment.as_ref().is_some_and(|a| a.device_index == 0) {
+        return Err(Fault::new(
+            "OperationNotPermitted",
+            format!(
+                "The network interface at device index 0 cannot be detached ({})",
+                e.meta.id
+            ),
+        ));
+    }
+    w.update::<NetworkInterface>(&e.meta.id, |e| e.attachment = None);
+    Ok(())
+}
+
+/// One ModifyNetworkInterfaceAttribute change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EniChange {
+    pub groups: Option<Vec<String>>,
+    pub source_dest_check: Option<bool>,
+    pub description: Option<String>,
+    /// (attachment ID, DeleteOnTermination)
+    pub attachment: Option<(String, Option<bool>)>,
+}
+
+/// ModifyNetworkInterfaceAttribute: one attribute at a time.
+pub fn modify_attribute(w: &mut World, ctx: &mut Ctx<'_>, id: &str, c: EniChange) -> Result<()> {
+    let e = get(w, ctx, id)?.clone();
+    let n = [
+        c.groups.is_some(),
+        c.source_dest_check.is_some(),
+        c.description.is_some(),
+        c.attachment.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    match n {
+        0 => {
+            return Err(Fault::missing(
+                "SecurityGroupId, SourceDestCheck, Description or Attachment",
+            ))
+        }
+        1 => {}
+        _ => {
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                "Only one attribute can be modified at a time.",
+            ))
+        }
+    }
+    if let Some(ids) = &c.groups {
+        if e.requester_managed {
+            return Err(Fault::new(
+                "OperationNotPermitted",
+                format!("The security groups of network interface '{id}' cannot be changed."),
+            ));
+        }
+        let s = w
+            .get::<Subnet>(&e.subnet_id)
+            .cloned()
+            .ok_or_else(|| super::SUBNET.not_found(&e.subnet_id))?;
+        if ids.is_empty() {
+            return Err(Fault::missing("SecurityGroupId"));
+        }
+        let groups = resolve_groups(
+            w,
+            ctx,
+            &s,
+            ids,
+            &[],
+            "SecurityGroupsPerInterfaceLimitExceeded",
+        )?;
+        w.update::<NetworkInterface>(id, |e| e.groups = groups);
+    }
+    if let Some(v) = c.source_dest_check {
+        w.update::<NetworkInterface>(id, |e| e.source_dest_check = v);
+    }
+    if let Some(d) = c.description {
+        check_description(&d)?;
+        w.update::<NetworkInterface>(id, |e| e.description = d);
+    }
+    if let Some((att, dot)) = c.attachment {
+        ids::check("eni-attach", "InvalidAttachmentID.Malformed", &att)?;
+        if e.attachment.as_ref().is_none_or(|a| a.id != att) {
+            return Err(attachment_not_found(&att));
+        }
+        if let Some(v) = dot {
+            w.update::<NetworkInterface>(id, |e| {
+                if let Some(a) = e.attachment.as_mut() {
+                    a.delete_on_termination = v;
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---- Views (pure; also what the data plane reads) -------------------------
+
+/// The Elastic IP associated with one private address of an interface.
+pub fn eip_of<'w>(w: &'w World, eni_id: &str, private: Ipv4Addr) -> Option<&'w Address> {
+    w.iter::<Address>()
+        .find(|a| a.eni_id.as_deref() == Some(eni_id) && a.private_ip == Some(private))
+}
+
+/// The public IPv4 address the interface's primary private address is reachable at:
+/// the associated Elastic IP if any, else the auto-assigned public IP.
+pub fn public_ip_of(w: &World, eni: &NetworkInterface) -> Option<Ipv4Addr> {
+    eip_of(w, &eni.meta.id, eni.primary_ip())
+        .map(|a| a.public_ip)
+        .or(eni.public_ip)
+}
+
+/// Every (private, public) IPv4 pair of the interface: the primary's (Elastic
+/// or auto-assigned), then secondaries that carry an Elastic IP.
+pub fn public_ips_of(w: &World, eni: &NetworkInterface) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let primary = eni.primary_ip();
+    let mut out = Vec::new();
+    if let Some(p) = public_ip_of(w, eni) {
+        out.push((primary, p));
+    }
+    for a in w.iter::<Address>() {
+        if a.eni_id.as_deref() == Some(eni.meta.id.as_str()) {
+            if let Some(ip) = a.private_ip.filter(|ip| *ip != primary) {
+                out.push((ip, a.public_ip));
+            }
+        }
+    }
+    out
+}
+
+/// Every interface in the VPC (instance and NAT gateway interfaces alike), by ID.
+pub fn enis_of_vpc<'w>(
+    w: &'w World,
+    vpc_id: &'w str,
+) -> impl Iterator<Item = &'w NetworkInterface> + 'w {
+    w.iter::<NetworkInterface>()
+        .filter(move |e| e.vpc_id == vpc_id)
+}
+
+/// The instance the interface is attached to, if any.
+pub fn instance_of<'w>(w: &'w World, eni: &NetworkInterface) -> Option<&'w Instance> {
+    eni.attachment
+        .as_ref()
+        .and_then(|a| w.get::<Instance>(&a.instance_id))
+}
+
+/// The NAT gateway that owns the interface, if it is a NAT gateway's.
+pub fn nat_of<'w>(w: &'w World, eni: &NetworkInterface) -> Option<&'w NatGateway> {
+    if eni.interface_type != "nat_gateway" {
+        return None;
+    }
+    w.iter::<NatGateway>().find(|g| g.eni_id == eni.meta.id)
+}
+
+/// Whether the interface should pass traffic: attached to an instance that is
+/// `pending` or `running`, or a NAT gateway's interface whose gateway is
+/// `pending` or `available`.
+pub fn is_realized(w: &World, eni: &NetworkInterface) -> bool {
+    if let Some(g) = nat_of(w, eni) {
+        return matches!(g.state, NatState::Pending | NatState::Available);
+    }
+    instance_of(w, eni).is_some_and(Instance::is_up)
+}
+
+/// The interfaces attached to an instance, by device index.
+pub fn enis_of_instance<'w>(w: &'w World, instance_id: &str) -> Vec<&'w NetworkInterface> {
+    let mut v: Vec<&NetworkInterface> = w
+        .iter::<NetworkInterface>()
+        .filter(|e| {
+            e.attachment
+                .as_ref()
+                .is_some_and(|a| a.instance_id == instance_id)
+        })
+        .collect();
+    v.sort_by_key(|e| e.attachment.as_ref().map_or(0, |a| a.device_index));
+    v
+}
+
+/// `ip-10-0-0-5.ec2.internal` (us-east-1) or `ip-10-0-0-5.<region>.compute.internal`.
+pub fn private_dns_name(region: &str, ip: Ipv4Addr) -> String {
+    let host = format!("ip-{}", ip.to_string().replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
+}
+
+/// `ec2-198-18-0-1.compute-1.amazonaws.com` (us-east-1) or `ec2-….<region>.compute.amazonaws.com`.
+pub fn public_dns_name(region: &str, ip: Ipv4Addr) -> String {
+    let host = format!("ec2-{}", ip.to_string().replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.compute-1.amazonaws.com")
+    } else {
+        format!("{host}.{region}.compute.amazonaws.com")
+    }
+}
+
+/// The public DNS name of a public address of an interface: empty unless its
+/// VPC has DNS hostnames enabled.
+pub fn public_dns_of(w: &World, eni: &NetworkInterface, ip: Ipv4Addr) -> String {
+    if w.get::<Vpc>(&eni.vpc_id).is_some_and(|v| v.dns_hostnames) {
+        public_dns_name(&eni.meta.region, ip)
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::SeqIds as Seq;
+    use crate::ctx::{Limits, Timestamp};
+    use crate::ops::{defaults, instance, subnet::CreateSubnet};
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+
+    struct T {
+        w: World,
+        ids: Seq,
+        limits: Limits,
+        now: Timestamp,
+        zones: Vec<(String, String)>,
+    }
+
+    impl T {
+        fn new() -> T {
+            T {
+                w: World::default(),
+                ids: Seq(0),
+                limits: Limits::default(),
+                now: Timestamp(1_000_000),
+                zones: vec![
+                    ("us-east-1a".into(), "use1-az1".into()),
+                    ("us-east-1b".into(), "use1-az2".into()),
+                ],
+            }
+        }
+
+        fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
+            let mut ctx = Ctx {
+                account: account.into(),
+                region: "us-east-1".into(),
+                now: self.now,
+                ids: &mut self.ids,
+                limits: &self.limits,
+                zones: &self.zones,
+            };
+            f(&mut self.w, &mut ctx)
+        }
+
+        fn vpc(&mut self, account: &str, cidr: &str) -> Vpc {
+            let net = cidr.parse().unwrap();
+            self.run(account, |w, ctx| {
+                defaults::new_vpc(w, ctx, net, None, false, "default", vec![])
+            })
+        }
+
+        fn subnet(&mut self, account: &str, vpc: &str, cidr: &str, az: &str) -> Subnet {
+            self.run(account, |w, ctx| {
+                subnet::create_subnet(
+                    w,
+                    ctx,
+                    CreateSubnet {
+                        vpc_id: Some(vpc.into()),
+                        cidr_block: Some(cidr.into()),
+                        availability_zone: Some(az.into()),
+                        ..CreateSubnet::default()
+                    },
+                )
+                .unwrap()
+            })
+        }
+
+        fn eni(&mut self, account: &str, spec: EniSpec) -> Result<NetworkInterface> {
+            self.run(account, |w, ctx| create(w, ctx, spec))
+        }
+    }
+
+    fn in_subnet(s: &Subnet) -> EniSpec {
+        EniSpec {
+            subnet_id: Some(s.meta.id.clone()),
+            ..EniSpec::default()
+        }
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lowest_free_skips_reserved_and_taken() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let s = t.subnet(A, &v.meta.id, "10.0.1.0/28", "us-east-1a");
+        let e1 = t.eni(A, in_subnet(&s)).unwrap();
+        assert_eq!(e1.primary_ip(), ip("10.0.1.4"));
+        assert_eq!(e1.status(), "available");
+        assert_eq!(e1.groups, vec![v.default_sg.clone()]);
+        assert!(e1.mac.starts_with("02:"));
+        assert!(e1.source_dest_check);
+        let e2 = t.eni(A, in_subnet(&s)).unwrap();
+        assert_eq!(e2.primary_ip(), ip("10.0.1.5"));
+        assert_ne!(e1.mac, e2.mac);
+        // A specific address, then the gap below it is still used first.
+        let e3 = t
+            .eni(
+                A,
+                EniSpec {
+                    private_ip: Some("10.0.1.9".into()),
+                    secondary_count: Some(2),
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            e3.private_ips.iter().map(|p| p.ip).collect::<Vec<_>>(),
+            vec![ip("10.0.1.9"), ip("10.0.1.6"), ip("10.0.1.7")]
+        );
+        assert_eq!(subnet::available_ips(&t.w, &s), 11 - 5);
+        // Reserved, outside, taken, malformed.
+        for (a, code) in [
+            ("10.0.1.3", "InvalidParameterValue"),
+            ("10.0.1.15", "InvalidParameterValue"),
+            ("10.0.2.4", "InvalidParameterValue"),
+            ("10.0.1.9", "InvalidIPAddress.InUse"),
+            ("10.0.1.x", "InvalidParameterValue"),
+        ] {
+            let e = t
+                .eni(
+                    A,
+                    EniSpec {
+                        private_ip: Some(a.into()),
+                        ..in_subnet(&s)
+                    },
+                )
+                .unwrap_err();
+            assert_eq!(e.code, code, "{a}");
+        }
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    private_ip: Some("10.0.1.9".into()),
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.message, "Address 10.0.1.9 is in use.");
+        // Fill the subnet: 11 usable, 5 taken, 6 left.
+        for _ in 0..6 {
+            t.eni(A, in_subnet(&s)).unwrap();
+        }
+        assert_eq!(subnet::available_ips(&t.w, &s), 0);
+        assert_eq!(
+            t.eni(A, in_subnet(&s)).unwrap_err().code,
+            "InsufficientFreeAddressesInSubnet"
+        );
+        // Deleting one frees its address for the next.
+        t.run(A, |w, ctx| delete(w, ctx, &e2.meta.id)).unwrap();
+        assert_eq!(
+            t.eni(A, in_subnet(&s)).unwrap().primary_ip(),
+            ip("10.0.1.5")
+        );
+    }
+
+    #[test]
+    fn private_ip_lists_and_limits() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    private_ips: vec![("10.0.1.20".into(), false), ("10.0.1.21".into(), true)],
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap();
+        assert_eq!(e.primary_ip(), ip("10.0.1.21"));
+        assert_eq!(e.private_ips[1].ip, ip("10.0.1.20"));
+        assert!(!e.private_ips[1].primary);
+        let two_primaries = EniSpec {
+            private_ip: Some("10.0.1.30".into()),
+            private_ips: vec![("10.0.1.31".into(), true)],
+            ..in_subnet(&s)
+        };
+        assert_eq!(
+            t.eni(A, two_primaries).unwrap_err().code,
+            "InvalidParameterCombination"
+        );
+        let dup = EniSpec {
+            private_ip: Some("10.0.1.30".into()),
+            private_ips: vec![("10.0.1.30".into(), false), ("10.0.1.30".into(), false)],
+            ..in_subnet(&s)
+        };
+        assert_eq!(t.eni(A, dup).unwrap_err().code, "InvalidParameterValue");
+        t.limits.private_ips_per_eni = 3;
+        let many = EniSpec {
+            secondary_count: Some(3),
+            ..in_subnet(&s)
+        };
+        assert_eq!(
+            t.eni(A, many).unwrap_err().code,
+            "PrivateIpAddressLimitExceeded"
+        );
+        let neg = EniSpec {
+            secondary_count: Some(-1),
+            ..in_subnet(&s)
+        };
+        assert_eq!(t.eni(A, neg).unwrap_err().code, "InvalidParameterValue");
+    }
+
+    #[test]
+    fn ipv6_addresses() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
+        assert_eq!(
+            t.eni(
+                A,
+                EniSpec {
+                    ipv6_count: Some(1),
+                    ..in_subnet(&s)
+                }
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterValue"
+        );
+        // Give the subnet a /64 by hand (the VPC has no IPv6 block in this test).
+        let block: Ipv6Net = "2600:1f18:0:1::/64".parse().unwrap();
+        t.w.update::<Subnet>(&s.meta.id, |s| {
+            s.ipv6.push(Ipv6Assoc {
+                assoc_id: "subnet-cidr-assoc-1".into(),
+                cidr: block,
+                state: "associated".into(),
+                pool: "Amazon".into(),
+                border_group: "us-east-1".into(),
+            })
+        });
+        let s = t.w.get::<Subnet>(&s.meta.id).unwrap().clone();
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    ipv6_count: Some(2),
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            e.ipv6,
+            vec![
+                "2600:1f18:0:1::4".parse::<Ipv6Addr>().unwrap(),
+                "2600:1f18:0:1::5".parse().unwrap()
+            ]
+        );
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    ipv6: vec!["2600:1f18:0:1::4".into()],
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidIPAddress.InUse");
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    ipv6: vec!["2600:1f18:0:2::4".into()],
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        let both = EniSpec {
+            ipv6: vec!["2600:1f18:0:1::9".into()],
+            ipv6_count: Some(1),
+            ..in_subnet(&s)
+        };
+        assert_eq!(
+            t.eni(A, both).unwrap_err().code,
+            "InvalidParameterCombination"
+        );
+        // AssignIpv6AddressOnCreation gives one automatically.
+        t.w.update::<Subnet>(&s.meta.id, |s| s.assign_ipv6 = true);
+        let e = t.eni(A, in_subnet(&s)).unwrap();
+        assert_eq!(
+            e.ipv6,
+            vec!["2600:1f18:0:1::6".parse::<Ipv6Addr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn groups_defaults_and_checks() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let v2 = t.vpc(A, "10.1.0.0/16");
+        let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    group_ids: vec![v2.default_sg.clone()],
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert_eq!(
+            e.message,
+            format!(
+                "Security group {} and subnet {} belong to different networks.",
+                v2.default_sg, s.meta.id
+            )
+        );
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    group_ids: vec!["sg-00000000000000abc".into()],
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidGroup.NotFound");
+        // Quota: 5 by default, 6 fails; duplicates count once.
+        let mut gs = Vec::new();
+        for i in 0..6 {
+            let g = t.run(A, |w, ctx| {
+                super::super::sg::create_group(
+                    w,
+                    ctx,
+                    super::super::sg::CreateGroup {
+                        name: Some(format!("g{i}")),
+                        description: Some("d".into()),
+                        vpc_id: Some(v.meta.id.clone()),
+                        tags: vec![],
+                    },
+                )
+                .unwrap()
+            });
+            gs.push(g.meta.id);
+        }
+        let mut five = gs[..5].to_vec();
+        five.push(gs[0].clone());
+        let e = t
+            .eni(
+                A,
+                EniSpec {
+                    group_ids: five,
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap();
+        assert_eq!(e.groups.len(), 5);
+        let err = t
+            .eni(
+                A,
+                EniSpec {
+                    group_ids: gs.clone(),
+                    ..in_subnet(&s)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "SecurityGroupsPerInterfaceLimitExceeded");
+        // Modify: groups, then one attribute at a time.
+        t.run(A, |w, ctx| {
+            modify_attribute(
+                w,
+                ctx,
+                &e.meta.id,
+                EniChange {
+                    groups: Some(vec![gs[5].clone()]),
+                    ..EniChange::default()
+                },
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            t.w.get::<NetworkInterface>(&e.meta.id).unwrap().groups,
+            vec![gs[5].clone()]
+        );
+        let two = EniChange {
+            source_dest_check: Some(false),
+            description: Some("x".into()),
+            ..EniChange::default()
+        };
+        assert_eq!(
+            t.run(A, |w, ctx| modify_attribute(w, ctx, &e.meta.id, two))
+                .unwrap_err()
+                .code,
+            "InvalidParameterCombination"
+        );
+        t.run(A, |w, ctx| {
+            modify_attribute(
+                w,
+                ctx,
+                &e.meta.id,
+                EniChange {
+                    source_dest_check: Some(false),
+                    ..EniChange::default()
+                },
+            )
+        })
+        .unwrap();
+        assert!(
+            !t.w.get::<NetworkInterface>(&e.meta.id)
+                .unwrap()
+                .source_dest_check
+        );
+        // Another account sees nothing.
+        let id = e.meta.id.clone();
+        let err = t.run(B, |w, ctx| delete(w, ctx, &id)).unwrap_err();
+        assert_eq!(err.code, "InvalidNetworkInterfaceID.NotFound");
+        assert_eq!(
+            err.message,
+            format!("The networkInterface ID '{id}' does not exist")
+        );
+        assert_eq!(
+            t.run(A, |w, ctx| delete(w, ctx, "eni-zz"))
+                .unwrap_err()
+                .code,
+            "InvalidNetworkInterfaceID.Malformed"
+        );
+    }
+
+    #[test]
+    fn attach_detach_and_views() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
+        let sb = t.subnet(A, &v.meta.id, "10.0.2.0/24", "us-east-1b");
+        let inst = t
+            .run(A, |w, ctx| {
+                instance::run(
+                    w,
+                    ctx,
+                    instance::RunInstances {
+                        image_id: Some("ami-12345678".into()),
+                        min_count: Some(1),
+                        max_count: Some(1),
+                        subnet_id: Some(s.meta.id.clone()),
+                        ..instance::RunInstances::default()
+                    },
+                )
+            })
+            .unwrap()
+            .remove(0);
+        let primary =
+            t.w.get::<NetworkInterface>(&inst.primary_eni)
+                .unwrap()
+                .clone();
+        assert!(is_realized(&t.w, &primary));
+        assert_eq!(instance_of(&t.w, &primary).unwrap().meta.id, inst.meta.id);
+        assert_eq!(enis_of_vpc(&t.w, &v.meta.id).count(), 1);
+        let e = t.eni(A, in_subnet(&s)).unwrap();
+        assert!(!is_realized(&t.w, &e));
+        let other_az = t.eni(A, in_subnet(&sb)).unwrap();
+        let att = |t: &mut T, eni: &str, idx: i64| {
+            let (eni, i) = (eni.to_string(), inst.meta.id.clone());
+            t.run(A, |w, ctx| attach(w, ctx, &eni, &i, Some(idx)))
+        };
+        assert_eq!(
+            att(&mut t, &e.meta.id, 0).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            att(&mut t, &other_az.meta.id, 1).unwrap_err().code,
+            "InvalidParameterCombination"
+        );
+        let a = att(&mut t, &e.meta.id, 1).unwrap();
+        assert!(a.starts_with("eni-attach-"));
+        assert_eq!(
+            att(&mut t, &e.meta.id, 2).unwrap_err().code,
+            "InvalidNetworkInterface.InUse"
+        );
+        let e2 = t.w.get::<NetworkInterface>(&e.meta.id).unwrap().clone();
+        assert_eq!(e2.status(), "in-use");
+        assert!(is_realized(&t.w, &e2));
+        assert_eq!(enis_of_instance(&t.w, &inst.meta.id).len(), 2);
+        // In use: cannot delete.
+        let id = e.meta.id.clone();
+        assert_eq!(
+            t.run(A, |w, ctx| delete(w, ctx, &id)).unwrap_err().code,
+            "InvalidNetworkInterface.InUse"
+        );
+        // The primary cannot be detached.
+        let pa = primary.attachment.clone().unwrap().id;
+        assert_eq!(
+            t.run(A, |w, ctx| detach(w, ctx, &pa)).unwrap_err().code,
+            "OperationNotPermitted"
+        );
+        assert_eq!(
+            t.run(A, |w, ctx| detach(w, ctx, "eni-attach-00000000000000001"))
+                .unwrap_err()
+                .code,
+            "InvalidAttachmentID.NotFound"
+        );
+        // Attachment attribute.
+        let a2 = a.clone();
+        t.run(A, |w, ctx| {
+            modify_attribute(
+                w,
+                ctx,
+                &id,
+                EniChange {
+                    attachment: Some((a2, Some(true))),
+                    ..EniChange::default()
+                },
+            )
+        })
+        .unwrap();
+        assert!(
+            t.w.get::<NetworkInterface>(&id)
+                .unwrap()
+                .attachment
+                .as_ref()
+                .unwrap()
+                .delete_on_termination
+        );
+        t.run(A, |w, ctx| detach(w, ctx, &a)).unwrap();
+        t.run(A, |w, ctx| delete(w, ctx, &id)).unwrap();
+        assert!(t.w.get::<NetworkInterface>(&id).is_none());
+    }
+
+    #[test]
+    fn dns_names() {
+        assert_eq!(
+            private_dns_name("us-east-1", ip("10.0.0.5")),
+            "ip-10-0-0-5.ec2.internal"
+        );
+        assert_eq!(
+            private_dns_name("eu-west-1", ip("10.0.0.5")),
+            "ip-10-0-0-5.eu-west-1.compute.internal"
+        );
+        assert_eq!(
+            public_dns_name("us-east-1", ip("198.18.0.1")),
+            "ec2-198-18-0-1.compute-1.amazonaws.com"
+        );
+        assert_eq!(
+            public_dns_name("eu-west-1", ip("198.18.0.1")),
+            "ec2-198-18-0-1.eu-west-1.compute.amazonaws.com"
+        );
+    }
+}

@@ -1,1 +1,1719 @@
-//! (filled in by its family's change)
+//! Instances: RunInstances (networking), start, stop, reboot, terminate,
+//! attributes, and the timers of instances and NAT gateways.
+//!
+//! An instance is launched `pending` and becomes `running` after
+//! `Limits::instance_transition_ms`; `stopping` → `stopped` and
+//! `shutting-down` → `terminated` take as long. When an instance is
+//! terminated, its interfaces with DeleteOnTermination are deleted and the
+//! others detached (losing an auto-assigned public IP); the terminated
+//! instance stays visible for an hour. [`tick`] applies every due
+//! transition of instances and NAT gateways; [`next_deadline`] says when the
+//! next one is due.
+
+use super::{eni, nat, new_meta, sg, subnet, IdKind};
+use crate::ctx::Timestamp;
+use crate::fault::{Fault, Result};
+use crate::ids;
+use crate::types::*;
+use crate::world::World;
+use crate::Ctx;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub const INSTANCE: IdKind = IdKind {
+    prefix: "i",
+    malformed: "InvalidInstanceID.Malformed",
+    not_found: "InvalidInstanceID.NotFound",
+    noun: "instance",
+};
+
+/// How long a terminated instance stays visible.
+pub const TERMINATED_VISIBLE_MS: i64 = Timestamp::HOUR;
+
+/// The caller's instance by ID.
+pub fn get<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w Instance> {
+    w.owned::<Instance>(id, &ctx.account, &ctx.region, INSTANCE.nf(id)?)
+}
+
+/// The caller's instances by ID, in the order given (duplicates once).
+///
+/// Every unknown ID is named in one `InvalidInstanceID.NotFound`, as EC2 does.
+pub fn get_many<'w>(w: &'w World, ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<&'w Instance>> {
+    if ids.is_empty() {
+        return Err(Fault::missing("InstanceId"));
+    }
+    let mut out: Vec<&Instance> = Vec::new();
+    let mut missing: Vec<&str> = Vec::new();
+    for id in ids {
+        INSTANCE.check(id)?;
+        match w.get::<Instance>(id) {
+            Some(i) if i.meta.owner == ctx.account && i.meta.region == ctx.region => {
+                if !out.iter().any(|x| x.meta.id == i.meta.id) {
+                    out.push(i);
+                }
+            }
+            _ => {
+                if !missing.contains(&id.as_str()) {
+                    missing.push(id);
+                }
+            }
+        }
+    }
+    match missing.len() {
+        0 => Ok(out),
+        1 => Err(INSTANCE.not_found(missing[0])),
+        _ => Err(Fault::new(
+            "InvalidInstanceID.NotFound",
+            format!("The instance IDs '{}' do not exist", missing.join(", ")),
+        )),
+    }
+}
+
+/// One `NetworkInterface.N` of RunInstances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfaceSpec {
+    pub device_index: Option<i64>,
+    /// Attach this existing, available interface instead of creating one.
+    pub network_interface_id: Option<String>,
+    pub associate_public_ip: Option<bool>,
+    pub delete_on_termination: Option<bool>,
+    /// The new interface (subnet, addresses, groups, description).
+    pub eni: eni::EniSpec,
+}
+
+/// RunInstances' parameters (the networking ones, and what Describe shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunInstances {
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub min_count: Option<i64>,
+    pub max_count: Option<i64>,
+    pub subnet_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub group_ids: Vec<String>,
+    pub group_names: Vec<String>,
+    pub ipv6_count: Option<i64>,
+    pub ipv6: Vec<String>,
+    pub interfaces: Vec<IfaceSpec>,
+    /// `Placement.AvailabilityZone`.
+    pub availability_zone: Option<String>,
+    pub key_name: Option<String>,
+    pub client_token: Option<String>,
+    pub instance_tags: Tags,
+    pub eni_tags: Tags,
+}
+
+/// One interface of the instances being launched, checked.
+#[derive(Debug, Clone)]
+enum Plan {
+    Existing {
+        device: u32,
+        eni: NetworkInterface,
+        delete_on_termination: bool,
+    },
+    New {
+        device: u32,
+        subnet: Subnet,
+        groups: Vec<String>,
+        addrs: eni::AddrPlan,
+        description: String,
+        delete_on_termination: bool,
+        public_ip: bool,
+    },
+}
+
+impl Plan {
+    fn device(&self) -> u32 {
+        match self {
+            Plan::Existing { device, .. } | Plan::New { device, .. } => *device,
+        }
+    }
+
+    fn subnet_id(&self) -> &str {
+        match self {
+            Plan::Existing { eni, .. } => &eni.subnet_id,
+            Plan::New { subnet, .. } => &subnet.meta.id,
+        }
+    }
+}
+
+fn combination(msg: &str) -> Fault {
+    Fault::new("InvalidParameterCombination", msg.to_string())
+}
+
+/// Checks an instance type's shape: `family.size`, e.g. `t3.micro`.
+fn check_instance_type(t: &str) -> Result<()> {
+    let ok = t.split_once('.').is_some_and(|(f, s)| {
+        !f.is_empty()
+            && !s.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Fault::invalid_param(format!(
+            "Invalid value '{t}' for InstanceType."
+        )))
+    }
+}
+
+/// The default subnet for a launch without one: the default VPC's default
+/// subnet in `az`, else in the region's first zone (else any of them).
+fn default_subnet(w: &World, ctx: &Ctx<'_>, az: Option<&str>) -> Result<Subnet> {
+    let vpc = sg::default_vpc(w, ctx)
+        .ok_or_else(|| Fault::new("VPCIdNotSpecified", "No default VPC for this user"))?;
+    let mut subnets: Vec<&Subnet> = w
+        .scoped::<Subnet>(&ctx.account, &ctx.region)
+        .filter(|s| s.vpc_id == vpc && s.default_for_az)
+        .collect();
+    subnets.sort_by(|a, b| a.az.cmp(&b.az));
+    let pick = match az {
+        Some(z) => subnets.iter().find(|s| s.az == z || s.az_id == z),
+        None => {
+            let first = ctx.zones.first().map(|z| z.0.as_str());
+            subnets
+                .iter()
+                .find(|s| Some(s.az.as_str()) == first)
+                .or(subnets.first())
+        }
+    };
+    pick.map(|s| (*s).clone()).ok_or_else(|| {
+        Fault::new(
+            "MissingInput",
+            format!("No subnets found for the default VPC '{vpc}'. Please specify a subnet."),
+        )
+    })
+}
+
+/// RunInstances. Returns the launched instances (or, for a repeated
+/// `ClientToken`, the ones that token launched before).
+pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<Instance>> {
+    let image = req
+        .image_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("ImageId"))?;
+    ids::check("ami", "InvalidAMIID.Malformed", image)?;
+    let itype = req
+        .instance_type
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "t3.micro".into());
+    check_instance_type(&itype)?;
+    let min = req.min_count.ok_or_else(|| Fault::missing("MinCount"))?;
+    let max = req.max_count.ok_or_else(|| Fault::missing("MaxCount"))?;
+    if min < 1 {
+        return Err(Fault::invalid_param(format!(
+            "Value ({min}) for parameter minCount is invalid. Expected a positive number."
+        )));
+    }
+    if max < min {
+        return Err(Fault::invalid_param(format!(
+            "Value ({max}) for parameter maxCount is invalid. Expected a value greater than or equal to minCount ({min})."
+        )));
+    }
+    let token = req.client_token.clone().filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        if t.len() > 64 {
+            return Err(Fault::invalid_param(
+                "Value for parameter clientToken is invalid. Length exceeds maximum of 64 characters.",
+            ));
+        }
+        let mut prior: Vec<Instance> = w
+            .scoped::<Instance>(&ctx.account, &ctx.region)
+            .filter(|i| i.client_token.as_deref() == Some(t.as_str()))
+            .cloned()
+            .collect();
+        if !prior.is_empty() {
+            prior.sort_by_key(|i| i.launch_index);
+            return Ok(prior);
+        }
+    }
+
+    // Normalise to a list of interface specifications.
+    let specs: Vec<IfaceSpec> = if req.interfaces.is_empty() {
+        vec![IfaceSpec {
+            device_index: Some(0),
+            delete_on_termination: Some(true),
+            eni: eni::EniSpec {
+                subnet_id: req.subnet_id.clone(),
+                private_ip: req.private_ip.clone(),
+                group_ids: req.group_ids.clone(),
+                group_names: req.group_names.clone(),
+                ipv6_count: req.ipv6_count,
+                ipv6: req.ipv6.clone(),
+                ..eni::EniSpec::default()
+            },
+            ..IfaceSpec::default()
+        }]
+    } else {
+        if req.subnet_id.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(combination(
+                "Network interfaces and an instance-level subnet ID may not be specified on the same request",
+            ));
+        }
+        if !req.group_ids.is_empty() || !req.group_names.is_empty() {
+            return Err(combination(
+                "Network interfaces and an instance-level security groups may not be specified on the same request",
+            ));
+        }
+        if req.private_ip.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(combination(
+                "Network interfaces and an instance-level private IP address should not be specified on the same request",
+            ));
+        }
+        if req.ipv6_count.is_some() || !req.ipv6.is_empty() {
+            return Err(combination(
+                "Network interfaces and an instance-level IPv6 address count or addresses may not be specified on the same request",
+            ));
+        }
+        req.interfaces.clone()
+    };
+    let mut devices: Vec<u32> = Vec::new();
+    for s in &specs {
+        let d = s.device_index.ok_or_else(|| {
+            Fault::invalid_param("Each network interface requires a device index.")
+        })?;
+        let d = u32::try_from(d).map_err(|_| {
+            Fault::invalid_param(format!(
+                "Value ({d}) for parameter deviceIndex is invalid. Expected a non-negative number."
+            ))
+        })?;
+        if devices.contains(&d) {
+            return Err(Fault::invalid_param(format!(
+                "Each network interface requires a unique device index. Device index {d} is used twice."
+            )));
+        }
+        devices.push(d);
+    }
+    if !devices.contains(&0) {
+        return Err(Fault::invalid_param(
+            "A network interface with device index 0 is required.",
+        ));
+    }
+    if specs.len() > ctx.limits.interfaces_per_instance {
+        return Err(Fault::new(
+            "AttachmentLimitExceeded",
+            format!(
+                "Interface count {} exceeds the limit for {itype}",
+                specs.len()
+            ),
+        ));
+    }
+    for (s, d) in specs.iter().zip(&devices) {
+        if s.associate_public_ip.is_some() && *d != 0 {
+            return Err(combination(
+                "The associatePublicIPAddress parameter can only be specified for the network interface with DeviceIndex 0.",
+            ));
+        }
+        if s.associate_public_ip == Some(true) && specs.len() > 1 {
+            return Err(combination(
+                "The associatePublicIPAddress parameter cannot be specified when launching with multiple network interfaces.",
+            ));
+        }
+    }
+
+    // The primary interface decides the subnet, zone and VPC.
+    let placement = req.availability_zone.as_deref().filter(|s| !s.is_empty());
+    let mut order: Vec<usize> = (0..specs.len()).collect();
+    order.sort_by_key(|i| devices[*i]);
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut az = String::new();
+    let mut vpc_id = String::new();
+    for &i in &order {
+        let s = &specs[i];
+        let device = devices[i];
+        let plan = if let Some(id) = s.network_interface_id.as_deref().filter(|x| !x.is_empty()) {
+            let e = eni::get(w, ctx, id)?.clone();
+            if e.attachment.is_some() || e.requester_managed {
+                return Err(Fault::new(
+                    "InvalidNetworkInterface.InUse",
+                    format!("Interface: [{id}] in use."),
+                ));
+            }
+            if plans
+                .iter()
+                .any(|p| matches!(p, Plan::Existing { eni, .. } if eni.meta.id == id))
+            {
+                return Err(Fault::invalid_param(format!(
+                    "Network interface {id} is specified more than once."
+                )));
+            }
+            if s.eni.names_addresses_or_groups()
+                || s.eni
+                    .subnet_id
+                    .as_deref()
+                    .is_some_and(|x| !x.is_empty() && x != e.subnet_id)
+            {
+                return Err(combination(
+                    "A network interface ID may not be specified together with a subnet, addresses or security groups for the same interface.",
+                ));
+            }
+            if s.associate_public_ip == Some(true) {
+                return Err(combination(
+                    "The associatePublicIPAddress parameter cannot be specified for an existing network interface.",
+                ));
+            }
+            Plan::Existing {
+                device,
+                eni: e,
+                delete_on_termination: s.delete_on_termination.unwrap_or(false),
+            }
+        } else {
+            let subnet = match s.eni.subnet_id.as_deref().filter(|x| !x.is_empty()) {
+                Some(id) => subnet::get(w, ctx, id)?.clone(),
+                None if device == 0 => default_subnet(w, ctx, placement)?,
+                None => return Err(Fault::invalid_param(
+                    "Each network interface requires either a subnet or a network interface ID.",
+                )),
+            };
+            let groups = eni::resolve_groups(
+                w,
+                ctx,
+                &subnet,
+                &s.eni.group_ids,
+                &s.eni.group_names,
+                "SecurityGroupsPerInstanceLimitExceeded",
+            )?;
+            let addrs = eni::plan_addresses(w, ctx, &subnet, &s.eni)?;
+            let description = s.eni.description.clone().unwrap_or_default();
+            if description.chars().count() > 255 {
+                return Err(Fault::invalid_param(
+                    "Value for parameter description is invalid. Length exceeds maximum of 255 characters.",
+                ));
+            }
+            let public_ip = device == 0
+                && s.associate_public_ip
+                    .unwrap_or(specs.len() == 1 && subnet.map_public_ip);
+            Plan::New {
+                device,
+                subnet,
+                groups,
+                addrs,
+                description,
+                delete_on_termination: s.delete_on_termination.unwrap_or(true),
+                public_ip,
+            }
+        };
+        let (p_az, p_vpc) = match &plan {
+            Plan::Existing { eni, .. } => (eni.az.clone(), eni.vpc_id.clone()),
+            Plan::New { subnet, .. } => (subnet.az.clone(), subnet.vpc_id.clone()),
+        };
+        if device == 0 {
+            if let Some(z) = placement {
+                let zone_id = w
+                    .get::<Subnet>(plan.subnet_id())
+                    .map(|s| s.az_id.clone())
+                    .unwrap_or_default();
+                if z != p_az && z != zone_id {
+                    return Err(Fault::invalid_param(format!(
+                        "Value ({z}) for parameter availabilityZone is invalid. Subnet '{}' is in availability zone {p_az}.",
+                        plan.subnet_id()
+                    )));
+                }
+            }
+            az = p_az;
+            vpc_id = p_vpc;
+        } else if p_az != az {
+            return Err(combination(
+                "All network interfaces of an instance must be in the same availability zone.",
+            ));
+        } else if p_vpc != vpc_id {
+            return Err(combination(
+                "All network interfaces of an instance must be in the same VPC.",
+            ));
+        }
+        plans.push(plan);
+    }
+
+    // Addresses asked for by value, or existing interfaces: one instance only.
+    let single = plans.iter().any(|p| match p {
+        Plan::Existing { .. } => true,
+        Plan::New { addrs, .. } => addrs.has_specific(),
+    });
+    if single && max > 1 {
+        return Err(combination(
+            "Specific private IP addresses or network interface IDs can only be used when launching a single instance (MaxCount=1).",
+        ));
+    }
+    {
+        // The same address asked for twice across interfaces.
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &plans {
+            if let Plan::New { addrs, .. } = p {
+                for ip in addrs.specific_v4() {
+                    if !seen.insert(ip) {
+                        return Err(eni_in_use(ip));
+                    }
+                }
+            }
+        }
+    }
+    super::tags::validate(&req.instance_tags, ctx.limits.tags_per_resource)?;
+    super::tags::validate(&req.eni_tags, ctx.limits.tags_per_resource)?;
+
+    // How many to launch: quota, per-call cap, then free addresses.
+    let active = w
+        .scoped::<Instance>(&ctx.account, &ctx.region)
+        .filter(|i| i.state != InstanceState::Terminated)
+        .count();
+    let room = ctx.limits.instances_per_region.saturating_sub(active);
+    let want = usize::try_from(max).unwrap_or(usize::MAX);
+    let min_u = usize::try_from(min).unwrap_or(usize::MAX);
+    let mut n = want.min(ctx.limits.instances_per_launch).min(room);
+    if n < min_u {
+        return Err(Fault::new(
+            "InstanceLimitExceeded",
+            format!(
+                "You have requested more instances ({min}) than your current instance limit of {} allows for the specified instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
+                ctx.limits.instances_per_launch.min(ctx.limits.instances_per_region)
+            ),
+        ));
+    }
+    let mut need: BTreeMap<String, (usize, usize, Subnet)> = BTreeMap::new();
+    for p in &plans {
+        if let Plan::New { subnet, addrs, .. } = p {
+            let e = need
+                .entry(subnet.meta.id.clone())
+                .or_insert((0, 0, subnet.clone()));
+            e.0 += addrs.auto_v4();
+            e.1 += addrs.specific_v4().count();
+        }
+    }
+    for (id, (auto, specific, s)) in &need {
+        if *auto == 0 {
+            continue;
+        }
+        let free = usize::try_from(eni::free_v4(&s.cidr, &eni::taken_v4(w, id)))
+            .unwrap_or(usize::MAX)
+            .saturating_sub(*specific);
+        n = n.min(free / auto);
+        if n < min_u {
+            return Err(Fault::new(
+                "InsufficientFreeAddressesInSubnet",
+                format!(
+                    "There are not enough free addresses in subnet '{id}' to satisfy the requested number of instances."
+                ),
+            ));
+        }
+    }
+
+    // Launch.
+    let reservation = ctx.new_id("r");
+    let primary_subnet = plans[0].subnet_id().to_string();
+    let mut out = Vec::new();
+    for k in 0..n {
+        let meta = new_meta(ctx, "i", req.instance_tags.clone());
+        let iid = meta.id.clone();
+        let mut primary = String::new();
+        for p in &plans {
+            let attachment = |ctx: &mut Ctx<'_>, device: u32, dot: bool| EniAttachment {
+                id: ctx.new_id("eni-attach"),
+                instance_id: iid.clone(),
+                device_index: device,
+                delete_on_termination: dot,
+                attached_at: ctx.now,
+            };
+            let id = match p {
+                Plan::Existing {
+                    device,
+                    eni: e,
+                    delete_on_termination,
+                } => {
+                    let a = attachment(ctx, *device, *delete_on_termination);
+                    w.update::<NetworkInterface>(&e.meta.id, |e| e.attachment = Some(a));
+                    e.meta.id.clone()
+                }
+                Plan::New {
+                    device,
+                    subnet,
+                    groups,
+                    addrs,
+                    description,
+                    delete_on_termination,
+                    public_ip,
+                } => {
+                    let a = attachment(ctx, *device, *delete_on_termination);
+                    eni::insert(
+                        w,
+                        ctx,
+                        eni::NewEni {
+                            subnet: subnet.clone(),
+                            description: description.clone(),
+                            groups: groups.clone(),
+                            addrs: addrs.clone(),
+                            tags: req.eni_tags.clone(),
+                            attachment: Some(a),
+                            public_ip: *public_ip,
+                            interface_type: "interface",
+                        },
+                    )?
+                    .meta
+                    .id
+                }
+            };
+            if p.device() == 0 {
+                primary = id;
+            }
+        }
+        let inst = Instance {
+            meta,
+            reservation_id: reservation.clone(),
+            image_id: image.to_string(),
+            instance_type: itype.clone(),
+            state: InstanceState::Pending,
+            state_since: ctx.now,
+            transition_due: Some(ctx.now.plus_ms(ctx.limits.instance_transition_ms)),
+            vpc_id: vpc_id.clone(),
+            subnet_id: primary_subnet.clone(),
+            az: az.clone(),
+            primary_eni: primary,
+            launch_index: u32::try_from(k).unwrap_or(u32::MAX),
+            key_name: req.key_name.clone().filter(|k| !k.is_empty()),
+            client_token: token.clone(),
+        };
+        w.put(inst.clone());
+        out.push(inst);
+    }
+    Ok(out)
+}
+
+fn eni_in_use(ip: Ipv4Addr) -> Fault {
+    Fault::new("InvalidIPAddress.InUse", format!("Address {ip} is in use."))
+}
+
+/// One row of a Start/Stop/TerminateInstances answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: InstanceState,
+    pub current: InstanceState,
+}
+
+fn incorrect(id: &str, verb: &str) -> Fault {
+    Fault::new(
+        "IncorrectInstanceState",
+        format!("The instance '{id}' is not in a state from which it can be {verb}."),
+    )
+}
+
+/// Checks every instance, then moves each that `next` says should move.
+fn change_states(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    ids: &[String],
+    next: impl Fn(&Instance) -> Result<Option<InstanceState>>,
+) -> Result<Vec<StateChange>> {
+    let insts: Vec<Instance> = get_many(w, ctx, ids)?.into_iter().cloned().collect();
+    let mut moves = Vec::new();
+    for i in &insts {
+        moves.push(next(i)?);
+    }
+    let due = ctx.now.plus_ms(ctx.limits.instance_transition_ms);
+    let mut out = Vec::new();
+    for (i, m) in insts.iter().zip(moves) {
+        let current = match m {
+            Some(s) => {
+                let now = ctx.now;
+                w.update::<Instance>(&i.meta.id, |x| {
+                    x.state = s;
+                    x.state_since = now;
+                    x.transition_due = Some(due);
+                });
+                s
+            }
+            None => i.state,
+        };
+        out.push(StateChange {
+            instance_id: i.meta.id.clone(),
+            previous: i.state,
+            current,
+        });
+    }
+    Ok(out)
+}
+
+/// StartInstances: `stopped` → `pending` → `running`.
+pub fn start(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
+    change_states(w, ctx, ids, |i| match i.state {
+        InstanceState::Stopped => Ok(Some(InstanceState::Pending)),
+        InstanceState::Pending | InstanceState::Running => Ok(None),
+        _ => Err(incorrect(&i.meta.id, "started")),
+    })
+}
+
+/// StopInstances: `running` → `stopping` → `stopped`.
+pub fn stop(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
+    change_states(w, ctx, ids, |i| match i.state {
+        InstanceState::Running => Ok(Some(InstanceState::Stopping)),
+        InstanceState::Stopping | InstanceState::Stopped => Ok(None),
+        _ => Err(incorrect(&i.meta.id, "stopped")),
+    })
+}
+
+/// TerminateInstances: → `shutting-down` → `terminated`.
+pub fn terminate(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
+    change_states(w, ctx, ids, |i| match i.state {
+        InstanceState::ShuttingDown | InstanceState::Terminated => Ok(None),
+        _ => Ok(Some(InstanceState::ShuttingDown)),
+    })
+}
+
+/// RebootInstances: only a running (or pending) instance; nothing changes.
+pub fn reboot(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<()> {
+    for i in get_many(w, ctx, ids)? {
+        if !i.is_up() {
+            return Err(incorrect(&i.meta.id, "rebooted"));
+        }
+    }
+    Ok(())
+}
+
+/// One ModifyInstanceAttribute change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceChange {
+    pub source_dest_check: Option<bool>,
+    pub groups: Option<Vec<String>>,
+    pub instance_type: Option<String>,
+}
+
+/// ModifyInstanceAttribute: source/dest check and groups apply to the primary interface.
+pub fn modify_attribute(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    c: InstanceChange,
+) -> Result<()> {
+    let i = get(w, ctx, id)?.clone();
+    let n = [
+        c.source_dest_check.is_some(),
+        c.groups.is_some(),
+        c.instance_type.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    match n {
+        0 => return Err(Fault::missing("Attribute")),
+        1 => {}
+        _ => return Err(combination("Only one attribute can be modified at a time.")),
+    }
+    if i.state == InstanceState::Terminated {
+        return Err(Fault::new(
+            "IncorrectInstanceState",
+            format!("The instance '{id}' is not in a valid state for this operation."),
+        ));
+    }
+    if let Some(t) = c.instance_type {
+        check_instance_type(&t)?;
+        if i.state != InstanceState::Stopped {
+            return Err(Fault::new(
+                "IncorrectInstanceState",
+                format!("The instance '{id}' is not in the 'stopped' state."),
+            ));
+        }
+        w.update::<Instance>(id, |x| x.instance_type = t);
+        return Ok(());
+    }
+    let primary = w
+        .get::<NetworkInterface>(&i.primary_eni)
+        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == id))
+        .cloned()
+        .ok_or_else(|| INSTANCE.not_found(id))?;
+    if let Some(v) = c.source_dest_check {
+        w.update::<NetworkInterface>(&primary.meta.id, |e| e.source_dest_check = v);
+    }
+    if let Some(ids) = c.groups {
+        if eni::enis_of_instance(w, id).len() > 1 {
+            return Err(Fault::new(
+                "InvalidInstanceID",
+                format!("There are multiple interfaces attached to instance '{id}'. Please specify an interface ID for the operation instead."),
+            ));
+        }
+        if ids.is_empty() {
+            return Err(Fault::missing("GroupId"));
+        }
+        let s = w
+            .get::<Subnet>(&primary.subnet_id)
+            .cloned()
+            .ok_or_else(|| super::SUBNET.not_found(&primary.subnet_id))?;
+        let groups = eni::resolve_groups(
+            w,
+            ctx,
+            &s,
+            &ids,
+            &[],
+            "SecurityGroupsPerInstanceLimitExceeded",
+        )?;
+        w.update::<NetworkInterface>(&primary.meta.id, |e| e.groups = groups);
+    }
+    Ok(())
+}
+
+// ---- Timers --------------------------------------------------------------
+
+/// Detaches or deletes a terminated instance's interfaces.
+fn release_network(w: &mut World, instance_id: &str) {
+    let enis: Vec<NetworkInterface> = eni::enis_of_instance(w, instance_id)
+        .into_iter()
+        .cloned()
+        .collect();
+    for e in enis {
+        let dot = e
+            .attachment
+            .as_ref()
+            .is_some_and(|a| a.delete_on_termination);
+        if dot {
+            eni::remove_eni(w, &e.meta.id);
+        } else {
+            w.update::<NetworkInterface>(&e.meta.id, |e| {
+                e.attachment = None;
+                e.public_ip = None;
+            });
+        }
+    }
+}
+
+fn step(w: &mut World, id: &str, now: Timestamp) {
+    let Some(i) = w.get::<Instance>(id).cloned() else {
+        return;
+    };
+    let at = i.transition_due.unwrap_or(now);
+    let set = |w: &mut World, s: InstanceState, due: Option<Timestamp>| {
+        w.update::<Instance>(id, |x| {
+            x.state = s;
+            x.state_since = at;
+            x.transition_due = due;
+        });
+    };
+    match i.state {
+        InstanceState::Pending => set(w, InstanceState::Running, None),
+        InstanceState::Stopping => set(w, InstanceState::Stopped, None),
+        InstanceState::ShuttingDown => {
+            release_network(w, id);
+            set(
+                w,
+                InstanceState::Terminated,
+                Some(at.plus_ms(TERMINATED_VISIBLE_MS)),
+            );
+        }
+        InstanceState::Terminated => {
+            release_network(w, id);
+            w.remove::<Instance>(id);
+        }
+        InstanceState::Running | InstanceState::Stopped => {
+            w.update::<Instance>(id, |x| x.transition_due = None);
+        }
+    }
+}
+
+/// Applies every due transition of instances and NAT gateways. Returns
+/// whether anything changed. Call it before each write and periodically,
+/// next to `ops::peering::tick`.
+pub fn tick(w: &mut World, now: Timestamp) -> bool {
+    let mut changed = false;
+    // Each round moves every due record one step along a chain of at most
+    // three steps, so the bound is never reached in practice.
+    for _ in 0..8 {
+        let due_i: Vec<String> = w
+            .iter::<Instance>()
+            .filter(|i| i.transition_due.is_some_and(|d| d <= now))
+            .map(|i| i.meta.id.clone())
+            .collect();
+        let due_n: Vec<String> = w
+            .iter::<NatGateway>()
+            .filter(|g| nat::deadline(g).is_some_and(|d| d <= now))
+            .map(|g| g.meta.id.clone())
+            .collect();
+        if due_i.is_empty() && due_n.is_empty() {
+            break;
+        }
+        changed = true;
+        for id in &due_i {
+            step(w, id, now);
+        }
+        for id in &due_n {
+            nat::step(w, id, now);
+        }
+    }
+    changed
+}
+
+/// The earliest pending transition of any instance or NAT gateway.
+pub fn next_deadline(w: &World) -> Option<Timestamp> {
+    w.iter::<Instance>()
+        .filter_map(|i| i.transition_due)
+        .chain(w.iter::<NatGateway>().filter_map(nat::deadline))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::Limits;
+    use crate::ctx::SeqIds as Seq;
+    use crate::ops::{defaults, eip, route, vpc};
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+
+    struct T {
+        w: World,
+        ids: Seq,
+        limits: Limits,
+        now: Timestamp,
+        zones: Vec<(String, String)>,
+    }
+
+    impl T {
+        fn new() -> T {
+            T {
+                w: World::default(),
+                ids: Seq(0),
+                limits: Limits::default(),
+                now: Timestamp(1_000_000),
+                zones: vec![
+                    ("us-east-1a".into(), "use1-az1".into()),
+                    ("us-east-1b".into(), "use1-az2".into()),
+                ],
+            }
+        }
+
+        fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
+            let mut ctx = Ctx {
+                account: account.into(),
+                region: "us-east-1".into(),
+                now: self.now,
+                ids: &mut self.ids,
+                limits: &self.limits,
+                zones: &self.zones,
+            };
+            f(&mut self.w, &mut ctx)
+        }
+
+        fn advance(&mut self, ms: i64) {
+            self.now = self.now.plus_ms(ms);
+            tick(&mut self.w, self.now);
+        }
+
+        fn step(&mut self) {
+            self.advance(self.limits.instance_transition_ms);
+        }
+
+        fn init(&mut self, account: &str) -> Vpc {
+            self.run(account, |w, ctx| {
+                defaults::ensure_region(w, ctx).unwrap();
+                let id = sg::default_vpc(w, ctx).unwrap();
+                w.get::<Vpc>(&id).unwrap().clone()
+            })
+        }
+
+        fn vpc_subnet(&mut self, account: &str, cidr: &str, sub: &str) -> (Vpc, Subnet) {
+            self.run(account, |w, ctx| {
+                let v = vpc::create_vpc(
+                    w,
+                    ctx,
+                    vpc::CreateVpc {
+                        cidr_block: Some(cidr.into()),
+                        ..vpc::CreateVpc::default()
+                    },
+                )
+                .unwrap();
+                let s = subnet::create_subnet(
+                    w,
+                    ctx,
+                    subnet::CreateSubnet {
+                        vpc_id: Some(v.meta.id.clone()),
+                        cidr_block: Some(sub.into()),
+                        availability_zone: Some("us-east-1a".into()),
+                        ..subnet::CreateSubnet::default()
+                    },
+                )
+                .unwrap();
+                (v, s)
+            })
+        }
+
+        fn launch(&mut self, account: &str, req: RunInstances) -> Result<Vec<Instance>> {
+            self.run(account, |w, ctx| run(w, ctx, req))
+        }
+
+        fn inst(&self, id: &str) -> &Instance {
+            self.w.get::<Instance>(id).unwrap()
+        }
+
+        fn eni(&self, id: &str) -> &NetworkInterface {
+            self.w.get::<NetworkInterface>(id).unwrap()
+        }
+    }
+
+    fn base(subnet: Option<&str>) -> RunInstances {
+        RunInstances {
+            image_id: Some("ami-0123456789abcdef0".into()),
+            min_count: Some(1),
+            max_count: Some(1),
+            subnet_id: subnet.map(str::to_string),
+            ..RunInstances::default()
+        }
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn launch_in_default_vpc() {
+        let mut t = T::new();
+        let dv = t.init(A);
+        let v = t.launch(A, base(None)).unwrap();
+        assert_eq!(v.len(), 1);
+        let i = &v[0];
+        assert!(i.meta.id.starts_with("i-"));
+        assert!(i.reservation_id.starts_with("r-"));
+        assert_eq!(i.state, InstanceState::Pending);
+        assert_eq!(i.instance_type, "t3.micro");
+        assert_eq!(i.vpc_id, dv.meta.id);
+        assert_eq!(i.az, "us-east-1a");
+        let e = t.eni(&i.primary_eni).clone();
+        assert_eq!(e.subnet_id, i.subnet_id);
+        assert_eq!(e.primary_ip(), ip("172.31.0.4"));
+        assert_eq!(e.groups, vec![dv.default_sg.clone()]);
+        // Default subnets map public IPs on launch.
+        assert_eq!(e.public_ip, Some(ip("198.18.0.1")));
+        let a = e.attachment.clone().unwrap();
+        assert_eq!(a.device_index, 0);
+        assert!(a.delete_on_termination);
+        assert_eq!(a.instance_id, i.meta.id);
+        // Placement picks the zone's default subnet.
+        let v2 = t
+            .launch(
+                A,
+                RunInstances {
+                    availability_zone: Some("us-east-1b".into()),
+                    ..base(None)
+                },
+            )
+            .unwrap();
+        assert_eq!(v2[0].az, "us-east-1b");
+        assert_eq!(t.eni(&v2[0].primary_eni).primary_ip(), ip("172.31.16.4"));
+        // Timers: pending → running.
+        assert_eq!(next_deadline(&t.w), i.transition_due);
+        t.step();
+        assert_eq!(t.inst(&i.meta.id).state, InstanceState::Running);
+        assert_eq!(next_deadline(&t.w), None);
+    }
+
+    #[test]
+    fn no_default_vpc_and_bad_parameters() {
+        let mut t = T::new();
+        assert_eq!(
+            t.launch(A, base(None)).unwrap_err().code,
+            "VPCIdNotSpecified"
+        );
+        let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let sid = Some(s.meta.id.as_str());
+        for (req, code) in [
+            (
+                RunInstances {
+                    image_id: Some("ami-xyz".into()),
+                    ..base(sid)
+                },
+                "InvalidAMIID.Malformed",
+            ),
+            (
+                RunInstances {
+                    image_id: None,
+                    ..base(sid)
+                },
+                "MissingParameter",
+            ),
+            (
+                RunInstances {
+                    max_count: None,
+                    ..base(sid)
+                },
+                "MissingParameter",
+            ),
+            (
+                RunInstances {
+                    min_count: Some(2),
+                    ..base(sid)
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                RunInstances {
+                    instance_type: Some("bogus".into()),
+                    ..base(sid)
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                RunInstances {
+                    subnet_id: Some("subnet-00000000000000abc".into()),
+                    ..base(sid)
+                },
+                "InvalidSubnetID.NotFound",
+            ),
+            (
+                RunInstances {
+                    min_count: Some(21),
+                    max_count: Some(30),
+                    ..base(sid)
+                },
+                "InstanceLimitExceeded",
+            ),
+        ] {
+            assert_eq!(t.launch(A, req).unwrap_err().code, code);
+        }
+        // Another account's subnet is not found.
+        assert_eq!(
+            t.launch(B, base(sid)).unwrap_err().code,
+            "InvalidSubnetID.NotFound"
+        );
+    }
+
+    #[test]
+    fn counts_addresses_and_capacity() {
+        let mut t = T::new();
+        let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/28");
+        let sid = Some(s.meta.id.as_str());
+        // MaxCount 30: capped at 11 by the subnet's free addresses, MinCount 2 fits.
+        let v = t
+            .launch(
+                A,
+                RunInstances {
+                    min_count: Some(2),
+                    max_count: Some(30),
+                    ..base(sid)
+                },
+            )
+            .unwrap();
+        assert_eq!(v.len(), 11);
+        assert!(v.iter().all(|i| i.reservation_id == v[0].reservation_id));
+        assert_eq!(
+            v.iter().map(|i| i.launch_index).collect::<Vec<_>>(),
+            (0..11).collect::<Vec<_>>()
+        );
+        let ips: Vec<Ipv4Addr> = v
+            .iter()
+            .map(|i| t.eni(&i.primary_eni).primary_ip())
+            .collect();
+        assert_eq!(ips[0], ip("10.0.1.4"));
+        assert_eq!(ips[10], ip("10.0.1.14"));
+        // No public IP: the subnet does not map one.
+        assert!(t.eni(&v[0].primary_eni).public_ip.is_none());
+        assert_eq!(subnet::available_ips(&t.w, &s), 0);
+        let e = t.launch(A, base(sid)).unwrap_err();
+        assert_eq!(e.code, "InsufficientFreeAddressesInSubnet");
+        // Terminating frees the addresses once terminated.
+        let id = v[3].meta.id.clone();
+        let ch = t
+            .run(A, |w, ctx| terminate(w, ctx, std::slice::from_ref(&id)))
+            .unwrap();
+        assert_eq!(ch[0].previous, InstanceState::Pending);
+        assert_eq!(ch[0].current, InstanceState::ShuttingDown);
+        assert_eq!(
+            t.launch(A, base(sid)).unwrap_err().code,
+            "InsufficientFreeAddressesInSubnet"
+        );
+        t.step();
+        assert_eq!(t.inst(&id).state, InstanceState::Terminated);
+        let again = t.launch(A, base(sid)).unwrap();
+        assert_eq!(t.eni(&again[0].primary_eni).primary_ip(), ip("10.0.1.7"));
+        // The region quota.
+        t.limits.instances_per_region = 11;
+        assert_eq!(
+            t.launch(A, base(sid)).unwrap_err().code,
+            "InstanceLimitExceeded"
+        );
+    }
+
+    #[test]
+    fn private_ip_groups_and_public_ip() {
+        let mut t = T::new();
+        let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let (v2, _s2) = t.vpc_subnet(A, "10.1.0.0/16", "10.1.1.0/24");
+        let sid = Some(s.meta.id.as_str());
+        let g = t
+            .run(A, |w, ctx| {
+                sg::create_group(
+                    w,
+                    ctx,
+                    sg::CreateGroup {
+                        name: Some("web".into()),
+                        description: Some("d".into()),
+                        vpc_id: Some(v.meta.id.clone()),
+                        tags: vec![],
+                    },
+                )
+            })
+            .unwrap();
+        let i = t
+            .launch(
+                A,
+                RunInstances {
+                    private_ip: Some("10.0.1.10".into()),
+                    group_names: vec!["web".into()],
+                    group_ids: vec![v.default_sg.clone()],
+                    key_name: Some("k".into()),
+                    ..base(sid)
+                },
+            )
+            .unwrap()
+            .remove(0);
+        let e = t.eni(&i.primary_eni).clone();
+        assert_eq!(e.primary_ip(), ip("10.0.1.10"));
+        assert_eq!(e.groups, vec![v.default_sg.clone(), g.meta.id.clone()]);
+        assert_eq!(i.key_name.as_deref(), Some("k"));
+        for (req, code) in [
+            (
+                RunInstances {
+                    private_ip: Some("10.0.1.10".into()),
+                    ..base(sid)
+                },
+                "InvalidIPAddress.InUse",
+            ),
+            (
+                RunInstances {
+                    private_ip: Some("10.0.1.11".into()),
+                    max_count: Some(2),
+                    ..base(sid)
+                },
+                "InvalidParameterCombination",
+            ),
+            (
+                RunInstances {
+                    private_ip: Some("10.0.1.255".into()),
+                    ..base(sid)
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                RunInstances {
+                    group_ids: vec![v2.default_sg.clone()],
+                    ..base(sid)
+                },
+                "InvalidParameter",
+            ),
+            (
+                RunInstances {
+                    group_names: vec!["nope".into()],
+                    ..base(sid)
+                },
+                "InvalidGroup.NotFound",
+            ),
+            (
+                RunInstances {
+                    ipv6_count: Some(1),
+                    ..base(sid)
+                },
+                "InvalidParameterValue",
+            ),
+        ] {
+            assert_eq!(t.launch(A, req).unwrap_err().code, code);
+        }
+        let e = t
+            .launch(
+                A,
+                RunInstances {
+                    group_ids: vec![v2.default_sg.clone()],
+                    ..base(sid)
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "Security group {} and subnet {} belong to different networks.",
+                v2.default_sg, s.meta.id
+            )
+        );
+        // Too many groups.
+        t.limits.security_groups_per_eni = 1;
+        assert_eq!(
+            t.launch(
+                A,
+                RunInstances {
+                    group_names: vec!["web".into(), "default".into()],
+                    ..base(sid)
+                }
+            )
+            .unwrap_err()
+            .code,
+            "SecurityGroupsPerInstanceLimitExceeded"
+        );
+        t.limits.security_groups_per_eni = 5;
+        // AssociatePublicIpAddress on the primary interface.
+        let i = t
+            .launch(
+                A,
+                RunInstances {
+                    subnet_id: None,
+                    interfaces: vec![IfaceSpec {
+                        device_index: Some(0),
+                        associate_public_ip: Some(true),
+                        eni: eni::EniSpec {
+                            subnet_id: Some(s.meta.id.clone()),
+                            secondary_count: Some(1),
+                            description: Some("primary".into()),
+                            ..eni::EniSpec::default()
+                        },
+                        ..IfaceSpec::default()
+                    }],
+                    ..base(None)
+                },
+            )
+            .unwrap()
+            .remove(0);
+        let e = t.eni(&i.primary_eni).clone();
+        assert_eq!(e.public_ip, Some(ip("198.18.0.1")));
+        assert_eq!(e.private_ips.len(), 2);
+        assert_eq!(e.description, "primary");
+        // MapPublicIpOnLaunch=true, but AssociatePublicIpAddress=false wins.
+        t.w.update::<Subnet>(&s.meta.id, |s| s.map_public_ip = true);
+        let i = t
+            .launch(
+                A,
+                RunInstances {
+                    subnet_id: None,
+                    interfaces: vec![IfaceSpec {
+                        device_index: Some(0),
+                        associate_public_ip: Some(false),
+                        eni: eni::EniSpec {
+                            subnet_id: Some(s.meta.id.clone()),
+                            ..eni::EniSpec::default()
+                        },
+                        ..IfaceSpec::default()
+                    }],
+                    ..base(None)
+                },
+            )
+            .unwrap()
+            .remove(0);
+        assert_eq!(t.eni(&i.primary_eni).public_ip, None);
+        let i = t.launch(A, base(sid)).unwrap().remove(0);
+        assert_eq!(t.eni(&i.primary_eni).public_ip, Some(ip("198.18.0.2")));
+    }
+
+    #[test]
+    fn network_interface_specs() {
+        let mut t = T::new();
+        let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let sid = s.meta.id.clone();
+        let s2 = t.run(A, |w, ctx| {
+            subnet::create_subnet(
+                w,
+                ctx,
+                subnet::CreateSubnet {
+                    vpc_id: Some(v.meta.id.clone()),
+                    cidr_block: Some("10.0.2.0/24".into()),
+                    availability_zone: Some("us-east-1a".into()),
+                    ..subnet::CreateSubnet::default()
+                },
+            )
+            .unwrap()
+        });
+        let sb = t.run(A, |w, ctx| {
+            subnet::create_subnet(
+                w,
+                ctx,
+                subnet::CreateSubnet {
+                    vpc_id: Some(v.meta.id.clone()),
+                    cidr_block: Some("10.0.3.0/24".into()),
+                    availability_zone: Some("us-east-1b".into()),
+                    ..subnet::CreateSubnet::default()
+                },
+            )
+            .unwrap()
+        });
+        let existing = t
+            .run(A, |w, ctx| {
+                eni::create(
+                    w,
+                    ctx,
+                    eni::EniSpec {
+                        subnet_id: Some(s2.meta.id.clone()),
+                        ..eni::EniSpec::default()
+                    },
+                )
+            })
+            .unwrap();
+        let iface = |d: i64, subnet: &str| IfaceSpec {
+            device_index: Some(d),
+            eni: eni::EniSpec {
+                subnet_id: Some(subnet.into()),
+                ..eni::EniSpec::default()
+            },
+            ..IfaceSpec::default()
+        };
+        let i = t
+            .launch(
+                A,
+                RunInstances {
+                    interfaces: vec![
+                        IfaceSpec {
+                            device_index: Some(1),
+                            network_interface_id: Some(existing.meta.id.clone()),
+                            ..IfaceSpec::default()
+                        },
+                        iface(0, &sid),
+                    ],
+                    ..base(None)
+                },
+            )
+            .unwrap()
+            .remove(0);
+        let enis = eni::enis_of_instance(&t.w, &i.meta.id);
+        assert_eq!(enis.len(), 2);
+        assert_eq!(enis[0].meta.id, i.primary_eni);
+        assert_eq!(enis[1].meta.id, existing.meta.id);
+        assert!(!enis[1].attachment.as_ref().unwrap().delete_on_termination);
+        assert_eq!(i.subnet_id, sid);
+        // Errors.
+        let many = |ifs: Vec<IfaceSpec>| RunInstances {
+            interfaces: ifs,
+            ..base(None)
+        };
+        for (req, code) in [
+            (
+                RunInstances {
+                    subnet_id: Some(sid.clone()),
+                    ..many(vec![iface(0, &sid)])
+                },
+                "InvalidParameterCombination",
+            ),
+            (many(vec![iface(1, &sid)]), "InvalidParameterValue"),
+            (
+                many(vec![iface(0, &sid), iface(0, &sid)]),
+                "InvalidParameterValue",
+            ),
+            (
+                many(vec![iface(0, &sid), iface(1, &sb.meta.id)]),
+                "InvalidParameterCombination",
+            ),
+            (
+                many(vec![
+                    IfaceSpec {
+                        associate_public_ip: Some(true),
+                        ..iface(0, &sid)
+                    },
+                    iface(1, &sid),
+                ]),
+                "InvalidParameterCombination",
+            ),
+            (
+                many(vec![
+                    iface(0, &sid),
+                    IfaceSpec {
+                        associate_public_ip: Some(false),
+                        ..iface(1, &sid)
+                    },
+                ]),
+                "InvalidParameterCombination",
+            ),
+            (
+                many(vec![IfaceSpec {
+                    device_index: Some(0),
+                    network_interface_id: Some(existing.meta.id.clone()),
+                    ..IfaceSpec::default()
+                }]),
+                "InvalidNetworkInterface.InUse",
+            ),
+        ] {
+            assert_eq!(t.launch(A, req).unwrap_err().code, code);
+        }
+        // Terminate: the created interface goes, the attached one stays, detached.
+        let id = i.meta.id.clone();
+        t.run(A, |w, ctx| terminate(w, ctx, std::slice::from_ref(&id)))
+            .unwrap();
+        t.step();
+        assert!(t.w.get::<NetworkInterface>(&i.primary_eni).is_none());
+        let kept = t.eni(&existing.meta.id);
+        assert!(kept.attachment.is_none());
+        assert_eq!(kept.status(), "available");
+        // Visible for an hour, then gone.
+        t.advance(TERMINATED_VISIBLE_MS);
+        assert!(t.w.get::<Instance>(&id).is_none());
+        assert_eq!(
+            t.run(A, |w, ctx| terminate(w, ctx, std::slice::from_ref(&id)))
+                .unwrap_err()
+                .code,
+            "InvalidInstanceID.NotFound"
+        );
+    }
+
+    #[test]
+    fn state_machine() {
+        let mut t = T::new();
+        let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let i = t.launch(A, base(Some(&s.meta.id))).unwrap().remove(0);
+        let id = vec![i.meta.id.clone()];
+        let e = t.run(A, |w, ctx| stop(w, ctx, &id)).unwrap_err();
+        assert_eq!(e.code, "IncorrectInstanceState");
+        t.step();
+        let c = t.run(A, |w, ctx| stop(w, ctx, &id)).unwrap();
+        assert_eq!(
+            (c[0].previous, c[0].current),
+            (InstanceState::Running, InstanceState::Stopping)
+        );
+        assert!(!t.inst(&i.meta.id).is_up());
+        assert_eq!(
+            t.run(A, |w, ctx| start(w, ctx, &id)).unwrap_err().code,
+            "IncorrectInstanceState"
+        );
+        t.step();
+        assert_eq!(t.inst(&i.meta.id).state, InstanceState::Stopped);
+        let c = t.run(A, |w, ctx| stop(w, ctx, &id)).unwrap();
+        assert_eq!(c[0].current, InstanceState::Stopped);
+        // The interface keeps its address while stopped.
+        assert!(t.w.get::<NetworkInterface>(&i.primary_eni).is_some());
+        // Instance type changes only while stopped.
+        t.run(A, |w, ctx| {
+            modify_attribute(
+                w,
+                ctx,
+                &i.meta.id,
+                InstanceChange {
+                    instance_type: Some("m5.large".into()),
+                    ..InstanceChange::default()
+                },
+            )
+        })
+        .unwrap();
+        assert_eq!(t.inst(&i.meta.id).instance_type, "m5.large");
+        let c = t.run(A, |w, ctx| start(w, ctx, &id)).unwrap();
+        assert_eq!(
+            (c[0].previous, c[0].current),
+            (InstanceState::Stopped, InstanceState::Pending)
+        );
+        t.step();
+        assert_eq!(t.inst(&i.meta.id).state, InstanceState::Running);
+        t.run(A, |w, ctx| reboot(w, ctx, &id)).unwrap();
+        // Source/dest check goes to the primary interface.
+        t.run(A, |w, ctx| {
+            modify_attribute(
+                w,
+                ctx,
+                &i.meta.id,
+                InstanceChange {
+                    source_dest_check: Some(false),
+                    ..InstanceChange::default()
+                },
+            )
+        })
+        .unwrap();
+        assert!(!t.eni(&i.primary_eni).source_dest_check);
+        let c = t.run(A, |w, ctx| terminate(w, ctx, &id)).unwrap();
+        assert_eq!(c[0].current, InstanceState::ShuttingDown);
+        let c = t.run(A, |w, ctx| terminate(w, ctx, &id)).unwrap();
+        assert_eq!(c[0].previous, InstanceState::ShuttingDown);
+        t.step();
+        assert_eq!(t.inst(&i.meta.id).state, InstanceState::Terminated);
+        assert_eq!(
+            t.run(A, |w, ctx| start(w, ctx, &id)).unwrap_err().code,
+            "IncorrectInstanceState"
+        );
+        // Unknown and malformed IDs; other accounts see nothing.
+        let two = vec![
+            "i-00000000000000001".to_string(),
+            "i-00000000000000002".into(),
+        ];
+        let e = t.run(A, |w, ctx| stop(w, ctx, &two)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "The instance IDs 'i-00000000000000001, i-00000000000000002' do not exist"
+        );
+        assert_eq!(
+            t.run(A, |w, ctx| stop(w, ctx, &["i-x".into()]))
+                .unwrap_err()
+                .code,
+            "InvalidInstanceID.Malformed"
+        );
+        let e = t.run(B, |w, ctx| terminate(w, ctx, &id)).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("The instance ID '{}' does not exist", i.meta.id)
+        );
+    }
+
+    #[test]
+    fn client_token_is_idempotent() {
+        let mut t = T::new();
+        let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let req = RunInstances {
+            client_token: Some("tok-1".into()),
+            max_count: Some(2),
+            ..base(Some(&s.meta.id))
+        };
+        let a = t.launch(A, req.clone()).unwrap();
+        let b = t.launch(A, req.clone()).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a.iter().map(|i| &i.meta.id).collect::<Vec<_>>(),
+            b.iter().map(|i| &i.meta.id).collect::<Vec<_>>()
+        );
+        assert_eq!(t.w.iter::<Instance>().count(), 2);
+        // Tokens are per account.
+        let (_v, s2) = t.vpc_subnet(B, "10.0.0.0/16", "10.0.1.0/24");
+        let c = t
+            .launch(
+                B,
+                RunInstances {
+                    subnet_id: Some(s2.meta.id.clone()),
+                    ..req
+                },
+            )
+            .unwrap();
+        assert_ne!(c[0].meta.id, a[0].meta.id);
+    }
+
+    #[test]
+    fn routes_to_instances_and_interfaces() {
+        let mut t = T::new();
+        let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let i = t.launch(A, base(Some(&s.meta.id))).unwrap().remove(0);
+        let rt = v.main_route_table.clone();
+        let add = |t: &mut T, dest: &str, spec: route::RouteSpec| {
+            let spec = route::RouteSpec {
+                destination_cidr_block: Some(dest.into()),
+                ..spec
+            };
+            t.run(A, |w, ctx| route::create_route(w, ctx, &rt, &spec))
+        };
+        add(
+            &mut t,
+            "192.168.0.0/16",
+            route::RouteSpec {
+                instance_id: Some(i.meta.id.clone()),
+                ..route::RouteSpec::default()
+            },
+        )
+        .unwrap();
+        add(
+            &mut t,
+            "192.169.0.0/16",
+            route::RouteSpec {
+                network_interface_id: Some(i.primary_eni.clone()),
+                ..route::RouteSpec::default()
+            },
+        )
+        .unwrap();
+        let states = |t: &T| -> Vec<&'static str> {
+            let r = t.w.get::<RouteTable>(&rt).unwrap();
+            r.routes
+                .iter()
+                .filter(|x| x.origin == "CreateRoute")
+                .map(|x| route::route_state(&t.w, r, x))
+                .collect()
+        };
+        t.step();
+        assert_eq!(states(&t), vec!["active", "active"]);
+        t.run(A, |w, ctx| stop(w, ctx, std::slice::from_ref(&i.meta.id)))
+            .unwrap();
+        t.step();
+        assert_eq!(states(&t), vec!["blackhole", "blackhole"]);
+        // Unknown targets, and targets in another VPC.
+        assert_eq!(
+            add(
+                &mut t,
+                "192.170.0.0/16",
+                route::RouteSpec {
+                    instance_id: Some("i-00000000000000abc".into()),
+                    ..route::RouteSpec::default()
+                }
+            )
+            .unwrap_err()
+            .code,
+            "InvalidInstanceID.NotFound"
+        );
+        let (_v2, s2) = t.vpc_subnet(A, "10.1.0.0/16", "10.1.1.0/24");
+        let j = t.launch(A, base(Some(&s2.meta.id))).unwrap().remove(0);
+        assert_eq!(
+            add(
+                &mut t,
+                "192.170.0.0/16",
+                route::RouteSpec {
+                    network_interface_id: Some(j.primary_eni.clone()),
+                    ..route::RouteSpec::default()
+                }
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterValue"
+        );
+        // Terminated and gone: blackhole.
+        t.run(A, |w, ctx| {
+            terminate(w, ctx, std::slice::from_ref(&i.meta.id))
+        })
+        .unwrap();
+        t.step();
+        assert_eq!(states(&t), vec!["blackhole", "blackhole"]);
+    }
+
+    #[test]
+    fn deletions_blocked_by_interfaces() {
+        let mut t = T::new();
+        let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
+        let g = t
+            .run(A, |w, ctx| {
+                sg::create_group(
+                    w,
+                    ctx,
+                    sg::CreateGroup {
+                        name: Some("web".into()),
+                        description: Some("d".into()),
+                        vpc_id: Some(v.meta.id.clone()),
+                        tags: vec![],
+                    },
+                )
+            })
+            .unwrap();
+        let i = t
+            .launch(
+                A,
+                RunInstances {
+                    group_ids: vec![g.meta.id.clone()],
+                    ..base(Some(&s.meta.id))
+                },
+            )
+            .unwrap()
+            .remove(0);
+        let gid = g.meta.id.clone();
+        let e = t
+            .run(A, |w, ctx| sg::delete_group(w, ctx, &gid))
+            .unwrap_err();
+        assert_eq!(e.code, "DependencyViolation");
+        assert_eq!(
+            sg::member_addresses(&t.w, &gid),
+            (vec![ip("10.0.1.4")], vec![])
+        );
+        let sid = s.meta.id.clone();
+        assert_eq!(
+            t.run(A, |w, ctx| subnet::delete_subnet(w, ctx, &sid))
+                .unwrap_err()
+                .code,
+            "DependencyViolation"
+        );
+        let vid = v.meta.id.clone();
+        assert_eq!(
+            t.run(A, |w, ctx| vpc::delete_vpc(w, ctx, &vid))
+                .unwrap_err()
+                .code,
+            "DependencyViolation"
+        );
+        t.run(A, |w, ctx| {
+            terminate(w, ctx, std::slice::from_ref(&i.meta.id))
+        })
+        .unwrap();
+        t.step();
+        t.run(A, |w, ctx| sg::delete_group(w, ctx, &gid)).unwrap();
+        t.run(A, |w, ctx| subnet::delete_subnet(w, ctx, &sid))
+            .unwrap();
+        t.run(A, |w, ctx| vpc::delete_vpc(w, ctx, &vid)).unwrap();
+        // The terminated instance is still listed until it expires.
+        assert!(t.w.get::<Instance>(&i.meta.id).is_some());
+        let _ = eip::pool();
+    }
+}

@@ -131,3 +131,18 @@ pub fn check_limit(
         Ok(())
     }
 }
+
+/// Applies every timed transition due at `now`: peerings, instances, NAT gateways.
+pub fn tick(w: &mut crate::World, now: crate::Timestamp) -> bool {
+    let a = peering::tick(w, now);
+    let b = instance::tick(w, now);
+    a || b
+}
+
+/// When the next timed transition of anything is due.
+pub fn next_deadline(w: &crate::World) -> Option<crate::Timestamp> {
+    peering::next_deadline(w)
+        .into_iter()
+        .chain(instance::next_deadline(w))
+        .min()
+}

@@ -346,22 +346,50 @@ fn target(w: &World, ctx: &Ctx<'_>, rt: &RouteTable, spec: &RouteSpec) -> Result
         ));
     }
     if let Some(g) = &spec.nat_gateway_id {
-        return Err(Fault::new(
-            "InvalidNatGatewayID.NotFound",
-            format!("The natGateway ID '{g}' does not exist"),
-        ));
+        let nf = || {
+            Fault::new(
+                "InvalidNatGatewayID.NotFound",
+                format!("The natGateway ID '{g}' does not exist"),
+            )
+        };
+        super::nat::NAT.check(g)?;
+        let gw = w.owned::<NatGateway>(g, &ctx.account, &ctx.region, nf)?;
+        if matches!(gw.state, NatState::Deleted | NatState::Failed) {
+            return Err(nf());
+        }
+        if gw.vpc_id != rt.vpc_id {
+            return Err(different(g));
+        }
+        return Ok(RouteTarget::NatGateway(g.clone()));
     }
-    if let Some(g) = &spec.network_interface_id {
-        return Err(Fault::new(
-            "InvalidNetworkInterfaceID.NotFound",
-            format!("The networkInterface ID '{g}' does not exist"),
-        ));
+    if let Some(e) = &spec.network_interface_id {
+        let eni = super::eni::get(w, ctx, e)?;
+        if eni.vpc_id != rt.vpc_id {
+            return Err(Fault::invalid_param(format!(
+                "route table {} and network interface {e} belong to different networks",
+                rt.meta.id
+            )));
+        }
+        return Ok(RouteTarget::NetworkInterface(e.clone()));
     }
     let i = spec.instance_id.as_deref().unwrap_or_default();
-    Err(Fault::new(
-        "InvalidInstanceID.NotFound",
-        format!("The instance ID '{i}' does not exist"),
-    ))
+    let inst = super::instance::get(w, ctx, i)?;
+    if inst.state == InstanceState::Terminated {
+        return Err(super::instance::INSTANCE.not_found(i));
+    }
+    if inst.vpc_id != rt.vpc_id {
+        return Err(Fault::invalid_param(format!(
+            "route table {} and instance {i} belong to different networks",
+            rt.meta.id
+        )));
+    }
+    if super::eni::enis_of_instance(w, i).len() > 1 {
+        return Err(Fault::new(
+            "InvalidInstanceID",
+            format!("There are multiple interfaces attached to instance '{i}'. Please specify an interface ID for the operation instead."),
+        ));
+    }
+    Ok(RouteTarget::Instance(i.to_string()))
 }
 
 /// A peering or gateway target may not override (or sit inside) the VPC's own blocks.
@@ -506,10 +534,21 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
             .get::<InternetGateway>(g)
             .is_some_and(|g| g.vpc_id.as_deref() == Some(rt.vpc_id.as_str())),
         RouteTarget::Peering(p) => super::peering::carries_traffic(w, p),
-        RouteTarget::EgressOnlyGateway(_)
-        | RouteTarget::NatGateway(_)
-        | RouteTarget::NetworkInterface(_)
-        | RouteTarget::Instance(_) => false,
+        RouteTarget::NatGateway(g) => w
+            .get::<NatGateway>(g)
+            .is_some_and(|g| g.state == NatState::Available),
+        // An interface: active while it exists, unless the instance it is
+        // attached to is not up (stopped, terminating); a NAT gateway's
+        // interface follows its gateway.
+        RouteTarget::NetworkInterface(e) => w.get::<NetworkInterface>(e).is_some_and(|e| {
+            match (super::eni::nat_of(w, e), &e.attachment) {
+                (Some(g), _) => g.state == NatState::Available,
+                (None, None) => true,
+                (None, Some(_)) => super::eni::instance_of(w, e).is_some_and(Instance::is_up),
+            }
+        }),
+        RouteTarget::Instance(i) => w.get::<Instance>(i).is_some_and(Instance::is_up),
+        RouteTarget::EgressOnlyGateway(_) => false,
     };
     if ok {
         "active"

@@ -266,13 +266,52 @@ pub fn delete_group(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
                 .chain(&o.egress)
                 .any(|r| references_group(r, id))
     });
-    if dependent {
+    // So does any network interface that uses the group.
+    let in_use = w
+        .iter::<NetworkInterface>()
+        .any(|e| e.groups.iter().any(|x| x == id));
+    if dependent || in_use {
         return Err(Fault::dependency(format!(
             "resource {id} has a dependent object"
         )));
     }
     w.remove::<SecurityGroup>(id);
     Ok(())
+}
+
+// ---- Members (what a group reference matches) ------------------------------
+
+/// The interfaces that use the group, by interface ID. These are the members
+/// a rule referencing the group matches (possibly from a peer VPC).
+pub fn members<'w>(
+    w: &'w World,
+    group_id: &'w str,
+) -> impl Iterator<Item = &'w NetworkInterface> + 'w {
+    w.iter::<NetworkInterface>()
+        .filter(move |e| e.groups.iter().any(|g| g == group_id))
+}
+
+/// Every private IPv4 address (primary and secondary) and IPv6 address of the
+/// group's member interfaces, each list sorted and without duplicates.
+///
+/// Interfaces are included whatever their instance's state: an address stays
+/// with its interface while the interface exists, so no other interface can
+/// hold it meanwhile.
+pub fn member_addresses(
+    w: &World,
+    group_id: &str,
+) -> (Vec<std::net::Ipv4Addr>, Vec<std::net::Ipv6Addr>) {
+    let mut v4: Vec<std::net::Ipv4Addr> = Vec::new();
+    let mut v6: Vec<std::net::Ipv6Addr> = Vec::new();
+    for e in members(w, group_id) {
+        v4.extend(e.private_ips.iter().map(|p| p.ip));
+        v6.extend(e.ipv6.iter().copied());
+    }
+    v4.sort();
+    v4.dedup();
+    v6.sort();
+    v6.dedup();
+    (v4, v6)
 }
 
 // ---- Rules ---------------------------------------------------------------

@@ -164,8 +164,9 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
 }
 
 pub fn delete_subnet(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
-    let s = get(w, ctx, id)?.clone();
-    if s.used_ips > 0 {
+    get(w, ctx, id)?;
+    // Any interface (an instance's, a NAT gateway's or a detached one) blocks it.
+    if w.iter::<NetworkInterface>().any(|e| e.subnet_id == id) {
         return Err(Fault::dependency(format!(
             "The subnet '{id}' has dependencies and cannot be deleted."
         )));
@@ -277,7 +278,13 @@ pub fn disassociate_ipv6(
     Ok((s.meta.id, a))
 }
 
-/// AvailableIpAddressCount: usable addresses less those taken by interfaces.
-pub fn available_ips(s: &Subnet) -> u64 {
-    cidr::usable_v4(&s.cidr).saturating_sub(s.used_ips)
+/// AvailableIpAddressCount: usable addresses less the private IPv4
+/// addresses interfaces in the subnet hold.
+pub fn available_ips(w: &World, s: &Subnet) -> u64 {
+    let used = w
+        .iter::<NetworkInterface>()
+        .filter(|e| e.subnet_id == s.meta.id)
+        .map(|e| e.private_ips.len() as u64)
+        .sum::<u64>();
+    cidr::usable_v4(&s.cidr).saturating_sub(used)
 }

@@ -81,6 +81,10 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "sgr" => "security-group-rule",
         "acl" => "network-acl",
         "pcx" => "vpc-peering-connection",
+        "i" => "instance",
+        "eni" => "network-interface",
+        "nat" => "natgateway",
+        "eipalloc" => "elastic-ip",
         _ => return None,
     })
 }
@@ -114,6 +118,15 @@ pub fn with_tags(
         "igw" => with_owned::<InternetGateway>(w, ctx, &IGW, id, f),
         "sg" => with_owned::<SecurityGroup>(w, ctx, &SG, id, f),
         "acl" => with_owned::<NetworkAcl>(w, ctx, &ACL, id, f),
+        "i" => with_owned::<Instance>(w, ctx, &super::instance::INSTANCE, id, f),
+        "eni" => with_owned::<NetworkInterface>(w, ctx, &super::eni::ENI, id, f),
+        "eipalloc" => with_owned::<Address>(w, ctx, &super::eip::ALLOC, id, f),
+        "nat" => {
+            super::nat::get(w, ctx, id)?;
+            let mut out = Ok(());
+            w.update::<NatGateway>(id, |g| out = f(&mut g.meta.tags));
+            out
+        }
         "pcx" => {
             let side = super::peering::visible(w, ctx, id)?;
             let mut out = Ok(());
@@ -225,6 +238,18 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         }
     }
     for x in w.scoped::<NetworkAcl>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<Instance>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<NetworkInterface>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<NatGateway>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<Address>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {

@@ -88,6 +88,10 @@ pub fn delete_vpc(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
     if w.iter::<Subnet>().any(|s| s.vpc_id == id) {
         return Err(dep());
     }
+    // Interfaces live in subnets, so this only guards against stray records.
+    if w.iter::<NetworkInterface>().any(|e| e.vpc_id == id) {
+        return Err(dep());
+    }
     if w.iter::<InternetGateway>()
         .any(|g| g.vpc_id.as_deref() == Some(id))
     {
