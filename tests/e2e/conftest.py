@@ -31,6 +31,10 @@ Fixtures
     ``server_factory``  ``server_factory(limits=..., ...)`` → a fresh, started
                         ``Server`` killed at the end of the test. Use it for
                         quota tests, clock tests and kill/restart tests.
+    ``dp_server``, ``dp_server_factory``
+                        the same with vpcd's kernel data plane (root only; see
+                        README.md and the data-plane section at the end). Every
+                        other server runs ``--no-dataplane``.
 
 Helpers live in ``helpers.py`` (``expect_error``, ``wait_for``,
 ``pcx_status``, ``unique_cidr`` ...).
@@ -44,6 +48,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +62,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+import netprobe
 from helpers import AwsCliError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,13 +113,15 @@ def _kill_leftovers():
     """Last resort if a run is interrupted before fixture teardown."""
     for s in list(_LIVE):
         s.kill9()
+        if s.dataplane:  # never leave kernel objects behind, even on an interrupted run
+            s.vpcd("teardown", "--data-dir", str(s.data_dir), check=False)
 
 
 class Server:
     """One vpcd process on a loopback port with its own data directory."""
 
     def __init__(self, limits: dict | None = None, regions: list[str] | None = None,
-                 test_clock: bool = True, accounts=("A", "B", "C")):
+                 test_clock: bool = True, accounts=("A", "B", "C"), dataplane: bool = False):
         if not VPCD_BIN.exists():
             raise RuntimeError(f"vpcd binary not found at {VPCD_BIN}; run `cargo build` or set VPCD_BIN")
         self.tmp = Path(tempfile.mkdtemp(prefix="vpcd-e2e-"))
@@ -122,6 +130,12 @@ class Server:
         self.limits = limits
         self.regions = regions
         self.test_clock = test_clock
+        # Without dataplane=True the server runs `--no-dataplane`, so API tests run
+        # as root leave nothing in the kernel.
+        self.dataplane = dataplane
+        # Instances the data-plane tests launched (their namespaces must go at teardown).
+        self.instance_ids: set[str] = set()
+        self.ns_before: set[str] = set()
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.startup_seconds: float | None = None
@@ -157,6 +171,8 @@ class Server:
             argv.append("--test-clock")
         if self.regions:
             argv += ["--regions", ",".join(self.regions)]
+        if not self.dataplane:
+            argv.append("--no-dataplane")
         if self.limits is not None:
             lp = self.tmp / "limits.json"
             lp.write_text(json.dumps(self.limits))
@@ -190,6 +206,16 @@ class Server:
         if self._log:
             self._log.close()
             self._log = None
+
+    def terminate(self, timeout: float = 10.0):
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill9()
 
     def restart(self) -> "Server":
         self.kill9()
@@ -301,3 +327,120 @@ def server_factory():
     yield make
     for s in made:
         s.cleanup()
+
+
+# -- data plane ------------------------------------------------------------------
+#
+# The data-plane tests (test_dataplane*.py) run vpcd with its kernel data plane,
+# which needs root. They fail (never skip) when not root. Every such server is
+# stopped, then `vpcd teardown --data-dir DIR` runs, and the teardown asserts that
+# no namespace of that server is left: none named by one of its instance IDs, none
+# with its `vpcd<tag>-` prefix.
+
+DP_LIMITS = {**ROOMY_LIMITS, "elastic_ips_per_region": 50, "nat_gateways_per_az": 50}
+
+_TAGGED = re.compile(r"^vpcd[0-9a-f]{4}-")
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        pytest.fail("data-plane tests need root: they create network namespaces, veths and nftables "
+                    "rules through vpcd (run `sudo python3 -m pytest tests/e2e/test_dataplane*.py`)",
+                    pytrace=False)
+    missing = [t for t in ("ip", "nft", "ping") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"data-plane tests need {', '.join(missing)} on PATH (scripts/test.sh installs them)",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def require_root():
+    _need_root()
+
+
+def netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def dp_tag(server: Server) -> str | None:
+    """The server's data-plane tag (settings key `dp_tag`), if its data plane has set one."""
+    return netprobe.dp_tag(server.data_dir)
+
+
+def _known_instances(server: Server) -> set[str]:
+    """Instance IDs the tests recorded, plus whatever DescribeInstances still lists."""
+    ids = set(server.instance_ids)
+    if server.proc and server.proc.poll() is None:
+        for acct in server.keys:
+            if acct not in ACCOUNTS:
+                continue
+            for region in ("us-east-1", "us-west-2"):
+                try:
+                    for r in server.client(acct, region).describe_instances()["Reservations"]:
+                        ids.update(i["InstanceId"] for i in r["Instances"])
+                except Exception:  # noqa: BLE001 - best effort; the recorded IDs remain
+                    pass
+    return ids
+
+
+def dp_stop_and_teardown(server: Server) -> None:
+    """Stops the server, runs `vpcd teardown`, and asserts none of its namespaces is left."""
+    ids = _known_instances(server)
+    tag = dp_tag(server)
+    server.terminate()
+    p = server.vpcd("teardown", "--data-dir", str(server.data_dir), check=False)
+    left = netns_names()
+    if tag:
+        ours = lambda n: n.startswith(f"vpcd{tag}-")  # noqa: E731
+    else:  # no tag recorded: any tagged namespace that appeared while it ran
+        ours = lambda n: bool(_TAGGED.match(n)) and n not in server.ns_before  # noqa: E731
+    leaked = sorted(n for n in left if n in ids or ours(n))
+    problems = []
+    if p.returncode != 0:
+        problems.append(f"`vpcd teardown --data-dir {server.data_dir}` exited {p.returncode}: "
+                        f"{p.stdout.strip()} {p.stderr.strip()}")
+    if leaked:
+        problems.append(f"namespaces left after teardown: {leaked}")
+    if problems:
+        # Remove what we can so the next run starts clean, then fail.
+        for n in leaked:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        raise AssertionError("; ".join(problems) + f"\nserver log tail:\n{server.log()}")
+
+
+@pytest.fixture(scope="module")
+def dp_server(require_root):
+    """One vpcd with its data plane for a whole test module."""
+    s = Server(limits=DP_LIMITS, dataplane=True)
+    s.ns_before = netns_names()
+    s.start()
+    try:
+        yield s
+    finally:
+        dp_stop_and_teardown(s)
+        shutil.rmtree(s.tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def dp_server_factory(require_root):
+    """dp_server_factory(**Server kwargs) -> a started data-plane Server, torn down after the test."""
+    made: list[Server] = []
+
+    def make(**kw) -> Server:
+        kw.setdefault("limits", DP_LIMITS)
+        s = Server(dataplane=True, **kw)
+        s.ns_before = netns_names()
+        made.append(s)
+        return s.start()
+
+    yield make
+    errors = []
+    for s in made:
+        try:
+            dp_stop_and_teardown(s)
+        except AssertionError as e:
+            errors.append(str(e))
+        shutil.rmtree(s.tmp, ignore_errors=True)
+    if errors:
+        raise AssertionError("\n".join(errors))

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use vpc_api::server;
 use vpc_model::region::Regions;
 use vpc_model::Limits;
@@ -31,6 +32,19 @@ enum Cmd {
     Account {
         #[command(subcommand)]
         cmd: AccountCmd,
+    },
+    /// Remove every kernel object (namespaces, links) this data directory's vpcd created.
+    Teardown {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run a command inside an instance's network namespace.
+    Exec {
+        /// The instance ID, e.g. i-0123456789abcdef0.
+        instance: String,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
     },
 }
 
@@ -147,12 +161,13 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         test_clock: args.test_clock,
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
+    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!(
-        "vpcd: serving the EC2 API on http://{addr} (data: {}); data plane: not part of this build, control plane only",
+        "vpcd: serving the EC2 API on http://{addr} (data: {}); data plane: {dataplane}",
         data_dir.display()
     );
     tracing::info!(%addr, "listening");
@@ -161,6 +176,76 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// The data directory's data-plane tag: 4 hex digits, made once and kept.
+fn dataplane_tag(store: &mut Store) -> Result<String> {
+    if let Some(t) = store.get_setting("dp_tag")? {
+        return Ok(t);
+    }
+    let t = format!("{:04x}", rand::random::<u16>());
+    store.set_setting("dp_tag", &t)?;
+    Ok(t)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Starts the reconciler thread when the data plane can run; says why not otherwise.
+fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled: bool) -> String {
+    if disabled {
+        return "off (--no-dataplane): control plane only, instances are recorded but not realized"
+            .into();
+    }
+    if !is_root() {
+        return "off (not running as root): control plane only, instances are recorded but not realized".into();
+    }
+    let tag = match Store::open(data_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut s| dataplane_tag(&mut s))
+    {
+        Ok(t) => t,
+        Err(e) => return format!("off (cannot read the data-plane tag: {e}): control plane only"),
+    };
+    let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
+        Ok(dp) => dp,
+        Err(e) => {
+            return format!(
+                "off ({e}): control plane only, instances are recorded but not realized"
+            )
+        }
+    };
+    let app = app.clone();
+    std::thread::Builder::new()
+        .name("reconciler".into())
+        .spawn(move || {
+            // Level-triggered: every published state, and every 30 s anyway.
+            let mut seen = u64::MAX;
+            loop {
+                let (gen, world) = if seen == u64::MAX {
+                    app.wait_newer(u64::MAX, std::time::Duration::ZERO)
+                } else {
+                    app.wait_newer(seen, std::time::Duration::from_secs(30))
+                };
+                match dp.reconcile(&world) {
+                    Ok(report) => tracing::debug!(?report, "reconciled"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
+                    }
+                }
+                seen = gen;
+            }
+        })
+        .map(|_| format!("on (namespaces vpcd{tag}-*, instances i-*)"))
+        .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
 
 fn main() -> Result<()> {
@@ -185,6 +270,40 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(run_serve(a)),
+        Cmd::Teardown { data_dir } => {
+            let dir = data_dir.unwrap_or_else(default_data_dir);
+            let mut store = Store::open(&dir)?;
+            let Some(tag) = store.get_setting("dp_tag")? else {
+                println!(
+                    "nothing to tear down: {} never ran a data plane",
+                    dir.display()
+                );
+                return Ok(());
+            };
+            let world = store.load_world()?;
+            let ids: Vec<String> = world
+                .iter::<vpc_model::Instance>()
+                .map(|i| i.meta.id.clone())
+                .collect();
+            vpc_dataplane::teardown(&tag, &ids)?;
+            let _ = &mut store;
+            println!(
+                "removed the kernel objects of {} (tag {tag})",
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Exec { instance, cmd } => {
+            if !vpc_model::ids::is_well_formed("i", &instance) {
+                anyhow::bail!("{instance:?} is not an instance ID (i-…)");
+            }
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &instance])
+                .args(&cmd)
+                .status()
+                .context("running ip netns exec")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
         Cmd::Account { cmd } => match cmd {
             AccountCmd::Add {
                 data_dir,

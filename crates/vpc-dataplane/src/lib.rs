@@ -1,0 +1,571 @@
+//! vpcd's data plane: realises the published [`World`] in the Linux kernel
+//! with network namespaces, veth pairs, policy routing and nftables, as
+//! `docs/dataplane.md` describes.
+//!
+//! * [`plan`] computes the whole desired kernel state, purely.
+//! * [`Dataplane::reconcile`] compares it per namespace with what it last
+//!   applied and applies only what changed; the first call after startup
+//!   applies everything idempotently, which is how a restart adopts the
+//!   existing kernel state without interrupting traffic.
+//! * [`teardown`] removes every kernel object of a data directory.
+//!
+//! This crate is the only one that knows `ip`, `nft`, `sysctl` and
+//! `conntrack` (run inside a namespace through `nsenter --net`). It never
+//! touches the host namespace: every veth is created directly inside
+//! namespaces it created.
+
+pub mod error;
+pub mod kernel;
+pub mod link;
+pub mod names;
+mod nft;
+pub mod plan;
+#[cfg(test)]
+mod testkit;
+
+pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
+pub use kernel::{Runner, Tools};
+pub use link::{PeeringLinkType, Veth};
+pub use plan::{plan, NsPlan, NsRole, Plan};
+
+use kernel::Parts;
+use plan::LinkCreate;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use vpc_model::{Instance, World};
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Namespaces created.
+    pub created: Vec<String>,
+    /// Existing namespaces whose contents were brought to the plan.
+    pub updated: Vec<String>,
+    /// Namespaces deleted.
+    pub deleted: Vec<String>,
+    /// Kernel changes issued (batch lines, links made or removed, nft
+    /// transactions, sysctl writes, conntrack deletions). Zero means the
+    /// kernel was left exactly as it was.
+    pub kernel_ops: usize,
+    pub duration: Duration,
+}
+
+impl Report {
+    /// True when nothing was created, updated or deleted.
+    pub fn is_noop(&self) -> bool {
+        self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// The data plane of one data directory.
+#[derive(Debug)]
+pub struct Dataplane {
+    tag: String,
+    run: Runner,
+    link_type: Box<dyn PeeringLinkType>,
+    /// What each namespace was last brought to; None before the first reconcile.
+    applied: Option<BTreeMap<String, NsPlan>>,
+    /// Instance namespaces that belong to this data directory.
+    instances: BTreeSet<String>,
+    /// `i-…` namespaces seen to belong to someone else (checked once).
+    foreign: BTreeSet<String>,
+}
+
+impl Dataplane {
+    /// Checks that we are root and that the tools exist.
+    pub fn new(tag: String) -> Result<Self, DataplaneError> {
+        if !names::is_valid_tag(&tag) {
+            return Err(StartError::BadTag(tag).into());
+        }
+        let uid = kernel::euid()?;
+        if uid != 0 {
+            return Err(StartError::NotRoot(uid).into());
+        }
+        let tools = Tools::find()?;
+        Ok(Dataplane {
+            tag,
+            run: Runner::new(tools),
+            link_type: Box::new(Veth),
+            applied: None,
+            instances: BTreeSet::new(),
+            foreign: BTreeSet::new(),
+        })
+    }
+
+    /// Replaces the peering link type (a veth by default).
+    pub fn with_peering_link(mut self, link_type: Box<dyn PeeringLinkType>) -> Self {
+        self.link_type = link_type;
+        self
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Declares instance IDs that belong to this data directory (for example
+    /// every instance the store has ever held), so that their namespaces are
+    /// deleted when the World no longer plans them, even after a restart.
+    pub fn claim_instances<I: IntoIterator<Item = String>>(&mut self, ids: I) {
+        self.instances
+            .extend(ids.into_iter().filter(|i| names::is_instance_ns(i)));
+    }
+
+    /// Forgets what was applied, so the next reconcile converges every
+    /// namespace against the kernel again (a periodic full resync).
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
+
+    /// The plan last applied, per namespace (None before the first reconcile).
+    pub fn applied(&self) -> Option<&BTreeMap<String, NsPlan>> {
+        self.applied.as_ref()
+    }
+
+    /// Brings the kernel to the World's desired state.
+    ///
+    /// Only namespaces whose plan changed since the last call are touched
+    /// (all of them on the first call, idempotently). A namespace that fails
+    /// is reported and converged in full next time; the others are applied.
+    pub fn reconcile(&mut self, world: &World) -> Result<Report, DataplaneError> {
+        let start = Instant::now();
+        let ops0 = self.run.ops();
+        let plan = plan::plan(world, &self.tag);
+        for w in &plan.warnings {
+            tracing::warn!(tag = %self.tag, "{w}");
+        }
+        let existing = self.run.netns_list().map_err(ApplyError::List)?;
+        let first = self.applied.is_none();
+        let prev = self.applied.take().unwrap_or_default();
+        for (name, ns) in &plan.namespaces {
+            if matches!(ns.role, NsRole::Instance { .. }) {
+                self.instances.insert(name.clone());
+            }
+        }
+        let mut report = Report::default();
+        let mut failed: BTreeMap<String, CommandError> = BTreeMap::new();
+
+        // 1. Namespaces that are ours and no longer planned. An instance
+        // namespace nobody knows of is ours when its `lo` carries our marker.
+        let unknown: Vec<&String> = existing
+            .iter()
+            .filter(|n| names::is_instance_ns(n) && !plan.namespaces.contains_key(*n))
+            .filter(|n| !self.instances.contains(*n) && !self.foreign.contains(*n))
+            .filter(|n| world.get::<Instance>(n).is_none())
+            .collect();
+        let marks = par_map(&unknown, |n| is_marked(&self.run, n, &self.tag));
+        for (n, mark) in unknown.into_iter().zip(marks) {
+            match mark {
+                Some(true) => {
+                    self.instances.insert(n.clone());
+                }
+                Some(false) => {
+                    self.foreign.insert(n.clone());
+                }
+                None => {}
+            }
+        }
+        let prefix = names::ns_prefix(&self.tag);
+        let doomed: Vec<&String> = existing
+            .iter()
+            .filter(|name| !plan.namespaces.contains_key(*name))
+            .filter(|name| {
+                name.starts_with(&prefix)
+                    || (names::is_instance_ns(name)
+                        && (self.instances.contains(*name)
+                            || world.get::<Instance>(name).is_some()))
+            })
+            .collect();
+        let results = par_map(&doomed, |name| self.run.netns_del(name));
+        for (name, r) in doomed.into_iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    tracing::info!(ns = %name, "deleted namespace");
+                    self.instances.remove(name);
+                    report.deleted.push(name.clone());
+                }
+                Err(e) => {
+                    failed.insert(name.clone(), e);
+                }
+            }
+        }
+
+        // 2. Planned namespaces that do not exist yet.
+        let missing: Vec<&NsPlan> = plan
+            .namespaces
+            .values()
+            .filter(|ns| !existing.contains(&ns.name))
+            .collect();
+        let results = par_map(&missing, |ns| {
+            self.run
+                .netns_add(&ns.name)
+                .and_then(|()| self.run.sysctl(&ns.name, &ns.sysctls))
+        });
+        let mut created: BTreeSet<String> = BTreeSet::new();
+        for (ns, r) in missing.into_iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    created.insert(ns.name.clone());
+                }
+                Err(e) => {
+                    failed.insert(ns.name.clone(), e);
+                }
+            }
+        }
+
+        // 3. What to converge in each namespace.
+        let mut work: BTreeMap<String, Parts> = BTreeMap::new();
+        for (name, ns) in &plan.namespaces {
+            if failed.contains_key(name) {
+                continue;
+            }
+            let parts = match prev.get(name) {
+                Some(old) if !first && !created.contains(name) => Parts::diff(old, ns),
+                _ => Parts::all(),
+            };
+            if parts.any() {
+                work.insert(name.clone(), parts);
+            }
+        }
+        // A new namespace's links are made from the other side; both ends converge.
+        for (name, ns) in &plan.namespaces {
+            for c in ns.links.values().filter_map(|l| l.create.as_ref()) {
+                let peer = c.peer_ns();
+                if created.contains(name) || created.contains(peer) {
+                    for n in [name.as_str(), peer] {
+                        if plan.namespaces.contains_key(n) && !failed.contains_key(n) {
+                            work.insert(n.to_string(), Parts::all());
+                        }
+                    }
+                }
+            }
+        }
+
+        // 4. Links: remove what is not planned (or must be re-made), then create what is missing.
+        let linked: Vec<&NsPlan> = work
+            .iter()
+            .filter(|(_, p)| p.links)
+            .map(|(n, _)| &plan.namespaces[n])
+            .collect();
+        // A namespace made in this pass has nothing to remove.
+        let results = par_map(&linked, |ns| {
+            if created.contains(&ns.name) {
+                Ok(())
+            } else {
+                self.remove_links(ns, prev.get(&ns.name))
+            }
+        });
+        for (ns, r) in linked.iter().zip(results) {
+            if let Err(e) = r {
+                failed.insert(ns.name.clone(), e);
+            }
+        }
+        let linked: Vec<&NsPlan> = linked
+            .into_iter()
+            .filter(|ns| !failed.contains_key(&ns.name))
+            .collect();
+        let results = {
+            let failed = &failed;
+            let fresh = &created;
+            par_map(&linked, |ns| {
+                self.create_links(ns, &plan, failed, fresh.contains(&ns.name))
+            })
+        };
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for (ns, r) in linked.iter().zip(results) {
+            match r {
+                Ok(made) => touched.extend(made),
+                Err(e) => {
+                    failed.insert(ns.name.clone(), e);
+                }
+            }
+        }
+        for t in touched {
+            if plan.namespaces.contains_key(&t) && !failed.contains_key(&t) {
+                work.insert(t, Parts::all());
+            }
+        }
+
+        // 5. Everything else.
+        let jobs: Vec<(&NsPlan, Parts)> = work
+            .iter()
+            .filter(|(n, _)| !failed.contains_key(*n))
+            .map(|(n, p)| (&plan.namespaces[n], *p))
+            .collect();
+        let results = par_map(&jobs, |(ns, parts)| {
+            kernel::configure(&self.run, ns, *parts)
+        });
+        for ((ns, _), r) in jobs.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    if !created.contains(&ns.name) {
+                        report.updated.push(ns.name.clone());
+                    }
+                }
+                Err(e) => {
+                    failed.insert(ns.name.clone(), e);
+                }
+            }
+        }
+
+        // 6. Conntrack entries of addresses that left a router (after its rules changed).
+        let forget: Vec<(&str, Vec<std::net::IpAddr>)> = plan
+            .namespaces
+            .iter()
+            .filter(|(n, ns)| !failed.contains_key(*n) && matches!(ns.role, NsRole::Router { .. }))
+            .filter_map(|(n, ns)| {
+                let old = prev.get(n)?;
+                let gone: Vec<_> = old.tracked.difference(&ns.tracked).copied().collect();
+                (!gone.is_empty()).then_some((n.as_str(), gone))
+            })
+            .collect();
+        let results = par_map(&forget, |(ns, addrs)| {
+            addrs
+                .iter()
+                .try_for_each(|a| self.run.conntrack_forget(ns, *a))
+        });
+        for ((ns, _), r) in forget.iter().zip(results) {
+            if let Err(e) = r {
+                failed.insert(ns.to_string(), e);
+            }
+        }
+
+        report.created = created.into_iter().collect();
+        report.kernel_ops = self.run.ops() - ops0;
+        report.duration = start.elapsed();
+        let mut applied = plan.namespaces;
+        applied.retain(|name, _| !failed.contains_key(name));
+        self.applied = Some(applied);
+        if failed.is_empty() {
+            tracing::debug!(
+                created = report.created.len(),
+                updated = report.updated.len(),
+                deleted = report.deleted.len(),
+                ops = report.kernel_ops,
+                ms = report.duration.as_millis() as u64,
+                "reconciled"
+            );
+            Ok(report)
+        } else {
+            for (ns, e) in &failed {
+                tracing::warn!(ns = %ns, "data plane: {e}");
+            }
+            Err(ApplyError::Namespaces(failed.into_iter().collect()).into())
+        }
+    }
+
+    /// Deletes managed links that are not planned, and created links whose
+    /// other end moved (they are made again).
+    fn remove_links(&self, ns: &NsPlan, old: Option<&NsPlan>) -> Result<(), CommandError> {
+        let links = self.run.links(&ns.name)?;
+        for name in links.keys() {
+            if !kernel::managed_link(&ns.role, name) {
+                continue;
+            }
+            let moved = match (ns.links.get(name), old.and_then(|o| o.links.get(name))) {
+                (Some(new), Some(old)) => new.create.is_some() && new.create != old.create,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if moved {
+                tracing::info!(ns = %ns.name, link = %name, "removing link");
+                if name.starts_with("p-") {
+                    self.link_type.delete(&self.run, &ns.name, name)?;
+                } else {
+                    self.run.delete_link(&ns.name, name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the links this namespace owns that are missing; returns the
+    /// namespaces that got a new link end.
+    fn create_links(
+        &self,
+        ns: &NsPlan,
+        plan: &Plan,
+        failed: &BTreeMap<String, CommandError>,
+        fresh: bool,
+    ) -> Result<Vec<String>, CommandError> {
+        let owned: Vec<(&str, &LinkCreate)> = ns
+            .links
+            .values()
+            .filter_map(|l| Some((l.name.as_str(), l.create.as_ref()?)))
+            .collect();
+        if owned.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A namespace made in this pass holds only `lo`.
+        let links = if fresh {
+            BTreeMap::new()
+        } else {
+            self.run.links(&ns.name)?
+        };
+        let missing: Vec<(&str, &LinkCreate)> = owned
+            .into_iter()
+            .filter(|(name, _)| !links.contains_key(*name))
+            .collect();
+        for (_, c) in &missing {
+            let peer = c.peer_ns();
+            if !plan.namespaces.contains_key(peer) || failed.contains_key(peer) {
+                return Err(CommandError::MissingLink {
+                    ns: peer.to_string(),
+                    link: format!("{} (namespace unavailable)", c.peer_name()),
+                });
+            }
+        }
+        // Veths in one batch; whatever that leaves missing goes one by one.
+        let lines: Vec<String> = missing
+            .iter()
+            .filter_map(|(name, c)| match c {
+                LinkCreate::Veth { peer_ns, peer_name } => {
+                    let mtu = ns.links[*name].mtu.unwrap_or(names::MTU);
+                    Some(format!(
+                        "link add {name} mtu {mtu} type veth peer name {peer_name} netns {peer_ns} mtu {mtu}"
+                    ))
+                }
+                LinkCreate::Peering(_) => None,
+            })
+            .collect();
+        let mut pending = missing.clone();
+        if !lines.is_empty() && self.run.ip_batch(&ns.name, false, &lines).is_ok() {
+            pending.retain(|(_, c)| matches!(c, LinkCreate::Peering(_)));
+        } else if !lines.is_empty() {
+            let now = self.run.links(&ns.name)?;
+            pending.retain(|(name, _)| !now.contains_key(*name));
+        }
+        for (name, c) in &pending {
+            let peer = c.peer_ns();
+            tracing::info!(ns = %ns.name, link = %name, peer = %peer, "creating link");
+            let create = || match c {
+                LinkCreate::Veth { peer_ns, peer_name } => {
+                    let mtu = ns.links[*name].mtu.unwrap_or(names::MTU);
+                    self.run
+                        .create_veth(&ns.name, name, peer_ns, peer_name, mtu)
+                }
+                LinkCreate::Peering(spec) => self.link_type.create(&self.run, spec),
+            };
+            match create() {
+                Ok(()) => {}
+                // An orphaned far end (a half-made tunnel, a hand edit) blocks the
+                // name: remove it and try once more.
+                Err(CommandError::Failed { stderr, .. }) if stderr.contains("File exists") => {
+                    if name.starts_with("p-") {
+                        self.link_type.delete(&self.run, peer, c.peer_name())?;
+                    } else {
+                        self.run.delete_link(peer, c.peer_name())?;
+                    }
+                    create()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut made = Vec::new();
+        for (_, c) in &missing {
+            made.push(ns.name.clone());
+            made.push(c.peer_ns().to_string());
+        }
+        Ok(made)
+    }
+}
+
+/// Whether a namespace's `lo` carries this data directory's marker; None
+/// when it cannot be read (it vanished meanwhile).
+fn is_marked(run: &Runner, ns: &str, tag: &str) -> Option<bool> {
+    let links = run.links(ns).ok()?;
+    Some(
+        links.get("lo").and_then(|l| l.alias.as_deref()) == Some(names::owner_marker(tag).as_str()),
+    )
+}
+
+/// How many namespaces are worked on at once (the work is mostly waiting for
+/// `ip`, `nft` and the kernel).
+const WORKERS: usize = 8;
+
+/// `items.iter().map(f)` on up to [`WORKERS`] threads, results in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let (f, next) = (&f, &next);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..WORKERS.min(items.len()))
+            .map(|_| {
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        got.push((i, f(item)));
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, R)> = Vec::with_capacity(items.len());
+        for w in workers {
+            match w.join() {
+                Ok(got) => all.extend(got),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    })
+}
+
+/// Removes every kernel object the data directory `tag` created: its
+/// router, NAT gateway and internet namespaces, the namespaces of the given
+/// instances, and any other instance namespace carrying its marker (veths
+/// die with their namespaces).
+pub fn teardown(tag: &str, instance_ids: &[String]) -> Result<(), DataplaneError> {
+    if !names::is_valid_tag(tag) {
+        return Err(StartError::BadTag(tag.to_string()).into());
+    }
+    let run = Runner::new(Tools::find()?);
+    let existing = run.netns_list().map_err(TeardownError::List)?;
+    let prefix = names::ns_prefix(tag);
+    let others: Vec<&String> = existing
+        .iter()
+        .filter(|n| names::is_instance_ns(n) && !instance_ids.contains(*n))
+        .collect();
+    let marks = par_map(&others, |n| is_marked(&run, n, tag));
+    let marked: BTreeSet<&String> = others
+        .into_iter()
+        .zip(marks)
+        .filter_map(|(n, m)| (m == Some(true)).then_some(n))
+        .collect();
+    let ours: Vec<String> = existing
+        .iter()
+        .filter(|name| {
+            name.starts_with(&prefix)
+                || (names::is_instance_ns(name)
+                    && (instance_ids.contains(*name) || marked.contains(name)))
+        })
+        .cloned()
+        .collect();
+    let results = par_map(&ours, |name| run.netns_del(name));
+    let failed: Vec<(String, CommandError)> = ours
+        .into_iter()
+        .zip(results)
+        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(TeardownError::Namespaces(failed).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_data_plane_can_move_to_a_reconciler_thread() {
+        fn send<T: Send + 'static>() {}
+        send::<super::Dataplane>();
+        send::<super::Report>();
+        send::<super::DataplaneError>();
+    }
+}

@@ -1,0 +1,456 @@
+//! nftables rulesets as text (pure).
+//!
+//! One `table inet vpcd` per router holds the `forward` chain of
+//! `docs/dataplane.md` ("Filtering"): guards, source/destination check,
+//! network ACLs, the conntrack shortcut, then security groups. Rules are
+//! plain rules without anonymous sets; dispatch on interface names goes
+//! through named verdict maps, and group references through named sets of
+//! member addresses. `table ip vpcd_nat` holds the 1:1 NAT for public IPs.
+//!
+//! Objects are written leaves first (sets, then chains in the order they are
+//! referenced from the bottom up), so every reference is to something
+//! already defined.
+
+use crate::plan::{NftTable, RealEni, RealNat};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use vpc_model::ops::defaults::{STAR_V4, STAR_V6};
+use vpc_model::{ops, AclAction, AclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule, World};
+
+/// What the router filter needs to know.
+pub(crate) struct RouterInput<'a, 'w> {
+    pub w: &'w World,
+    pub enis: &'a [&'a RealEni<'w>],
+    pub nats: &'a [&'a RealNat<'w>],
+    /// Private to public IPv4 of this VPC.
+    pub public: &'a BTreeMap<Ipv4Addr, Ipv4Addr>,
+    /// Member addresses of every group.
+    pub members: &'a BTreeMap<&'w str, (BTreeSet<Ipv4Addr>, BTreeSet<Ipv6Addr>)>,
+}
+
+/// Text of one table's body, in definition order.
+#[derive(Default)]
+struct Body {
+    text: String,
+}
+
+impl Body {
+    fn set<T: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        ty: &str,
+        elems: impl IntoIterator<Item = T>,
+    ) {
+        let elems: Vec<String> = elems.into_iter().map(|e| e.to_string()).collect();
+        if elems.is_empty() {
+            let _ = writeln!(self.text, "  set {name} {{ type {ty}; }}");
+        } else {
+            let _ = writeln!(
+                self.text,
+                "  set {name} {{ type {ty}; elements = {{ {} }} }}",
+                elems.join(", ")
+            );
+        }
+    }
+
+    fn map(&mut self, name: &str, ty: &str, elems: &[(String, String)]) {
+        if elems.is_empty() {
+            let _ = writeln!(self.text, "  map {name} {{ type {ty}; }}");
+        } else {
+            let items: Vec<String> = elems.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+            let _ = writeln!(
+                self.text,
+                "  map {name} {{ type {ty}; elements = {{ {} }} }}",
+                items.join(", ")
+            );
+        }
+    }
+
+    fn chain(&mut self, name: &str, header: Option<&str>, rules: &[String]) {
+        let _ = writeln!(self.text, "  chain {name} {{");
+        if let Some(h) = header {
+            let _ = writeln!(self.text, "    {h}");
+        }
+        for r in rules {
+            let _ = writeln!(self.text, "    {r}");
+        }
+        let _ = writeln!(self.text, "  }}");
+    }
+}
+
+fn q(ifname: &str) -> String {
+    format!("\"{ifname}\"")
+}
+
+/// Matches `net` on the source (`saddr`) or destination (`daddr`); /0 matches the family.
+fn addr_match(dir: &str, net: IpNet) -> String {
+    match net {
+        IpNet::V4(n) if n.prefix_len() == 0 => "meta nfproto ipv4".into(),
+        IpNet::V6(n) if n.prefix_len() == 0 => "meta nfproto ipv6".into(),
+        IpNet::V4(n) => format!("ip {dir} {}", n.trunc()),
+        IpNet::V6(n) => format!("ip6 {dir} {}", n.trunc()),
+    }
+}
+
+fn ports(from: u16, to: u16) -> String {
+    if from == to {
+        format!("th dport {from}")
+    } else {
+        format!("th dport {from}-{to}")
+    }
+}
+
+/// ICMP (`icmp` or `icmpv6`) type and code; -1 means any.
+fn icmp(kw: &str, proto: &str, ty: i32, code: i32) -> String {
+    let mut parts = vec![format!("meta l4proto {proto}")];
+    if ty >= 0 {
+        parts.push(format!("{kw} type {ty}"));
+    }
+    if code >= 0 {
+        parts.push(format!("{kw} code {code}"));
+    }
+    parts.join(" ")
+}
+
+/// One network-ACL entry as a rule; `dir` is `daddr` leaving the subnet, `saddr` entering.
+///
+/// None when the entry cannot match any packet (ICMPv4 type matching on an
+/// IPv6 CIDR, or the reverse).
+pub(crate) fn acl_rule(e: &AclEntry, dir: &str) -> Option<String> {
+    let v4 = e.cidr.addr().is_ipv4();
+    if e.rule_number == STAR_V4 || e.rule_number == STAR_V6 {
+        let fam = if v4 { "ipv4" } else { "ipv6" };
+        return Some(format!("meta nfproto {fam} counter drop"));
+    }
+    let mut parts = vec![addr_match(dir, e.cidr)];
+    if e.protocol != "-1" {
+        let n: u8 = e.protocol.parse().ok()?;
+        match (n, e.icmp) {
+            (1, Some((t, c))) if v4 => parts.push(icmp("icmp", "icmp", t, c)),
+            (58, Some((t, c))) if !v4 => parts.push(icmp("icmpv6", "icmpv6", t, c)),
+            (1, Some(_)) | (58, Some(_)) => return None,
+            _ => parts.push(format!("meta l4proto {n}")),
+        }
+        if let Some((from, to)) = e.ports {
+            parts.push(ports(from, to));
+        }
+    }
+    parts.push(match e.action {
+        AclAction::Allow => "return".into(),
+        AclAction::Deny => "counter drop".into(),
+    });
+    Some(parts.join(" "))
+}
+
+/// The rules of one subnet's ACL chain in one direction: the same-subnet
+/// shortcut, the entries in rule-number order, then the implicit deny.
+pub(crate) fn acl_chain(acl: Option<&NetworkAcl>, egress: bool, subnet_set: &str) -> Vec<String> {
+    let (dir, other) = if egress {
+        ("daddr", "oifname")
+    } else {
+        ("saddr", "iifname")
+    };
+    let mut rules = vec![format!("{other} @{subnet_set} return")];
+    if let Some(acl) = acl {
+        let mut entries: Vec<&AclEntry> =
+            acl.entries.iter().filter(|e| e.egress == egress).collect();
+        entries.sort_by_key(|e| e.rule_number);
+        rules.extend(entries.into_iter().filter_map(|e| acl_rule(e, dir)));
+    }
+    rules.push("counter drop".into());
+    rules
+}
+
+/// One security-group rule as nft rules (one per address family it can
+/// match); `ingress` matches the source, egress the destination. Records the
+/// groups whose member sets it uses.
+pub(crate) fn sg_rules(
+    r: &SgRule,
+    ingress: bool,
+    verdict: &str,
+    sets: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let dir = if ingress { "saddr" } else { "daddr" };
+    let peers: Vec<(bool, String)> = match &r.peer {
+        SgPeer::Cidr4(n) => vec![(false, addr_match(dir, IpNet::V4(*n)))],
+        SgPeer::Cidr6(n) => vec![(true, addr_match(dir, IpNet::V6(*n)))],
+        SgPeer::Group { group_id, .. } => {
+            sets.insert(group_id.clone());
+            vec![
+                (false, format!("ip {dir} @sgm_{group_id}")),
+                (true, format!("ip6 {dir} @sgm6_{group_id}")),
+            ]
+        }
+        // No prefix lists exist here, so such a rule matches nothing.
+        SgPeer::PrefixList(_) => vec![],
+    };
+    let mut out = Vec::new();
+    for (v6, m) in peers {
+        let proto = match r.protocol.as_str() {
+            "-1" => Some(String::new()),
+            p @ ("tcp" | "udp") => Some(match (r.from_port, r.to_port) {
+                (Some(f), Some(t)) if !(f <= 0 && t >= 65535) => {
+                    let f = u16::try_from(f).unwrap_or(0);
+                    let t = u16::try_from(t).unwrap_or(u16::MAX);
+                    format!(" meta l4proto {p} {}", ports(f, t))
+                }
+                _ => format!(" meta l4proto {p}"),
+            }),
+            "icmp" if !v6 => Some(format!(
+                " {}",
+                icmp(
+                    "icmp",
+                    "icmp",
+                    r.from_port.unwrap_or(-1),
+                    r.to_port.unwrap_or(-1)
+                )
+            )),
+            "icmpv6" if v6 => Some(format!(
+                " {}",
+                icmp(
+                    "icmpv6",
+                    "icmpv6",
+                    r.from_port.unwrap_or(-1),
+                    r.to_port.unwrap_or(-1)
+                )
+            )),
+            "icmp" | "icmpv6" => None,
+            n => n.parse::<u8>().ok().map(|n| format!(" meta l4proto {n}")),
+        };
+        if let Some(p) = proto {
+            out.push(format!("{m}{p} {verdict}"));
+        }
+    }
+    out
+}
+
+/// The filter and NAT tables of one router.
+pub(crate) fn router(inp: &RouterInput<'_, '_>) -> Vec<NftTable> {
+    vec![filter(inp), nat(inp.public)]
+}
+
+fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
+    let w = inp.w;
+    let mut b = Body::default();
+
+    // Interfaces per subnet (instances and NAT gateways).
+    let mut subnets: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in inp.enis {
+        subnets
+            .entry(e.subnet.meta.id.as_str())
+            .or_default()
+            .push(e.link.as_str());
+    }
+    for n in inp.nats {
+        subnets
+            .entry(n.subnet.meta.id.as_str())
+            .or_default()
+            .push(n.link.as_str());
+    }
+
+    // Security groups used by this router's interfaces, and the member sets they reference.
+    let mut groups: BTreeMap<&str, &SecurityGroup> = BTreeMap::new();
+    for e in inp.enis {
+        for g in &e.eni.groups {
+            if let Some(sg) = w.get::<SecurityGroup>(g) {
+                if crate::names::is_safe(g) {
+                    groups.insert(g.as_str(), sg);
+                }
+            }
+        }
+    }
+    let mut sets: BTreeSet<String> = BTreeSet::new();
+    let mut group_rules: Vec<(&str, Vec<String>, Vec<String>)> = Vec::new();
+    for (id, g) in &groups {
+        let live = |r: &&SgRule| {
+            !ops::sg::is_stale(w, &g.vpc_id, r)
+                && match &r.peer {
+                    SgPeer::Group { group_id, .. } => crate::names::is_safe(group_id),
+                    _ => true,
+                }
+        };
+        let ingress: Vec<String> = g
+            .ingress
+            .iter()
+            .filter(live)
+            .flat_map(|r| sg_rules(r, true, "accept", &mut sets))
+            .collect();
+        let egress: Vec<String> = g
+            .egress
+            .iter()
+            .filter(live)
+            .flat_map(|r| sg_rules(r, false, "goto sg_ingress", &mut sets))
+            .collect();
+        group_rules.push((id, ingress, egress));
+    }
+
+    // Sets.
+    let checked: Vec<&&RealEni<'_>> = inp
+        .enis
+        .iter()
+        .filter(|e| e.eni.source_dest_check)
+        .collect();
+    b.set("sdc_if", "ifname", checked.iter().map(|e| q(&e.link)));
+    b.set(
+        "eni_addr4",
+        "ifname . ipv4_addr",
+        checked
+            .iter()
+            .flat_map(|e| e.v4().map(|a| format!("{} . {a}", q(&e.link)))),
+    );
+    b.set(
+        "eni_addr6",
+        "ifname . ipv6_addr",
+        checked
+            .iter()
+            .flat_map(|e| e.v6().map(|a| format!("{} . {a}", q(&e.link)))),
+    );
+    b.set("pub_src", "ipv4_addr", inp.public.keys());
+    for (s, links) in &subnets {
+        b.set(&format!("sn_{s}"), "ifname", links.iter().map(|l| q(l)));
+    }
+    for g in &sets {
+        let (v4, v6) = inp.members.get(g.as_str()).cloned().unwrap_or_default();
+        b.set(&format!("sgm_{g}"), "ipv4_addr", v4);
+        b.set(&format!("sgm6_{g}"), "ipv6_addr", v6);
+    }
+
+    // Security-group ingress: per-group chains, per-interface chains, the map, the dispatcher.
+    for (id, ingress, _) in &group_rules {
+        b.chain(&format!("sg_{id}_in"), None, ingress);
+    }
+    let jumps = |e: &RealEni<'_>, dir: &str| -> Vec<String> {
+        e.eni
+            .groups
+            .iter()
+            .filter(|g| groups.contains_key(g.as_str()))
+            .map(|g| format!("jump sg_{g}_{dir}"))
+            .chain(std::iter::once("counter drop".to_string()))
+            .collect()
+    };
+    let mut sgin = Vec::new();
+    for e in inp.enis {
+        let chain = format!("sgin_{}", e.eni.meta.id);
+        b.chain(&chain, None, &jumps(e, "in"));
+        sgin.push((q(&e.link), format!("goto {chain}")));
+    }
+    b.map("sgin", "ifname : verdict", &sgin);
+    // Destinations without groups (peerings, the internet, NAT gateways) accept here;
+    // a peer's router checks its own interfaces' groups.
+    b.chain(
+        "sg_ingress",
+        None,
+        &["oifname vmap @sgin".to_string(), "accept".to_string()],
+    );
+
+    // Security-group egress.
+    for (id, _, egress) in &group_rules {
+        b.chain(&format!("sg_{id}_out"), None, egress);
+    }
+    let mut sgout = Vec::new();
+    for e in inp.enis {
+        let chain = format!("sgout_{}", e.eni.meta.id);
+        b.chain(&chain, None, &jumps(e, "out"));
+        sgout.push((q(&e.link), format!("goto {chain}")));
+    }
+    b.map("sgout", "ifname : verdict", &sgout);
+
+    // Network ACLs.
+    let mut nacl_out = Vec::new();
+    let mut nacl_in = Vec::new();
+    for (s, links) in &subnets {
+        let acl = ops::acl::acl_for_subnet(w, s);
+        let set = format!("sn_{s}");
+        b.chain(&format!("nacl_out_{s}"), None, &acl_chain(acl, true, &set));
+        b.chain(&format!("nacl_in_{s}"), None, &acl_chain(acl, false, &set));
+        for l in links {
+            nacl_out.push((q(l), format!("jump nacl_out_{s}")));
+            nacl_in.push((q(l), format!("jump nacl_in_{s}")));
+        }
+    }
+    b.map("nacl_out", "ifname : verdict", &nacl_out);
+    b.map("nacl_in", "ifname : verdict", &nacl_in);
+
+    // The forward chain.
+    let rules: Vec<String> = [
+        // 1. Guards: no transit through a peering, no edge-to-edge routing.
+        r#"iifname "p-*" oifname != "e-*" counter drop"#,
+        r#"oifname "p-*" iifname != "e-*" counter drop"#,
+        r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
+        r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
+        // 2. Source/destination check.
+        "iifname @sdc_if meta nfproto ipv4 iifname . ip saddr != @eni_addr4 counter drop",
+        "iifname @sdc_if meta nfproto ipv6 iifname . ip6 saddr != @eni_addr6 counter drop",
+        "oifname @sdc_if meta nfproto ipv4 oifname . ip daddr != @eni_addr4 counter drop",
+        "oifname @sdc_if meta nfproto ipv6 oifname . ip6 daddr != @eni_addr6 counter drop",
+        // 3. Network ACLs, stateless.
+        "iifname vmap @nacl_out",
+        "oifname vmap @nacl_in",
+        // 4. Tracked connections.
+        "ct state established,related accept",
+        "ct state invalid counter drop",
+        // 5. Security groups for new connections.
+        "iifname vmap @sgout",
+        "goto sg_ingress",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    b.chain(
+        "forward",
+        Some("type filter hook forward priority filter; policy drop;"),
+        &rules,
+    );
+    NftTable {
+        family: "inet",
+        name: "vpcd",
+        body: b.text,
+    }
+}
+
+/// The router's 1:1 NAT between private and public IPv4 at the internet gateway.
+fn nat(public: &BTreeMap<Ipv4Addr, Ipv4Addr>) -> NftTable {
+    let mut b = Body::default();
+    let to_priv: Vec<(String, String)> = public
+        .iter()
+        .map(|(private, public)| (public.to_string(), private.to_string()))
+        .collect();
+    let to_pub: Vec<(String, String)> = public
+        .iter()
+        .map(|(private, public)| (private.to_string(), public.to_string()))
+        .collect();
+    b.map("pub2priv", "ipv4_addr : ipv4_addr", &to_priv);
+    b.map("priv2pub", "ipv4_addr : ipv4_addr", &to_pub);
+    b.chain(
+        "prerouting",
+        Some("type nat hook prerouting priority dstnat; policy accept;"),
+        &[r#"iifname "g-*" dnat to ip daddr map @pub2priv"#.to_string()],
+    );
+    b.chain(
+        "postrouting",
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+        &[r#"oifname "g-*" snat to ip saddr map @priv2pub"#.to_string()],
+    );
+    NftTable {
+        family: "ip",
+        name: "vpcd_nat",
+        body: b.text,
+    }
+}
+
+/// A NAT gateway masquerades what it forwards to its own private address.
+pub(crate) fn nat_gateway(ip: Ipv4Addr) -> Vec<NftTable> {
+    let mut b = Body::default();
+    b.chain(
+        "postrouting",
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+        &[format!(r#"oifname "eth0" ip saddr != {ip} masquerade"#)],
+    );
+    vec![NftTable {
+        family: "ip",
+        name: "vpcd_natgw",
+        body: b.text,
+    }]
+}
