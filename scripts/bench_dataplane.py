@@ -133,7 +133,7 @@ def vpc_with_instance(ec2, cidr, subnet, ip):
 def peer(ca, cb, a, b):
     pcx = ca.create_vpc_peering_connection(VpcId=a["vpc"], PeerVpcId=b["vpc"], PeerOwnerId=B[0])[
         "VpcPeeringConnection"]["VpcPeeringConnectionId"]
-    wait(lambda: cb.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
+    wait(lambda: ca.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
         "VpcPeeringConnections"][0]["Status"]["Code"] == "pending-acceptance", 5, "pending")
     cb.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     wait(lambda: cb.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
@@ -233,7 +233,7 @@ def bench_convergence(results, rounds=10):
             allow_all_from(ca, a["sg"], f"172.16.{i}.0/24")
             pcx = ca.create_vpc_peering_connection(VpcId=a["vpc"], PeerVpcId=b["vpc"], PeerOwnerId=B[0])[
                 "VpcPeeringConnection"]["VpcPeeringConnectionId"]
-            wait(lambda: cb.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
+            wait(lambda: ca.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
                 "VpcPeeringConnections"][0]["Status"]["Code"] == "pending-acceptance", 5, "pending")
             ca.create_route(RouteTableId=a["rtb"], DestinationCidrBlock=f"172.16.{i}.0/24", VpcPeeringConnectionId=pcx)
             cb.create_route(RouteTableId=b["rtb"], DestinationCidrBlock=f"10.{j}.0.0/16", VpcPeeringConnectionId=pcx)
