@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod fault;
 pub mod ids;
 pub mod ops;
+pub mod reach;
 pub mod region;
 pub mod types;
 pub mod world;

@@ -588,3 +588,176 @@ pub struct Address {
     pub eni_id: Option<String>,
     pub private_ip: Option<std::net::Ipv4Addr>,
 }
+
+/// A `PathFilter` (`FilterAtSource` / `FilterAtDestination`) of a Reachability Analyzer path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PathFilter {
+    pub source_address: Option<std::net::IpAddr>,
+    pub source_port_range: Option<(u16, u16)>,
+    pub destination_address: Option<std::net::IpAddr>,
+    pub destination_port_range: Option<(u16, u16)>,
+}
+
+impl PathFilter {
+    pub fn is_empty(&self) -> bool {
+        *self == PathFilter::default()
+    }
+}
+
+/// A Reachability Analyzer path (`nip-…`): what to analyse, kept for re-analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInsightsPath {
+    pub meta: Meta,
+    /// The source resource's ID (an instance or a network interface).
+    pub source: String,
+    pub source_arn: String,
+    /// The destination resource's ID, when the destination is a resource.
+    pub destination: Option<String>,
+    pub destination_arn: Option<String>,
+    pub source_ip: Option<std::net::IpAddr>,
+    pub destination_ip: Option<std::net::IpAddr>,
+    /// `tcp`, `udp`, or (a vpcd extension) `icmp`.
+    pub protocol: String,
+    pub destination_port: Option<u16>,
+    #[serde(default)]
+    pub filter_at_source: Option<PathFilter>,
+    #[serde(default)]
+    pub filter_at_destination: Option<PathFilter>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+/// A resource as an analysis names it (`AnalysisComponent`), captured when it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisRef {
+    pub id: String,
+    /// `instance`, `network-interface`, `vpc-peering-connection`, …
+    pub kind: String,
+    pub arn: Option<String>,
+    /// The resource's `Name` tag, if it had one.
+    pub name: Option<String>,
+}
+
+/// The configuration item that admitted or refused the packet, captured when the analysis ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AnalysisRule {
+    Route {
+        route_table_id: String,
+        destination: IpNet,
+        /// `local`, or the target's ID.
+        target: String,
+        state: String,
+        /// `CreateRouteTable`, `CreateRoute`, … (when the route still existed).
+        origin: Option<String>,
+    },
+    SecurityGroupRule {
+        group_id: String,
+        rule_id: String,
+        /// `ingress` or `egress`.
+        direction: String,
+        protocol: String,
+        port_range: Option<(i32, i32)>,
+        /// The CIDR, prefix list or referenced group the rule names.
+        peer: String,
+    },
+    AclEntry {
+        acl_id: String,
+        rule_number: u32,
+        egress: bool,
+        action: String,
+        protocol: String,
+        cidr: IpNet,
+        port_range: Option<(u16, u16)>,
+    },
+}
+
+/// One hop of an analysed path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisHop {
+    pub sequence: u32,
+    pub component: AnalysisRef,
+    pub vpc: Option<AnalysisRef>,
+    pub subnet: Option<AnalysisRef>,
+    /// The instance an interface was attached to.
+    #[serde(default)]
+    pub attached_to: Option<AnalysisRef>,
+    pub rule: Option<AnalysisRule>,
+}
+
+/// One blocker, in AWS's explanation-code terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisExplanation {
+    pub code: String,
+    pub component: AnalysisRef,
+    /// `ingress` or `egress`.
+    pub direction: Option<String>,
+    pub rule: Option<AnalysisRule>,
+    pub vpc: Option<AnalysisRef>,
+    pub subnet: Option<AnalysisRef>,
+    /// A readable sentence.
+    pub detail: String,
+}
+
+/// vpcd's named diagnosis of a blocked path, with the suggested fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisDiagnosis {
+    /// E.g. `transitive-peering` (`reach::DiagnosisKind::name`).
+    pub kind: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// What an analysis found, frozen when it ran (later changes do not alter it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AnalysisResult {
+    pub reachable: bool,
+    pub source_ip: Option<std::net::IpAddr>,
+    pub destination_ip: Option<std::net::IpAddr>,
+    pub forward: Vec<AnalysisHop>,
+    #[serde(rename = "return")]
+    pub ret: Vec<AnalysisHop>,
+    pub explanations: Vec<AnalysisExplanation>,
+    pub diagnoses: Vec<AnalysisDiagnosis>,
+}
+
+/// `AnalysisStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnalysisStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl AnalysisStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalysisStatus::Running => "running",
+            AnalysisStatus::Succeeded => "succeeded",
+            AnalysisStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A Reachability Analyzer analysis (`nia-…`) of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInsightsAnalysis {
+    /// `meta.created` is the analysis' start date.
+    pub meta: Meta,
+    pub path_id: String,
+    /// What the analysis ended as (it runs to completion inside StartNetworkInsightsAnalysis).
+    pub status: AnalysisStatus,
+    pub status_message: Option<String>,
+    pub warning_message: Option<String>,
+    #[serde(default)]
+    pub additional_accounts: Vec<String>,
+    #[serde(default)]
+    pub filter_in_arns: Vec<String>,
+    #[serde(default)]
+    pub filter_out_arns: Vec<String>,
+    /// None when the analysis failed.
+    pub result: Option<AnalysisResult>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}

@@ -21,6 +21,8 @@ pub enum Kind {
     NetworkInterface,
     NatGateway,
     Address,
+    NetworkInsightsPath,
+    NetworkInsightsAnalysis,
 }
 
 impl Kind {
@@ -37,6 +39,8 @@ impl Kind {
         Kind::NetworkInterface,
         Kind::NatGateway,
         Kind::Address,
+        Kind::NetworkInsightsPath,
+        Kind::NetworkInsightsAnalysis,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +57,8 @@ impl Kind {
             Kind::NetworkInterface => "network-interface",
             Kind::NatGateway => "natgateway",
             Kind::Address => "elastic-ip",
+            Kind::NetworkInsightsPath => "network-insights-path",
+            Kind::NetworkInsightsAnalysis => "network-insights-analysis",
         }
     }
 
@@ -145,6 +151,18 @@ record!(Instance, Kind::Instance, instances, meta);
 record!(NetworkInterface, Kind::NetworkInterface, enis, meta);
 record!(NatGateway, Kind::NatGateway, nat_gateways, meta);
 record!(Address, Kind::Address, addresses, meta);
+record!(
+    NetworkInsightsPath,
+    Kind::NetworkInsightsPath,
+    insights_paths,
+    meta
+);
+record!(
+    NetworkInsightsAnalysis,
+    Kind::NetworkInsightsAnalysis,
+    insights_analyses,
+    meta
+);
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
 /// The desired state of every account in every region.
@@ -165,6 +183,8 @@ pub struct World {
     pub enis: Table<NetworkInterface>,
     pub nat_gateways: Table<NatGateway>,
     pub addresses: Table<Address>,
+    pub insights_paths: Table<NetworkInsightsPath>,
+    pub insights_analyses: Table<NetworkInsightsAnalysis>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -238,6 +258,8 @@ impl World {
             Kind::NetworkInterface => enc::<NetworkInterface>(self, id),
             Kind::NatGateway => enc::<NatGateway>(self, id),
             Kind::Address => enc::<Address>(self, id),
+            Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
+            Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
         }
     }
 
@@ -260,6 +282,8 @@ impl World {
             Kind::NetworkInterface => dec::<NetworkInterface>(self, body),
             Kind::NatGateway => dec::<NatGateway>(self, body),
             Kind::Address => dec::<Address>(self, body),
+            Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
+            Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
         }
     }
 

@@ -3,6 +3,8 @@
 //! This binary stays thin: it parses the command line and hands over to the
 //! library crates.
 
+mod reach_cli;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Can a packet get from SRC to DST, hop by hop, and if not, why (and how to fix it).
+    Reach(reach_cli::ReachArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -292,6 +296,10 @@ fn main() -> Result<()> {
                 dir.display()
             );
             Ok(())
+        }
+        Cmd::Reach(a) => {
+            let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+            std::process::exit(reach_cli::run(a, &dir, is_root()));
         }
         Cmd::Exec { instance, cmd } => {
             if !vpc_model::ids::is_well_formed("i", &instance) {

@@ -3,6 +3,7 @@
 //! Each family exposes `lookup(action) -> Option<Handler>`; [`lookup`] asks them in turn.
 
 pub mod acl;
+pub mod insights;
 pub mod instance;
 pub mod peering;
 pub mod route;
@@ -59,4 +60,5 @@ pub fn lookup(action: &str) -> Option<Handler> {
         .or_else(|| acl::lookup(action))
         .or_else(|| peering::lookup(action))
         .or_else(|| instance::lookup(action))
+        .or_else(|| insights::lookup(action))
 }

@@ -458,6 +458,73 @@ pub fn evaluate(
     )
 }
 
+/// Decides a whole range of destination ports at once: `Allow` only when
+/// the ACL admits every port in `ports` (each decided, as in [`evaluate`], by
+/// the first entry in rule-number order that matches it).
+///
+/// Returns the number of the first allow entry that matched part of the
+/// range, or of the first entry that denies some port of it (the `*` number
+/// when the implicit deny catches what nothing else matched). Used for the
+/// return traffic of a connection, whose destination port is an ephemeral
+/// port the client's kernel picks from a range.
+pub fn evaluate_ports(
+    acl: &NetworkAcl,
+    egress: bool,
+    proto: u8,
+    remote: IpAddr,
+    ports: (u16, u16),
+    icmp: Option<(u8, u8)>,
+) -> (AclAction, u32) {
+    let mut rules: Vec<&AclEntry> = acl
+        .entries
+        .iter()
+        .filter(|e| e.egress == egress && e.cidr.addr().is_ipv4() == remote.is_ipv4())
+        .collect();
+    rules.sort_by_key(|e| e.rule_number);
+    // Ports not yet decided, as disjoint inclusive intervals.
+    let mut left: Vec<(u16, u16)> = vec![ports];
+    let mut first_allow: Option<u32> = None;
+    for e in rules {
+        if is_star(e) {
+            return (AclAction::Deny, e.rule_number);
+        }
+        // The entry's port set, if it matches the packet otherwise.
+        let (lo, hi) = e.ports.unwrap_or((0, u16::MAX));
+        let probe = left
+            .iter()
+            .find_map(|&(a, b)| (a.max(lo) <= b.min(hi)).then_some(a.max(lo)));
+        let Some(p) = probe else { continue };
+        if !entry_matches(e, proto, remote, Some(p), icmp) {
+            continue;
+        }
+        if e.action == AclAction::Deny {
+            return (AclAction::Deny, e.rule_number);
+        }
+        first_allow.get_or_insert(e.rule_number);
+        let mut rest = Vec::with_capacity(left.len() + 1);
+        for (a, b) in left {
+            if b < lo || a > hi {
+                rest.push((a, b));
+                continue;
+            }
+            if a < lo {
+                rest.push((a, lo - 1));
+            }
+            if b > hi {
+                rest.push((hi + 1, b));
+            }
+        }
+        left = rest;
+        if left.is_empty() {
+            return (AclAction::Allow, first_allow.unwrap_or(e.rule_number));
+        }
+    }
+    (
+        AclAction::Deny,
+        if remote.is_ipv4() { STAR_V4 } else { STAR_V6 },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,6 +1058,67 @@ mod tests {
         assert_eq!(
             evaluate(&a, false, 6, client, Some(50123), None),
             (AclAction::Deny, STAR_V4)
+        );
+    }
+
+    #[test]
+    fn acl_evaluate_ports_needs_every_port_of_the_range() {
+        let eph = (32768, 60999);
+        let client = ip("203.0.113.9");
+        let mut entries = defaults::acl_entries(false, false);
+        entries.push(entry(&tcp(100, "allow", true, "0.0.0.0/0", 1024, 65535)));
+        let a = acl_of(entries.clone());
+        assert_eq!(
+            evaluate_ports(&a, true, 6, client, eph, None),
+            (AclAction::Allow, 100)
+        );
+        // Only part of the range: the rest falls to `*`.
+        let mut part = defaults::acl_entries(false, false);
+        part.push(entry(&tcp(100, "allow", true, "0.0.0.0/0", 32768, 50000)));
+        assert_eq!(
+            evaluate_ports(&acl_of(part.clone()), true, 6, client, eph, None),
+            (AclAction::Deny, STAR_V4)
+        );
+        // Two entries that together cover it.
+        part.push(entry(&tcp(110, "allow", true, "0.0.0.0/0", 50001, 65535)));
+        assert_eq!(
+            evaluate_ports(&acl_of(part), true, 6, client, eph, None),
+            (AclAction::Allow, 100)
+        );
+        // A deny inside the range before the allow decides.
+        entries.push(entry(&tcp(
+            50,
+            "deny",
+            true,
+            "203.0.113.0/24",
+            40000,
+            40010,
+        )));
+        assert_eq!(
+            evaluate_ports(&acl_of(entries.clone()), true, 6, client, eph, None),
+            (AclAction::Deny, 50)
+        );
+        // ... but not for another client, nor outside the range.
+        assert_eq!(
+            evaluate_ports(
+                &acl_of(entries.clone()),
+                true,
+                6,
+                ip("198.51.100.1"),
+                eph,
+                None
+            ),
+            (AclAction::Allow, 100)
+        );
+        assert_eq!(
+            evaluate_ports(&acl_of(entries), true, 6, client, (50000, 50000), None),
+            (AclAction::Allow, 100)
+        );
+        // The default ACL admits everything.
+        let d = acl_of(defaults::acl_entries(true, true));
+        assert_eq!(
+            evaluate_ports(&d, false, 17, ip("2600::1"), eph, None),
+            (AclAction::Allow, 101)
         );
     }
 

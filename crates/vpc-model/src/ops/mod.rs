@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod eip;
 pub mod eni;
 pub mod igw;
+pub mod insights;
 pub mod instance;
 pub mod nat;
 pub mod peering;

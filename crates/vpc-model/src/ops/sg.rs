@@ -799,6 +799,67 @@ pub fn is_stale(w: &World, own_vpc: &str, r: &SgRule) -> bool {
     }
 }
 
+/// Whether one rule admits a packet, as the data plane compiles it
+/// (`vpc-dataplane`'s `nft::sg_rules`): `peer` is the packet's source for an
+/// ingress rule and its destination for an egress rule; `proto` is the IP
+/// protocol number; `port` the destination port (TCP/UDP); `icmp` the ICMP
+/// (or ICMPv6) type and code.
+///
+/// A CIDR matches addresses of its family; a group reference matches the
+/// addresses of the group's members (`is_member(group, addr)`, wherever they
+/// are); a prefix list matches nothing here. `-1` is every protocol; `tcp` and
+/// `udp` compare the port range (none, or one spanning 0–65535, is every
+/// port); `icmp` matches ICMPv4 and `icmpv6` ICMPv6 only, by type and code
+/// (-1 is any); another number matches that protocol. Staleness is the
+/// caller's business ([`is_stale`]).
+pub fn rule_admits(
+    r: &SgRule,
+    proto: u8,
+    port: Option<u16>,
+    icmp: Option<(u8, u8)>,
+    peer: std::net::IpAddr,
+    is_member: impl Fn(&str, std::net::IpAddr) -> bool,
+) -> bool {
+    use std::net::IpAddr;
+    let v6 = peer.is_ipv6();
+    let proto_ok = match r.protocol.as_str() {
+        "-1" => true,
+        p @ ("tcp" | "udp") => {
+            let want = if p == "tcp" { 6 } else { 17 };
+            proto == want
+                && match (r.from_port, r.to_port) {
+                    (Some(f), Some(t)) if !(f <= 0 && t >= 65535) => {
+                        let f = u16::try_from(f).unwrap_or(0);
+                        let t = u16::try_from(t).unwrap_or(u16::MAX);
+                        port.is_some_and(|p| f <= p && p <= t)
+                    }
+                    _ => true,
+                }
+        }
+        p @ ("icmp" | "icmpv6") => {
+            let (fam_v6, want) = if p == "icmp" { (false, 1) } else { (true, 58) };
+            let any = |want: Option<i32>, got: Option<u8>| {
+                let want = want.unwrap_or(-1);
+                want < 0 || got.is_some_and(|g| i32::from(g) == want)
+            };
+            v6 == fam_v6
+                && proto == want
+                && any(r.from_port, icmp.map(|x| x.0))
+                && any(r.to_port, icmp.map(|x| x.1))
+        }
+        n => n.parse::<u8>().is_ok_and(|n| n == proto),
+    };
+    if !proto_ok {
+        return false;
+    }
+    match (&r.peer, peer) {
+        (SgPeer::Cidr4(n), IpAddr::V4(a)) => n.contains(&a),
+        (SgPeer::Cidr6(n), IpAddr::V6(a)) => n.contains(&a),
+        (SgPeer::Group { group_id, .. }, a) => is_member(group_id, a),
+        _ => false,
+    }
+}
+
 /// How Describe calls show a group reference of a rule in a group of `own_vpc`.
 pub fn pair_view(w: &World, own_vpc: &str, r: &SgRule) -> Option<PairView> {
     let SgPeer::Group {
@@ -1810,5 +1871,97 @@ mod tests {
         })
         .unwrap();
         assert_eq!(permissions(&t.w, t.sg(&id), false)[0].ipv4.len(), 1);
+    }
+
+    #[test]
+    fn rule_admits_follows_the_data_plane() {
+        let rule = |proto: &str, from: Option<i32>, to: Option<i32>, peer: SgPeer| SgRule {
+            id: "sgr-1".into(),
+            protocol: proto.into(),
+            from_port: from,
+            to_port: to,
+            peer,
+            description: None,
+            tags: vec![],
+        };
+        let v4 = |s: &str| SgPeer::Cidr4(s.parse().unwrap());
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let none = |_: &str, _: std::net::IpAddr| false;
+        let ssh = rule("tcp", Some(22), Some(22), v4("10.0.0.0/16"));
+        assert!(rule_admits(&ssh, 6, Some(22), None, ip("10.0.3.4"), none));
+        assert!(!rule_admits(&ssh, 6, Some(23), None, ip("10.0.3.4"), none));
+        assert!(!rule_admits(&ssh, 17, Some(22), None, ip("10.0.3.4"), none));
+        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("10.1.3.4"), none));
+        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("2600::1"), none));
+        // 0-65535 (or -1) is every port.
+        let all_tcp = rule("tcp", Some(0), Some(65535), v4("0.0.0.0/0"));
+        assert!(rule_admits(&all_tcp, 6, Some(1), None, ip("1.2.3.4"), none));
+        let all = rule("-1", None, None, SgPeer::Cidr6("::/0".parse().unwrap()));
+        assert!(rule_admits(
+            &all,
+            58,
+            None,
+            Some((128, 0)),
+            ip("2600::1"),
+            none
+        ));
+        assert!(!rule_admits(
+            &all,
+            1,
+            None,
+            Some((8, 0)),
+            ip("1.2.3.4"),
+            none
+        ));
+        // ICMP by type; icmp never matches ICMPv6.
+        let echo = rule("icmp", Some(8), Some(-1), v4("0.0.0.0/0"));
+        assert!(rule_admits(
+            &echo,
+            1,
+            None,
+            Some((8, 0)),
+            ip("1.2.3.4"),
+            none
+        ));
+        assert!(!rule_admits(
+            &echo,
+            1,
+            None,
+            Some((0, 0)),
+            ip("1.2.3.4"),
+            none
+        ));
+        let any_icmp = rule(
+            "icmp",
+            Some(-1),
+            Some(-1),
+            SgPeer::Cidr6("::/0".parse().unwrap()),
+        );
+        assert!(!rule_admits(
+            &any_icmp,
+            58,
+            None,
+            Some((128, 0)),
+            ip("2600::1"),
+            none
+        ));
+        // Group references match members' addresses, both families.
+        let g = rule(
+            "-1",
+            None,
+            None,
+            SgPeer::Group {
+                group_id: "sg-1".into(),
+                user_id: A.into(),
+                vpc_id: None,
+                peering_id: None,
+            },
+        );
+        let member = |gid: &str, a: std::net::IpAddr| gid == "sg-1" && a == ip("10.0.0.5");
+        assert!(rule_admits(&g, 17, Some(53), None, ip("10.0.0.5"), member));
+        assert!(!rule_admits(&g, 17, Some(53), None, ip("10.0.0.6"), member));
+        // Prefix lists match nothing.
+        let pl = rule("-1", None, None, SgPeer::PrefixList("pl-1".into()));
+        assert!(!rule_admits(&pl, 6, Some(1), None, ip("1.2.3.4"), none));
     }
 }

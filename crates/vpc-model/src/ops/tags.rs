@@ -85,6 +85,8 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "eni" => "network-interface",
         "nat" => "natgateway",
         "eipalloc" => "elastic-ip",
+        "nip" => "network-insights-path",
+        "nia" => "network-insights-analysis",
         _ => return None,
     })
 }
@@ -121,6 +123,8 @@ pub fn with_tags(
         "i" => with_owned::<Instance>(w, ctx, &super::instance::INSTANCE, id, f),
         "eni" => with_owned::<NetworkInterface>(w, ctx, &super::eni::ENI, id, f),
         "eipalloc" => with_owned::<Address>(w, ctx, &super::eip::ALLOC, id, f),
+        "nip" => with_owned::<NetworkInsightsPath>(w, ctx, &super::insights::PATH, id, f),
+        "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -250,6 +254,12 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<Address>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<NetworkInsightsPath>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<NetworkInsightsAnalysis>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {

@@ -1,0 +1,896 @@
+//! Reachability Analyzer records: network insights paths (`nip-…`) and
+//! analyses (`nia-…`).
+//!
+//! A path says what to analyse; an analysis runs [`reach::analyze`] over the
+//! whole world (every account: vpcd treats all its accounts as one AWS
+//! Organization with Reachability Analyzer's trusted access) and freezes the
+//! result in the record, so later changes never alter an analysis. It runs to
+//! completion inside `StartNetworkInsightsAnalysis` (it takes microseconds).
+//!
+//! Paths and analyses themselves are per account and region: only their owner
+//! sees, analyses or deletes them. A path's source must be the caller's own
+//! instance or interface; its destination may be another account's, named by
+//! ARN as AWS requires.
+
+use super::{eni, instance, new_meta, IdKind};
+use crate::fault::{Fault, Result};
+use crate::reach::{self, Endpoint, Protocol, Query};
+use crate::types::*;
+use crate::world::World;
+use crate::Ctx;
+use std::net::IpAddr;
+
+pub const PATH: IdKind = IdKind {
+    prefix: "nip",
+    malformed: "InvalidNetworkInsightsPathId.Malformed",
+    not_found: "InvalidNetworkInsightsPathId.NotFound",
+    noun: "networkInsightsPath",
+};
+
+pub const ANALYSIS: IdKind = IdKind {
+    prefix: "nia",
+    malformed: "InvalidNetworkInsightsAnalysisId.Malformed",
+    not_found: "InvalidNetworkInsightsAnalysisId.NotFound",
+    noun: "networkInsightsAnalysis",
+};
+
+/// The explanation code under which a vpcd diagnosis appears in the API,
+/// e.g. `VPCD_TRANSITIVE_PEERING` for `transitive-peering`.
+pub fn diagnosis_code(kind: &str) -> String {
+    format!("VPCD_{}", kind.replace('-', "_").to_ascii_uppercase())
+}
+
+/// `arn:aws:ec2:<region>:<account>:<type>/<id>`
+pub fn arn(region: &str, account: &str, resource_type: &str, id: &str) -> String {
+    format!("arn:aws:ec2:{region}:{account}:{resource_type}/{id}")
+}
+
+pub fn path_arn(p: &NetworkInsightsPath) -> String {
+    arn(
+        &p.meta.region,
+        &p.meta.owner,
+        "network-insights-path",
+        &p.meta.id,
+    )
+}
+
+pub fn analysis_arn(a: &NetworkInsightsAnalysis) -> String {
+    arn(
+        &a.meta.region,
+        &a.meta.owner,
+        "network-insights-analysis",
+        &a.meta.id,
+    )
+}
+
+/// The ARN resource type of an ID (`instance`, `vpc-peering-connection`, …).
+pub fn resource_type_of(id: &str) -> Option<&'static str> {
+    let prefix = id.rsplit_once('-')?.0;
+    Some(match prefix {
+        "i" => "instance",
+        "eni" => "network-interface",
+        "sg" => "security-group",
+        "acl" => "network-acl",
+        "rtb" => "route-table",
+        "pcx" => "vpc-peering-connection",
+        "igw" => "internet-gateway",
+        "nat" => "natgateway",
+        "subnet" => "subnet",
+        "vpc" => "vpc",
+        "eipalloc" => "elastic-ip",
+        "nip" => "network-insights-path",
+        "nia" => "network-insights-analysis",
+        _ => return None,
+    })
+}
+
+/// (owner, region, Name tag) of any resource, by ID.
+fn locate<'w>(w: &'w World, id: &str) -> Option<(&'w str, &'w str, Option<&'w str>)> {
+    fn of(m: &Meta) -> (&str, &str, Option<&str>) {
+        let name = m
+            .tags
+            .iter()
+            .find(|t| t.key == "Name")
+            .map(|t| t.value.as_str());
+        (m.owner.as_str(), m.region.as_str(), name)
+    }
+    let prefix = id.rsplit_once('-')?.0;
+    match prefix {
+        "i" => w.get::<Instance>(id).map(|r| of(&r.meta)),
+        "eni" => w.get::<NetworkInterface>(id).map(|r| of(&r.meta)),
+        "sg" => w.get::<SecurityGroup>(id).map(|r| of(&r.meta)),
+        "acl" => w.get::<NetworkAcl>(id).map(|r| of(&r.meta)),
+        "rtb" => w.get::<RouteTable>(id).map(|r| of(&r.meta)),
+        "igw" => w.get::<InternetGateway>(id).map(|r| of(&r.meta)),
+        "nat" => w.get::<NatGateway>(id).map(|r| of(&r.meta)),
+        "subnet" => w.get::<Subnet>(id).map(|r| of(&r.meta)),
+        "vpc" => w.get::<Vpc>(id).map(|r| of(&r.meta)),
+        "eipalloc" => w.get::<Address>(id).map(|r| of(&r.meta)),
+        "pcx" => w.get::<Peering>(id).map(|p| {
+            let name = p
+                .requester
+                .tags
+                .iter()
+                .find(|t| t.key == "Name")
+                .map(|t| t.value.as_str());
+            (
+                p.requester.owner.as_str(),
+                p.requester.region.as_str(),
+                name,
+            )
+        }),
+        _ => None,
+    }
+}
+
+/// The ARN of any resource in the world, by ID.
+pub fn arn_of(w: &World, id: &str) -> Option<String> {
+    let (owner, region, _) = locate(w, id)?;
+    Some(arn(region, owner, resource_type_of(id)?, id))
+}
+
+/// A resource as an analysis names it, with its ARN and Name tag as of now.
+pub fn component_ref(w: &World, kind: &str, id: &str) -> AnalysisRef {
+    let found = locate(w, id);
+    let rt = resource_type_of(id).unwrap_or(kind);
+    AnalysisRef {
+        id: id.to_string(),
+        kind: kind.to_string(),
+        arn: found.map(|(owner, region, _)| arn(region, owner, rt, id)),
+        name: found.and_then(|(_, _, n)| n.map(str::to_string)),
+    }
+}
+
+// ---- Paths -----------------------------------------------------------------
+
+/// CreateNetworkInsightsPath's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreatePath {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub source_ip: Option<String>,
+    pub destination_ip: Option<String>,
+    pub protocol: Option<String>,
+    pub destination_port: Option<i64>,
+    pub filter_at_source: Option<RawFilter>,
+    pub filter_at_destination: Option<RawFilter>,
+    pub tags: Tags,
+    pub client_token: Option<String>,
+}
+
+/// A port range as sent: (`FromPort`, `ToPort`), either possibly missing.
+pub type RawRange = (Option<i64>, Option<i64>);
+
+/// A `PathFilter` as sent (unchecked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFilter {
+    pub source_address: Option<String>,
+    pub source_port_range: Option<RawRange>,
+    pub destination_address: Option<String>,
+    pub destination_port_range: Option<RawRange>,
+}
+
+fn bad(param: &str, v: &str) -> Fault {
+    Fault::invalid_param(format!("Value ({v}) for parameter {param} is invalid."))
+}
+
+fn parse_ip(param: &str, v: Option<&str>) -> Result<Option<IpAddr>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| bad(param, s)),
+    }
+}
+
+fn parse_port(param: &str, v: Option<i64>) -> Result<Option<u16>> {
+    match v {
+        None => Ok(None),
+        Some(n) => u16::try_from(n)
+            .map(Some)
+            .map_err(|_| bad(param, &n.to_string())),
+    }
+}
+
+fn parse_range(param: &str, r: Option<RawRange>) -> Result<Option<(u16, u16)>> {
+    let Some((from, to)) = r else {
+        return Ok(None);
+    };
+    let from = parse_port(&format!("{param}.FromPort"), from)?.unwrap_or(0);
+    let to = parse_port(&format!("{param}.ToPort"), to)?.unwrap_or(65535);
+    if from > to {
+        return Err(Fault::invalid_param(format!(
+            "The port range {from}-{to} in {param} is invalid: FromPort is greater than ToPort."
+        )));
+    }
+    Ok(Some((from, to)))
+}
+
+fn parse_filter(param: &str, f: Option<&RawFilter>) -> Result<Option<PathFilter>> {
+    let Some(f) = f else { return Ok(None) };
+    let out = PathFilter {
+        source_address: parse_ip(
+            &format!("{param}.SourceAddress"),
+            f.source_address.as_deref(),
+        )?,
+        source_port_range: parse_range(&format!("{param}.SourcePortRange"), f.source_port_range)?,
+        destination_address: parse_ip(
+            &format!("{param}.DestinationAddress"),
+            f.destination_address.as_deref(),
+        )?,
+        destination_port_range: parse_range(
+            &format!("{param}.DestinationPortRange"),
+            f.destination_port_range,
+        )?,
+    };
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// A path end named by ID or ARN, resolved: (ID, ARN).
+///
+/// An ID names one of the caller's resources; another account's must be
+/// named by ARN (only when `foreign_ok`). Either way it must be an instance
+/// or a network interface in the caller's region.
+fn resolve_end(
+    w: &World,
+    ctx: &Ctx<'_>,
+    param: &str,
+    value: &str,
+    foreign_ok: bool,
+) -> Result<(String, String)> {
+    let value = value.trim();
+    let (account, region, id) = if let Some(rest) = value.strip_prefix("arn:") {
+        // arn:<partition>:ec2:<region>:<account>:<type>/<id>
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        let [_, service, region, account, res] = parts[..] else {
+            return Err(bad(param, value));
+        };
+        let Some((rtype, id)) = res.split_once('/') else {
+            return Err(bad(param, value));
+        };
+        if service != "ec2" || resource_type_of(id) != Some(rtype) {
+            return Err(bad(param, value));
+        }
+        (account.to_string(), region.to_string(), id.to_string())
+    } else {
+        (ctx.account.clone(), ctx.region.clone(), value.to_string())
+    };
+    if region != ctx.region {
+        return Err(Fault::invalid_param(format!(
+            "The {param} {value} is not in this Region ({}); a path's ends must be in the Region it is created in.",
+            ctx.region
+        )));
+    }
+    let kind = match resource_type_of(&id) {
+        Some("instance") => &instance::INSTANCE,
+        Some("network-interface") => &eni::ENI,
+        _ => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({value}) for parameter {param} is invalid. vpcd analyses paths from and to instances and network interfaces (or, for the destination, an IP address)."
+            )))
+        }
+    };
+    kind.check(&id)?;
+    if account != ctx.account && !foreign_ok {
+        return Err(kind.not_found(&id));
+    }
+    let found = match kind.prefix {
+        "i" => w
+            .get::<Instance>(&id)
+            .filter(|i| i.state != InstanceState::Terminated)
+            .map(|i| &i.meta),
+        _ => w.get::<NetworkInterface>(&id).map(|e| &e.meta),
+    };
+    match found {
+        Some(m) if m.owner == account && m.region == region => {
+            let a = arn(
+                &m.region,
+                &m.owner,
+                resource_type_of(&id).unwrap_or(""),
+                &id,
+            );
+            Ok((id, a))
+        }
+        _ => Err(kind.not_found(&id)),
+    }
+}
+
+fn check_token(t: &Option<String>) -> Result<()> {
+    if t.as_ref().is_some_and(|t| t.len() > 64) {
+        return Err(Fault::invalid_param(
+            "Value for parameter clientToken is invalid. Length exceeds maximum of 64 characters.",
+        ));
+    }
+    Ok(())
+}
+
+fn idempotent_mismatch() -> Fault {
+    Fault::new(
+        "IdempotentParameterMismatch",
+        "The client token you have provided is associated with a resource that is already deleted or was created with different parameters. Please retry with a new client token.",
+    )
+}
+
+/// CreateNetworkInsightsPath.
+pub fn create_path(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    req: CreatePath,
+) -> Result<NetworkInsightsPath> {
+    let token = req.client_token.clone().filter(|t| !t.is_empty());
+    check_token(&token)?;
+    let source = req
+        .source
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("Source"))?;
+    let protocol = req
+        .protocol
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("Protocol"))?
+        .to_ascii_lowercase();
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "icmp") {
+        return Err(Fault::invalid_param(format!(
+            "Value ({protocol}) for parameter Protocol is invalid. Valid values: tcp, udp, icmp (icmp is a vpcd extension)."
+        )));
+    }
+    let destination_port = parse_port("DestinationPort", req.destination_port)?;
+    let source_ip = parse_ip("SourceIp", req.source_ip.as_deref())?;
+    let destination_ip = parse_ip("DestinationIp", req.destination_ip.as_deref())?;
+    let fs = parse_filter("FilterAtSource", req.filter_at_source.as_ref())?;
+    let fd = parse_filter("FilterAtDestination", req.filter_at_destination.as_ref())?;
+    if fs.is_some() && (source_ip.is_some() || destination_port.is_some()) {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "FilterAtSource cannot be specified together with SourceIp or DestinationPort.",
+        ));
+    }
+    if fd.is_some() && destination_ip.is_some() {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "FilterAtDestination cannot be specified together with DestinationIp.",
+        ));
+    }
+    if protocol == "icmp"
+        && (destination_port.is_some()
+            || [&fs, &fd].iter().any(|f| {
+                f.as_ref().is_some_and(|f| {
+                    f.source_port_range.is_some() || f.destination_port_range.is_some()
+                })
+            }))
+    {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "Ports cannot be specified with protocol icmp.",
+        ));
+    }
+    let (source, source_arn) = resolve_end(w, ctx, "Source", source, false)?;
+    let (destination, destination_arn) = match req
+        .destination
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(d) => {
+            let (id, a) = resolve_end(w, ctx, "Destination", d, true)?;
+            (Some(id), Some(a))
+        }
+        None => (None, None),
+    };
+    let dest_address = destination_ip
+        .or(fs.as_ref().and_then(|f| f.destination_address))
+        .or(fd.as_ref().and_then(|f| f.destination_address));
+    if destination.is_none() && dest_address.is_none() {
+        return Err(Fault::missing("Destination"));
+    }
+    super::tags::validate(&req.tags, ctx.limits.tags_per_resource)?;
+    if let Some(t) = &token {
+        if let Some(p) = w
+            .scoped::<NetworkInsightsPath>(&ctx.account, &ctx.region)
+            .find(|p| p.client_token.as_deref() == Some(t.as_str()))
+        {
+            let same = p.source == source
+                && p.destination == destination
+                && p.protocol == protocol
+                && p.destination_port == destination_port
+                && p.source_ip == source_ip
+                && p.destination_ip == destination_ip;
+            return if same {
+                Ok(p.clone())
+            } else {
+                Err(idempotent_mismatch())
+            };
+        }
+    }
+    let p = NetworkInsightsPath {
+        meta: new_meta(ctx, "nip", req.tags),
+        source,
+        source_arn,
+        destination,
+        destination_arn,
+        source_ip,
+        destination_ip,
+        protocol,
+        destination_port,
+        filter_at_source: fs,
+        filter_at_destination: fd,
+        client_token: token,
+    };
+    w.put(p.clone());
+    Ok(p)
+}
+
+/// The caller's path by ID.
+pub fn get_path<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w NetworkInsightsPath> {
+    w.owned::<NetworkInsightsPath>(id, &ctx.account, &ctx.region, PATH.nf(id)?)
+}
+
+/// The caller's analysis by ID.
+pub fn get_analysis<'w>(
+    w: &'w World,
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<&'w NetworkInsightsAnalysis> {
+    w.owned::<NetworkInsightsAnalysis>(id, &ctx.account, &ctx.region, ANALYSIS.nf(id)?)
+}
+
+/// DeleteNetworkInsightsPath: refused while the path has analyses, as on AWS.
+pub fn delete_path(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
+    get_path(w, ctx, id)?;
+    let mut analyses: Vec<&str> = w
+        .iter::<NetworkInsightsAnalysis>()
+        .filter(|a| a.path_id == id)
+        .map(|a| a.meta.id.as_str())
+        .collect();
+    if !analyses.is_empty() {
+        analyses.sort_unstable();
+        return Err(Fault::new(
+            "AnalysisExistsForNetworkInsightsPath",
+            format!(
+                "At least one analysis [{}] exists for path {id}. Delete all the analyses before deleting this network path.",
+                analyses.join(", ")
+            ),
+        ));
+    }
+    w.remove::<NetworkInsightsPath>(id);
+    Ok(())
+}
+
+/// The evaluator's query for a path.
+///
+/// The destination is the destination resource, else the destination
+/// address (`DestinationIp`, else a filter's `DestinationAddress`). A filter's
+/// destination port range is analysed at its first port. IPv6 is analysed
+/// when an address given is IPv6 (a vpcd extension; AWS analyses IPv4 only).
+pub fn query_of(p: &NetworkInsightsPath) -> Result<Query> {
+    let source = endpoint(&p.source).ok_or_else(|| bad("Source", &p.source))?;
+    let dest_address = p
+        .destination_ip
+        .or(p
+            .filter_at_source
+            .as_ref()
+            .and_then(|f| f.destination_address))
+        .or(p
+            .filter_at_destination
+            .as_ref()
+            .and_then(|f| f.destination_address));
+    let destination = match &p.destination {
+        Some(d) => endpoint(d).ok_or_else(|| bad("Destination", d))?,
+        None => Endpoint::Address(dest_address.ok_or_else(|| Fault::missing("Destination"))?),
+    };
+    let protocol = match p.protocol.as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => Protocol::Icmp,
+    };
+    let port = p.destination_port.or_else(|| {
+        [&p.filter_at_source, &p.filter_at_destination]
+            .iter()
+            .find_map(|f| f.as_ref().and_then(|f| f.destination_port_range))
+            .map(|(from, _)| from)
+    });
+    let ipv6 = [p.source_ip, dest_address]
+        .iter()
+        .flatten()
+        .any(IpAddr::is_ipv6);
+    Ok(Query {
+        source,
+        destination,
+        protocol,
+        port: if protocol == Protocol::Icmp {
+            None
+        } else {
+            port
+        },
+        ipv6,
+    })
+}
+
+fn endpoint(id: &str) -> Option<Endpoint> {
+    match resource_type_of(id)? {
+        "instance" => Some(Endpoint::Instance(id.to_string())),
+        "network-interface" => Some(Endpoint::NetworkInterface(id.to_string())),
+        _ => None,
+    }
+}
+
+// ---- Analyses --------------------------------------------------------------
+
+/// StartNetworkInsightsAnalysis's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartAnalysis {
+    pub path_id: Option<String>,
+    pub additional_accounts: Vec<String>,
+    pub filter_in_arns: Vec<String>,
+    pub filter_out_arns: Vec<String>,
+    pub tags: Tags,
+    pub client_token: Option<String>,
+}
+
+fn rule_of(w: &World, r: &reach::Rule) -> AnalysisRule {
+    match r {
+        reach::Rule::Route {
+            route_table_id,
+            destination,
+            target,
+            state,
+        } => AnalysisRule::Route {
+            route_table_id: route_table_id.clone(),
+            destination: *destination,
+            target: target.clone(),
+            state: state.to_string(),
+            origin: w.get::<RouteTable>(route_table_id).and_then(|rt| {
+                rt.routes
+                    .iter()
+                    .find(|x| x.dest == *destination)
+                    .map(|x| x.origin.clone())
+            }),
+        },
+        reach::Rule::SecurityGroupRule {
+            group_id,
+            rule_id,
+            direction,
+            protocol,
+            port_range,
+            peer,
+        } => AnalysisRule::SecurityGroupRule {
+            group_id: group_id.clone(),
+            rule_id: rule_id.clone(),
+            direction: direction.as_str().to_string(),
+            protocol: protocol.clone(),
+            port_range: *port_range,
+            peer: peer.clone(),
+        },
+        reach::Rule::AclEntry {
+            acl_id,
+            rule_number,
+            egress,
+            action,
+            protocol,
+            cidr,
+            port_range,
+        } => AnalysisRule::AclEntry {
+            acl_id: acl_id.clone(),
+            rule_number: *rule_number,
+            egress: *egress,
+            action: action.to_string(),
+            protocol: protocol.clone(),
+            cidr: *cidr,
+            port_range: *port_range,
+        },
+    }
+}
+
+fn hop_of(w: &World, h: &reach::Hop) -> AnalysisHop {
+    let attached_to = (h.component.kind == "network-interface")
+        .then(|| w.get::<NetworkInterface>(&h.component.id))
+        .flatten()
+        .and_then(|e| e.attachment.as_ref())
+        .map(|a| component_ref(w, "instance", &a.instance_id));
+    AnalysisHop {
+        sequence: h.sequence,
+        component: component_ref(w, h.component.kind, &h.component.id),
+        vpc: h.vpc_id.as_deref().map(|v| component_ref(w, "vpc", v)),
+        subnet: h
+            .subnet_id
+            .as_deref()
+            .map(|s| component_ref(w, "subnet", s)),
+        attached_to,
+        rule: h.rule.as_ref().map(|r| rule_of(w, r)),
+    }
+}
+
+/// The evaluator's analysis, frozen with ARNs and names as of now.
+pub fn freeze(w: &World, a: &reach::Analysis) -> AnalysisResult {
+    AnalysisResult {
+        reachable: a.reachable,
+        source_ip: a.source_ip,
+        destination_ip: a.destination_ip,
+        forward: a.forward.iter().map(|h| hop_of(w, h)).collect(),
+        ret: a.ret.iter().map(|h| hop_of(w, h)).collect(),
+        explanations: a
+            .explanations
+            .iter()
+            .map(|e| AnalysisExplanation {
+                code: e.code.to_string(),
+                component: component_ref(w, e.component.kind, &e.component.id),
+                direction: e.direction.map(|d| d.as_str().to_string()),
+                rule: e.rule.as_ref().map(|r| rule_of(w, r)),
+                vpc: e.vpc_id.as_deref().map(|v| component_ref(w, "vpc", v)),
+                subnet: e
+                    .subnet_id
+                    .as_deref()
+                    .map(|s| component_ref(w, "subnet", s)),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        diagnoses: a
+            .diagnoses
+            .iter()
+            .map(|d| AnalysisDiagnosis {
+                kind: d.kind.name().to_string(),
+                message: d.message.clone(),
+                fix: d.fix.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The analysis' `warningMessage`: every vpcd diagnosis, one per line, then
+/// notes on what vpcd did not apply.
+pub fn warning_message(result: Option<&AnalysisResult>, notes: &[String]) -> Option<String> {
+    let mut lines: Vec<String> = result
+        .into_iter()
+        .flat_map(|r| &r.diagnoses)
+        .map(|d| format!("vpcd diagnosis {}: {} Fix: {}", d.kind, d.message, d.fix))
+        .collect();
+    lines.extend(notes.iter().cloned());
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// StartNetworkInsightsAnalysis: runs the analysis to completion and records it.
+///
+/// An analysis the evaluator cannot carry out (say, the source instance has
+/// been terminated) is recorded as `failed` with the reason in its status
+/// message; only a bad request fails the call itself.
+pub fn start_analysis(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    req: StartAnalysis,
+) -> Result<NetworkInsightsAnalysis> {
+    let token = req.client_token.clone().filter(|t| !t.is_empty());
+    check_token(&token)?;
+    let path_id = req
+        .path_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Fault::missing("NetworkInsightsPathId"))?;
+    let path = get_path(w, ctx, path_id)?.clone();
+    super::tags::validate(&req.tags, ctx.limits.tags_per_resource)?;
+    for acct in &req.additional_accounts {
+        if acct.len() != 12 || !acct.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("AdditionalAccount", acct));
+        }
+    }
+    for a in req.filter_in_arns.iter().chain(&req.filter_out_arns) {
+        if !a.starts_with("arn:") {
+            return Err(bad("FilterInArn", a));
+        }
+    }
+    if let Some(t) = &token {
+        if let Some(a) = w
+            .scoped::<NetworkInsightsAnalysis>(&ctx.account, &ctx.region)
+            .find(|a| a.client_token.as_deref() == Some(t.as_str()))
+        {
+            return if a.path_id == path.meta.id {
+                Ok(a.clone())
+            } else {
+                Err(idempotent_mismatch())
+            };
+        }
+    }
+    let mut notes = Vec::new();
+    if !req.filter_in_arns.is_empty() || !req.filter_out_arns.is_empty() {
+        notes.push(
+            "vpcd note: FilterInArns and FilterOutArns are recorded but not applied; the analysis covers the path vpcd's evaluator finds.".to_string(),
+        );
+    }
+    if let Some((from, to)) = [&path.filter_at_source, &path.filter_at_destination]
+        .iter()
+        .find_map(|f| f.as_ref().and_then(|f| f.destination_port_range))
+        .filter(|(from, to)| from != to && path.destination_port.is_none())
+    {
+        notes.push(format!(
+            "vpcd note: the destination port range {from}-{to} was analysed at port {from} only."
+        ));
+    }
+    let outcome = query_of(&path).and_then(|q| reach::analyze(w, &q));
+    let (status, status_message, result) = match outcome {
+        Ok(a) => (AnalysisStatus::Succeeded, None, Some(freeze(w, &a))),
+        Err(f) => (AnalysisStatus::Failed, Some(f.message), None),
+    };
+    let a = NetworkInsightsAnalysis {
+        meta: new_meta(ctx, "nia", req.tags),
+        path_id: path.meta.id.clone(),
+        status,
+        status_message,
+        warning_message: warning_message(result.as_ref(), &notes),
+        additional_accounts: req.additional_accounts,
+        filter_in_arns: req.filter_in_arns,
+        filter_out_arns: req.filter_out_arns,
+        result,
+        client_token: token,
+    };
+    w.put(a.clone());
+    Ok(a)
+}
+
+/// DeleteNetworkInsightsAnalysis.
+pub fn delete_analysis(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
+    get_analysis(w, ctx, id)?;
+    w.remove::<NetworkInsightsAnalysis>(id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::{Limits, SeqIds, Timestamp};
+
+    const A: &str = "111111111111";
+    const B: &str = "222222222222";
+
+    fn meta(id: &str, owner: &str) -> Meta {
+        Meta {
+            id: id.into(),
+            owner: owner.into(),
+            region: "us-east-1".into(),
+            tags: vec![],
+            created: Timestamp(0),
+        }
+    }
+
+    fn world() -> World {
+        let mut w = World::default();
+        for (id, owner) in [("i-0000000000000000a", A), ("i-0000000000000000b", B)] {
+            w.put(Instance {
+                meta: meta(id, owner),
+                reservation_id: "r-1".into(),
+                image_id: "ami-1".into(),
+                instance_type: "t3.micro".into(),
+                state: InstanceState::Running,
+                state_since: Timestamp(0),
+                transition_due: None,
+                vpc_id: "vpc-1".into(),
+                subnet_id: "subnet-1".into(),
+                az: "us-east-1a".into(),
+                primary_eni: "eni-1".into(),
+                launch_index: 0,
+                key_name: None,
+                client_token: None,
+            });
+        }
+        w.take_changes();
+        w
+    }
+
+    fn with_ctx<T>(account: &str, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
+        let limits = Limits::default();
+        let mut ids = SeqIds::default();
+        let mut ctx = Ctx {
+            account: account.into(),
+            region: "us-east-1".into(),
+            now: Timestamp(1000),
+            ids: &mut ids,
+            limits: &limits,
+            zones: &[],
+        };
+        f(&mut ctx)
+    }
+
+    fn req(src: &str, dst: &str) -> CreatePath {
+        CreatePath {
+            source: Some(src.into()),
+            destination: Some(dst.into()),
+            protocol: Some("tcp".into()),
+            destination_port: Some(22),
+            ..CreatePath::default()
+        }
+    }
+
+    #[test]
+    fn ends_by_id_and_arn() {
+        let mut w = world();
+        let arn_b = "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b";
+        let p = with_ctx(A, |ctx| {
+            create_path(&mut w, ctx, req("i-0000000000000000a", arn_b)).unwrap()
+        });
+        assert_eq!(p.destination.as_deref(), Some("i-0000000000000000b"));
+        assert_eq!(p.destination_arn.as_deref(), Some(arn_b));
+        assert!(p.meta.id.starts_with("nip-"));
+        // Another account's resource by bare ID is as unknown as a missing one.
+        let e = with_ctx(A, |ctx| {
+            create_path(
+                &mut w,
+                ctx,
+                req("i-0000000000000000a", "i-0000000000000000b"),
+            )
+            .unwrap_err()
+        });
+        assert_eq!(e.code, "InvalidInstanceID.NotFound");
+        // The source must be the caller's own, even by ARN.
+        let e = with_ctx(A, |ctx| {
+            create_path(&mut w, ctx, req(arn_b, "i-0000000000000000a")).unwrap_err()
+        });
+        assert_eq!(e.code, "InvalidInstanceID.NotFound");
+        let e = with_ctx(A, |ctx| {
+            let mut r = req("i-0000000000000000a", "i-0000000000000000a");
+            r.protocol = Some("sctp".into());
+            create_path(&mut w, ctx, r).unwrap_err()
+        });
+        assert_eq!(e.code, "InvalidParameterValue");
+    }
+
+    #[test]
+    fn delete_refused_while_analyses_exist() {
+        let mut w = world();
+        let p = with_ctx(A, |ctx| {
+            create_path(
+                &mut w,
+                ctx,
+                req("i-0000000000000000a", "i-0000000000000000a"),
+            )
+            .unwrap()
+        });
+        let a = with_ctx(A, |ctx| {
+            start_analysis(
+                &mut w,
+                ctx,
+                StartAnalysis {
+                    path_id: Some(p.meta.id.clone()),
+                    ..StartAnalysis::default()
+                },
+            )
+            .unwrap()
+        });
+        assert_eq!(a.path_id, p.meta.id);
+        let e = with_ctx(A, |ctx| delete_path(&mut w, ctx, &p.meta.id).unwrap_err());
+        assert_eq!(e.code, "AnalysisExistsForNetworkInsightsPath");
+        // Nobody else sees either record.
+        let e = with_ctx(B, |ctx| {
+            delete_analysis(&mut w, ctx, &a.meta.id).unwrap_err()
+        });
+        assert_eq!(e.code, "InvalidNetworkInsightsAnalysisId.NotFound");
+        with_ctx(A, |ctx| delete_analysis(&mut w, ctx, &a.meta.id)).unwrap();
+        with_ctx(A, |ctx| delete_path(&mut w, ctx, &p.meta.id)).unwrap();
+        assert!(w.insights_paths.is_empty());
+    }
+
+    #[test]
+    fn codes_and_queries() {
+        assert_eq!(
+            diagnosis_code("transitive-peering"),
+            "VPCD_TRANSITIVE_PEERING"
+        );
+        let mut w = world();
+        let p = with_ctx(A, |ctx| {
+            let mut r = req("i-0000000000000000a", "");
+            r.destination = None;
+            r.destination_port = None;
+            r.filter_at_source = Some(RawFilter {
+                destination_address: Some("10.2.1.10".into()),
+                destination_port_range: Some((Some(443), Some(443))),
+                ..RawFilter::default()
+            });
+            create_path(&mut w, ctx, r).unwrap()
+        });
+        let q = query_of(&p).unwrap();
+        assert_eq!(
+            q.destination,
+            Endpoint::Address("10.2.1.10".parse().unwrap())
+        );
+        assert_eq!(q.port, Some(443));
+        assert!(!q.ipv6);
+    }
+}
