@@ -160,7 +160,7 @@ fn main() {
     }
     now += 10_000;
     ops::tick(&mut w, Timestamp(now));
-    for i in 0..VPCS - 1 {
+    for (i, pcx) in pcxs.iter().enumerate() {
         for (a, b) in [(i, i + 1), (i + 1, i)] {
             let mut c = ctx(&mut ids, &limits, &zones, now);
             route::create_route(
@@ -169,7 +169,7 @@ fn main() {
                 &vpcs[a].main_route_table,
                 &route::RouteSpec {
                     destination_cidr_block: Some(vpcs[b].primary_cidr().to_string()),
-                    vpc_peering_connection_id: Some(pcxs[i].clone()),
+                    vpc_peering_connection_id: Some(pcx.clone()),
                     ..Default::default()
                 },
             )
