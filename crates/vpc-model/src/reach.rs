@@ -1675,6 +1675,37 @@ impl<'a> Ev<'a> {
                     })?;
                 }
                 if self.inst_has(inst, pkt.dst) {
+                    // The source holds the destination's address itself (their
+                    // VPCs overlap): the packet never leaves it, so another
+                    // instance asked for by ID is not reached.
+                    if let TKind::Eni(y) = r.target.kind {
+                        let other = self
+                            .instance_of(y)
+                            .filter(|i| !r.target.by_address && i.meta.id != inst.meta.id);
+                        if let Some(want) = other {
+                            let (sv, dv) = (eni.vpc_id.clone(), want.vpc_id.clone());
+                            let (dst, me, them) =
+                                (pkt.dst, inst.meta.id.clone(), want.meta.id.clone());
+                            self.block(|_| {
+                                (
+                                    Explanation {
+                                        vpc_id: Some(sv.clone()),
+                                        ..ex(
+                                            "DISCONNECTED_VPCS",
+                                            comp(&sv, "vpc"),
+                                            format!("{dst} is {me}'s own address: the packet never leaves {me} for {them} in {dv}."),
+                                        )
+                                    },
+                                    dg(
+                                        DiagnosisKind::DisconnectedVpcs,
+                                        format!("{me} in {sv} holds {dst} itself; {sv} and {dv} overlap and are not connected"),
+                                        format!("re-address {dv} (or {sv}) so that their CIDRs do not overlap, then peer them"),
+                                    ),
+                                )
+                            })?;
+                            return Err(Stop);
+                        }
+                    }
                     return Ok(Fwd {
                         travs,
                         arrive: Arrive::Local,
@@ -4537,6 +4568,33 @@ mod tests {
             r.reachable && has_hop(&r.forward, "instance", &b2.id),
             "{r:#?}"
         );
+    }
+
+    /// Found by the differential test: a source that holds the destination
+    /// instance's address itself keeps the packet (it is not delivered).
+    #[test]
+    fn a_source_holding_the_destinations_address_keeps_the_packet() {
+        let mut t = T::new();
+        let va = t.vpc(A, "10.0.0.0/16", None);
+        let vb = t.vpc(A, "10.0.0.0/16", None);
+        let sa = t.subnet(&va, "10.0.1.0/24", None);
+        let sb = t.subnet(&vb, "10.0.1.0/24", None);
+        let a = t.launch(&sa, "10.0.1.10", false, false);
+        let b = t.launch(&sb, "10.0.1.10", false, false);
+        for q in [tcp(&a, &b, 22), ping(&a, &b)] {
+            let r = t.reach(&q);
+            assert!(!r.reachable, "{r:#?}");
+            assert_eq!(kinds(&r), vec![DiagnosisKind::DisconnectedVpcs], "{r:#?}");
+            assert_eq!(codes(&r), vec!["DISCONNECTED_VPCS"]);
+        }
+        // Asked by address, the address is the source's own: it answers itself.
+        let r = t.reach(&Query::new(
+            Endpoint::Instance(a.id.clone()),
+            Endpoint::Address(b.ip),
+            Protocol::Icmp,
+            None,
+        ));
+        assert!(r.reachable, "{r:#?}");
     }
 
     #[test]
