@@ -131,6 +131,7 @@ impl Dataplane {
         let start = Instant::now();
         let ops0 = self.run.ops();
         let plan = plan::plan(world, &self.tag);
+        let planned = start.elapsed();
         for w in &plan.warnings {
             tracing::warn!(tag = %self.tag, "{w}");
         }
@@ -342,6 +343,7 @@ impl Dataplane {
                 updated = report.updated.len(),
                 deleted = report.deleted.len(),
                 ops = report.kernel_ops,
+                plan_ms = planned.as_millis() as u64,
                 ms = report.duration.as_millis() as u64,
                 "reconciled"
             );

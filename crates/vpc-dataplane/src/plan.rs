@@ -605,12 +605,21 @@ pub fn plan(world: &World, tag: &str) -> Plan {
         ..Plan::default()
     };
     let mut warnings = f.warnings.clone();
-    for vpc in &f.routers {
-        let ns = router(&f, vpc, &mut warnings);
-        out.namespaces.insert(ns.name.clone(), ns);
-    }
-    for i in &f.instances {
-        let ns = instance(&f, i);
+    // Routers on one thread, instances on this one: the two halves of the
+    // work are independent and about the same size at scale.
+    let (routers, instances) = std::thread::scope(|s| {
+        let f = &f;
+        let r = s.spawn(move || {
+            let mut w = Vec::new();
+            let v: Vec<NsPlan> = f.routers.iter().map(|vpc| router(f, vpc, &mut w)).collect();
+            (v, w)
+        });
+        let i: Vec<NsPlan> = f.instances.iter().map(|i| instance(f, i)).collect();
+        (r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), i)
+    });
+    let (routers, router_warnings) = routers;
+    warnings.extend(router_warnings);
+    for ns in routers.into_iter().chain(instances) {
         out.namespaces.insert(ns.name.clone(), ns);
     }
     for n in &f.nats {
