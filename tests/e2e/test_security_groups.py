@@ -216,3 +216,31 @@ def test_another_accounts_group_looks_missing_without_a_peering(client):
         return h.error.response["Error"]["Message"].replace(gb, "ID").replace("sg-0123456789abcdef0", "ID")
 
     assert msg(real) == msg(fake)
+
+
+def test_default_quotas_allow_five_groups_and_1000_rules_on_one_interface(server_factory):
+    """Quotas are settings, and the defaults are AWS's raised maximums: five
+    groups of 200 rules (1,000 in all) on one interface; the 201st rule of a
+    group is refused."""
+    srv = server_factory(limits=None)
+    ec2 = srv.client("A")
+    vid = make_vpc(ec2, "10.89.0.0/16")
+    sub = ec2.create_subnet(VpcId=vid, CidrBlock="10.89.1.0/24")["Subnet"]["SubnetId"]
+    groups = []
+    for g in range(5):
+        gid = ec2.create_security_group(GroupName=f"q{g}", Description="quota", VpcId=vid)["GroupId"]
+        perms = [{"IpProtocol": "tcp", "FromPort": 1000 + i, "ToPort": 1000 + i,
+                  "IpRanges": [{"CidrIp": f"10.{g}.{i // 250}.{i % 250}/32"}]} for i in range(200)]
+        for k in range(0, 200, 100):
+            ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=perms[k:k + 100])
+        groups.append(gid)
+    with expect_error("RulesPerSecurityGroupLimitExceeded"):
+        ec2.authorize_security_group_ingress(GroupId=groups[0], IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 9, "ToPort": 9, "IpRanges": [{"CidrIp": "192.0.2.1/32"}]}])
+    inst = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=sub,
+                             SecurityGroupIds=groups)["Instances"][0]
+    assert sorted(g["GroupId"] for g in inst["SecurityGroups"]) == sorted(groups)
+    pages = ec2.get_paginator("describe_security_group_rules").paginate(
+        Filters=[{"Name": "group-id", "Values": groups}], PaginationConfig={"PageSize": 500})
+    rules = [r for page in pages for r in page["SecurityGroupRules"]]
+    assert sum(1 for r in rules if not r["IsEgress"]) == 1000

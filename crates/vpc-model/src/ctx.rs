@@ -88,7 +88,9 @@ impl Default for Limits {
             route_tables_per_vpc: 200,
             routes_per_table: 50,
             security_groups_per_region: 2500,
-            rules_per_security_group: 60,
+            // AWS's raised maximum (default 60): with 5 groups per interface
+            // that is the 1,000 rules per interface self-hosted users expect.
+            rules_per_security_group: 200,
             security_groups_per_eni: 5,
             network_acls_per_vpc: 200,
             rules_per_network_acl: 20,
