@@ -66,6 +66,24 @@ fn real_now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The one EC2 API version vpcd speaks (its shapes and semantics).
+pub const EC2_API_VERSION: &str = "2016-11-15";
+/// The STS API version of `GetCallerIdentity`.
+const STS_API_VERSION: &str = "2011-06-15";
+
+/// A request must name the API version it was written for, and vpcd answers
+/// only the one whose shapes it speaks (older EC2 versions differ in shape).
+fn check_version(p: &Params, version: &str, service: &str) -> Result<(), Fault> {
+    match p.get("Version") {
+        None | Some("") => Err(Fault::missing("Version")),
+        Some(v) if v == version => Ok(()),
+        Some(v) => Err(Fault::new(
+            "NoSuchVersion",
+            format!("The requested version ({v}) of service {service} does not exist"),
+        )),
+    }
+}
+
 /// The HTTP status EC2 uses for an error code.
 pub fn status_for(code: &str) -> StatusCode {
     match code {
@@ -128,7 +146,7 @@ fn auth_fault(e: &AuthError, sts: bool) -> Fault {
             if sts { "SignatureDoesNotMatch" } else { "AuthFailure" },
             format!("Credential should be scoped to correct service: '{s}'."),
         ),
-        AuthError::UnknownKey(_) if sts => Fault::new(
+        AuthError::UnknownKey(_) | AuthError::UnknownToken if sts => Fault::new(
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
         ),
@@ -136,7 +154,7 @@ fn auth_fault(e: &AuthError, sts: bool) -> Fault {
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ),
-        AuthError::UnknownKey(_) | AuthError::Mismatch => Fault::new(
+        AuthError::UnknownKey(_) | AuthError::UnknownToken | AuthError::Mismatch => Fault::new(
             "AuthFailure",
             "AWS was not able to validate the provided access credentials",
         ),
@@ -412,7 +430,7 @@ impl App {
             pairs.extend(form_urlencoded::parse(body).into_owned());
         }
         let params = Params::from_pairs(pairs);
-        let is_sts = params.get("Version") == Some("2011-06-15")
+        let is_sts = params.get("Version") == Some(STS_API_VERSION)
             || params.get("Action") == Some("GetCallerIdentity");
         let fail = |f: Fault| {
             if is_sts {
@@ -473,6 +491,9 @@ impl App {
                 "The request must contain the parameter Action",
             )));
         };
+        if let Err(f) = check_version(&params, EC2_API_VERSION, "AmazonEC2") {
+            return Some(fail(f));
+        }
         let Some(handler) = actions::lookup(&action) else {
             return Some(fail(Fault::new(
                 "InvalidAction",
@@ -539,6 +560,11 @@ impl App {
     }
 
     fn sts(&self, p: &Params, account: &str, request_id: &str) -> Response {
+        if p.has("Action") {
+            if let Err(f) = check_version(p, STS_API_VERSION, "AWSSecurityTokenServiceV20110615") {
+                return sts_error(&f, request_id);
+            }
+        }
         match p.get("Action") {
             Some("GetCallerIdentity") => {
                 let mut x = Xml::default();

@@ -28,6 +28,9 @@ pub enum AuthError {
     /// The credential scope names another service.
     #[error("wrong service {0}")]
     WrongService(String),
+    /// The request carries a session token; vpcd issues none, so none is valid.
+    #[error("unknown security token")]
+    UnknownToken,
 }
 
 /// The verified identity of a request.
@@ -263,6 +266,13 @@ pub fn verify(
         return Err(AuthError::Incomplete(
             "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
+    }
+    // Temporary credentials sign an X-Amz-Security-Token; vpcd never issued
+    // one, so any token is unknown (ignoring it would accept a revoked session).
+    if header(r, "x-amz-security-token").is_some()
+        || r.query.iter().any(|(k, _)| k == "X-Amz-Security-Token")
+    {
+        return Err(AuthError::UnknownToken);
     }
     let secret = secret_for(&p.akid).ok_or_else(|| AuthError::UnknownKey(p.akid.clone()))?;
 

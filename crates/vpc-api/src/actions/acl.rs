@@ -180,7 +180,7 @@ const ACL_FILTERS: &[&str] = &[
 ];
 
 fn describe_acls(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("NetworkAclId");
+    let ids = r.p.list("NetworkAclId")?;
     let items: Vec<&NetworkAcl> = if ids.is_empty() {
         w.scoped::<NetworkAcl>(&ctx.account, &ctx.region).collect()
     } else {

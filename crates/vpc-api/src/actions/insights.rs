@@ -470,7 +470,7 @@ fn chrono_key(created: i64, id: &str) -> String {
 }
 
 fn describe_paths(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let mut ids = r.p.list("NetworkInsightsPathId");
+    let mut ids = r.p.list("NetworkInsightsPathId")?;
     ids.sort();
     ids.dedup();
     let mut items: Vec<&NetworkInsightsPath> = if ids.is_empty() {
@@ -505,9 +505,9 @@ fn start_analysis(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<Strin
     let p = r.p;
     let req = StartAnalysis {
         path_id: p.string("NetworkInsightsPathId"),
-        additional_accounts: p.list("AdditionalAccount"),
-        filter_in_arns: p.list("FilterInArn"),
-        filter_out_arns: p.list("FilterOutArn"),
+        additional_accounts: p.list("AdditionalAccount")?,
+        filter_in_arns: p.list("FilterInArn")?,
+        filter_out_arns: p.list("FilterOutArn")?,
         tags: p.tag_specs("network-insights-analysis")?,
         client_token: non_empty(p, "ClientToken"),
     };
@@ -532,7 +532,7 @@ fn analysis_field(a: &&NetworkInsightsAnalysis, name: &str) -> Option<Vec<String
 
 fn describe_analyses(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
-    let mut ids = p.list("NetworkInsightsAnalysisId");
+    let mut ids = p.list("NetworkInsightsAnalysisId")?;
     ids.sort();
     ids.dedup();
     let path_id = non_empty(p, "NetworkInsightsPathId");

@@ -47,10 +47,9 @@ pub fn lookup(action: &str) -> Option<Handler> {
 /// `TagSpecification.N` for several resource types: tags by type.
 fn tag_specs_by_type(p: &Params, allowed: &[&str]) -> Result<HashMap<String, Tags>, Fault> {
     let mut out: HashMap<String, Tags> = HashMap::new();
-    for spec in p.indexed("TagSpecification") {
-        let rt = spec
-            .get("ResourceType")
-            .ok_or_else(|| Fault::missing("TagSpecification.ResourceType"))?;
+    for spec in p.indexed("TagSpecification")? {
+        spec.allow_only(&["ResourceType", "Tag."])?;
+        let rt = spec.req_member("ResourceType")?;
         if !allowed.contains(&rt) {
             return Err(Fault::invalid_param(format!(
                 "'{rt}' is not a valid taggable resource type for this operation."
@@ -68,12 +67,14 @@ fn tag_specs_by_type(p: &Params, allowed: &[&str]) -> Result<HashMap<String, Tag
 }
 
 /// `prefix.N.<key>` values (also accepting the flat `prefix.N` form).
-fn member_list(p: &Params, prefix: &str, key: &str) -> Vec<String> {
-    p.indexed(prefix)
-        .into_iter()
-        .filter_map(|x| x.string(key).or_else(|| x.string("")))
-        .filter(|s| !s.is_empty())
-        .collect()
+fn member_list(p: &Params, prefix: &str, key: &str) -> Result<Vec<String>, Fault> {
+    let mut out = Vec::new();
+    for entry in p.indexed(prefix)? {
+        entry.allow_only(&[key, ""])?;
+        let value = entry.string(key).or_else(|| entry.string(""));
+        out.extend(value.filter(|s| !s.is_empty()));
+    }
+    Ok(out)
 }
 
 fn non_empty(p: &Params, k: &str) -> Option<String> {
@@ -83,11 +84,12 @@ fn non_empty(p: &Params, k: &str) -> Option<String> {
 /// The address part of a new interface (CreateNetworkInterface, NetworkInterface.N).
 fn eni_spec(p: &Params) -> Result<eni::EniSpec, Fault> {
     let mut private_ips = Vec::new();
-    for x in p.indexed("PrivateIpAddresses") {
+    for x in p.indexed("PrivateIpAddresses")? {
+        x.allow_only(&["PrivateIpAddress", "Primary"])?;
         let a = x
             .string("PrivateIpAddress")
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| Fault::missing("PrivateIpAddresses.PrivateIpAddress"))?;
+            .ok_or_else(|| Fault::missing(&x.wire("PrivateIpAddress")))?;
         private_ips.push((a, x.bool("Primary")?.unwrap_or(false)));
     }
     Ok(eni::EniSpec {
@@ -96,10 +98,10 @@ fn eni_spec(p: &Params) -> Result<eni::EniSpec, Fault> {
         private_ip: non_empty(p, "PrivateIpAddress"),
         private_ips,
         secondary_count: p.int("SecondaryPrivateIpAddressCount")?,
-        group_ids: p.list("SecurityGroupId"),
+        group_ids: p.list("SecurityGroupId")?,
         group_names: Vec::new(),
         ipv6_count: p.int("Ipv6AddressCount")?,
-        ipv6: member_list(p, "Ipv6Addresses", "Ipv6Address"),
+        ipv6: member_list(p, "Ipv6Addresses", "Ipv6Address")?,
         tags: Vec::new(),
     })
 }
@@ -402,7 +404,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         ],
     )?;
     let mut interfaces = Vec::new();
-    for n in p.indexed("NetworkInterface") {
+    for n in p.indexed("NetworkInterface")? {
         interfaces.push(instance::IfaceSpec {
             device_index: n.int("DeviceIndex")?,
             network_interface_id: non_empty(&n, "NetworkInterfaceId"),
@@ -418,10 +420,10 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         max_count: p.int("MaxCount")?,
         subnet_id: non_empty(p, "SubnetId"),
         private_ip: non_empty(p, "PrivateIpAddress"),
-        group_ids: p.list("SecurityGroupId"),
-        group_names: p.list("SecurityGroup"),
+        group_ids: p.list("SecurityGroupId")?,
+        group_names: p.list("SecurityGroup")?,
         ipv6_count: p.int("Ipv6AddressCount")?,
-        ipv6: member_list(p, "Ipv6Address", "Ipv6Address"),
+        ipv6: member_list(p, "Ipv6Address", "Ipv6Address")?,
         interfaces,
         availability_zone: non_empty(p, "Placement.AvailabilityZone"),
         key_name: non_empty(p, "KeyName"),
@@ -606,7 +608,7 @@ fn instance_field(
 }
 
 fn describe_instances(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("InstanceId");
+    let ids = r.p.list("InstanceId")?;
     if !ids.is_empty() && r.p.has("MaxResults") {
         return Err(Fault::new(
             "InvalidParameterCombination",
@@ -658,22 +660,22 @@ fn render_changes(r: &Req<'_>, changes: &[instance::StateChange]) -> Result<Stri
 }
 
 fn start_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let c = instance::start(w, ctx, &r.p.list("InstanceId"))?;
+    let c = instance::start(w, ctx, &r.p.list("InstanceId")?)?;
     render_changes(r, &c)
 }
 
 fn stop_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let c = instance::stop(w, ctx, &r.p.list("InstanceId"))?;
+    let c = instance::stop(w, ctx, &r.p.list("InstanceId")?)?;
     render_changes(r, &c)
 }
 
 fn terminate_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let c = instance::terminate(w, ctx, &r.p.list("InstanceId"))?;
+    let c = instance::terminate(w, ctx, &r.p.list("InstanceId")?)?;
     render_changes(r, &c)
 }
 
 fn reboot_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    instance::reboot(w, ctx, &r.p.list("InstanceId"))?;
+    instance::reboot(w, ctx, &r.p.list("InstanceId")?)?;
     r.ok()
 }
 
@@ -702,7 +704,7 @@ fn modify_instance_attribute(
             .or_else(|| p.string("InstanceType")),
         ..instance::InstanceChange::default()
     };
-    let groups = p.list("GroupId");
+    let groups = p.list("GroupId")?;
     if !groups.is_empty() {
         c.groups = Some(groups);
     }
@@ -972,7 +974,7 @@ fn by_ids<'w, T>(
 }
 
 fn describe_enis(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("NetworkInterfaceId");
+    let ids = r.p.list("NetworkInterfaceId")?;
     let items = by_ids(
         &ids,
         |id| eni::get(w, ctx, id),
@@ -1010,7 +1012,7 @@ fn detach_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, F
 
 fn modify_eni_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
-    let groups = p.list("SecurityGroupId");
+    let groups = p.list("SecurityGroupId")?;
     let attachment = match p.string("Attachment.AttachmentId") {
         Some(a) => Some((a, p.bool("Attachment.DeleteOnTermination")?)),
         None if p.has("Attachment.DeleteOnTermination") => {
@@ -1122,8 +1124,8 @@ fn render_nat(x: &mut Xml, w: &World, g: &NatGateway) {
 
 fn create_nat(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
-    if !p.list("SecondaryAllocationId").is_empty()
-        || !p.list("SecondaryPrivateIpAddress").is_empty()
+    if !p.list("SecondaryAllocationId")?.is_empty()
+        || !p.list("SecondaryPrivateIpAddress")?.is_empty()
         || p.has("SecondaryPrivateIpAddressCount")
     {
         return Err(Fault::new(
@@ -1171,7 +1173,7 @@ fn nat_field(g: &&NatGateway, name: &str) -> Option<Vec<String>> {
 }
 
 fn describe_nats(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("NatGatewayId");
+    let ids = r.p.list("NatGatewayId")?;
     let items = by_ids(
         &ids,
         |id| nat::get(w, ctx, id),
@@ -1305,8 +1307,8 @@ fn render_address(x: &mut Xml, w: &World, a: &Address) {
 }
 
 fn describe_addresses(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let alloc_ids = r.p.list("AllocationId");
-    let public_ips = r.p.list("PublicIp");
+    let alloc_ids = r.p.list("AllocationId")?;
+    let public_ips = r.p.list("PublicIp")?;
     let mut items: Vec<&Address> = if alloc_ids.is_empty() && public_ips.is_empty() {
         w.scoped::<Address>(&ctx.account, &ctx.region).collect()
     } else {

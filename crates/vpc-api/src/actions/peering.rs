@@ -180,7 +180,7 @@ const FILTERS: &[&str] = &[
 ];
 
 fn describe(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let mut ids = r.p.list("VpcPeeringConnectionId");
+    let mut ids = r.p.list("VpcPeeringConnectionId")?;
     let items: Vec<Item<'_>> = if ids.is_empty() {
         pcx::listed(w, &ctx.account, &ctx.region, ctx.now).collect()
     } else {

@@ -235,7 +235,7 @@ fn table_field(w: &World, rt: &RouteTable, name: &str) -> Option<Vec<String>> {
 }
 
 fn describe_tables(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("RouteTableId");
+    let ids = r.p.list("RouteTableId")?;
     let items: Vec<&RouteTable> = if ids.is_empty() {
         w.scoped::<RouteTable>(&ctx.account, &ctx.region).collect()
     } else {

@@ -30,13 +30,14 @@ pub fn lookup(action: &str) -> Option<Handler> {
 
 /// `prefix.N.<key>` / `prefix.N.Description` entries.
 fn sources(p: &Params, prefix: &str, key: &str) -> Result<Vec<Source>, Fault> {
-    p.indexed(prefix)
+    p.indexed(prefix)?
         .into_iter()
         .map(|s| {
+            s.allow_only(&[key, "Description"])?;
             let value = s
                 .get(key)
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| Fault::missing(key))?;
+                .ok_or_else(|| Fault::missing(&s.wire(key)))?;
             Ok(Source {
                 value: value.to_string(),
                 description: s.string("Description"),
@@ -45,24 +46,49 @@ fn sources(p: &Params, prefix: &str, key: &str) -> Result<Vec<Source>, Fault> {
         .collect()
 }
 
-fn pair(g: &Params) -> PairSpec {
-    PairSpec {
+fn pair(g: &Params) -> Result<PairSpec, Fault> {
+    g.allow_only(&[
+        "GroupId",
+        "GroupName",
+        "UserId",
+        "VpcId",
+        "VpcPeeringConnectionId",
+        "Description",
+        "PeeringStatus",
+    ])?;
+    Ok(PairSpec {
         group_id: g.string("GroupId"),
         group_name: g.string("GroupName"),
         user_id: g.string("UserId"),
         vpc_id: g.string("VpcId"),
         peering_id: g.string("VpcPeeringConnectionId"),
         description: g.string("Description"),
-    }
+    })
 }
 
 /// `IpPermissions.N.*`, plus the legacy flat form (`IpProtocol`, `CidrIp`, …).
 fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
     let mut out = Vec::new();
-    for ip in p.indexed("IpPermissions") {
-        let mut groups: Vec<PairSpec> = ip.indexed("Groups").iter().map(pair).collect();
+    for ip in p.indexed("IpPermissions")? {
+        ip.allow_only(&[
+            "IpProtocol",
+            "FromPort",
+            "ToPort",
+            "IpRanges.",
+            "Ipv6Ranges.",
+            "PrefixListIds.",
+            "Groups.",
+            "UserIdGroupPairs.",
+        ])?;
+        let mut groups: Vec<PairSpec> = ip
+            .indexed("Groups")?
+            .iter()
+            .map(pair)
+            .collect::<Result<_, _>>()?;
         // The member's name, in case a client sends it instead of the wire name.
-        groups.extend(ip.indexed("UserIdGroupPairs").iter().map(pair));
+        for g in ip.indexed("UserIdGroupPairs")? {
+            groups.push(pair(&g)?);
+        }
         out.push(Permission {
             protocol: ip.string("IpProtocol"),
             from_port: ip.int("FromPort")?,
@@ -342,8 +368,8 @@ fn group_filters() -> Vec<String> {
 }
 
 fn describe_groups(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("GroupId");
-    let names = r.p.list("GroupName");
+    let ids = r.p.list("GroupId")?;
+    let names = r.p.list("GroupName")?;
     let mut items: Vec<&SecurityGroup> = if ids.is_empty() && names.is_empty() {
         w.scoped::<SecurityGroup>(&ctx.account, &ctx.region)
             .collect()
@@ -417,7 +443,7 @@ fn authorize_egress(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<Str
 fn revoke(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>, egress: bool) -> Result<String, Fault> {
     let id = target(w, ctx, r.p, !egress)?;
     let perms = permissions(r.p)?;
-    let rule_ids = r.p.list("SecurityGroupRuleId");
+    let rule_ids = r.p.list("SecurityGroupRuleId")?;
     let removed = match (perms.is_empty(), rule_ids.is_empty()) {
         (false, false) => return Err(Fault::new(
             "InvalidParameterCombination",
@@ -446,7 +472,7 @@ fn revoke_egress(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
 }
 
 fn describe_rules(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("SecurityGroupRuleId");
+    let ids = r.p.list("SecurityGroupRuleId")?;
     let items = if ids.is_empty() {
         model::all_rules(w, ctx)
     } else {
@@ -484,7 +510,7 @@ fn describe_rules(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault
 // ---- References and stale rules -----------------------------------------
 
 fn describe_references(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let refs = model::references(w, ctx, &r.p.list("GroupId"))?;
+    let refs = model::references(w, ctx, &r.p.list("GroupId")?)?;
     let mut x = r.xml();
     x.set("securityGroupReferenceSet", &refs, |x, f| {
         x.leaf("groupId", &f.group_id)

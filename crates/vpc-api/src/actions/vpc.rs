@@ -1,7 +1,7 @@
 //! VPCs, subnets, internet gateways, tags, regions and zones.
 
 use super::{Handler, Req};
-use crate::params::parse_tags;
+use crate::params::{parse_tag_keys, parse_tags};
 use crate::query::{self, tag_field};
 use crate::xml::Xml;
 use vpc_model::ops::{self, subnet::CreateSubnet, vpc::CreateVpc, vpc::NewBlock};
@@ -176,7 +176,7 @@ const VPC_FILTERS: &[&str] = &[
 ];
 
 fn describe_vpcs(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("VpcId");
+    let ids = r.p.list("VpcId")?;
     let items = by_ids(
         &ids,
         |id| ops::vpc::get(w, ctx, id),
@@ -394,7 +394,7 @@ const SUBNET_FILTERS: &[&str] = &[
 ];
 
 fn describe_subnets(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("SubnetId");
+    let ids = r.p.list("SubnetId")?;
     let items = by_ids(
         &ids,
         |id| ops::subnet::get(w, ctx, id),
@@ -490,7 +490,7 @@ fn igw_field(g: &&InternetGateway, name: &str) -> Option<Vec<String>> {
 }
 
 fn describe_igws(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let ids = r.p.list("InternetGatewayId");
+    let ids = r.p.list("InternetGatewayId")?;
     let items = by_ids(
         &ids,
         |id| ops::igw::get(w, ctx, id),
@@ -521,17 +521,15 @@ fn describe_igws(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
 
 fn create_tags(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let tags = parse_tags(r.p, "Tag")?;
-    ops::tags::create_tags(w, ctx, &r.p.list("ResourceId"), &tags)?;
+    ops::tags::create_tags(w, ctx, &r.p.list("ResourceId")?, &tags)?;
     r.ok()
 }
 
 fn delete_tags(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let del: Vec<(String, Option<String>)> =
-        r.p.indexed("Tag")
-            .into_iter()
-            .filter_map(|t| Some((t.get("Key")?.to_string(), t.string("Value"))))
-            .collect();
-    ops::tags::delete_tags(w, ctx, &r.p.list("ResourceId"), &del)?;
+    // Parsed strictly before anything changes: an empty list means "every
+    // tag", so a list that cannot be read must never be taken for one.
+    let del = parse_tag_keys(r.p, "Tag")?;
+    ops::tags::delete_tags(w, ctx, &r.p.list("ResourceId")?, &del)?;
     r.ok()
 }
 
@@ -576,7 +574,7 @@ fn describe_tags(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
 // ---- Regions and zones ---------------------------------------------------
 
 fn describe_regions(_w: &World, _ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let names = r.p.list("RegionName");
+    let names = r.p.list("RegionName")?;
     let mut regions: Vec<_> = r.regions.list.iter().collect();
     for n in &names {
         if r.regions.get(n).is_none() {
@@ -613,8 +611,8 @@ fn describe_regions(_w: &World, _ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, F
 }
 
 fn describe_azs(_w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    let names = r.p.list("ZoneName");
-    let zone_ids = r.p.list("ZoneId");
+    let names = r.p.list("ZoneName")?;
+    let zone_ids = r.p.list("ZoneId")?;
     let mut zones: Vec<(String, String)> = ctx.zones.to_vec();
     for n in &names {
         if !zones.iter().any(|(z, _)| z == n) {
@@ -685,7 +683,7 @@ fn describe_account_attributes(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<
         ("max-elastic-ips", "5".into()),
         ("vpc-max-elastic-ips", "5".into()),
     ];
-    let wanted = r.p.list("AttributeName");
+    let wanted = r.p.list("AttributeName")?;
     let mut x = r.xml();
     x.set(
         "accountAttributeSet",

@@ -522,6 +522,13 @@ fn expand(
         };
         for s in &p.ipv4 {
             let n = cidr::parse_v4(&s.value).ok_or_else(|| bad_cidr(&s.value))?;
+            if proto == "icmpv6" {
+                // ICMPv6 never travels over IPv4: such a rule could match nothing.
+                return Err(Fault::new(
+                    "InvalidParameterCombination",
+                    format!("The protocol icmpv6 (58) cannot be combined with the IPv4 CIDR block {n}: ICMPv6 rules take IPv6 ranges only."),
+                ));
+            }
             push(Some(SgPeer::Cidr4(n)), &s.description);
         }
         for s in &p.ipv6 {
@@ -1473,6 +1480,35 @@ mod tests {
             .code,
             "InvalidGroup.NotFound"
         );
+    }
+
+    #[test]
+    fn icmpv6_takes_ipv6_ranges_only() {
+        let mut t = T::new();
+        let v = t.vpc(A, "10.0.0.0/16");
+        let id = t.group(A, &v.meta.id, "icmp6");
+        for proto in ["icmpv6", "58"] {
+            let p = cidr_perm(proto, Some(-1), Some(-1), "10.0.0.0/8");
+            let e = t
+                .run(A, |w, ctx| authorize(w, ctx, &id, false, &[p], vec![]))
+                .unwrap_err();
+            assert_eq!(e.code, "InvalidParameterCombination", "{proto}");
+        }
+        assert!(t.sg(&id).ingress.is_empty());
+        let mut v6 = cidr_perm("icmpv6", Some(-1), Some(-1), "10.0.0.0/8");
+        v6.ipv6 = std::mem::take(&mut v6.ipv4);
+        v6.ipv6[0].value = "::/0".into();
+        t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[v6], vec![]))
+            .unwrap();
+        // ICMP (v4) with an IPv6 range is accepted, as AWS does.
+        let mut v4_on_v6 = cidr_perm("icmp", Some(-1), Some(-1), "10.0.0.0/8");
+        v4_on_v6.ipv6 = std::mem::take(&mut v4_on_v6.ipv4);
+        v4_on_v6.ipv6[0].value = "::/0".into();
+        t.run(A, |w, ctx| {
+            authorize(w, ctx, &id, false, &[v4_on_v6], vec![])
+        })
+        .unwrap();
+        assert_eq!(t.sg(&id).ingress.len(), 2);
     }
 
     #[test]
