@@ -6,6 +6,7 @@
 //! list, publishes the new world and renders the XML answer.
 
 pub mod actions;
+pub mod commit;
 pub mod params;
 pub mod query;
 pub mod server;

@@ -1,6 +1,7 @@
 //! HTTP front: authentication, dispatch, the single writer, and error envelopes.
 
 use crate::actions::{self, Handler, Req};
+use crate::commit::GroupCommit;
 use crate::params::Params;
 use crate::sigv4::{self, AuthError, SignedRequest};
 use crate::xml::{self, Xml};
@@ -25,6 +26,9 @@ pub struct Config {
     pub limits: Limits,
     /// Serve `POST /_vpcd/clock` so tests can move the simulated clock.
     pub test_clock: bool,
+    /// Let concurrent writes share one transaction and fsync (on by default;
+    /// off only to measure the baseline).
+    pub group_commit: bool,
 }
 
 /// Random hex for resource IDs.
@@ -42,7 +46,7 @@ impl IdSource for RandomIds {
 /// Shared server state.
 pub struct App {
     world: ArcSwap<World>,
-    writer: Mutex<Store>,
+    writer: GroupCommit,
     reader: Mutex<Store>,
     keys: RwLock<HashMap<String, (String, String)>>,
     clock_offset: AtomicI64,
@@ -179,8 +183,8 @@ impl App {
             }
         }
         Ok(Arc::new(App {
-            world: ArcSwap::from_pointee(world),
-            writer: Mutex::new(writer),
+            world: ArcSwap::from_pointee(world.clone()),
+            writer: GroupCommit::new(writer, world, config.group_commit),
             reader: Mutex::new(reader),
             keys: RwLock::new(keys),
             clock_offset: AtomicI64::new(offset),
@@ -253,7 +257,9 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// Runs `f` as one write transaction. Nothing is published unless the store commits.
+    /// Runs `f` as one all-or-nothing write and answers once it is durable
+    /// (group commit, see [`crate::commit`]). Nothing is published unless
+    /// the store committed it.
     fn write<T>(
         &self,
         account: &str,
@@ -262,44 +268,42 @@ impl App {
         dry_run: bool,
     ) -> Result<T, Fault> {
         let zones = self.zones(region);
-        let mut ids = RandomIds;
-        let mut store = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.now();
-        let mut w = (*self.world.load_full()).clone();
-        let mut ctx = Ctx {
-            account: account.to_string(),
-            region: region.to_string(),
-            now,
-            ids: &mut ids,
-            limits: &self.config.limits,
-            zones: &zones,
+        let operation = |w: &mut World| {
+            let now = self.now();
+            let mut ids = RandomIds;
+            let mut ctx = Ctx {
+                account: account.to_string(),
+                region: region.to_string(),
+                now,
+                ids: &mut ids,
+                limits: &self.config.limits,
+                zones: &zones,
+            };
+            // Timers due by now apply before the action sees the world, so no
+            // action ever acts on a connection that should already have moved on.
+            ops::tick(w, now);
+            let out = f(w, &mut ctx)?;
+            if dry_run {
+                return Err(Fault::new(
+                    "DryRunOperation",
+                    "Request would have succeeded, but DryRun flag is set.",
+                ));
+            }
+            Ok(out)
         };
-        // Timers due by now apply before the action sees the world, so no
-        // action ever acts on a connection that should already have moved on.
-        ops::tick(&mut w, now);
-        let out = f(&mut w, &mut ctx)?;
-        if dry_run {
-            return Err(Fault::new(
-                "DryRunOperation",
-                "Request would have succeeded, but DryRun flag is set.",
-            ));
-        }
-        let changes = w.take_changes();
-        if !changes.is_empty() {
-            store.commit(&w, &changes).map_err(|e| {
-                tracing::error!(error = %e, "commit failed");
-                Fault::new("InternalError", "An internal error has occurred")
-            })?;
-            let next = ops::next_deadline(&w).map_or(i64::MAX, |t| t.0);
-            self.next_deadline.store(next, Ordering::Relaxed);
-            self.world.store(Arc::new(w));
-            *self
-                .generation
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) += 1;
-            self.published.notify_all();
-        }
-        Ok(out)
+        self.writer.write(operation, |w| self.publish(w))
+    }
+
+    /// Makes a committed World the one reads and watchers see.
+    fn publish(&self, w: &World) {
+        let next = ops::next_deadline(w).map_or(i64::MAX, |t| t.0);
+        self.next_deadline.store(next, Ordering::Relaxed);
+        self.world.store(Arc::new(w.clone()));
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.published.notify_all();
     }
 
     /// Whether the caller's first use of a region or a due timer needs a write first.
@@ -363,18 +367,14 @@ impl App {
 
     /// Moves the simulated clock forward and persists the offset.
     pub fn advance_clock(&self, ms: i64) -> Result<i64, Fault> {
-        let _g = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let cur = self.clock_offset.load(Ordering::SeqCst);
         let off = cur
             .checked_add(ms)
             .filter(|o| o.checked_add(real_now_ms()).is_some())
             .ok_or_else(|| Fault::invalid_param("clock offset out of range"))?;
         self.clock_offset.store(off, Ordering::SeqCst);
-        drop(_g);
         self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .set_setting("clock_offset_ms", &off.to_string())
+            .with_store(|s| s.set_setting("clock_offset_ms", &off.to_string()))
             .map_err(|e| Fault::new("InternalError", e.to_string()))?;
         self.tick();
         Ok(off)

@@ -72,6 +72,10 @@ struct ServeArgs {
     /// Serve the control plane only: record instances but do not realize them.
     #[arg(long)]
     no_dataplane: bool,
+    /// Commit every write in its own transaction and fsync instead of letting
+    /// concurrent writes share one (only to measure the difference).
+    #[arg(long)]
+    no_group_commit: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +167,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         regions,
         limits,
         test_clock: args.test_clock,
+        group_commit: !args.no_group_commit,
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
     let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
@@ -268,6 +273,7 @@ fn main() -> Result<()> {
         limits: None,
         test_clock: false,
         no_dataplane: false,
+        no_group_commit: false,
     }));
     match cmd {
         Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
