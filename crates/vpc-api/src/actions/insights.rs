@@ -718,4 +718,26 @@ mod tests {
             assert!(s.contains(want), "{want} not in {s}");
         }
     }
+
+    /// A component withheld from the caller (another account's, see
+    /// `vpc_model::ops::account_view`) renders with neither id nor arn,
+    /// only the name saying what it is.
+    #[test]
+    fn renders_a_withheld_component_without_id_or_arn() {
+        let withheld = AnalysisRef {
+            id: None,
+            kind: "network-interface".into(),
+            arn: None,
+            name: Some("the peer VPC's network interface".into()),
+        };
+        let mut x = Xml::response("DescribeNetworkInsightsAnalyses", "r-1");
+        x.set("forwardPathComponentSet", [0], |x, _| {
+            render_hop(x, &hop(7, withheld.clone(), None), None, None)
+        });
+        let s = x.finish("DescribeNetworkInsightsAnalyses");
+        assert!(
+            s.contains("<component><name>the peer VPC&apos;s network interface</name></component>"),
+            "{s}"
+        );
+    }
 }
