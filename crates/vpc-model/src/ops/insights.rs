@@ -929,6 +929,57 @@ mod tests {
         assert!(w.insights_paths.is_empty());
     }
 
+    /// FilterInArns, FilterOutArns and AdditionalAccounts naming another
+    /// account give exactly what a missing resource (or account) gives.
+    #[test]
+    fn analysis_filters_and_accounts_keep_to_the_callers_own() {
+        let mut w = world();
+        let p = with_ctx(A, |ctx| {
+            create_path(
+                &mut w,
+                ctx,
+                req("i-0000000000000000a", "i-0000000000000000a"),
+            )
+            .unwrap()
+        });
+        let start = |w: &mut World, f: &dyn Fn(&mut StartAnalysis)| {
+            let mut r = StartAnalysis {
+                path_id: Some(p.meta.id.clone()),
+                ..StartAnalysis::default()
+            };
+            f(&mut r);
+            with_ctx(A, |ctx| start_analysis(w, ctx, r))
+        };
+        let foreign = "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b";
+        let missing = "arn:aws:ec2:us-east-1:222222222222:instance/i-00000000000000fff";
+        let own = "arn:aws:ec2:us-east-1:111111111111:instance/i-0000000000000000a";
+        for set in [
+            |r: &mut StartAnalysis, a: &str| r.filter_in_arns = vec![a.into()],
+            |r: &mut StartAnalysis, a: &str| r.filter_out_arns = vec![a.into()],
+        ] {
+            let f = start(&mut w, &|r| set(r, foreign)).unwrap_err();
+            let m = start(&mut w, &|r| set(r, missing)).unwrap_err();
+            assert_eq!(f.code, "InvalidInstanceID.NotFound");
+            assert_eq!(f.code, m.code);
+            assert_eq!(
+                f.message.replace("0000000000000000b", "00000000000000fff"),
+                m.message
+            );
+            start(&mut w, &|r| set(r, own)).unwrap();
+            let e = start(&mut w, &|r| set(r, "arn:aws:s3:::bucket")).unwrap_err();
+            assert_eq!(e.code, "InvalidParameterValue");
+        }
+        let f = start(&mut w, &|r| r.additional_accounts = vec![B.into()]).unwrap_err();
+        let m = start(&mut w, &|r| {
+            r.additional_accounts = vec!["999999999999".into()]
+        })
+        .unwrap_err();
+        assert_eq!(f.code, "InvalidParameterValue");
+        assert_eq!(f.code, m.code);
+        assert_eq!(f.message.replace(B, "999999999999"), m.message);
+        start(&mut w, &|r| r.additional_accounts = vec![A.into()]).unwrap();
+    }
+
     #[test]
     fn delete_refused_while_analyses_exist() {
         let mut w = world();
