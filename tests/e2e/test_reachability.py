@@ -15,6 +15,12 @@ Where vpcd's diagnoses appear in the API (docs/reachability.md):
 * and one line per diagnosis in the analysis' `WarningMessage`:
   `vpcd diagnosis <kind>: <message> Fix: <fix>`.
 
+Account boundaries (docs/reachability.md, "Account boundaries"): a path names only the
+caller's own resources (another account's gives exactly the error a missing one gives),
+and an analysis across a peering into another account's VPC, its destination given by
+IP address, shows none of that account's IDs, ARNs or tags. The golden cases therefore
+put both ends in one account unless they test the boundary itself.
+
 Every test makes its own VPCs in 10.150-10.199.
 """
 
@@ -26,7 +32,10 @@ import subprocess
 import uuid
 from types import SimpleNamespace
 
+import ipaddress
+
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import VPCD_BIN
 from helpers import (A_ID, B_ID, C_ID, active_peering, default_sg, expect_error, is_id,
@@ -63,11 +72,13 @@ def allow_tcp(n: SimpleNamespace, port: int, cidr: str):
         {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}])
 
 
-def peered(client, cidr_a: str, cidr_b: str, routes: bool = True, port: int = 22):
-    """A (account A) and B (account B), peered (active); routes both ways; B admits tcp `port` from A."""
+def peered(client, cidr_a: str, cidr_b: str, routes: bool = True, port: int = 22,
+           b_account: str = "A"):
+    """VPC-A (account A) and VPC-B (account `b_account`, by default A too), peered (active);
+    routes both ways; B admits tcp `port` from A."""
     a = net(client("A"), "A", cidr_a)
-    b = net(client("B"), "B", cidr_b)
-    pcx = active_peering(a.ec2, b.ec2, a.id, b.id, B_ID)
+    b = net(client(b_account), b_account, cidr_b)
+    pcx = active_peering(a.ec2, b.ec2, a.id, b.id, ACCOUNT_IDS[b_account])
     if routes:
         route(a, b.cidr, VpcPeeringConnectionId=pcx)
         route(b, a.cidr, VpcPeeringConnectionId=pcx)
@@ -81,7 +92,9 @@ def analyse(ec2, source: str, destination: str | None = None, protocol: str = "t
             port: int | None = 22, **kw) -> dict:
     """Creates a path, starts an analysis, and returns the described analysis."""
     args = {"Source": source, "Protocol": protocol, **kw}
-    if destination:
+    if destination and is_ip(destination):
+        args["DestinationIp"] = destination
+    elif destination:
         args["Destination"] = destination
     if port is not None:
         args["DestinationPort"] = port
@@ -95,6 +108,14 @@ def analyse(ec2, source: str, destination: str | None = None, protocol: str = "t
     assert got["Status"] == "succeeded", \
         f"analysis {got['Status']}: {got.get('StatusMessage')!r}"
     return got
+
+
+def is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False
 
 
 def codes(analysis: dict) -> set[str]:
@@ -149,7 +170,7 @@ def cli_diagnoses(server, *args: str) -> tuple[subprocess.CompletedProcess, dict
 def test_path_lifecycle_filters_and_errors(server, client):
     a, b = client("A"), client("B")
     na = net(a, "A", "10.150.0.0/16")
-    nb = net(b, "B", "10.151.0.0/16")
+    nb = net(a, "A", "10.151.0.0/16")  # A's own second VPC
 
     p = a.create_network_insights_path(
         Source=na.inst, Destination=nb.arn, Protocol="tcp", DestinationPort=443,
@@ -213,8 +234,6 @@ def test_path_lifecycle_filters_and_errors(server, client):
         b.delete_network_insights_path(NetworkInsightsPathId=pid)
 
     # Errors.
-    with expect_error("InvalidInstanceID.NotFound"):  # another account's instance by bare ID
-        a.create_network_insights_path(Source=na.inst, Destination=nb.inst, Protocol="tcp")
     with expect_error("InvalidInstanceID.NotFound"):  # the source must be the caller's own
         b.create_network_insights_path(Source=na.arn, Destination=nb.inst, Protocol="tcp")
     with expect_error("InvalidParameterValue"):
@@ -247,7 +266,7 @@ def test_path_lifecycle_filters_and_errors(server, client):
 def test_analysis_lifecycle(server, client):
     a, b = client("A"), client("B")
     na = net(a, "A", "10.152.0.0/16")
-    nb = net(b, "B", "10.153.0.0/16")
+    nb = net(a, "A", "10.153.0.0/16")  # A's own, not peered
     pid = a.create_network_insights_path(Source=na.inst, Destination=nb.arn, Protocol="tcp",
                                          DestinationPort=22)["NetworkInsightsPath"]["NetworkInsightsPathId"]
     before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
@@ -407,10 +426,10 @@ def test_seed_workflow_is_reachable_through_the_peering(server, client):
 
 def test_transitive_peering(server, client):
     a = net(client("A"), "A", "10.162.0.0/16")
-    b = net(client("B"), "B", "10.163.0.0/16")
-    c = net(client("C"), "C", "10.164.0.0/16")
-    ab = active_peering(a.ec2, b.ec2, a.id, b.id, B_ID)
-    bc = active_peering(b.ec2, c.ec2, b.id, c.id, C_ID)
+    b = net(client("A"), "A", "10.163.0.0/16")
+    c = net(client("A"), "A", "10.164.0.0/16")
+    ab = active_peering(a.ec2, b.ec2, a.id, b.id, A_ID)
+    bc = active_peering(b.ec2, c.ec2, b.id, c.id, A_ID)
     # Every table routes as if B would forward: A sends C's block to B, C sends A's to B.
     route(a, b.cidr, VpcPeeringConnectionId=ab)
     route(a, c.cidr, VpcPeeringConnectionId=ab)
@@ -471,7 +490,8 @@ def test_peering_pending_acceptance(server, client):
     route(a, b.cidr, VpcPeeringConnectionId=pcx)  # a blackhole until B accepts
     allow_tcp(b, 22, a.cidr)
 
-    an = analyse(a.ec2, a.inst, b.arn, "tcp", 22)
+    # Across accounts: B's instance by its address (the peering is A's to see as well).
+    an = analyse(a.ec2, a.inst, b.ip, "tcp", 22)
     assert an["NetworkPathFound"] is False
     assert codes(an) & {"BAD_STATE_ROUTE", "BAD_STATE"}, an["Explanations"]
     bad = [e for e in an["Explanations"] if e["ExplanationCode"] in ("BAD_STATE_ROUTE", "BAD_STATE")]
@@ -551,3 +571,166 @@ def test_icmp_is_a_vpcd_extension(server, client, protocol):
     assert an["NetworkPathFound"] is True, an.get("Explanations")
     p = reach(server, a.inst, b.ip, "--protocol", "icmp")
     assert p.returncode == 0, show(p)
+
+
+# -- account boundaries ----------------------------------------------------------------
+
+def error_of(fn, **kw) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of the ClientError `fn(**kw)` raises."""
+    with pytest.raises(ClientError) as ei:
+        fn(**kw)
+    r = ei.value.response
+    return r["Error"]["Code"], r["Error"]["Message"], r["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_another_accounts_resource_is_as_unknown_as_a_missing_one(server, client):
+    a = net(client("A"), "A", "10.175.0.0/16")
+    b = net(client("B"), "B", "10.176.0.0/16")
+    missing = "i-0123456789abcdef0"
+    assert missing != a.inst
+    missing_arn = f"arn:aws:ec2:us-east-1:{A_ID}:instance/{missing}"
+
+    def same(got: tuple, want: tuple, foreign_id: str):
+        code, msg, status = got
+        assert code == want[0] == "InvalidInstanceID.NotFound", (got, want)
+        assert msg.replace(foreign_id, missing) == want[1], (got, want)
+        assert status == want[2] == 400, (got, want)
+
+    create = b.ec2.create_network_insights_path
+    for foreign, absent in [(a.inst, missing), (a.arn, missing_arn)]:
+        # As destination and as source, by bare ID and by ARN.
+        same(error_of(create, Source=b.inst, Destination=foreign, Protocol="tcp", DestinationPort=22),
+             error_of(create, Source=b.inst, Destination=absent, Protocol="tcp", DestinationPort=22), a.inst)
+        same(error_of(create, Source=foreign, Destination=b.inst, Protocol="tcp", DestinationPort=22),
+             error_of(create, Source=absent, Destination=b.inst, Protocol="tcp", DestinationPort=22), a.inst)
+    # Nothing was made.
+    assert b.ec2.describe_network_insights_paths()["NetworkInsightsPaths"] == []
+
+    # StartNetworkInsightsAnalysis: FilterInArns, FilterOutArns and AdditionalAccounts likewise.
+    pid = create(Source=b.inst, DestinationIp=a.ip, Protocol="tcp", DestinationPort=22)[
+        "NetworkInsightsPath"]["NetworkInsightsPathId"]
+    start = b.ec2.start_network_insights_analysis
+    for param in ("FilterInArns", "FilterOutArns"):
+        same(error_of(start, NetworkInsightsPathId=pid, **{param: [a.arn]}),
+             error_of(start, NetworkInsightsPathId=pid, **{param: [missing_arn]}), a.inst)
+    nobody = "999999999999"
+    code, msg, status = error_of(start, NetworkInsightsPathId=pid, AdditionalAccounts=[A_ID])
+    assert (code, msg.replace(A_ID, nobody), status) == \
+        error_of(start, NetworkInsightsPathId=pid, AdditionalAccounts=[nobody])
+    assert code == "InvalidParameterValue", (code, msg)
+    # The caller's own resources and account are fine.
+    own = start(NetworkInsightsPathId=pid, FilterInArns=[b.arn], AdditionalAccounts=[B_ID])
+    assert own["NetworkInsightsAnalysis"]["FilterInArns"] == [b.arn]
+
+
+def tag_everything(n: SimpleNamespace, pcx: str) -> list[str]:
+    """Names every resource of `n`'s VPC (and its own view of `pcx`); returns the values."""
+    ec2 = n.ec2
+    eni = ec2.describe_instances(InstanceIds=[n.inst])["Reservations"][0]["Instances"][0][
+        "NetworkInterfaces"][0]["NetworkInterfaceId"]
+    acl = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [n.id]}])["NetworkAcls"][0][
+        "NetworkAclId"]
+    names = []
+    for rid in (n.id, n.subnet, n.inst, eni, n.sg, n.rtb, acl, pcx):
+        value = f"secret-{n.account}-{rid}"
+        ec2.create_tags(Resources=[rid], Tags=[{"Key": "Name", "Value": value}])
+        names.append(value)
+    n.eni, n.acl = eni, acl
+    return names
+
+
+def ids_of(n: SimpleNamespace) -> list[str]:
+    """Every ID of `n`'s side a peer must not see (its VPC ID is shown by the peering itself)."""
+    ec2 = n.ec2
+    out = [n.subnet, n.inst, n.eni, n.sg, n.rtb, n.acl]
+    for g in ec2.describe_security_group_rules(
+            Filters=[{"Name": "group-id", "Values": [n.sg]}])["SecurityGroupRules"]:
+        out.append(g["SecurityGroupRuleId"])
+    for t in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [n.id]}])["RouteTables"]:
+        out.append(t["RouteTableId"])
+        out += [x["RouteTableAssociationId"] for x in t.get("Associations", [])]
+    return out
+
+
+def raw(resp: dict) -> str:
+    return json.dumps(resp, default=str)
+
+
+def peered_across_accounts(client, cidr_a: str, cidr_b: str, routes_back: bool = True):
+    """A's VPC (account A) and B's (account B), peered (B requests); B routes to A, A routes
+    back (unless not `routes_back`); A admits tcp 22 from B."""
+    a = net(client("A"), "A", cidr_a)
+    b = net(client("B"), "B", cidr_b)
+    pcx = active_peering(b.ec2, a.ec2, b.id, a.id, A_ID)
+    route(b, a.cidr, VpcPeeringConnectionId=pcx)
+    if routes_back:
+        route(a, b.cidr, VpcPeeringConnectionId=pcx)
+    allow_tcp(a, 22, b.cidr)
+    return a, b, pcx
+
+
+def test_analysis_across_a_peering_shows_none_of_the_peers_ids(server, client):
+    a, b, pcx = peered_across_accounts(client, "10.177.0.0/16", "10.178.0.0/16")
+    secret_names = tag_everything(a, pcx)
+    tag_everything(b, pcx)
+    secret_ids = ids_of(a)
+    assert len(secret_ids) >= 8, secret_ids
+
+    # B's path to A's instance by address, and every response of its analysis.
+    p = b.ec2.create_network_insights_path(Source=b.inst, DestinationIp=a.ip,
+                                           Protocol="tcp", DestinationPort=22)
+    s = b.ec2.start_network_insights_analysis(
+        NetworkInsightsPathId=p["NetworkInsightsPath"]["NetworkInsightsPathId"])
+    d = b.ec2.describe_network_insights_analyses(
+        NetworkInsightsAnalysisIds=[s["NetworkInsightsAnalysis"]["NetworkInsightsAnalysisId"]])
+    [an] = d["NetworkInsightsAnalyses"]
+    assert an["Status"] == "succeeded" and an["NetworkPathFound"] is True, raw(an)
+    for resp in (p, s, d):
+        text = raw(resp)
+        for secret in secret_ids + secret_names:
+            assert secret not in text, f"A's {secret} shown to B: {text}"
+    text = raw(d)
+    # What B may see: the peering (with B's own Name for it), A's VPC ID (as
+    # DescribeVpcPeeringConnections shows it), the kinds of A's components, and B's side in full.
+    assert pcx in text and a.id in text, text
+    assert f"secret-B-{pcx}" in text, text
+    fwd = an["ForwardPathComponents"]
+    withheld = [c for c in fwd if "Id" not in c["Component"]]
+    assert withheld, raw(fwd)
+    assert all("Arn" not in c["Component"] and c["Component"]["Name"].startswith("the peer VPC's")
+               for c in withheld), raw(withheld)
+    assert "the peer VPC's network interface" in {c["Component"]["Name"] for c in withheld}, raw(withheld)
+    assert not any("SecurityGroupRule" in c or "AclRule" in c or "RouteTableRoute" in c for c in withheld)
+    for own_id in (b.inst, b.eni, b.subnet, b.rtb):
+        assert own_id in text, f"B's own {own_id} is missing: {text}"
+
+    # A's own analysis over the same peering still names A's resources (and none of B's).
+    t = analyse(a.ec2, a.inst, b.ip, "tcp", 22)
+    own_text = raw(t)
+    for own_id in (a.inst, a.eni, a.subnet, a.rtb):
+        assert own_id in own_text, f"{own_id} not in A's own analysis: {own_text}"
+    assert f"secret-A-{a.inst}" in own_text or f"secret-A-{a.eni}" in own_text, own_text
+    for secret in ids_of(b):
+        assert secret not in own_text, f"B's {secret} shown to A: {own_text}"
+
+
+def test_blockers_on_the_peers_side_are_explained_without_its_ids(server, client):
+    a, b, pcx = peered_across_accounts(client, "10.179.0.0/16", "10.180.0.0/16", routes_back=False)
+    secret_names = tag_everything(a, pcx)
+    tag_everything(b, pcx)
+    secret_ids = ids_of(a)
+
+    an = analyse(b.ec2, b.inst, a.ip, "tcp", 22)
+    text = raw(an)
+    assert an["NetworkPathFound"] is False
+    for secret in secret_ids + secret_names:
+        assert secret not in text, f"A's {secret} shown to B: {text}"
+    d = diagnoses(an)
+    assert "missing-return-route" in d, an["Explanations"]
+    said = d["missing-return-route"]["message"] + " " + d["missing-return-route"]["fix"]
+    assert "[the peer VPC's route table]" in said, d
+    assert codes(an) & {"NO_ROUTE_TO_DESTINATION", "CANNOT_ROUTE"}, an["Explanations"]
+
+    # The operator's `vpcd reach` sees every account and names A's route table.
+    p = reach(server, b.inst, a.inst, "--protocol", "tcp", "--port", "22")
+    assert p.returncode == 1 and a.rtb in p.stdout, show(p)

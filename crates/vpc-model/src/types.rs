@@ -628,14 +628,30 @@ pub struct NetworkInsightsPath {
 }
 
 /// A resource as an analysis names it (`AnalysisComponent`), captured when it ran.
+///
+/// Another account's resource that the analysis' owner may not see is
+/// *withheld* (`ops::account_view`): no ID, no ARN, and a `name` that says
+/// only what kind of component it is ("the peer VPC's route table").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnalysisRef {
-    pub id: String,
+    /// None when the resource is withheld from the analysis' owner.
+    pub id: Option<String>,
     /// `instance`, `network-interface`, `vpc-peering-connection`, …
     pub kind: String,
     pub arn: Option<String>,
-    /// The resource's `Name` tag, if it had one.
+    /// The resource's `Name` tag, if it had one; for a withheld resource,
+    /// what kind of component it is.
     pub name: Option<String>,
+}
+
+impl AnalysisRef {
+    /// The ID, or for a withheld resource what kind of component it is.
+    pub fn id_or_description(&self) -> &str {
+        self.id
+            .as_deref()
+            .or(self.name.as_deref())
+            .unwrap_or(&self.kind)
+    }
 }
 
 /// The configuration item that admitted or refused the packet, captured when the analysis ran.

@@ -352,10 +352,10 @@ fn render_hops(out: &mut String, title: &str, hops: &[AnalysisHop]) {
     }
     let _ = writeln!(out, "\n{title}");
     for h in hops {
-        let comp = format!("{} {}", h.component.kind, h.component.id);
+        let comp = format!("{} {}", h.component.kind, h.component.id_or_description());
         let place = where_text(
-            h.vpc.as_ref().map(|v| v.id.as_str()),
-            h.subnet.as_ref().map(|s| s.id.as_str()),
+            h.vpc.as_ref().map(|v| v.id_or_description()),
+            h.subnet.as_ref().map(|s| s.id_or_description()),
         );
         let _ = writeln!(out, "  {:>2}  {comp:<40} {place}", h.sequence);
         if let Some(r) = &h.rule {
@@ -421,8 +421,8 @@ pub fn render(w: &World, q: &Query, _src: &str, _dst: &str, a: &Analysis) -> Str
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
             let place = where_text(
-                e.vpc.as_ref().map(|v| v.id.as_str()),
-                e.subnet.as_ref().map(|s| s.id.as_str()),
+                e.vpc.as_ref().map(|v| v.id_or_description()),
+                e.subnet.as_ref().map(|s| s.id_or_description()),
             );
             let place = if place.is_empty() {
                 String::new()
@@ -432,7 +432,9 @@ pub fn render(w: &World, q: &Query, _src: &str, _dst: &str, a: &Analysis) -> Str
             let _ = writeln!(
                 out,
                 "  ✗ {}: {} {}{dir}{place}",
-                e.code, e.component.kind, e.component.id
+                e.code,
+                e.component.kind,
+                e.component.id_or_description()
             );
             if let Some(r) = &e.rule {
                 let _ = writeln!(out, "      {}", rule_text(r));

@@ -129,10 +129,11 @@ fn render_path(x: &mut Xml, p: &NetworkInsightsPath) {
     render_filter(x, "filterAtDestination", &p.filter_at_destination);
 }
 
-/// An `AnalysisComponent`: id, arn, name.
+/// An `AnalysisComponent`: id, arn, name (a component withheld from the
+/// caller has no id or arn, and its name says what kind of component it is).
 fn render_ref(x: &mut Xml, tag: &str, r: &AnalysisRef) {
     x.open(tag)
-        .leaf("id", &r.id)
+        .opt("id", r.id.as_deref())
         .opt("arn", r.arn.as_deref())
         .opt("name", r.name.as_deref())
         .close(tag);
@@ -141,7 +142,7 @@ fn render_ref(x: &mut Xml, tag: &str, r: &AnalysisRef) {
 /// A resource a rule names only by ID (its ARN if it still exists).
 fn id_ref(w: &World, id: &str, kind: &str) -> AnalysisRef {
     AnalysisRef {
-        id: id.to_string(),
+        id: Some(id.to_string()),
         kind: kind.to_string(),
         arn: model::arn_of(w, id),
         name: None,
@@ -329,7 +330,7 @@ fn render_explanation(x: &mut Xml, w: &World, e: &AnalysisExplanation) {
     }
     if let Some((_, sg)) = fields.iter().find(|(t, _)| *t == "securityGroup") {
         x.set("securityGroupSet", [sg], |x, r| {
-            x.leaf("id", &r.id).opt("arn", r.arn.as_deref());
+            x.opt("id", r.id.as_deref()).opt("arn", r.arn.as_deref());
         });
     }
 }
@@ -581,7 +582,7 @@ mod tests {
 
     fn r(id: &str, kind: &str) -> AnalysisRef {
         AnalysisRef {
-            id: id.into(),
+            id: Some(id.into()),
             kind: kind.into(),
             arn: Some(format!("arn:aws:ec2:us-east-1:111111111111:{kind}/{id}")),
             name: None,
@@ -716,5 +717,27 @@ mod tests {
         ] {
             assert!(s.contains(want), "{want} not in {s}");
         }
+    }
+
+    /// A component withheld from the caller (another account's, see
+    /// `vpc_model::ops::account_view`) renders with neither id nor arn,
+    /// only the name saying what it is.
+    #[test]
+    fn renders_a_withheld_component_without_id_or_arn() {
+        let withheld = AnalysisRef {
+            id: None,
+            kind: "network-interface".into(),
+            arn: None,
+            name: Some("the peer VPC's network interface".into()),
+        };
+        let mut x = Xml::response("DescribeNetworkInsightsAnalyses", "r-1");
+        x.set("forwardPathComponentSet", [0], |x, _| {
+            render_hop(x, &hop(7, withheld.clone(), None), None, None)
+        });
+        let s = x.finish("DescribeNetworkInsightsAnalyses");
+        assert!(
+            s.contains("<component><name>the peer VPC&apos;s network interface</name></component>"),
+            "{s}"
+        );
     }
 }

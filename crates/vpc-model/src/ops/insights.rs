@@ -2,17 +2,24 @@
 //! analyses (`nia-…`).
 //!
 //! A path says what to analyse; an analysis runs [`reach::analyze`] over the
-//! whole world (every account: vpcd treats all its accounts as one AWS
-//! Organization with Reachability Analyzer's trusted access) and freezes the
-//! result in the record, so later changes never alter an analysis. It runs to
-//! completion inside `StartNetworkInsightsAnalysis` (it takes microseconds).
+//! whole world, then cuts the result down to what the caller may see
+//! ([`AccountView::redact`]) and freezes it in the record, so later changes
+//! never alter an analysis. It runs to completion inside
+//! `StartNetworkInsightsAnalysis` (it takes microseconds).
 //!
 //! Paths and analyses themselves are per account and region: only their owner
-//! sees, analyses or deletes them. A path's source must be the caller's own
-//! instance or interface; its destination may be another account's, named by
-//! ARN as AWS requires.
+//! sees, analyses or deletes them. Account boundaries: vpcd has no AWS
+//! Organizations, so no account may name another's resource. A path's source
+//! and destination resources, and an analysis' `FilterInArns` /
+//! `FilterOutArns`, must be the caller's own (or, for the filters, a peering
+//! connection it is a party to); another account's resource gives the same
+//! NotFound error as a missing one. Another account's instance can still be
+//! a path's destination by IP address (the normal way to analyse across a
+//! peering), and the result then shows of that account's side only the kind
+//! of each component and the peering connection.
 
-use super::{eni, instance, new_meta, IdKind};
+use super::account_view::AccountView;
+use super::{eni, instance, nat, new_meta, IdKind};
 use crate::fault::{Fault, Result};
 use crate::reach::{self, Endpoint, Protocol, Query};
 use crate::types::*;
@@ -134,7 +141,7 @@ pub fn component_ref(w: &World, kind: &str, id: &str) -> AnalysisRef {
     let found = locate(w, id);
     let rt = resource_type_of(id).unwrap_or(kind);
     AnalysisRef {
-        id: id.to_string(),
+        id: Some(id.to_string()),
         kind: kind.to_string(),
         arn: found.map(|(owner, region, _)| arn(region, owner, rt, id)),
         name: found.and_then(|(_, _, n)| n.map(str::to_string)),
@@ -226,16 +233,12 @@ fn parse_filter(param: &str, f: Option<&RawFilter>) -> Result<Option<PathFilter>
 
 /// A path end named by ID or ARN, resolved: (ID, ARN).
 ///
-/// An ID names one of the caller's resources; another account's must be
-/// named by ARN (only when `foreign_ok`). Either way it must be an instance
-/// or a network interface in the caller's region.
-fn resolve_end(
-    w: &World,
-    ctx: &Ctx<'_>,
-    param: &str,
-    value: &str,
-    foreign_ok: bool,
-) -> Result<(String, String)> {
+/// It must be one of the caller's own instances or network interfaces in
+/// the caller's region. Another account's resource, by ID or by ARN, gives
+/// the same NotFound error as a missing one (vpcd has no AWS Organizations,
+/// so no trusted access lets a path name another account's resource; its
+/// address can be the destination instead).
+fn resolve_end(w: &World, ctx: &Ctx<'_>, param: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim();
     let (account, region, id) = if let Some(rest) = value.strip_prefix("arn:") {
         // arn:<partition>:ec2:<region>:<account>:<type>/<id>
@@ -269,7 +272,7 @@ fn resolve_end(
         }
     };
     kind.check(&id)?;
-    if account != ctx.account && !foreign_ok {
+    if account != ctx.account {
         return Err(kind.not_found(&id));
     }
     let found = match kind.prefix {
@@ -365,7 +368,7 @@ pub fn create_path(
             "Ports cannot be specified with protocol icmp.",
         ));
     }
-    let (source, source_arn) = resolve_end(w, ctx, "Source", source, false)?;
+    let (source, source_arn) = resolve_end(w, ctx, "Source", source)?;
     let (destination, destination_arn) = match req
         .destination
         .as_deref()
@@ -373,7 +376,7 @@ pub fn create_path(
         .filter(|s| !s.is_empty())
     {
         Some(d) => {
-            let (id, a) = resolve_end(w, ctx, "Destination", d, true)?;
+            let (id, a) = resolve_end(w, ctx, "Destination", d)?;
             (Some(id), Some(a))
         }
         None => (None, None),
@@ -649,6 +652,68 @@ pub fn warning_message(result: Option<&AnalysisResult>, notes: &[String]) -> Opt
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
+/// An `AdditionalAccount`: twelve digits, and only the caller's own account.
+///
+/// AWS analyses other accounts' resources only for an AWS Organization with
+/// Reachability Analyzer's trusted access; vpcd has no organizations, so
+/// every other account, existing or not, gives this same error.
+fn check_additional_account(ctx: &Ctx<'_>, acct: &str) -> Result<()> {
+    if acct.len() != 12 || !acct.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("AdditionalAccount", acct));
+    }
+    if acct != ctx.account {
+        return Err(Fault::invalid_param(format!(
+            "Value ({acct}) for parameter AdditionalAccount is invalid. Cross-account analysis needs AWS Organizations trusted access, which vpcd does not have: an analysis covers the caller's own account only."
+        )));
+    }
+    Ok(())
+}
+
+/// The NotFound error of the resource type an ARN names (None for types a
+/// filter cannot name).
+fn not_found_for(resource_type: &str, id: &str) -> Option<Result<Fault>> {
+    let kind = match resource_type {
+        "security-group" => {
+            return Some(super::SG.check(id).map(|()| super::sg_not_found(id)));
+        }
+        "instance" => &instance::INSTANCE,
+        "network-interface" => &eni::ENI,
+        "network-acl" => &super::ACL,
+        "route-table" => &super::ROUTE_TABLE,
+        "vpc-peering-connection" => &super::PCX,
+        "internet-gateway" => &super::IGW,
+        "natgateway" => &nat::NAT,
+        "subnet" => &super::SUBNET,
+        "vpc" => &super::VPC,
+        _ => return None,
+    };
+    Some(kind.check(id).map(|()| kind.not_found(id)))
+}
+
+/// A `FilterInArn` / `FilterOutArn`: the ARN of a resource the caller may
+/// see (its own, or a peering connection it is a party to, or the VPC at
+/// either end of one). Another account's resource gives the same NotFound
+/// error as a missing one.
+fn check_filter_arn(w: &World, view: &AccountView<'_>, param: &str, value: &str) -> Result<()> {
+    // arn:<partition>:ec2:<region>:<account>:<type>/<id>
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    let ["arn", _, "ec2", _, _, res] = parts[..] else {
+        return Err(bad(param, value));
+    };
+    let Some((rtype, id)) = res.split_once('/') else {
+        return Err(bad(param, value));
+    };
+    if resource_type_of(id) != Some(rtype) {
+        return Err(bad(param, value));
+    }
+    let not_found = not_found_for(rtype, id).ok_or_else(|| bad(param, value))??;
+    if arn_of(w, id).as_deref() == Some(value) && view.sees(id) {
+        Ok(())
+    } else {
+        Err(not_found)
+    }
+}
+
 /// StartNetworkInsightsAnalysis: runs the analysis to completion and records it.
 ///
 /// An analysis the evaluator cannot carry out (say, the source instance has
@@ -669,14 +734,14 @@ pub fn start_analysis(
     let path = get_path(w, ctx, path_id)?.clone();
     super::tags::validate(&req.tags, ctx.limits.tags_per_resource)?;
     for acct in &req.additional_accounts {
-        if acct.len() != 12 || !acct.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("AdditionalAccount", acct));
-        }
+        check_additional_account(ctx, acct)?;
     }
-    for a in req.filter_in_arns.iter().chain(&req.filter_out_arns) {
-        if !a.starts_with("arn:") {
-            return Err(bad("FilterInArn", a));
-        }
+    let view = AccountView::new(w, &ctx.account);
+    for a in &req.filter_in_arns {
+        check_filter_arn(w, &view, "FilterInArn", a)?;
+    }
+    for a in &req.filter_out_arns {
+        check_filter_arn(w, &view, "FilterOutArn", a)?;
     }
     if let Some(t) = &token {
         if let Some(a) = w
@@ -706,9 +771,19 @@ pub fn start_analysis(
         ));
     }
     let outcome = query_of(&path).and_then(|q| reach::analyze(w, &q));
+    // The caller sees of another account's side only what it may (the one
+    // redaction step: `ops::account_view`).
     let (status, status_message, result) = match outcome {
-        Ok(a) => (AnalysisStatus::Succeeded, None, Some(freeze(w, &a))),
-        Err(f) => (AnalysisStatus::Failed, Some(f.message), None),
+        Ok(a) => (
+            AnalysisStatus::Succeeded,
+            None,
+            Some(view.redact(freeze(w, &a))),
+        ),
+        Err(f) => (
+            AnalysisStatus::Failed,
+            Some(view.redact_text(&f.message)),
+            None,
+        ),
     };
     let a = NetworkInsightsAnalysis {
         meta: new_meta(ctx, "nia", req.tags),
@@ -802,34 +877,107 @@ mod tests {
     #[test]
     fn ends_by_id_and_arn() {
         let mut w = world();
-        let arn_b = "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b";
+        let arn_a = "arn:aws:ec2:us-east-1:111111111111:instance/i-0000000000000000a";
         let p = with_ctx(A, |ctx| {
-            create_path(&mut w, ctx, req("i-0000000000000000a", arn_b)).unwrap()
+            create_path(&mut w, ctx, req("i-0000000000000000a", arn_a)).unwrap()
         });
-        assert_eq!(p.destination.as_deref(), Some("i-0000000000000000b"));
-        assert_eq!(p.destination_arn.as_deref(), Some(arn_b));
+        assert_eq!(p.destination.as_deref(), Some("i-0000000000000000a"));
+        assert_eq!(p.destination_arn.as_deref(), Some(arn_a));
         assert!(p.meta.id.starts_with("nip-"));
-        // Another account's resource by bare ID is as unknown as a missing one.
-        let e = with_ctx(A, |ctx| {
-            create_path(
-                &mut w,
-                ctx,
-                req("i-0000000000000000a", "i-0000000000000000b"),
-            )
-            .unwrap_err()
-        });
-        assert_eq!(e.code, "InvalidInstanceID.NotFound");
-        // The source must be the caller's own, even by ARN.
-        let e = with_ctx(A, |ctx| {
-            create_path(&mut w, ctx, req(arn_b, "i-0000000000000000a")).unwrap_err()
-        });
-        assert_eq!(e.code, "InvalidInstanceID.NotFound");
         let e = with_ctx(A, |ctx| {
             let mut r = req("i-0000000000000000a", "i-0000000000000000a");
             r.protocol = Some("sctp".into());
             create_path(&mut w, ctx, r).unwrap_err()
         });
         assert_eq!(e.code, "InvalidParameterValue");
+    }
+
+    /// Another account's instance, by bare ID or by ARN, as source or
+    /// destination, gives exactly the error a missing instance gives.
+    #[test]
+    fn another_accounts_end_is_as_unknown_as_a_missing_one() {
+        let mut w = world();
+        let own = "i-0000000000000000a";
+        let cases = [
+            ("i-0000000000000000b", "i-00000000000000fff"),
+            (
+                "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b",
+                "arn:aws:ec2:us-east-1:222222222222:instance/i-00000000000000fff",
+            ),
+        ];
+        for (foreign, missing) in cases {
+            for as_source in [false, true] {
+                let make = |w: &mut World, other: &str| {
+                    let r = if as_source {
+                        req(other, own)
+                    } else {
+                        req(own, other)
+                    };
+                    with_ctx(A, |ctx| create_path(w, ctx, r).unwrap_err())
+                };
+                let f = make(&mut w, foreign);
+                let m = make(&mut w, missing);
+                assert_eq!(f.code, "InvalidInstanceID.NotFound");
+                assert_eq!(f.code, m.code);
+                assert_eq!(
+                    f.message.replace("0000000000000000b", "00000000000000fff"),
+                    m.message,
+                    "{foreign} vs {missing}"
+                );
+            }
+        }
+        assert!(w.insights_paths.is_empty());
+    }
+
+    /// FilterInArns, FilterOutArns and AdditionalAccounts naming another
+    /// account give exactly what a missing resource (or account) gives.
+    #[test]
+    fn analysis_filters_and_accounts_keep_to_the_callers_own() {
+        let mut w = world();
+        let p = with_ctx(A, |ctx| {
+            create_path(
+                &mut w,
+                ctx,
+                req("i-0000000000000000a", "i-0000000000000000a"),
+            )
+            .unwrap()
+        });
+        let start = |w: &mut World, f: &dyn Fn(&mut StartAnalysis)| {
+            let mut r = StartAnalysis {
+                path_id: Some(p.meta.id.clone()),
+                ..StartAnalysis::default()
+            };
+            f(&mut r);
+            with_ctx(A, |ctx| start_analysis(w, ctx, r))
+        };
+        let foreign = "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b";
+        let missing = "arn:aws:ec2:us-east-1:222222222222:instance/i-00000000000000fff";
+        let own = "arn:aws:ec2:us-east-1:111111111111:instance/i-0000000000000000a";
+        for set in [
+            |r: &mut StartAnalysis, a: &str| r.filter_in_arns = vec![a.into()],
+            |r: &mut StartAnalysis, a: &str| r.filter_out_arns = vec![a.into()],
+        ] {
+            let f = start(&mut w, &|r| set(r, foreign)).unwrap_err();
+            let m = start(&mut w, &|r| set(r, missing)).unwrap_err();
+            assert_eq!(f.code, "InvalidInstanceID.NotFound");
+            assert_eq!(f.code, m.code);
+            assert_eq!(
+                f.message.replace("0000000000000000b", "00000000000000fff"),
+                m.message
+            );
+            start(&mut w, &|r| set(r, own)).unwrap();
+            let e = start(&mut w, &|r| set(r, "arn:aws:s3:::bucket")).unwrap_err();
+            assert_eq!(e.code, "InvalidParameterValue");
+        }
+        let f = start(&mut w, &|r| r.additional_accounts = vec![B.into()]).unwrap_err();
+        let m = start(&mut w, &|r| {
+            r.additional_accounts = vec!["999999999999".into()]
+        })
+        .unwrap_err();
+        assert_eq!(f.code, "InvalidParameterValue");
+        assert_eq!(f.code, m.code);
+        assert_eq!(f.message.replace(B, "999999999999"), m.message);
+        start(&mut w, &|r| r.additional_accounts = vec![A.into()]).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! still treat a failed call's world as garbage: the API layer works on a
 //! clone and publishes it only after the store commits the change list.
 
+pub mod account_view;
 pub mod acl;
 pub mod defaults;
 pub mod eip;
