@@ -16,6 +16,7 @@ pub mod ids;
 pub mod ops;
 pub mod reach;
 pub mod region;
+pub mod rule_match;
 pub mod types;
 pub mod world;
 

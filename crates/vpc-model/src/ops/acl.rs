@@ -8,6 +8,7 @@ use super::defaults::{acl_entries, STAR_V4, STAR_V6};
 use super::{check_limit, new_meta, vpc, ACL};
 use crate::cidr;
 use crate::fault::{Fault, Result};
+use crate::rule_match::{lower_acl_entry, IpProtocol, PacketFields};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -103,26 +104,7 @@ pub fn check_rule_number(n: Option<i64>) -> Result<u32> {
 
 /// `-1` or a protocol number 0–255 as a string; also accepts `all`, `tcp`, `udp`, `icmp`, `icmpv6`.
 pub fn normalise_protocol(s: &str) -> Result<String> {
-    let t = s.trim().to_ascii_lowercase();
-    let out = match t.as_str() {
-        "-1" | "all" => "-1".to_string(),
-        "tcp" => "6".to_string(),
-        "udp" => "17".to_string(),
-        "icmp" => "1".to_string(),
-        "icmpv6" => "58".to_string(),
-        n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => match n.parse::<u8>() {
-            Ok(v) => v.to_string(),
-            Err(_) => return Err(bad_protocol(s)),
-        },
-        _ => return Err(bad_protocol(s)),
-    };
-    Ok(out)
-}
-
-fn bad_protocol(s: &str) -> Fault {
-    Fault::invalid_param(format!(
-        "Invalid value '{s}' for IP protocol. Unknown protocol."
-    ))
+    IpProtocol::parse(s).map(IpProtocol::acl_form)
 }
 
 fn port(v: i64, which: &str) -> Result<u16> {
@@ -389,10 +371,8 @@ pub fn replace_association(
     Ok(out)
 }
 
-fn proto_matches(entry: &str, proto: u8) -> bool {
-    entry == "-1" || entry.parse::<u8>().is_ok_and(|p| p == proto)
-}
-
+/// Whether one (non-`*`) entry matches a packet: its normalized match, as
+/// the data plane compiles it.
 fn entry_matches(
     e: &AclEntry,
     proto: u8,
@@ -400,23 +380,12 @@ fn entry_matches(
     port: Option<u16>,
     icmp: Option<(u8, u8)>,
 ) -> bool {
-    if !e.cidr.contains(&remote) || !proto_matches(&e.protocol, proto) {
-        return false;
-    }
-    if let Some((from, to)) = e.ports {
-        match port {
-            Some(p) if (from..=to).contains(&p) => {}
-            _ => return false,
-        }
-    }
-    if let Some((t, c)) = e.icmp {
-        let any =
-            |want: i32, got: Option<u8>| want == -1 || got.is_some_and(|g| i32::from(g) == want);
-        if !any(t, icmp.map(|x| x.0)) || !any(c, icmp.map(|x| x.1)) {
-            return false;
-        }
-    }
-    true
+    let packet = PacketFields {
+        protocol: proto,
+        port,
+        icmp,
+    };
+    lower_acl_entry(e).is_some_and(|m| m.admits(packet, remote, |_, _| false))
 }
 
 /// Decides one packet against an ACL, statelessly.

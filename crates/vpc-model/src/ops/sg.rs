@@ -11,6 +11,7 @@ use super::{check_limit, defaults, peering, sg_not_found, vpc, SG};
 use crate::cidr;
 use crate::fault::{Fault, Result};
 use crate::ids;
+use crate::rule_match::{lower_sg_rule, IpProtocol, PacketFields};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -318,34 +319,7 @@ pub fn member_addresses(
 
 /// The canonical protocol: `tcp`, `udp`, `icmp`, `icmpv6`, `-1`, or another number.
 pub fn normalise_protocol(p: &str) -> Result<String> {
-    let l = p.trim().to_ascii_lowercase();
-    let bad = || {
-        Fault::invalid_param(format!(
-            "Invalid value '{p}' for IP protocol. Unknown protocol."
-        ))
-    };
-    let named = match l.as_str() {
-        "tcp" => "tcp",
-        "udp" => "udp",
-        "icmp" => "icmp",
-        "icmpv6" => "icmpv6",
-        "-1" | "all" => "-1",
-        _ => {
-            if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let n: u32 = l.parse().map_err(|_| bad())?;
-            return Ok(match n {
-                6 => "tcp".into(),
-                17 => "udp".into(),
-                1 => "icmp".into(),
-                58 => "icmpv6".into(),
-                n if n <= 255 => n.to_string(),
-                _ => return Err(bad()),
-            });
-        }
-    };
-    Ok(named.into())
+    IpProtocol::parse(p).map(IpProtocol::group_form)
 }
 
 /// Checks the port range (or ICMP type and code) for a canonical protocol.
@@ -827,44 +801,14 @@ pub fn rule_admits(
     peer: std::net::IpAddr,
     is_member: impl Fn(&str, std::net::IpAddr) -> bool,
 ) -> bool {
-    use std::net::IpAddr;
-    let v6 = peer.is_ipv6();
-    let proto_ok = match r.protocol.as_str() {
-        "-1" => true,
-        p @ ("tcp" | "udp") => {
-            let want = if p == "tcp" { 6 } else { 17 };
-            proto == want
-                && match (r.from_port, r.to_port) {
-                    (Some(f), Some(t)) if !(f <= 0 && t >= 65535) => {
-                        let f = u16::try_from(f).unwrap_or(0);
-                        let t = u16::try_from(t).unwrap_or(u16::MAX);
-                        port.is_some_and(|p| f <= p && p <= t)
-                    }
-                    _ => true,
-                }
-        }
-        p @ ("icmp" | "icmpv6") => {
-            let (fam_v6, want) = if p == "icmp" { (false, 1) } else { (true, 58) };
-            let any = |want: Option<i32>, got: Option<u8>| {
-                let want = want.unwrap_or(-1);
-                want < 0 || got.is_some_and(|g| i32::from(g) == want)
-            };
-            v6 == fam_v6
-                && proto == want
-                && any(r.from_port, icmp.map(|x| x.0))
-                && any(r.to_port, icmp.map(|x| x.1))
-        }
-        n => n.parse::<u8>().is_ok_and(|n| n == proto),
+    let packet = PacketFields {
+        protocol: proto,
+        port,
+        icmp,
     };
-    if !proto_ok {
-        return false;
-    }
-    match (&r.peer, peer) {
-        (SgPeer::Cidr4(n), IpAddr::V4(a)) => n.contains(&a),
-        (SgPeer::Cidr6(n), IpAddr::V6(a)) => n.contains(&a),
-        (SgPeer::Group { group_id, .. }, a) => is_member(group_id, a),
-        _ => false,
-    }
+    lower_sg_rule(r)
+        .iter()
+        .any(|m| m.admits(packet, peer, &is_member))
 }
 
 /// How Describe calls show a group reference of a rule in a group of `own_vpc`.
