@@ -173,6 +173,11 @@ fn fixture() -> &'static Fixture {
             &[("Action", "AllocateAddress"), ("Domain", "vpc")],
             ids_ref,
         );
+        let instance = ids_ref
+            .iter()
+            .find(|id| id.starts_with("i-"))
+            .cloned()
+            .expect("an instance id");
         let peering = call(
             &app,
             OWNER,
@@ -200,7 +205,7 @@ fn fixture() -> &'static Fixture {
             &[
                 ("Action", "CreateNetworkInsightsPath"),
                 ("Source", &interface),
-                ("Destination", &gateway),
+                ("Destination", &instance),
                 ("Protocol", "tcp"),
             ],
             ids_ref,
