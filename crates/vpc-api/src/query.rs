@@ -14,13 +14,14 @@ pub fn wildcard_match(pattern: &str, s: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` in the pattern is a wildcard even when the text has a `*` there.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(sp) = star {
             pi = sp + 1;
             mark += 1;
@@ -175,6 +176,16 @@ mod tests {
         assert!(!wildcard_match("a?c", "abbc"));
         assert!(wildcard_match("*", ""));
         assert!(!wildcard_match("abc", "abcd"));
+    }
+
+    #[test]
+    fn a_star_matches_text_that_holds_a_star() {
+        // Found by the query_parser fuzz target: the literal branch used to
+        // consume the pattern's `*` against a `*` in the text.
+        assert!(wildcard_match("*", "*a"));
+        assert!(wildcard_match("a*", "a*b"));
+        assert!(wildcard_match("*b", "*ab"));
+        assert!(wildcard_match("*", "**"));
     }
 
     #[test]

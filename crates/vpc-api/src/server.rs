@@ -478,24 +478,60 @@ impl App {
                 false,
             )));
         }
+        if params.has("Action") {
+            if let Err(f) = check_version(&params, EC2_API_VERSION, "AmazonEC2") {
+                return Some(fail(f));
+            }
+        }
         let region = verified.region;
-        if self.config.regions.get(&region).is_none() {
-            return Some(fail(Fault::new(
+        let result = self.dispatch_inner(&account, &region, &params, &request_id, may_block)?;
+        Some(match result {
+            Ok(body) => xml_response(StatusCode::OK, body, &request_id),
+            Err(f) => fail(f),
+        })
+    }
+
+    /// Runs one EC2 action for an already-authenticated caller and returns the
+    /// XML body, or the fault to answer with.
+    ///
+    /// This is what an HTTP request runs after SigV4: the region check, the
+    /// action lookup, the XML-character check, `DryRun`, region setup and due
+    /// timers, then the handler (a write through the single writer). It blocks
+    /// on the store when the action writes.
+    pub fn dispatch(
+        &self,
+        account: &str,
+        region: &str,
+        params: &Params,
+        request_id: &str,
+    ) -> Result<String, Fault> {
+        self.dispatch_inner(account, region, params, request_id, true)
+            .expect("blocking allowed")
+    }
+
+    /// [`App::dispatch`]; without `may_block`, None when the request must write.
+    fn dispatch_inner(
+        &self,
+        account: &str,
+        region: &str,
+        params: &Params,
+        request_id: &str,
+        may_block: bool,
+    ) -> Option<Result<String, Fault>> {
+        if self.config.regions.get(region).is_none() {
+            return Some(Err(Fault::new(
                 "AuthFailure",
                 format!("Credential should be scoped to a valid region, not '{region}'."),
             )));
         }
-        let Some(action) = params.get("Action").map(str::to_string) else {
-            return Some(fail(Fault::new(
+        let Some(action) = params.get("Action") else {
+            return Some(Err(Fault::new(
                 "MissingAction",
                 "The request must contain the parameter Action",
             )));
         };
-        if let Err(f) = check_version(&params, EC2_API_VERSION, "AmazonEC2") {
-            return Some(fail(f));
-        }
-        let Some(handler) = actions::lookup(&action) else {
-            return Some(fail(Fault::new(
+        let Some(handler) = actions::lookup(action) else {
+            return Some(Err(Fault::new(
                 "InvalidAction",
                 format!("The action {action} is not valid for this web service."),
             )));
@@ -504,32 +540,32 @@ impl App {
             .iter()
             .find(|(_, v)| !v.chars().all(xml::is_xml_char))
         {
-            return Some(fail(Fault::invalid_param(format!(
+            return Some(Err(Fault::invalid_param(format!(
                 "Value for parameter {name} contains characters that are not allowed"
             ))));
         }
         let dry_run = match params.dry_run() {
             Ok(d) => d,
-            Err(f) => return Some(fail(f)),
+            Err(f) => return Some(Err(f)),
         };
         if !may_block {
-            let (init, tick) = self.needs_maintenance(&account, &region);
+            let (init, tick) = self.needs_maintenance(account, region);
             if init || tick || matches!(handler, Handler::Write(_)) {
                 return None;
             }
         }
         if may_block {
-            if let Err(f) = self.maintain(&account, &region) {
-                return Some(fail(f));
+            if let Err(f) = self.maintain(account, region) {
+                return Some(Err(f));
             }
         }
         let req = Req {
-            p: &params,
-            action: &action,
-            request_id: &request_id,
+            p: params,
+            action,
+            request_id,
             regions: &self.config.regions,
         };
-        let result = match handler {
+        Some(match handler {
             Handler::Read(h) => {
                 if dry_run {
                     Err(Fault::new(
@@ -538,11 +574,11 @@ impl App {
                     ))
                 } else {
                     let w = self.world.load();
-                    let zones = self.zones(&region);
+                    let zones = self.zones(region);
                     let mut ids = RandomIds;
                     let ctx = Ctx {
-                        account: account.clone(),
-                        region: region.clone(),
+                        account: account.to_string(),
+                        region: region.to_string(),
                         now: self.now(),
                         ids: &mut ids,
                         limits: &self.config.limits,
@@ -551,11 +587,7 @@ impl App {
                     h(&w, &ctx, &req)
                 }
             }
-            Handler::Write(h) => self.write(&account, &region, |w, ctx| h(w, ctx, &req), dry_run),
-        };
-        Some(match result {
-            Ok(body) => xml_response(StatusCode::OK, body, &request_id),
-            Err(f) => fail(f),
+            Handler::Write(h) => self.write(account, region, |w, ctx| h(w, ctx, &req), dry_run),
         })
     }
 

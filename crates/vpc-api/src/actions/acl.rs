@@ -7,19 +7,19 @@ use ipnet::IpNet;
 use vpc_model::ops::{self, acl::EntrySpec};
 use vpc_model::{AclEntry, Ctx, Fault, NetworkAcl, World};
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateNetworkAcl" => Write(create_acl),
-        "DeleteNetworkAcl" => Write(delete_acl),
-        "DescribeNetworkAcls" => Read(describe_acls),
-        "CreateNetworkAclEntry" => Write(create_entry),
-        "ReplaceNetworkAclEntry" => Write(replace_entry),
-        "DeleteNetworkAclEntry" => Write(delete_entry),
-        "ReplaceNetworkAclAssociation" => Write(replace_association),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateNetworkAcl", Handler::Write(create_acl)),
+    ("DeleteNetworkAcl", Handler::Write(delete_acl)),
+    ("DescribeNetworkAcls", Handler::Read(describe_acls)),
+    ("CreateNetworkAclEntry", Handler::Write(create_entry)),
+    ("ReplaceNetworkAclEntry", Handler::Write(replace_entry)),
+    ("DeleteNetworkAclEntry", Handler::Write(delete_entry)),
+    (
+        "ReplaceNetworkAclAssociation",
+        Handler::Write(replace_association),
+    ),
+];
 
 fn render_entry(x: &mut Xml, e: &AclEntry) {
     x.num("ruleNumber", e.rule_number)

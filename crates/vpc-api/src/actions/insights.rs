@@ -24,18 +24,27 @@ use vpc_model::{
     Ctx, Fault, NetworkInsightsAnalysis, NetworkInsightsPath, PathFilter, World,
 };
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateNetworkInsightsPath" => Write(create_path),
-        "DescribeNetworkInsightsPaths" => Read(describe_paths),
-        "DeleteNetworkInsightsPath" => Write(delete_path),
-        "StartNetworkInsightsAnalysis" => Write(start_analysis),
-        "DescribeNetworkInsightsAnalyses" => Read(describe_analyses),
-        "DeleteNetworkInsightsAnalysis" => Write(delete_analysis),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateNetworkInsightsPath", Handler::Write(create_path)),
+    (
+        "DescribeNetworkInsightsPaths",
+        Handler::Read(describe_paths),
+    ),
+    ("DeleteNetworkInsightsPath", Handler::Write(delete_path)),
+    (
+        "StartNetworkInsightsAnalysis",
+        Handler::Write(start_analysis),
+    ),
+    (
+        "DescribeNetworkInsightsAnalyses",
+        Handler::Read(describe_analyses),
+    ),
+    (
+        "DeleteNetworkInsightsAnalysis",
+        Handler::Write(delete_analysis),
+    ),
+];
 
 // ---- Parameters ----------------------------------------------------------
 

@@ -12,35 +12,44 @@ use vpc_model::{
     SecurityGroup, Tags, World,
 };
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "RunInstances" => Write(run_instances),
-        "DescribeInstances" => Read(describe_instances),
-        "StartInstances" => Write(start_instances),
-        "StopInstances" => Write(stop_instances),
-        "TerminateInstances" => Write(terminate_instances),
-        "RebootInstances" => Write(reboot_instances),
-        "ModifyInstanceAttribute" => Write(modify_instance_attribute),
-        "DescribeInstanceAttribute" => Read(describe_instance_attribute),
-        "CreateNetworkInterface" => Write(create_eni),
-        "DeleteNetworkInterface" => Write(delete_eni),
-        "DescribeNetworkInterfaces" => Read(describe_enis),
-        "AttachNetworkInterface" => Write(attach_eni),
-        "DetachNetworkInterface" => Write(detach_eni),
-        "ModifyNetworkInterfaceAttribute" => Write(modify_eni_attribute),
-        "DescribeNetworkInterfaceAttribute" => Read(describe_eni_attribute),
-        "CreateNatGateway" => Write(create_nat),
-        "DeleteNatGateway" => Write(delete_nat),
-        "DescribeNatGateways" => Read(describe_nats),
-        "AllocateAddress" => Write(allocate_address),
-        "AssociateAddress" => Write(associate_address),
-        "DisassociateAddress" => Write(disassociate_address),
-        "ReleaseAddress" => Write(release_address),
-        "DescribeAddresses" => Read(describe_addresses),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("RunInstances", Handler::Write(run_instances)),
+    ("DescribeInstances", Handler::Read(describe_instances)),
+    ("StartInstances", Handler::Write(start_instances)),
+    ("StopInstances", Handler::Write(stop_instances)),
+    ("TerminateInstances", Handler::Write(terminate_instances)),
+    ("RebootInstances", Handler::Write(reboot_instances)),
+    (
+        "ModifyInstanceAttribute",
+        Handler::Write(modify_instance_attribute),
+    ),
+    (
+        "DescribeInstanceAttribute",
+        Handler::Read(describe_instance_attribute),
+    ),
+    ("CreateNetworkInterface", Handler::Write(create_eni)),
+    ("DeleteNetworkInterface", Handler::Write(delete_eni)),
+    ("DescribeNetworkInterfaces", Handler::Read(describe_enis)),
+    ("AttachNetworkInterface", Handler::Write(attach_eni)),
+    ("DetachNetworkInterface", Handler::Write(detach_eni)),
+    (
+        "ModifyNetworkInterfaceAttribute",
+        Handler::Write(modify_eni_attribute),
+    ),
+    (
+        "DescribeNetworkInterfaceAttribute",
+        Handler::Read(describe_eni_attribute),
+    ),
+    ("CreateNatGateway", Handler::Write(create_nat)),
+    ("DeleteNatGateway", Handler::Write(delete_nat)),
+    ("DescribeNatGateways", Handler::Read(describe_nats)),
+    ("AllocateAddress", Handler::Write(allocate_address)),
+    ("AssociateAddress", Handler::Write(associate_address)),
+    ("DisassociateAddress", Handler::Write(disassociate_address)),
+    ("ReleaseAddress", Handler::Write(release_address)),
+    ("DescribeAddresses", Handler::Read(describe_addresses)),
+];
 
 // ---- Parameters ----------------------------------------------------------
 

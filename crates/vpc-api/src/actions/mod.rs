@@ -1,6 +1,7 @@
 //! One module per resource family: parse the parameters, call the model, render XML.
 //!
-//! Each family exposes `lookup(action) -> Option<Handler>`; [`lookup`] asks them in turn.
+//! Each family exposes `ACTIONS`, its action names with their handlers;
+//! [`lookup`] and [`all_actions`] are both driven by those lists, so they cannot drift.
 
 pub mod acl;
 pub mod insights;
@@ -52,13 +53,85 @@ pub enum Handler {
     Write(WriteFn),
 }
 
+/// The action lists of every family, in lookup order.
+const FAMILIES: &[&[(&str, Handler)]] = &[
+    vpc::ACTIONS,
+    route::ACTIONS,
+    sg::ACTIONS,
+    acl::ACTIONS,
+    peering::ACTIONS,
+    instance::ACTIONS,
+    insights::ACTIONS,
+];
+
 /// The handler of an EC2 action, if vpcd implements it.
 pub fn lookup(action: &str) -> Option<Handler> {
-    vpc::lookup(action)
-        .or_else(|| route::lookup(action))
-        .or_else(|| sg::lookup(action))
-        .or_else(|| acl::lookup(action))
-        .or_else(|| peering::lookup(action))
-        .or_else(|| instance::lookup(action))
-        .or_else(|| insights::lookup(action))
+    FAMILIES
+        .iter()
+        .flat_map(|family| family.iter())
+        .find(|(name, _)| *name == action)
+        .map(|(_, handler)| *handler)
+}
+
+/// The name of every EC2 action vpcd implements, in lookup order.
+pub fn all_actions() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        FAMILIES
+            .iter()
+            .flat_map(|family| family.iter().map(|(name, _)| *name))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_listed_action_resolves_and_none_is_listed_twice() {
+        let names = all_actions();
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "an action is listed twice");
+        for name in names {
+            assert!(
+                lookup(name).is_some(),
+                "{name} is listed but does not resolve"
+            );
+        }
+        // Well-known actions from every family are in the list.
+        for name in [
+            "CreateVpc",
+            "CreateRoute",
+            "AuthorizeSecurityGroupIngress",
+            "CreateNetworkAclEntry",
+            "AcceptVpcPeeringConnection",
+            "RunInstances",
+            "StartNetworkInsightsAnalysis",
+        ] {
+            assert!(distinct.contains(name), "{name} missing from all_actions");
+        }
+    }
+
+    #[test]
+    fn lookup_knows_no_action_outside_the_list() {
+        assert!(lookup("NoSuchAction").is_none());
+        assert!(lookup("").is_none());
+        // Case matters, as in EC2.
+        assert!(lookup("createvpc").is_none());
+        // Whatever lookup resolves is a listed name: try every listed name's
+        // neighbours (a character dropped, a suffix added) as well.
+        let listed: BTreeSet<&str> = all_actions().iter().copied().collect();
+        for name in all_actions() {
+            for candidate in [&name[1..], &format!("{name}s"), &format!("{name}X")] {
+                if lookup(candidate).is_some() {
+                    assert!(
+                        listed.contains(candidate),
+                        "{candidate} resolves but is not listed"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -11,18 +11,18 @@ use crate::xml::{self, Xml};
 use vpc_model::ops::peering::{self as pcx, CreatePeering, OptionChange};
 use vpc_model::{Ctx, Fault, PcxState, PeerSide, Peering, PeeringOptions, Side, Timestamp, World};
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateVpcPeeringConnection" => Write(create),
-        "AcceptVpcPeeringConnection" => Write(accept),
-        "RejectVpcPeeringConnection" => Write(reject),
-        "DeleteVpcPeeringConnection" => Write(delete),
-        "DescribeVpcPeeringConnections" => Read(describe),
-        "ModifyVpcPeeringConnectionOptions" => Write(modify_options),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateVpcPeeringConnection", Handler::Write(create)),
+    ("AcceptVpcPeeringConnection", Handler::Write(accept)),
+    ("RejectVpcPeeringConnection", Handler::Write(reject)),
+    ("DeleteVpcPeeringConnection", Handler::Write(delete)),
+    ("DescribeVpcPeeringConnections", Handler::Read(describe)),
+    (
+        "ModifyVpcPeeringConnectionOptions",
+        Handler::Write(modify_options),
+    ),
+];
 
 // ---- Rendering -----------------------------------------------------------
 
@@ -288,7 +288,7 @@ mod tests {
                 limits: &self.limits,
                 zones: &[],
             };
-            let out = match lookup(&action).expect("known action") {
+            let out = match crate::actions::lookup(&action).expect("known action") {
                 Handler::Read(h) => h(&w, &ctx, &req),
                 Handler::Write(h) => h(&mut w, &mut ctx, &req),
             }?;

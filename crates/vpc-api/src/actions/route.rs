@@ -7,21 +7,21 @@ use ipnet::IpNet;
 use vpc_model::ops::{self, route::RouteSpec};
 use vpc_model::{Ctx, Fault, Route, RouteTable, RouteTarget, RtAssoc, World};
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateRouteTable" => Write(create_table),
-        "DeleteRouteTable" => Write(delete_table),
-        "DescribeRouteTables" => Read(describe_tables),
-        "AssociateRouteTable" => Write(associate),
-        "DisassociateRouteTable" => Write(disassociate),
-        "ReplaceRouteTableAssociation" => Write(replace_association),
-        "CreateRoute" => Write(create_route),
-        "ReplaceRoute" => Write(replace_route),
-        "DeleteRoute" => Write(delete_route),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateRouteTable", Handler::Write(create_table)),
+    ("DeleteRouteTable", Handler::Write(delete_table)),
+    ("DescribeRouteTables", Handler::Read(describe_tables)),
+    ("AssociateRouteTable", Handler::Write(associate)),
+    ("DisassociateRouteTable", Handler::Write(disassociate)),
+    (
+        "ReplaceRouteTableAssociation",
+        Handler::Write(replace_association),
+    ),
+    ("CreateRoute", Handler::Write(create_route)),
+    ("ReplaceRoute", Handler::Write(replace_route)),
+    ("DeleteRoute", Handler::Write(delete_route)),
+];
 
 /// The target element of a route: its XML name and value.
 fn target_elem(t: &RouteTarget) -> (&'static str, &str) {

@@ -9,22 +9,28 @@ use vpc_model::ops::sg::{
 };
 use vpc_model::{Ctx, Fault, SecurityGroup, SgPeer, SgRule, World};
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateSecurityGroup" => Write(create_group),
-        "DeleteSecurityGroup" => Write(delete_group),
-        "DescribeSecurityGroups" => Read(describe_groups),
-        "AuthorizeSecurityGroupIngress" => Write(authorize_ingress),
-        "AuthorizeSecurityGroupEgress" => Write(authorize_egress),
-        "RevokeSecurityGroupIngress" => Write(revoke_ingress),
-        "RevokeSecurityGroupEgress" => Write(revoke_egress),
-        "DescribeSecurityGroupRules" => Read(describe_rules),
-        "DescribeSecurityGroupReferences" => Read(describe_references),
-        "DescribeStaleSecurityGroups" => Read(describe_stale),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateSecurityGroup", Handler::Write(create_group)),
+    ("DeleteSecurityGroup", Handler::Write(delete_group)),
+    ("DescribeSecurityGroups", Handler::Read(describe_groups)),
+    (
+        "AuthorizeSecurityGroupIngress",
+        Handler::Write(authorize_ingress),
+    ),
+    (
+        "AuthorizeSecurityGroupEgress",
+        Handler::Write(authorize_egress),
+    ),
+    ("RevokeSecurityGroupIngress", Handler::Write(revoke_ingress)),
+    ("RevokeSecurityGroupEgress", Handler::Write(revoke_egress)),
+    ("DescribeSecurityGroupRules", Handler::Read(describe_rules)),
+    (
+        "DescribeSecurityGroupReferences",
+        Handler::Read(describe_references),
+    ),
+    ("DescribeStaleSecurityGroups", Handler::Read(describe_stale)),
+];
 
 // ---- Parameters ----------------------------------------------------------
 

@@ -7,36 +7,51 @@ use crate::xml::Xml;
 use vpc_model::ops::{self, subnet::CreateSubnet, vpc::CreateVpc, vpc::NewBlock};
 use vpc_model::{Ctx, Fault, InternetGateway, Ipv6Assoc, Subnet, Vpc, World};
 
-pub fn lookup(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "CreateVpc" => Write(create_vpc),
-        "DeleteVpc" => Write(delete_vpc),
-        "DescribeVpcs" => Read(describe_vpcs),
-        "AssociateVpcCidrBlock" => Write(associate_vpc_cidr),
-        "DisassociateVpcCidrBlock" => Write(disassociate_vpc_cidr),
-        "DescribeVpcAttribute" => Read(describe_vpc_attribute),
-        "ModifyVpcAttribute" => Write(modify_vpc_attribute),
-        "CreateSubnet" => Write(create_subnet),
-        "DeleteSubnet" => Write(delete_subnet),
-        "DescribeSubnets" => Read(describe_subnets),
-        "ModifySubnetAttribute" => Write(modify_subnet_attribute),
-        "AssociateSubnetCidrBlock" => Write(associate_subnet_cidr),
-        "DisassociateSubnetCidrBlock" => Write(disassociate_subnet_cidr),
-        "CreateInternetGateway" => Write(create_igw),
-        "AttachInternetGateway" => Write(attach_igw),
-        "DetachInternetGateway" => Write(detach_igw),
-        "DeleteInternetGateway" => Write(delete_igw),
-        "DescribeInternetGateways" => Read(describe_igws),
-        "CreateTags" => Write(create_tags),
-        "DeleteTags" => Write(delete_tags),
-        "DescribeTags" => Read(describe_tags),
-        "DescribeRegions" => Read(describe_regions),
-        "DescribeAvailabilityZones" => Read(describe_azs),
-        "DescribeAccountAttributes" => Read(describe_account_attributes),
-        _ => return None,
-    })
-}
+/// Every action this family serves, with its handler.
+pub const ACTIONS: &[(&str, Handler)] = &[
+    ("CreateVpc", Handler::Write(create_vpc)),
+    ("DeleteVpc", Handler::Write(delete_vpc)),
+    ("DescribeVpcs", Handler::Read(describe_vpcs)),
+    ("AssociateVpcCidrBlock", Handler::Write(associate_vpc_cidr)),
+    (
+        "DisassociateVpcCidrBlock",
+        Handler::Write(disassociate_vpc_cidr),
+    ),
+    (
+        "DescribeVpcAttribute",
+        Handler::Read(describe_vpc_attribute),
+    ),
+    ("ModifyVpcAttribute", Handler::Write(modify_vpc_attribute)),
+    ("CreateSubnet", Handler::Write(create_subnet)),
+    ("DeleteSubnet", Handler::Write(delete_subnet)),
+    ("DescribeSubnets", Handler::Read(describe_subnets)),
+    (
+        "ModifySubnetAttribute",
+        Handler::Write(modify_subnet_attribute),
+    ),
+    (
+        "AssociateSubnetCidrBlock",
+        Handler::Write(associate_subnet_cidr),
+    ),
+    (
+        "DisassociateSubnetCidrBlock",
+        Handler::Write(disassociate_subnet_cidr),
+    ),
+    ("CreateInternetGateway", Handler::Write(create_igw)),
+    ("AttachInternetGateway", Handler::Write(attach_igw)),
+    ("DetachInternetGateway", Handler::Write(detach_igw)),
+    ("DeleteInternetGateway", Handler::Write(delete_igw)),
+    ("DescribeInternetGateways", Handler::Read(describe_igws)),
+    ("CreateTags", Handler::Write(create_tags)),
+    ("DeleteTags", Handler::Write(delete_tags)),
+    ("DescribeTags", Handler::Read(describe_tags)),
+    ("DescribeRegions", Handler::Read(describe_regions)),
+    ("DescribeAvailabilityZones", Handler::Read(describe_azs)),
+    (
+        "DescribeAccountAttributes",
+        Handler::Read(describe_account_attributes),
+    ),
+];
 
 // ---- VPCs ----------------------------------------------------------------
 
