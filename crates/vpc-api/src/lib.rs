@@ -6,6 +6,7 @@
 //! list, publishes the new world and renders the XML answer.
 
 pub mod actions;
+pub mod http;
 pub mod params;
 pub mod query;
 pub mod server;
@@ -13,4 +14,5 @@ pub mod sigv4;
 pub mod xml;
 
 pub use params::Params;
+pub use http::HttpLimits;
 pub use server::{App, Config};
