@@ -27,6 +27,9 @@ pub struct HttpLimits {
     /// The largest request body; a longer declared Content-Length is refused
     /// with 413 before any of the body is read. axum's default was 2 MiB.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies all connections together may be reading at
+    /// once (by declared length); a request waits for room within its body timeout.
+    pub max_buffered_body_bytes: usize,
     /// The largest request head (request line and headers); hyper answers 431 past it.
     pub max_header_bytes: usize,
     /// Time a connection gets to deliver a request's headers, counted from
@@ -46,6 +49,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             max_body_bytes: 2 * 1024 * 1024,
+            max_buffered_body_bytes: 32 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -195,11 +199,13 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
+    async fn buggy_handler() -> &'static str {
+        panic!("handler bug")
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_answers_internal_error_xml() {
-        let router = axum::Router::new().fallback(|| async {
-            panic!("handler bug");
-        });
+        let router = axum::Router::new().fallback(buggy_handler);
         let response = panic_safe(router)
             .oneshot(Request::new(Body::empty()))
             .await

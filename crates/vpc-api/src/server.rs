@@ -55,6 +55,8 @@ pub struct App {
     /// Bumped on every publish; watchers (the data plane) wait on it.
     generation: Mutex<u64>,
     published: Condvar,
+    /// Room for request bodies being read, in bytes (see `HttpLimits::max_buffered_body_bytes`).
+    body_budget: tokio::sync::Semaphore,
     pub config: Config,
 }
 
@@ -185,6 +187,7 @@ impl App {
             next_deadline: AtomicI64::new(next),
             generation: Mutex::new(0),
             published: Condvar::new(),
+            body_budget: tokio::sync::Semaphore::new(config.http.max_buffered_body_bytes),
             config,
         }))
     }
@@ -611,6 +614,14 @@ fn too_large(max: usize) -> Fault {
     )
 }
 
+/// The Content-Length of an admitted request (0 when it has none).
+fn declared_length(head: &Parts) -> usize {
+    head.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Refuses a body that is too long, or whose length is not declared up front.
 fn check_declared_length(headers: &HeaderMap, max: usize) -> Result<(), Fault> {
     match headers.get(header::CONTENT_LENGTH) {
@@ -653,10 +664,16 @@ async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
     }
 }
 
-/// Reads an admitted body, within the size limit and the body timeout.
-async fn read_body(body: Body, limits: &HttpLimits) -> Result<Bytes, Fault> {
-    let limited = Limited::new(body, limits.max_body_bytes);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+/// Reads an admitted body, within the size limit and the body timeout, once
+/// its declared length fits in what all bodies together may hold.
+async fn read_body(app: &App, head: &Parts, body: Body) -> Result<Bytes, Fault> {
+    let limits = &app.config.http;
+    let room = |n: usize| u32::try_from(n.min(limits.max_buffered_body_bytes)).unwrap_or(u32::MAX);
+    let read = async {
+        let _room = app.body_budget.acquire_many(room(declared_length(head))).await;
+        Limited::new(body, limits.max_body_bytes).collect().await
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limits.max_body_bytes)),
         Ok(Err(e)) => Err(Fault::new(
@@ -697,7 +714,7 @@ async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Err(refused) = admit(&app, &head).await {
         return refused;
     }
-    match read_body(body, &app.config.http).await {
+    match read_body(&app, &head, body).await {
         Ok(body) => dispatch(app, head, body).await,
         Err(f) => refusal(&f, false),
     }
