@@ -109,7 +109,8 @@ pub async fn serve(
             accepted = accept(&listener, &slots) => accepted,
         };
         let io = TokioIo::new(idle_bounded(stream, limits.idle_timeout));
-        let conn = graceful.watch(connection_builder(&limits).serve_connection(io, service.clone()));
+        let conn =
+            graceful.watch(connection_builder(&limits).serve_connection(io, service.clone()));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 log_connection_error(&e);
@@ -119,14 +120,23 @@ pub async fn serve(
     }
     drop(listener);
     let grace = limits.header_timeout + limits.body_timeout;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "connections still open after the shutdown grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "connections still open after the shutdown grace period"
+        );
     }
 }
 
 /// Waits for a free connection slot, then for a connection. While every slot
 /// is taken, accepting pauses and clients queue in the kernel's backlog.
-async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (TcpStream, OwnedSemaphorePermit) {
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (TcpStream, OwnedSemaphorePermit) {
     let slot = slots
         .clone()
         .acquire_owned()
@@ -211,10 +221,7 @@ mod tests {
             .await
             .expect("the service is infallible");
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/xml;charset=UTF-8"
-        );
+        assert_eq!(response.headers()["content-type"], "text/xml;charset=UTF-8");
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .expect("a small body");

@@ -13,6 +13,6 @@ pub mod server;
 pub mod sigv4;
 pub mod xml;
 
-pub use params::Params;
 pub use http::HttpLimits;
+pub use params::Params;
 pub use server::{App, Config};

@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -589,16 +589,16 @@ impl App {
     }
 }
 
+/// Lower-cased header names and their values, as SigV4 reads them.
+type SigningHeaders = BTreeMap<String, Vec<String>>;
+
 /// A request head as SigV4 sees it: decoded query pairs and lower-cased headers.
-fn signing_view(
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>) {
+fn signing_view(uri: &Uri, headers: &HeaderMap) -> (Vec<(String, String)>, SigningHeaders) {
     let query = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let mut hmap: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut hmap = SigningHeaders::new();
     for (k, v) in headers {
         hmap.entry(k.as_str().to_ascii_lowercase())
             .or_default()
@@ -654,8 +654,8 @@ async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
         body: &[],
     };
     // Before the body is read, an STS request is known only by its credential scope.
-    let (akid, service) = sigv4::claimed_credential(&signed)
-        .map_err(|e| refusal(&auth_fault(&e, false), false))?;
+    let (akid, service) =
+        sigv4::claimed_credential(&signed).map_err(|e| refusal(&auth_fault(&e, false), false))?;
     if app.knows_key(&akid).await {
         Ok(())
     } else {
@@ -670,7 +670,10 @@ async fn read_body(app: &App, head: &Parts, body: Body) -> Result<Bytes, Fault> 
     let limits = &app.config.http;
     let room = |n: usize| u32::try_from(n.min(limits.max_buffered_body_bytes)).unwrap_or(u32::MAX);
     let read = async {
-        let _room = app.body_budget.acquire_many(room(declared_length(head))).await;
+        let _room = app
+            .body_budget
+            .acquire_many(room(declared_length(head)))
+            .await;
         Limited::new(body, limits.max_body_bytes).collect().await
     };
     match tokio::time::timeout(limits.body_timeout, read).await {
