@@ -80,6 +80,7 @@ fn fixture() -> &'static Fixture {
             limits: Limits::default(),
             test_clock: true,
         group_commit: true,
+        http: vpc_api::HttpLimits::default(),
         })
         .expect("open app");
         let mut ids = Vec::new();

@@ -31,6 +31,9 @@ Fixtures
     ``server_factory``  ``server_factory(limits=..., ...)`` → a fresh, started
                         ``Server`` killed at the end of the test. Use it for
                         quota tests, clock tests and kill/restart tests.
+                        ``serve_args=[...]`` adds ``vpcd serve`` flags (e.g.
+                        ``--header-timeout-secs 1``); ``open_files=N`` starts
+                        the server with RLIMIT_NOFILE N (soft and hard).
     ``dp_server``, ``dp_server_factory``
                         the same with vpcd's kernel data plane (root only; see
                         README.md and the data-plane section at the end). Every
@@ -49,6 +52,7 @@ import atexit
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -121,7 +125,8 @@ class Server:
     """One vpcd process on a loopback port with its own data directory."""
 
     def __init__(self, limits: dict | None = None, regions: list[str] | None = None,
-                 test_clock: bool = True, accounts=("A", "B", "C"), dataplane: bool = False):
+                 test_clock: bool = True, accounts=("A", "B", "C"), dataplane: bool = False,
+                 serve_args: list[str] | None = None, open_files: int | None = None):
         if not VPCD_BIN.exists():
             raise RuntimeError(f"vpcd binary not found at {VPCD_BIN}; run `cargo build` or set VPCD_BIN")
         self.tmp = Path(tempfile.mkdtemp(prefix="vpcd-e2e-"))
@@ -133,6 +138,8 @@ class Server:
         # Without dataplane=True the server runs `--no-dataplane`, so API tests run
         # as root leave nothing in the kernel.
         self.dataplane = dataplane
+        self.serve_args = list(serve_args or [])
+        self.open_files = open_files
         # Instances the data-plane tests launched (their namespaces must go at teardown).
         self.instance_ids: set[str] = set()
         self.ns_before: set[str] = set()
@@ -177,10 +184,11 @@ class Server:
             lp = self.tmp / "limits.json"
             lp.write_text(json.dumps(self.limits))
             argv += ["--limits", str(lp)]
+        argv += self.serve_args
         self._log = open(self.tmp / "server.log", "ab")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=self._limit_open_files)
         deadline = t0 + timeout
         while True:
             if self.proc.poll() is not None:
@@ -196,6 +204,18 @@ class Server:
         self.startup_seconds = time.monotonic() - t0
         _LIVE.add(self)
         return self
+
+    def _limit_open_files(self):
+        """In the child before exec: the open-file limit asked for, soft and hard."""
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+
+    def rss_kib(self) -> int:
+        """The server's resident memory (VmRSS) in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")
 
     def kill9(self):
         """SIGKILL: no shutdown hooks, no flush. Whatever was acknowledged must survive."""

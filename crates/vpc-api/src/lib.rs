@@ -7,11 +7,13 @@
 
 pub mod actions;
 pub mod commit;
+pub mod http;
 pub mod params;
 pub mod query;
 pub mod server;
 pub mod sigv4;
 pub mod xml;
 
+pub use http::HttpLimits;
 pub use params::Params;
 pub use server::{App, Config};

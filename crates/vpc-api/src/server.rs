@@ -2,14 +2,17 @@
 
 use crate::actions::{self, Handler, Req};
 use crate::commit::GroupCommit;
+use crate::http::HttpLimits;
 use crate::params::Params;
 use crate::sigv4::{self, AuthError, SignedRequest};
 use crate::xml::{self, Xml};
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -29,6 +32,8 @@ pub struct Config {
     /// Let concurrent writes share one transaction and fsync (on by default;
     /// off only to measure the baseline).
     pub group_commit: bool,
+    /// Timeouts and sizes at the HTTP boundary.
+    pub http: HttpLimits,
 }
 
 /// Random hex for resource IDs.
@@ -54,6 +59,8 @@ pub struct App {
     /// Bumped on every publish; watchers (the data plane) wait on it.
     generation: Mutex<u64>,
     published: Condvar,
+    /// Room for request bodies being read, in bytes (see `HttpLimits::max_buffered_body_bytes`).
+    body_budget: tokio::sync::Semaphore,
     pub config: Config,
 }
 
@@ -98,6 +105,9 @@ pub fn status_for(code: &str) -> StatusCode {
         | "OptInRequired"
         | "Blocked" => StatusCode::FORBIDDEN,
         "AuthFailure" | "MissingAuthenticationToken" => StatusCode::UNAUTHORIZED,
+        "RequestTimeout" => StatusCode::REQUEST_TIMEOUT,
+        "MissingContentLength" => StatusCode::LENGTH_REQUIRED,
+        "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
         "InternalError" | "InternalFailure" | "ServerInternal" => StatusCode::INTERNAL_SERVER_ERROR,
         "ServiceUnavailable" | "Unavailable" | "RequestLimitExceeded" => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -124,6 +134,14 @@ fn ec2_error(f: &Fault, request_id: &str) -> Response {
         status_for(&f.code),
         xml::error_body(&f.code, &f.message, request_id),
         request_id,
+    )
+}
+
+/// The answer to a request whose handling failed unexpectedly (a panic).
+pub(crate) fn internal_error() -> Response {
+    ec2_error(
+        &Fault::new("InternalError", "An internal error has occurred"),
+        &uuid::Uuid::new_v4().to_string(),
     )
 }
 
@@ -191,6 +209,7 @@ impl App {
             next_deadline: AtomicI64::new(next),
             generation: Mutex::new(0),
             published: Condvar::new(),
+            body_budget: tokio::sync::Semaphore::new(config.http.max_buffered_body_bytes),
             config,
         }))
     }
@@ -228,6 +247,17 @@ impl App {
             .unwrap_or_else(PoisonError::into_inner)
             .get(akid)
             .cloned()
+    }
+
+    /// Whether an access key exists; on a cache miss the store is asked off the async workers.
+    async fn knows_key(self: &Arc<Self>, akid: &str) -> bool {
+        if self.cached_key(akid).is_some() {
+            return true;
+        }
+        let (app, akid) = (self.clone(), akid.to_string());
+        tokio::task::spawn_blocking(move || app.lookup_key(&akid).is_some())
+            .await
+            .unwrap_or(false)
     }
 
     fn lookup_key(&self, akid: &str) -> Option<(String, String)> {
@@ -407,16 +437,7 @@ impl App {
         may_block: bool,
     ) -> Option<Response> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let query: Vec<(String, String)> = uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let mut hmap: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, v) in headers {
-            hmap.entry(k.as_str().to_ascii_lowercase())
-                .or_default()
-                .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-        }
+        let (query, hmap) = signing_view(uri, headers);
         let is_form = hmap
             .get("content-type")
             .and_then(|v| v.first())
@@ -626,72 +647,178 @@ impl App {
     }
 }
 
-async fn entry(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if uri.path() == "/_vpcd/clock" && app.config.test_clock {
-        let q: HashMap<String, String> = uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let secs: i64 = q.get("advance").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let Some(ms) = secs.checked_mul(1000) else {
-            return (StatusCode::BAD_REQUEST, "advance out of range").into_response();
-        };
-        let app2 = app.clone();
-        let r = tokio::task::spawn_blocking(move || app2.advance_clock(ms)).await;
-        return match r {
-            Ok(Ok(off)) => (
-                StatusCode::OK,
-                format!("{{\"offset_ms\":{off},\"now_ms\":{}}}", app.now().0),
-            )
-                .into_response(),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "clock update failed").into_response(),
-        };
+/// Lower-cased header names and their values, as SigV4 reads them.
+type SigningHeaders = BTreeMap<String, Vec<String>>;
+
+/// A request head as SigV4 sees it: decoded query pairs and lower-cased headers.
+fn signing_view(uri: &Uri, headers: &HeaderMap) -> (Vec<(String, String)>, SigningHeaders) {
+    let query = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let mut hmap = SigningHeaders::new();
+    for (k, v) in headers {
+        hmap.entry(k.as_str().to_ascii_lowercase())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
-    // Reads are in-memory and answered on this worker; anything that writes
-    // waits for an fsync, so it moves to the blocking pool.
+    (query, hmap)
+}
+
+fn too_large(max: usize) -> Fault {
+    Fault::new(
+        "RequestEntityTooLarge",
+        format!("The request body is larger than the limit of {max} bytes."),
+    )
+}
+
+/// The Content-Length of an admitted request (0 when it has none).
+fn declared_length(head: &Parts) -> usize {
+    head.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Refuses a body that is too long, or whose length is not declared up front.
+fn check_declared_length(headers: &HeaderMap, max: usize) -> Result<(), Fault> {
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(n) if n <= max as u64 => Ok(()),
+            Some(_) => Err(too_large(max)),
+            None => Err(Fault::invalid_param("Content-Length is not a number")),
+        },
+        None if headers.contains_key(header::TRANSFER_ENCODING) => Err(Fault::new(
+            "MissingContentLength",
+            "A request with a body must declare its Content-Length.",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Decides from the head alone whether a request's body is worth reading: a
+/// declared length within the limit, a well-formed SigV4 credential and a
+/// known access key. The full signature check runs once the body is read, so
+/// an unauthenticated request never makes the server buffer its body.
+async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
+    check_declared_length(&head.headers, app.config.http.max_body_bytes)
+        .map_err(|f| refusal(&f, false))?;
+    let (query, headers) = signing_view(&head.uri, &head.headers);
+    let signed = SignedRequest {
+        method: head.method.as_str(),
+        path: head.uri.path(),
+        query: &query,
+        headers: &headers,
+        body: &[],
+    };
+    // Before the body is read, an STS request is known only by its credential scope.
+    let (akid, service) =
+        sigv4::claimed_credential(&signed).map_err(|e| refusal(&auth_fault(&e, false), false))?;
+    if app.knows_key(&akid).await {
+        Ok(())
+    } else {
+        let sts = service == "sts";
+        Err(refusal(&auth_fault(&AuthError::UnknownKey(akid), sts), sts))
+    }
+}
+
+/// Reads an admitted body, within the size limit and the body timeout, once
+/// its declared length fits in what all bodies together may hold.
+async fn read_body(app: &App, head: &Parts, body: Body) -> Result<Bytes, Fault> {
+    let limits = &app.config.http;
+    let room = |n: usize| u32::try_from(n.min(limits.max_buffered_body_bytes)).unwrap_or(u32::MAX);
+    let read = async {
+        let _room = app
+            .body_budget
+            .acquire_many(room(declared_length(head)))
+            .await;
+        Limited::new(body, limits.max_body_bytes).collect().await
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limits.max_body_bytes)),
+        Ok(Err(e)) => Err(Fault::new(
+            "IncompleteBody",
+            format!("The request body could not be read: {e}"),
+        )),
+        Err(_) => {
+            tracing::debug!(timeout = ?limits.body_timeout, "closing a connection: its body did not arrive in time");
+            Err(Fault::new(
+                "RequestTimeout",
+                format!(
+                    "The request body did not arrive within {} seconds.",
+                    limits.body_timeout.as_secs_f64()
+                ),
+            ))
+        }
+    }
+}
+
+/// An error answered before or while reading the body; the connection is closed after it.
+fn refusal(f: &Fault, sts: bool) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut r = if sts {
+        sts_error(f, &request_id)
+    } else {
+        ec2_error(f, &request_id)
+    };
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (head, body) = request.into_parts();
+    if head.uri.path() == "/_vpcd/clock" && app.config.test_clock {
+        return clock(&app, &head.uri).await;
+    }
+    if let Err(refused) = admit(&app, &head).await {
+        return refused;
+    }
+    match read_body(&app, &head, body).await {
+        Ok(body) => dispatch(app, head, body).await,
+        Err(f) => refusal(&f, false),
+    }
+}
+
+/// `POST /_vpcd/clock?advance=SECONDS` (with `--test-clock` only).
+async fn clock(app: &Arc<App>, uri: &Uri) -> Response {
+    let q: HashMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let secs: i64 = q.get("advance").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Some(ms) = secs.checked_mul(1000) else {
+        return (StatusCode::BAD_REQUEST, "advance out of range").into_response();
+    };
+    let app2 = app.clone();
+    let r = tokio::task::spawn_blocking(move || app2.advance_clock(ms)).await;
+    match r {
+        Ok(Ok(off)) => (
+            StatusCode::OK,
+            format!("{{\"offset_ms\":{off},\"now_ms\":{}}}", app.now().0),
+        )
+            .into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "clock update failed").into_response(),
+    }
+}
+
+/// Runs an admitted request. Reads are in-memory and answered on this worker;
+/// anything that writes waits for an fsync, so it moves to the blocking pool.
+async fn dispatch(app: Arc<App>, head: Parts, body: Bytes) -> Response {
+    let (method, uri, headers) = (head.method, head.uri, head.headers);
     if let Some(r) = app.try_handle_nonblocking(&method, &uri, &headers, &body) {
         return r;
     }
-    let app2 = app.clone();
-    tokio::task::spawn_blocking(move || app2.handle(&method, &uri, &headers, &body))
+    tokio::task::spawn_blocking(move || app.handle(&method, &uri, &headers, &body))
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "handler panicked");
-            ec2_error(
-                &Fault::new("InternalError", "An internal error has occurred"),
-                "",
-            )
+            internal_error()
         })
 }
 
 /// The axum router for an app.
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(entry).with_state(app)
-}
-
-/// Serves until the future `shutdown` completes.
-pub async fn serve(
-    app: Arc<App>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let ticker = app.clone();
-    tokio::spawn(async move {
-        loop {
-            // Sleep until the earliest timer is due (at most 250 ms), so state
-            // changes such as provisioning -> active land on time.
-            tokio::time::sleep(ticker.until_next_deadline()).await;
-            let a = ticker.clone();
-            let _ = tokio::task::spawn_blocking(move || a.tick()).await;
-        }
-    });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

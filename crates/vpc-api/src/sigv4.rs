@@ -179,6 +179,13 @@ fn parse(r: &SignedRequest<'_>) -> Result<Parsed, AuthError> {
     })
 }
 
+/// The access key id and service a request claims, read from its head alone:
+/// no body and no signature check. Lets the server refuse a request before
+/// reading its body.
+pub fn claimed_credential(r: &SignedRequest<'_>) -> Result<(String, String), AuthError> {
+    parse(r).map(|p| (p.akid, p.service))
+}
+
 /// RFC 3986 encoding as SigV4 wants it: only unreserved characters stay.
 pub fn uri_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

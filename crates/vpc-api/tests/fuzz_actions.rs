@@ -42,6 +42,7 @@ fn open_app() -> (tempfile::TempDir, Arc<App>) {
         limits: Limits::default(),
         test_clock: true,
         group_commit: true,
+        http: vpc_api::HttpLimits::default(),
     })
     .expect("open app");
     (dir, app)

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vpc_api::server;
 use vpc_model::region::Regions;
 use vpc_model::Limits;
 use vpc_store::Store;
@@ -76,6 +75,66 @@ struct ServeArgs {
     /// concurrent writes share one (only to measure the difference).
     #[arg(long)]
     no_group_commit: bool,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// Limits at the HTTP boundary (defaults in `vpc_api::HttpLimits::default`).
+#[derive(clap::Args, Debug, Default)]
+struct HttpArgs {
+    /// Seconds a connection gets to send a request's headers (also the keep-alive idle limit). Default 10.
+    #[arg(long, value_parser = positive_secs)]
+    header_timeout_secs: Option<f64>,
+    /// Seconds with no byte moving either way before a connection is closed. Default 60.
+    #[arg(long, value_parser = positive_secs)]
+    idle_timeout_secs: Option<f64>,
+    /// Seconds a request's whole body may take to arrive. Default 30.
+    #[arg(long, value_parser = positive_secs)]
+    body_timeout_secs: Option<f64>,
+    /// Largest request body in bytes. Default 2097152 (2 MiB).
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Connections served at once; capped below the open-file limit. Default 4096.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+impl HttpArgs {
+    fn limits(&self) -> vpc_api::HttpLimits {
+        let d = vpc_api::HttpLimits::default();
+        let secs = |v: Option<f64>, default| v.map_or(default, std::time::Duration::from_secs_f64);
+        vpc_api::HttpLimits {
+            header_timeout: secs(self.header_timeout_secs, d.header_timeout),
+            idle_timeout: secs(self.idle_timeout_secs, d.idle_timeout),
+            body_timeout: secs(self.body_timeout_secs, d.body_timeout),
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_connections: self
+                .max_connections
+                .map_or(d.max_connections, |n| n as usize),
+            ..d
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one where allowed; returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit; assuming 1024");
+            1024
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,12 +221,16 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         }
         None => Limits::default(),
     };
+    let open_files = raise_open_files_limit();
+    let http = args.http.limits().fit_open_files(open_files);
+    tracing::info!(?http, open_files, "HTTP limits");
     let app = vpc_api::App::open(vpc_api::Config {
         data_dir: data_dir.clone(),
         regions,
         limits,
         test_clock: args.test_clock,
         group_commit: !args.no_group_commit,
+        http,
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
     let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
@@ -180,10 +243,10 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         data_dir.display()
     );
     tracing::info!(%addr, "listening");
-    server::serve(app, listener, async {
+    vpc_api::http::serve(app, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await?;
+    .await;
     Ok(())
 }
 
@@ -274,6 +337,7 @@ fn main() -> Result<()> {
         test_clock: false,
         no_dataplane: false,
         no_group_commit: false,
+        http: HttpArgs::default(),
     }));
     match cmd {
         Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
