@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh dispatch 600        # target, seconds (default: dispatch, 120)
 #
 # Installs cargo-fuzz if it is missing. Builds with nightly into its own target
-# directory (FUZZ_TARGET_DIR, default /work/fuzz-target), because sanitizer flags
+# directory (FUZZ_TARGET_DIR, default fuzz/target), because sanitizer flags
 # would otherwise rebuild the shared one. The working corpus grows in
 # fuzz/corpus/<target> (not committed); the committed seeds in fuzz/seeds/<target>
 # are read as well. Crashes land in fuzz/artifacts/<target>.
@@ -18,8 +18,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-/work/fuzz-target}"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
 cd "$root/fuzz"
 mkdir -p "corpus/$target"
 exec cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-    -dict=dispatch.dict -max_total_time="$seconds" -jobs=1 -workers=1
+    -dict=dispatch.dict -max_total_time="$seconds" -rss_limit_mb=4096 -jobs=1 -workers=1

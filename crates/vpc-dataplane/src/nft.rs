@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use vpc_model::ops::defaults::{STAR_V4, STAR_V6};
+use vpc_model::rule_match::{self, AddressMatch, Family, RuleMatch, TrafficMatch};
 use vpc_model::{ops, AclAction, AclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule, World};
 
 /// What the router filter needs to know.
@@ -102,16 +103,65 @@ fn ports(from: u16, to: u16) -> String {
     }
 }
 
-/// ICMP (`icmp` or `icmpv6`) type and code; -1 means any.
-fn icmp(kw: &str, proto: &str, ty: i32, code: i32) -> String {
-    let mut parts = vec![format!("meta l4proto {proto}")];
-    if ty >= 0 {
-        parts.push(format!("{kw} type {ty}"));
+/// ICMP (`icmp` or `icmpv6`) with a type and code, each when given.
+fn icmp(keyword: &str, icmp_type: Option<u8>, code: Option<u8>) -> String {
+    let mut parts = vec![format!("meta l4proto {keyword}")];
+    if let Some(t) = icmp_type {
+        parts.push(format!("{keyword} type {t}"));
     }
-    if code >= 0 {
-        parts.push(format!("{kw} code {code}"));
+    if let Some(c) = code {
+        parts.push(format!("{keyword} code {c}"));
     }
     parts.join(" ")
+}
+
+/// A normalized match as nft expressions; `dir` is `saddr` or `daddr`.
+/// Records the groups whose member sets it uses. Every kind of match is
+/// translated here and nowhere else, by an exhaustive `match`.
+fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> String {
+    let address = match &m.address {
+        AddressMatch::Prefix(net) => addr_match(dir, *net),
+        AddressMatch::GroupMembers { group_id, family } => {
+            sets.insert(group_id.clone());
+            match family {
+                Family::Ipv4 => format!("ip {dir} @sgm_{group_id}"),
+                Family::Ipv6 => format!("ip6 {dir} @sgm6_{group_id}"),
+            }
+        }
+    };
+    let protocol_name = |n: u8| match n {
+        rule_match::TCP => "tcp".to_string(),
+        rule_match::UDP => "udp".to_string(),
+        n => n.to_string(),
+    };
+    let traffic = match &m.traffic {
+        TrafficMatch::Any => String::new(),
+        TrafficMatch::Ports {
+            protocol,
+            ports: None,
+        } => format!(" meta l4proto {}", protocol_name(*protocol)),
+        TrafficMatch::Ports {
+            protocol,
+            ports: Some((from, to)),
+        } => format!(
+            " meta l4proto {} {}",
+            protocol_name(*protocol),
+            ports(*from, *to)
+        ),
+        TrafficMatch::Icmp {
+            family,
+            icmp_type,
+            code,
+        } => {
+            let keyword = match family {
+                Family::Ipv4 => "icmp",
+                Family::Ipv6 => "icmpv6",
+            };
+            format!(" {}", icmp(keyword, *icmp_type, *code))
+        }
+        TrafficMatch::Protocol(n) => format!(" meta l4proto {n}"),
+    };
+    format!("{address}{traffic}")
 }
 
 /// One network-ACL entry as a rule; `dir` is `daddr` leaving the subnet, `saddr` entering.
@@ -119,29 +169,23 @@ fn icmp(kw: &str, proto: &str, ty: i32, code: i32) -> String {
 /// None when the entry cannot match any packet (ICMPv4 type matching on an
 /// IPv6 CIDR, or the reverse).
 pub(crate) fn acl_rule(e: &AclEntry, dir: &str) -> Option<String> {
-    let v4 = e.cidr.addr().is_ipv4();
     if e.rule_number == STAR_V4 || e.rule_number == STAR_V6 {
-        let fam = if v4 { "ipv4" } else { "ipv6" };
+        let fam = if e.cidr.addr().is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        };
         return Some(format!("meta nfproto {fam} counter drop"));
     }
-    let mut parts = vec![addr_match(dir, e.cidr)];
-    if e.protocol != "-1" {
-        let n: u8 = e.protocol.parse().ok()?;
-        match (n, e.icmp) {
-            (1, Some((t, c))) if v4 => parts.push(icmp("icmp", "icmp", t, c)),
-            (58, Some((t, c))) if !v4 => parts.push(icmp("icmpv6", "icmpv6", t, c)),
-            (1, Some(_)) | (58, Some(_)) => return None,
-            _ => parts.push(format!("meta l4proto {n}")),
-        }
-        if let Some((from, to)) = e.ports {
-            parts.push(ports(from, to));
-        }
-    }
-    parts.push(match e.action {
-        AclAction::Allow => "return".into(),
-        AclAction::Deny => "counter drop".into(),
-    });
-    Some(parts.join(" "))
+    let m = rule_match::lower_acl_entry(e)?;
+    let verdict = match e.action {
+        AclAction::Allow => "return",
+        AclAction::Deny => "counter drop",
+    };
+    Some(format!(
+        "{} {verdict}",
+        compile_match(&m, dir, &mut BTreeSet::new())
+    ))
 }
 
 /// The rules of one subnet's ACL chain in one direction: the same-subnet
@@ -173,57 +217,10 @@ pub(crate) fn sg_rules(
     sets: &mut BTreeSet<String>,
 ) -> Vec<String> {
     let dir = if ingress { "saddr" } else { "daddr" };
-    let peers: Vec<(bool, String)> = match &r.peer {
-        SgPeer::Cidr4(n) => vec![(false, addr_match(dir, IpNet::V4(*n)))],
-        SgPeer::Cidr6(n) => vec![(true, addr_match(dir, IpNet::V6(*n)))],
-        SgPeer::Group { group_id, .. } => {
-            sets.insert(group_id.clone());
-            vec![
-                (false, format!("ip {dir} @sgm_{group_id}")),
-                (true, format!("ip6 {dir} @sgm6_{group_id}")),
-            ]
-        }
-        // No prefix lists exist here, so such a rule matches nothing.
-        SgPeer::PrefixList(_) => vec![],
-    };
-    let mut out = Vec::new();
-    for (v6, m) in peers {
-        let proto = match r.protocol.as_str() {
-            "-1" => Some(String::new()),
-            p @ ("tcp" | "udp") => Some(match (r.from_port, r.to_port) {
-                (Some(f), Some(t)) if !(f <= 0 && t >= 65535) => {
-                    let f = u16::try_from(f).unwrap_or(0);
-                    let t = u16::try_from(t).unwrap_or(u16::MAX);
-                    format!(" meta l4proto {p} {}", ports(f, t))
-                }
-                _ => format!(" meta l4proto {p}"),
-            }),
-            "icmp" if !v6 => Some(format!(
-                " {}",
-                icmp(
-                    "icmp",
-                    "icmp",
-                    r.from_port.unwrap_or(-1),
-                    r.to_port.unwrap_or(-1)
-                )
-            )),
-            "icmpv6" if v6 => Some(format!(
-                " {}",
-                icmp(
-                    "icmpv6",
-                    "icmpv6",
-                    r.from_port.unwrap_or(-1),
-                    r.to_port.unwrap_or(-1)
-                )
-            )),
-            "icmp" | "icmpv6" => None,
-            n => n.parse::<u8>().ok().map(|n| format!(" meta l4proto {n}")),
-        };
-        if let Some(p) = proto {
-            out.push(format!("{m}{p} {verdict}"));
-        }
-    }
-    out
+    rule_match::lower_sg_rule(r)
+        .iter()
+        .map(|m| format!("{} {verdict}", compile_match(m, dir, sets)))
+        .collect()
 }
 
 /// The filter and NAT tables of one router.

@@ -1539,8 +1539,7 @@ mod tests {
                 "ip saddr 10.0.2.0/24 meta l4proto icmp icmp type 8 counter drop".to_string(),
                 "ip6 saddr 2600::/56 return".to_string(),
                 "meta nfproto ipv4 return".to_string(),
-                "ip saddr 0.0.0.0/0 meta l4proto 6 th dport 22 return"
-                    .replace("ip saddr 0.0.0.0/0", "meta nfproto ipv4"),
+                "meta nfproto ipv4 meta l4proto tcp th dport 22 return".to_string(),
                 "meta nfproto ipv4 counter drop".to_string(),
                 "counter drop".to_string(),
             ]
@@ -1549,7 +1548,7 @@ mod tests {
             chain(body, &format!("nacl_out_{sid}")),
             vec![
                 format!("oifname @sn_{sid} return"),
-                "ip daddr 10.9.0.0/16 meta l4proto 17 th dport 53-54 counter drop".to_string(),
+                "ip daddr 10.9.0.0/16 meta l4proto udp th dport 53-54 counter drop".to_string(),
                 "meta nfproto ipv4 return".to_string(),
                 "meta nfproto ipv4 counter drop".to_string(),
                 "counter drop".to_string(),
