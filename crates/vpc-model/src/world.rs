@@ -5,6 +5,7 @@ use crate::fault::Fault;
 use crate::types::*;
 use imbl::OrdMap;
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
 
 /// The kind of a stored record; its name is the store's `kind` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,9 +69,13 @@ impl Kind {
 }
 
 /// A keyed collection of one record type.
+///
+/// Records sit behind an `Arc`: a persistent map copies a whole node (dozens
+/// of entries) on the first write after a clone, and copying pointers there
+/// instead of records keeps a write's cost independent of the records' size.
 #[derive(Debug, Clone)]
 pub struct Table<T: Clone> {
-    map: OrdMap<String, T>,
+    map: OrdMap<String, Arc<T>>,
 }
 
 impl<T: Clone> Default for Table<T> {
@@ -81,11 +86,11 @@ impl<T: Clone> Default for Table<T> {
 
 impl<T: Clone> Table<T> {
     pub fn get(&self, id: &str) -> Option<&T> {
-        self.map.get(id)
+        self.map.get(id).map(|r| &**r)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.map.values()
+        self.map.values().map(|r| &**r)
     }
 
     pub fn len(&self) -> usize {
@@ -201,20 +206,20 @@ impl World {
     pub fn put<R: Record>(&mut self, r: R) {
         let id = r.id().to_string();
         self.changes.push((R::KIND, id.clone()));
-        R::table_mut(self).map.insert(id, r);
+        R::table_mut(self).map.insert(id, Arc::new(r));
     }
 
     /// Removes a record and notes the change.
     pub fn remove<R: Record>(&mut self, id: &str) -> Option<R> {
         self.changes.push((R::KIND, id.to_string()));
-        R::table_mut(self).map.remove(id)
+        R::table_mut(self).map.remove(id).map(Arc::unwrap_or_clone)
     }
 
     /// Changes one record in place and notes the change. Returns false when absent.
     pub fn update<R: Record>(&mut self, id: &str, f: impl FnOnce(&mut R)) -> bool {
         match R::table_mut(self).map.get_mut(id) {
             Some(r) => {
-                f(r);
+                f(Arc::make_mut(r));
                 self.changes.push((R::KIND, id.to_string()));
                 true
             }
@@ -224,7 +229,9 @@ impl World {
 
     /// Inserts a record without noting a change (used when loading from the store).
     pub fn load<R: Record>(&mut self, r: R) {
-        R::table_mut(self).map.insert(r.id().to_string(), r);
+        R::table_mut(self)
+            .map
+            .insert(r.id().to_string(), Arc::new(r));
     }
 
     /// The (kind, id) pairs changed since the last [`World::take_changes`], deduplicated.
