@@ -20,6 +20,7 @@ pub mod link;
 pub mod names;
 mod nft;
 pub mod plan;
+pub mod resolv;
 #[cfg(test)]
 mod testkit;
 
@@ -331,6 +332,11 @@ impl Dataplane {
             }
         }
 
+        // 7. The instances' resolver configuration (/etc/netns/<id>/resolv.conf).
+        for (id, e) in resolv::write_all(world, &plan) {
+            tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
+        }
+
         report.created = created.into_iter().collect();
         report.kernel_ops = self.run.ops() - ops0;
         report.duration = start.elapsed();
@@ -549,6 +555,11 @@ pub fn teardown(tag: &str, instance_ids: &[String]) -> Result<(), DataplaneError
         .cloned()
         .collect();
     let results = par_map(&ours, |name| run.netns_del(name));
+    for id in instance_ids {
+        if let Err(e) = resolv::remove(id) {
+            tracing::warn!(instance = %id, "cannot remove its /etc/netns files: {e}");
+        }
+    }
     let failed: Vec<(String, CommandError)> = ours
         .into_iter()
         .zip(results)
