@@ -267,3 +267,27 @@ def test_dns_attributes_switch_names_and_the_server(dp):
     ec2.modify_vpc_attribute(VpcId=v.id, EnableDnsHostnames={"Value": True})
     wait_resolver(i.ns, v.resolver)
     resolves(i.ns, name, "10.83.1.10")
+
+
+def test_restart_serves_again_and_teardown_removes_the_resolver_files(dp_server_factory):
+    server = dp_server_factory()
+    d = Dp(server)
+    ec2 = d.ec2("A")
+    v = dns_vpc(ec2, "10.84.0.0/16", "10.84.1.0/24")
+    i = d.launch(ec2, v.subnet, "10.84.1.10")
+    wait_resolver(i.ns, v.resolver)
+    name = private_name("10.84.1.10")
+    resolves(i.ns, name, "10.84.1.10")
+
+    # kill -9 and start again: the new process binds in the existing router namespace.
+    server.restart()
+    wait_resolver(i.ns, v.resolver)
+    resolves(i.ns, name, "10.84.1.10", tcp=True)
+
+    # kill -9 (nothing cleaned up by the server itself), then `vpcd teardown`.
+    server.kill9()
+    assert os.path.exists(f"/etc/netns/{i.id}/resolv.conf")
+    p = server.vpcd("teardown", "--data-dir", str(server.data_dir), check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not os.path.exists(f"/etc/netns/{i.id}"), f"/etc/netns/{i.id} left after teardown"
+    assert not os.path.exists(f"/run/netns/{i.id}")
