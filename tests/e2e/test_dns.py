@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import default_sg, main_route_table, wait_for, wait_pcx
+from helpers import A_ID, active_peering, default_sg, main_route_table, wait_for, wait_pcx
 from netprobe import Dp, ping, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -236,6 +236,36 @@ def test_peering_names_the_dns_option_and_the_peers_resolver(dp):
     ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     wait_for(lambda: dig(ia.ns, b_private).status, lambda s: s == "NXDOMAIN", timeout=5,
              what="b's private name to stop resolving from a after the peering is deleted")
+
+
+def test_inter_region_peer_names_need_the_option(dp):
+    east, west = dp.ec2("A"), dp.ec2("A", "us-west-2")
+    va = dns_vpc(east, "10.85.0.0/16", "10.85.1.0/24")
+    vb = dns_vpc(west, "10.86.0.0/16", "10.86.1.0/24")
+    ia = dp.launch(east, va.subnet, "10.85.1.10")
+    ib = dp.launch(west, vb.subnet, "10.86.1.10")
+    conf = open(f"/etc/netns/{ib.id}/resolv.conf").read()
+    assert "nameserver 10.86.0.2\n" in conf and "search us-west-2.compute.internal\n" in conf, conf
+    wait_resolver(ia.ns, va.resolver)
+    wait_resolver(ib.ns, vb.resolver)
+    b_name = private_name("10.86.1.10", "us-west-2")
+    assert dp.describe(west, ib.id)["PrivateDnsName"] == b_name
+    resolves(ib.ns, b_name, "10.86.1.10")
+    rc, out, _ = getent(ib.ns, "ip-10-86-1-10")                         # the region's search domain
+    assert rc == 0 and out.split() == ["10.86.1.10", b_name], out
+
+    pcx = active_peering(east, west, va.id, vb.id, b_owner=A_ID, b_region="us-west-2")
+    # Inter-region: even RFC 1918 private names need the option of the side they belong to.
+    status(ia.ns, b_name, "NXDOMAIN")
+    status(ia.ns, "10.86.1.10", "NXDOMAIN", reverse=True)
+    west.modify_vpc_peering_connection_options(VpcPeeringConnectionId=pcx, AccepterPeeringConnectionOptions={
+        "AllowDnsResolutionFromRemoteVpc": True})
+    resolves(ia.ns, b_name, "10.86.1.10")
+    resolves(ia.ns, "10.86.1.10", b_name, reverse=True)
+    status(ib.ns, private_name("10.85.1.10"), "NXDOMAIN")              # a's side has not allowed it
+    west.modify_vpc_peering_connection_options(VpcPeeringConnectionId=pcx, AccepterPeeringConnectionOptions={
+        "AllowDnsResolutionFromRemoteVpc": False})
+    status(ia.ns, b_name, "NXDOMAIN")
 
 
 def test_dns_attributes_switch_names_and_the_server(dp):

@@ -192,6 +192,12 @@ impl Dataplane {
             }
         }
 
+        // The instances' resolver configuration (/etc/netns/<id>/resolv.conf),
+        // there before their namespaces are.
+        for (id, e) in resolv::write_all(world, &plan) {
+            tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
+        }
+
         // 2. Planned namespaces that do not exist yet.
         let missing: Vec<&NsPlan> = plan
             .namespaces
@@ -330,11 +336,6 @@ impl Dataplane {
             if let Err(e) = r {
                 failed.insert(ns.to_string(), e);
             }
-        }
-
-        // 7. The instances' resolver configuration (/etc/netns/<id>/resolv.conf).
-        for (id, e) in resolv::write_all(world, &plan) {
-            tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
         }
 
         report.created = created.into_iter().collect();
