@@ -213,7 +213,11 @@ impl Runner {
 
     pub fn netns_del(&self, name: &str) -> Result<(), CommandError> {
         self.count(1);
-        self.ip(None, &["netns", "del", name]).map(|_| ())
+        self.ip(None, &["netns", "del", name])?;
+        if let Err(e) = crate::resolv::remove(name) {
+            tracing::warn!(ns = %name, "cannot remove its /etc/netns files: {e}");
+        }
+        Ok(())
     }
 
     /// Sets sysctls inside a namespace, in order.

@@ -20,6 +20,7 @@ pub mod link;
 pub mod names;
 mod nft;
 pub mod plan;
+pub mod resolv;
 #[cfg(test)]
 mod testkit;
 
@@ -189,6 +190,12 @@ impl Dataplane {
                     failed.insert(name.clone(), e);
                 }
             }
+        }
+
+        // The instances' resolver configuration (/etc/netns/<id>/resolv.conf),
+        // there before their namespaces are.
+        for (id, e) in resolv::write_all(world, &plan) {
+            tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
         }
 
         // 2. Planned namespaces that do not exist yet.
@@ -549,6 +556,11 @@ pub fn teardown(tag: &str, instance_ids: &[String]) -> Result<(), DataplaneError
         .cloned()
         .collect();
     let results = par_map(&ours, |name| run.netns_del(name));
+    for id in instance_ids {
+        if let Err(e) = resolv::remove(id) {
+            tracing::warn!(instance = %id, "cannot remove its /etc/netns files: {e}");
+        }
+    }
     let failed: Vec<(String, CommandError)> = ours
         .into_iter()
         .zip(results)

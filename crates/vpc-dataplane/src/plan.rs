@@ -762,6 +762,15 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         );
     }
 
+    // The Amazon-provided DNS server's addresses (base + 2, 169.254.169.253) on lo.
+    for a in w
+        .get::<Vpc>(vpc_id)
+        .map(ops::dns::resolver_addresses)
+        .unwrap_or_default()
+    {
+        ns.addr("lo", IpNet::V4(Ipv4Net::from(a)), false);
+    }
+
     // Routed addresses: (address, link) of running interfaces and NAT gateways.
     let routed_enis: Vec<(IpAddr, String)> = enis
         .iter()
@@ -1877,5 +1886,33 @@ mod tests {
         e.instance(&s, "10.0.1.10");
         e.igw(&v);
         assert_eq!(plan(&e.w, TAG), plan(&e.w, TAG));
+    }
+
+    #[test]
+    fn the_resolver_addresses_are_on_the_routers_lo_only_with_dns_support() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let s = e.subnet(&v, "10.0.1.0/24");
+        let a = e.instance(&s, "10.0.1.10");
+        let on_lo = |p: &Plan, addr: &str| {
+            router(p, &v).addrs.contains(&AddrPlan {
+                dev: "lo".into(),
+                addr: addr.parse().unwrap(),
+                noprefixroute: false,
+            })
+        };
+        let p = plan(&e.w, TAG);
+        assert!(on_lo(&p, "10.0.0.2/32"));
+        assert!(on_lo(&p, "169.254.169.253/32"));
+        // Nothing in the instance: it reaches the resolver through its default route.
+        assert!(p.namespaces[&a.id]
+            .addrs
+            .iter()
+            .all(|x| x.addr != "10.0.0.2/32".parse::<IpNet>().unwrap()));
+        e.w.update::<Vpc>(&v.meta.id, |v| v.dns_support = false);
+        let p = plan(&e.w, TAG);
+        assert!(!on_lo(&p, "10.0.0.2/32"));
+        assert!(!on_lo(&p, "169.254.169.253/32"));
+        assert!(on_lo(&p, "10.0.1.1/32"), "the subnet gateway stays");
     }
 }

@@ -295,6 +295,7 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
             )
         }
     };
+    let dns = start_dns(app, &tag);
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
@@ -316,8 +317,45 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
                 seen = gen;
             }
         })
-        .map(|_| format!("on (namespaces vpcd{tag}-*, instances i-*)"))
+        .map(|_| format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}"))
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
+}
+
+/// Starts the Amazon-provided DNS server of every VPC (inside the router
+/// namespaces the reconciler makes) and a thread that tells it of every
+/// published World. Must run inside the tokio runtime.
+fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
+    let service = vpc_dns::DnsService::start(
+        vpc_dns::DnsConfig {
+            tag: tag.to_string(),
+            port: 53,
+        },
+        {
+            let app = app.clone();
+            Arc::new(move || app.snapshot())
+        },
+        &tokio::runtime::Handle::current(),
+    );
+    let app = app.clone();
+    std::thread::Builder::new()
+        .name("dns-follower".into())
+        .spawn(move || {
+            let mut seen = u64::MAX;
+            loop {
+                let timeout = if seen == u64::MAX {
+                    std::time::Duration::ZERO
+                } else {
+                    std::time::Duration::from_secs(30)
+                };
+                let (gen, _) = app.wait_newer(seen, timeout);
+                if gen != seen {
+                    service.changed();
+                    seen = gen;
+                }
+            }
+        })
+        .map(|_| "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53)".to_string())
+        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
 fn main() -> Result<()> {

@@ -1,0 +1,23 @@
+//! The Amazon-provided DNS server of every VPC (`docs/dns.md`).
+//!
+//! * [`zone`] is pure: from a [`World`](vpc_model::World) and the querying
+//!   VPC it decides what a name resolves to, with the rules of
+//!   `vpc_model::ops::dns` (which names exist, split horizon, what crosses a
+//!   peering). No I/O, no wire format.
+//! * [`server`] serves it with hickory-dns: one server per VPC, on UDP and
+//!   TCP port 53 at base + 2 and 169.254.169.253 inside the VPC's router
+//!   namespace, answering only queries from inside that VPC.
+//!
+//! The data plane puts the addresses on the router's `lo` and writes the
+//! instances' `resolv.conf`; this crate only listens and answers.
+
+pub mod error;
+pub mod server;
+pub mod zone;
+
+#[cfg(test)]
+#[path = "../../vpc-dataplane/src/testkit.rs"]
+mod testkit;
+
+pub use error::DnsError;
+pub use server::{DnsConfig, DnsService};

@@ -1,0 +1,471 @@
+//! The DNS servers: one per VPC, listening on UDP and TCP port 53 at the
+//! VPC's resolver addresses inside its router namespace.
+//!
+//! Every query is answered from the World published at that moment (its
+//! [`Index`] is built once per World, by the first to see it), so a change
+//! such as a peering DNS option turned off is in effect as soon as the API
+//! has answered. A manager task starts a server for every VPC that should
+//! have one (`ops::dns::resolver_addresses`) and whose router namespace
+//! exists, stops the others, and re-binds when a router namespace was made
+//! again (its inode changed). It converges whenever
+//! [`DnsService::changed`] is called and every [`RECHECK`] (router
+//! namespaces appear after the World that asks for them).
+//!
+//! Sockets are opened by a short-lived thread that enters the router
+//! namespace (`setns`), binds with `IP_FREEBIND` (the reconciler may add the
+//! addresses a moment later) and hands the sockets to tokio; they stay in
+//! that namespace whatever thread serves them.
+
+use crate::error::DnsError;
+use crate::zone::{self, Answer, Index, Outcome, QueryKind};
+use hickory_server::net::runtime::Time;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::rdata::{A, PTR, SOA};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::Server;
+use nix::sched::CloneFlags;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use vpc_model::ops::dns;
+use vpc_model::{Vpc, World};
+
+/// How often the manager looks for router namespaces that appeared.
+pub const RECHECK: Duration = Duration::from_millis(200);
+
+/// How long an idle TCP connection is kept.
+const TCP_IDLE: Duration = Duration::from_secs(5);
+
+/// Where `ip netns` keeps named namespaces.
+const NETNS_RUN: &str = "/run/netns";
+
+/// One published state and its index.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub world: Arc<World>,
+    pub index: Index,
+}
+
+/// Settings of the DNS service.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// The data directory's data-plane tag (router namespaces are `vpcd<tag>-vpc-…`).
+    pub tag: String,
+    /// The port to listen on (53).
+    pub port: u16,
+}
+
+/// Where the latest published World comes from (`vpc_api::App::snapshot`).
+pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
+
+/// The latest World and its index, shared by the manager and every server.
+struct Latest {
+    source: WorldSource,
+    cache: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for Latest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Latest").finish_non_exhaustive()
+    }
+}
+
+impl Latest {
+    /// The latest published World and its index; the index is rebuilt once
+    /// per new World, by whoever sees it first.
+    fn current(&self) -> Arc<Snapshot> {
+        let world = (self.source)();
+        let cached = match self.cache.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if Arc::ptr_eq(&cached.world, &world) {
+            return cached;
+        }
+        let snap = Arc::new(Snapshot {
+            index: Index::build(&world),
+            world,
+        });
+        match self.cache.write() {
+            Ok(mut g) => *g = snap.clone(),
+            Err(p) => *p.into_inner() = snap.clone(),
+        }
+        snap
+    }
+}
+
+type Shared = Arc<Latest>;
+
+/// The Amazon-provided DNS servers of every VPC of one data directory.
+#[derive(Debug)]
+pub struct DnsService {
+    shared: Shared,
+    changed: Arc<Notify>,
+}
+
+impl DnsService {
+    /// Starts the manager task on `rt`. Every query is answered from the
+    /// World `source` returns at that moment, so a change is in effect as
+    /// soon as it is published; [`changed`](Self::changed) makes the
+    /// manager start and stop servers without waiting for its next look.
+    pub fn start(
+        config: DnsConfig,
+        source: WorldSource,
+        rt: &tokio::runtime::Handle,
+    ) -> DnsService {
+        let shared: Shared = Arc::new(Latest {
+            source,
+            cache: RwLock::default(),
+        });
+        let changed = Arc::new(Notify::new());
+        let manager = Manager {
+            config,
+            shared: shared.clone(),
+            running: BTreeMap::new(),
+        };
+        rt.spawn(manager.run(changed.clone()));
+        DnsService { shared, changed }
+    }
+
+    /// A new World was published: index it now (so the first query does not
+    /// pay for it) and let the manager converge the set of servers.
+    pub fn changed(&self) {
+        self.shared.current();
+        self.changed.notify_one();
+    }
+}
+
+/// A running server and what it was bound for.
+struct Running {
+    ns_inode: u64,
+    addrs: Vec<Ipv4Addr>,
+    /// Dropping the server aborts its tasks and closes its sockets.
+    _server: Server<VpcResolver>,
+}
+
+struct Manager {
+    config: DnsConfig,
+    shared: Shared,
+    running: BTreeMap<String, Running>,
+}
+
+/// The inode of a named network namespace, if it exists.
+fn netns_inode(name: &str) -> Option<u64> {
+    std::fs::metadata(PathBuf::from(NETNS_RUN).join(name))
+        .ok()
+        .map(|m| m.ino())
+}
+
+impl Manager {
+    async fn run(mut self, changed: Arc<Notify>) {
+        loop {
+            self.converge().await;
+            let _ = tokio::time::timeout(RECHECK, changed.notified()).await;
+        }
+    }
+
+    /// What should run: (VPC, router namespace, its inode, addresses).
+    fn wanted(&self) -> Vec<(String, String, u64, Vec<Ipv4Addr>)> {
+        let snap = self.shared.current();
+        snap.world
+            .iter::<Vpc>()
+            .filter(|v| vpc_dataplane::names::is_safe(&v.meta.id))
+            .filter_map(|v| {
+                let addrs = dns::resolver_addresses(v);
+                if addrs.is_empty() {
+                    return None;
+                }
+                let ns = vpc_dataplane::names::router_ns(&self.config.tag, &v.meta.id);
+                let inode = netns_inode(&ns)?;
+                Some((v.meta.id.clone(), ns, inode, addrs))
+            })
+            .collect()
+    }
+
+    async fn converge(&mut self) {
+        let wanted = self.wanted();
+        let keep: std::collections::BTreeSet<&str> =
+            wanted.iter().map(|(v, ..)| v.as_str()).collect();
+        self.running.retain(|vpc, _| {
+            let k = keep.contains(vpc.as_str());
+            if !k {
+                tracing::info!(vpc = %vpc, "DNS server stopped");
+            }
+            k
+        });
+        for (vpc, ns, inode, addrs) in wanted {
+            if self
+                .running
+                .get(&vpc)
+                .is_some_and(|r| r.ns_inode == inode && r.addrs == addrs)
+            {
+                continue;
+            }
+            self.running.remove(&vpc);
+            let port = self.config.port;
+            let bind_addrs = addrs.clone();
+            let ns_name = ns.clone();
+            let bound =
+                tokio::task::spawn_blocking(move || bind_in_netns(&ns_name, &bind_addrs, port))
+                    .await
+                    .map_err(|e| DnsError::Thread(e.to_string()))
+                    .and_then(|r| r);
+            match bound {
+                Ok(sockets) => {
+                    let handler = VpcResolver {
+                        vpc_id: vpc.clone(),
+                        shared: self.shared.clone(),
+                    };
+                    let mut server = Server::new(handler);
+                    let mut failed = None;
+                    for (udp, tcp) in sockets {
+                        match (
+                            tokio::net::UdpSocket::from_std(udp),
+                            tokio::net::TcpListener::from_std(tcp),
+                        ) {
+                            (Ok(u), Ok(t)) => {
+                                server.register_socket(u);
+                                server.register_listener(t, TCP_IDLE, 64);
+                            }
+                            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                        }
+                    }
+                    if let Some(e) = failed {
+                        tracing::warn!(vpc = %vpc, ns = %ns, "DNS server: {e}");
+                        continue;
+                    }
+                    tracing::info!(vpc = %vpc, ns = %ns, ?addrs, "DNS server listening");
+                    self.running.insert(
+                        vpc,
+                        Running {
+                            ns_inode: inode,
+                            addrs,
+                            _server: server,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(vpc = %vpc, ns = %ns, "DNS server not started: {e}"),
+            }
+        }
+    }
+}
+
+/// Opens UDP and TCP sockets on `port` at each address inside the named
+/// network namespace, from a thread of its own (the namespace is per thread).
+pub fn bind_in_netns(
+    ns: &str,
+    addrs: &[Ipv4Addr],
+    port: u16,
+) -> Result<Vec<(std::net::UdpSocket, std::net::TcpListener)>, DnsError> {
+    let path = PathBuf::from(NETNS_RUN).join(ns);
+    let addrs = addrs.to_vec();
+    let ns_name = ns.to_string();
+    std::thread::Builder::new()
+        .name("dns-bind".into())
+        .spawn(move || {
+            let file = std::fs::File::open(&path).map_err(|e| DnsError::Netns {
+                ns: ns_name.clone(),
+                source: e,
+            })?;
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| DnsError::Netns {
+                ns: ns_name.clone(),
+                source: e.into(),
+            })?;
+            addrs
+                .iter()
+                .map(|a| bind_pair(SocketAddrV4::new(*a, port)))
+                .collect()
+        })
+        .map_err(|e| DnsError::Thread(e.to_string()))?
+        .join()
+        .map_err(|_| DnsError::Thread("the binding thread panicked".into()))?
+}
+
+/// A non-blocking UDP socket and TCP listener at `at`, bound even before the
+/// address is configured (`IP_FREEBIND`).
+fn bind_pair(at: SocketAddrV4) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_err = |e| DnsError::Bind {
+        addr: SocketAddr::V4(at),
+        source: e,
+    };
+    let open = |ty, proto| -> Result<Socket, DnsError> {
+        let s = Socket::new(Domain::IPV4, ty, Some(proto)).map_err(bind_err)?;
+        s.set_freebind_v4(true).map_err(bind_err)?;
+        s.set_reuse_address(true).map_err(bind_err)?;
+        s.set_nonblocking(true).map_err(bind_err)?;
+        s.bind(&SocketAddr::V4(at).into()).map_err(bind_err)?;
+        Ok(s)
+    };
+    let udp = open(Type::DGRAM, Protocol::UDP)?;
+    let tcp = open(Type::STREAM, Protocol::TCP)?;
+    tcp.listen(128).map_err(bind_err)?;
+    Ok((udp.into(), tcp.into()))
+}
+
+/// Answers the queries that reach one VPC's resolver.
+#[derive(Debug)]
+struct VpcResolver {
+    vpc_id: String,
+    shared: Shared,
+}
+
+fn kind_of(t: RecordType) -> QueryKind {
+    match t {
+        RecordType::A => QueryKind::A,
+        RecordType::PTR => QueryKind::Ptr,
+        RecordType::ANY => QueryKind::Any,
+        _ => QueryKind::Other,
+    }
+}
+
+fn name(s: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(s).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+fn record(a: &Answer) -> Option<Record> {
+    Some(match a {
+        Answer::A { name: n, ip } => Record::from_rdata(name(n)?, dns::TTL, RData::A(A(*ip))),
+        Answer::Ptr { name: n, target } => {
+            Record::from_rdata(name(n)?, dns::TTL, RData::PTR(PTR(name(target)?)))
+        }
+    })
+}
+
+/// The zone's SOA, for negative answers (RFC 2308).
+fn soa(zone: &str) -> Option<Record> {
+    let apex = name(zone)?;
+    let mname = name(&format!("ns.{zone}"))?;
+    let rname = name(&format!("hostmaster.{zone}"))?;
+    Some(Record::from_rdata(
+        apex,
+        dns::TTL,
+        RData::SOA(SOA::new(mname, rname, 1, 7200, 900, 1_209_600, dns::TTL)),
+    ))
+}
+
+/// The response when nothing is sent: the caller only logs it.
+fn dropped(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::Refused;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for VpcResolver {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let snap = self.shared.current();
+        // Only queries from inside the VPC, and only while DNS support is on:
+        // anything else gets no answer at all.
+        let admitted = snap
+            .world
+            .get::<Vpc>(&self.vpc_id)
+            .filter(|v| dns::admits_query(v, request.src().ip()));
+        let Some(vpc) = admitted else {
+            tracing::debug!(vpc = %self.vpc_id, src = %request.src(), "query not admitted");
+            return dropped(request);
+        };
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if request.edns.is_some() {
+            builder.edns(&edns);
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = true;
+        let queries = request.queries.queries();
+        let query = match queries {
+            [q] if request.metadata.op_code == OpCode::Query
+                && request.metadata.message_type == MessageType::Query =>
+            {
+                q
+            }
+            _ => {
+                let code = if request.metadata.op_code == OpCode::Query {
+                    ResponseCode::FormErr
+                } else {
+                    ResponseCode::NotImp
+                };
+                return send(
+                    &mut response,
+                    builder.error_msg(&request.metadata, code),
+                    request,
+                )
+                .await;
+            }
+        };
+        let qname = query.name().to_string();
+        let outcome = zone::answer(
+            &snap.index,
+            &snap.world,
+            vpc,
+            &qname,
+            kind_of(query.query_type()),
+        );
+        let (answers, negative): (Vec<Record>, Vec<Record>) = match &outcome {
+            Outcome::Records(rs) => {
+                metadata.authoritative = true;
+                (rs.iter().filter_map(record).collect(), Vec::new())
+            }
+            Outcome::NoData { zone } => {
+                metadata.authoritative = true;
+                (Vec::new(), soa(zone).into_iter().collect())
+            }
+            Outcome::NxDomain { zone } => {
+                metadata.authoritative = true;
+                metadata.response_code = ResponseCode::NXDomain;
+                (Vec::new(), soa(zone).into_iter().collect())
+            }
+            Outcome::Refused => {
+                metadata.response_code = ResponseCode::Refused;
+                (Vec::new(), Vec::new())
+            }
+        };
+        let msg = builder.build(metadata, answers.iter(), [], negative.iter(), []);
+        match response.send_response(msg).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(vpc = %self.vpc_id, "cannot send a DNS response: {e}");
+                dropped(request)
+            }
+        }
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    response: &mut R,
+    msg: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    request: &Request,
+) -> ResponseInfo {
+    match response.send_response(msg).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("cannot send a DNS response: {e}");
+            dropped(request)
+        }
+    }
+}

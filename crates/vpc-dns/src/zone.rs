@@ -1,0 +1,594 @@
+//! The zone data: what a VPC's resolver answers, computed purely from a
+//! [`World`] with the model's decisions (`vpc_model::ops::dns`).
+//!
+//! [`Index::build`] indexes the World once per published state (every
+//! private and public IPv4 of every instance interface); [`answer`] then
+//! resolves one question for one querying VPC in constant time. No I/O and
+//! no wire format here: the server turns an [`Outcome`] into a DNS message.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use vpc_model::ops::{dns, eni};
+use vpc_model::{InstanceState, NetworkInterface, Vpc, World};
+
+/// The question's type, as far as the resolver distinguishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    A,
+    Ptr,
+    /// `ANY`: answered with what the name has.
+    Any,
+    /// AAAA and every other type: the names vpcd serves have none.
+    Other,
+}
+
+/// One answer record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `name A ip`.
+    A { name: String, ip: Ipv4Addr },
+    /// `name PTR target`.
+    Ptr { name: String, target: String },
+}
+
+/// What the resolver says to one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// NOERROR with these records (authoritative).
+    Records(Vec<Answer>),
+    /// NOERROR, no records: the name exists but has no record of this type.
+    NoData { zone: String },
+    /// NXDOMAIN in one of vpcd's zones.
+    NxDomain { zone: String },
+    /// A name outside vpcd's zones, and nothing to forward to: REFUSED.
+    Refused,
+}
+
+/// An interface address the names are made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder {
+    vpc_id: String,
+    region: String,
+    /// The private address (for a public one, the primary private address
+    /// it maps to).
+    private: Ipv4Addr,
+}
+
+/// The World's instance addresses, indexed for lookups.
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    /// Regions of every VPC (the domains the names may be in).
+    regions: BTreeSet<String>,
+    /// Private IPv4 → the interfaces holding it (VPCs may overlap).
+    private: HashMap<Ipv4Addr, Vec<Holder>>,
+    /// Public IPv4 → the interface it maps to.
+    public: HashMap<Ipv4Addr, Holder>,
+}
+
+/// Whether the interface's names exist: attached to an instance that is not terminated.
+fn named(w: &World, e: &NetworkInterface) -> bool {
+    eni::instance_of(w, e).is_some_and(|i| i.state != InstanceState::Terminated)
+}
+
+impl Index {
+    /// Indexes every private and public IPv4 of every instance interface.
+    pub fn build(w: &World) -> Index {
+        let mut idx = Index {
+            regions: w.iter::<Vpc>().map(|v| v.meta.region.clone()).collect(),
+            ..Index::default()
+        };
+        for e in w.iter::<NetworkInterface>().filter(|e| named(w, e)) {
+            for p in &e.private_ips {
+                idx.private.entry(p.ip).or_default().push(Holder {
+                    vpc_id: e.vpc_id.clone(),
+                    region: e.meta.region.clone(),
+                    private: p.ip,
+                });
+            }
+            for (private, public) in eni::public_ips_of(w, e) {
+                idx.public.insert(
+                    public,
+                    Holder {
+                        vpc_id: e.vpc_id.clone(),
+                        region: e.meta.region.clone(),
+                        private,
+                    },
+                );
+            }
+        }
+        idx
+    }
+
+    fn regions(&self) -> impl Iterator<Item = &str> {
+        self.regions.iter().map(String::as_str)
+    }
+
+    /// The holder of a private address in `region` whose name `querier`
+    /// may resolve: its own VPC's first, then a peer's.
+    fn visible_private(
+        &self,
+        w: &World,
+        querier: &Vpc,
+        region: Option<&str>,
+        ip: Ipv4Addr,
+    ) -> Option<&Holder> {
+        let holders = self.private.get(&ip)?;
+        let own = holders.iter().filter(|h| h.vpc_id == querier.meta.id);
+        let others = holders.iter().filter(|h| h.vpc_id != querier.meta.id);
+        own.chain(others)
+            .filter(|h| region.is_none_or(|r| h.region == r))
+            .find(|h| {
+                w.get::<Vpc>(&h.vpc_id)
+                    .is_some_and(|t| dns::private_name_visible(w, querier, t, ip))
+            })
+    }
+}
+
+/// `d.c.b.a.in-addr.arpa` → a.b.c.d.
+fn parse_reverse_v4(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa")?;
+    let labels: Vec<&str> = rest.split('.').collect();
+    if labels.len() != 4
+        || labels
+            .iter()
+            .any(|l| l.is_empty() || l.len() > 3 || (l.len() > 1 && l.starts_with('0')))
+    {
+        return None;
+    }
+    let dotted: Vec<&str> = labels.into_iter().rev().collect();
+    dotted.join(".").parse().ok()
+}
+
+/// The reverse name of an address: `10.1.0.10` → `10.0.1.10.in-addr.arpa`.
+pub fn reverse_name(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+}
+
+/// The forward zones vpcd answers for: a name in one of them that does not
+/// exist is NXDOMAIN, never forwarded. None for every other name.
+pub fn forward_zone(name: &str) -> Option<String> {
+    for apex in [
+        "ec2.internal",
+        "compute-1.internal",
+        "compute-1.amazonaws.com",
+    ] {
+        if name == apex || name.ends_with(&format!(".{apex}")) {
+            return Some(apex.to_string());
+        }
+    }
+    for parent in ["compute.internal", "compute.amazonaws.com"] {
+        if name == parent {
+            return Some(parent.to_string());
+        }
+        if let Some(head) = name.strip_suffix(&format!(".{parent}")) {
+            let region = head.rsplit('.').next().unwrap_or(head);
+            return Some(format!("{region}.{parent}"));
+        }
+    }
+    None
+}
+
+/// The reverse zones vpcd answers for (AWS's autodefined ones): RFC 1918
+/// space and 169.254/16, by their classful apex.
+pub fn reverse_zone(ip: Ipv4Addr) -> Option<String> {
+    let [a, b, ..] = ip.octets();
+    match (a, b) {
+        (10, _) => Some("10.in-addr.arpa".into()),
+        (172, 16..=31) => Some(format!("{b}.172.in-addr.arpa")),
+        (192, 168) => Some("168.192.in-addr.arpa".into()),
+        (169, 254) => Some("254.169.in-addr.arpa".into()),
+        _ => None,
+    }
+}
+
+/// Resolves one question that reached `querier`'s resolver.
+///
+/// * `ip-a-b-c-d.<private domain>`: A = a.b.c.d, when an instance holds that
+///   address in that region and its name is visible from `querier`
+///   (`dns::private_name_visible`).
+/// * `ec2-a-b-c-d.<public domain>`: A = the private or the public address
+///   (`dns::public_name_answer`).
+/// * `d.c.b.a.in-addr.arpa`: PTR = the private name of a visible instance
+///   address, else the public name of a vpcd public address.
+/// * Another name in vpcd's zones: NXDOMAIN; anything else: REFUSED.
+pub fn answer(idx: &Index, w: &World, querier: &Vpc, qname: &str, kind: QueryKind) -> Outcome {
+    let name = qname
+        .strip_suffix('.')
+        .unwrap_or(qname)
+        .to_ascii_lowercase();
+    if let Some(ip) = parse_reverse_v4(&name) {
+        return reverse(idx, w, querier, &name, ip, kind);
+    }
+    if let Some((region, ip)) = dns::parse_private_dns_name(&name, idx.regions()) {
+        let zone = dns::private_domain(region);
+        return match idx.visible_private(w, querier, Some(region), ip) {
+            Some(_) => address(&name, ip, kind, zone),
+            None => Outcome::NxDomain { zone },
+        };
+    }
+    if let Some((region, public)) = dns::parse_public_dns_name(&name, idx.regions()) {
+        let zone = dns::public_domain(region);
+        let resolved = idx
+            .public
+            .get(&public)
+            .filter(|h| h.region == region)
+            .and_then(|h| {
+                let target = w.get::<Vpc>(&h.vpc_id)?;
+                dns::public_name_answer(w, querier, target, h.private, public)
+            });
+        return match resolved {
+            Some(ip) => address(&name, ip, kind, zone),
+            None => Outcome::NxDomain { zone },
+        };
+    }
+    match forward_zone(&name) {
+        Some(zone) => Outcome::NxDomain { zone },
+        None => Outcome::Refused,
+    }
+}
+
+fn address(name: &str, ip: Ipv4Addr, kind: QueryKind, zone: String) -> Outcome {
+    match kind {
+        QueryKind::A | QueryKind::Any => Outcome::Records(vec![Answer::A {
+            name: name.to_string(),
+            ip,
+        }]),
+        QueryKind::Ptr | QueryKind::Other => Outcome::NoData { zone },
+    }
+}
+
+fn reverse(
+    idx: &Index,
+    w: &World,
+    querier: &Vpc,
+    name: &str,
+    ip: Ipv4Addr,
+    kind: QueryKind,
+) -> Outcome {
+    let target = if let Some(h) = idx.visible_private(w, querier, None, ip) {
+        Some((eni::private_dns_name(&h.region, ip), reverse_zone(ip)))
+    } else {
+        idx.public
+            .get(&ip)
+            .filter(|h| w.get::<Vpc>(&h.vpc_id).is_some_and(dns::names_resolve))
+            .map(|h| (eni::public_dns_name(&h.region, ip), None))
+    };
+    match target {
+        Some((target, zone)) => match kind {
+            QueryKind::Ptr | QueryKind::Any => Outcome::Records(vec![Answer::Ptr {
+                name: name.to_string(),
+                target,
+            }]),
+            QueryKind::A | QueryKind::Other => Outcome::NoData {
+                zone: zone.unwrap_or_else(|| "in-addr.arpa".into()),
+            },
+        },
+        None => match reverse_zone(ip) {
+            Some(zone) => Outcome::NxDomain { zone },
+            None => Outcome::Refused,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{Env, Inst, A, B, EAST, WEST};
+    use vpc_model::ops::peering::{self, OptionChange};
+    use vpc_model::ops::vpc as vpc_ops;
+    use vpc_model::Subnet;
+
+    /// A VPC with both DNS attributes on, and one subnet.
+    fn vpc(e: &mut Env, acct: &str, region: &str, cidr: &str, subnet: &str) -> (Vpc, Subnet) {
+        let v = e.vpc_as(acct, region, cidr, None);
+        hostnames(e, &v, true);
+        let s = e.subnet(&v, subnet);
+        (e.w.get::<Vpc>(&v.meta.id).unwrap().clone(), s)
+    }
+
+    fn hostnames(e: &mut Env, v: &Vpc, on: bool) {
+        let id = v.meta.id.clone();
+        e.run(&v.meta.owner.clone(), &v.meta.region.clone(), |w, c| {
+            vpc_ops::modify_attribute(w, c, &id, None, Some(on))
+        });
+    }
+
+    fn support(e: &mut Env, v: &Vpc, on: bool) {
+        let id = v.meta.id.clone();
+        e.run(&v.meta.owner.clone(), &v.meta.region.clone(), |w, c| {
+            vpc_ops::modify_attribute(w, c, &id, Some(on), None)
+        });
+    }
+
+    /// Sets one side's AllowDnsResolutionFromRemoteVpc, as that side's owner.
+    fn allow_dns(e: &mut Env, pcx: &str, side: &Vpc, on: bool) {
+        let p = e.w.get::<Peering>(pcx).unwrap().clone();
+        let change = Some(OptionChange {
+            allow_dns: Some(on),
+            classic_link: false,
+        });
+        let (acc, req) = if p.accepter.vpc_id == side.meta.id {
+            (change, None)
+        } else {
+            (None, change)
+        };
+        e.run(
+            &side.meta.owner.clone(),
+            &side.meta.region.clone(),
+            |w, c| peering::modify_options(w, c, pcx, acc, req),
+        );
+    }
+
+    fn ask(e: &Env, querier: &Vpc, name: &str, kind: QueryKind) -> Outcome {
+        let q = e.w.get::<Vpc>(&querier.meta.id).unwrap();
+        answer(&Index::build(&e.w), &e.w, q, name, kind)
+    }
+
+    fn a(name: &str, ip: &str) -> Outcome {
+        Outcome::Records(vec![Answer::A {
+            name: name.into(),
+            ip: ip.parse().unwrap(),
+        }])
+    }
+
+    fn ptr(name: &str, target: &str) -> Outcome {
+        Outcome::Records(vec![Answer::Ptr {
+            name: name.into(),
+            target: target.into(),
+        }])
+    }
+
+    fn nx(zone: &str) -> Outcome {
+        Outcome::NxDomain { zone: zone.into() }
+    }
+
+    fn public_ip(e: &Env, i: &Inst) -> Ipv4Addr {
+        let n = e.w.get::<NetworkInterface>(&i.eni).unwrap();
+        eni::public_ip_of(&e.w, n).expect("a public IP")
+    }
+
+    use vpc_model::Peering;
+
+    #[test]
+    fn zones_vpcd_answers_for() {
+        assert_eq!(
+            forward_zone("ip-1-2-3-4.ec2.internal").as_deref(),
+            Some("ec2.internal")
+        );
+        assert_eq!(
+            forward_zone("x.eu-west-1.compute.internal").as_deref(),
+            Some("eu-west-1.compute.internal")
+        );
+        assert_eq!(
+            forward_zone("ec2-1-2-3-4.compute-1.amazonaws.com").as_deref(),
+            Some("compute-1.amazonaws.com")
+        );
+        assert_eq!(forward_zone("example.com"), None);
+        assert_eq!(forward_zone("notec2.internal"), None);
+        assert_eq!(forward_zone("amazonaws.com"), None);
+        assert_eq!(
+            reverse_zone("10.9.8.7".parse().unwrap()).as_deref(),
+            Some("10.in-addr.arpa")
+        );
+        assert_eq!(
+            reverse_zone("172.20.0.1".parse().unwrap()).as_deref(),
+            Some("20.172.in-addr.arpa")
+        );
+        assert_eq!(reverse_zone("172.32.0.1".parse().unwrap()), None);
+        assert_eq!(reverse_zone("8.8.8.8".parse().unwrap()), None);
+        assert_eq!(
+            reverse_name("10.1.0.10".parse().unwrap()),
+            "10.0.1.10.in-addr.arpa"
+        );
+        assert_eq!(
+            parse_reverse_v4("10.0.1.10.in-addr.arpa"),
+            Some("10.1.0.10".parse().unwrap())
+        );
+        assert_eq!(parse_reverse_v4("0.1.10.in-addr.arpa"), None);
+        assert_eq!(parse_reverse_v4("010.0.1.10.in-addr.arpa"), None);
+    }
+
+    #[test]
+    fn own_private_name_and_ptr() {
+        let mut e = Env::new();
+        let (v, s) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        e.launch(&s, "10.0.1.10", false);
+        let name = "ip-10-0-1-10.ec2.internal";
+        assert_eq!(ask(&e, &v, name, QueryKind::A), a(name, "10.0.1.10"));
+        assert_eq!(
+            ask(&e, &v, "IP-10-0-1-10.EC2.INTERNAL.", QueryKind::A),
+            a(name, "10.0.1.10"),
+            "case-insensitive, trailing dot"
+        );
+        assert_eq!(
+            ask(&e, &v, name, QueryKind::Other),
+            Outcome::NoData {
+                zone: "ec2.internal".into()
+            },
+            "AAAA of an IP name: no data, not NXDOMAIN"
+        );
+        assert_eq!(
+            ask(&e, &v, "10.1.0.10.in-addr.arpa", QueryKind::Ptr),
+            ptr("10.1.0.10.in-addr.arpa", name)
+        );
+        // Nobody holds 10.0.1.11.
+        assert_eq!(
+            ask(&e, &v, "ip-10-0-1-11.ec2.internal", QueryKind::A),
+            nx("ec2.internal")
+        );
+        assert_eq!(
+            ask(&e, &v, "11.1.0.10.in-addr.arpa", QueryKind::Ptr),
+            nx("10.in-addr.arpa")
+        );
+        // The right address in the wrong region's domain.
+        assert_eq!(
+            ask(
+                &e,
+                &v,
+                "ip-10-0-1-10.us-west-2.compute.internal",
+                QueryKind::A
+            ),
+            nx("us-west-2.compute.internal")
+        );
+        assert_eq!(ask(&e, &v, "example.com", QueryKind::A), Outcome::Refused);
+        assert_eq!(
+            ask(&e, &v, "8.8.8.8.in-addr.arpa", QueryKind::Ptr),
+            Outcome::Refused
+        );
+    }
+
+    #[test]
+    fn names_go_with_the_dns_attributes_and_the_instance() {
+        let mut e = Env::new();
+        let (v, s) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let i = e.launch(&s, "10.0.1.10", false);
+        let name = "ip-10-0-1-10.ec2.internal";
+        hostnames(&mut e, &v, false);
+        assert_eq!(ask(&e, &v, name, QueryKind::A), nx("ec2.internal"));
+        assert_eq!(
+            ask(&e, &v, "10.1.0.10.in-addr.arpa", QueryKind::Ptr),
+            nx("10.in-addr.arpa")
+        );
+        hostnames(&mut e, &v, true);
+        assert_eq!(ask(&e, &v, name, QueryKind::A), a(name, "10.0.1.10"));
+        e.set_state(&i.id, InstanceState::Terminated);
+        assert_eq!(ask(&e, &v, name, QueryKind::A), nx("ec2.internal"));
+    }
+
+    #[test]
+    fn other_regions_use_their_compute_internal_domain() {
+        let mut e = Env::new();
+        let (v, s) = vpc(&mut e, A, WEST, "10.5.0.0/16", "10.5.1.0/24");
+        e.launch(&s, "10.5.1.10", false);
+        let name = "ip-10-5-1-10.us-west-2.compute.internal";
+        assert_eq!(ask(&e, &v, name, QueryKind::A), a(name, "10.5.1.10"));
+        assert_eq!(
+            ask(&e, &v, "ip-10-5-1-10.ec2.internal", QueryKind::A),
+            nx("ec2.internal")
+        );
+        assert_eq!(
+            ask(&e, &v, "10.1.5.10.in-addr.arpa", QueryKind::Ptr),
+            ptr("10.1.5.10.in-addr.arpa", name)
+        );
+    }
+
+    #[test]
+    fn overlapping_vpcs_each_see_their_own_instance() {
+        let mut e = Env::new();
+        let (v1, s1) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (v2, s2) = vpc(&mut e, B, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        e.launch(&s1, "10.0.1.10", false);
+        let name = "ip-10-0-1-10.ec2.internal";
+        assert_eq!(ask(&e, &v1, name, QueryKind::A), a(name, "10.0.1.10"));
+        assert_eq!(
+            ask(&e, &v2, name, QueryKind::A),
+            nx("ec2.internal"),
+            "an unrelated VPC with the same CIDR does not see v1's instance"
+        );
+        e.launch(&s2, "10.0.1.10", false);
+        assert_eq!(ask(&e, &v2, name, QueryKind::A), a(name, "10.0.1.10"));
+    }
+
+    #[test]
+    fn public_names_split_horizon_and_the_peering_option() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, sb) = vpc(&mut e, B, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        let (vc, _) = vpc(&mut e, A, EAST, "10.2.0.0/16", "10.2.1.0/24");
+        e.igw(&vb);
+        let ib = e.launch(&sb, "10.1.1.10", true);
+        e.launch(&sa, "10.0.1.10", false);
+        let pb = public_ip(&e, &ib);
+        let name = eni::public_dns_name(EAST, pb);
+        // Inside its own VPC: the private IP.
+        assert_eq!(ask(&e, &vb, &name, QueryKind::A), a(&name, "10.1.1.10"));
+        // From an unrelated VPC: the public IP.
+        assert_eq!(ask(&e, &vc, &name, QueryKind::A), a(&name, &pb.to_string()));
+        // Peered, option off: the public IP; b's private names resolve (same region, RFC 1918).
+        let pcx = e.peer(&va, &vb, true);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, &pb.to_string()));
+        let bname = "ip-10-1-1-10.ec2.internal";
+        assert_eq!(ask(&e, &va, bname, QueryKind::A), a(bname, "10.1.1.10"));
+        assert_eq!(
+            ask(&e, &vc, bname, QueryKind::A),
+            nx("ec2.internal"),
+            "not peered"
+        );
+        // a's own side allowing it changes nothing for b's names.
+        allow_dns(&mut e, &pcx, &va, true);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, &pb.to_string()));
+        // b's side allowing it: the private IP, from a only.
+        allow_dns(&mut e, &pcx, &vb, true);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, "10.1.1.10"));
+        assert_eq!(ask(&e, &vc, &name, QueryKind::A), a(&name, &pb.to_string()));
+        // Off again: at once.
+        allow_dns(&mut e, &pcx, &vb, false);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, &pb.to_string()));
+        // The public address's PTR is the public name, from anywhere.
+        let rev = reverse_name(pb);
+        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), ptr(&rev, &name));
+        // Without hostnames in b, the public name does not exist.
+        hostnames(&mut e, &vb, false);
+        assert_eq!(
+            ask(&e, &vc, &name, QueryKind::A),
+            nx("compute-1.amazonaws.com")
+        );
+        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), Outcome::Refused);
+    }
+
+    #[test]
+    fn inter_region_peer_names_need_the_option() {
+        let mut e = Env::new();
+        let (va, _) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, sb) = vpc(&mut e, B, WEST, "10.1.0.0/16", "10.1.1.0/24");
+        e.launch(&sb, "10.1.1.10", false);
+        let name = "ip-10-1-1-10.us-west-2.compute.internal";
+        let pcx = e.peer(&va, &vb, true);
+        assert_eq!(
+            ask(&e, &va, name, QueryKind::A),
+            nx("us-west-2.compute.internal")
+        );
+        assert_eq!(
+            ask(&e, &va, "10.1.1.10.in-addr.arpa", QueryKind::Ptr),
+            nx("10.in-addr.arpa")
+        );
+        allow_dns(&mut e, &pcx, &vb, true);
+        assert_eq!(ask(&e, &va, name, QueryKind::A), a(name, "10.1.1.10"));
+        assert_eq!(
+            ask(&e, &va, "10.1.1.10.in-addr.arpa", QueryKind::Ptr),
+            ptr("10.1.1.10.in-addr.arpa", name)
+        );
+        e.delete_peering(&pcx, &va);
+        assert_eq!(
+            ask(&e, &va, name, QueryKind::A),
+            nx("us-west-2.compute.internal")
+        );
+    }
+
+    #[test]
+    fn a_querier_without_hostnames_resolves_no_private_names_but_public_ones() {
+        let mut e = Env::new();
+        let (va, _) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, sb) = vpc(&mut e, A, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        e.igw(&vb);
+        let ib = e.launch(&sb, "10.1.1.10", true);
+        let pcx = e.peer(&va, &vb, true);
+        allow_dns(&mut e, &pcx, &vb, true);
+        hostnames(&mut e, &va, false);
+        let pb = public_ip(&e, &ib);
+        let name = eni::public_dns_name(EAST, pb);
+        assert_eq!(
+            ask(&e, &va, "ip-10-1-1-10.ec2.internal", QueryKind::A),
+            nx("ec2.internal")
+        );
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, &pb.to_string()));
+        support(&mut e, &va, false);
+        // The server does not answer at all then (ops::dns::admits_query); the
+        // zone data is the same.
+        assert!(!vpc_model::ops::dns::admits_query(
+            e.w.get::<Vpc>(&va.meta.id).unwrap(),
+            "10.0.1.10".parse().unwrap()
+        ));
+    }
+}
