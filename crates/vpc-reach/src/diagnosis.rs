@@ -9,6 +9,79 @@ use std::net::IpAddr;
 use vpc_model::ops;
 use vpc_model::types::*;
 
+/// A blocker as [`Walk::block`] records it: the explanation (what stopped
+/// the packet, where), and vpcd's named diagnosis with its fix when it has
+/// one. Built lazily inside `block`, so that a verdict-only walk formats
+/// nothing.
+#[derive(Debug)]
+pub(crate) struct Blocker {
+    pub(crate) explanation: Explanation,
+    pub(crate) diagnosis: Option<Diagnosis>,
+}
+
+impl Blocker {
+    /// AWS's explanation `code` at `component`, with vpcd's sentence.
+    pub(crate) fn new(
+        code: &'static str,
+        component: Component,
+        detail: impl Into<String>,
+    ) -> Blocker {
+        Blocker {
+            explanation: Explanation {
+                code,
+                component,
+                direction: None,
+                rule: None,
+                vpc_id: None,
+                subnet_id: None,
+                detail: detail.into(),
+            },
+            diagnosis: None,
+        }
+    }
+
+    pub(crate) fn in_vpc(mut self, vpc_id: impl Into<String>) -> Blocker {
+        self.explanation.vpc_id = Some(vpc_id.into());
+        self
+    }
+
+    pub(crate) fn in_subnet(mut self, subnet_id: impl Into<String>) -> Blocker {
+        self.explanation.subnet_id = Some(subnet_id.into());
+        self
+    }
+
+    pub(crate) fn in_subnet_opt(mut self, subnet_id: Option<String>) -> Blocker {
+        self.explanation.subnet_id = subnet_id;
+        self
+    }
+
+    /// The rule (route, ACL entry) that refused the packet.
+    pub(crate) fn rule(mut self, rule: Rule) -> Blocker {
+        self.explanation.rule = Some(rule);
+        self
+    }
+
+    pub(crate) fn rule_opt(mut self, rule: Option<Rule>) -> Blocker {
+        self.explanation.rule = rule;
+        self
+    }
+
+    pub(crate) fn direction(mut self, direction: Direction) -> Blocker {
+        self.explanation.direction = Some(direction);
+        self
+    }
+
+    /// vpcd's diagnosis: what is wrong, in a sentence, and the fix.
+    pub(crate) fn diagnosis(self, kind: DiagnosisKind, message: String, fix: String) -> Blocker {
+        self.with_diagnosis(diagnosis(kind, message, fix))
+    }
+
+    pub(crate) fn with_diagnosis(mut self, diagnosis: Option<Diagnosis>) -> Blocker {
+        self.diagnosis = diagnosis;
+        self
+    }
+}
+
 impl<'a> Walk<'a> {
     /// The internet has no route to the address.
     pub(crate) fn inet_failed(&mut self, r: &Resolved<'a>, packet: Packet) -> Step<()> {
@@ -25,94 +98,84 @@ impl<'a> Walk<'a> {
                 let up = eni_up(self.w, e);
                 self.block(|_| {
                     if !has_igw {
-                        (
-                            ex(
+                        Blocker::new(
                                 "NO_ROUTE_TO_DESTINATION",
                                 component(&e.vpc_id, "vpc"),
                                 format!("{} has no internet gateway, so the internet cannot reach {}.", e.vpc_id, e.meta.id),
-                            ),
-                            diagnosis(
+                            ).diagnosis(
                                 DiagnosisKind::MissingRoute,
                                 format!("{} has no internet gateway", e.vpc_id),
                                 format!("attach an internet gateway to {} and route 0.0.0.0/0 (and ::/0) to it", e.vpc_id),
-                            ),
-                        )
+                            )
                     } else if !up {
-                        (
-                            ex(
+                        Blocker::new(
                                 "BAD_STATE",
                                 component(&e.meta.id, "network-interface"),
                                 format!("{} is not attached to a running instance.", e.meta.id),
-                            ),
-                            diagnosis(
+                            ).diagnosis(
                                 DiagnosisKind::InstanceNotRunning,
                                 format!("the destination {} is not running", e.meta.id),
                                 "start the instance".into(),
-                            ),
-                        )
+                            )
                     } else {
-                        (
-                            ex(
+                        Blocker::new(
                                 "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS",
                                 component(&e.meta.id, "network-interface"),
                                 format!("{} has no public IPv4 address: the internet cannot reach {dst}.", e.meta.id),
-                            ),
-                            diagnosis(
+                            ).diagnosis(
                                 DiagnosisKind::NoPublicIp,
                                 format!("{} has no public IP address", e.meta.id),
                                 format!("associate an Elastic IP address with {}", e.meta.id),
-                            ),
-                        )
+                            )
                     }
                 })
             }
             TargetKind::Eni(_) | TargetKind::Nat(_) if !r.target.public => {
                 let (sv, tv) = (src_vpc.unwrap_or_default(), tvpc.unwrap_or_default());
                 self.block(|_| {
-                    (
-                        ex(
+                    Blocker::new(
                             "DISCONNECTED_VPCS",
                             component(&tv, "vpc"),
                             format!("{sv} reaches {dst} only through its internet gateway, and the internet does not route private addresses."),
-                        ),
-                        diagnosis(
+                        ).diagnosis(
                             DiagnosisKind::DisconnectedVpcs,
                             format!("{sv} and {tv} are not connected: no peering connection joins them"),
                             format!("create a peering connection between {sv} and {tv} with routes on both sides, or use the destination's public IP"),
-                        ),
-                    )
+                        )
                 })
             }
             TargetKind::Eni(e) if !eni_up(self.w, e) => self.block(|_| {
-                (
-                    ex("BAD_STATE", component(&e.meta.id, "network-interface"), format!("{} is not attached to a running instance, so its public IP is not routed.", e.meta.id)),
-                    diagnosis(DiagnosisKind::InstanceNotRunning, format!("the destination {} is not running", e.meta.id), "start the instance".into()),
+                Blocker::new(
+                    "BAD_STATE",
+                    component(&e.meta.id, "network-interface"),
+                    format!(
+                        "{} is not attached to a running instance, so its public IP is not routed.",
+                        e.meta.id
+                    ),
+                )
+                .diagnosis(
+                    DiagnosisKind::InstanceNotRunning,
+                    format!("the destination {} is not running", e.meta.id),
+                    "start the instance".into(),
                 )
             }),
             TargetKind::Eni(_) | TargetKind::Nat(_) => {
                 let tv = tvpc.unwrap_or_default();
                 self.block(|_| {
-                    (
-                        ex("NO_ROUTE_TO_DESTINATION", component(&tv, "vpc"), format!("{tv} has no internet gateway, so its public address {dst} is unreachable.")),
-                        diagnosis(DiagnosisKind::MissingRoute, format!("{tv} has no internet gateway"), format!("attach an internet gateway to {tv}")),
-                    )
+                    Blocker::new("NO_ROUTE_TO_DESTINATION", component(&tv, "vpc"), format!("{tv} has no internet gateway, so its public address {dst} is unreachable.")).diagnosis(DiagnosisKind::MissingRoute, format!("{tv} has no internet gateway"), format!("attach an internet gateway to {tv}"))
                 })
             }
             _ => self.block(|_| {
-                (
-                    ex("NO_ROUTE_TO_DESTINATION", host, format!("Nothing on the internet answers at {dst}.")),
-                    None,
+                Blocker::new(
+                    "NO_ROUTE_TO_DESTINATION",
+                    host,
+                    format!("Nothing on the internet answers at {dst}."),
                 )
             }),
         }
     }
 
-    pub(crate) fn no_public_ip(
-        &self,
-        iif: Port<'a>,
-        igw: &str,
-        vpc: &Vpc,
-    ) -> (Explanation, Option<Diagnosis>) {
+    pub(crate) fn no_public_ip(&self, iif: Port<'a>, igw: &str, vpc: &Vpc) -> Blocker {
         let (who, fix) = match iif {
             Port::Nat(n) => (
                 format!("NAT gateway {} has no Elastic IP (a private NAT gateway)", n.meta.id),
@@ -127,17 +190,13 @@ impl<'a> Walk<'a> {
             ),
             _ => ("the source has no public IPv4 address".into(), "use a source with a public IP".into()),
         };
-        (
-            Explanation {
-                vpc_id: Some(vpc.meta.id.clone()),
-                ..ex(
-                    "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS",
-                    component(igw, "internet-gateway"),
-                    format!("{who}, so internet gateway {igw} does not forward its traffic."),
-                )
-            },
-            diagnosis(DiagnosisKind::NoPublicIp, who, fix),
+        Blocker::new(
+            "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS",
+            component(igw, "internet-gateway"),
+            format!("{who}, so internet gateway {igw} does not forward its traffic."),
         )
+        .in_vpc(vpc.meta.id.clone())
+        .diagnosis(DiagnosisKind::NoPublicIp, who, fix)
     }
 
     /// Route lookup failed in a router: explain, then pick where the packet was meant to go.
@@ -158,13 +217,10 @@ impl<'a> Walk<'a> {
             Port::Pcx(p) => return self.peer_failed(vpc, p, packet, tgt),
             Port::Igw(g) => {
                 self.block(|_| {
-                    (
-                        ex(
-                            "NO_ROUTE_TO_DESTINATION",
-                            component(g, "internet-gateway"),
-                            format!("No running interface of {vid} has the address {dst}."),
-                        ),
-                        None,
+                    Blocker::new(
+                        "NO_ROUTE_TO_DESTINATION",
+                        component(g, "internet-gateway"),
+                        format!("No running interface of {vid} has the address {dst}."),
                     )
                 })?;
                 return Err(Stop);
@@ -173,13 +229,10 @@ impl<'a> Walk<'a> {
         }
         let Some(rt) = table else {
             self.block(|_| {
-                (
-                    ex(
-                        "NO_ROUTE_TO_DESTINATION",
-                        component(subnet.map_or(vid, |s| s.meta.id.as_str()), "subnet"),
-                        "The subnet has no route table.".into(),
-                    ),
-                    None,
+                Blocker::new(
+                    "NO_ROUTE_TO_DESTINATION",
+                    component(subnet.map_or(vid, |s| s.meta.id.as_str()), "subnet"),
+                    "The subnet has no route table.",
                 )
             })?;
             return Err(Stop);
@@ -190,10 +243,9 @@ impl<'a> Walk<'a> {
         };
         let intended = self.intended(vpc, route, tgt);
         let rt_comp = component(&rt.meta.id, "route-table");
-        let at = |e: Explanation| Explanation {
-            vpc_id: Some(vid.to_string()),
-            subnet_id: subnet.map(|s| s.meta.id.clone()),
-            ..e
+        let at = |b: Blocker| {
+            b.in_vpc(vid)
+                .in_subnet_opt(subnet.map(|s| s.meta.id.clone()))
         };
         let used_by = subnet
             .map(|s| format!(" (used by {})", s.meta.id))
@@ -201,7 +253,7 @@ impl<'a> Walk<'a> {
         match look {
             RouteLookup::NoRoute | RouteLookup::Hit(..) => {
                 self.block(|walk| {
-                    let e = at(ex(
+                    let blocker = at(Blocker::new(
                         "NO_ROUTE_TO_DESTINATION",
                         rt_comp.clone(),
                         format!("Route table {}{used_by} has no route to {dst}.", rt.meta.id),
@@ -236,7 +288,7 @@ impl<'a> Walk<'a> {
                         ),
                         _ => walk.unconnected(vpc, rt, tgt, dst),
                     };
-                    (e, d)
+                    blocker.with_diagnosis(d)
                 })?;
             }
             RouteLookup::NoInterface(_) => {
@@ -248,45 +300,38 @@ impl<'a> Walk<'a> {
                         let inst = self.instance_of(e);
                         let nat = self.nat_of(e);
                         self.block(|_| match (inst, nat) {
-                            (Some(i), _) => (
-                                at(ex(
-                                    "BAD_STATE",
-                                    component(&i.meta.id, "instance"),
-                                    format!(
-                                        "The destination instance {} is {}.",
-                                        i.meta.id,
-                                        i.state.as_str()
-                                    ),
-                                )),
-                                diagnosis(
-                                    DiagnosisKind::InstanceNotRunning,
-                                    format!(
-                                        "the destination instance {} is {}",
-                                        i.meta.id,
-                                        i.state.as_str()
-                                    ),
-                                    format!("start {}", i.meta.id),
+                            (Some(i), _) => at(Blocker::new(
+                                "BAD_STATE",
+                                component(&i.meta.id, "instance"),
+                                format!(
+                                    "The destination instance {} is {}.",
+                                    i.meta.id,
+                                    i.state.as_str()
                                 ),
-                            ),
-                            (None, Some(n)) => (
-                                at(ex(
-                                    "BAD_STATE",
-                                    component(&n.meta.id, "natgateway"),
-                                    format!("NAT gateway {} is {}.", n.meta.id, n.state.as_str()),
-                                )),
-                                None,
-                            ),
-                            _ => (
-                                at(ex(
-                                    "BAD_STATE",
-                                    component(&e.meta.id, "network-interface"),
-                                    format!("{} is not attached to an instance.", e.meta.id),
-                                )),
-                                diagnosis(
-                                    DiagnosisKind::InstanceNotRunning,
-                                    format!("{} is not attached to an instance", e.meta.id),
-                                    format!("attach {} to a running instance", e.meta.id),
+                            ))
+                            .diagnosis(
+                                DiagnosisKind::InstanceNotRunning,
+                                format!(
+                                    "the destination instance {} is {}",
+                                    i.meta.id,
+                                    i.state.as_str()
                                 ),
+                                format!("start {}", i.meta.id),
+                            ),
+                            (None, Some(n)) => at(Blocker::new(
+                                "BAD_STATE",
+                                component(&n.meta.id, "natgateway"),
+                                format!("NAT gateway {} is {}.", n.meta.id, n.state.as_str()),
+                            )),
+                            _ => at(Blocker::new(
+                                "BAD_STATE",
+                                component(&e.meta.id, "network-interface"),
+                                format!("{} is not attached to an instance.", e.meta.id),
+                            ))
+                            .diagnosis(
+                                DiagnosisKind::InstanceNotRunning,
+                                format!("{} is not attached to an instance", e.meta.id),
+                                format!("attach {} to a running instance", e.meta.id),
                             ),
                         })?;
                         // Carry on as if it ran, to find what else stands in the way.
@@ -299,27 +344,21 @@ impl<'a> Walk<'a> {
                         let tv = tv.to_string();
                         self.block(|walk| {
                             let block = walk.block_of(vpc, dst);
-                            (
-                                at(ex("DISCONNECTED_VPCS", component(vid, "vpc"), format!("{dst} lies in {vid}'s own CIDR {block}: the local route keeps it inside {vid}, where no interface has it."))),
-                                diagnosis(
+                            at(Blocker::new("DISCONNECTED_VPCS", component(vid, "vpc"), format!("{dst} lies in {vid}'s own CIDR {block}: the local route keeps it inside {vid}, where no interface has it."))).diagnosis(
                                     DiagnosisKind::DisconnectedVpcs,
                                     format!("{dst} lies in {vid}'s own CIDR {block}, so the local route keeps it inside {vid}; {vid} and {tv} overlap and are not connected"),
                                     format!("re-address {tv} (or {vid}) so that their CIDRs do not overlap, then peer them"),
-                                ),
-                            )
+                                )
                         })?;
                         return Err(Stop);
                     }
                     (None, None) => {
                         self.block(|_| {
-                            (
-                                at(ex(
-                                    "NO_ROUTE_TO_DESTINATION",
-                                    component(vid, "vpc"),
-                                    format!("No interface in {vid} has the address {dst}."),
-                                )),
-                                None,
-                            )
+                            at(Blocker::new(
+                                "NO_ROUTE_TO_DESTINATION",
+                                component(vid, "vpc"),
+                                format!("No interface in {vid} has the address {dst}."),
+                            ))
                         })?;
                         return Err(Stop);
                     }
@@ -327,15 +366,13 @@ impl<'a> Walk<'a> {
             }
             RouteLookup::Inactive(r) => {
                 self.block(|walk| {
-                    let e = Explanation {
-                        rule: Some(route_rule(rt, r, "blackhole")),
-                        ..at(ex(
-                            "BAD_STATE_ROUTE",
-                            rt_comp.clone(),
-                            format!("The route to {} in {} targets {}, which cannot carry traffic (blackhole).", r.dest, rt.meta.id, target_str(&r.target)),
-                        ))
-                    };
-                    (e, walk.inactive_diag(rt, r))
+                    at(Blocker::new(
+                        "BAD_STATE_ROUTE",
+                        rt_comp.clone(),
+                        format!("The route to {} in {} targets {}, which cannot carry traffic (blackhole).", r.dest, rt.meta.id, target_str(&r.target)),
+                    ))
+                    .rule(route_rule(rt, r, "blackhole"))
+                    .with_diagnosis(walk.inactive_diag(rt, r))
                 })?;
             }
         }
@@ -345,21 +382,17 @@ impl<'a> Walk<'a> {
             let named = matches!(look, RouteLookup::Inactive(r) if matches!(&r.target, RouteTarget::Peering(x) if *x == p.id));
             if !self.carries(p) && !named {
                 self.block(|walk| {
-                    (
-                        Explanation {
-                            vpc_id: Some(vid.to_string()),
-                            ..ex(
-                                "BAD_STATE",
-                                component(&p.id, "vpc-peering-connection"),
-                                format!(
-                                    "Peering connection {} is {}: it carries no traffic.",
-                                    p.id,
-                                    p.state.as_str()
-                                ),
-                            )
-                        },
-                        walk.pcx_diag(p, None),
+                    Blocker::new(
+                        "BAD_STATE",
+                        component(&p.id, "vpc-peering-connection"),
+                        format!(
+                            "Peering connection {} is {}: it carries no traffic.",
+                            p.id,
+                            p.state.as_str()
+                        ),
                     )
+                    .in_vpc(vid.to_string())
+                    .with_diagnosis(walk.pcx_diag(p, None))
                 })?;
             }
         }
@@ -550,21 +583,17 @@ impl<'a> Walk<'a> {
                 let (id, state) = inst.map_or((e.meta.id.clone(), "detached"), |i| {
                     (i.meta.id.clone(), i.state.as_str())
                 });
-                (
-                    Explanation {
-                        vpc_id: Some(b.to_string()),
-                        subnet_id: Some(e.subnet_id.clone()),
-                        ..ex(
-                            "BAD_STATE",
-                            component(&id, "instance"),
-                            format!("The destination {id} is {state}."),
-                        )
-                    },
-                    diagnosis(
-                        DiagnosisKind::InstanceNotRunning,
-                        format!("the destination {id} is {state}"),
-                        format!("start {id}"),
-                    ),
+                Blocker::new(
+                    "BAD_STATE",
+                    component(&id, "instance"),
+                    format!("The destination {id} is {state}."),
+                )
+                .in_vpc(b.to_string())
+                .in_subnet(e.subnet_id.clone())
+                .diagnosis(
+                    DiagnosisKind::InstanceNotRunning,
+                    format!("the destination {id} is {state}"),
+                    format!("start {id}"),
                 )
             })?;
             return if inst.is_some() {
@@ -615,14 +644,11 @@ impl<'a> Walk<'a> {
         match (third, gw) {
             (Some(c), _) if self.peering_between(b, &c).is_some() => {
                 self.block(|_| {
-                    (
-                        Explanation { vpc_id: Some(b.to_string()), ..ex("PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", pcx_comp.clone(), base.clone()) },
-                        diagnosis(
+                    Blocker::new("PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", pcx_comp.clone(), base.clone()).in_vpc(b.to_string()).diagnosis(
                             DiagnosisKind::TransitivePeering,
                             format!("transitive peering: {a} is peered with {b} and {b} with {c}, but {a} is not peered with {c}"),
                             format!("create a peering connection between {a} and {c} and route each VPC's CIDR to it"),
-                        ),
-                    )
+                        )
                 })?;
             }
             (_, Some(g)) => {
@@ -635,44 +661,31 @@ impl<'a> Walk<'a> {
                     _ => format!("internet gateway {}", g.id()),
                 };
                 self.block(|_| {
-                    (
-                        Explanation { vpc_id: Some(b.to_string()), ..ex("PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", pcx_comp.clone(), base.clone()) },
-                        diagnosis(
+                    Blocker::new("PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", pcx_comp.clone(), base.clone()).in_vpc(b.to_string()).diagnosis(
                             DiagnosisKind::EdgeToEdge,
                             format!("edge-to-edge: traffic from a peer cannot use {b}'s {what}"),
                             format!("give {a} its own internet access (an internet gateway or NAT gateway in {a}) and route {dst} to it"),
-                        ),
-                    )
+                        )
                 })?;
                 self.block(|_| {
-                    (
-                        Explanation {
-                            vpc_id: Some(b.to_string()),
-                            ..ex(code, g.component(), format!("The source {} is not in {b}: {what} does not forward traffic that arrives over a peering.", packet.src))
-                        },
-                        None,
-                    )
+                    Blocker::new(code, g.component(), format!("The source {} is not in {b}: {what} does not forward traffic that arrives over a peering.", packet.src)).in_vpc(b.to_string())
                 })?;
             }
             _ => {
                 self.block(|_| {
-                    (
-                        Explanation {
-                            vpc_id: Some(b.to_string()),
-                            ..ex(
-                                "PCX_REQUIRES_ADDRESS_IN_VPC_CIDR",
-                                pcx_comp.clone(),
-                                base.clone(),
-                            )
-                        },
-                        diagnosis(
-                            DiagnosisKind::MissingRoute,
-                            format!(
-                                "the route in {a} sends {dst} over {}, but {dst} is not in {b}",
-                                p.id
-                            ),
-                            format!("route {dst} to where it lives instead of {}", p.id),
+                    Blocker::new(
+                        "PCX_REQUIRES_ADDRESS_IN_VPC_CIDR",
+                        pcx_comp.clone(),
+                        base.clone(),
+                    )
+                    .in_vpc(b.to_string())
+                    .diagnosis(
+                        DiagnosisKind::MissingRoute,
+                        format!(
+                            "the route in {a} sends {dst} over {}, but {dst} is not in {b}",
+                            p.id
                         ),
+                        format!("route {dst} to where it lives instead of {}", p.id),
                     )
                 })?;
             }
@@ -696,10 +709,9 @@ impl<'a> Walk<'a> {
         let used_by = subnet
             .map(|s| format!(" (used by {})", s.meta.id))
             .unwrap_or_default();
-        let at = |e: Explanation| Explanation {
-            vpc_id: Some(vid.clone()),
-            subnet_id: subnet.map(|s| s.meta.id.clone()),
-            ..e
+        let at = |b: Blocker| {
+            b.in_vpc(vid.clone())
+                .in_subnet_opt(subnet.map(|s| s.meta.id.clone()))
         };
         let src_vpc = match source {
             Source::Eni { eni, .. } => self.w.get::<Vpc>(&eni.vpc_id),
@@ -730,25 +742,14 @@ impl<'a> Walk<'a> {
                     RouteTarget::Peering(_) => walk.inactive_diag(rt, r),
                     _ => diagnosis(DiagnosisKind::MissingReturnRoute, msg.clone(), fix.clone()),
                 };
-                (
-                    Explanation {
-                        rule: Some(route_rule(rt, r, "blackhole")),
-                        ..at(ex("BAD_STATE_ROUTE", rt_comp.clone(), format!("The reply's route to {} in {} targets {}, which cannot carry traffic (blackhole).", r.dest, rt.meta.id, target_str(&r.target))))
-                    },
-                    d,
-                )
+                at(Blocker::new("BAD_STATE_ROUTE", rt_comp.clone(), format!("The reply's route to {} in {} targets {}, which cannot carry traffic (blackhole).", r.dest, rt.meta.id, target_str(&r.target)))).rule(route_rule(rt, r, "blackhole")).with_diagnosis(d)
             }),
             RouteLookup::Hit(rr, p) => self.block(|_| {
-                (
-                    Explanation {
-                        rule: rr.map(|x| route_rule(rt, x, "active")),
-                        ..at(ex(
+                at(Blocker::new(
                             "NO_ROUTE_TO_DESTINATION",
                             rt_comp.clone(),
                             format!("Route table {}{used_by} sends the reply to {rdst} to {}, not back by {}.", rt.meta.id, p.id(), back.1),
-                        ))
-                    },
-                    diagnosis(
+                        )).rule_opt(rr.map(|x| route_rule(rt, x, "active"))).diagnosis(
                         DiagnosisKind::MissingReturnRoute,
                         format!("the route back from {from} goes to {} instead of {}: route table {}{used_by} routes {rdst} elsewhere", p.id(), back.1, rt.meta.id),
                         match (want, rr) {
@@ -761,43 +762,28 @@ impl<'a> Walk<'a> {
                             ),
                             _ => format!("route {} via {} in {}", back.0, back.1, rt.meta.id),
                         },
-                    ),
-                )
+                    )
             }),
             RouteLookup::NoRoute | RouteLookup::NoInterface(_) => self.block(|_| {
-                (
-                    at(ex("NO_ROUTE_TO_DESTINATION", rt_comp.clone(), format!("Route table {}{used_by} has no route back to {rdst}.", rt.meta.id))),
-                    diagnosis(DiagnosisKind::MissingReturnRoute, msg.clone(), fix.clone()),
-                )
+                at(Blocker::new("NO_ROUTE_TO_DESTINATION", rt_comp.clone(), format!("Route table {}{used_by} has no route back to {rdst}.", rt.meta.id))).diagnosis(DiagnosisKind::MissingReturnRoute, msg.clone(), fix.clone())
             }),
         }
     }
 }
 
-pub(crate) fn sdc_blocker(
-    e: &NetworkInterface,
-    a: IpAddr,
-    source: bool,
-) -> (Explanation, Option<Diagnosis>) {
+pub(crate) fn sdc_blocker(e: &NetworkInterface, a: IpAddr, source: bool) -> Blocker {
     let (role, what) = if source {
         ("source", "sends")
     } else {
         ("destination", "receives")
     };
-    (
-        Explanation {
-            vpc_id: Some(e.vpc_id.clone()),
-            subnet_id: Some(e.subnet_id.clone()),
-            ..ex(
+    Blocker::new(
                 "ENI_SOURCE_DEST_CHECK_RESTRICTION",
                 component(&e.meta.id, "network-interface"),
                 format!("{} {what} only packets whose {role} is its own address, not {a} (source/destination check).", e.meta.id),
-            )
-        },
-        diagnosis(
+            ).in_vpc(e.vpc_id.clone()).in_subnet(e.subnet_id.clone()).diagnosis(
             DiagnosisKind::SourceDestCheck,
             format!("the source/destination check of {} drops packets with {role} {a}", e.meta.id),
             format!("disable the source/destination check on {}", e.meta.id),
-        ),
-    )
+        )
 }

@@ -2,6 +2,7 @@
 //! (stateless, both ways) and security groups (the new connection).
 
 use crate::analysis::*;
+use crate::diagnosis::Blocker;
 use crate::walk::*;
 use std::net::IpAddr;
 use vpc_model::ops;
@@ -87,29 +88,27 @@ impl<'a> Walk<'a> {
                     "Network ACL {acl_id2} of {} denies {way} {what} {prep} {remote} (rule {num}).",
                     s.meta.id
                 );
-                let e = Explanation {
-                    direction: Some(dir),
-                    rule: Some(rule2),
-                    vpc_id: Some(s.vpc_id.clone()),
-                    subnet_id: Some(s.meta.id.clone()),
-                    ..ex(
-                        "SUBNET_ACL_RESTRICTION",
-                        component(&acl_id2, "network-acl"),
-                        detail,
-                    )
-                };
+                let blocker = Blocker::new(
+                    "SUBNET_ACL_RESTRICTION",
+                    component(&acl_id2, "network-acl"),
+                    detail,
+                )
+                .direction(dir)
+                .rule(rule2)
+                .in_vpc(s.vpc_id.clone())
+                .in_subnet(s.meta.id.clone());
                 let below = if n >= STAR_V4 {
                     String::new()
                 } else {
                     format!(" numbered below {n}")
                 };
-                let d = if ret {
+                if ret {
                     let ports = if walk.proto == Protocol::Icmp {
                         "the return traffic (echo replies)".to_string()
                     } else {
                         format!("the return traffic on ephemeral ports ({})", what)
                     };
-                    diagnosis(
+                    blocker.diagnosis(
                         DiagnosisKind::NaclDeniesReturnTraffic,
                         format!(
                             "NACL {acl_id2} rule {num} of {} denies {ports} {way} {prep} {remote}",
@@ -121,7 +120,7 @@ impl<'a> Walk<'a> {
                         ),
                     )
                 } else {
-                    diagnosis(
+                    blocker.diagnosis(
                         DiagnosisKind::NaclDenies,
                         format!(
                             "NACL {acl_id2} rule {num} of {} denies {way} {what} {prep} {remote}",
@@ -132,8 +131,7 @@ impl<'a> Walk<'a> {
                             host_net(remote)
                         ),
                     )
-                };
-                (e, d)
+                }
             })?;
         }
         Ok(Some((component(&acl_id, "network-acl"), rule)))
@@ -215,30 +213,26 @@ impl<'a> Walk<'a> {
                     } else {
                         "security-group"
                     };
-                    (
-                        Explanation {
-                            direction: Some(dir),
-                            vpc_id: Some(e.vpc_id.clone()),
-                            subnet_id: Some(e.subnet_id.clone()),
-                            ..ex(
-                                "ENI_SG_RULES_MISMATCH",
-                                component(&comp_id, kind),
-                                format!(
-                                    "No {way} rule of {groups} on {} admits {what} {prep} {peer}.",
-                                    e.meta.id
-                                ),
-                            )
-                        },
-                        diagnosis(
-                            DiagnosisKind::SecurityGroupDenies,
-                            format!(
-                                "no {way} rule of {groups} on {} allows {what} {prep} {peer}",
-                                e.meta.id
-                            ),
-                            format!(
-                                "authorize {way} {proto} {ports} {prep} {} on {first}",
-                                host_net(peer)
-                            ),
+                    Blocker::new(
+                        "ENI_SG_RULES_MISMATCH",
+                        component(&comp_id, kind),
+                        format!(
+                            "No {way} rule of {groups} on {} admits {what} {prep} {peer}.",
+                            e.meta.id
+                        ),
+                    )
+                    .direction(dir)
+                    .in_vpc(e.vpc_id.clone())
+                    .in_subnet(e.subnet_id.clone())
+                    .diagnosis(
+                        DiagnosisKind::SecurityGroupDenies,
+                        format!(
+                            "no {way} rule of {groups} on {} allows {what} {prep} {peer}",
+                            e.meta.id
+                        ),
+                        format!(
+                            "authorize {way} {proto} {ports} {prep} {} on {first}",
+                            host_net(peer)
                         ),
                     )
                 })?;

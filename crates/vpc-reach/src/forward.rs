@@ -2,7 +2,7 @@
 //! and NAT gateways to the destination, as the kernel forwards it.
 
 use crate::analysis::*;
-use crate::diagnosis::sdc_blocker;
+use crate::diagnosis::{sdc_blocker, Blocker};
 use crate::index::*;
 use crate::walk::*;
 use std::net::IpAddr;
@@ -26,25 +26,25 @@ impl<'a> Walk<'a> {
                 self.eni_hops(false, eni, true);
                 if !inst.is_up() {
                     self.block(|_| {
-                        (
-                            Explanation {
-                                vpc_id: Some(eni.vpc_id.clone()),
-                                subnet_id: Some(eni.subnet_id.clone()),
-                                ..ex(
-                                    "BAD_STATE",
-                                    component(&inst.meta.id, "instance"),
-                                    format!(
-                                        "The source instance {} is {}: its interfaces pass no traffic.",
-                                        inst.meta.id,
-                                        inst.state.as_str()
-                                    ),
-                                )
-                            },
-                            diagnosis(
-                                DiagnosisKind::InstanceNotRunning,
-                                format!("the source instance {} is {}", inst.meta.id, inst.state.as_str()),
-                                format!("start {}", inst.meta.id),
+                        Blocker::new(
+                            "BAD_STATE",
+                            component(&inst.meta.id, "instance"),
+                            format!(
+                                "The source instance {} is {}: its interfaces pass no traffic.",
+                                inst.meta.id,
+                                inst.state.as_str()
                             ),
+                        )
+                        .in_vpc(eni.vpc_id.clone())
+                        .in_subnet(eni.subnet_id.clone())
+                        .diagnosis(
+                            DiagnosisKind::InstanceNotRunning,
+                            format!(
+                                "the source instance {} is {}",
+                                inst.meta.id,
+                                inst.state.as_str()
+                            ),
+                            format!("start {}", inst.meta.id),
                         )
                     })?;
                 }
@@ -61,21 +61,15 @@ impl<'a> Walk<'a> {
                             let (dst, me, them) =
                                 (packet.dst, inst.meta.id.clone(), want.meta.id.clone());
                             self.block(|_| {
-                                (
-                                    Explanation {
-                                        vpc_id: Some(sv.clone()),
-                                        ..ex(
+                                Blocker::new(
                                             "DISCONNECTED_VPCS",
                                             component(&sv, "vpc"),
                                             format!("{dst} is {me}'s own address: the packet never leaves {me} for {them} in {dv}."),
-                                        )
-                                    },
-                                    diagnosis(
+                                        ).in_vpc(sv.clone()).diagnosis(
                                         DiagnosisKind::DisconnectedVpcs,
                                         format!("{me} in {sv} holds {dst} itself; {sv} and {dv} overlap and are not connected"),
                                         format!("re-address {dv} (or {sv}) so that their CIDRs do not overlap, then peer them"),
-                                    ),
-                                )
+                                    )
                             })?;
                             return Err(Stop);
                         }
@@ -90,8 +84,7 @@ impl<'a> Walk<'a> {
                     None => {
                         let dst = packet.dst;
                         self.block(|_| {
-                            (
-                                ex(
+                            Blocker::new(
                                     "NO_ROUTE_TO_DESTINATION",
                                     component(&inst.meta.id, "instance"),
                                     format!(
@@ -99,13 +92,11 @@ impl<'a> Walk<'a> {
                                         inst.meta.id,
                                         if dst.is_ipv6() { "IPv6" } else { "IPv4" }
                                     ),
-                                ),
-                                diagnosis(
+                                ).diagnosis(
                                     DiagnosisKind::MissingRoute,
                                     format!("{} has no default route for {dst}", inst.meta.id),
                                     format!("assign an IPv6 address to the primary interface of {}", inst.meta.id),
-                                ),
-                            )
+                                )
                         })?;
                         eni
                     }
@@ -158,16 +149,10 @@ impl<'a> Walk<'a> {
                             let Some(peer) = self.w.get::<Vpc>(&other.vpc_id) else {
                                 let id = other.vpc_id.clone();
                                 self.block(|_| {
-                                    (
-                                        ex(
-                                            "BAD_STATE",
-                                            component(&p.id, "vpc-peering-connection"),
-                                            format!(
-                                                "The peer VPC {id} of {} no longer exists.",
-                                                p.id
-                                            ),
-                                        ),
-                                        None,
+                                    Blocker::new(
+                                        "BAD_STATE",
+                                        component(&p.id, "vpc-peering-connection"),
+                                        format!("The peer VPC {id} of {} no longer exists.", p.id),
                                     )
                                 })?;
                                 return Err(Stop);
@@ -226,13 +211,10 @@ impl<'a> Walk<'a> {
             };
         }
         self.block(|_| {
-            (
-                ex(
-                    "NO_PATH",
-                    component(&r.dst.to_string(), "vpc"),
-                    format!("The path to {} loops.", r.dst),
-                ),
-                None,
+            Blocker::new(
+                "NO_PATH",
+                component(&r.dst.to_string(), "vpc"),
+                format!("The path to {} loops.", r.dst),
             )
         })?;
         Err(Stop)
@@ -245,13 +227,10 @@ impl<'a> Walk<'a> {
         }
         let p = self.what(false);
         self.block(|_| {
-            (
-                ex(
-                    "NO_POSSIBLE_DESTINATION",
-                    component(id, kind),
-                    format!("The {what} {id} answers pings but accepts no {p}."),
-                ),
-                None,
+            Blocker::new(
+                "NO_POSSIBLE_DESTINATION",
+                component(id, kind),
+                format!("The {what} {id} answers pings but accepts no {p}."),
             )
         })?;
         Err(Stop)
@@ -270,17 +249,11 @@ impl<'a> Walk<'a> {
         if self.routed(vid, packet.src, false).is_none() {
             let src = packet.src;
             self.block(|_| {
-                (
-                    Explanation {
-                        vpc_id: Some(vid.to_string()),
-                        ..ex(
+                Blocker::new(
                             "NO_ROUTE_TO_DESTINATION",
                             component(vid, "vpc"),
                             format!("The router of {vid} answers at {} only to its own VPC's running interfaces, not to {src}.", packet.dst),
-                        )
-                    },
-                    None,
-                )
+                        ).in_vpc(vid.to_string())
             })?;
             return Err(Stop);
         }
@@ -321,25 +294,18 @@ impl<'a> Walk<'a> {
         if !self.inst_has(inst, packet.dst) {
             // A route sent it to a middlebox that does not own the address.
             self.block(|_| {
-                (
-                    Explanation {
-                        vpc_id: Some(e.vpc_id.clone()),
-                        subnet_id: Some(e.subnet_id.clone()),
-                        ..ex(
+                Blocker::new(
                             "ENI_ADDRESS_RESTRICTION",
                             component(&e.meta.id, "network-interface"),
                             format!(
                                 "A route sends the packet for {} to {} ({}), which does not hold that address; vpcd instances do not forward packets.",
                                 packet.dst, e.meta.id, inst.meta.id
                             ),
-                        )
-                    },
-                    diagnosis(
+                        ).in_vpc(e.vpc_id.clone()).in_subnet(e.subnet_id.clone()).diagnosis(
                         DiagnosisKind::MissingRoute,
                         format!("the route to {} points at {}, which does not forward", packet.dst, e.meta.id),
                         format!("remove the route to {} via {} or make it more specific", packet.dst, e.meta.id),
-                    ),
-                )
+                    )
             })?;
             return Err(Stop);
         }
@@ -355,27 +321,21 @@ impl<'a> Walk<'a> {
                 let vpc = self.w.get::<Vpc>(&sv);
                 self.block(|walk| {
                     let block = vpc.map(|v| walk.block_of(v, dst));
-                    (
-                        Explanation {
-                            vpc_id: Some(sv.clone()),
-                            ..ex(
+                    Blocker::new(
                                 "DISCONNECTED_VPCS",
                                 component(&sv, "vpc"),
                                 format!(
                                     "{dst} is {}'s own address ({}): the packet is delivered to {} in {sv}, not to {} in {dv}.",
                                     sv, e.meta.id, inst.meta.id, want.meta.id
                                 ),
-                            )
-                        },
-                        diagnosis(
+                            ).in_vpc(sv.clone()).diagnosis(
                             DiagnosisKind::DisconnectedVpcs,
                             format!(
                                 "{dst} lies in {sv}'s own CIDR{}, so the local route keeps it inside {sv}; {sv} and {dv} overlap and are not connected",
                                 block.map(|b| format!(" {b}")).unwrap_or_default()
                             ),
                             format!("re-address {dv} (or {sv}) so that their CIDRs do not overlap, then peer them"),
-                        ),
-                    )
+                        )
                 })?;
                 return Err(Stop);
             }
@@ -416,18 +376,15 @@ impl<'a> Walk<'a> {
         // 1. Guards.
         if let (Port::Nat(n), Port::Pcx(p)) = (iif, oif) {
             self.block(|_| {
-                (
-                    ex(
+                Blocker::new(
                         "UNSUPPORTED_COMPONENT",
                         component(&n.meta.id, "natgateway"),
                         format!("Traffic forwarded by NAT gateway {} cannot use peering connection {}.", n.meta.id, p.id),
-                    ),
-                    diagnosis(
+                    ).diagnosis(
                         DiagnosisKind::EdgeToEdge,
                         format!("edge-to-edge: traffic through NAT gateway {} cannot use peering connection {}", n.meta.id, p.id),
                         format!("route the peer's CIDR via {} in the source subnet's route table instead of through the NAT gateway", p.id),
-                    ),
-                )
+                    )
             })?;
             return Err(Stop);
         }

@@ -1,7 +1,7 @@
 //! The reply: walked back through every router the request crossed.
 
 use crate::analysis::*;
-use crate::diagnosis::sdc_blocker;
+use crate::diagnosis::{sdc_blocker, Blocker};
 use crate::walk::*;
 
 impl<'a> Walk<'a> {
@@ -28,21 +28,15 @@ impl<'a> Walk<'a> {
                         first_iif = Some(Port::Eni(z))
                     }
                     Some(z) => {
-                        self.block(|_| {
-                            let (x, d) = sdc_blocker(z, rsrc, true);
-                            (x, d)
-                        })?;
+                        self.block(|_| sdc_blocker(z, rsrc, true))?;
                     }
                     None => {
                         self.block(|_| {
-                            (
-                                ex("NO_ROUTE_TO_DESTINATION", component(&inst.meta.id, "instance"), format!("{} has no route back to {rdst}.", inst.meta.id)),
-                                diagnosis(
+                            Blocker::new("NO_ROUTE_TO_DESTINATION", component(&inst.meta.id, "instance"), format!("{} has no route back to {rdst}.", inst.meta.id)).diagnosis(
                                     DiagnosisKind::MissingReturnRoute,
                                     format!("{} has no route back to {rdst}", inst.meta.id),
                                     format!("give the primary interface of {} an address of {rdst}'s family", inst.meta.id),
-                                ),
-                            )
+                                )
                         })?;
                     }
                 }
@@ -85,13 +79,10 @@ impl<'a> Walk<'a> {
                 self.blocked = true;
                 if !was {
                     self.block(|_| {
-                        (
-                            ex(
-                                "NO_ROUTE_TO_DESTINATION",
-                                component(&vid, "vpc"),
-                                format!("The reply to {rdst} has no route in {vid}."),
-                            ),
-                            None,
+                        Blocker::new(
+                            "NO_ROUTE_TO_DESTINATION",
+                            component(&vid, "vpc"),
+                            format!("The reply to {rdst} has no route in {vid}."),
                         )
                     })?;
                 } else if !self.explain {

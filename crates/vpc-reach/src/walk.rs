@@ -3,6 +3,7 @@
 //! or a blocker is recorded, and the lookups every step makes.
 
 use crate::analysis::*;
+use crate::diagnosis::Blocker;
 use crate::index::*;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -238,18 +239,6 @@ pub(crate) fn component(id: &str, kind: &'static str) -> Component {
     }
 }
 
-pub(crate) fn ex(code: &'static str, component: Component, detail: String) -> Explanation {
-    Explanation {
-        code,
-        component,
-        direction: None,
-        rule: None,
-        vpc_id: None,
-        subnet_id: None,
-        detail,
-    }
-}
-
 pub(crate) fn diagnosis(kind: DiagnosisKind, message: String, fix: String) -> Option<Diagnosis> {
     Some(Diagnosis { kind, message, fix })
 }
@@ -354,17 +343,17 @@ impl<'a> Walk<'a> {
     // ---- recording -------------------------------------------------------------
 
     /// Notes a blocker. In verdict-only mode this ends the walk.
-    pub(crate) fn block(
-        &mut self,
-        f: impl FnOnce(&Self) -> (Explanation, Option<Diagnosis>),
-    ) -> Step<()> {
+    pub(crate) fn block(&mut self, f: impl FnOnce(&Self) -> Blocker) -> Step<()> {
         self.blocked = true;
         if !self.explain {
             return Err(Stop);
         }
-        let (e, d) = f(self);
-        self.out.explanations.push(e);
-        if let Some(d) = d {
+        let Blocker {
+            explanation,
+            diagnosis,
+        } = f(self);
+        self.out.explanations.push(explanation);
+        if let Some(d) = diagnosis {
             if !self.out.diagnoses.contains(&d) {
                 self.out.diagnoses.push(d);
             }
