@@ -95,7 +95,7 @@ impl<'a> Walk<'a> {
         match r.target.kind {
             TargetKind::Eni(e) if src_vpc.is_none() => {
                 let has_igw = self.igw_of(&e.vpc_id).is_some();
-                let up = eni_up(self.w, e);
+                let up = ops::eni::is_instance_interface_up(self.w, e);
                 self.block(|_| {
                     if !has_igw {
                         Blocker::new(
@@ -144,21 +144,23 @@ impl<'a> Walk<'a> {
                         )
                 })
             }
-            TargetKind::Eni(e) if !eni_up(self.w, e) => self.block(|_| {
-                Blocker::new(
-                    "BAD_STATE",
-                    component(&e.meta.id, "network-interface"),
-                    format!(
+            TargetKind::Eni(e) if !ops::eni::is_instance_interface_up(self.w, e) => {
+                self.block(|_| {
+                    Blocker::new(
+                        "BAD_STATE",
+                        component(&e.meta.id, "network-interface"),
+                        format!(
                         "{} is not attached to a running instance, so its public IP is not routed.",
                         e.meta.id
                     ),
-                )
-                .diagnosis(
-                    DiagnosisKind::InstanceNotRunning,
-                    format!("the destination {} is not running", e.meta.id),
-                    "start the instance".into(),
-                )
-            }),
+                    )
+                    .diagnosis(
+                        DiagnosisKind::InstanceNotRunning,
+                        format!("the destination {} is not running", e.meta.id),
+                        "start the instance".into(),
+                    )
+                })
+            }
             TargetKind::Eni(_) | TargetKind::Nat(_) => {
                 let tv = tvpc.unwrap_or_default();
                 self.block(|_| {

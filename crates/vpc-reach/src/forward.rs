@@ -6,6 +6,7 @@ use crate::diagnosis::{sdc_blocker, Blocker};
 use crate::index::*;
 use crate::walk::*;
 use std::net::IpAddr;
+use vpc_model::ops;
 use vpc_model::types::*;
 
 impl<'a> Walk<'a> {
@@ -390,7 +391,8 @@ impl<'a> Walk<'a> {
         }
         if let (Port::Igw(g), IpAddr::V4(s)) = (oif, packet.src) {
             if self.public_of(&vpc.meta.id, s).is_none() {
-                let skip = matches!(iif, Port::Eni(e) if !eni_up(self.w, e));
+                let skip =
+                    matches!(iif, Port::Eni(e) if !ops::eni::is_instance_interface_up(self.w, e));
                 if !skip {
                     self.block(|walk| walk.no_public_ip(iif, g, vpc))?;
                 } else {

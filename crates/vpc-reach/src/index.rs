@@ -5,6 +5,7 @@ use crate::walk::*;
 use ipnet::Ipv6Net;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use vpc_model::ops;
 use vpc_model::types::*;
 use vpc_model::world::World;
 
@@ -304,25 +305,13 @@ impl Index {
                 eips.entry(e.as_str()).or_default().push(a);
             }
         }
+        // `ops::eni::public_ips_of`, with the Elastic IPs found in one pass.
         let pubs_of = |e: &NetworkInterface| -> Vec<(Ipv4Addr, Ipv4Addr)> {
             let list = eips.get(e.meta.id.as_str());
             if list.is_none() && e.public_ip.is_none() {
                 return Vec::new();
             }
-            let primary = e.primary_ip();
-            let mut out = Vec::new();
-            let eip = list
-                .and_then(|l| l.iter().find(|a| a.private_ip == Some(primary)))
-                .map(|a| a.public_ip);
-            if let Some(p) = eip.or(e.public_ip) {
-                out.push((primary, p));
-            }
-            for a in list.into_iter().flatten() {
-                if let Some(ip) = a.private_ip.filter(|ip| *ip != primary) {
-                    out.push((ip, a.public_ip));
-                }
-            }
-            out
+            ops::eni::public_ips_given(e, list.map_or(&[][..], Vec::as_slice))
         };
         let mut taken: FastSet<Ipv4Addr> = FastSet::default();
         let mut map = |index: &mut Index, vpc: &str, private: Ipv4Addr, public: Ipv4Addr| {
@@ -341,14 +330,14 @@ impl Index {
                     .entry(*public)
                     .or_insert_with(|| (RecordId::new(&e.meta.id), *private));
             }
-            if eni_up(w, e) {
+            if ops::eni::is_instance_interface_up(w, e) {
                 for (private, public) in pubs {
                     map(self, &e.vpc_id, private, public);
                 }
             }
         }
         for n in w.iter::<NatGateway>() {
-            if !nat_realized(w, n) {
+            if !ops::nat::is_realized(w, n) {
                 continue;
             }
             let Some(e) = w.get::<NetworkInterface>(&n.eni_id) else {

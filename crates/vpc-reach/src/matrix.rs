@@ -297,7 +297,7 @@ fn signature(
                 .pub2priv
                 .get(&pb)
                 .is_some_and(|(_, pv)| *pv == e.primary_ip());
-            if !mine || (eni_up(w, e) && !mapped) {
+            if !mine || (ops::eni::is_instance_interface_up(w, e) && !mapped) {
                 return own();
             }
         }

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 use vpc_model::fault::Fault;
 use vpc_model::ops;
+use vpc_model::ops::route::NextHop;
 use vpc_model::types::*;
 use vpc_model::world::World;
 
@@ -17,27 +18,6 @@ pub(crate) const MAX_HOPS: usize = 16;
 
 pub(crate) fn is_internet_host(a: IpAddr) -> bool {
     a == IpAddr::V4(INTERNET_HOST_V4) || a == IpAddr::V6(INTERNET_HOST_V6)
-}
-
-/// An instance interface the data plane routes: attached to a pending or
-/// running instance, in an existing subnet and VPC (its `/32` is in the
-/// router's tables).
-pub(crate) fn eni_up(w: &World, e: &NetworkInterface) -> bool {
-    e.interface_type != "nat_gateway"
-        && e.attachment
-            .as_ref()
-            .and_then(|a| w.get::<Instance>(&a.instance_id))
-            .is_some_and(|i| i.is_up() && w.get::<Vpc>(&i.vpc_id).is_some())
-        && w.get::<Subnet>(&e.subnet_id).is_some()
-        && w.get::<Vpc>(&e.vpc_id).is_some()
-}
-
-/// A NAT gateway the data plane realises: available, with its interface, subnet and VPC.
-pub(crate) fn nat_realized(w: &World, n: &NatGateway) -> bool {
-    n.state == NatState::Available
-        && w.get::<NetworkInterface>(&n.eni_id).is_some()
-        && w.get::<Subnet>(&n.subnet_id).is_some()
-        && w.get::<Vpc>(&n.vpc_id).is_some()
 }
 
 pub(crate) fn eni_has(e: &NetworkInterface, a: IpAddr) -> bool {
@@ -552,15 +532,15 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The route table a subnet uses: its association, else the VPC's main table.
+    /// The route table a subnet uses (`ops::route::table_for_subnet`, its
+    /// association found in the index).
     pub(crate) fn table_of(&self, s: &Subnet) -> Option<&'a RouteTable> {
-        match self.index.rtb_by_subnet.get(s.meta.id.as_str()) {
-            Some(id) => self.w.get::<RouteTable>(id.as_str()),
-            None => self
-                .w
-                .get::<Vpc>(&s.vpc_id)
-                .and_then(|v| self.w.get::<RouteTable>(&v.main_route_table)),
-        }
+        let associated = self
+            .index
+            .rtb_by_subnet
+            .get(s.meta.id.as_str())
+            .and_then(|id| self.w.get::<RouteTable>(id.as_str()));
+        ops::route::table_for_subnet_given(self.w, s, associated)
     }
 
     pub(crate) fn peerings_of(&self, vpc: &str) -> impl Iterator<Item = &'a Peering> + 'a {
@@ -592,12 +572,9 @@ impl<'a> Walk<'a> {
             .find(|p| p.state == PcxState::Active && p.joins(a, b))
     }
 
-    /// A peering whose link the data plane builds: active, between two existing, different VPCs.
+    /// A peering whose link the data plane builds (`ops::peering::is_realized`).
     pub(crate) fn carries(&self, p: &Peering) -> bool {
-        p.state == PcxState::Active
-            && p.requester.vpc_id != p.accepter.vpc_id
-            && self.w.get::<Vpc>(&p.requester.vpc_id).is_some()
-            && self.w.get::<Vpc>(&p.accepter.vpc_id).is_some()
+        ops::peering::is_realized(self.w, p)
     }
 
     /// A VPC `b` that `a` and `c` are both peered with (active first).
@@ -660,12 +637,12 @@ impl<'a> Walk<'a> {
             if e.vpc_id != vpc {
                 continue;
             }
-            if eni_up(self.w, e) {
+            if ops::eni::is_instance_interface_up(self.w, e) {
                 return Some(Port::Eni(e));
             }
             if nat {
                 if let Some(n) = self.nat_of(e) {
-                    if nat_realized(self.w, n) && IpAddr::V4(e.primary_ip()) == a {
+                    if ops::nat::is_realized(self.w, n) && IpAddr::V4(e.primary_ip()) == a {
                         return Some(Port::Nat(n));
                     }
                 }
@@ -681,35 +658,18 @@ impl<'a> Walk<'a> {
             return RouteLookup::NoRoute;
         };
         let vpc = rt.vpc_id.as_str();
-        let port = match &r.target {
-            RouteTarget::Local => {
-                return match self.routed(vpc, dst, true) {
-                    Some(p) => RouteLookup::Hit(Some(r), p),
-                    None => RouteLookup::NoInterface(Some(r)),
-                }
-            }
-            RouteTarget::Gateway(g) => {
-                (self.igw_of(vpc) == Some(g.as_str())).then_some(Port::Igw(g))
-            }
-            RouteTarget::Peering(p) => w
-                .get::<Peering>(p)
-                .filter(|p| self.carries(p) && p.other_vpc(vpc).is_some())
-                .map(Port::Pcx),
-            RouteTarget::NatGateway(n) => w
-                .get::<NatGateway>(n)
-                .filter(|g| dst.is_ipv4() && g.vpc_id == vpc && nat_realized(w, g))
-                .map(Port::Nat),
-            RouteTarget::NetworkInterface(e) => w
-                .get::<NetworkInterface>(e)
-                .filter(|e| e.vpc_id == vpc && eni_up(w, e) && eni_addr(e, dst.is_ipv6()).is_some())
-                .map(Port::Eni),
-            RouteTarget::Instance(i) => self
-                .enis_of_instance(i)
-                .find(|e| device(e) == 0)
-                .filter(|e| e.vpc_id == vpc && eni_up(w, e) && eni_addr(e, dst.is_ipv6()).is_some())
-                .map(Port::Eni),
-            RouteTarget::EgressOnlyGateway(_) => None,
-        };
+        if r.target == RouteTarget::Local {
+            return match self.routed(vpc, dst, true) {
+                Some(p) => RouteLookup::Hit(Some(r), p),
+                None => RouteLookup::NoInterface(Some(r)),
+            };
+        }
+        let port = ops::route::next_hop(w, rt, r, dst.is_ipv6()).map(|hop| match hop {
+            NextHop::InternetGateway(g) => Port::Igw(g),
+            NextHop::Peering(p) => Port::Pcx(p),
+            NextHop::NatGateway(n) => Port::Nat(n),
+            NextHop::Interface(e) => Port::Eni(e),
+        });
         match port {
             Some(p) => RouteLookup::Hit(Some(r), p),
             None => RouteLookup::Inactive(r),
