@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reachability analyzer benchmark: single analyses and the 1,000-instance
 # matrix on a generated 1,000-VPC / 10,000-interface topology (the generator
-# is described in crates/vpc-model/examples/reach_bench.rs). Updates docs/perf.md.
+# is described in crates/vpc-reach/examples/reach_bench.rs). Updates docs/perf.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p vpc-model --example reach_bench
+cargo build --release --quiet -p vpc-reach --example reach_bench
 line=$(./target/release/examples/reach_bench | grep '^REACH-BENCH')
 echo "$line"
 python3 - "$line" <<'PY'
@@ -19,7 +19,7 @@ block = f"""{start}
 ## Reachability analyzer
 
 Measured {datetime.date.today().isoformat()} by `scripts/bench-reach.sh` (release build, one core) on the generated
-topology of `crates/vpc-model/examples/reach_bench.rs`: {kv['vpcs']} VPCs in a chain of active peerings with routes
+topology of `crates/vpc-reach/examples/reach_bench.rs`: {kv['vpcs']} VPCs in a chain of active peerings with routes
 both ways, {kv['enis']} interfaces (ten instances per VPC), tcp/22 admitted from 10.0.0.0/8, a custom ACL denying
 tcp/23 in every tenth VPC.
 

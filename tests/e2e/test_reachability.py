@@ -371,7 +371,7 @@ def test_cli_usage_errors(server):
     assert p.returncode == 2 and "no vpcd state" in p.stderr, show(p)
 
 
-# -- the verdicts (need vpc_model::reach::analyze) ---------------------------------------
+# -- the verdicts (need vpc_reach::analyze) ---------------------------------------
 
 def test_seed_workflow_is_reachable_through_the_peering(server, client):
     a, b, pcx = peered(client, "10.160.0.0/16", "10.161.0.0/16")

@@ -1,5 +1,5 @@
 //! The differential test: the pure reachability evaluator
-//! (`vpc_model::reach`) against the kernel, on random topologies.
+//! (`vpc_reach`) against the kernel, on random topologies.
 //!
 //! A proptest strategy generates small topologies as data (2–4 VPCs,
 //! possibly overlapping, in up to three accounts and two regions; 1–2
@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 use testkit::{Env, A, B, C, EAST, WEST};
 use vpc_dataplane::{names, Dataplane};
 use vpc_model::ops::{self, acl, peering, route, sg};
-use vpc_model::reach::{self, Analysis, Endpoint, Options, Protocol, Query, INTERNET_HOST_V4};
 use vpc_model::*;
+use vpc_reach::{self as reach, Analysis, Endpoint, Options, Protocol, Query, INTERNET_HOST_V4};
 
 // ---- the generated topology (pure data, so proptest can shrink it) ----------
 

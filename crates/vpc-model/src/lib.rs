@@ -14,7 +14,6 @@ pub mod ctx;
 pub mod fault;
 pub mod ids;
 pub mod ops;
-pub mod reach;
 pub mod region;
 pub mod rule_match;
 pub mod types;

@@ -2,7 +2,7 @@
 //!
 //! It reads the state straight from a data directory (a local
 //! administrator's view, across every account), runs
-//! [`vpc_model::reach::analyze`] and prints the path hop by hop, the verdict,
+//! [`vpc_reach::analyze`] and prints the path hop by hop, the verdict,
 //! and every blocker with its AWS explanation code and vpcd's diagnosis and
 //! fix. `--matrix` analyses every pair of instances; `--probe` also sends a
 //! real packet through the data plane and says whether the kernel agrees.
@@ -17,11 +17,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use vpc_model::ops::{eni, insights};
-use vpc_model::reach::{self, Analysis, Endpoint, Protocol, Query};
+use vpc_model::ops::eni;
 use vpc_model::{
     AnalysisHop, AnalysisRule, Instance, InstanceState, NetworkInterface, Timestamp, World,
 };
+use vpc_reach::{self as reach, Analysis, Endpoint, Protocol, Query};
 use vpc_store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -179,7 +179,7 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
             "port": q.port,
             "ipv6": q.ipv6,
         });
-        let frozen = serde_json::to_value(insights::freeze(&world, &a))?;
+        let frozen = serde_json::to_value(reach::freeze(&world, &a))?;
         merge(&mut v, frozen);
         if let Some(p) = &probe {
             v["probe"] = json!({
@@ -388,7 +388,7 @@ fn describe_end(w: &World, e: &Endpoint, ip: Option<IpAddr>) -> String {
 /// The readable report of one analysis.
 pub fn render(w: &World, q: &Query, _src: &str, _dst: &str, a: &Analysis) -> String {
     use std::fmt::Write as _;
-    let f = insights::freeze(w, a);
+    let f = reach::freeze(w, a);
     let mut out = String::new();
     let what = match (q.protocol, q.port) {
         (Protocol::Icmp, _) => format!("{} echo", if q.ipv6 { "icmpv6" } else { "icmp" }),
@@ -930,9 +930,7 @@ mod tests {
 
     #[test]
     fn report_names_hops_blockers_and_fixes() {
-        use vpc_model::reach::{
-            Component, Diagnosis, DiagnosisKind, Direction, Explanation, Hop, Rule,
-        };
+        use vpc_reach::{Component, Diagnosis, DiagnosisKind, Direction, Explanation, Hop, Rule};
         let hop = |sequence, id: &str, kind, rule| Hop {
             sequence,
             component: Component {

@@ -1,7 +1,7 @@
 //! Reachability Analyzer: network insights paths and analyses.
 //!
 //! The records and the analysis live in [`vpc_model::ops::insights`] (and
-//! the evaluator in [`vpc_model::reach`]); this module parses parameters and
+//! the evaluator in [`vpc_reach`]); this module parses parameters and
 //! renders EC2's `NetworkInsightsPath` and `NetworkInsightsAnalysis` shapes.
 //!
 //! An analysis runs to completion inside `StartNetworkInsightsAnalysis`. The
@@ -521,7 +521,7 @@ fn start_analysis(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<Strin
         tags: p.tag_specs("network-insights-analysis")?,
         client_token: non_empty(p, "ClientToken"),
     };
-    let a = model::start_analysis(w, ctx, req)?;
+    let a = model::start_analysis(w, ctx, req, &vpc_reach::analyze_path)?;
     let mut x = r.xml();
     x.open("networkInsightsAnalysis");
     render_analysis(&mut x, w, &a, true);

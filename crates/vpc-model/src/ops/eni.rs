@@ -777,16 +777,32 @@ pub fn public_ip_of(w: &World, eni: &NetworkInterface) -> Option<Ipv4Addr> {
 /// Every (private, public) IPv4 pair of the interface: the primary's (Elastic
 /// or auto-assigned), then secondaries that carry an Elastic IP.
 pub fn public_ips_of(w: &World, eni: &NetworkInterface) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let id = eni.meta.id.as_str();
+    let eips: Vec<&Address> = w
+        .iter::<Address>()
+        .filter(|a| a.eni_id.as_deref() == Some(id))
+        .collect();
+    public_ips_given(eni, &eips)
+}
+
+/// [`public_ips_of`] for a caller that keeps its own index of Elastic IPs
+/// (the analyzer's): `eips` are the addresses associated with `eni`, in ID
+/// order. The primary address is reachable at its Elastic IP, else at the
+/// auto-assigned public IP ([`public_ip_of`]); a secondary only at its
+/// Elastic IP.
+pub fn public_ips_given(eni: &NetworkInterface, eips: &[&Address]) -> Vec<(Ipv4Addr, Ipv4Addr)> {
     let primary = eni.primary_ip();
     let mut out = Vec::new();
-    if let Some(p) = public_ip_of(w, eni) {
+    let eip = eips
+        .iter()
+        .find(|a| a.private_ip == Some(primary))
+        .map(|a| a.public_ip);
+    if let Some(p) = eip.or(eni.public_ip) {
         out.push((primary, p));
     }
-    for a in w.iter::<Address>() {
-        if a.eni_id.as_deref() == Some(eni.meta.id.as_str()) {
-            if let Some(ip) = a.private_ip.filter(|ip| *ip != primary) {
-                out.push((ip, a.public_ip));
-            }
+    for a in eips {
+        if let Some(ip) = a.private_ip.filter(|ip| *ip != primary) {
+            out.push((ip, a.public_ip));
         }
     }
     out
@@ -816,14 +832,27 @@ pub fn nat_of<'w>(w: &'w World, eni: &NetworkInterface) -> Option<&'w NatGateway
     w.iter::<NatGateway>().find(|g| g.eni_id == eni.meta.id)
 }
 
-/// Whether the interface should pass traffic: attached to an instance that is
-/// `pending` or `running`, or a NAT gateway's interface whose gateway is
-/// `pending` or `available`.
+/// Whether the interface passes traffic: the data plane routes its
+/// addresses. A NAT gateway's interface while its gateway is realised
+/// ([`super::nat::is_realized`]: `available`, not `pending`), else
+/// [`is_instance_interface_up`].
 pub fn is_realized(w: &World, eni: &NetworkInterface) -> bool {
-    if let Some(g) = nat_of(w, eni) {
-        return matches!(g.state, NatState::Pending | NatState::Available);
+    match nat_of(w, eni) {
+        Some(g) => super::nat::is_realized(w, g),
+        None => is_instance_interface_up(w, eni),
     }
-    instance_of(w, eni).is_some_and(Instance::is_up)
+}
+
+/// An instance's interface that the data plane routes (its addresses are in
+/// its VPC router's tables): attached to a `pending` or `running` instance
+/// whose VPC exists, in an existing subnet and VPC. `vpc-dataplane`'s
+/// planner realises exactly these (`gather_enis`, `RealEni::up`); an
+/// interface of a stopped instance keeps its link there, but down.
+pub fn is_instance_interface_up(w: &World, eni: &NetworkInterface) -> bool {
+    eni.interface_type != "nat_gateway"
+        && instance_of(w, eni).is_some_and(|i| i.is_up() && w.get::<Vpc>(&i.vpc_id).is_some())
+        && w.get::<Subnet>(&eni.subnet_id).is_some()
+        && w.get::<Vpc>(&eni.vpc_id).is_some()
 }
 
 /// The interfaces attached to an instance, by device index.

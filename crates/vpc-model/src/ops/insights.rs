@@ -1,10 +1,11 @@
 //! Reachability Analyzer records: network insights paths (`nip-…`) and
 //! analyses (`nia-…`).
 //!
-//! A path says what to analyse; an analysis runs [`reach::analyze`] over the
-//! whole world, then cuts the result down to what the caller may see
-//! ([`AccountView::redact`]) and freezes it in the record, so later changes
-//! never alter an analysis. It runs to completion inside
+//! A path says what to analyse; an analysis runs the evaluator it is given
+//! (`vpc_reach::analyze_path`, which depends on this crate, so this crate
+//! cannot call it) over the whole world, then cuts the result down to what
+//! the caller may see ([`AccountView::redact`]) and keeps it in the record,
+//! so later changes never alter an analysis. It runs to completion inside
 //! `StartNetworkInsightsAnalysis` (it takes microseconds).
 //!
 //! Paths and analyses themselves are per account and region: only their owner
@@ -21,7 +22,6 @@
 use super::account_view::AccountView;
 use super::{eni, instance, nat, new_meta, IdKind};
 use crate::fault::{Fault, Result};
-use crate::reach::{self, Endpoint, Protocol, Query};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -460,64 +460,6 @@ pub fn delete_path(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The evaluator's query for a path.
-///
-/// The destination is the destination resource, else the destination
-/// address (`DestinationIp`, else a filter's `DestinationAddress`). A filter's
-/// destination port range is analysed at its first port. IPv6 is analysed
-/// when an address given is IPv6 (a vpcd extension; AWS analyses IPv4 only).
-pub fn query_of(p: &NetworkInsightsPath) -> Result<Query> {
-    let source = endpoint(&p.source).ok_or_else(|| bad("Source", &p.source))?;
-    let dest_address = p
-        .destination_ip
-        .or(p
-            .filter_at_source
-            .as_ref()
-            .and_then(|f| f.destination_address))
-        .or(p
-            .filter_at_destination
-            .as_ref()
-            .and_then(|f| f.destination_address));
-    let destination = match &p.destination {
-        Some(d) => endpoint(d).ok_or_else(|| bad("Destination", d))?,
-        None => Endpoint::Address(dest_address.ok_or_else(|| Fault::missing("Destination"))?),
-    };
-    let protocol = match p.protocol.as_str() {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        _ => Protocol::Icmp,
-    };
-    let port = p.destination_port.or_else(|| {
-        [&p.filter_at_source, &p.filter_at_destination]
-            .iter()
-            .find_map(|f| f.as_ref().and_then(|f| f.destination_port_range))
-            .map(|(from, _)| from)
-    });
-    let ipv6 = [p.source_ip, dest_address]
-        .iter()
-        .flatten()
-        .any(IpAddr::is_ipv6);
-    Ok(Query {
-        source,
-        destination,
-        protocol,
-        port: if protocol == Protocol::Icmp {
-            None
-        } else {
-            port
-        },
-        ipv6,
-    })
-}
-
-fn endpoint(id: &str) -> Option<Endpoint> {
-    match resource_type_of(id)? {
-        "instance" => Some(Endpoint::Instance(id.to_string())),
-        "network-interface" => Some(Endpoint::NetworkInterface(id.to_string())),
-        _ => None,
-    }
-}
-
 // ---- Analyses --------------------------------------------------------------
 
 /// StartNetworkInsightsAnalysis's parameters.
@@ -529,115 +471,6 @@ pub struct StartAnalysis {
     pub filter_out_arns: Vec<String>,
     pub tags: Tags,
     pub client_token: Option<String>,
-}
-
-fn rule_of(w: &World, r: &reach::Rule) -> AnalysisRule {
-    match r {
-        reach::Rule::Route {
-            route_table_id,
-            destination,
-            target,
-            state,
-        } => AnalysisRule::Route {
-            route_table_id: route_table_id.clone(),
-            destination: *destination,
-            target: target.clone(),
-            state: state.to_string(),
-            origin: w.get::<RouteTable>(route_table_id).and_then(|rt| {
-                rt.routes
-                    .iter()
-                    .find(|x| x.dest == *destination)
-                    .map(|x| x.origin.clone())
-            }),
-        },
-        reach::Rule::SecurityGroupRule {
-            group_id,
-            rule_id,
-            direction,
-            protocol,
-            port_range,
-            peer,
-        } => AnalysisRule::SecurityGroupRule {
-            group_id: group_id.clone(),
-            rule_id: rule_id.clone(),
-            direction: direction.as_str().to_string(),
-            protocol: protocol.clone(),
-            port_range: *port_range,
-            peer: peer.clone(),
-        },
-        reach::Rule::AclEntry {
-            acl_id,
-            rule_number,
-            egress,
-            action,
-            protocol,
-            cidr,
-            port_range,
-        } => AnalysisRule::AclEntry {
-            acl_id: acl_id.clone(),
-            rule_number: *rule_number,
-            egress: *egress,
-            action: action.to_string(),
-            protocol: protocol.clone(),
-            cidr: *cidr,
-            port_range: *port_range,
-        },
-    }
-}
-
-fn hop_of(w: &World, h: &reach::Hop) -> AnalysisHop {
-    let attached_to = (h.component.kind == "network-interface")
-        .then(|| w.get::<NetworkInterface>(&h.component.id))
-        .flatten()
-        .and_then(|e| e.attachment.as_ref())
-        .map(|a| component_ref(w, "instance", &a.instance_id));
-    AnalysisHop {
-        sequence: h.sequence,
-        component: component_ref(w, h.component.kind, &h.component.id),
-        vpc: h.vpc_id.as_deref().map(|v| component_ref(w, "vpc", v)),
-        subnet: h
-            .subnet_id
-            .as_deref()
-            .map(|s| component_ref(w, "subnet", s)),
-        attached_to,
-        rule: h.rule.as_ref().map(|r| rule_of(w, r)),
-    }
-}
-
-/// The evaluator's analysis, frozen with ARNs and names as of now.
-pub fn freeze(w: &World, a: &reach::Analysis) -> AnalysisResult {
-    AnalysisResult {
-        reachable: a.reachable,
-        source_ip: a.source_ip,
-        destination_ip: a.destination_ip,
-        forward: a.forward.iter().map(|h| hop_of(w, h)).collect(),
-        ret: a.ret.iter().map(|h| hop_of(w, h)).collect(),
-        explanations: a
-            .explanations
-            .iter()
-            .map(|e| AnalysisExplanation {
-                code: e.code.to_string(),
-                component: component_ref(w, e.component.kind, &e.component.id),
-                direction: e.direction.map(|d| d.as_str().to_string()),
-                rule: e.rule.as_ref().map(|r| rule_of(w, r)),
-                vpc: e.vpc_id.as_deref().map(|v| component_ref(w, "vpc", v)),
-                subnet: e
-                    .subnet_id
-                    .as_deref()
-                    .map(|s| component_ref(w, "subnet", s)),
-                detail: e.detail.clone(),
-            })
-            .collect(),
-        diagnoses: a
-            .diagnoses
-            .iter()
-            .map(|d| AnalysisDiagnosis {
-                kind: d.kind.name().to_string(),
-                message: d.message.clone(),
-                fix: d.fix.clone(),
-            })
-            .collect(),
-    }
 }
 
 /// The analysis' `warningMessage`: every vpcd diagnosis, one per line, then
@@ -714,7 +547,12 @@ fn check_filter_arn(w: &World, view: &AccountView<'_>, param: &str, value: &str)
     }
 }
 
-/// StartNetworkInsightsAnalysis: runs the analysis to completion and records it.
+/// How an analysis is computed: the path over the whole world, as a local
+/// administrator sees it, frozen (`vpc_reach::analyze_path`).
+pub type Analyzer<'f> = &'f dyn Fn(&World, &NetworkInsightsPath) -> Result<AnalysisResult>;
+
+/// StartNetworkInsightsAnalysis: runs the analysis to completion with
+/// `analyze`, redacts it for the caller and records it.
 ///
 /// An analysis the evaluator cannot carry out (say, the source instance has
 /// been terminated) is recorded as `failed` with the reason in its status
@@ -723,6 +561,7 @@ pub fn start_analysis(
     w: &mut World,
     ctx: &mut Ctx<'_>,
     req: StartAnalysis,
+    analyze: Analyzer<'_>,
 ) -> Result<NetworkInsightsAnalysis> {
     let token = req.client_token.clone().filter(|t| !t.is_empty());
     check_token(&token)?;
@@ -770,15 +609,11 @@ pub fn start_analysis(
             "vpcd note: the destination port range {from}-{to} was analysed at port {from} only."
         ));
     }
-    let outcome = query_of(&path).and_then(|q| reach::analyze(w, &q));
+    let outcome = analyze(w, &path);
     // The caller sees of another account's side only what it may (the one
     // redaction step: `ops::account_view`).
     let (status, status_message, result) = match outcome {
-        Ok(a) => (
-            AnalysisStatus::Succeeded,
-            None,
-            Some(view.redact(freeze(w, &a))),
-        ),
+        Ok(a) => (AnalysisStatus::Succeeded, None, Some(view.redact(a))),
         Err(f) => (
             AnalysisStatus::Failed,
             Some(view.redact_text(&f.message)),
@@ -824,6 +659,11 @@ mod tests {
             tags: vec![],
             created: Timestamp(0),
         }
+    }
+
+    /// These tests check the records, not the evaluator (`vpc-reach`).
+    fn no_analyzer(_: &World, _: &NetworkInsightsPath) -> Result<AnalysisResult> {
+        Ok(AnalysisResult::default())
     }
 
     fn world() -> World {
@@ -948,7 +788,7 @@ mod tests {
                 ..StartAnalysis::default()
             };
             f(&mut r);
-            with_ctx(A, |ctx| start_analysis(w, ctx, r))
+            with_ctx(A, |ctx| start_analysis(w, ctx, r, &no_analyzer))
         };
         let foreign = "arn:aws:ec2:us-east-1:222222222222:instance/i-0000000000000000b";
         let missing = "arn:aws:ec2:us-east-1:222222222222:instance/i-00000000000000fff";
@@ -999,6 +839,7 @@ mod tests {
                     path_id: Some(p.meta.id.clone()),
                     ..StartAnalysis::default()
                 },
+                &no_analyzer,
             )
             .unwrap()
         });
@@ -1016,11 +857,15 @@ mod tests {
     }
 
     #[test]
-    fn codes_and_queries() {
+    fn codes() {
         assert_eq!(
             diagnosis_code("transitive-peering"),
             "VPCD_TRANSITIVE_PEERING"
         );
+    }
+
+    #[test]
+    fn a_filtered_path_keeps_its_destination_address_and_port() {
         let mut w = world();
         let p = with_ctx(A, |ctx| {
             let mut r = req("i-0000000000000000a", "");
@@ -1033,12 +878,8 @@ mod tests {
             });
             create_path(&mut w, ctx, r).unwrap()
         });
-        let q = query_of(&p).unwrap();
-        assert_eq!(
-            q.destination,
-            Endpoint::Address("10.2.1.10".parse().unwrap())
-        );
-        assert_eq!(q.port, Some(443));
-        assert!(!q.ipv6);
+        let f = p.filter_at_source.unwrap();
+        assert_eq!(f.destination_address, Some("10.2.1.10".parse().unwrap()));
+        assert_eq!(f.destination_port_range, Some((443, 443)));
     }
 }

@@ -186,6 +186,16 @@ pub fn delete(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<NatGateway> 
     Ok(w.get::<NatGateway>(id).cloned().unwrap_or(g))
 }
 
+/// Whether the data plane realises the gateway (its namespace, link and
+/// routes): `available` (a `pending` gateway has none yet), with its
+/// interface, subnet and VPC. `vpc-dataplane`'s planner: `gather_nats`.
+pub fn is_realized(w: &World, g: &NatGateway) -> bool {
+    g.state == NatState::Available
+        && w.get::<NetworkInterface>(&g.eni_id).is_some()
+        && w.get::<Subnet>(&g.subnet_id).is_some()
+        && w.get::<Vpc>(&g.vpc_id).is_some()
+}
+
 /// Why a failed gateway failed: (failureCode, failureMessage).
 pub fn failure(g: &NatGateway) -> Option<(&'static str, String)> {
     (g.state == NatState::Failed).then(|| {
@@ -351,7 +361,8 @@ mod tests {
             "10.0.1.4".parse::<std::net::Ipv4Addr>().unwrap()
         );
         assert_eq!(eni::public_ip_of(&t.w, &e), Some(a.public_ip));
-        assert!(eni::is_realized(&t.w, &e));
+        // Pending: the data plane builds nothing for it yet.
+        assert!(!eni::is_realized(&t.w, &e));
         assert_eq!(eni::nat_of(&t.w, &e).unwrap().meta.id, g.meta.id);
         // The EIP is now in use: a second gateway cannot take it, it cannot be released.
         assert_eq!(
@@ -387,6 +398,10 @@ mod tests {
             NatState::Available
         );
         assert_eq!(state(&t), "active");
+        assert!(eni::is_realized(
+            &t.w,
+            t.w.get::<NetworkInterface>(&g.eni_id).unwrap()
+        ));
         assert_eq!(instance::next_deadline(&t.w), None);
         // The subnet cannot go while the gateway's interface is there.
         let sid = s.meta.id.clone();

@@ -772,6 +772,16 @@ pub fn carries_traffic(w: &World, pcx_id: &str) -> bool {
         .is_some_and(|p| p.state == PcxState::Active)
 }
 
+/// Whether the data plane links the two VPC routers: the connection carries
+/// traffic and joins two existing, different VPCs. `vpc-dataplane`'s
+/// planner: `gather_gateways`.
+pub fn is_realized(w: &World, p: &Peering) -> bool {
+    p.state == PcxState::Active
+        && p.requester.vpc_id != p.accepter.vpc_id
+        && w.get::<Vpc>(&p.requester.vpc_id).is_some()
+        && w.get::<Vpc>(&p.accepter.vpc_id).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,16 +69,29 @@ fn assoc_not_found(id: &str) -> Fault {
 
 /// The route table a subnet uses: its explicit association, or the VPC's main table.
 pub fn table_for_subnet<'w>(w: &'w World, s: &Subnet) -> Option<&'w RouteTable> {
-    w.iter::<RouteTable>()
-        .find(|r| {
-            r.assocs
-                .iter()
-                .any(|a| a.subnet_id.as_deref() == Some(s.meta.id.as_str()))
-        })
-        .or_else(|| {
-            w.get::<Vpc>(&s.vpc_id)
-                .and_then(|v| w.get::<RouteTable>(&v.main_route_table))
-        })
+    let associated = w.iter::<RouteTable>().find(|r| {
+        r.assocs
+            .iter()
+            .any(|a| a.subnet_id.as_deref() == Some(s.meta.id.as_str()))
+    });
+    table_for_subnet_given(w, s, associated)
+}
+
+/// [`table_for_subnet`] for a caller that keeps its own index of explicit
+/// associations (the analyzer's): `associated` is the first table, in ID
+/// order, with an association for `s`.
+pub fn table_for_subnet_given<'w>(
+    w: &'w World,
+    s: &Subnet,
+    associated: Option<&'w RouteTable>,
+) -> Option<&'w RouteTable> {
+    associated.or_else(|| main_table(w, &s.vpc_id))
+}
+
+/// A VPC's main route table.
+pub fn main_table<'w>(w: &'w World, vpc_id: &str) -> Option<&'w RouteTable> {
+    w.get::<Vpc>(vpc_id)
+        .and_then(|v| w.get::<RouteTable>(&v.main_route_table))
 }
 
 /// AssociateRouteTable with a subnet or a gateway. Returns the new association.
@@ -554,6 +567,68 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
         "active"
     } else {
         "blackhole"
+    }
+}
+
+/// Where the data plane sends a packet that matched a (non-`local`) route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop<'w> {
+    /// The VPC's internet gateway (its ID).
+    InternetGateway(&'w str),
+    Peering(&'w Peering),
+    NatGateway(&'w NatGateway),
+    /// An instance's interface (a middlebox), through its address of the packet's family.
+    Interface(&'w NetworkInterface),
+}
+
+/// Where a packet of family `v6` that matched route `r` of `rt` goes in the
+/// data plane, or `None` for a blackhole (and for the `local` route, which
+/// the caller expands to the VPC's routed addresses). The route must be
+/// [`route_state`] `active` and its target realised in `rt`'s VPC: the
+/// attached internet gateway; a peering with a link from this VPC
+/// ([`super::peering::is_realized`]); a realised NAT gateway of the VPC
+/// ([`super::nat::is_realized`], IPv4 only); an instance interface of the
+/// VPC that is up ([`super::eni::is_instance_interface_up`]) with an address
+/// of the family (for an instance target, its primary interface).
+/// `vpc-dataplane`'s planner compiles the same (`RouteCtx::target`).
+pub fn next_hop<'w>(w: &'w World, rt: &RouteTable, r: &'w Route, v6: bool) -> Option<NextHop<'w>> {
+    if route_state(w, rt, r) != "active" {
+        return None;
+    }
+    let vpc = rt.vpc_id.as_str();
+    let has_family = |e: &NetworkInterface| {
+        if v6 {
+            !e.ipv6.is_empty()
+        } else {
+            !e.private_ips.is_empty()
+        }
+    };
+    let up = |e: &&'w NetworkInterface| {
+        e.vpc_id == vpc && super::eni::is_instance_interface_up(w, e) && has_family(e)
+    };
+    match &r.target {
+        RouteTarget::Local | RouteTarget::EgressOnlyGateway(_) => None,
+        RouteTarget::Gateway(g) => w
+            .get::<Vpc>(vpc)
+            .is_some()
+            .then_some(NextHop::InternetGateway(g.as_str())),
+        RouteTarget::Peering(p) => w
+            .get::<Peering>(p)
+            .filter(|p| super::peering::is_realized(w, p) && p.other_vpc(vpc).is_some())
+            .map(NextHop::Peering),
+        RouteTarget::NatGateway(n) => w
+            .get::<NatGateway>(n)
+            .filter(|g| !v6 && g.vpc_id == vpc && super::nat::is_realized(w, g))
+            .map(NextHop::NatGateway),
+        RouteTarget::NetworkInterface(e) => w
+            .get::<NetworkInterface>(e)
+            .filter(up)
+            .map(NextHop::Interface),
+        RouteTarget::Instance(i) => super::eni::enis_of_instance(w, i)
+            .into_iter()
+            .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0))
+            .filter(up)
+            .map(NextHop::Interface),
     }
 }
 

@@ -11,8 +11,8 @@
 use std::time::Instant;
 use vpc_model::ctx::SeqIds;
 use vpc_model::ops::{self, peering, route, sg, subnet, vpc};
-use vpc_model::reach::{self, Endpoint, Index, Protocol, Query};
 use vpc_model::{Ctx, Limits, Timestamp, World};
+use vpc_reach::{self as reach, Endpoint, Index, Protocol, Query};
 
 const VPCS: usize = 1000;
 const PER_VPC: usize = 10;
