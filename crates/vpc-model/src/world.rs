@@ -23,6 +23,7 @@ pub enum Kind {
     Address,
     NetworkInsightsPath,
     NetworkInsightsAnalysis,
+    Volume,
 }
 
 impl Kind {
@@ -41,6 +42,7 @@ impl Kind {
         Kind::Address,
         Kind::NetworkInsightsPath,
         Kind::NetworkInsightsAnalysis,
+        Kind::Volume,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Address => "elastic-ip",
             Kind::NetworkInsightsPath => "network-insights-path",
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
+            Kind::Volume => "volume",
         }
     }
 
@@ -163,6 +166,7 @@ record!(
     insights_analyses,
     meta
 );
+record!(Volume, Kind::Volume, volumes, meta);
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
 /// The desired state of every account in every region.
@@ -185,6 +189,7 @@ pub struct World {
     pub addresses: Table<Address>,
     pub insights_paths: Table<NetworkInsightsPath>,
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
+    pub volumes: Table<Volume>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -260,6 +265,7 @@ impl World {
             Kind::Address => enc::<Address>(self, id),
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
+            Kind::Volume => enc::<Volume>(self, id),
         }
     }
 
@@ -284,6 +290,7 @@ impl World {
             Kind::Address => dec::<Address>(self, body),
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
+            Kind::Volume => dec::<Volume>(self, body),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod eip;
 pub mod eni;
 pub mod igw;
+pub mod image;
 pub mod insights;
 pub mod instance;
 pub mod nat;
@@ -18,6 +19,7 @@ pub mod route;
 pub mod sg;
 pub mod subnet;
 pub mod tags;
+pub mod volume;
 pub mod vpc;
 
 use crate::fault::Fault;
