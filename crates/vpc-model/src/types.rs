@@ -596,6 +596,18 @@ pub struct EniAttachment {
     pub attached_at: Timestamp,
 }
 
+/// A network interface's attachment just after DetachNetworkInterface: EC2
+/// shows it (status `detached`) for a moment, and clients wait for that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detachment {
+    /// The attachment ID (`eni-attach-…`).
+    pub id: String,
+    pub eni_id: String,
+    pub attachment: EniAttachment,
+    /// When it stops showing.
+    pub until: Timestamp,
+}
+
 /// An elastic network interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInterface {

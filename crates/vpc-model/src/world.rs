@@ -24,6 +24,7 @@ pub enum Kind {
     NetworkInsightsPath,
     NetworkInsightsAnalysis,
     Volume,
+    Detachment,
 }
 
 impl Kind {
@@ -43,6 +44,7 @@ impl Kind {
         Kind::NetworkInsightsPath,
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
+        Kind::Detachment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +64,7 @@ impl Kind {
             Kind::NetworkInsightsPath => "network-insights-path",
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
+            Kind::Detachment => "eni-detachment",
         }
     }
 
@@ -167,6 +170,7 @@ record!(
     meta
 );
 record!(Volume, Kind::Volume, volumes, meta);
+record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
 /// The desired state of every account in every region.
@@ -190,6 +194,7 @@ pub struct World {
     pub insights_paths: Table<NetworkInsightsPath>,
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
+    pub detachments: Table<Detachment>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -266,6 +271,7 @@ impl World {
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
+            Kind::Detachment => enc::<Detachment>(self, id),
         }
     }
 
@@ -291,6 +297,7 @@ impl World {
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
+            Kind::Detachment => dec::<Detachment>(self, body),
         }
     }
 

@@ -50,6 +50,10 @@ pub const ACTIONS: &[(&str, Handler)] = &[
     ("DisassociateAddress", Handler::Write(disassociate_address)),
     ("ReleaseAddress", Handler::Write(release_address)),
     ("DescribeAddresses", Handler::Read(describe_addresses)),
+    (
+        "DescribeAddressesAttribute",
+        Handler::Read(describe_addresses_attribute),
+    ),
 ];
 
 // ---- Parameters ----------------------------------------------------------
@@ -262,7 +266,19 @@ fn render_instance_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
 }
 
 /// One `NetworkInterface` (DescribeNetworkInterfaces, CreateNetworkInterface).
-fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
+/// The attachment an interface shows: its own, or the one just detached.
+fn shown_attachment<'w>(
+    w: &'w World,
+    e: &'w NetworkInterface,
+    now: vpc_model::Timestamp,
+) -> Option<(&'w vpc_model::EniAttachment, &'static str)> {
+    e.attachment
+        .as_ref()
+        .map(|a| (a, "attached"))
+        .or_else(|| eni::recent_detachment(w, e, now).map(|a| (a, "detached")))
+}
+
+fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface, now: vpc_model::Timestamp) {
     let ip = e.primary_ip();
     let az_id = w
         .get::<vpc_model::Subnet>(&e.subnet_id)
@@ -284,14 +300,14 @@ fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
         .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
         .bool("sourceDestCheck", e.source_dest_check);
     render_groups(x, w, &e.groups);
-    if let Some(a) = &e.attachment {
+    if let Some((a, status)) = shown_attachment(w, e, now) {
         x.open("attachment")
             .leaf("attachmentId", &a.id)
             .leaf("instanceId", &a.instance_id)
             .leaf("instanceOwnerId", &e.meta.owner)
             .num("deviceIndex", a.device_index)
             .num("networkCardIndex", 0)
-            .leaf("status", "attached")
+            .leaf("status", status)
             .leaf("attachTime", &timestamp(a.attached_at.0))
             .bool("deleteOnTermination", a.delete_on_termination)
             .close("attachment");
@@ -931,7 +947,7 @@ fn create_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, F
     let e = eni::create(w, ctx, spec)?;
     let mut x = r.xml();
     x.open("networkInterface");
-    render_eni(&mut x, w, &e);
+    render_eni(&mut x, w, &e, ctx.now);
     x.close("networkInterface");
     x.opt("clientToken", r.p.get("ClientToken"));
     r.done(x)
@@ -979,10 +995,16 @@ const ENI_FILTERS: &[&str] = &[
     "ipv6-address",
 ];
 
-fn eni_field(w: &World, e: &NetworkInterface, name: &str) -> Option<Vec<String>> {
+fn eni_field(
+    w: &World,
+    e: &NetworkInterface,
+    name: &str,
+    now: vpc_model::Timestamp,
+) -> Option<Vec<String>> {
+    let shown = shown_attachment(w, e, now);
     let one = |s: &str| Some(vec![s.to_string()]);
     let att = |f: &dyn Fn(&vpc_model::EniAttachment) -> String| -> Option<Vec<String>> {
-        Some(e.attachment.iter().map(f).collect())
+        Some(shown.iter().map(|(a, _)| f(a)).collect())
     };
     let primary_public = || public_of(w, e, e.primary_ip());
     match name {
@@ -1054,7 +1076,7 @@ fn eni_field(w: &World, e: &NetworkInterface, name: &str) -> Option<Vec<String>>
         "attachment.instance-owner-id" => att(&|_| e.meta.owner.clone()),
         "attachment.attachment-id" => att(&|a| a.id.clone()),
         "attachment.device-index" => att(&|a| a.device_index.to_string()),
-        "attachment.status" => att(&|_| "attached".to_string()),
+        "attachment.status" => Some(shown.iter().map(|(_, s)| s.to_string()).collect()),
         "attachment.attach-time" => att(&|a| timestamp(a.attached_at.0)),
         "attachment.delete-on-termination" => att(&|a| a.delete_on_termination.to_string()),
         "ipv6-addresses.ipv6-address" | "ipv6-address" => {
@@ -1089,11 +1111,11 @@ fn describe_enis(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
                 .collect()
         },
     )?;
-    let field = |e: &&NetworkInterface, name: &str| eni_field(w, e, name);
+    let field = |e: &&NetworkInterface, name: &str| eni_field(w, e, name, ctx.now);
     let items = query::apply(items, &r.p.filters()?, &field, ENI_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |e| e.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("networkInterfaceSet", page, |x, e| render_eni(x, w, e));
+    x.set("networkInterfaceSet", page, |x, e| render_eni(x, w, e, ctx.now));
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -1433,5 +1455,38 @@ fn describe_addresses(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, F
     let items = query::apply(items, &r.p.filters()?, &field, ADDRESS_FILTERS)?;
     let mut x = r.xml();
     x.set("addressesSet", items, |x, a| render_address(x, w, a));
+    r.done(x)
+}
+
+/// DescribeAddressesAttribute (`domain-name`): vpcd keeps no reverse DNS
+/// records, so each address is listed without a `ptrRecord`.
+fn describe_addresses_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    match r.p.get("Attribute") {
+        None | Some("domain-name") => {}
+        Some(other) => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({other}) for parameter attribute is invalid. Valid values: domain-name"
+            )))
+        }
+    }
+    let ids = r.p.list("AllocationId")?;
+    let mut items: Vec<&Address> = if ids.is_empty() {
+        w.scoped::<Address>(&ctx.account, &ctx.region).collect()
+    } else {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(eip::get(w, ctx, id)?);
+        }
+        v
+    };
+    items.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+    items.dedup_by(|a, b| a.meta.id == b.meta.id);
+    let (page, next) = query::paginate(items, r.p, |a| a.meta.id.clone(), 1, 1000)?;
+    let mut x = r.xml();
+    x.set("addressSet", page, |x, a| {
+        x.leaf("publicIp", &a.public_ip.to_string())
+            .leaf("allocationId", &a.meta.id);
+    });
+    x.opt("nextToken", next.as_deref());
     r.done(x)
 }

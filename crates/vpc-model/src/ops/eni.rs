@@ -536,6 +536,7 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
 /// Removes an interface and disassociates any Elastic IP from it.
 pub fn remove_eni(w: &mut World, id: &str) {
     eip::disassociate_all(w, id);
+    forget_detachments(w, id);
     w.remove::<NetworkInterface>(id);
 }
 
@@ -693,6 +694,7 @@ pub fn attach(
         attached_at: ctx.now,
     };
     let out = a.id.clone();
+    forget_detachments(w, eni_id);
     w.update::<NetworkInterface>(eni_id, |e| e.attachment = Some(a));
     Ok(out)
 }
@@ -854,8 +856,59 @@ pub fn detach(w: &mut World, ctx: &mut Ctx<'_>, attachment_id: &str) -> Result<(
             ),
         ));
     }
+    if let Some(a) = e.attachment.clone() {
+        w.put(Detachment {
+            id: a.id.clone(),
+            eni_id: e.meta.id.clone(),
+            attachment: a,
+            until: ctx.now.plus_ms(DETACHED_VISIBLE_MS),
+        });
+    }
     w.update::<NetworkInterface>(&e.meta.id, |e| e.attachment = None);
     Ok(())
+}
+
+/// How long a detached interface still shows its last attachment (status `detached`).
+pub const DETACHED_VISIBLE_MS: i64 = 10_000;
+
+/// The attachment an available interface still shows at `now`, just after DetachNetworkInterface.
+pub fn recent_detachment<'w>(
+    w: &'w World,
+    e: &NetworkInterface,
+    now: crate::Timestamp,
+) -> Option<&'w EniAttachment> {
+    if e.attachment.is_some() {
+        return None;
+    }
+    w.iter::<Detachment>()
+        .filter(|d| d.eni_id == e.meta.id && d.until > now)
+        .max_by_key(|d| d.until)
+        .map(|d| &d.attachment)
+}
+
+/// Forgets the detachments of one interface (it is attached again, or deleted).
+fn forget_detachments(w: &mut World, eni_id: &str) {
+    let ids: Vec<String> = w
+        .iter::<Detachment>()
+        .filter(|d| d.eni_id == eni_id)
+        .map(|d| d.id.clone())
+        .collect();
+    for id in ids {
+        w.remove::<Detachment>(&id);
+    }
+}
+
+/// Removes the detachments no longer shown. Returns whether any went.
+pub fn expire_detachments(w: &mut World, now: crate::Timestamp) -> bool {
+    let ids: Vec<String> = w
+        .iter::<Detachment>()
+        .filter(|d| d.until <= now)
+        .map(|d| d.id.clone())
+        .collect();
+    for id in &ids {
+        w.remove::<Detachment>(id);
+    }
+    !ids.is_empty()
 }
 
 /// One ModifyNetworkInterfaceAttribute change.

@@ -1141,6 +1141,9 @@ pub fn tick(w: &mut World, now: Timestamp) -> bool {
             .filter(|g| nat::deadline(g).is_some_and(|d| d <= now))
             .map(|g| g.meta.id.clone())
             .collect();
+        if eni::expire_detachments(w, now) {
+            changed = true;
+        }
         if due_i.is_empty() && due_n.is_empty() {
             break;
         }
@@ -1160,6 +1163,7 @@ pub fn next_deadline(w: &World) -> Option<Timestamp> {
     w.iter::<Instance>()
         .filter_map(|i| i.transition_due)
         .chain(w.iter::<NatGateway>().filter_map(nat::deadline))
+        .chain(w.iter::<Detachment>().map(|d| d.until))
         .min()
 }
 
