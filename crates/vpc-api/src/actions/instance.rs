@@ -125,7 +125,7 @@ fn block_devices(p: &Params) -> Result<Vec<volume::BlockDevice>, Fault> {
     let mut out = Vec::new();
     for m in p.indexed("BlockDeviceMapping")? {
         m.allow_only(&["DeviceName", "NoDevice", "VirtualName", "Ebs."])?;
-        let e = m.sub("Ebs.");
+        let e = m.sub("Ebs");
         e.allow_only(&[
             "VolumeSize",
             "VolumeType",
@@ -548,7 +548,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         eni_tags: tags.remove("network-interface").unwrap_or_default(),
         volume_tags: tags.remove("volume").unwrap_or_default(),
         block_devices: block_devices(p)?,
-        metadata: metadata_change(&p.sub("MetadataOptions."))?,
+        metadata: metadata_change(&p.sub("MetadataOptions"))?,
         cpu_credits: non_empty(p, "CreditSpecification.CpuCredits"),
         disable_api_termination: p.bool("DisableApiTermination")?,
         disable_api_stop: p.bool("DisableApiStop")?,
