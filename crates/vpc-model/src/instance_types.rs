@@ -76,7 +76,11 @@ impl InstanceType {
 
     /// The boot mode an instance of this type starts in.
     pub fn boot_mode(&self) -> &'static str {
-        self.family.boot_modes.first().copied().unwrap_or("legacy-bios")
+        self.family
+            .boot_modes
+            .first()
+            .copied()
+            .unwrap_or("legacy-bios")
     }
 }
 
@@ -148,16 +152,14 @@ pub static C5: Family = nitro("c5", "Intel", 3.4, 2, false);
 pub static C6I: Family = nitro("c6i", "Intel", 3.5, 2, false);
 pub static R5: Family = nitro("r5", "Intel", 3.1, 2, false);
 
-/// `(name, family, vCPUs, MiB, network performance, ENIs, IPv4/ENI, IPv6/ENI)`
+/// `(name, family, vCPUs, MiB, network performance, (ENIs, IPv4/ENI, IPv6/ENI))`
 const fn t(
     name: &'static str,
     family: &'static Family,
     vcpus: u32,
     memory_mib: u64,
     network_performance: &'static str,
-    max_interfaces: usize,
-    ipv4: usize,
-    ipv6: usize,
+    (max_interfaces, ipv4, ipv6): (usize, usize, usize),
 ) -> InstanceType {
     InstanceType {
         name,
@@ -190,54 +192,54 @@ const UP12: &str = "Up to 12.5 Gigabit";
 
 /// Every instance type vpcd knows, sorted by name.
 pub static CATALOGUE: &[InstanceType] = &[
-    t("c5.2xlarge", &C5, 8, 16384, UP10, 4, 15, 15),
-    t("c5.4xlarge", &C5, 16, 32768, UP10, 8, 30, 30),
-    t("c5.large", &C5, 2, 4096, UP10, 3, 10, 10),
-    t("c5.xlarge", &C5, 4, 8192, UP10, 4, 15, 15),
-    t("c6i.2xlarge", &C6I, 8, 16384, UP12, 4, 15, 15),
-    t("c6i.4xlarge", &C6I, 16, 32768, UP12, 8, 30, 30),
-    t("c6i.large", &C6I, 2, 4096, UP12, 3, 10, 10),
-    t("c6i.xlarge", &C6I, 4, 8192, UP12, 4, 15, 15),
-    t("m5.2xlarge", &M5, 8, 32768, UP10, 4, 15, 15),
-    t("m5.4xlarge", &M5, 16, 65536, UP10, 8, 30, 30),
-    t("m5.large", &M5, 2, 8192, UP10, 3, 10, 10),
-    t("m5.xlarge", &M5, 4, 16384, UP10, 4, 15, 15),
-    t("m6i.2xlarge", &M6I, 8, 32768, UP12, 4, 15, 15),
-    t("m6i.4xlarge", &M6I, 16, 65536, UP12, 8, 30, 30),
-    t("m6i.large", &M6I, 2, 8192, UP12, 3, 10, 10),
-    t("m6i.xlarge", &M6I, 4, 16384, UP12, 4, 15, 15),
-    t("r5.2xlarge", &R5, 8, 65536, UP10, 4, 15, 15),
-    t("r5.4xlarge", &R5, 16, 131072, UP10, 8, 30, 30),
-    t("r5.large", &R5, 2, 16384, UP10, 3, 10, 10),
-    t("r5.xlarge", &R5, 4, 32768, UP10, 4, 15, 15),
-    t("t2.2xlarge", &T2, 8, 32768, "Moderate", 3, 15, 15),
-    t("t2.large", &T2, 2, 8192, LM, 3, 12, 12),
-    i386(t("t2.medium", &T2, 2, 4096, LM, 3, 6, 6)),
-    free(i386(t("t2.micro", &T2, 1, 1024, LM, 2, 2, 2))),
-    i386(t("t2.nano", &T2, 1, 512, LM, 2, 2, 2)),
-    i386(t("t2.small", &T2, 1, 2048, LM, 3, 4, 4)),
-    t("t2.xlarge", &T2, 4, 16384, "Moderate", 3, 15, 15),
-    t("t3.2xlarge", &T3, 8, 32768, UP5, 4, 15, 15),
-    t("t3.large", &T3, 2, 8192, UP5, 3, 12, 12),
-    t("t3.medium", &T3, 2, 4096, UP5, 3, 6, 6),
-    free(t("t3.micro", &T3, 2, 1024, UP5, 2, 2, 2)),
-    t("t3.nano", &T3, 2, 512, UP5, 2, 2, 2),
-    free(t("t3.small", &T3, 2, 2048, UP5, 3, 4, 4)),
-    t("t3.xlarge", &T3, 4, 16384, UP5, 4, 15, 15),
-    t("t3a.2xlarge", &T3A, 8, 32768, UP5, 4, 15, 15),
-    t("t3a.large", &T3A, 2, 8192, UP5, 3, 12, 12),
-    t("t3a.medium", &T3A, 2, 4096, UP5, 3, 6, 6),
-    t("t3a.micro", &T3A, 2, 1024, UP5, 2, 2, 2),
-    t("t3a.nano", &T3A, 2, 512, UP5, 2, 2, 2),
-    t("t3a.small", &T3A, 2, 2048, UP5, 2, 4, 4),
-    t("t3a.xlarge", &T3A, 4, 16384, UP5, 4, 15, 15),
-    t("t4g.2xlarge", &T4G, 8, 32768, UP5, 4, 15, 15),
-    t("t4g.large", &T4G, 2, 8192, UP5, 3, 12, 12),
-    t("t4g.medium", &T4G, 2, 4096, UP5, 3, 6, 6),
-    free(t("t4g.micro", &T4G, 2, 1024, UP5, 2, 2, 2)),
-    t("t4g.nano", &T4G, 2, 512, UP5, 2, 2, 2),
-    t("t4g.small", &T4G, 2, 2048, UP5, 3, 4, 4),
-    t("t4g.xlarge", &T4G, 4, 16384, UP5, 4, 15, 15),
+    t("c5.2xlarge", &C5, 8, 16384, UP10, (4, 15, 15)),
+    t("c5.4xlarge", &C5, 16, 32768, UP10, (8, 30, 30)),
+    t("c5.large", &C5, 2, 4096, UP10, (3, 10, 10)),
+    t("c5.xlarge", &C5, 4, 8192, UP10, (4, 15, 15)),
+    t("c6i.2xlarge", &C6I, 8, 16384, UP12, (4, 15, 15)),
+    t("c6i.4xlarge", &C6I, 16, 32768, UP12, (8, 30, 30)),
+    t("c6i.large", &C6I, 2, 4096, UP12, (3, 10, 10)),
+    t("c6i.xlarge", &C6I, 4, 8192, UP12, (4, 15, 15)),
+    t("m5.2xlarge", &M5, 8, 32768, UP10, (4, 15, 15)),
+    t("m5.4xlarge", &M5, 16, 65536, UP10, (8, 30, 30)),
+    t("m5.large", &M5, 2, 8192, UP10, (3, 10, 10)),
+    t("m5.xlarge", &M5, 4, 16384, UP10, (4, 15, 15)),
+    t("m6i.2xlarge", &M6I, 8, 32768, UP12, (4, 15, 15)),
+    t("m6i.4xlarge", &M6I, 16, 65536, UP12, (8, 30, 30)),
+    t("m6i.large", &M6I, 2, 8192, UP12, (3, 10, 10)),
+    t("m6i.xlarge", &M6I, 4, 16384, UP12, (4, 15, 15)),
+    t("r5.2xlarge", &R5, 8, 65536, UP10, (4, 15, 15)),
+    t("r5.4xlarge", &R5, 16, 131072, UP10, (8, 30, 30)),
+    t("r5.large", &R5, 2, 16384, UP10, (3, 10, 10)),
+    t("r5.xlarge", &R5, 4, 32768, UP10, (4, 15, 15)),
+    t("t2.2xlarge", &T2, 8, 32768, "Moderate", (3, 15, 15)),
+    t("t2.large", &T2, 2, 8192, LM, (3, 12, 12)),
+    i386(t("t2.medium", &T2, 2, 4096, LM, (3, 6, 6))),
+    free(i386(t("t2.micro", &T2, 1, 1024, LM, (2, 2, 2)))),
+    i386(t("t2.nano", &T2, 1, 512, LM, (2, 2, 2))),
+    i386(t("t2.small", &T2, 1, 2048, LM, (3, 4, 4))),
+    t("t2.xlarge", &T2, 4, 16384, "Moderate", (3, 15, 15)),
+    t("t3.2xlarge", &T3, 8, 32768, UP5, (4, 15, 15)),
+    t("t3.large", &T3, 2, 8192, UP5, (3, 12, 12)),
+    t("t3.medium", &T3, 2, 4096, UP5, (3, 6, 6)),
+    free(t("t3.micro", &T3, 2, 1024, UP5, (2, 2, 2))),
+    t("t3.nano", &T3, 2, 512, UP5, (2, 2, 2)),
+    free(t("t3.small", &T3, 2, 2048, UP5, (3, 4, 4))),
+    t("t3.xlarge", &T3, 4, 16384, UP5, (4, 15, 15)),
+    t("t3a.2xlarge", &T3A, 8, 32768, UP5, (4, 15, 15)),
+    t("t3a.large", &T3A, 2, 8192, UP5, (3, 12, 12)),
+    t("t3a.medium", &T3A, 2, 4096, UP5, (3, 6, 6)),
+    t("t3a.micro", &T3A, 2, 1024, UP5, (2, 2, 2)),
+    t("t3a.nano", &T3A, 2, 512, UP5, (2, 2, 2)),
+    t("t3a.small", &T3A, 2, 2048, UP5, (2, 4, 4)),
+    t("t3a.xlarge", &T3A, 4, 16384, UP5, (4, 15, 15)),
+    t("t4g.2xlarge", &T4G, 8, 32768, UP5, (4, 15, 15)),
+    t("t4g.large", &T4G, 2, 8192, UP5, (3, 12, 12)),
+    t("t4g.medium", &T4G, 2, 4096, UP5, (3, 6, 6)),
+    free(t("t4g.micro", &T4G, 2, 1024, UP5, (2, 2, 2))),
+    t("t4g.nano", &T4G, 2, 512, UP5, (2, 2, 2)),
+    t("t4g.small", &T4G, 2, 2048, UP5, (3, 4, 4)),
+    t("t4g.xlarge", &T4G, 4, 16384, UP5, (4, 15, 15)),
 ];
 
 /// The type RunInstances launches without `InstanceType`. AWS uses the
@@ -263,7 +265,11 @@ mod tests {
             assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
         }
         for t in CATALOGUE {
-            assert!(t.name.starts_with(&format!("{}.", t.family.name)), "{}", t.name);
+            assert!(
+                t.name.starts_with(&format!("{}.", t.family.name)),
+                "{}",
+                t.name
+            );
             assert!(t.max_interfaces >= 2 && t.ipv4_per_interface >= 2);
             assert_eq!(t.cores() * t.family.threads_per_core, t.vcpus.max(1));
             assert_eq!(t.burstable(), t.family.default_credits.is_some());
@@ -271,7 +277,10 @@ mod tests {
         }
         let m = get("t3.micro").unwrap();
         assert_eq!((m.max_interfaces, m.ipv4_per_interface), (2, 2));
-        assert_eq!(get("t2.micro").unwrap().family.default_credits, Some("standard"));
+        assert_eq!(
+            get("t2.micro").unwrap().family.default_credits,
+            Some("standard")
+        );
         assert_eq!(get("t4g.micro").unwrap().architecture(), "arm64");
         assert_eq!(get("m5.4xlarge").unwrap().max_interfaces, 8);
         assert!(get(DEFAULT_TYPE).is_some());

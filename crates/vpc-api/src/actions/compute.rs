@@ -12,7 +12,10 @@ use vpc_model::{Ctx, Fault, Instance, Volume, World};
 
 /// Every action this family serves, with its handler.
 pub const ACTIONS: &[(&str, Handler)] = &[
-    ("DescribeInstanceTypes", Handler::Read(describe_instance_types)),
+    (
+        "DescribeInstanceTypes",
+        Handler::Read(describe_instance_types),
+    ),
     ("DescribeImages", Handler::Read(describe_images)),
     ("DescribeVolumes", Handler::Read(describe_volumes)),
     (
@@ -252,7 +255,7 @@ fn describe_instance_types(_w: &World, _ctx: &Ctx<'_>, r: &Req<'_>) -> Result<St
     let items = query::apply(items, &r.p.filters()?, &type_field, TYPE_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |t| t.name.to_string(), 5, 100)?;
     let mut x = r.xml();
-    x.set("instanceTypeSet", page, |x, t| render_type(x, t));
+    x.set("instanceTypeSet", page, render_type);
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -375,7 +378,7 @@ fn describe_images(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Faul
     let items = query::apply(imgs, &r.p.filters()?, &image_field, IMAGE_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |i| i.id.clone(), 6, 1000)?;
     let mut x = r.xml();
-    x.set("imagesSet", &page, |x, i| render_image(x, i));
+    x.set("imagesSet", &page, render_image);
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -569,11 +572,7 @@ fn describe_instance_status(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<Str
 
 // ---- CPU credits and metadata options -------------------------------------
 
-fn describe_credit_specifications(
-    w: &World,
-    ctx: &Ctx<'_>,
-    r: &Req<'_>,
-) -> Result<String, Fault> {
+fn describe_credit_specifications(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let ids = r.p.list("InstanceId")?;
     if !ids.is_empty() && r.p.has("MaxResults") {
         return Err(Fault::new(
@@ -621,7 +620,8 @@ fn modify_credit_specification(
     );
     x.set(
         "unsuccessfulInstanceCreditSpecificationSet",
-        out.iter().filter_map(|(id, r)| r.as_ref().err().map(|e| (id, e))),
+        out.iter()
+            .filter_map(|(id, r)| r.as_ref().err().map(|e| (id, e))),
         |x, (id, e)| {
             x.leaf("instanceId", id)
                 .open("error")

@@ -1115,7 +1115,9 @@ fn describe_enis(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
     let items = query::apply(items, &r.p.filters()?, &field, ENI_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |e| e.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("networkInterfaceSet", page, |x, e| render_eni(x, w, e, ctx.now));
+    x.set("networkInterfaceSet", page, |x, e| {
+        render_eni(x, w, e, ctx.now)
+    });
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }

@@ -230,7 +230,10 @@ impl AddrLimits {
     pub fn of_eni(w: &World, ctx: &Ctx<'_>, e: &NetworkInterface) -> AddrLimits {
         instance_of(w, e)
             .and_then(|i| crate::instance_types::get(&i.instance_type))
-            .map_or_else(|| AddrLimits::unattached(ctx), |t| AddrLimits::of_type(ctx, t))
+            .map_or_else(
+                || AddrLimits::unattached(ctx),
+                |t| AddrLimits::of_type(ctx, t),
+            )
     }
 }
 
@@ -768,8 +771,8 @@ pub fn assign_private_ips(
         .filter(|ip| !e.private_ips.iter().any(|p| p.ip == *ip))
         .collect();
     for _ in 0..n {
-        let ip = lowest_free_v4(&s.cidr, &taken)
-            .ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        let ip =
+            lowest_free_v4(&s.cidr, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
         taken.insert(ip);
         added.push(ip);
     }

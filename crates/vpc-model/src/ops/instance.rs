@@ -11,9 +11,9 @@
 //! next one is due.
 
 use super::{eni, image, nat, new_meta, sg, subnet, volume, IdKind};
-use crate::instance_types::{self, InstanceType};
 use crate::ctx::Timestamp;
 use crate::fault::{Fault, Result};
+use crate::instance_types::{self, InstanceType};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -164,7 +164,12 @@ impl MetadataChange {
                 &m.http_tokens,
             )?,
             http_put_response_hop_limit: hop,
-            http_endpoint: one_of("HttpEndpoint", &self.http_endpoint, &onoff, &m.http_endpoint)?,
+            http_endpoint: one_of(
+                "HttpEndpoint",
+                &self.http_endpoint,
+                &onoff,
+                &m.http_endpoint,
+            )?,
             http_protocol_ipv6: one_of(
                 "HttpProtocolIpv6",
                 &self.http_protocol_ipv6,
@@ -222,9 +227,8 @@ fn combination(msg: &str) -> Fault {
 /// An instance type from the catalogue (`crate::instance_types`);
 /// `InvalidParameterValue` for any other name, as RunInstances answers.
 pub fn instance_type(t: &str) -> Result<&'static InstanceType> {
-    instance_types::get(t).ok_or_else(|| {
-        Fault::invalid_param(format!("Invalid value '{t}' for InstanceType."))
-    })
+    instance_types::get(t)
+        .ok_or_else(|| Fault::invalid_param(format!("Invalid value '{t}' for InstanceType.")))
 }
 
 /// Checks a `CpuCredits` value against the type: burstable types only.
@@ -776,7 +780,8 @@ pub fn start(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<Sta
 
 /// StopInstances: `running` → `stopping` → `stopped`; refused while `disableApiStop` is set.
 pub fn stop(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
-    change_states(w, ctx, ids, |i| match i.state {
+    change_states(w, ctx, ids, |i| {
+        match i.state {
         _ if i.opts.disable_api_stop => Err(Fault::new(
             "OperationNotPermitted",
             format!(
@@ -787,13 +792,15 @@ pub fn stop(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<Stat
         InstanceState::Running => Ok(Some(InstanceState::Stopping)),
         InstanceState::Stopping | InstanceState::Stopped => Ok(None),
         _ => Err(incorrect(&i.meta.id, "stopped")),
+    }
     })
 }
 
 /// TerminateInstances: → `shutting-down` → `terminated`; refused while
 /// `disableApiTermination` is set.
 pub fn terminate(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
-    change_states(w, ctx, ids, |i| match i.state {
+    change_states(w, ctx, ids, |i| {
+        match i.state {
         InstanceState::ShuttingDown | InstanceState::Terminated => Ok(None),
         _ if i.opts.disable_api_termination => Err(Fault::new(
             "OperationNotPermitted",
@@ -803,6 +810,7 @@ pub fn terminate(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec
             ),
         )),
         _ => Ok(Some(InstanceState::ShuttingDown)),
+    }
     })
 }
 

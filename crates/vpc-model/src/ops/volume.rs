@@ -120,7 +120,11 @@ pub fn plan(img: &Image, mappings: &[BlockDevice]) -> Result<Vec<VolumePlan>> {
             )));
         }
         let snapshot = if root {
-            Some(m.snapshot_id.clone().unwrap_or_else(|| img.root_snapshot_id.clone()))
+            Some(
+                m.snapshot_id
+                    .clone()
+                    .unwrap_or_else(|| img.root_snapshot_id.clone()),
+            )
         } else {
             m.snapshot_id.clone().filter(|s| !s.is_empty())
         };
@@ -339,7 +343,10 @@ mod tests {
             volume_type: Some("gp9".into()),
             ..root.clone()
         };
-        assert_eq!(plan(&img, &[bad]).unwrap_err().code, "InvalidParameterValue");
+        assert_eq!(
+            plan(&img, &[bad]).unwrap_err().code,
+            "InvalidParameterValue"
+        );
         let iops = BlockDevice {
             iops: Some(500),
             ..root
