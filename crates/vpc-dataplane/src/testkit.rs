@@ -172,6 +172,7 @@ impl Env {
             launch_index: 0,
             key_name: None,
             client_token: None,
+            opts: Default::default(),
         };
         self.w.put(inst);
         self.eni(&id, s, ip, 0, groups);

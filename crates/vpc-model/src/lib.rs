@@ -13,6 +13,7 @@ pub mod cidr;
 pub mod ctx;
 pub mod fault;
 pub mod ids;
+pub mod instance_types;
 pub mod ops;
 pub mod region;
 pub mod rule_match;

@@ -470,6 +470,107 @@ pub struct Instance {
     pub key_name: Option<String>,
     #[serde(default)]
     pub client_token: Option<String>,
+    /// Attributes that change nothing in the network (shown as set).
+    #[serde(default)]
+    pub opts: InstanceOptions,
+}
+
+/// An instance's metadata-service options (`MetadataOptions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetadataOptions {
+    /// `optional` or `required`.
+    pub http_tokens: String,
+    pub http_put_response_hop_limit: u32,
+    /// `enabled` or `disabled`.
+    pub http_endpoint: String,
+    pub http_protocol_ipv6: String,
+    pub instance_metadata_tags: String,
+}
+
+impl Default for MetadataOptions {
+    fn default() -> Self {
+        MetadataOptions {
+            http_tokens: "optional".into(),
+            http_put_response_hop_limit: 1,
+            http_endpoint: "enabled".into(),
+            http_protocol_ipv6: "disabled".into(),
+            instance_metadata_tags: "disabled".into(),
+        }
+    }
+}
+
+/// Instance attributes vpcd stores and shows but does not act on (besides
+/// the termination and stop protections, which it enforces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InstanceOptions {
+    pub disable_api_termination: bool,
+    pub disable_api_stop: bool,
+    /// `stop` or `terminate`.
+    pub shutdown_behavior: String,
+    /// Base64, as given.
+    pub user_data: Option<String>,
+    pub ebs_optimized: bool,
+    pub monitoring: bool,
+    pub metadata: MetadataOptions,
+    /// `standard` or `unlimited` for burstable types; None otherwise.
+    pub cpu_credits: Option<String>,
+    pub root_device_name: String,
+}
+
+impl Default for InstanceOptions {
+    fn default() -> Self {
+        InstanceOptions {
+            disable_api_termination: false,
+            disable_api_stop: false,
+            shutdown_behavior: "stop".into(),
+            user_data: None,
+            ebs_optimized: false,
+            monitoring: false,
+            metadata: MetadataOptions::default(),
+            cpu_credits: None,
+            root_device_name: "/dev/xvda".into(),
+        }
+    }
+}
+
+/// An EBS volume's attachment to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAttachment {
+    pub instance_id: String,
+    /// e.g. `/dev/xvda`
+    pub device: String,
+    pub delete_on_termination: bool,
+    pub attached_at: Timestamp,
+}
+
+/// An EBS volume (`vol-…`): made by RunInstances for each block-device
+/// mapping (the root volume at least); no data behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub meta: Meta,
+    pub az: String,
+    pub size_gib: u32,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1` or `standard`.
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub attachment: Option<VolumeAttachment>,
+}
+
+impl Volume {
+    /// `in-use` while attached, else `available`.
+    pub fn state(&self) -> &'static str {
+        if self.attachment.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+    }
 }
 
 impl Instance {
@@ -493,6 +594,18 @@ pub struct EniAttachment {
     pub device_index: u32,
     pub delete_on_termination: bool,
     pub attached_at: Timestamp,
+}
+
+/// A network interface's attachment just after DetachNetworkInterface: EC2
+/// shows it (status `detached`) for a moment, and clients wait for that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detachment {
+    /// The attachment ID (`eni-attach-…`).
+    pub id: String,
+    pub eni_id: String,
+    pub attachment: EniAttachment,
+    /// When it stops showing.
+    pub until: Timestamp,
 }
 
 /// An elastic network interface.

@@ -24,6 +24,8 @@ pub enum Kind {
     Address,
     NetworkInsightsPath,
     NetworkInsightsAnalysis,
+    Volume,
+    Detachment,
 }
 
 impl Kind {
@@ -42,6 +44,8 @@ impl Kind {
         Kind::Address,
         Kind::NetworkInsightsPath,
         Kind::NetworkInsightsAnalysis,
+        Kind::Volume,
+        Kind::Detachment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,8 @@ impl Kind {
             Kind::Address => "elastic-ip",
             Kind::NetworkInsightsPath => "network-insights-path",
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
+            Kind::Volume => "volume",
+            Kind::Detachment => "eni-detachment",
         }
     }
 
@@ -168,6 +174,8 @@ record!(
     insights_analyses,
     meta
 );
+record!(Volume, Kind::Volume, volumes, meta);
+record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
 /// The desired state of every account in every region.
@@ -190,6 +198,8 @@ pub struct World {
     pub addresses: Table<Address>,
     pub insights_paths: Table<NetworkInsightsPath>,
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
+    pub volumes: Table<Volume>,
+    pub detachments: Table<Detachment>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -267,6 +277,8 @@ impl World {
             Kind::Address => enc::<Address>(self, id),
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
+            Kind::Volume => enc::<Volume>(self, id),
+            Kind::Detachment => enc::<Detachment>(self, id),
         }
     }
 
@@ -291,6 +303,8 @@ impl World {
             Kind::Address => dec::<Address>(self, body),
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
+            Kind::Volume => dec::<Volume>(self, body),
+            Kind::Detachment => dec::<Detachment>(self, body),
         }
     }
 

@@ -6,7 +6,8 @@ use crate::query::{self, tag_field};
 use crate::xml::{timestamp, Xml};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use vpc_model::ops::{eip, eni, instance, nat};
+use vpc_model::instance_types;
+use vpc_model::ops::{eip, eni, instance, nat, volume};
 use vpc_model::{
     Address, Ctx, Fault, Instance, InstanceState, NatGateway, NatState, NetworkInterface,
     SecurityGroup, Tags, World,
@@ -49,6 +50,10 @@ pub const ACTIONS: &[(&str, Handler)] = &[
     ("DisassociateAddress", Handler::Write(disassociate_address)),
     ("ReleaseAddress", Handler::Write(release_address)),
     ("DescribeAddresses", Handler::Read(describe_addresses)),
+    (
+        "DescribeAddressesAttribute",
+        Handler::Read(describe_addresses_attribute),
+    ),
 ];
 
 // ---- Parameters ----------------------------------------------------------
@@ -112,6 +117,52 @@ fn eni_spec(p: &Params) -> Result<eni::EniSpec, Fault> {
         ipv6_count: p.int("Ipv6AddressCount")?,
         ipv6: member_list(p, "Ipv6Addresses", "Ipv6Address")?,
         tags: Vec::new(),
+    })
+}
+
+/// `BlockDeviceMapping.N` of RunInstances.
+fn block_devices(p: &Params) -> Result<Vec<volume::BlockDevice>, Fault> {
+    let mut out = Vec::new();
+    for m in p.indexed("BlockDeviceMapping")? {
+        m.allow_only(&["DeviceName", "NoDevice", "VirtualName", "Ebs."])?;
+        let e = m.sub("Ebs");
+        e.allow_only(&[
+            "VolumeSize",
+            "VolumeType",
+            "Iops",
+            "Throughput",
+            "Encrypted",
+            "KmsKeyId",
+            "SnapshotId",
+            "DeleteOnTermination",
+            "VolumeInitializationRate",
+            "OutpostArn",
+        ])?;
+        out.push(volume::BlockDevice {
+            device_name: non_empty(&m, "DeviceName"),
+            no_device: m.has("NoDevice"),
+            virtual_name: non_empty(&m, "VirtualName"),
+            volume_size: e.int("VolumeSize")?,
+            volume_type: non_empty(&e, "VolumeType"),
+            iops: e.int("Iops")?,
+            throughput: e.int("Throughput")?,
+            encrypted: e.bool("Encrypted")?,
+            kms_key_id: non_empty(&e, "KmsKeyId"),
+            snapshot_id: non_empty(&e, "SnapshotId"),
+            delete_on_termination: e.bool("DeleteOnTermination")?,
+        });
+    }
+    Ok(out)
+}
+
+/// `MetadataOptions.*` of RunInstances, or ModifyInstanceMetadataOptions' parameters.
+pub(crate) fn metadata_change(p: &Params) -> Result<instance::MetadataChange, Fault> {
+    Ok(instance::MetadataChange {
+        http_tokens: non_empty(p, "HttpTokens"),
+        http_put_response_hop_limit: p.int("HttpPutResponseHopLimit")?,
+        http_endpoint: non_empty(p, "HttpEndpoint"),
+        http_protocol_ipv6: non_empty(p, "HttpProtocolIpv6"),
+        instance_metadata_tags: non_empty(p, "InstanceMetadataTags"),
     })
 }
 
@@ -215,7 +266,19 @@ fn render_instance_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
 }
 
 /// One `NetworkInterface` (DescribeNetworkInterfaces, CreateNetworkInterface).
-fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
+/// The attachment an interface shows: its own, or the one just detached.
+fn shown_attachment<'w>(
+    w: &'w World,
+    e: &'w NetworkInterface,
+    now: vpc_model::Timestamp,
+) -> Option<(&'w vpc_model::EniAttachment, &'static str)> {
+    e.attachment
+        .as_ref()
+        .map(|a| (a, "attached"))
+        .or_else(|| eni::recent_detachment(w, e, now).map(|a| (a, "detached")))
+}
+
+fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface, now: vpc_model::Timestamp) {
     let ip = e.primary_ip();
     let az_id = w
         .get::<vpc_model::Subnet>(&e.subnet_id)
@@ -237,14 +300,14 @@ fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
         .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
         .bool("sourceDestCheck", e.source_dest_check);
     render_groups(x, w, &e.groups);
-    if let Some(a) = &e.attachment {
+    if let Some((a, status)) = shown_attachment(w, e, now) {
         x.open("attachment")
             .leaf("attachmentId", &a.id)
             .leaf("instanceId", &a.instance_id)
             .leaf("instanceOwnerId", &e.meta.owner)
             .num("deviceIndex", a.device_index)
             .num("networkCardIndex", 0)
-            .leaf("status", "attached")
+            .leaf("status", status)
             .leaf("attachTime", &timestamp(a.attached_at.0))
             .bool("deleteOnTermination", a.delete_on_termination)
             .close("attachment");
@@ -313,7 +376,14 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
         .leaf("tenancy", "default")
         .close("placement")
         .open("monitoring")
-        .leaf("state", "disabled")
+        .leaf(
+            "state",
+            if i.opts.monitoring {
+                "enabled"
+            } else {
+                "disabled"
+            },
+        )
         .close("monitoring")
         .leaf("subnetId", &i.subnet_id)
         .leaf("vpcId", &i.vpc_id);
@@ -343,33 +413,38 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
             .leaf("message", "pending")
             .close("stateReason");
     }
-    x.leaf("architecture", "x86_64")
-        .leaf("rootDeviceType", "ebs")
-        .leaf("rootDeviceName", "/dev/xvda")
-        .empty("blockDeviceMapping")
-        .leaf("virtualizationType", "hvm")
+    let ti = instance_types::get(&i.instance_type);
+    x.leaf(
+        "architecture",
+        ti.map_or("x86_64", instance_types::InstanceType::architecture),
+    )
+    .leaf("rootDeviceType", "ebs")
+    .leaf("rootDeviceName", &i.opts.root_device_name);
+    render_block_devices(x, w, i);
+    x.leaf("virtualizationType", "hvm")
         .leaf("clientToken", i.client_token.as_deref().unwrap_or(""))
         .tags(&i.meta.tags)
         .leaf("hypervisor", "xen");
     x.set("networkInterfaceSet", enis, |x, e| {
         render_instance_eni(x, w, e)
     });
-    x.bool("ebsOptimized", false).bool("enaSupport", true);
+    x.bool("ebsOptimized", i.opts.ebs_optimized).bool(
+        "enaSupport",
+        ti.is_none_or(|t| t.family.ena != "unsupported"),
+    );
     if let Some(v6) = primary.and_then(|e| e.ipv6.first()) {
         x.leaf("ipv6Address", &v6.to_string());
     }
     x.open("cpuOptions")
-        .num("coreCount", 1)
-        .num("threadsPerCore", 2)
-        .close("cpuOptions")
-        .open("metadataOptions")
-        .leaf("state", "applied")
-        .leaf("httpTokens", "optional")
-        .num("httpPutResponseHopLimit", 1)
-        .leaf("httpEndpoint", "enabled")
-        .leaf("httpProtocolIpv6", "disabled")
-        .leaf("instanceMetadataTags", "disabled")
-        .close("metadataOptions")
+        .num("coreCount", ti.map_or(1, |t| t.cores()))
+        .num(
+            "threadsPerCore",
+            ti.map_or(2, |t| t.family.threads_per_core),
+        )
+        .close("cpuOptions");
+    x.open("metadataOptions");
+    render_metadata(x, &i.opts.metadata, "applied");
+    x.close("metadataOptions")
         .leaf("platformDetails", "Linux/UNIX")
         .leaf("usageOperation", "RunInstances")
         .leaf("usageOperationUpdateTime", &timestamp(i.meta.created.0))
@@ -381,7 +456,39 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
         .open("maintenanceOptions")
         .leaf("autoRecovery", "default")
         .close("maintenanceOptions")
-        .leaf("currentInstanceBootMode", "legacy-bios");
+        .leaf(
+            "currentInstanceBootMode",
+            ti.map_or("legacy-bios", instance_types::InstanceType::boot_mode),
+        );
+}
+
+/// The members of `InstanceMetadataOptionsResponse`.
+pub(crate) fn render_metadata(x: &mut Xml, m: &vpc_model::MetadataOptions, state: &str) {
+    x.leaf("state", state)
+        .leaf("httpTokens", &m.http_tokens)
+        .num("httpPutResponseHopLimit", m.http_put_response_hop_limit)
+        .leaf("httpEndpoint", &m.http_endpoint)
+        .leaf("httpProtocolIpv6", &m.http_protocol_ipv6)
+        .leaf("instanceMetadataTags", &m.instance_metadata_tags);
+}
+
+/// `blockDeviceMapping` of an instance: its attached volumes.
+fn render_block_devices(x: &mut Xml, w: &World, i: &Instance) {
+    x.set(
+        "blockDeviceMapping",
+        volume::of_instance(w, &i.meta.id),
+        |x, v| {
+            if let Some(a) = &v.attachment {
+                x.leaf("deviceName", &a.device)
+                    .open("ebs")
+                    .leaf("volumeId", &v.meta.id)
+                    .leaf("status", "attached")
+                    .leaf("attachTime", &timestamp(a.attached_at.0))
+                    .bool("deleteOnTermination", a.delete_on_termination)
+                    .close("ebs");
+            }
+        },
+    );
 }
 
 /// Every attached interface by instance ID, by device index.
@@ -439,6 +546,16 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         client_token: non_empty(p, "ClientToken"),
         instance_tags: tags.remove("instance").unwrap_or_default(),
         eni_tags: tags.remove("network-interface").unwrap_or_default(),
+        volume_tags: tags.remove("volume").unwrap_or_default(),
+        block_devices: block_devices(p)?,
+        metadata: metadata_change(&p.sub("MetadataOptions"))?,
+        cpu_credits: non_empty(p, "CreditSpecification.CpuCredits"),
+        disable_api_termination: p.bool("DisableApiTermination")?,
+        disable_api_stop: p.bool("DisableApiStop")?,
+        shutdown_behavior: non_empty(p, "InstanceInitiatedShutdownBehavior"),
+        user_data: non_empty(p, "UserData"),
+        ebs_optimized: p.bool("EbsOptimized")?,
+        monitoring: p.bool("Monitoring.Enabled")?,
     };
     let insts = instance::run(w, ctx, req)?;
     let mut x = r.xml();
@@ -689,15 +806,7 @@ fn reboot_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<Str
 }
 
 /// Attributes ModifyInstanceAttribute accepts and ignores (nothing here models them).
-const IGNORED_INSTANCE_ATTRS: &[&str] = &[
-    "DisableApiTermination",
-    "DisableApiStop",
-    "InstanceInitiatedShutdownBehavior",
-    "UserData",
-    "EbsOptimized",
-    "EnaSupport",
-    "SriovNetSupport",
-];
+const IGNORED_INSTANCE_ATTRS: &[&str] = &["EnaSupport", "SriovNetSupport", "Kernel", "Ramdisk"];
 
 fn modify_instance_attribute(
     w: &mut World,
@@ -706,11 +815,18 @@ fn modify_instance_attribute(
 ) -> Result<String, Fault> {
     let p = r.p;
     let id = p.req("InstanceId")?.to_string();
+    let value_of = |k: &str| p.string(&format!("{k}.Value")).or_else(|| p.string(k));
     let mut c = instance::InstanceChange {
         source_dest_check: p.attr_bool("SourceDestCheck")?,
-        instance_type: p
-            .string("InstanceType.Value")
-            .or_else(|| p.string("InstanceType")),
+        instance_type: value_of("InstanceType"),
+        disable_api_termination: p.attr_bool("DisableApiTermination")?,
+        disable_api_stop: p.attr_bool("DisableApiStop")?,
+        shutdown_behavior: value_of("InstanceInitiatedShutdownBehavior"),
+        user_data: value_of("UserData"),
+        ebs_optimized: p.attr_bool("EbsOptimized")?,
+        ignored: IGNORED_INSTANCE_ATTRS
+            .iter()
+            .any(|a| p.has(a) || p.has(&format!("{a}.Value"))),
         ..instance::InstanceChange::default()
     };
     let groups = p.list("GroupId")?;
@@ -719,23 +835,18 @@ fn modify_instance_attribute(
     }
     if let Some(attr) = p.get("Attribute") {
         let value = p.string("Value");
+        let v = || value.clone().ok_or_else(|| Fault::missing("Value"));
+        let b = || v().map(|s| s.eq_ignore_ascii_case("true"));
         match attr {
-            "sourceDestCheck" => {
-                let v = value.ok_or_else(|| Fault::missing("Value"))?;
-                c.source_dest_check = Some(v.eq_ignore_ascii_case("true"));
-            }
-            "instanceType" => c.instance_type = Some(value.ok_or_else(|| Fault::missing("Value"))?),
+            "sourceDestCheck" => c.source_dest_check = Some(b()?),
+            "instanceType" => c.instance_type = Some(v()?),
+            "disableApiTermination" => c.disable_api_termination = Some(b()?),
+            "disableApiStop" => c.disable_api_stop = Some(b()?),
+            "instanceInitiatedShutdownBehavior" => c.shutdown_behavior = Some(v()?),
+            "userData" => c.user_data = Some(v()?),
+            "ebsOptimized" => c.ebs_optimized = Some(b()?),
             "groupSet" => {}
-            "disableApiTermination"
-            | "disableApiStop"
-            | "instanceInitiatedShutdownBehavior"
-            | "userData"
-            | "ebsOptimized"
-            | "enaSupport"
-            | "sriovNetSupport" => {
-                instance::get(w, ctx, &id)?;
-                return r.ok();
-            }
+            "enaSupport" | "sriovNetSupport" | "kernel" | "ramdisk" => c.ignored = true,
             other => {
                 return Err(Fault::new(
                     "UnsupportedInstanceAttribute",
@@ -743,15 +854,6 @@ fn modify_instance_attribute(
                 ))
             }
         }
-    }
-    let any = c.source_dest_check.is_some() || c.groups.is_some() || c.instance_type.is_some();
-    if !any
-        && IGNORED_INSTANCE_ATTRS
-            .iter()
-            .any(|a| p.has(a) || p.has(&format!("{a}.Value")))
-    {
-        instance::get(w, ctx, &id)?;
-        return r.ok();
     }
     instance::modify_attribute(w, ctx, &id, c)?;
     r.ok()
@@ -783,17 +885,30 @@ fn describe_instance_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<
             let groups = primary.map(|e| e.groups.clone()).unwrap_or_default();
             render_groups(&mut x, w, &groups);
         }
-        "disableApiTermination" => boolean(&mut x, "disableApiTermination", false),
-        "disableApiStop" => boolean(&mut x, "disableApiStop", false),
-        "instanceInitiatedShutdownBehavior" => {
-            value(&mut x, "instanceInitiatedShutdownBehavior", "stop")
-        }
-        "rootDeviceName" => value(&mut x, "rootDeviceName", "/dev/xvda"),
-        "ebsOptimized" => boolean(&mut x, "ebsOptimized", false),
-        "enaSupport" => boolean(&mut x, "enaSupport", true),
-        "userData" => {
-            x.empty("userData");
-        }
+        "disableApiTermination" => boolean(
+            &mut x,
+            "disableApiTermination",
+            i.opts.disable_api_termination,
+        ),
+        "disableApiStop" => boolean(&mut x, "disableApiStop", i.opts.disable_api_stop),
+        "instanceInitiatedShutdownBehavior" => value(
+            &mut x,
+            "instanceInitiatedShutdownBehavior",
+            &i.opts.shutdown_behavior,
+        ),
+        "rootDeviceName" => value(&mut x, "rootDeviceName", &i.opts.root_device_name),
+        "ebsOptimized" => boolean(&mut x, "ebsOptimized", i.opts.ebs_optimized),
+        "enaSupport" => boolean(
+            &mut x,
+            "enaSupport",
+            instance_types::get(&i.instance_type).is_none_or(|t| t.family.ena != "unsupported"),
+        ),
+        "userData" => match &i.opts.user_data {
+            Some(u) => value(&mut x, "userData", u),
+            None => {
+                x.empty("userData");
+            }
+        },
         "kernel" => {
             x.empty("kernel");
         }
@@ -803,9 +918,7 @@ fn describe_instance_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<
         "sriovNetSupport" => {
             x.empty("sriovNetSupport");
         }
-        "blockDeviceMapping" => {
-            x.empty("blockDeviceMapping");
-        }
+        "blockDeviceMapping" => render_block_devices(&mut x, w, i),
         "productCodes" => {
             x.empty("productCodes");
         }
@@ -834,7 +947,7 @@ fn create_eni(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, F
     let e = eni::create(w, ctx, spec)?;
     let mut x = r.xml();
     x.open("networkInterface");
-    render_eni(&mut x, w, &e);
+    render_eni(&mut x, w, &e, ctx.now);
     x.close("networkInterface");
     x.opt("clientToken", r.p.get("ClientToken"));
     r.done(x)
@@ -882,10 +995,16 @@ const ENI_FILTERS: &[&str] = &[
     "ipv6-address",
 ];
 
-fn eni_field(w: &World, e: &NetworkInterface, name: &str) -> Option<Vec<String>> {
+fn eni_field(
+    w: &World,
+    e: &NetworkInterface,
+    name: &str,
+    now: vpc_model::Timestamp,
+) -> Option<Vec<String>> {
+    let shown = shown_attachment(w, e, now);
     let one = |s: &str| Some(vec![s.to_string()]);
     let att = |f: &dyn Fn(&vpc_model::EniAttachment) -> String| -> Option<Vec<String>> {
-        Some(e.attachment.iter().map(f).collect())
+        Some(shown.iter().map(|(a, _)| f(a)).collect())
     };
     let primary_public = || public_of(w, e, e.primary_ip());
     match name {
@@ -957,7 +1076,7 @@ fn eni_field(w: &World, e: &NetworkInterface, name: &str) -> Option<Vec<String>>
         "attachment.instance-owner-id" => att(&|_| e.meta.owner.clone()),
         "attachment.attachment-id" => att(&|a| a.id.clone()),
         "attachment.device-index" => att(&|a| a.device_index.to_string()),
-        "attachment.status" => att(&|_| "attached".to_string()),
+        "attachment.status" => Some(shown.iter().map(|(_, s)| s.to_string()).collect()),
         "attachment.attach-time" => att(&|a| timestamp(a.attached_at.0)),
         "attachment.delete-on-termination" => att(&|a| a.delete_on_termination.to_string()),
         "ipv6-addresses.ipv6-address" | "ipv6-address" => {
@@ -992,11 +1111,13 @@ fn describe_enis(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault>
                 .collect()
         },
     )?;
-    let field = |e: &&NetworkInterface, name: &str| eni_field(w, e, name);
+    let field = |e: &&NetworkInterface, name: &str| eni_field(w, e, name, ctx.now);
     let items = query::apply(items, &r.p.filters()?, &field, ENI_FILTERS)?;
     let (page, next) = query::paginate(items, r.p, |e| e.meta.id.clone(), 5, 1000)?;
     let mut x = r.xml();
-    x.set("networkInterfaceSet", page, |x, e| render_eni(x, w, e));
+    x.set("networkInterfaceSet", page, |x, e| {
+        render_eni(x, w, e, ctx.now)
+    });
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }
@@ -1336,5 +1457,38 @@ fn describe_addresses(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, F
     let items = query::apply(items, &r.p.filters()?, &field, ADDRESS_FILTERS)?;
     let mut x = r.xml();
     x.set("addressesSet", items, |x, a| render_address(x, w, a));
+    r.done(x)
+}
+
+/// DescribeAddressesAttribute (`domain-name`): vpcd keeps no reverse DNS
+/// records, so each address is listed without a `ptrRecord`.
+fn describe_addresses_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    match r.p.get("Attribute") {
+        None | Some("domain-name") => {}
+        Some(other) => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({other}) for parameter attribute is invalid. Valid values: domain-name"
+            )))
+        }
+    }
+    let ids = r.p.list("AllocationId")?;
+    let mut items: Vec<&Address> = if ids.is_empty() {
+        w.scoped::<Address>(&ctx.account, &ctx.region).collect()
+    } else {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(eip::get(w, ctx, id)?);
+        }
+        v
+    };
+    items.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+    items.dedup_by(|a, b| a.meta.id == b.meta.id);
+    let (page, next) = query::paginate(items, r.p, |a| a.meta.id.clone(), 1, 1000)?;
+    let mut x = r.xml();
+    x.set("addressSet", page, |x, a| {
+        x.leaf("publicIp", &a.public_ip.to_string())
+            .leaf("allocationId", &a.meta.id);
+    });
+    x.opt("nextToken", next.as_deref());
     r.done(x)
 }

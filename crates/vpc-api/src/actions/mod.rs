@@ -4,6 +4,7 @@
 //! [`lookup`] and [`all_actions`] are both driven by those lists, so they cannot drift.
 
 pub mod acl;
+pub mod compute;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -61,6 +62,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     acl::ACTIONS,
     peering::ACTIONS,
     instance::ACTIONS,
+    compute::ACTIONS,
     insights::ACTIONS,
 ];
 

@@ -194,6 +194,18 @@ pub fn disassociate_all(w: &mut World, eni_id: &str) {
     }
 }
 
+/// Disassociates the Elastic IP (if any) mapped to one private address of an interface.
+pub fn disassociate_private(w: &mut World, eni_id: &str, private: std::net::Ipv4Addr) {
+    let ids: Vec<String> = w
+        .iter::<Address>()
+        .filter(|a| a.eni_id.as_deref() == Some(eni_id) && a.private_ip == Some(private))
+        .map(|a| a.meta.id.clone())
+        .collect();
+    for id in ids {
+        w.update::<Address>(&id, unlink);
+    }
+}
+
 fn multiple_interfaces(instance_id: &str) -> Fault {
     Fault::new(
         "InvalidInstanceID",

@@ -201,8 +201,74 @@ impl AddrPlan {
     }
 }
 
-/// Checks the addresses a request asks for in subnet `s`.
+/// How many addresses one interface may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrLimits {
+    /// Private IPv4 addresses, the primary included.
+    pub v4: usize,
+    pub v6: usize,
+}
+
+impl AddrLimits {
+    /// An unattached interface: the account-wide settings (AWS's largest types' figures).
+    pub fn unattached(ctx: &Ctx<'_>) -> AddrLimits {
+        AddrLimits {
+            v4: ctx.limits.private_ips_per_eni,
+            v6: ctx.limits.ipv6_per_eni,
+        }
+    }
+
+    /// An interface on an instance of type `t` (no more than the settings allow either).
+    pub fn of_type(ctx: &Ctx<'_>, t: &crate::instance_types::InstanceType) -> AddrLimits {
+        AddrLimits {
+            v4: t.ipv4_per_interface.min(ctx.limits.private_ips_per_eni),
+            v6: t.ipv6_per_interface.min(ctx.limits.ipv6_per_eni),
+        }
+    }
+
+    /// The limits of the interface `e`: its instance's type's while attached.
+    pub fn of_eni(w: &World, ctx: &Ctx<'_>, e: &NetworkInterface) -> AddrLimits {
+        instance_of(w, e)
+            .and_then(|i| crate::instance_types::get(&i.instance_type))
+            .map_or_else(
+                || AddrLimits::unattached(ctx),
+                |t| AddrLimits::of_type(ctx, t),
+            )
+    }
+}
+
+/// `PrivateIpAddressLimitExceeded` for an interface that may hold `limit` addresses.
+pub fn v4_limit_exceeded(limit: usize) -> Fault {
+    Fault::new(
+        "PrivateIpAddressLimitExceeded",
+        format!(
+            "Number of private addresses will exceed limit. The limit is {limit} per network interface."
+        ),
+    )
+}
+
+/// The IPv6 twin of [`v4_limit_exceeded`].
+pub fn v6_limit_exceeded(limit: usize) -> Fault {
+    Fault::new(
+        "InvalidParameterValue",
+        format!(
+            "Number of IPv6 addresses will exceed limit. The limit is {limit} per network interface."
+        ),
+    )
+}
+
+/// Checks the addresses a request asks for in subnet `s` (a new unattached interface).
 pub fn plan_addresses(w: &World, ctx: &Ctx<'_>, s: &Subnet, spec: &EniSpec) -> Result<AddrPlan> {
+    plan_addresses_within(w, s, spec, AddrLimits::unattached(ctx))
+}
+
+/// Checks the addresses a request asks for in subnet `s`, within `lim`.
+pub fn plan_addresses_within(
+    w: &World,
+    s: &Subnet,
+    spec: &EniSpec,
+    lim: AddrLimits,
+) -> Result<AddrPlan> {
     let taken = taken_v4(w, &s.meta.id);
     let mut plan = AddrPlan::default();
     let mut listed: Vec<(Ipv4Addr, bool)> = Vec::new();
@@ -248,14 +314,8 @@ pub fn plan_addresses(w: &World, ctx: &Ctx<'_>, s: &Subnet, spec: &EniSpec) -> R
     }
     plan.auto_secondaries = count_param("secondaryPrivateIpAddressCount", spec.secondary_count)?;
     let total = 1 + plan.secondaries.len() + plan.auto_secondaries;
-    if total > ctx.limits.private_ips_per_eni {
-        return Err(Fault::new(
-            "PrivateIpAddressLimitExceeded",
-            format!(
-                "Number of private addresses will exceed limit. The limit is {} per network interface.",
-                ctx.limits.private_ips_per_eni
-            ),
-        ));
+    if total > lim.v4 {
+        return Err(v4_limit_exceeded(lim.v4));
     }
     if spec.ipv6_count.is_some() && !spec.ipv6.is_empty() {
         return Err(Fault::new(
@@ -291,14 +351,8 @@ pub fn plan_addresses(w: &World, ctx: &Ctx<'_>, s: &Subnet, spec: &EniSpec) -> R
         // AssignIpv6AddressOnCreation gives every new interface one address.
         plan.auto_ipv6 = 1;
     }
-    if plan.ipv6.len() + plan.auto_ipv6 > ctx.limits.ipv6_per_eni {
-        return Err(Fault::new(
-            "InvalidParameterValue",
-            format!(
-                "Number of IPv6 addresses will exceed limit. The limit is {} per network interface.",
-                ctx.limits.ipv6_per_eni
-            ),
-        ));
+    if plan.ipv6.len() + plan.auto_ipv6 > lim.v6 {
+        return Err(v6_limit_exceeded(lim.v6));
     }
     Ok(plan)
 }
@@ -485,6 +539,7 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
 /// Removes an interface and disassociates any Elastic IP from it.
 pub fn remove_eni(w: &mut World, id: &str) {
     eip::disassociate_all(w, id);
+    forget_detachments(w, id);
     w.remove::<NetworkInterface>(id);
 }
 
@@ -618,15 +673,21 @@ pub fn attach(
             "Instance '{instance_id}' already has an interface attached at device index '{idx}'."
         )));
     }
-    if attached.len() >= ctx.limits.interfaces_per_instance {
-        return Err(Fault::new(
-            "AttachmentLimitExceeded",
-            format!(
-                "Interface count {} exceeds the limit for {}",
-                attached.len() + 1,
-                i.instance_type
-            ),
-        ));
+    let itype = crate::instance_types::get(&i.instance_type);
+    let max = itype.map_or(ctx.limits.interfaces_per_instance, |t| {
+        t.max_interfaces.min(ctx.limits.interfaces_per_instance)
+    });
+    if attached.len() >= max {
+        return Err(attachment_limit(attached.len() + 1, &i.instance_type));
+    }
+    if let Some(t) = itype {
+        let lim = AddrLimits::of_type(ctx, t);
+        if e.private_ips.len() > lim.v4 {
+            return Err(v4_limit_exceeded(lim.v4));
+        }
+        if e.ipv6.len() > lim.v6 {
+            return Err(v6_limit_exceeded(lim.v6));
+        }
     }
     let a = EniAttachment {
         id: ctx.new_id("eni-attach"),
@@ -636,8 +697,135 @@ pub fn attach(
         attached_at: ctx.now,
     };
     let out = a.id.clone();
+    forget_detachments(w, eni_id);
     w.update::<NetworkInterface>(eni_id, |e| e.attachment = Some(a));
     Ok(out)
+}
+
+/// `AttachmentLimitExceeded`: an instance of `itype` would have `count` interfaces.
+pub fn attachment_limit(count: usize, itype: &str) -> Fault {
+    Fault::new(
+        "AttachmentLimitExceeded",
+        format!("Interface count {count} exceeds the limit for {itype}"),
+    )
+}
+
+/// AssignPrivateIpAddresses: adds secondary private IPv4 addresses to an
+/// interface, by value or by count (not both). With `allow_reassignment`, an
+/// address another interface of the subnet holds as a secondary moves here.
+/// Returns the addresses added.
+pub fn assign_private_ips(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    addresses: &[String],
+    count: Option<i64>,
+    allow_reassignment: bool,
+) -> Result<Vec<Ipv4Addr>> {
+    let e = get(w, ctx, id)?.clone();
+    let n = count_param("secondaryPrivateIpAddressCount", count)?;
+    if !addresses.is_empty() && count.is_some() {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            "The parameters privateIpAddresses and secondaryPrivateIpAddressCount cannot be used together.",
+        ));
+    }
+    if addresses.is_empty() && n == 0 {
+        return Err(Fault::missing("PrivateIpAddress"));
+    }
+    let s = subnet::get(w, ctx, &e.subnet_id)?.clone();
+    let mut wanted: Vec<Ipv4Addr> = Vec::new();
+    for a in addresses {
+        let ip = parse_v4("privateIpAddresses", a)?;
+        if !wanted.contains(&ip) {
+            wanted.push(ip);
+        }
+    }
+    let lim = AddrLimits::of_eni(w, ctx, &e);
+    if e.private_ips.len() + wanted.len() + n > lim.v4 {
+        return Err(v4_limit_exceeded(lim.v4));
+    }
+    // Addresses by value: free, or (with reassignment) another interface's secondary.
+    let mut moved: Vec<(String, Ipv4Addr)> = Vec::new();
+    let mut taken = taken_v4(w, &s.meta.id);
+    for ip in &wanted {
+        if e.private_ips.iter().any(|p| p.ip == *ip) {
+            continue;
+        }
+        let holder = w
+            .iter::<NetworkInterface>()
+            .find(|x| x.subnet_id == s.meta.id && x.private_ips.iter().any(|p| p.ip == *ip));
+        match holder {
+            Some(h) if allow_reassignment && h.primary_ip() != *ip && !h.requester_managed => {
+                moved.push((h.meta.id.clone(), *ip));
+                taken.remove(ip);
+            }
+            _ => {}
+        }
+        check_v4(&s, *ip, &taken)?;
+        taken.insert(*ip);
+    }
+    let mut added: Vec<Ipv4Addr> = wanted
+        .iter()
+        .copied()
+        .filter(|ip| !e.private_ips.iter().any(|p| p.ip == *ip))
+        .collect();
+    for _ in 0..n {
+        let ip =
+            lowest_free_v4(&s.cidr, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        taken.insert(ip);
+        added.push(ip);
+    }
+    for (holder, ip) in moved {
+        eip::disassociate_private(w, &holder, ip);
+        w.update::<NetworkInterface>(&holder, |h| h.private_ips.retain(|p| p.ip != ip));
+    }
+    w.update::<NetworkInterface>(id, |x| {
+        for ip in &added {
+            x.private_ips.push(PrivateIp {
+                ip: *ip,
+                primary: false,
+            });
+        }
+    });
+    Ok(added)
+}
+
+/// UnassignPrivateIpAddresses: removes secondary addresses (never the
+/// primary); an Elastic IP associated with one is disassociated.
+pub fn unassign_private_ips(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    addresses: &[String],
+) -> Result<()> {
+    let e = get(w, ctx, id)?.clone();
+    if addresses.is_empty() {
+        return Err(Fault::missing("PrivateIpAddress"));
+    }
+    let mut gone = Vec::new();
+    for a in addresses {
+        let ip = parse_v4("privateIpAddresses", a)?;
+        match e.private_ips.iter().find(|p| p.ip == ip) {
+            Some(p) if p.primary => {
+                return Err(Fault::invalid_param(format!(
+                    "The primary private IP address {ip} of network interface '{id}' cannot be unassigned."
+                )))
+            }
+            Some(_) => gone.push(ip),
+            None => {
+                return Err(Fault::new(
+                    "InvalidParameterValue",
+                    format!("Some of the specified addresses are not assigned to interface {id}"),
+                ))
+            }
+        }
+    }
+    for ip in &gone {
+        eip::disassociate_private(w, id, *ip);
+    }
+    w.update::<NetworkInterface>(id, |x| x.private_ips.retain(|p| !gone.contains(&p.ip)));
+    Ok(())
 }
 
 fn attachment_not_found(id: &str) -> Fault {
@@ -671,8 +859,59 @@ pub fn detach(w: &mut World, ctx: &mut Ctx<'_>, attachment_id: &str) -> Result<(
             ),
         ));
     }
+    if let Some(a) = e.attachment.clone() {
+        w.put(Detachment {
+            id: a.id.clone(),
+            eni_id: e.meta.id.clone(),
+            attachment: a,
+            until: ctx.now.plus_ms(DETACHED_VISIBLE_MS),
+        });
+    }
     w.update::<NetworkInterface>(&e.meta.id, |e| e.attachment = None);
     Ok(())
+}
+
+/// How long a detached interface still shows its last attachment (status `detached`).
+pub const DETACHED_VISIBLE_MS: i64 = 10_000;
+
+/// The attachment an available interface still shows at `now`, just after DetachNetworkInterface.
+pub fn recent_detachment<'w>(
+    w: &'w World,
+    e: &NetworkInterface,
+    now: crate::Timestamp,
+) -> Option<&'w EniAttachment> {
+    if e.attachment.is_some() {
+        return None;
+    }
+    w.iter::<Detachment>()
+        .filter(|d| d.eni_id == e.meta.id && d.until > now)
+        .max_by_key(|d| d.until)
+        .map(|d| &d.attachment)
+}
+
+/// Forgets the detachments of one interface (it is attached again, or deleted).
+fn forget_detachments(w: &mut World, eni_id: &str) {
+    let ids: Vec<String> = w
+        .iter::<Detachment>()
+        .filter(|d| d.eni_id == eni_id)
+        .map(|d| d.id.clone())
+        .collect();
+    for id in ids {
+        w.remove::<Detachment>(&id);
+    }
+}
+
+/// Removes the detachments no longer shown. Returns whether any went.
+pub fn expire_detachments(w: &mut World, now: crate::Timestamp) -> bool {
+    let ids: Vec<String> = w
+        .iter::<Detachment>()
+        .filter(|d| d.until <= now)
+        .map(|d| d.id.clone())
+        .collect();
+    for id in &ids {
+        w.remove::<Detachment>(id);
+    }
+    !ids.is_empty()
 }
 
 /// One ModifyNetworkInterfaceAttribute change.

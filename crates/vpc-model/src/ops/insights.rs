@@ -684,6 +684,7 @@ mod tests {
                 launch_index: 0,
                 key_name: None,
                 client_token: None,
+                opts: Default::default(),
             });
         }
         w.take_changes();

@@ -10,10 +10,10 @@
 //! transition of instances and NAT gateways; [`next_deadline`] says when the
 //! next one is due.
 
-use super::{eni, nat, new_meta, sg, subnet, IdKind};
+use super::{eni, image, nat, new_meta, sg, subnet, volume, IdKind};
 use crate::ctx::Timestamp;
 use crate::fault::{Fault, Result};
-use crate::ids;
+use crate::instance_types::{self, InstanceType};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -101,6 +101,89 @@ pub struct RunInstances {
     pub client_token: Option<String>,
     pub instance_tags: Tags,
     pub eni_tags: Tags,
+    pub volume_tags: Tags,
+    /// `BlockDeviceMapping.N`.
+    pub block_devices: Vec<volume::BlockDevice>,
+    /// `MetadataOptions.*`.
+    pub metadata: MetadataChange,
+    /// `CreditSpecification.CpuCredits`.
+    pub cpu_credits: Option<String>,
+    pub disable_api_termination: Option<bool>,
+    pub disable_api_stop: Option<bool>,
+    /// `InstanceInitiatedShutdownBehavior`: `stop` or `terminate`.
+    pub shutdown_behavior: Option<String>,
+    /// Base64.
+    pub user_data: Option<String>,
+    pub ebs_optimized: Option<bool>,
+    /// `Monitoring.Enabled`.
+    pub monitoring: Option<bool>,
+}
+
+/// `MetadataOptions` of RunInstances, or ModifyInstanceMetadataOptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataChange {
+    pub http_tokens: Option<String>,
+    pub http_put_response_hop_limit: Option<i64>,
+    pub http_endpoint: Option<String>,
+    pub http_protocol_ipv6: Option<String>,
+    pub instance_metadata_tags: Option<String>,
+}
+
+impl MetadataChange {
+    pub fn is_empty(&self) -> bool {
+        *self == MetadataChange::default()
+    }
+
+    /// Applies the change to `m`, checking every value.
+    pub fn apply(&self, m: &MetadataOptions) -> Result<MetadataOptions> {
+        fn one_of(name: &str, v: &Option<String>, ok: &[&str], cur: &str) -> Result<String> {
+            match v.as_deref().filter(|s| !s.is_empty()) {
+                None => Ok(cur.to_string()),
+                Some(x) if ok.contains(&x) => Ok(x.to_string()),
+                Some(x) => Err(Fault::invalid_param(format!(
+                    "Value ({x}) for parameter {name} is invalid. Valid values: {}",
+                    ok.join(", ")
+                ))),
+            }
+        }
+        let hop = match self.http_put_response_hop_limit {
+            None => m.http_put_response_hop_limit,
+            Some(h) if (1..=64).contains(&h) => h as u32,
+            Some(h) => {
+                return Err(Fault::invalid_param(format!(
+                    "Value ({h}) for parameter HttpPutResponseHopLimit is invalid. Expected a value between 1 and 64."
+                )))
+            }
+        };
+        let onoff = ["enabled", "disabled"];
+        Ok(MetadataOptions {
+            http_tokens: one_of(
+                "HttpTokens",
+                &self.http_tokens,
+                &["optional", "required"],
+                &m.http_tokens,
+            )?,
+            http_put_response_hop_limit: hop,
+            http_endpoint: one_of(
+                "HttpEndpoint",
+                &self.http_endpoint,
+                &onoff,
+                &m.http_endpoint,
+            )?,
+            http_protocol_ipv6: one_of(
+                "HttpProtocolIpv6",
+                &self.http_protocol_ipv6,
+                &onoff,
+                &m.http_protocol_ipv6,
+            )?,
+            instance_metadata_tags: one_of(
+                "InstanceMetadataTags",
+                &self.instance_metadata_tags,
+                &onoff,
+                &m.instance_metadata_tags,
+            )?,
+        })
+    }
 }
 
 /// One interface of the instances being launched, checked.
@@ -141,19 +224,38 @@ fn combination(msg: &str) -> Fault {
     Fault::new("InvalidParameterCombination", msg.to_string())
 }
 
-/// Checks an instance type's shape: `family.size`, e.g. `t3.micro`.
-fn check_instance_type(t: &str) -> Result<()> {
-    let ok = t.split_once('.').is_some_and(|(f, s)| {
-        !f.is_empty()
-            && !s.is_empty()
-            && t.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-    });
-    if ok {
+/// An instance type from the catalogue (`crate::instance_types`);
+/// `InvalidParameterValue` for any other name, as RunInstances answers.
+pub fn instance_type(t: &str) -> Result<&'static InstanceType> {
+    instance_types::get(t)
+        .ok_or_else(|| Fault::invalid_param(format!("Invalid value '{t}' for InstanceType.")))
+}
+
+/// Checks a `CpuCredits` value against the type: burstable types only.
+fn check_credits(t: &InstanceType, c: &str) -> Result<()> {
+    if !matches!(c, "standard" | "unlimited") {
+        return Err(Fault::invalid_param(format!(
+            "Value ({c}) for parameter cpuCredits is invalid. Valid values: standard, unlimited"
+        )));
+    }
+    if !t.burstable() {
+        return Err(Fault::new(
+            "InvalidParameterCombination",
+            format!(
+                "The parameter CreditSpecification is not supported for {} instances.",
+                t.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_shutdown_behavior(b: &str) -> Result<()> {
+    if matches!(b, "stop" | "terminate") {
         Ok(())
     } else {
         Err(Fault::invalid_param(format!(
-            "Invalid value '{t}' for InstanceType."
+            "Value ({b}) for parameter instanceInitiatedShutdownBehavior is invalid. Valid values: stop, terminate"
         )))
     }
 }
@@ -194,13 +296,42 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Fault::missing("ImageId"))?;
-    ids::check("ami", "InvalidAMIID.Malformed", image)?;
+    let img = image::describe(image)?;
     let itype = req
         .instance_type
         .clone()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "t3.micro".into());
-    check_instance_type(&itype)?;
+        .unwrap_or_else(|| instance_types::DEFAULT_TYPE.into());
+    let ti = instance_type(&itype)?;
+    let volumes = volume::plan(&img, &req.block_devices)?;
+    let metadata = req.metadata.apply(&MetadataOptions::default())?;
+    let cpu_credits = match req.cpu_credits.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => {
+            check_credits(ti, c)?;
+            Some(c.to_string())
+        }
+        None => ti.family.default_credits.map(str::to_string),
+    };
+    if let Some(b) = req.shutdown_behavior.as_deref().filter(|b| !b.is_empty()) {
+        check_shutdown_behavior(b)?;
+    }
+    let opts = InstanceOptions {
+        disable_api_termination: req.disable_api_termination.unwrap_or(false),
+        disable_api_stop: req.disable_api_stop.unwrap_or(false),
+        shutdown_behavior: req
+            .shutdown_behavior
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "stop".into()),
+        user_data: req.user_data.clone().filter(|u| !u.is_empty()),
+        ebs_optimized: req
+            .ebs_optimized
+            .unwrap_or(ti.family.ebs_optimized == "default"),
+        monitoring: req.monitoring.unwrap_or(false),
+        metadata,
+        cpu_credits,
+        root_device_name: img.root_device_name.to_string(),
+    };
     let min = req.min_count.ok_or_else(|| Fault::missing("MinCount"))?;
     let max = req.max_count.ok_or_else(|| Fault::missing("MaxCount"))?;
     if min < 1 {
@@ -292,15 +423,10 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
             "A network interface with device index 0 is required.",
         ));
     }
-    if specs.len() > ctx.limits.interfaces_per_instance {
-        return Err(Fault::new(
-            "AttachmentLimitExceeded",
-            format!(
-                "Interface count {} exceeds the limit for {itype}",
-                specs.len()
-            ),
-        ));
+    if specs.len() > ti.max_interfaces.min(ctx.limits.interfaces_per_instance) {
+        return Err(eni::attachment_limit(specs.len(), &itype));
     }
+    let addr_limits = eni::AddrLimits::of_type(ctx, ti);
     for (s, d) in specs.iter().zip(&devices) {
         if s.associate_public_ip.is_some() && *d != 0 {
             return Err(combination(
@@ -326,6 +452,12 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         let device = devices[i];
         let plan = if let Some(id) = s.network_interface_id.as_deref().filter(|x| !x.is_empty()) {
             let e = eni::get(w, ctx, id)?.clone();
+            if e.private_ips.len() > addr_limits.v4 {
+                return Err(eni::v4_limit_exceeded(addr_limits.v4));
+            }
+            if e.ipv6.len() > addr_limits.v6 {
+                return Err(eni::v6_limit_exceeded(addr_limits.v6));
+            }
             if e.attachment.is_some() || e.requester_managed {
                 return Err(Fault::new(
                     "InvalidNetworkInterface.InUse",
@@ -376,7 +508,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
                 &s.eni.group_names,
                 "SecurityGroupsPerInstanceLimitExceeded",
             )?;
-            let addrs = eni::plan_addresses(w, ctx, &subnet, &s.eni)?;
+            let addrs = eni::plan_addresses_within(w, &subnet, &s.eni, addr_limits)?;
             let description = s.eni.description.clone().unwrap_or_default();
             if description.chars().count() > 255 {
                 return Err(Fault::invalid_param(
@@ -452,6 +584,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
     }
     super::tags::validate(&req.instance_tags, ctx.limits.tags_per_resource)?;
     super::tags::validate(&req.eni_tags, ctx.limits.tags_per_resource)?;
+    super::tags::validate(&req.volume_tags, ctx.limits.tags_per_resource)?;
 
     // How many to launch: quota, per-call cap, then free addresses.
     let active = w
@@ -572,7 +705,9 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
             launch_index: u32::try_from(k).unwrap_or(u32::MAX),
             key_name: req.key_name.clone().filter(|k| !k.is_empty()),
             client_token: token.clone(),
+            opts: opts.clone(),
         };
+        volume::create_for_instance(w, ctx, &volumes, &iid, &az, &req.volume_tags);
         w.put(inst.clone());
         out.push(inst);
     }
@@ -643,20 +778,39 @@ pub fn start(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<Sta
     })
 }
 
-/// StopInstances: `running` → `stopping` → `stopped`.
+/// StopInstances: `running` → `stopping` → `stopped`; refused while `disableApiStop` is set.
 pub fn stop(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
-    change_states(w, ctx, ids, |i| match i.state {
+    change_states(w, ctx, ids, |i| {
+        match i.state {
+        _ if i.opts.disable_api_stop => Err(Fault::new(
+            "OperationNotPermitted",
+            format!(
+                "The instance '{}' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.",
+                i.meta.id
+            ),
+        )),
         InstanceState::Running => Ok(Some(InstanceState::Stopping)),
         InstanceState::Stopping | InstanceState::Stopped => Ok(None),
         _ => Err(incorrect(&i.meta.id, "stopped")),
+    }
     })
 }
 
-/// TerminateInstances: → `shutting-down` → `terminated`.
+/// TerminateInstances: → `shutting-down` → `terminated`; refused while
+/// `disableApiTermination` is set.
 pub fn terminate(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<StateChange>> {
-    change_states(w, ctx, ids, |i| match i.state {
+    change_states(w, ctx, ids, |i| {
+        match i.state {
         InstanceState::ShuttingDown | InstanceState::Terminated => Ok(None),
+        _ if i.opts.disable_api_termination => Err(Fault::new(
+            "OperationNotPermitted",
+            format!(
+                "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
+                i.meta.id
+            ),
+        )),
         _ => Ok(Some(InstanceState::ShuttingDown)),
+    }
     })
 }
 
@@ -676,9 +830,26 @@ pub struct InstanceChange {
     pub source_dest_check: Option<bool>,
     pub groups: Option<Vec<String>>,
     pub instance_type: Option<String>,
+    pub disable_api_termination: Option<bool>,
+    pub disable_api_stop: Option<bool>,
+    pub shutdown_behavior: Option<String>,
+    /// Base64 (an empty string clears it).
+    pub user_data: Option<String>,
+    pub ebs_optimized: Option<bool>,
+    /// Accepted and ignored (`EnaSupport`, `SriovNetSupport`, …).
+    pub ignored: bool,
 }
 
-/// ModifyInstanceAttribute: source/dest check and groups apply to the primary interface.
+fn not_stopped(id: &str) -> Fault {
+    Fault::new(
+        "IncorrectInstanceState",
+        format!("The instance '{id}' is not in the 'stopped' state."),
+    )
+}
+
+/// ModifyInstanceAttribute: one attribute per call. Source/dest check and
+/// groups apply to the primary interface; the instance type, user data and
+/// EBS optimization change only while the instance is stopped.
 pub fn modify_attribute(
     w: &mut World,
     ctx: &mut Ctx<'_>,
@@ -690,6 +861,12 @@ pub fn modify_attribute(
         c.source_dest_check.is_some(),
         c.groups.is_some(),
         c.instance_type.is_some(),
+        c.disable_api_termination.is_some(),
+        c.disable_api_stop.is_some(),
+        c.shutdown_behavior.is_some(),
+        c.user_data.is_some(),
+        c.ebs_optimized.is_some(),
+        c.ignored,
     ]
     .iter()
     .filter(|x| **x)
@@ -705,15 +882,55 @@ pub fn modify_attribute(
             format!("The instance '{id}' is not in a valid state for this operation."),
         ));
     }
+    if c.ignored {
+        return Ok(());
+    }
     if let Some(t) = c.instance_type {
-        check_instance_type(&t)?;
+        let ti = instance_type(&t)?;
         if i.state != InstanceState::Stopped {
-            return Err(Fault::new(
-                "IncorrectInstanceState",
-                format!("The instance '{id}' is not in the 'stopped' state."),
-            ));
+            return Err(not_stopped(id));
         }
-        w.update::<Instance>(id, |x| x.instance_type = t);
+        let attached = eni::enis_of_instance(w, id);
+        if attached.len() > ti.max_interfaces {
+            return Err(eni::attachment_limit(attached.len(), &t));
+        }
+        let lim = eni::AddrLimits::of_type(ctx, ti);
+        if attached.iter().any(|e| e.private_ips.len() > lim.v4) {
+            return Err(eni::v4_limit_exceeded(lim.v4));
+        }
+        let keep = i.opts.cpu_credits.clone().filter(|_| ti.burstable());
+        let credits = keep.or(ti.family.default_credits.map(str::to_string));
+        w.update::<Instance>(id, |x| {
+            x.instance_type = t;
+            x.opts.cpu_credits = credits;
+        });
+        return Ok(());
+    }
+    if let Some(v) = c.disable_api_termination {
+        w.update::<Instance>(id, |x| x.opts.disable_api_termination = v);
+        return Ok(());
+    }
+    if let Some(v) = c.disable_api_stop {
+        w.update::<Instance>(id, |x| x.opts.disable_api_stop = v);
+        return Ok(());
+    }
+    if let Some(b) = c.shutdown_behavior {
+        check_shutdown_behavior(&b)?;
+        w.update::<Instance>(id, |x| x.opts.shutdown_behavior = b);
+        return Ok(());
+    }
+    if let Some(u) = c.user_data {
+        if i.state != InstanceState::Stopped {
+            return Err(not_stopped(id));
+        }
+        w.update::<Instance>(id, |x| x.opts.user_data = Some(u).filter(|u| !u.is_empty()));
+        return Ok(());
+    }
+    if let Some(v) = c.ebs_optimized {
+        if i.state != InstanceState::Stopped && v != i.opts.ebs_optimized {
+            return Err(not_stopped(id));
+        }
+        w.update::<Instance>(id, |x| x.opts.ebs_optimized = v);
         return Ok(());
     }
     let primary = w
@@ -749,6 +966,111 @@ pub fn modify_attribute(
         w.update::<NetworkInterface>(&primary.meta.id, |e| e.groups = groups);
     }
     Ok(())
+}
+
+/// ModifyInstanceMetadataOptions. Returns the new options.
+pub fn modify_metadata_options(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    c: &MetadataChange,
+) -> Result<MetadataOptions> {
+    let i = get(w, ctx, id)?.clone();
+    if i.state == InstanceState::Terminated {
+        return Err(Fault::new(
+            "IncorrectInstanceState",
+            format!("The instance '{id}' is not in a valid state for this operation."),
+        ));
+    }
+    let m = c.apply(&i.opts.metadata)?;
+    w.update::<Instance>(id, |x| x.opts.metadata = m.clone());
+    Ok(m)
+}
+
+/// The CPU credit option of each burstable instance among `ids` (all of the
+/// caller's when empty); other instances have none and are left out.
+pub fn credit_specifications<'w>(
+    w: &'w World,
+    ctx: &Ctx<'_>,
+    ids: &[String],
+) -> Result<Vec<(&'w Instance, String)>> {
+    let insts: Vec<&Instance> = if ids.is_empty() {
+        w.iter::<Instance>()
+            .filter(|i| i.meta.owner == ctx.account && i.meta.region == ctx.region)
+            .collect()
+    } else {
+        get_many(w, ctx, ids)?
+    };
+    Ok(insts
+        .into_iter()
+        .filter(|i| i.state != InstanceState::Terminated)
+        .filter_map(|i| i.opts.cpu_credits.clone().map(|c| (i, c)))
+        .collect())
+}
+
+/// ModifyInstanceCreditSpecification: per instance, `Ok` or the error it got
+/// (the call itself succeeds, as in EC2).
+pub fn modify_credit_specification(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    items: &[(String, String)],
+) -> Result<Vec<(String, Result<()>)>> {
+    if items.is_empty() {
+        return Err(Fault::missing("InstanceCreditSpecification"));
+    }
+    let mut out = Vec::new();
+    for (id, credits) in items {
+        let r = (|| {
+            let i = get(w, ctx, id)?;
+            let ti = instance_type(&i.instance_type)?;
+            check_credits(ti, credits)?;
+            if i.state == InstanceState::Terminated {
+                return Err(Fault::new(
+                    "IncorrectInstanceState",
+                    format!("The instance '{id}' is not in a valid state for this operation."),
+                ));
+            }
+            Ok(())
+        })();
+        if r.is_ok() {
+            let c = credits.clone();
+            w.update::<Instance>(id, |x| x.opts.cpu_credits = Some(c));
+        }
+        out.push((id.clone(), r));
+    }
+    Ok(out)
+}
+
+/// What DescribeInstanceStatus shows of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// `ok`, `initializing`, `not-applicable`, …
+    pub instance_status: &'static str,
+    pub system_status: &'static str,
+    pub ebs_status: &'static str,
+    /// The `reachability` detail (`passed`, `initializing`), none when not applicable.
+    pub reachability: Option<&'static str>,
+}
+
+/// An instance's status checks: a running instance passes them all; any
+/// other state has none (`not-applicable`). vpcd's instances have no
+/// operating system to fail a check, so `impaired` never shows.
+pub fn status_of(i: &Instance) -> InstanceStatus {
+    if i.state == InstanceState::Running {
+        InstanceStatus {
+            instance_status: "ok",
+            system_status: "ok",
+            ebs_status: "ok",
+            reachability: Some("passed"),
+        }
+    } else {
+        InstanceStatus {
+            instance_status: "not-applicable",
+            system_status: "not-applicable",
+            ebs_status: "not-applicable",
+            reachability: None,
+        }
+    }
 }
 
 // ---- Timers --------------------------------------------------------------
@@ -792,6 +1114,7 @@ fn step(w: &mut World, id: &str, now: Timestamp) {
         InstanceState::Stopping => set(w, InstanceState::Stopped, None),
         InstanceState::ShuttingDown => {
             release_network(w, id);
+            volume::release(w, id);
             set(
                 w,
                 InstanceState::Terminated,
@@ -826,6 +1149,9 @@ pub fn tick(w: &mut World, now: Timestamp) -> bool {
             .filter(|g| nat::deadline(g).is_some_and(|d| d <= now))
             .map(|g| g.meta.id.clone())
             .collect();
+        if eni::expire_detachments(w, now) {
+            changed = true;
+        }
         if due_i.is_empty() && due_n.is_empty() {
             break;
         }
@@ -845,6 +1171,7 @@ pub fn next_deadline(w: &World) -> Option<Timestamp> {
     w.iter::<Instance>()
         .filter_map(|i| i.transition_due)
         .chain(w.iter::<NatGateway>().filter_map(nat::deadline))
+        .chain(w.iter::<Detachment>().map(|d| d.until))
         .min()
 }
 

@@ -11,6 +11,7 @@ pub mod dns;
 pub mod eip;
 pub mod eni;
 pub mod igw;
+pub mod image;
 pub mod insights;
 pub mod instance;
 pub mod nat;
@@ -19,6 +20,7 @@ pub mod route;
 pub mod sg;
 pub mod subnet;
 pub mod tags;
+pub mod volume;
 pub mod vpc;
 
 use crate::fault::Fault;

@@ -87,6 +87,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "eipalloc" => "elastic-ip",
         "nip" => "network-insights-path",
         "nia" => "network-insights-analysis",
+        "vol" => "volume",
         _ => return None,
     })
 }
@@ -125,6 +126,7 @@ pub fn with_tags(
         "eipalloc" => with_owned::<Address>(w, ctx, &super::eip::ALLOC, id, f),
         "nip" => with_owned::<NetworkInsightsPath>(w, ctx, &super::insights::PATH, id, f),
         "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
+        "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -254,6 +256,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<Address>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<Volume>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<NetworkInsightsPath>(a, r) {
