@@ -144,7 +144,10 @@ impl GroupCommit {
     }
 
     /// Runs `f` on the store while no batch is being committed.
-    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         f(&mut lock(&self.durable).store)
     }
 }
@@ -223,7 +226,12 @@ mod tests {
         let writer = Arc::new(open(dir.path(), false));
         assert_eq!(hammer(&writer), 400);
         drop(writer);
-        assert_eq!(committed(&open(dir.path(), false)).iter::<RegionInit>().count(), 400);
+        assert_eq!(
+            committed(&open(dir.path(), false))
+                .iter::<RegionInit>()
+                .count(),
+            400
+        );
     }
 
     #[test]
