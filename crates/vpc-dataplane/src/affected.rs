@@ -31,7 +31,8 @@
 //! * anything a route can target (gateway, peering, NAT gateway, interface,
 //!   instance): the routers of the route tables naming it (route state);
 //! * public IPv4 addresses: every address an affected interface, NAT
-//!   gateway or changed Elastic IP may claim, in either World, re-plans the
+//!   gateway, changed Elastic IP or interface one is (or was) associated
+//!   with may claim, in either World, re-plans the
 //!   internet and the router of every VPC with a claim on it (one address
 //!   claimed twice goes to the first claimant, so a change in one VPC can
 //!   move an address in another).
@@ -198,10 +199,14 @@ pub fn affected(old: &World, new: &World) -> Affected {
     }
     // Public addresses that may be claimed differently.
     let mut public: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    // Interfaces an Elastic IP moved to or from: which of their addresses
+    // they claim may change (the first Elastic IP on the primary wins).
+    let mut eip_enis: BTreeSet<String> = BTreeSet::new();
     for c in changes::<Address>(old, new) {
         changed_records += 1;
         for a in versions(&c) {
             public.insert(a.public_ip);
+            eip_enis.extend(a.eni_id.clone());
         }
     }
 
@@ -363,7 +368,7 @@ pub fn affected(old: &World, new: &World) -> Affected {
 
     // Public addresses of affected interfaces (NAT gateways' included), in
     // either World; then every VPC with a claim on one of them.
-    let claimants: BTreeSet<&String> = enis.iter().chain(&nat_enis).collect();
+    let claimants: BTreeSet<&String> = enis.iter().chain(&nat_enis).chain(&eip_enis).collect();
     if !claimants.is_empty() {
         for w in [old, new] {
             for id in &claimants {
@@ -1005,6 +1010,42 @@ mod tests {
                     affected.scope
                 );
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+            ..ProptestConfig::default()
+        })]
+
+        /// Planning any subset of the namespaces gives exactly those
+        /// namespaces' entries of the full plan (the facts a scoped plan
+        /// gathers from part of the World are the ones it needs).
+        #[test]
+        fn a_scoped_plan_is_the_full_plan_restricted(
+            seed in any::<u8>(),
+            steps in prop::collection::vec(step_g(), 0..24),
+            picks in prop::collection::vec(any::<bool>(), 48),
+            inet in any::<bool>(),
+        ) {
+            let mut e = start(seed);
+            for s in &steps {
+                apply(&mut e, *s);
+            }
+            let pick = |i: usize| picks[i % picks.len()];
+            let scope = Scope {
+                vpcs: e.w.iter::<Vpc>().enumerate().filter(|(i, _)| pick(*i)).map(|(_, v)| v.meta.id.clone()).collect(),
+                instances: e.w.iter::<Instance>().enumerate().filter(|(i, _)| pick(i + 16)).map(|(_, x)| x.meta.id.clone()).collect(),
+                nat_gateways: e.w.iter::<NatGateway>().enumerate().filter(|(i, _)| pick(i + 32)).map(|(_, n)| n.meta.id.clone()).collect(),
+                inet,
+            };
+            let names = scope.namespaces(TAG);
+            let mut expected = plan(&e.w, TAG).namespaces;
+            expected.retain(|n, _| names.contains(n));
+            let scoped = plan_scope(&e.w, TAG, Some(&scope)).namespaces;
+            let differ = differing(&scoped, &expected);
+            prop_assert!(differ.is_empty(), "{differ:?} differ (scope {scope:?})");
         }
     }
 
