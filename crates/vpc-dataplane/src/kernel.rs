@@ -206,6 +206,19 @@ impl Runner {
         }
     }
 
+    /// Which of these namespaces exist (one `stat` each, for a few names
+    /// where listing thousands would cost more).
+    pub fn netns_existing<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<String> {
+        names
+            .into_iter()
+            .filter(|n| std::path::Path::new(NETNS_DIR).join(n).exists())
+            .cloned()
+            .collect()
+    }
+
     pub fn netns_add(&self, name: &str) -> Result<(), CommandError> {
         self.count(1);
         self.ip(None, &["netns", "add", name]).map(|_| ())

@@ -3,10 +3,12 @@
 //! `docs/dataplane.md` describes.
 //!
 //! * [`plan`] computes the whole desired kernel state, purely.
-//! * [`Dataplane::reconcile`] compares it per namespace with what it last
-//!   applied and applies only what changed; the first call after startup
+//! * [`Dataplane::reconcile`] re-plans only the namespaces a change can
+//!   affect ([`affected`]), compares them with what it last applied and
+//!   applies only what changed; the first call after startup plans and
 //!   applies everything idempotently, which is how a restart adopts the
-//!   existing kernel state without interrupting traffic.
+//!   existing kernel state without interrupting traffic. A full re-plan runs
+//!   every [`FULL_PLAN_EVERY`] as a safety pass.
 //! * [`teardown`] removes every kernel object of a data directory.
 //!
 //! This crate is the only one that knows `ip`, `nft`, `sysctl` and
@@ -14,6 +16,7 @@
 //! touches the host namespace: every veth is created directly inside
 //! namespaces it created.
 
+pub mod affected;
 pub mod error;
 pub mod kernel;
 pub mod link;
@@ -27,7 +30,7 @@ mod testkit;
 pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
 pub use kernel::{Runner, Tools};
 pub use link::{PeeringLinkType, Veth};
-pub use plan::{plan, NsPlan, NsRole, Plan};
+pub use plan::{plan, plan_scope, NsPlan, NsRole, Plan, Scope};
 
 use kernel::Parts;
 use plan::LinkCreate;
@@ -59,14 +62,88 @@ impl Report {
     }
 }
 
+/// How [`Dataplane::reconcile`] computes the desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Planning {
+    /// Re-plan only the namespaces a change between the World last planned
+    /// and the new one can affect, keeping the others' plans; re-plan the
+    /// whole World every [`FULL_PLAN_EVERY`] and warn if that differs.
+    #[default]
+    Incremental,
+    /// Re-plan the whole World on every pass (the baseline).
+    Full,
+}
+
+/// How often the incremental planner re-plans the whole World as a safety pass.
+pub const FULL_PLAN_EVERY: Duration = Duration::from_secs(30);
+
+/// The desired state last computed, and what it was computed from.
+#[derive(Debug)]
+struct Desired {
+    world: World,
+    namespaces: BTreeMap<String, NsPlan>,
+    /// When the whole World was last planned.
+    full_at: Instant,
+}
+
+/// Which namespaces' plans may differ from the previous pass, with their previous plans.
+#[derive(Debug)]
+enum Changed {
+    /// Any of them: the previous plan of every namespace (none on a first pass).
+    All(BTreeMap<String, NsPlan>),
+    /// Only these; the previous plans of those that had one.
+    Only {
+        names: BTreeSet<String>,
+        previous: BTreeMap<String, NsPlan>,
+    },
+}
+
+/// One pass's plan: every namespace's, and what it replaced.
+#[derive(Debug)]
+struct Pass {
+    namespaces: BTreeMap<String, NsPlan>,
+    warnings: Vec<String>,
+    changed: Changed,
+    /// When the whole World was last planned (now, for a full pass).
+    full_at: Instant,
+    full: bool,
+}
+
+impl Pass {
+    /// What the namespace was planned as in the previous pass.
+    fn previous(&self, name: &str) -> Option<&NsPlan> {
+        match &self.changed {
+            Changed::All(prev) => prev.get(name),
+            Changed::Only { names, previous } if names.contains(name) => previous.get(name),
+            Changed::Only { .. } => self.namespaces.get(name),
+        }
+    }
+}
+
+/// The namespaces whose plans differ between two plans.
+fn differing(a: &BTreeMap<String, NsPlan>, b: &BTreeMap<String, NsPlan>) -> Vec<String> {
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| a.get(*n) != b.get(*n))
+        .cloned()
+        .collect()
+}
+
 /// The data plane of one data directory.
 #[derive(Debug)]
 pub struct Dataplane {
     tag: String,
     run: Runner,
     link_type: Box<dyn PeeringLinkType>,
-    /// What each namespace was last brought to; None before the first reconcile.
-    applied: Option<BTreeMap<String, NsPlan>>,
+    planning: Planning,
+    full_plan_every: Duration,
+    /// The plan of every namespace as of the last reconcile; None before the first.
+    desired: Option<Desired>,
+    /// Namespaces that failed to converge last time (they are converged in full next time).
+    unconverged: BTreeSet<String>,
+    /// Safety passes whose full plan differed from the incremental one.
+    plan_mismatches: u64,
     /// Instance namespaces that belong to this data directory.
     instances: BTreeSet<String>,
     /// `i-…` namespaces seen to belong to someone else (checked once).
@@ -88,7 +165,11 @@ impl Dataplane {
             tag,
             run: Runner::new(tools),
             link_type: Box::new(Veth),
-            applied: None,
+            planning: Planning::default(),
+            full_plan_every: FULL_PLAN_EVERY,
+            desired: None,
+            unconverged: BTreeSet::new(),
+            plan_mismatches: 0,
             instances: BTreeSet::new(),
             foreign: BTreeSet::new(),
         })
@@ -98,6 +179,25 @@ impl Dataplane {
     pub fn with_peering_link(mut self, link_type: Box<dyn PeeringLinkType>) -> Self {
         self.link_type = link_type;
         self
+    }
+
+    /// Chooses incremental (the default) or full re-planning on every pass.
+    pub fn with_planning(mut self, planning: Planning) -> Self {
+        self.planning = planning;
+        self
+    }
+
+    /// Sets how often the incremental planner re-plans the whole World and
+    /// compares (every [`FULL_PLAN_EVERY`] by default).
+    pub fn with_full_plan_every(mut self, every: Duration) -> Self {
+        self.full_plan_every = every;
+        self
+    }
+
+    /// How many safety passes found the incremental plan differing from the
+    /// full one (each is logged at warn level; anything but 0 is a bug).
+    pub fn plan_mismatches(&self) -> u64 {
+        self.plan_mismatches
     }
 
     pub fn tag(&self) -> &str {
@@ -115,12 +215,76 @@ impl Dataplane {
     /// Forgets what was applied, so the next reconcile converges every
     /// namespace against the kernel again (a periodic full resync).
     pub fn forget(&mut self) {
-        self.applied = None;
+        self.desired = None;
     }
 
-    /// The plan last applied, per namespace (None before the first reconcile).
+    /// The plan of every namespace as of the last reconcile (None before
+    /// the first), including those that failed to converge.
     pub fn applied(&self) -> Option<&BTreeMap<String, NsPlan>> {
-        self.applied.as_ref()
+        self.desired.as_ref().map(|d| &d.namespaces)
+    }
+
+    /// Plans the World: in full on a first pass, in [`Planning::Full`], on a
+    /// safety pass or when a change affects most namespaces; otherwise only
+    /// the namespaces the change can affect, keeping the others' plans.
+    fn plan_pass(&mut self, world: &World) -> Pass {
+        let full = |previous| {
+            let p = plan::plan(world, &self.tag);
+            Pass {
+                namespaces: p.namespaces,
+                warnings: p.warnings,
+                changed: Changed::All(previous),
+                full_at: Instant::now(),
+                full: true,
+            }
+        };
+        let Some(prev) = self.desired.take() else {
+            return full(BTreeMap::new());
+        };
+        if self.planning == Planning::Full {
+            return full(prev.namespaces);
+        }
+        let full_at = prev.full_at;
+        let affected = affected::affected(&prev.world, world);
+        let names = affected.scope.namespaces(&self.tag);
+        let safety = full_at.elapsed() >= self.full_plan_every;
+        if !safety && names.len() * 2 > prev.namespaces.len().max(16) {
+            return full(prev.namespaces);
+        }
+        let partial = plan::plan_scope(world, &self.tag, Some(&affected.scope));
+        if safety {
+            let mut incremental = prev.namespaces.clone();
+            for n in &names {
+                incremental.remove(n);
+            }
+            incremental.extend(partial.namespaces);
+            let pass = full(prev.namespaces);
+            let differ = differing(&incremental, &pass.namespaces);
+            if !differ.is_empty() {
+                self.plan_mismatches += 1;
+                tracing::warn!(
+                    tag = %self.tag,
+                    namespaces = ?differ,
+                    "the full plan differs from the incremental one (a missed dependency: a bug); converging to the full plan"
+                );
+            }
+            return pass;
+        }
+        let mut namespaces = prev.namespaces;
+        let mut previous = BTreeMap::new();
+        for n in &names {
+            if let Some(old) = namespaces.remove(n) {
+                previous.insert(n.clone(), old);
+            }
+        }
+        namespaces.extend(partial.namespaces);
+        Pass {
+            namespaces,
+            warnings: partial.warnings,
+            changed: Changed::Only { names, previous },
+            full_at,
+            full: false,
+        }
     }
 
     /// Brings the kernel to the World's desired state.
@@ -131,17 +295,40 @@ impl Dataplane {
     pub fn reconcile(&mut self, world: &World) -> Result<Report, DataplaneError> {
         let start = Instant::now();
         let ops0 = self.run.ops();
-        let plan = plan::plan(world, &self.tag);
+        let pass = self.plan_pass(world);
         let planned = start.elapsed();
-        for w in &plan.warnings {
+        for w in &pass.warnings {
             tracing::warn!(tag = %self.tag, "{w}");
         }
-        let existing = self.run.netns_list().map_err(ApplyError::List)?;
-        let first = self.applied.is_none();
-        let prev = self.applied.take().unwrap_or_default();
-        for (name, ns) in &plan.namespaces {
-            if matches!(ns.role, NsRole::Instance { .. }) {
-                self.instances.insert(name.clone());
+        let desired = &pass.namespaces;
+        let unconverged = std::mem::take(&mut self.unconverged);
+        let previous = |name: &str| {
+            if unconverged.contains(name) {
+                None
+            } else {
+                pass.previous(name)
+            }
+        };
+        // The namespaces whose plan may differ, or that did not converge last
+        // time; only these are compared, created or deleted. After a full
+        // plan that is every namespace there is, planned or in the kernel.
+        let (visit, existing): (Vec<&String>, BTreeSet<String>) = match &pass.changed {
+            Changed::All(_) => (
+                desired.keys().collect(),
+                self.run.netns_list().map_err(ApplyError::List)?,
+            ),
+            Changed::Only { names, .. } => {
+                let candidates: BTreeSet<&String> = names.iter().chain(&unconverged).collect();
+                let visit = candidates
+                    .iter()
+                    .filter_map(|n| desired.get_key_value(*n).map(|(k, _)| k))
+                    .collect();
+                (visit, self.run.netns_existing(candidates))
+            }
+        };
+        for name in &visit {
+            if matches!(desired[*name].role, NsRole::Instance { .. }) {
+                self.instances.insert(name.to_string());
             }
         }
         let mut report = Report::default();
@@ -151,7 +338,7 @@ impl Dataplane {
         // namespace nobody knows of is ours when its `lo` carries our marker.
         let unknown: Vec<&String> = existing
             .iter()
-            .filter(|n| names::is_instance_ns(n) && !plan.namespaces.contains_key(*n))
+            .filter(|n| names::is_instance_ns(n) && !desired.contains_key(*n))
             .filter(|n| !self.instances.contains(*n) && !self.foreign.contains(*n))
             .filter(|n| world.get::<Instance>(n).is_none())
             .collect();
@@ -170,7 +357,7 @@ impl Dataplane {
         let prefix = names::ns_prefix(&self.tag);
         let doomed: Vec<&String> = existing
             .iter()
-            .filter(|name| !plan.namespaces.contains_key(*name))
+            .filter(|name| !desired.contains_key(*name))
             .filter(|name| {
                 name.starts_with(&prefix)
                     || (names::is_instance_ns(name)
@@ -194,14 +381,16 @@ impl Dataplane {
 
         // The instances' resolver configuration (/etc/netns/<id>/resolv.conf),
         // there before their namespaces are.
-        for (id, e) in resolv::write_all(world, &plan) {
+        // Only the namespaces this pass visits: a VPC's DNS settings are
+        // among the records that make its instances' namespaces affected.
+        for (id, e) in resolv::write_all(world, visit.iter().map(|n| &desired[*n])) {
             tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
         }
 
         // 2. Planned namespaces that do not exist yet.
-        let missing: Vec<&NsPlan> = plan
-            .namespaces
-            .values()
+        let missing: Vec<&NsPlan> = visit
+            .iter()
+            .map(|n| &desired[*n])
             .filter(|ns| !existing.contains(&ns.name))
             .collect();
         let results = par_map(&missing, |ns| {
@@ -223,12 +412,13 @@ impl Dataplane {
 
         // 3. What to converge in each namespace.
         let mut work: BTreeMap<String, Parts> = BTreeMap::new();
-        for (name, ns) in &plan.namespaces {
+        for name in visit.iter().copied().chain(&created) {
+            let ns = &desired[name];
             if failed.contains_key(name) {
                 continue;
             }
-            let parts = match prev.get(name) {
-                Some(old) if !first && !created.contains(name) => Parts::diff(old, ns),
+            let parts = match previous(name) {
+                Some(old) if !created.contains(name) => Parts::diff(old, ns),
                 _ => Parts::all(),
             };
             if parts.any() {
@@ -236,13 +426,15 @@ impl Dataplane {
             }
         }
         // A new namespace's links are made from the other side; both ends converge.
-        for (name, ns) in &plan.namespaces {
-            for c in ns.links.values().filter_map(|l| l.create.as_ref()) {
-                let peer = c.peer_ns();
-                if created.contains(name) || created.contains(peer) {
-                    for n in [name.as_str(), peer] {
-                        if plan.namespaces.contains_key(n) && !failed.contains_key(n) {
-                            work.insert(n.to_string(), Parts::all());
+        if !created.is_empty() {
+            for (name, ns) in desired {
+                for c in ns.links.values().filter_map(|l| l.create.as_ref()) {
+                    let peer = c.peer_ns();
+                    if created.contains(name) || created.contains(peer) {
+                        for n in [name.as_str(), peer] {
+                            if desired.contains_key(n) && !failed.contains_key(n) {
+                                work.insert(n.to_string(), Parts::all());
+                            }
                         }
                     }
                 }
@@ -253,14 +445,14 @@ impl Dataplane {
         let linked: Vec<&NsPlan> = work
             .iter()
             .filter(|(_, p)| p.links)
-            .map(|(n, _)| &plan.namespaces[n])
+            .map(|(n, _)| &desired[n])
             .collect();
         // A namespace made in this pass has nothing to remove.
         let results = par_map(&linked, |ns| {
             if created.contains(&ns.name) {
                 Ok(())
             } else {
-                self.remove_links(ns, prev.get(&ns.name))
+                self.remove_links(ns, previous(&ns.name))
             }
         });
         for (ns, r) in linked.iter().zip(results) {
@@ -276,7 +468,7 @@ impl Dataplane {
             let failed = &failed;
             let fresh = &created;
             par_map(&linked, |ns| {
-                self.create_links(ns, &plan, failed, fresh.contains(&ns.name))
+                self.create_links(ns, desired, failed, fresh.contains(&ns.name))
             })
         };
         let mut touched: BTreeSet<String> = BTreeSet::new();
@@ -289,7 +481,7 @@ impl Dataplane {
             }
         }
         for t in touched {
-            if plan.namespaces.contains_key(&t) && !failed.contains_key(&t) {
+            if desired.contains_key(&t) && !failed.contains_key(&t) {
                 work.insert(t, Parts::all());
             }
         }
@@ -298,7 +490,7 @@ impl Dataplane {
         let jobs: Vec<(&NsPlan, Parts)> = work
             .iter()
             .filter(|(n, _)| !failed.contains_key(*n))
-            .map(|(n, p)| (&plan.namespaces[n], *p))
+            .map(|(n, p)| (&desired[n], *p))
             .collect();
         let results = par_map(&jobs, |(ns, parts)| {
             kernel::configure(&self.run, ns, *parts)
@@ -317,14 +509,14 @@ impl Dataplane {
         }
 
         // 6. Conntrack entries of addresses that left a router (after its rules changed).
-        let forget: Vec<(&str, Vec<std::net::IpAddr>)> = plan
-            .namespaces
+        let forget: Vec<(&str, Vec<std::net::IpAddr>)> = visit
             .iter()
+            .map(|n| (n.as_str(), &desired[*n]))
             .filter(|(n, ns)| !failed.contains_key(*n) && matches!(ns.role, NsRole::Router { .. }))
             .filter_map(|(n, ns)| {
-                let old = prev.get(n)?;
+                let old = previous(n)?;
                 let gone: Vec<_> = old.tracked.difference(&ns.tracked).copied().collect();
-                (!gone.is_empty()).then_some((n.as_str(), gone))
+                (!gone.is_empty()).then_some((n, gone))
             })
             .collect();
         let results = par_map(&forget, |(ns, addrs)| {
@@ -341,17 +533,26 @@ impl Dataplane {
         report.created = created.into_iter().collect();
         report.kernel_ops = self.run.ops() - ops0;
         report.duration = start.elapsed();
-        let mut applied = plan.namespaces;
-        applied.retain(|name, _| !failed.contains_key(name));
-        self.applied = Some(applied);
+        let replanned = match &pass.changed {
+            Changed::All(_) => desired.len(),
+            Changed::Only { names, .. } => names.len(),
+        };
+        self.unconverged = failed.keys().cloned().collect();
+        self.desired = Some(Desired {
+            world: world.clone(),
+            namespaces: pass.namespaces,
+            full_at: pass.full_at,
+        });
         if failed.is_empty() {
             tracing::debug!(
                 created = report.created.len(),
                 updated = report.updated.len(),
                 deleted = report.deleted.len(),
                 ops = report.kernel_ops,
-                plan_ms = planned.as_millis() as u64,
-                ms = report.duration.as_millis() as u64,
+                full_plan = pass.full,
+                replanned,
+                plan_us = planned.as_micros() as u64,
+                us = report.duration.as_micros() as u64,
                 "reconciled"
             );
             Ok(report)
@@ -393,7 +594,7 @@ impl Dataplane {
     fn create_links(
         &self,
         ns: &NsPlan,
-        plan: &Plan,
+        desired: &BTreeMap<String, NsPlan>,
         failed: &BTreeMap<String, CommandError>,
         fresh: bool,
     ) -> Result<Vec<String>, CommandError> {
@@ -417,7 +618,7 @@ impl Dataplane {
             .collect();
         for (_, c) in &missing {
             let peer = c.peer_ns();
-            if !plan.namespaces.contains_key(peer) || failed.contains_key(peer) {
+            if !desired.contains_key(peer) || failed.contains_key(peer) {
                 return Err(CommandError::MissingLink {
                     ns: peer.to_string(),
                     link: format!("{} (namespace unavailable)", c.peer_name()),

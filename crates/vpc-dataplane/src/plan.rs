@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vpc_model::ops;
 use vpc_model::{
     Instance, InstanceState, InternetGateway, NatGateway, NatState, NetworkInterface, Peering,
-    RouteTable, RouteTarget, Subnet, Vpc, World,
+    RouteTable, RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
 /// The complete desired kernel state of one data directory.
@@ -340,10 +340,98 @@ struct Facts<'w> {
     enis_by_instance: BTreeMap<&'w str, Vec<usize>>,
     subnets_by_vpc: BTreeMap<&'w str, Vec<&'w Subnet>>,
     warnings: Vec<String>,
+    /// What was gathered when not the whole World.
+    within: Option<Within>,
+}
+
+/// The part of the World a scoped plan gathers facts from: the scope's
+/// VPCs, closed over interfaces (every VPC with an interface of a gathered
+/// instance, every instance with an interface in a gathered VPC), so link
+/// and device name collisions resolve exactly as over the whole World.
+#[derive(Debug, Clone)]
+struct Within {
+    vpcs: BTreeSet<String>,
+    instances: BTreeSet<String>,
+    /// Groups whose member addresses the scope's routers can reference.
+    groups: BTreeSet<String>,
+}
+
+impl Within {
+    /// None when the scope needs the whole World (the internet namespace
+    /// holds every VPC's public addresses).
+    fn new(w: &World, scope: &Scope) -> Option<Within> {
+        if scope.inet {
+            return None;
+        }
+        let mut vpcs = scope.vpcs.clone();
+        let mut instances = scope.instances.clone();
+        vpcs.extend(
+            scope
+                .nat_gateways
+                .iter()
+                .filter_map(|n| w.get::<NatGateway>(n).map(|n| n.vpc_id.clone())),
+        );
+        loop {
+            let before = (vpcs.len(), instances.len());
+            for e in w.iter::<NetworkInterface>() {
+                let inst = e.attachment.as_ref().map(|a| &a.instance_id);
+                if vpcs.contains(&e.vpc_id) || inst.is_some_and(|i| instances.contains(i)) {
+                    if !vpcs.contains(&e.vpc_id) {
+                        vpcs.insert(e.vpc_id.clone());
+                    }
+                    if let Some(i) = inst.filter(|i| !instances.contains(*i)) {
+                        instances.insert(i.clone());
+                    }
+                }
+            }
+            if (vpcs.len(), instances.len()) == before {
+                break;
+            }
+        }
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        for e in w.iter::<NetworkInterface>() {
+            if scope.vpcs.contains(&e.vpc_id) {
+                used.extend(e.groups.iter().map(String::as_str));
+            }
+        }
+        let mut groups = BTreeSet::new();
+        for g in used.into_iter().filter_map(|g| w.get::<SecurityGroup>(g)) {
+            for r in g.ingress.iter().chain(&g.egress) {
+                if let SgPeer::Group { group_id, .. } = &r.peer {
+                    groups.insert(group_id.clone());
+                }
+            }
+        }
+        Some(Within {
+            vpcs,
+            instances,
+            groups,
+        })
+    }
+
+    fn has_eni(&self, e: &NetworkInterface) -> bool {
+        self.vpcs.contains(&e.vpc_id)
+            || e.attachment
+                .as_ref()
+                .is_some_and(|a| self.instances.contains(&a.instance_id))
+    }
 }
 
 impl<'w> Facts<'w> {
-    fn gather(w: &'w World, tag: &'w str) -> Facts<'w> {
+    /// Gathers the facts for planning `scope` (the whole World when None).
+    fn gather(w: &'w World, tag: &'w str, scope: Option<&Scope>) -> Facts<'w> {
+        let within = scope.and_then(|s| Within::new(w, s));
+        let scoped = within.is_some();
+        let f = Facts::gather_within(w, tag, within);
+        if scoped && f.public_claimed_elsewhere() {
+            // A public address is claimed outside the gathered part too: which
+            // claim wins depends on the whole World.
+            return Facts::gather_within(w, tag, None);
+        }
+        f
+    }
+
+    fn gather_within(w: &'w World, tag: &'w str, within: Option<Within>) -> Facts<'w> {
         let mut f = Facts {
             w,
             tag,
@@ -359,6 +447,7 @@ impl<'w> Facts<'w> {
             enis_by_instance: BTreeMap::new(),
             subnets_by_vpc: BTreeMap::new(),
             warnings: Vec::new(),
+            within,
         };
         f.gather_instances();
         f.gather_enis();
@@ -377,12 +466,51 @@ impl<'w> Facts<'w> {
                 .push(i);
         }
         for s in w.iter::<Subnet>() {
-            f.subnets_by_vpc
-                .entry(s.vpc_id.as_str())
-                .or_default()
-                .push(s);
+            if f.within.as_ref().is_none_or(|x| x.vpcs.contains(&s.vpc_id)) {
+                f.subnets_by_vpc
+                    .entry(s.vpc_id.as_str())
+                    .or_default()
+                    .push(s);
+            }
         }
         f
+    }
+
+    /// Whether an interface outside the gathered part may claim a public
+    /// address that a gathered one claims.
+    fn public_claimed_elsewhere(&self) -> bool {
+        let Some(within) = &self.within else {
+            return false;
+        };
+        let claimed: BTreeSet<Ipv4Addr> = self
+            .public
+            .values()
+            .flat_map(|m| m.values())
+            .copied()
+            .collect();
+        if claimed.is_empty() {
+            return false;
+        }
+        let gathered: BTreeSet<&str> = self
+            .enis
+            .iter()
+            .map(|e| e.eni.meta.id.as_str())
+            .chain(self.nats.iter().map(|n| n.nat.eni_id.as_str()))
+            .collect();
+        let outside = |eni: &str| {
+            !gathered.contains(eni)
+                && self
+                    .w
+                    .get::<NetworkInterface>(eni)
+                    .is_none_or(|e| !within.has_eni(e))
+        };
+        self.w
+            .iter::<NetworkInterface>()
+            .any(|e| e.public_ip.is_some_and(|p| claimed.contains(&p)) && outside(&e.meta.id))
+            || self
+                .w
+                .iter::<vpc_model::Address>()
+                .any(|a| claimed.contains(&a.public_ip) && a.eni_id.as_deref().is_some_and(outside))
     }
 
     fn enis_of_vpc(&self, vpc: &str) -> Vec<&RealEni<'w>> {
@@ -408,7 +536,16 @@ impl<'w> Facts<'w> {
     }
 
     fn gather_instances(&mut self) {
-        for i in self.w.iter::<Instance>() {
+        let w = self.w;
+        let all: Vec<&'w Instance> = match &self.within {
+            Some(x) => x
+                .instances
+                .iter()
+                .filter_map(|i| w.get::<Instance>(i))
+                .collect(),
+            None => w.iter::<Instance>().collect(),
+        };
+        for i in all {
             if i.state == InstanceState::Terminated {
                 continue;
             }
@@ -480,7 +617,12 @@ impl<'w> Facts<'w> {
         let w = self.w;
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for n in w.iter::<NatGateway>() {
-            if n.state != NatState::Available {
+            if n.state != NatState::Available
+                || self
+                    .within
+                    .as_ref()
+                    .is_some_and(|x| !x.vpcs.contains(&n.vpc_id))
+            {
                 continue;
             }
             let Some(eni) = w.get::<NetworkInterface>(&n.eni_id) else {
@@ -516,7 +658,9 @@ impl<'w> Facts<'w> {
             let Some(v) = g.vpc_id.as_deref() else {
                 continue;
             };
-            if w.get::<Vpc>(v).is_none() {
+            if w.get::<Vpc>(v).is_none()
+                || self.within.as_ref().is_some_and(|x| !x.vpcs.contains(v))
+            {
                 continue;
             }
             if !is_safe(&g.meta.id) || !is_safe(v) {
@@ -528,6 +672,11 @@ impl<'w> Facts<'w> {
         }
         for p in w.iter::<Peering>() {
             if !ops::peering::carries_traffic(w, &p.id) {
+                continue;
+            }
+            if self.within.as_ref().is_some_and(|x| {
+                !x.vpcs.contains(&p.requester.vpc_id) && !x.vpcs.contains(&p.accepter.vpc_id)
+            }) {
                 continue;
             }
             let (a, b) = (p.requester.vpc_id.as_str(), p.accepter.vpc_id.as_str());
@@ -587,8 +736,13 @@ impl<'w> Facts<'w> {
     }
 
     fn gather_members(&mut self) {
+        let within = self.within.as_ref().map(|x| &x.groups);
         for e in self.w.iter::<NetworkInterface>() {
-            for g in &e.groups {
+            for g in e
+                .groups
+                .iter()
+                .filter(|g| within.is_none_or(|x| x.contains(*g)))
+            {
                 let m = self.members.entry(g.as_str()).or_default();
                 m.0.extend(e.private_ips.iter().map(|p| p.ip));
                 m.1.extend(e.ipv6.iter().copied());
@@ -599,39 +753,109 @@ impl<'w> Facts<'w> {
 
 /// Computes the complete desired kernel state for the data directory `tag`.
 pub fn plan(world: &World, tag: &str) -> Plan {
-    let f = Facts::gather(world, tag);
-    let mut out = Plan {
-        tag: tag.to_string(),
-        ..Plan::default()
-    };
-    let mut warnings = f.warnings.clone();
-    // Routers on one thread, instances on this one: the two halves of the
-    // work are independent and about the same size at scale.
-    let (routers, instances) = std::thread::scope(|s| {
-        let f = &f;
-        let r = s.spawn(move || {
+    plan_scope(world, tag, None)
+}
+
+/// Which namespaces a plan covers: routers by VPC ID, instance namespaces
+/// by instance ID, NAT gateway namespaces by NAT gateway ID, and the
+/// simulated internet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub vpcs: BTreeSet<String>,
+    pub instances: BTreeSet<String>,
+    pub nat_gateways: BTreeSet<String>,
+    pub inet: bool,
+}
+
+impl Scope {
+    /// The names of the namespaces in scope (whether the World plans them or not).
+    pub fn namespaces(&self, tag: &str) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.vpcs.iter().map(|v| router_ns(tag, v)).collect();
+        out.extend(self.instances.iter().cloned());
+        out.extend(self.nat_gateways.iter().map(|n| nat_ns(tag, n)));
+        if self.inet {
+            out.insert(inet_ns(tag));
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vpcs.is_empty()
+            && self.instances.is_empty()
+            && self.nat_gateways.is_empty()
+            && !self.inet
+    }
+}
+
+/// Plans the namespaces in `scope` (all of them when None): exactly the
+/// entries of [`plan`]`(world, tag).namespaces` whose names are in scope.
+///
+/// Facts shared across namespaces (which interfaces are realised, group
+/// members, public IPs) come from the part of the World the scope can
+/// depend on: the scope's VPCs closed over interfaces (link and device
+/// names are unique per VPC and per instance), the groups their rules
+/// reference, and, when a public address is claimed in more than one place
+/// or the internet namespace is in scope, the whole World.
+pub fn plan_scope(world: &World, tag: &str, scope: Option<&Scope>) -> Plan {
+    Facts::gather(world, tag, scope).plan(scope)
+}
+
+impl Facts<'_> {
+    /// Plans the namespaces in `scope` (all of them when None): exactly the
+    /// entries of [`plan`]`(world, tag).namespaces` whose names are in scope.
+    fn plan(&self, scope: Option<&Scope>) -> Plan {
+        let f = self;
+        let mut out = Plan {
+            tag: f.tag.to_string(),
+            ..Plan::default()
+        };
+        let mut warnings = f.warnings.clone();
+        let routers: Vec<&str> = f
+            .routers
+            .iter()
+            .copied()
+            .filter(|v| scope.is_none_or(|s| s.vpcs.contains(*v)))
+            .collect();
+        let instances: Vec<&Instance> = f
+            .instances
+            .iter()
+            .copied()
+            .filter(|i| scope.is_none_or(|s| s.instances.contains(&i.meta.id)))
+            .collect();
+        let plan_routers = || {
             let mut w = Vec::new();
-            let v: Vec<NsPlan> = f.routers.iter().map(|vpc| router(f, vpc, &mut w)).collect();
+            let v: Vec<NsPlan> = routers.iter().map(|vpc| router(f, vpc, &mut w)).collect();
             (v, w)
-        });
-        let i: Vec<NsPlan> = f.instances.iter().map(|i| instance(f, i)).collect();
-        (r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), i)
-    });
-    let (routers, router_warnings) = routers;
-    warnings.extend(router_warnings);
-    for ns in routers.into_iter().chain(instances) {
-        out.namespaces.insert(ns.name.clone(), ns);
+        };
+        let ((routers, router_warnings), instances) = if routers.len() + instances.len() < 64 {
+            let r = plan_routers();
+            (r, instances.iter().map(|i| instance(f, i)).collect())
+        } else {
+            // Routers on one thread, instances on this one: the two halves of
+            // the work are independent and about the same size at scale.
+            std::thread::scope(|s| {
+                let r = s.spawn(plan_routers);
+                let i: Vec<NsPlan> = instances.iter().map(|i| instance(f, i)).collect();
+                (r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), i)
+            })
+        };
+        warnings.extend(router_warnings);
+        for ns in routers.into_iter().chain(instances) {
+            out.namespaces.insert(ns.name.clone(), ns);
+        }
+        for n in &f.nats {
+            if scope.is_none_or(|s| s.nat_gateways.contains(&n.nat.meta.id)) {
+                let ns = nat_gateway(f.tag, n);
+                out.namespaces.insert(ns.name.clone(), ns);
+            }
+        }
+        if !f.igws.is_empty() && scope.is_none_or(|s| s.inet) {
+            let ns = inet(f);
+            out.namespaces.insert(ns.name.clone(), ns);
+        }
+        out.warnings = warnings;
+        out
     }
-    for n in &f.nats {
-        let ns = nat_gateway(tag, n);
-        out.namespaces.insert(ns.name.clone(), ns);
-    }
-    if !f.igws.is_empty() {
-        let ns = inet(&f);
-        out.namespaces.insert(ns.name.clone(), ns);
-    }
-    out.warnings = warnings;
-    out
 }
 
 /// Kernel table IDs for every route table of a VPC (stable hash, probing on a collision).

@@ -9,7 +9,7 @@
 //! the files, for instance namespaces only.
 
 use crate::names;
-use crate::plan::{NsRole, Plan};
+use crate::plan::{NsPlan, NsRole};
 use std::io;
 use std::path::PathBuf;
 use vpc_model::ops::dns;
@@ -24,9 +24,12 @@ pub fn etc_dir(instance_id: &str) -> PathBuf {
 }
 
 /// What each planned instance namespace's `resolv.conf` must contain.
-pub fn planned(world: &World, plan: &Plan) -> Vec<(String, String)> {
-    plan.namespaces
-        .values()
+pub fn planned<'p>(
+    world: &World,
+    namespaces: impl IntoIterator<Item = &'p NsPlan>,
+) -> Vec<(String, String)> {
+    namespaces
+        .into_iter()
         .filter_map(|ns| match &ns.role {
             NsRole::Instance { instance_id } => {
                 let i = world.get::<Instance>(instance_id)?;
@@ -40,9 +43,12 @@ pub fn planned(world: &World, plan: &Plan) -> Vec<(String, String)> {
 
 /// Writes every planned instance's `resolv.conf` that is missing or differs.
 /// Returns the instances whose file could not be written, with the error.
-pub fn write_all(world: &World, plan: &Plan) -> Vec<(String, io::Error)> {
+pub fn write_all<'p>(
+    world: &World,
+    namespaces: impl IntoIterator<Item = &'p NsPlan>,
+) -> Vec<(String, io::Error)> {
     let mut failed = Vec::new();
-    for (id, content) in planned(world, plan) {
+    for (id, content) in planned(world, namespaces) {
         if !names::is_instance_ns(&id) {
             continue;
         }
@@ -90,7 +96,7 @@ mod tests {
         let s = e.subnet(&v, "10.7.3.0/24");
         let a = e.instance(&s, "10.7.3.10");
         let p = crate::plan::plan(&e.w, "t1");
-        let confs = planned(&e.w, &p);
+        let confs = planned(&e.w, p.namespaces.values());
         assert_eq!(confs.len(), 1, "routers get none: {confs:?}");
         let (id, conf) = &confs[0];
         assert_eq!(id, &a.id);

@@ -286,6 +286,17 @@ fn same_subnet_cross_subnet_idempotence_adoption_and_stop() {
     let r = lab.reconcile();
     assert_eq!(r.deleted, vec![c.id.clone()]);
     assert!(!namespaces().contains(&c.id));
+
+    // A safety pass re-plans the whole World: it agrees with the state the
+    // incremental passes above built, so nothing changes in the kernel.
+    let dp = std::mem::replace(
+        &mut lab.dp,
+        Dataplane::new(lab.tag.clone()).expect("dataplane"),
+    );
+    lab.dp = dp.with_full_plan_every(std::time::Duration::ZERO);
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_eq!(lab.dp.plan_mismatches(), 0);
     lab.finish();
 }
 

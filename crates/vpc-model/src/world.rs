@@ -108,6 +108,27 @@ impl<T: Clone> Table<T> {
     }
 }
 
+impl<T: Clone + PartialEq> Table<T> {
+    /// The records that differ between `older` and this table, in ID order,
+    /// each as (the older version, this version): `(None, Some)` was added,
+    /// `(Some, None)` removed, `(Some, Some)` changed. Subtrees the two tables
+    /// share are skipped without being visited, so comparing a World with
+    /// one it was cloned from costs about the size of the change.
+    pub fn changes_since<'a>(
+        &'a self,
+        older: &'a Table<T>,
+    ) -> impl Iterator<Item = (Option<&'a T>, Option<&'a T>)> + 'a {
+        older.map.diff(&self.map).map(|item| match item {
+            imbl::ordmap::DiffItem::Add(_, new) => (None, Some(&**new)),
+            imbl::ordmap::DiffItem::Remove(_, old) => (Some(&**old), None),
+            imbl::ordmap::DiffItem::Update {
+                old: (_, old),
+                new: (_, new),
+            } => (Some(&**old), Some(&**new)),
+        })
+    }
+}
+
 /// A record type stored in the [`World`].
 pub trait Record: 'static + Clone + Serialize + DeserializeOwned + std::fmt::Debug {
     const KIND: Kind;

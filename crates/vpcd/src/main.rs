@@ -287,8 +287,14 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
         Ok(t) => t,
         Err(e) => return format!("off (cannot read the data-plane tag: {e}): control plane only"),
     };
+    // VPCD_PLAN=full re-plans the whole World on every change (the baseline
+    // the incremental planner is measured against).
+    let planning = match std::env::var("VPCD_PLAN").as_deref() {
+        Ok("full") => vpc_dataplane::Planning::Full,
+        _ => vpc_dataplane::Planning::Incremental,
+    };
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
-        Ok(dp) => dp,
+        Ok(dp) => dp.with_planning(planning),
         Err(e) => {
             return format!(
                 "off ({e}): control plane only, instances are recorded but not realized"
