@@ -297,6 +297,8 @@ def test_security_groups_are_stateful_and_egress_rules_apply(dp):
     t = two_peered(dp, "10.19.0.0/16", "10.29.0.0/16")
     perm = allow(t.b, t.vb.sg, "tcp", t.va.cidr, port=8080)
     with listener(t.ib.ns, 8080, ident="b"):
+        # The stream must start only once the rule is in the kernel.
+        dp.ok_tcp(t.ia, t.ib.ip, 8080, "the new rule admits A")
         stream = tcp_stream(t.ia.ns, t.ib.ip, 8080, duration=30, interval=0.02)
         try:
             time.sleep(0.3)
