@@ -445,7 +445,7 @@ pub fn affected(old: &World, new: &World) -> Affected {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::names::router_ns;
     use crate::plan::{plan, plan_scope, NsPlan};
@@ -461,7 +461,7 @@ mod tests {
     /// One change to the World: `op` picks what, `a`, `b`, `c` pick among the
     /// records that exist (modulo their count) or among values.
     #[derive(Debug, Clone, Copy)]
-    struct Step {
+    pub(crate) struct Step {
         op: u8,
         a: u8,
         b: u8,
@@ -493,7 +493,7 @@ mod tests {
         std::net::Ipv4Addr::new(198, 18, 0, 1 + k % 6)
     }
 
-    fn apply(e: &mut Env, s: Step) {
+    pub(crate) fn apply(e: &mut Env, s: Step) {
         let Step { op, a, b, c } = s;
         let w = &e.w;
         match op % 26 {
@@ -925,7 +925,7 @@ mod tests {
 
     /// Two or three VPCs in two accounts and regions, a subnet or two each,
     /// instances, an internet gateway and a peering.
-    fn start(seed: u8) -> Env {
+    pub(crate) fn start(seed: u8) -> Env {
         let mut e = Env::new();
         let va = e.vpc("10.1.0.0/16");
         let vb = e.vpc_as(B, EAST, "10.2.0.0/16", None);
@@ -951,7 +951,7 @@ mod tests {
         e
     }
 
-    fn step_g() -> impl Strategy<Value = Step> {
+    pub(crate) fn step_g() -> impl Strategy<Value = Step> {
         (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(op, a, b, c)| Step {
             op,
             a,

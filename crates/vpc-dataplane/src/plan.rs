@@ -12,9 +12,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vpc_model::ops;
+use vpc_model::ops::route::NextHop;
 use vpc_model::{
-    Instance, InstanceState, InternetGateway, NatGateway, NatState, NetworkInterface, Peering,
-    RouteTable, RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    Instance, InstanceState, InternetGateway, NatGateway, NetworkInterface, Peering, RouteTable,
+    RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
 /// The complete desired kernel state of one data directory.
@@ -172,7 +173,7 @@ impl NsPlan {
             LinkPlan {
                 name: "lo".into(),
                 mtu: None,
-                up: true,
+                up: ops::eni::is_instance_interface_up(w, e),
                 proxy_arp: false,
                 create: None,
                 alias: Some(owner_marker(tag)),
@@ -607,7 +608,7 @@ impl<'w> Facts<'w> {
                 subnet,
                 link,
                 dev,
-                up: inst.is_up(),
+                up: ops::eni::is_instance_interface_up(w, e),
                 device_index: att.device_index,
             });
         }
@@ -617,7 +618,7 @@ impl<'w> Facts<'w> {
         let w = self.w;
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for n in w.iter::<NatGateway>() {
-            if n.state != NatState::Available
+            if !ops::nat::is_realized(w, n)
                 || self
                     .within
                     .as_ref()
@@ -625,11 +626,10 @@ impl<'w> Facts<'w> {
             {
                 continue;
             }
-            let Some(eni) = w.get::<NetworkInterface>(&n.eni_id) else {
-                continue;
-            };
-            let (Some(subnet), Some(_)) = (w.get::<Subnet>(&n.subnet_id), w.get::<Vpc>(&n.vpc_id))
-            else {
+            let (Some(eni), Some(subnet)) = (
+                w.get::<NetworkInterface>(&n.eni_id),
+                w.get::<Subnet>(&n.subnet_id),
+            ) else {
                 continue;
             };
             if !is_safe(&n.meta.id) || !is_safe(&n.vpc_id) || !is_safe(&subnet.meta.id) {
@@ -671,7 +671,7 @@ impl<'w> Facts<'w> {
             self.routers.insert(v);
         }
         for p in w.iter::<Peering>() {
-            if !ops::peering::carries_traffic(w, &p.id) {
+            if !ops::peering::is_realized(w, p) {
                 continue;
             }
             if self.within.as_ref().is_some_and(|x| {
@@ -680,9 +680,6 @@ impl<'w> Facts<'w> {
                 continue;
             }
             let (a, b) = (p.requester.vpc_id.as_str(), p.accepter.vpc_id.as_str());
-            if w.get::<Vpc>(a).is_none() || w.get::<Vpc>(b).is_none() || a == b {
-                continue;
-            }
             if !is_safe(&p.id) || !is_safe(a) || !is_safe(b) {
                 self.warn(format!("peering {:?}: unsafe ID", p.id));
                 continue;
@@ -1087,9 +1084,10 @@ struct RouteCtx<'a, 'w> {
 }
 
 impl RouteCtx<'_, '_> {
-    /// A route to a running interface of this VPC: through its address of the destination's family.
-    fn to_eni(&self, eni_id: &str, v6: bool) -> RouteKind {
-        let Some(e) = self.enis.iter().find(|e| e.eni.meta.id == eni_id && e.up) else {
+    /// A route through an interface of this VPC: to its address of the
+    /// destination's family, on its link.
+    fn via_interface(&self, eni_id: &str, v6: bool) -> RouteKind {
+        let Some(e) = self.enis.iter().find(|e| e.eni.meta.id == eni_id) else {
             return RouteKind::Blackhole;
         };
         let gw = if v6 {
@@ -1107,14 +1105,15 @@ impl RouteCtx<'_, '_> {
         }
     }
 
+    /// The kernel route for one VPC route: where the model says the packet
+    /// goes ([`ops::route::next_hop`]), on the link this plan gave that hop.
     fn target(&self, rt: &RouteTable, r: &vpc_model::Route) -> RouteKind {
         let v6 = r.dest.addr().is_ipv6();
-        if r.target == RouteTarget::Local || ops::route::route_state(self.w, rt, r) != "active" {
+        let Some(hop) = ops::route::next_hop(self.w, rt, r, v6) else {
             return RouteKind::Blackhole;
-        }
-        match &r.target {
-            RouteTarget::Local | RouteTarget::EgressOnlyGateway(_) => RouteKind::Blackhole,
-            RouteTarget::Peering(p) => match self.pcx_links.get(p.as_str()) {
+        };
+        match hop {
+            NextHop::Peering(p) => match self.pcx_links.get(p.id.as_str()) {
                 Some((link, peer)) => RouteKind::Via {
                     gw: IpAddr::V6(*peer),
                     dev: link.clone(),
@@ -1122,7 +1121,7 @@ impl RouteCtx<'_, '_> {
                 },
                 None => RouteKind::Blackhole,
             },
-            RouteTarget::Gateway(g) => match self.igw {
+            NextHop::InternetGateway(g) => match self.igw {
                 Some((id, link)) if id == g => RouteKind::Via {
                     gw: IpAddr::V6(LL_TWO),
                     dev: link.to_string(),
@@ -1130,26 +1129,15 @@ impl RouteCtx<'_, '_> {
                 },
                 _ => RouteKind::Blackhole,
             },
-            RouteTarget::NatGateway(n) => match self.nats.iter().find(|x| &x.nat.meta.id == n) {
-                Some(x) if !v6 => RouteKind::Via {
+            NextHop::NatGateway(g) => match self.nats.iter().find(|x| x.nat.meta.id == g.meta.id) {
+                Some(x) => RouteKind::Via {
                     gw: IpAddr::V4(x.ip),
                     dev: x.link.clone(),
                     onlink: true,
                 },
-                _ => RouteKind::Blackhole,
+                None => RouteKind::Blackhole,
             },
-            RouteTarget::NetworkInterface(e) => self.to_eni(e, v6),
-            RouteTarget::Instance(i) => {
-                let primary = self
-                    .enis
-                    .iter()
-                    .find(|e| &e.inst.meta.id == i && e.device_index == 0)
-                    .map(|e| e.eni.meta.id.clone());
-                match primary {
-                    Some(e) => self.to_eni(&e, v6),
-                    None => RouteKind::Blackhole,
-                }
-            }
+            NextHop::Interface(e) => self.via_interface(&e.meta.id, v6),
         }
     }
 }
@@ -1986,7 +1974,7 @@ mod tests {
             eni_id: "eni-0000000000000aaaa".into(),
             connectivity: "private".into(),
             allocation_id: None,
-            state: NatState::Available,
+            state: vpc_model::NatState::Available,
             state_since: Default::default(),
             transition_due: None,
         });
@@ -2138,5 +2126,68 @@ mod tests {
         assert!(!on_lo(&p, "10.0.0.2/32"));
         assert!(!on_lo(&p, "169.254.169.253/32"));
         assert!(on_lo(&p, "10.0.1.1/32"), "the subnet gateway stays");
+    }
+
+    mod realization {
+        use super::super::*;
+        use super::TAG;
+        use crate::affected::tests::{apply, start, step_g};
+        use proptest::prelude::*;
+
+        fn ids<'w, T: 'w>(
+            items: impl IntoIterator<Item = &'w T>,
+            id: impl Fn(&T) -> &str,
+        ) -> BTreeSet<String> {
+            items.into_iter().map(|x| id(x).to_string()).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+                ..ProptestConfig::default()
+            })]
+
+            /// The planner realizes exactly what the model's decision
+            /// functions say is realized (the functions the analyzer uses):
+            /// interfaces up, NAT gateways, peering links. Only a planner
+            /// refusal it warns about (an unsafe ID, a colliding link name)
+            /// may leave something out.
+            #[test]
+            fn the_plan_realizes_what_the_model_decides(
+                seed in any::<u8>(),
+                steps in prop::collection::vec(step_g(), 0..24),
+            ) {
+                let mut e = start(seed);
+                for s in &steps {
+                    apply(&mut e, *s);
+                }
+                let w = &e.w;
+                let facts = Facts::gather(w, TAG, None);
+                let planned_up = ids(facts.enis.iter().filter(|x| x.up).map(|x| x.eni), |x: &NetworkInterface| &x.meta.id);
+                let model_up = ids(
+                    w.iter::<NetworkInterface>().filter(|x| ops::eni::is_instance_interface_up(w, x)),
+                    |x: &NetworkInterface| &x.meta.id,
+                );
+                let planned_nats = ids(facts.nats.iter().map(|x| x.nat), |x: &NatGateway| &x.meta.id);
+                let model_nats = ids(
+                    w.iter::<NatGateway>().filter(|g| ops::nat::is_realized(w, g)),
+                    |x: &NatGateway| &x.meta.id,
+                );
+                let planned_links = ids(facts.peerings.iter().copied(), |p: &Peering| &p.id);
+                let model_links = ids(
+                    w.iter::<Peering>().filter(|p| ops::peering::is_realized(w, p)),
+                    |p: &Peering| &p.id,
+                );
+                if facts.warnings.is_empty() {
+                    prop_assert_eq!(planned_up, model_up);
+                    prop_assert_eq!(planned_nats, model_nats);
+                    prop_assert_eq!(planned_links, model_links);
+                } else {
+                    prop_assert!(planned_up.is_subset(&model_up), "{:?}", facts.warnings);
+                    prop_assert!(planned_nats.is_subset(&model_nats), "{:?}", facts.warnings);
+                    prop_assert!(planned_links.is_subset(&model_links), "{:?}", facts.warnings);
+                }
+            }
+        }
     }
 }
