@@ -173,7 +173,7 @@ impl NsPlan {
             LinkPlan {
                 name: "lo".into(),
                 mtu: None,
-                up: ops::eni::is_instance_interface_up(w, e),
+                up: true,
                 proxy_arp: false,
                 create: None,
                 alias: Some(owner_marker(tag)),
