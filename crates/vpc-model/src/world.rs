@@ -82,11 +82,52 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Table<T: Clone> {
     map: OrdMap<String, Arc<T>>,
+    /// How many records each (owner, region) holds, for quotas without a scan.
+    per_scope: imbl::HashMap<(String, String), usize>,
 }
 
 impl<T: Clone> Default for Table<T> {
     fn default() -> Self {
-        Table { map: OrdMap::new() }
+        Table {
+            map: OrdMap::new(),
+            per_scope: imbl::HashMap::new(),
+        }
+    }
+}
+
+fn scope_key<T: Record>(r: &T) -> Option<(String, String)> {
+    r.scope()
+        .map(|(owner, region)| (owner.to_string(), region.to_string()))
+}
+
+impl<T: Record> Table<T> {
+    fn count(&mut self, scope: Option<(String, String)>, delta: isize) {
+        if let Some(key) = scope {
+            let n = self.per_scope.entry(key).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+
+    fn insert(&mut self, r: T) {
+        let id = r.id().to_string();
+        let old = self.map.get(&id).and_then(|old| scope_key(&**old));
+        self.count(old, -1);
+        self.count(scope_key(&r), 1);
+        self.map.insert(id, Arc::new(r));
+    }
+
+    fn remove(&mut self, id: &str) -> Option<T> {
+        let r = self.map.remove(id)?;
+        self.count(scope_key(&*r), -1);
+        Some(Arc::unwrap_or_clone(r))
+    }
+
+    /// How many records `owner` holds in `region` (records with an owner).
+    pub fn count_in(&self, owner: &str, region: &str) -> usize {
+        self.per_scope
+            .get(&(owner.to_string(), region.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -133,6 +174,10 @@ impl<T: Clone + PartialEq> Table<T> {
 pub trait Record: 'static + Clone + Serialize + DeserializeOwned + std::fmt::Debug {
     const KIND: Kind;
     fn id(&self) -> &str;
+    /// (owner, region) of a record that has them.
+    fn scope(&self) -> Option<(&str, &str)> {
+        None
+    }
     fn table(w: &World) -> &Table<Self>;
     fn table_mut(w: &mut World) -> &mut Table<Self>;
 }
@@ -145,7 +190,21 @@ pub trait Owned: Record {
 
 macro_rules! record {
     ($ty:ty, $kind:expr, $field:ident, meta) => {
-        record!($ty, $kind, $field, r => r.meta.id.as_str());
+        impl Record for $ty {
+            const KIND: Kind = $kind;
+            fn id(&self) -> &str {
+                self.meta.id.as_str()
+            }
+            fn scope(&self) -> Option<(&str, &str)> {
+                Some((self.meta.owner.as_str(), self.meta.region.as_str()))
+            }
+            fn table(w: &World) -> &Table<Self> {
+                &w.$field
+            }
+            fn table_mut(w: &mut World) -> &mut Table<Self> {
+                &mut w.$field
+            }
+        }
         impl Owned for $ty {
             fn meta(&self) -> &Meta {
                 &self.meta
@@ -235,34 +294,36 @@ impl World {
 
     /// Inserts or replaces a record and notes the change.
     pub fn put<R: Record>(&mut self, r: R) {
-        let id = r.id().to_string();
-        self.changes.push((R::KIND, id.clone()));
-        R::table_mut(self).map.insert(id, Arc::new(r));
+        self.changes.push((R::KIND, r.id().to_string()));
+        R::table_mut(self).insert(r);
     }
 
     /// Removes a record and notes the change.
     pub fn remove<R: Record>(&mut self, id: &str) -> Option<R> {
         self.changes.push((R::KIND, id.to_string()));
-        R::table_mut(self).map.remove(id).map(Arc::unwrap_or_clone)
+        R::table_mut(self).remove(id)
     }
 
     /// Changes one record in place and notes the change. Returns false when absent.
     pub fn update<R: Record>(&mut self, id: &str, f: impl FnOnce(&mut R)) -> bool {
-        match R::table_mut(self).map.get_mut(id) {
-            Some(r) => {
-                f(Arc::make_mut(r));
-                self.changes.push((R::KIND, id.to_string()));
-                true
-            }
-            None => false,
+        let table = R::table_mut(self);
+        let Some(r) = table.map.get_mut(id) else {
+            return false;
+        };
+        let before = scope_key(&**r);
+        f(Arc::make_mut(r));
+        let after = scope_key(&**r);
+        if before != after {
+            table.count(before, -1);
+            table.count(after, 1);
         }
+        self.changes.push((R::KIND, id.to_string()));
+        true
     }
 
     /// Inserts a record without noting a change (used when loading from the store).
     pub fn load<R: Record>(&mut self, r: R) {
-        R::table_mut(self)
-            .map
-            .insert(r.id().to_string(), Arc::new(r));
+        R::table_mut(self).insert(r);
     }
 
     /// The (kind, id) pairs changed since the last [`World::take_changes`], deduplicated.
@@ -354,5 +415,57 @@ impl World {
     ) -> impl Iterator<Item = &'a R> + 'a {
         self.iter::<R>()
             .filter(move |r| r.meta().owner == account && r.meta().region == region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vpc(id: &str, owner: &str, region: &str) -> Vpc {
+        let mut w = World::default();
+        let mut ids = crate::ctx::SeqIds(0);
+        let limits = crate::Limits::default();
+        let mut ctx = crate::Ctx {
+            account: owner.into(),
+            region: region.into(),
+            now: crate::Timestamp(0),
+            ids: &mut ids,
+            limits: &limits,
+            zones: &[],
+        };
+        let mut v = crate::ops::defaults::new_vpc(
+            &mut w,
+            &mut ctx,
+            "10.0.0.0/16".parse().unwrap(),
+            None,
+            false,
+            "default",
+            Vec::new(),
+        );
+        v.meta.id = id.into();
+        v
+    }
+
+    #[test]
+    fn per_scope_counts_follow_every_change() {
+        let mut w = World::default();
+        let scan = |w: &World, o: &str, r: &str| w.scoped::<Vpc>(o, r).count();
+        w.put(vpc("vpc-1", "111111111111", "us-east-1"));
+        w.put(vpc("vpc-2", "111111111111", "us-east-1"));
+        w.load(vpc("vpc-3", "222222222222", "us-east-1"));
+        w.put(vpc("vpc-2", "111111111111", "us-west-2")); // replaced, moved
+        w.update::<Vpc>("vpc-1", |v| v.meta.owner = "222222222222".into());
+        w.remove::<Vpc>("vpc-3");
+        w.remove::<Vpc>("vpc-missing");
+        for (o, r) in [
+            ("111111111111", "us-east-1"),
+            ("111111111111", "us-west-2"),
+            ("222222222222", "us-east-1"),
+            ("333333333333", "us-east-1"),
+        ] {
+            assert_eq!(w.vpcs.count_in(o, r), scan(&w, o, r), "{o} {r}");
+        }
+        assert_eq!(w.vpcs.count_in("222222222222", "us-east-1"), 1);
     }
 }

@@ -61,7 +61,7 @@ pub fn create_vpc(w: &mut World, ctx: &mut Ctx<'_>, req: CreateVpc) -> Result<Vp
         )));
     }
     super::tags::validate(&req.tags, ctx.limits.tags_per_resource)?;
-    let count = w.scoped::<Vpc>(&ctx.account, &ctx.region).count();
+    let count = w.vpcs.count_in(&ctx.account, &ctx.region);
     check_limit(
         count,
         ctx.limits.vpcs_per_region,
