@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod link;
 pub mod names;
 mod nft;
+pub mod offload;
 pub mod plan;
 pub mod resolv;
 #[cfg(test)]
@@ -97,6 +98,13 @@ impl Dataplane {
     /// Replaces the peering link type (a veth by default).
     pub fn with_peering_link(mut self, link_type: Box<dyn PeeringLinkType>) -> Self {
         self.link_type = link_type;
+        self
+    }
+
+    /// Turns the bulk-TCP fast path (`offload`: BIG TCP on every veth) on
+    /// (the default) or off; the next full pass converges existing links.
+    pub fn with_big_tcp(mut self, on: bool) -> Self {
+        self.run.set_big_tcp(on);
         self
     }
 

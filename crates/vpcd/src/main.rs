@@ -287,8 +287,11 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
         Ok(t) => t,
         Err(e) => return format!("off (cannot read the data-plane tag: {e}): control plane only"),
     };
+    // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off (docs/dataplane.md,
+    // "Fast path"), e.g. to measure it.
+    let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
-        Ok(dp) => dp,
+        Ok(dp) => dp.with_big_tcp(big_tcp),
         Err(e) => {
             return format!(
                 "off ({e}): control plane only, instances are recorded but not realized"
