@@ -791,7 +791,11 @@ pub(crate) fn configure(run: &Runner, ns: &NsPlan, parts: Parts) -> Result<(), C
             // that says how much it accepts).
             let links: Vec<&str> = ns.links.keys().map(String::as_str).collect();
             let links: Vec<&str> = links.into_iter().filter(|l| *l != "lo").collect();
-            run.count(crate::offload::converge(&ns.name, &links, run.gso_ipv4_max)?);
+            run.count(crate::offload::converge(
+                &ns.name,
+                &links,
+                run.gso_ipv4_max,
+            )?);
         }
     }
     if parts.nft && !ns.nft.is_empty() {

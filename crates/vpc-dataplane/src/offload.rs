@@ -216,8 +216,7 @@ impl Rtnl {
             .join()
             .unwrap_or_else(|_| Err(fail("thread", &"panicked")))
         })?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
-            .map_err(|e| fail("bind", &e))?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| fail("bind", &e))?;
         Ok(Rtnl {
             ns: ns.to_string(),
             fd,
