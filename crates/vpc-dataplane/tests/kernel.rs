@@ -470,6 +470,13 @@ fn internet_gateway_needs_a_public_ip() {
     assert_reach(&a.id, "198.51.100.10");
     assert_reach(&a.id, "2001:db8:ffff::10");
     assert_blocked(&b.id, "198.51.100.10");
+    // Bulk TCP through the 1:1 NAT to the public IP.
+    let mut conn = Conn::open(&mut lab, &inet, &a.id, "198.51.100.10", 9091);
+    assert!(
+        conn.ask("bulk 8000000"),
+        "8 MB did not make it to the internet and back"
+    );
+    drop(conn);
     // Inbound to the public IP needs a rule in the group.
     assert_blocked(&inet, "203.0.113.5");
     let g = lab.env.default_sg(&v);
@@ -508,6 +515,15 @@ fn nat_gateway_gives_a_private_subnet_the_internet() {
     let r = lab.reconcile();
     assert!(r.created.contains(&names::nat_ns(&lab.tag, &nat)), "{r:?}");
     assert_reach(&app.id, "198.51.100.10");
+    // Bulk TCP (BIG TCP super-packets with the fast path on) through both
+    // translations: the gateway's masquerade and the router's 1:1 NAT.
+    let inet = lab.inet();
+    let mut conn = Conn::open(&mut lab, &inet, &app.id, "198.51.100.10", 9091);
+    assert!(
+        conn.ask("bulk 8000000"),
+        "8 MB did not make it through the NAT gateway and back"
+    );
+    drop(conn);
     // The internet saw the gateway's Elastic IP: the router's translation
     // of the gateway's flow has the Elastic IP as the reply destination.
     let w = &lab.env.w;
