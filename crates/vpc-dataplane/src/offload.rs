@@ -73,7 +73,7 @@ fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(data);
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(u16_at(&m, 4), Some(RTM_NEWLINK));
         assert_eq!(u16_at(&m, 6), Some(NLM_F_REQUEST | NLM_F_ACK));
         assert_eq!(u32_at(&m, 8), Some(7));
-        assert_eq!(m.len() % 4, 0);
+        assert!(m.len().is_multiple_of(4));
         // Parsed back as if the kernel had sent it.
         let p = parse(&m);
         assert_eq!(
