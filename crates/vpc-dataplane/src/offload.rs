@@ -58,8 +58,12 @@ pub struct Sizes {
 }
 
 /// What a link should be set to for `want`, clamped to what it accepts;
-/// None when it already is.
+/// None when it already is, or when the kernel does not report the size at
+/// all (before Linux 6.3 there is no IPv4 BIG TCP to set).
 fn target(have: &Sizes, want: u32) -> Option<u32> {
+    if have.gso_ipv4_max == 0 {
+        return None;
+    }
     let size = if have.tso_max > 0 {
         want.min(have.tso_max)
     } else {
@@ -360,5 +364,7 @@ mod tests {
             ..veth
         };
         assert_eq!(target(&small, BIG_TCP_SIZE), None);
+        // A kernel without IPv4 BIG TCP reports no size: nothing to set.
+        assert_eq!(target(&Sizes::default(), BIG_TCP_SIZE), None);
     }
 }
