@@ -67,6 +67,8 @@ pub fn euid() -> Result<u32, StartError> {
 pub struct Runner {
     tools: Tools,
     ops: AtomicUsize,
+    /// The IPv4 GSO/GRO size of every veth (`offload`): BIG TCP or the default.
+    gso_ipv4_max: u32,
 }
 
 fn show(program: &Path, args: &[&str]) -> String {
@@ -86,7 +88,18 @@ impl Runner {
         Runner {
             tools,
             ops: AtomicUsize::new(0),
+            gso_ipv4_max: crate::offload::BIG_TCP_SIZE,
         }
+    }
+
+    /// Turns the bulk-TCP fast path (large IPv4 GSO/GRO sizes on every
+    /// veth, `offload`) on (the default) or off (the kernel's 64 KiB).
+    pub fn set_big_tcp(&mut self, on: bool) {
+        self.gso_ipv4_max = if on {
+            crate::offload::BIG_TCP_SIZE
+        } else {
+            crate::offload::LEGACY_SIZE
+        };
     }
 
     /// Kernel changes issued so far (batch lines, nft transactions, sysctl
@@ -786,6 +799,17 @@ pub(crate) fn configure(run: &Runner, ns: &NsPlan, parts: Parts) -> Result<(), C
         }
         run.ip_batch(&ns.name, false, &lines)?;
         run.ip_batch(&ns.name, true, &lines6)?;
+        if parts.links {
+            // Every planned link but `lo` is a veth (or a peering link type
+            // that says how much it accepts).
+            let links: Vec<&str> = ns.links.keys().map(String::as_str).collect();
+            let links: Vec<&str> = links.into_iter().filter(|l| *l != "lo").collect();
+            run.count(crate::offload::converge(
+                &ns.name,
+                &links,
+                run.gso_ipv4_max,
+            )?);
+        }
     }
     if parts.nft && !ns.nft.is_empty() {
         let script: String = ns.nft.iter().map(|t| t.script()).collect();

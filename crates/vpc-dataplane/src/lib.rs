@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod link;
 pub mod names;
 mod nft;
+pub mod offload;
 pub mod plan;
 pub mod resolv;
 #[cfg(test)]
@@ -198,6 +199,13 @@ impl Dataplane {
     /// full one (each is logged at warn level; anything but 0 is a bug).
     pub fn plan_mismatches(&self) -> u64 {
         self.plan_mismatches
+    }
+
+    /// Turns the bulk-TCP fast path (`offload`: BIG TCP on every veth) on
+    /// (the default) or off; the next full pass converges existing links.
+    pub fn with_big_tcp(mut self, on: bool) -> Self {
+        self.run.set_big_tcp(on);
+        self
     }
 
     pub fn tag(&self) -> &str {

@@ -481,6 +481,13 @@ fn internet_gateway_needs_a_public_ip() {
     assert_reach(&a.id, "198.51.100.10");
     assert_reach(&a.id, "2001:db8:ffff::10");
     assert_blocked(&b.id, "198.51.100.10");
+    // Bulk TCP through the 1:1 NAT to the public IP.
+    let mut conn = Conn::open(&mut lab, &inet, &a.id, "198.51.100.10", 9091);
+    assert!(
+        conn.ask("bulk 8000000"),
+        "8 MB did not make it to the internet and back"
+    );
+    drop(conn);
     // Inbound to the public IP needs a rule in the group.
     assert_blocked(&inet, "203.0.113.5");
     let g = lab.env.default_sg(&v);
@@ -519,6 +526,15 @@ fn nat_gateway_gives_a_private_subnet_the_internet() {
     let r = lab.reconcile();
     assert!(r.created.contains(&names::nat_ns(&lab.tag, &nat)), "{r:?}");
     assert_reach(&app.id, "198.51.100.10");
+    // Bulk TCP (BIG TCP super-packets with the fast path on) through both
+    // translations: the gateway's masquerade and the router's 1:1 NAT.
+    let inet = lab.inet();
+    let mut conn = Conn::open(&mut lab, &inet, &app.id, "198.51.100.10", 9091);
+    assert!(
+        conn.ask("bulk 8000000"),
+        "8 MB did not make it through the NAT gateway and back"
+    );
+    drop(conn);
     // The internet saw the gateway's Elastic IP: the router's translation
     // of the gateway's flow has the Elastic IP as the reply destination.
     let w = &lab.env.w;
@@ -646,5 +662,350 @@ fn inter_region_peering_has_a_1500_mtu_and_reports_it() {
         .expect("route get");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("mtu 1500"), "no path MTU learned: {text}");
+    lab.finish();
+}
+
+/// An echo server for [`Conn`]: echoes every byte on every connection.
+const ECHO_SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+def echo(c):
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            return
+        c.sendall(d)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+"#;
+
+/// The client side of [`Conn`]: one TCP connection for its whole life.
+/// `bulk N` sends N bytes and reads them back; `probe SECONDS` sends a fresh
+/// token and waits that long for its echo. Each answers `ok` or `fail`.
+const ECHO_CLIENT: &str = r#"
+import socket, sys, threading, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print("connected", flush=True)
+got = b""
+n = 0
+for line in sys.stdin:
+    cmd, arg = line.split()
+    if cmd == "bulk":
+        size = int(arg)
+        c.settimeout(20)
+        # Send from a thread: the echo fills the buffers the other way.
+        threading.Thread(target=c.sendall, args=(b"x" * size,), daemon=True).start()
+        want = size
+        try:
+            while want > 0:
+                d = c.recv(1 << 16)
+                if not d:
+                    break
+                want -= len(d)
+        except OSError:
+            pass
+        print("ok" if want == 0 else "fail", flush=True)
+        continue
+    n += 1
+    token = b"<%d>" % n
+    deadline = time.time() + float(arg)
+    try:
+        c.sendall(token)
+        while token not in got and time.time() < deadline:
+            c.settimeout(max(0.01, deadline - time.time()))
+            try:
+                d = c.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not d:
+                break
+            got += d
+    except OSError:
+        pass
+    if token in got:
+        got = got[got.index(token) + len(token):]
+        print("ok", flush=True)
+    else:
+        print("fail", flush=True)
+"#;
+
+/// A long-lived TCP connection from one namespace to an echo server in another.
+struct Conn {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Conn {
+    fn open(lab: &mut Lab, server_ns: &str, client_ns: &str, ip: &str, port: u16) -> Conn {
+        let server = Command::new("ip")
+            .args(["netns", "exec", server_ns, "python3", "-c", ECHO_SERVER])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn echo server");
+        lab.children.push(server);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", client_ns, "python3", "-c", ECHO_CLIENT, ip])
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn echo client");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut c = Conn {
+            child,
+            stdin,
+            stdout,
+        };
+        assert_eq!(c.answer(), "connected", "no connection to {ip}:{port}");
+        c
+    }
+
+    fn answer(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line.trim().to_string()
+    }
+
+    fn ask(&mut self, cmd: &str) -> bool {
+        use std::io::Write;
+        writeln!(self.stdin, "{cmd}").expect("write to the echo client");
+        self.stdin.flush().expect("flush");
+        self.answer() == "ok"
+    }
+
+    /// Whether a fresh token comes back within `secs`.
+    fn works(&mut self, secs: f64) -> bool {
+        self.ask(&format!("probe {secs}"))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An established connection across a peering is held to every rule change
+/// on its very next packet: network ACLs are stateless (a deny on either
+/// side, in either direction, cuts it, and removing the deny lets the same
+/// connection go on), a removed route or a deleted peering cuts it, and a
+/// security group keeps its promise of statefulness (revoking the rule that
+/// admitted the connection leaves it up; new connections are refused). Bulk
+/// transfer goes through large (BIG TCP) super-packets with the fast path
+/// on, which must not change any of this.
+#[test]
+fn an_established_connection_across_a_peering_follows_rule_changes() {
+    const PORT: u16 = 9090;
+    let mut lab = Lab::new();
+    let (va, vb, a, b) = two_vpcs(&mut lab, B);
+    let pcx = lab.env.peer(&va, &vb, true);
+    lab.env.route_to_pcx(&va, "10.2.0.0/16", &pcx);
+    lab.env.route_to_pcx(&vb, "10.1.0.0/16", &pcx);
+    let gb = lab.env.default_sg(&vb);
+    lab.env.allow(
+        &gb,
+        false,
+        "tcp",
+        Some((PORT as i64, PORT as i64)),
+        "10.1.0.0/16",
+    );
+    lab.reconcile();
+    let sa = lab
+        .env
+        .w
+        .get::<vpc_model::Subnet>(
+            &lab.env
+                .w
+                .get::<vpc_model::NetworkInterface>(&a.eni)
+                .expect("eni")
+                .subnet_id,
+        )
+        .expect("subnet")
+        .clone();
+    let sb = lab
+        .env
+        .w
+        .get::<vpc_model::Subnet>(
+            &lab.env
+                .w
+                .get::<vpc_model::NetworkInterface>(&b.eni)
+                .expect("eni")
+                .subnet_id,
+        )
+        .expect("subnet")
+        .clone();
+    let mut conn = Conn::open(&mut lab, &b.id, &a.id, "10.2.1.10", PORT);
+    assert!(
+        conn.ask("bulk 8000000"),
+        "8 MB did not make it there and back"
+    );
+    assert!(conn.works(5.0), "the connection does not work");
+
+    // (b) Revoking the security-group rule that admitted it: the tracked
+    // connection goes on (docs/dataplane.md, "Filtering" 4), new ones fail.
+    lab.env.revoke_all_ingress(&gb);
+    lab.reconcile();
+    assert!(
+        !tcp(&a.id, "10.2.1.10", PORT),
+        "a new connection passed without a rule"
+    );
+    assert!(
+        conn.works(5.0),
+        "a tracked connection was cut by a group change"
+    );
+    assert!(
+        conn.ask("bulk 2000000"),
+        "bulk transfer after the group change"
+    );
+
+    // (a) A network-ACL deny, on either side and in either direction, cuts
+    // it at once; deleting the deny lets the same connection go on.
+    let cases = [
+        (
+            &sa,
+            true,
+            "10.2.0.0/16",
+            "A's subnet, outbound (the requests)",
+        ),
+        (
+            &sa,
+            false,
+            "10.2.0.0/16",
+            "A's subnet, inbound (the replies)",
+        ),
+        (
+            &sb,
+            false,
+            "10.1.0.0/16",
+            "B's subnet, inbound (the requests)",
+        ),
+        (
+            &sb,
+            true,
+            "10.1.0.0/16",
+            "B's subnet, outbound (the replies)",
+        ),
+    ];
+    for (subnet, egress, cidr, what) in cases {
+        lab.env.acl_entry(
+            subnet,
+            50,
+            "6",
+            "deny",
+            egress,
+            cidr,
+            Some((0, 65535)),
+            None,
+        );
+        lab.reconcile();
+        assert!(
+            !conn.works(1.5),
+            "{what}: a deny did not cut the connection"
+        );
+        let acl = vpc_model::ops::acl::acl_for_subnet(&lab.env.w, &subnet.meta.id)
+            .expect("acl")
+            .meta
+            .id
+            .clone();
+        let (o, r) = (subnet.meta.owner.clone(), subnet.meta.region.clone());
+        lab.env.run(&o, &r, |w, c| {
+            vpc_model::ops::acl::delete_entry(w, c, &acl, Some(50), egress)
+        });
+        lab.reconcile();
+        assert!(conn.works(15.0), "{what}: the connection did not resume");
+    }
+
+    // (d) Removing the route that carries it cuts it; adding it back lets it go on.
+    let rtb = lab.env.main_rtb(&va);
+    let spec = vpc_model::ops::route::RouteSpec {
+        destination_cidr_block: Some("10.2.0.0/16".into()),
+        ..Default::default()
+    };
+    let (o, r) = (va.meta.owner.clone(), va.meta.region.clone());
+    lab.env.run(&o, &r, |w, c| {
+        vpc_model::ops::route::delete_route(w, c, &rtb, &spec)
+    });
+    lab.reconcile();
+    assert!(
+        !conn.works(1.5),
+        "removing the route did not cut the connection"
+    );
+    lab.env.route_to_pcx(&va, "10.2.0.0/16", &pcx);
+    lab.reconcile();
+    assert!(
+        conn.works(15.0),
+        "the connection did not resume with the route"
+    );
+
+    // (c) Deleting the peering cuts it.
+    lab.env.delete_peering(&pcx, &va);
+    lab.reconcile();
+    assert!(
+        !conn.works(1.5),
+        "deleting the peering did not cut the connection"
+    );
+    drop(conn);
+    lab.finish();
+}
+
+/// The fast path's link setting: every veth of a router, instance and peering
+/// gets the BIG TCP IPv4 size; a data plane with it off brings them back to
+/// the kernel's default; either way a second pass changes nothing.
+#[test]
+fn big_tcp_is_set_on_every_veth_and_off_again() {
+    use vpc_dataplane::offload::{ipv4_sizes, BIG_TCP_SIZE, LEGACY_SIZE};
+    let mut lab = Lab::new();
+    let (va, vb, a, b) = two_vpcs(&mut lab, B);
+    lab.env.peer(&va, &vb, true);
+    lab.reconcile();
+    let namespaces = [
+        names::router_ns(&lab.tag, &va.meta.id),
+        names::router_ns(&lab.tag, &vb.meta.id),
+        a.id.clone(),
+        b.id.clone(),
+    ];
+    let check = |size: u32| {
+        for ns in &namespaces {
+            let links = ipv4_sizes(ns).expect("rtnetlink dump");
+            let veths: Vec<_> = links.iter().filter(|(n, _)| *n != "lo").collect();
+            assert!(!veths.is_empty(), "{ns}: no links");
+            for (name, s) in veths {
+                assert_eq!(
+                    (s.gso_ipv4_max, s.gro_ipv4_max),
+                    (size, size),
+                    "{ns} {name}"
+                );
+            }
+            assert_eq!(
+                links["lo"].gso_ipv4_max, LEGACY_SIZE,
+                "{ns} lo is not ours to change"
+            );
+        }
+    };
+    check(BIG_TCP_SIZE);
+    let mut off = Dataplane::new(lab.tag.clone())
+        .expect("dataplane")
+        .with_big_tcp(false);
+    off.reconcile(&lab.env.w)
+        .expect("reconcile with the fast path off");
+    check(LEGACY_SIZE);
+    let r = off.reconcile(&lab.env.w).expect("again");
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    off.forget();
+    off.reconcile(&lab.env.w).expect("a full pass");
+    check(LEGACY_SIZE);
+    lab.dp = off;
     lab.finish();
 }

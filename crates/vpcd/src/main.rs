@@ -293,8 +293,11 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
         Ok("full") => vpc_dataplane::Planning::Full,
         _ => vpc_dataplane::Planning::Incremental,
     };
+    // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off (docs/dataplane.md,
+    // "Fast path"), e.g. to measure it.
+    let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
-        Ok(dp) => dp.with_planning(planning),
+        Ok(dp) => dp.with_planning(planning).with_big_tcp(big_tcp),
         Err(e) => {
             return format!(
                 "off ({e}): control plane only, instances are recorded but not realized"
