@@ -23,30 +23,21 @@
 //! links and sets the sizes that differ (`RTM_NEWLINK` by name).
 
 use crate::error::CommandError;
-use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{
-    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
-    SockType,
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_ALIGNTO, NLM_F_ACK,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 
 /// The IPv4 GSO/GRO size with the fast path on (BIG TCP).
 pub const BIG_TCP_SIZE: u32 = 196_608;
 /// The kernel's default, and the size with the fast path off.
 pub const LEGACY_SIZE: u32 = 65_536;
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_DUMP: u16 = 0x300;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_TSO_MAX_SIZE: u16 = 59;
-const IFLA_GSO_IPV4_MAX_SIZE: u16 = 63;
-const IFLA_GRO_IPV4_MAX_SIZE: u16 = 64;
 
 /// One link's IPv4 offload sizes as the kernel reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,47 +63,38 @@ fn target(have: &Sizes, want: u32) -> Option<u32> {
     (have.gso_ipv4_max != size || have.gro_ipv4_max != size).then_some(size)
 }
 
-fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
-    let len = 4 + data.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(data);
-    while !buf.len().is_multiple_of(4) {
-        buf.push(0);
-    }
+/// One rtnetlink request, serialized.
+fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    buf
 }
 
-/// A netlink message: header, `struct ifinfomsg` (all zero: by name), attributes.
-fn message(kind: u16, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
-    let len = 16 + 16 + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&flags.to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[0u8; 16]);
-    m.extend_from_slice(attrs);
-    m
+/// `RTM_GETLINK` dump of every link.
+fn dump_message(seq: u32) -> Vec<u8> {
+    // The (all-zero) `struct ifinfomsg` goes along even for a dump.
+    let msg = RouteNetlinkMessage::GetLink(LinkMessage::default());
+    encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq)
 }
 
 /// `RTM_NEWLINK` for the link named `name`: both IPv4 sizes to `size`.
 fn set_message(name: &str, size: u32, seq: u32) -> Vec<u8> {
-    let mut attrs = Vec::new();
-    let mut ifname = name.as_bytes().to_vec();
-    ifname.push(0);
-    push_attr(&mut attrs, IFLA_IFNAME, &ifname);
-    push_attr(&mut attrs, IFLA_GSO_IPV4_MAX_SIZE, &size.to_ne_bytes());
-    push_attr(&mut attrs, IFLA_GRO_IPV4_MAX_SIZE, &size.to_ne_bytes());
-    message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, &attrs)
-}
-
-fn u16_at(b: &[u8], i: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], i: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    let mut link = LinkMessage::default();
+    link.attributes = vec![
+        LinkAttribute::IfName(name.to_string()),
+        LinkAttribute::GsoIpv4MaxSize(size),
+        LinkAttribute::GroIpv4MaxSize(size),
+    ];
+    encode(
+        RouteNetlinkMessage::NewLink(link),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+    )
 }
 
 /// What one received datagram holds.
@@ -124,67 +106,53 @@ struct Parsed {
     done: bool,
 }
 
-/// Parses a datagram of netlink messages (links of a dump, acks, errors, done).
-fn parse(buf: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let (Some(len), Some(kind), Some(seq)) =
-            (u32_at(buf, off), u16_at(buf, off + 4), u32_at(buf, off + 8))
-        else {
-            break;
-        };
-        let len = len as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
+/// A link's name and sizes (None for a link without a name).
+fn link_sizes(link: &LinkMessage) -> Option<(String, Sizes)> {
+    let mut name = None;
+    let mut s = Sizes::default();
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::GsoIpv4MaxSize(v) => s.gso_ipv4_max = *v,
+            LinkAttribute::GroIpv4MaxSize(v) => s.gro_ipv4_max = *v,
+            LinkAttribute::TsoMaxSize(v) => s.tso_max = *v,
+            _ => {}
         }
-        let body = &buf[off + 16..off + len];
-        match kind {
-            NLMSG_DONE => out.done = true,
-            NLMSG_ERROR => {
-                let err = u32_at(body, 0).map_or(-1, |e| e as i32);
-                out.acks.push((seq, err));
-            }
-            RTM_NEWLINK if body.len() >= 16 => {
-                let mut name = None;
-                let mut s = Sizes::default();
-                let mut a = 16;
-                while a + 4 <= body.len() {
-                    let (Some(alen), Some(akind)) = (u16_at(body, a), u16_at(body, a + 2)) else {
-                        break;
-                    };
-                    let alen = alen as usize;
-                    if alen < 4 || a + alen > body.len() {
-                        break;
-                    }
-                    let data = &body[a + 4..a + alen];
-                    match akind & 0x3fff {
-                        IFLA_IFNAME => {
-                            let end = data.iter().position(|&c| c == 0).unwrap_or(data.len());
-                            name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-                        }
-                        IFLA_GSO_IPV4_MAX_SIZE => s.gso_ipv4_max = u32_at(data, 0).unwrap_or(0),
-                        IFLA_GRO_IPV4_MAX_SIZE => s.gro_ipv4_max = u32_at(data, 0).unwrap_or(0),
-                        IFLA_TSO_MAX_SIZE => s.tso_max = u32_at(data, 0).unwrap_or(0),
-                        _ => {}
-                    }
-                    a += (alen + 3) & !3;
-                }
-                if let Some(n) = name {
-                    out.links.push((n, s));
-                }
+    }
+    Some((name?, s))
+}
+
+/// Parses a datagram of netlink messages (links of a dump, acks, errors, done).
+fn parse(buf: &[u8]) -> Result<Parsed, String> {
+    let mut out = Parsed::default();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let len = NetlinkBuffer::new_checked(rest)
+            .map_err(|e| e.to_string())?
+            .length() as usize;
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
+            .map_err(|e| e.to_string())?;
+        let seq = msg.header.sequence_number;
+        match msg.payload {
+            NetlinkPayload::Done(_) => out.done = true,
+            NetlinkPayload::Error(e) => out.acks.push((seq, e.raw_code())),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                out.links.extend(link_sizes(&link));
             }
             _ => {}
         }
-        off += (len + 3) & !3;
+        // Messages are 4-byte aligned; the last one's padding may be cut.
+        rest = rest
+            .get(len.next_multiple_of(usize::from(NLMSG_ALIGNTO))..)
+            .unwrap_or_default();
     }
-    out
+    Ok(out)
 }
 
 /// An rtnetlink socket inside namespace `ns` (made on a thread that entered it).
 struct Rtnl {
     ns: String,
-    fd: OwnedFd,
+    socket: Socket,
 }
 
 impl Rtnl {
@@ -206,44 +174,41 @@ impl Rtnl {
         let file = std::fs::File::open(&path).map_err(|e| fail("open", &e))?;
         // A socket belongs to the namespace of the thread that made it; this
         // thread ends right after, so nothing else ever runs in `ns`.
-        let fd = std::thread::scope(|s| {
+        let mut socket = std::thread::scope(|s| {
             s.spawn(|| {
                 setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| fail("setns", &e))?;
-                socket(
-                    AddressFamily::Netlink,
-                    SockType::Raw,
-                    SockFlag::SOCK_CLOEXEC,
-                    SockProtocol::NetlinkRoute,
-                )
-                .map_err(|e| fail("socket", &e))
+                Socket::new(NETLINK_ROUTE).map_err(|e| fail("socket", &e))
             })
             .join()
             .unwrap_or_else(|_| Err(fail("thread", &"panicked")))
         })?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| fail("bind", &e))?;
+        socket
+            .bind(&SocketAddr::new(0, 0))
+            .map_err(|e| fail("bind", &e))?;
         Ok(Rtnl {
             ns: ns.to_string(),
-            fd,
+            socket,
         })
     }
 
     fn send(&self, msg: &[u8]) -> Result<(), CommandError> {
-        send(self.fd.as_raw_fd(), msg, MsgFlags::empty())
+        self.socket
+            .send(msg, 0)
             .map(|_| ())
             .map_err(|e| self.err("send", e))
     }
 
     fn recv(&self) -> Result<Parsed, CommandError> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+        let (buf, _) = self
+            .socket
+            .recv_from_full()
             .map_err(|e| self.err("recv", e))?;
-        Ok(parse(&buf[..n]))
+        parse(&buf).map_err(|e| self.err("decode", e))
     }
 
     /// Every link's sizes, by name.
     fn dump(&self) -> Result<BTreeMap<String, Sizes>, CommandError> {
-        // struct ifinfomsg is required after the header even for a dump.
-        self.send(&message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, &[]))?;
+        self.send(&dump_message(1))?;
         let mut links = BTreeMap::new();
         loop {
             let p = self.recv()?;
@@ -298,17 +263,22 @@ pub fn converge(ns: &str, links: &[&str], size: u32) -> Result<usize, CommandErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::{DoneMessage, ErrorMessage};
 
     #[test]
     fn a_set_message_names_the_link_and_both_sizes() {
         let m = set_message("e-0123456789ab", 196_608, 7);
-        assert_eq!(u32_at(&m, 0), Some(m.len() as u32));
-        assert_eq!(u16_at(&m, 4), Some(RTM_NEWLINK));
-        assert_eq!(u16_at(&m, 6), Some(NLM_F_REQUEST | NLM_F_ACK));
-        assert_eq!(u32_at(&m, 8), Some(7));
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&m).unwrap();
+        assert_eq!(msg.header.length, m.len() as u32);
+        assert_eq!(msg.header.flags, NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(msg.header.sequence_number, 7);
+        assert!(matches!(
+            msg.payload,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_))
+        ));
         assert!(m.len().is_multiple_of(4));
         // Parsed back as if the kernel had sent it.
-        let p = parse(&m);
+        let p = parse(&m).unwrap();
         assert_eq!(
             p.links,
             vec![(
@@ -323,23 +293,45 @@ mod tests {
     }
 
     #[test]
+    fn a_dump_request_is_a_getlink_dump() {
+        let m = dump_message(1);
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&m).unwrap();
+        assert_eq!(msg.header.flags, NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(msg.header.sequence_number, 1);
+        assert!(matches!(
+            msg.payload,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(_))
+        ));
+    }
+
+    #[test]
     fn acks_errors_and_done_are_read() {
+        let emit = |buf: &mut Vec<u8>, seq: u32, payload: NetlinkPayload<RouteNetlinkMessage>| {
+            let mut header = NetlinkHeader::default();
+            header.sequence_number = seq;
+            let mut m = NetlinkMessage::new(header, payload);
+            m.finalize();
+            let at = buf.len();
+            buf.resize(at + m.buffer_len(), 0);
+            m.serialize(&mut buf[at..]);
+        };
         let mut buf = Vec::new();
         for (seq, err) in [(2u32, 0i32), (3, -22)] {
-            buf.extend_from_slice(&36u32.to_ne_bytes());
-            buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-            buf.extend_from_slice(&0u16.to_ne_bytes());
-            buf.extend_from_slice(&seq.to_ne_bytes());
-            buf.extend_from_slice(&0u32.to_ne_bytes());
-            buf.extend_from_slice(&err.to_ne_bytes());
-            buf.extend_from_slice(&[0u8; 16]);
+            let mut e = ErrorMessage::default();
+            e.code = std::num::NonZeroI32::new(err);
+            e.header = vec![0u8; 16];
+            emit(&mut buf, seq, NetlinkPayload::Error(e));
         }
-        buf.extend_from_slice(&20u32.to_ne_bytes());
-        buf.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
-        buf.extend_from_slice(&[0u8; 14]);
-        let p = parse(&buf);
+        emit(&mut buf, 4, NetlinkPayload::Done(DoneMessage::default()));
+        let p = parse(&buf).unwrap();
         assert_eq!(p.acks, vec![(2, 0), (3, -22)]);
         assert!(p.done);
+    }
+
+    #[test]
+    fn a_truncated_datagram_is_an_error() {
+        let m = set_message("e-0123456789ab", 196_608, 7);
+        assert!(parse(&m[..m.len() - 8]).is_err());
     }
 
     #[test]
