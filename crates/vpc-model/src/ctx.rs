@@ -113,6 +113,54 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The `relaxed` quota profile for test suites written against an
+    /// emulator: counts raised far beyond AWS's defaults and no delay in any
+    /// state transition (a peering is `pending-acceptance` and then `active`,
+    /// an instance `running`, a NAT gateway `available` at once). Limits AWS
+    /// does not let anyone raise (tags per resource, the peering expiry) and
+    /// the per-instance network limits stay as they are.
+    pub fn relaxed() -> Limits {
+        Limits {
+            vpcs_per_region: 10_000,
+            ipv4_cidrs_per_vpc: 50,
+            route_tables_per_vpc: 10_000,
+            routes_per_table: 1_000,
+            security_groups_per_region: 100_000,
+            rules_per_security_group: 1_000,
+            security_groups_per_eni: 16,
+            network_acls_per_vpc: 10_000,
+            rules_per_network_acl: 40,
+            igws_per_region: 10_000,
+            active_peerings_per_vpc: 125,
+            outstanding_peerings_per_account: 10_000,
+            peering_transition_ms: 0,
+            instances_per_region: 100_000,
+            network_interfaces_per_region: 100_000,
+            elastic_ips_per_region: 10_000,
+            nat_gateways_per_az: 10_000,
+            instance_transition_ms: 0,
+            ..Limits::default()
+        }
+    }
+
+    /// These limits with the fields a JSON object names replaced (a
+    /// `--limits` file over a profile).
+    pub fn with_overrides(self, json: &str) -> Result<Limits, serde_json::Error> {
+        let mut merged = serde_json::to_value(self)?;
+        let overrides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)?;
+        if let serde_json::Value::Object(fields) = &mut merged {
+            for (k, v) in overrides {
+                if !fields.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("unknown limit {k:?}")));
+                }
+                fields.insert(k, v);
+            }
+        }
+        serde_json::from_value(merged)
+    }
+}
+
 /// The caller and its surroundings for one operation.
 pub struct Ctx<'a> {
     /// The 12-digit account the request is authenticated as.
@@ -141,5 +189,29 @@ impl Ctx<'_> {
     /// A fresh 17-hex-digit ID with the given prefix, e.g. `vpc`.
     pub fn new_id(&mut self, prefix: &str) -> String {
         format!("{prefix}-{}", self.ids.hex17())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limits_file_overrides_the_profile_field_by_field() {
+        let l = Limits::relaxed()
+            .with_overrides(r#"{"vpcs_per_region": 7}"#)
+            .unwrap();
+        assert_eq!(l.vpcs_per_region, 7);
+        assert_eq!(l.peering_transition_ms, 0);
+        assert_eq!(l.tags_per_resource, Limits::default().tags_per_resource);
+        let d = Limits::default().with_overrides("{}").unwrap();
+        assert_eq!(d, Limits::default());
+        let e = Limits::default()
+            .with_overrides(r#"{"vpcs_per_regoin": 7}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("vpcs_per_regoin"), "{e}");
+        assert!(Limits::default()
+            .with_overrides(r#"{"vpcs_per_region": -1}"#)
+            .is_err());
     }
 }

@@ -51,6 +51,13 @@ enum Cmd {
     Reach(reach_cli::ReachArgs),
 }
 
+/// `vpcd serve --quotas`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum QuotaProfile {
+    Aws,
+    Relaxed,
+}
+
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
     /// Address to listen on (loopback by default).
@@ -62,7 +69,11 @@ struct ServeArgs {
     /// Regions to serve (comma-separated). Default: the common AWS commercial regions.
     #[arg(long, value_delimiter = ',')]
     regions: Vec<String>,
-    /// A JSON file of quota overrides, e.g. {"vpcs_per_region": 1000}.
+    /// Quota profile: `aws` (AWS's defaults) or `relaxed` (quotas raised and
+    /// no state-transition delays, for test suites written against an emulator).
+    #[arg(long, value_enum, default_value = "aws")]
+    quotas: QuotaProfile,
+    /// A JSON file of quota overrides over the profile, e.g. {"vpcs_per_region": 1000}.
     #[arg(long)]
     limits: Option<PathBuf>,
     /// Serve POST /_vpcd/clock?advance=SECONDS so tests can move the simulated clock.
@@ -213,13 +224,19 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     } else {
         Regions::from_names(&args.regions)
     };
+    let profile = match args.quotas {
+        QuotaProfile::Aws => Limits::default(),
+        QuotaProfile::Relaxed => Limits::relaxed(),
+    };
     let limits: Limits = match &args.limits {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            profile
+                .with_overrides(&text)
+                .with_context(|| format!("parsing {}", p.display()))?
         }
-        None => Limits::default(),
+        None => profile,
     };
     let open_files = raise_open_files_limit();
     let http = args.http.limits().fit_open_files(open_files);
@@ -380,6 +397,7 @@ fn main() -> Result<()> {
         listen: "127.0.0.1:4599".parse().expect("literal"),
         data_dir: None,
         regions: Vec::new(),
+        quotas: QuotaProfile::Aws,
         limits: None,
         test_clock: false,
         no_dataplane: false,
