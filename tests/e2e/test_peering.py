@@ -311,8 +311,16 @@ def test_inter_region_same_account(client):
     pid = east.create_vpc_peering_connection(VpcId=va, PeerVpcId=vw, PeerRegion="us-west-2")[
         "VpcPeeringConnection"]["VpcPeeringConnectionId"]
     wait_pcx(east, pid, "pending-acceptance")
-    with expect_error("OperationNotPermitted"):
+    with expect_error("OperationNotPermitted") as e:
         east.accept_vpc_peering_connection(VpcPeeringConnectionId=pid)
+    assert e.error.response["Error"]["Message"] == (
+        f"Incorrect region (us-east-1) specified for this request. "
+        f"VPC peering connection {pid} must be accepted in region us-west-2")
+    with expect_error("OperationNotPermitted") as e:
+        east.reject_vpc_peering_connection(VpcPeeringConnectionId=pid)
+    assert e.error.response["Error"]["Message"] == (
+        f"Incorrect region (us-east-1) specified for this request. "
+        f"VPC peering connection {pid} must be accepted or rejected in region us-west-2")
     west.accept_vpc_peering_connection(VpcPeeringConnectionId=pid)
     wait_pcx(east, pid, "active")
 

@@ -363,10 +363,16 @@ fn check_accepter(p: &Peering, ctx: &Ctx<'_>, verb: &str) -> Result<()> {
         ));
     }
     if p.accepter.region != ctx.region {
+        // Accept names only itself; reject names both (aws-semantics §2).
+        let must_be = if verb == "accept" {
+            "accepted"
+        } else {
+            "accepted or rejected"
+        };
         return Err(Fault::new(
             "OperationNotPermitted",
             format!(
-                "Incorrect region ({}) specified for this request. VPC peering connection {} must be accepted or rejected in region {}",
+                "Incorrect region ({}) specified for this request. VPC peering connection {} must be {must_be} in region {}",
                 ctx.region, p.id, p.accepter.region
             ),
         ));
@@ -1148,9 +1154,12 @@ mod tests {
         assert_eq!(err.code, "OperationNotPermitted");
         assert_eq!(
             err.message,
+            format!("Incorrect region ({E1}) specified for this request. VPC peering connection {id} must be accepted in region {W2}")
+        );
+        assert_eq!(
+            e.reject(B, E1, &id).unwrap_err().message,
             format!("Incorrect region ({E1}) specified for this request. VPC peering connection {id} must be accepted or rejected in region {W2}")
         );
-        assert_eq!(code(e.reject(B, E1, &id)), "OperationNotPermitted");
         assert_eq!(code(e.accept(A, E1, &id)), "OperationNotPermitted");
         e.accept(B, W2, &id).unwrap();
         e.advance(T);
