@@ -49,7 +49,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use vpc_model::{
     Address, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
-    RouteTable, RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
 /// The namespaces to re-plan, and how many records changed.
@@ -78,19 +78,6 @@ fn subnet_vpc(old: &World, new: &World, subnet_id: &str) -> Vec<String> {
         .iter()
         .filter_map(|w| w.get::<Subnet>(subnet_id).map(|s| s.vpc_id.clone()))
         .collect()
-}
-
-/// The IDs a route's target names.
-fn target_id(t: &RouteTarget) -> Option<&str> {
-    match t {
-        RouteTarget::Local => None,
-        RouteTarget::Gateway(x)
-        | RouteTarget::EgressOnlyGateway(x)
-        | RouteTarget::NatGateway(x)
-        | RouteTarget::Peering(x)
-        | RouteTarget::NetworkInterface(x)
-        | RouteTarget::Instance(x) => Some(x),
-    }
 }
 
 /// Derives the namespaces whose plan can differ between `old` and `new`.
@@ -410,7 +397,7 @@ pub fn affected(old: &World, new: &World) -> Affected {
             if rt
                 .routes
                 .iter()
-                .any(|r| target_id(&r.target).is_some_and(|t| targets.contains(t)))
+                .any(|r| r.target.id().is_some_and(|t| targets.contains(t)))
             {
                 s.vpcs.insert(rt.vpc_id.clone());
             }
@@ -451,6 +438,7 @@ pub(crate) mod tests {
     use crate::plan::{plan, plan_scope, NsPlan};
     use crate::testkit::{Env, A, B, EAST, WEST};
     use proptest::prelude::*;
+    use vpc_model::RouteTarget;
     use vpc_model::{
         AclAction, AclAssoc, AclEntry, InstanceState, Ipv6Assoc, NatState, PcxState, PrivateIp,
         Route, RtAssoc, SgRule,

@@ -1190,15 +1190,7 @@ fn dump(w: &World, b: &Built) -> String {
             if rt.is_main() { " main" } else { "" }
         );
         for r in &rt.routes {
-            let t = match &r.target {
-                RouteTarget::Local => "local".to_string(),
-                RouteTarget::Gateway(x)
-                | RouteTarget::EgressOnlyGateway(x)
-                | RouteTarget::NatGateway(x)
-                | RouteTarget::Peering(x)
-                | RouteTarget::NetworkInterface(x)
-                | RouteTarget::Instance(x) => x.clone(),
-            };
+            let t = r.target.id().unwrap_or("local");
             let _ = writeln!(s, "  {} -> {t} [{}]", r.dest, route::route_state(w, rt, r));
         }
     }

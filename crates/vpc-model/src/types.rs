@@ -123,6 +123,21 @@ pub enum RouteTarget {
     Instance(String),
 }
 
+impl RouteTarget {
+    /// The ID of the resource the route leads to (`None` for `local`).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            RouteTarget::Local => None,
+            RouteTarget::Gateway(x)
+            | RouteTarget::EgressOnlyGateway(x)
+            | RouteTarget::NatGateway(x)
+            | RouteTarget::Peering(x)
+            | RouteTarget::NetworkInterface(x)
+            | RouteTarget::Instance(x) => Some(x),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub dest: IpNet,

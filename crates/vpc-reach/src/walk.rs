@@ -224,15 +224,7 @@ pub(crate) fn diagnosis(kind: DiagnosisKind, message: String, fix: String) -> Op
 }
 
 pub(crate) fn target_str(t: &RouteTarget) -> String {
-    match t {
-        RouteTarget::Local => "local".into(),
-        RouteTarget::Gateway(x)
-        | RouteTarget::EgressOnlyGateway(x)
-        | RouteTarget::NatGateway(x)
-        | RouteTarget::Peering(x)
-        | RouteTarget::NetworkInterface(x)
-        | RouteTarget::Instance(x) => x.clone(),
-    }
+    t.id().unwrap_or("local").to_string()
 }
 
 pub(crate) fn route_rule(rt: &RouteTable, r: &Route, state: &'static str) -> Rule {

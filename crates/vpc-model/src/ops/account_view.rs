@@ -72,18 +72,6 @@ fn noun(kind: &str) -> &'static str {
     }
 }
 
-fn route_target_id(t: &RouteTarget) -> Option<&str> {
-    match t {
-        RouteTarget::Local => None,
-        RouteTarget::Gateway(x)
-        | RouteTarget::EgressOnlyGateway(x)
-        | RouteTarget::NatGateway(x)
-        | RouteTarget::Peering(x)
-        | RouteTarget::NetworkInterface(x)
-        | RouteTarget::Instance(x) => Some(x),
-    }
-}
-
 impl<'w> AccountView<'w> {
     pub fn new(w: &'w World, account: &'w str) -> AccountView<'w> {
         let mut peerings = HashSet::new();
@@ -158,7 +146,7 @@ impl<'w> AccountView<'w> {
                 .iter::<RouteTable>()
                 .filter(|rt| rt.meta.owner == self.account)
                 .flat_map(|rt| &rt.routes)
-                .any(|r| route_target_id(&r.target) == Some(id)),
+                .any(|r| r.target.id() == Some(id)),
         }
     }
 
