@@ -20,6 +20,7 @@ pub mod affected;
 pub mod error;
 pub mod kernel;
 pub mod link;
+pub mod meter;
 pub mod names;
 mod nft;
 pub mod offload;
