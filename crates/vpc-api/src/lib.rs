@@ -6,8 +6,10 @@
 //! list, publishes the new world and renders the XML answer.
 
 pub mod actions;
+pub mod ce;
 pub mod commit;
 pub mod http;
+pub mod metrics;
 pub mod params;
 pub mod query;
 pub mod server;
@@ -16,4 +18,5 @@ pub mod xml;
 
 pub use http::HttpLimits;
 pub use params::Params;
+pub use metrics::Metrics;
 pub use server::{App, Config};

@@ -435,6 +435,11 @@ impl Meter {
         poll
     }
 
+    /// The last recorded value of a counter.
+    pub fn baseline(&self, id: &CounterId) -> Option<CounterValue> {
+        self.baselines.get(id).copied()
+    }
+
     /// Adopts a poll's baselines once the store holds them with its usage.
     pub fn persisted(&mut self, poll: &Poll) {
         for id in &poll.forget {
