@@ -157,9 +157,15 @@ fn ec2_error(f: &Fault, request_id: &str) -> Response {
     )
 }
 
-/// An AWS JSON 1.1 error (Cost Explorer): HTTP 400 unless the code says otherwise.
+/// An AWS JSON 1.1 error (Cost Explorer): HTTP 400 unless the code says
+/// otherwise. Authentication failures take the JSON services' names.
 fn json_error(f: &Fault, request_id: &str) -> Response {
-    let body = serde_json::json!({"__type": f.code, "Message": f.message}).to_string();
+    let code = match f.code.as_ref() {
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        c => c,
+    };
+    let body = serde_json::json!({"__type": code, "Message": f.message}).to_string();
     let mut r = json_response(status_for(&f.code), body, request_id);
     r.extensions_mut().insert(ErrorCode(f.code.to_string()));
     r
@@ -581,7 +587,7 @@ impl App {
         }) {
             Err(_) if uncached => return None,
             Ok(v) => v,
-            Err(e) => return Some(fail(auth_fault(&e, is_sts))),
+            Err(e) => return Some(fail(auth_fault(&e, is_sts || is_json))),
         };
         let Some((account, _)) = self.cached_key(&verified.access_key_id) else {
             return Some(fail(auth_fault(
@@ -857,6 +863,12 @@ async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
         sigv4::claimed_credential(&signed).map_err(|e| refusal(&auth_fault(&e, false), false))?;
     if app.knows_key(&akid).await {
         Ok(())
+    } else if head.headers.contains_key("x-amz-target") {
+        let f = auth_fault(&AuthError::UnknownKey(akid), true);
+        let mut r = json_error(&f, &uuid::Uuid::new_v4().to_string());
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Err(r)
     } else {
         let sts = service == "sts";
         Err(refusal(&auth_fault(&AuthError::UnknownKey(akid), sts), sts))
