@@ -302,3 +302,49 @@ def test_cost_explorer_refuses_bad_requests(lab):
     with expect_error("ValidationException"):
         ce.get_cost_and_usage(TimePeriod={"Start": "2026-12-01", "End": "2026-12-05"}, Granularity="DAILY",
                               Metrics=["UnblendedCost"], GroupBy=[{"Type": "DIMENSION", "Key": "COLOUR"}])
+
+
+def test_internet_and_nat_gateway_bytes_are_metered_and_priced(lab):
+    s, dp, a = lab.server, lab.dp, lab.a
+    v = vpc(a, "10.91.0.0/16")
+    pub = subnet_in(a, v, "10.91.0.0/24", "us-east-1a")
+    priv = subnet_in(a, v, "10.91.1.0/24", "us-east-1a")
+    igw = a.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    a.attach_internet_gateway(InternetGatewayId=igw, VpcId=v.id)
+    rt_pub = a.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
+    a.associate_route_table(RouteTableId=rt_pub, SubnetId=pub)
+    route(a, rt_pub, "0.0.0.0/0", GatewayId=igw)
+    eip = a.allocate_address(Domain="vpc")
+    nat = a.create_nat_gateway(SubnetId=pub, AllocationId=eip["AllocationId"])["NatGateway"]["NatGatewayId"]
+    wait_for(lambda: a.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"],
+             lambda st: st == "available", timeout=10, what=f"{nat} available")
+    route(a, v.rtb, "0.0.0.0/0", NatGatewayId=nat)  # the private subnet uses the main table
+    p = dp.launch(a, pub, "10.91.0.10", public=True)
+    q = dp.launch(a, priv, "10.91.1.10")
+    dp.converge()
+    host = SimpleNamespace(ns=dp.inet_ns(), ip="198.51.100.10")
+
+    n_direct = transfer(p, host, 7020, 12 * MB)
+    n_nat = transfer(q, host, 7021, 20 * MB)
+    out = settle(s, A_ID, igw, "internet-out", n_direct + n_nat)
+    processed = settle(s, A_ID, nat, "nat-processed", n_nat)
+    print(f"metered: internet out {out} for {n_direct + n_nat}, NAT processed {processed} for {n_nat}")
+    within(out, n_direct + n_nat, "out through the internet gateway (direct and from the NAT gateway)")
+    within(processed, n_nat, "through the NAT gateway")
+
+    ce = by_usage_type(ce_query(s.client("A", service="ce")))
+    assert ce["USE1-NatGateway-Bytes"][0] == pytest.approx(processed / GB * 0.045, rel=1e-6)
+    assert ce["USE1-DataTransfer-Out-Bytes"][0] == pytest.approx(out / GB * 0.09, rel=1e-6)
+    assert ce["USE1-DataTransfer-In-Bytes"][0] == 0
+    assert "USE1-NatGateway-Bytes" not in by_usage_type(ce_query(s.client("B", service="ce")))
+
+
+def test_dns_queries_are_counted(lab):
+    before = sample(scrape(lab.server), "vpcd_dns_queries_total")
+    name = "ip-10-89-1-10.ec2.internal"
+    for _ in range(3):
+        subprocess.run(["ip", "netns", "exec", lab.a1.ns, "dig", "+time=1", "+tries=1", "@10.88.0.2", name],
+                       capture_output=True, text=True, timeout=10)
+    after = wait_for(lambda: sample(scrape(lab.server), "vpcd_dns_queries_total"),
+                     lambda v: v >= before + 3, timeout=5, what="three more DNS queries counted")
+    assert sample(scrape(lab.server), "vpcd_dns_queries_total", rcode="NOERROR") >= 3, after
