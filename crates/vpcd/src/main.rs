@@ -347,7 +347,13 @@ fn start_dataplane(
         }
     };
     let dns = start_dns(app, &tag);
-    let meter = start_meter(app, data_dir, &tag, meter_every);
+    // VPCD_METER=0 leaves data transfer unmetered (no vpcd_meter tables),
+    // e.g. to measure what metering costs.
+    let meter = if std::env::var("VPCD_METER").is_ok_and(|v| v == "0" || v == "off") {
+        "off (VPCD_METER=0)".to_string()
+    } else {
+        start_meter(app, data_dir, &tag, meter_every)
+    };
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
