@@ -340,6 +340,8 @@ pub struct Meter {
     tag: String,
     applied: BTreeMap<String, MeterPlan>,
     baselines: BTreeMap<CounterId, CounterValue>,
+    /// The plan of the World last polled, and that World's generation.
+    desired: Option<(u64, BTreeMap<String, MeterPlan>)>,
 }
 
 impl Meter {
@@ -354,15 +356,25 @@ impl Meter {
             tag,
             applied: BTreeMap::new(),
             baselines,
+            desired: None,
         })
     }
 
-    /// Brings every router's meter table up to date with `w`; with `read_all`,
-    /// first reads every counter and returns its growth as usage in the
-    /// hour of `now`. A table about to change is always read first, so no
-    /// counted byte is dropped with a counter.
-    pub fn poll(&mut self, w: &World, now: Timestamp, read_all: bool) -> Poll {
-        let desired = plan(w, &self.tag);
+    /// Brings every router's meter table up to date with `w` (published as
+    /// generation `generation`; it is planned once per generation); with
+    /// `read_all`, first reads every counter and returns its growth as usage
+    /// in the hour of `now`. A table about to change is always read first,
+    /// so no counted byte is dropped with a counter. Cheap when nothing
+    /// changed, so callers may poll often: a router namespace the data plane
+    /// creates later gets its table on the first poll that sees it.
+    pub fn poll(&mut self, w: &World, generation: u64, now: Timestamp, read_all: bool) -> Poll {
+        if self.desired.as_ref().is_none_or(|(g, _)| *g != generation) {
+            self.desired = Some((generation, plan(w, &self.tag)));
+        }
+        let desired = match &self.desired {
+            Some((_, d)) => d.clone(),
+            None => BTreeMap::new(),
+        };
         let names: BTreeSet<String> = desired.keys().chain(self.applied.keys()).cloned().collect();
         let existing = self.run.netns_existing(&names);
         let mut poll = Poll::default();

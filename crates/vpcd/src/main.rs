@@ -425,13 +425,12 @@ fn start_meter(
                 let wait = next_read
                     .saturating_duration_since(std::time::Instant::now())
                     .min(std::time::Duration::from_secs(1));
+                // Every second at least: a router namespace the reconciler
+                // made since gets its meter table within a second.
                 let (gen, world) = app.wait_newer(seen, wait);
                 let read = std::time::Instant::now() >= next_read;
-                if gen == seen && !read {
-                    continue;
-                }
                 seen = gen;
-                let poll = meter.poll(&world, app.now(), read);
+                let poll = meter.poll(&world, gen, app.now(), read);
                 if read {
                     next_read += every;
                     if next_read < std::time::Instant::now() {
