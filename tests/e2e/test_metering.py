@@ -350,3 +350,30 @@ def test_dns_queries_are_counted(lab):
     m = scrape(lab.server)
     assert sample(m, "vpcd_dns_queries_total", rcode="NXDOMAIN") >= 3, \
         {ls: v for (n, ls), v in m.items() if n == "vpcd_dns_queries_total"}
+
+
+def test_rule_and_subnet_changes_mid_transfer_lose_no_count(lab):
+    """A security-group change replaces the routers' filter tables, a new subnet rewrites
+    the meter table's rules: neither may reset a counter."""
+    s, a, b = lab.server, lab.a, lab.b
+    base = metered(s, A_ID, lab.same, "peering-out", az="us-east-1b", peer_az="us-east-1a")
+    base_in = metered(s, B_ID, lab.same, "peering-in", az="us-east-1a", peer_az="us-east-1b")
+
+    def change():
+        time.sleep(0.8)
+        allow(b, lab.vb.sg, "tcp", "10.88.0.0/16", port=7777)
+        time.sleep(0.8)
+        subnet_in(a, lab.va, "10.88.3.0/24", "us-east-1c")
+        subnet_in(b, lab.vb, "10.89.3.0/24", "us-east-1c")
+        time.sleep(0.8)
+
+    n = transfer(lab.a2, lab.b1, 7030, 36 * MB, slices=6, gap=0.5, during=change)
+    got = settle(s, A_ID, lab.same, "peering-out", base + n, az="us-east-1b", peer_az="us-east-1a") - base
+    got_in = settle(s, B_ID, lab.same, "peering-in", base_in + n, az="us-east-1a", peer_az="us-east-1b") - base_in
+    print(f"across a rule change and two new subnets: sender {got}, receiver {got_in} for {n}")
+    within(got, n, "sender, across the changes")
+    within(got_in, n, "receiver, across the changes")
+    # The new zone shows up as its own counters.
+    table = subprocess.run(["ip", "netns", "exec", lab.dp.router_ns(lab.va.id), "nft", "list", "table", "inet",
+                            "vpcd_meter"], capture_output=True, text=True, check=True).stdout
+    assert f"pcx_{lab.same[-12:]}_out_us_east_1c_us_east_1c" in table, table

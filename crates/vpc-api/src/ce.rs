@@ -41,7 +41,8 @@ fn strings(v: &Value, field: &str) -> Result<Vec<String>, Fault> {
 }
 
 fn date(v: &Value, field: &str) -> Result<Date, Fault> {
-    let s = string(v, field)?.ok_or_else(|| validation(format!("TimePeriod.{field} is required")))?;
+    let s =
+        string(v, field)?.ok_or_else(|| validation(format!("TimePeriod.{field} is required")))?;
     Date::parse(s).ok_or_else(|| {
         validation(format!(
             "{field} date {s} is not valid: expected the format YYYY-MM-DD"

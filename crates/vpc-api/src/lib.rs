@@ -17,6 +17,6 @@ pub mod sigv4;
 pub mod xml;
 
 pub use http::HttpLimits;
-pub use params::Params;
 pub use metrics::Metrics;
+pub use params::Params;
 pub use server::{App, Config};

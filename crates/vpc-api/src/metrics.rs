@@ -93,7 +93,9 @@ impl Metrics {
                 "vpcd_reconcile_duration_seconds",
                 "Time one data-plane reconcile pass took.",
             )
-            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
         ));
         must(registry.register(Box::new(reconcile_duration.clone())));
         let kernel_objects = must(IntGaugeVec::new(

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
-use vpc_model::region::Regions;
 use vpc_model::ops::cost::RateTable;
+use vpc_model::region::Regions;
 use vpc_model::usage::Usage;
 use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
 use vpc_store::Store;
@@ -737,7 +737,12 @@ impl App {
     }
 
     /// Cost Explorer (`X-Amz-Target: AWSInsightsIndexService.*`) for `account`.
-    fn cost_explorer(&self, target: Option<&str>, body: &[u8], account: &str) -> Result<String, Fault> {
+    fn cost_explorer(
+        &self,
+        target: Option<&str>,
+        body: &[u8],
+        account: &str,
+    ) -> Result<String, Fault> {
         let op = target.and_then(|t| t.strip_prefix(crate::ce::TARGET_PREFIX));
         if op != Some("GetCostAndUsage") {
             return Err(Fault::new(

@@ -32,7 +32,9 @@ pub struct CostArgs {
 /// The rate table in `path`, or the one in the repository.
 pub fn load_rates(path: Option<&Path>) -> Result<RateTable> {
     let text = match path {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => cost::DEFAULT_RATES.to_string(),
     };
     RateTable::parse(&text).map_err(|e| {
@@ -76,14 +78,7 @@ pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let today = Date::of(Timestamp(real + offset));
-    let start = day(
-        a.start.as_deref(),
-        Date {
-            day: 1,
-            ..today
-        },
-        "start",
-    )?;
+    let start = day(a.start.as_deref(), Date { day: 1, ..today }, "start")?;
     let end = day(a.end.as_deref(), today.next_day(), "end")?;
     if start >= end {
         bail!("--start {start} must be before --end {end}");
@@ -91,7 +86,16 @@ pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
     let usage = store.usage(a.account.as_deref(), start.start(), end.start())?;
     let rows = cost::summarize(&usage, start.start(), end.start(), &rates);
     let header = [
-        "account", "resource", "vpc", "kind", "zones", "bytes", "packets", "usage_type", "rate_per_gb", "cost_usd",
+        "account",
+        "resource",
+        "vpc",
+        "kind",
+        "zones",
+        "bytes",
+        "packets",
+        "usage_type",
+        "rate_per_gb",
+        "cost_usd",
     ];
     let cells = |r: &CostRow| -> Vec<String> {
         vec![
@@ -102,7 +106,10 @@ pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
             direction(r),
             r.bytes.to_string(),
             r.packets.to_string(),
-            r.charge.usage_type.clone().unwrap_or_else(|| "(same zone: free)".into()),
+            r.charge
+                .usage_type
+                .clone()
+                .unwrap_or_else(|| "(same zone: free)".into()),
             cost::format_amount(r.charge.rate),
             format!("{:.6}", r.charge.cost),
         ]
@@ -124,14 +131,18 @@ pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    println!("data transfer {start} to {end} (end exclusive), {}", rates.currency);
+    println!(
+        "data transfer {start} to {end} (end exclusive), {}",
+        rates.currency
+    );
     if rows.is_empty() {
         println!("no metered traffic in this period");
         return Ok(());
     }
-    let table: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_uppercase()).collect())
-        .chain(rows.iter().map(cells))
-        .collect();
+    let table: Vec<Vec<String>> =
+        std::iter::once(header.iter().map(|h| h.to_uppercase()).collect())
+            .chain(rows.iter().map(cells))
+            .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();

@@ -389,7 +389,9 @@ fn start_dataplane(
                 seen = gen;
             }
         })
-        .map(|_| format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}"))
+        .map(|_| {
+            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}")
+        })
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
 
