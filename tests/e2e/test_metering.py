@@ -220,6 +220,13 @@ def test_known_transfers_are_metered_within_two_percent_and_priced_per_side(lab)
         else:
             assert abs(float(r["cost_usd"]) - int(r["bytes"]) / GB * float(r["rate_per_gb"])) < 1e-6, r
 
+    # The readable table: a header, A's rows and A's total only.
+    table = s.vpcd("cost", "--data-dir", str(s.data_dir), "--account", A_ID).stdout
+    assert "ACCOUNT" in table and "USAGE_TYPE" in table and f"total for {A_ID}:" in table, table
+    assert B_ID not in table and "(same zone: free)" in table, table
+    bad = s.vpcd("cost", "--data-dir", str(s.data_dir), "--start", "2026-13-01", check=False)
+    assert bad.returncode != 0 and "not a date" in bad.stderr, bad
+
     # Cost Explorer, account A (the sender of everything).
     a_ce = by_usage_type(ce_query(s.client("A", service="ce")))
     a_cross = sum(int(r["bytes"]) for r in cost_rows(s, "--account", A_ID)
