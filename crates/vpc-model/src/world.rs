@@ -26,6 +26,7 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    FlowLog,
 }
 
 impl Kind {
@@ -46,6 +47,7 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::FlowLog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::FlowLog => "vpc-flow-log",
         }
     }
 
@@ -255,6 +258,7 @@ record!(
     meta
 );
 record!(Volume, Kind::Volume, volumes, meta);
+record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 
@@ -280,6 +284,7 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub flow_logs: Table<FlowLog>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -360,6 +365,7 @@ impl World {
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
+            Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
         }
     }
@@ -386,6 +392,7 @@ impl World {
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
+            Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
         }
     }

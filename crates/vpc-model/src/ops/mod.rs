@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod dns;
 pub mod eip;
 pub mod eni;
+pub mod flow_log;
 pub mod igw;
 pub mod image;
 pub mod insights;
