@@ -354,6 +354,7 @@ fn start_dataplane(
     } else {
         start_meter(app, data_dir, &tag, meter_every)
     };
+    let flow_logs = start_flow_logs(app, data_dir, &tag);
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
@@ -390,7 +391,7 @@ fn start_dataplane(
             }
         })
         .map(|_| {
-            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}")
+            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}; flow logs: {flow_logs}")
         })
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
@@ -472,6 +473,50 @@ fn start_meter(
             }
         })
         .map(|_| format!("on (read every {:.1} s)", every.as_secs_f64()))
+        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+}
+
+/// Starts the thread that collects flow-log records (`docs/metering.md`):
+/// every second it reads the conntrack tables of the routers a flow log
+/// covers and writes the aggregation windows that are due under
+/// `<data-dir>/flow-logs/`. `VPCD_FLOW_LOG_FLUSH=<seconds>` writes windows
+/// that often instead of every `MaxAggregationInterval` (for tests).
+fn start_flow_logs(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, tag: &str) -> String {
+    let tools = match vpc_dataplane::Tools::find() {
+        Ok(t) => t,
+        Err(e) => return format!("off ({e})"),
+    };
+    let flush = std::env::var("VPCD_FLOW_LOG_FLUSH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0);
+    let mut collector = vpc_dataplane::flow_log::Collector::new(
+        vpc_dataplane::Runner::new(tools),
+        tag.to_string(),
+        data_dir.join("flow-logs"),
+        flush,
+    );
+    let app = app.clone();
+    std::thread::Builder::new()
+        .name("flow-logs".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let world = app.snapshot();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match collector.poll(&world, now) {
+                Ok(report) if !report.files.is_empty() => {
+                    tracing::debug!(?report, "flow-log records written")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read conntrack for flow logs"),
+            }
+        })
+        .map(|_| match flush {
+            Some(s) => format!("on (windows written every {s} s: VPCD_FLOW_LOG_FLUSH)"),
+            None => "on".to_string(),
+        })
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
