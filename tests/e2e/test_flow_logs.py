@@ -21,7 +21,7 @@ import pytest
 
 from conftest import DP_LIMITS, Server, dp_stop_and_teardown, netns_names
 from helpers import A_ID, wait_for
-from netprobe import Dp, netns_exec
+from netprobe import Dp, listener, netns_exec, tcp_connect
 from test_dataplane import subnet, vpc
 from test_metering import transfer
 
@@ -216,3 +216,82 @@ def test_deleting_a_flow_log_stops_its_records(dp, net):
     assert objects(dp, "gone") == before
     assert total(s3_records(dp, "gone"), dstport=9601) == (0, 0)
     a.delete_flow_logs(FlowLogIds=[keep])
+
+
+def reject_log(a, resource: str, name: str, traffic: str = "REJECT", rtype: str = "VPC") -> str:
+    [fl] = a.create_flow_logs(ResourceIds=[resource], ResourceType=rtype, TrafficType=traffic,
+                              LogDestinationType="local-file", LogDestination=name,
+                              LogFormat=" ".join("${%s}" % f for f in CUSTOM))["FlowLogIds"]
+    return fl
+
+
+def test_a_security_group_drop_is_a_reject_record_naming_the_group(dp, net):
+    a, v, s1, i1, i2 = net
+    closed = a.create_security_group(GroupName="closed", Description="no ingress", VpcId=v.id)["GroupId"]
+    i3 = dp.launch(a, s1, "10.71.1.12", groups=[closed])
+    rejects = reject_log(a, v.id, "sg-rejects.log")
+    accepts = reject_log(a, v.id, "sg-accepts.log", traffic="ACCEPT")
+    dp.converge()
+    acct_on(dp, v.id)
+    with listener(i3.ns, 7000, ident="i3"):
+        assert not tcp_connect(i1.ns, i3.ip, 7000, expect=False)
+    p = netns_exec(i1.ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", i3.ip, timeout=20)
+    assert p.returncode != 0, "the closed group should drop ICMP"
+
+    def found():
+        recs = file_records(dp, "sg-rejects.log")
+        icmp = total(recs, **{"interface-id": i3.eni, "protocol": 1, "srcaddr": i1.ip})
+        tcp = [r for r in recs if r["dstport"] == "7000"]
+        return recs if icmp[0] >= 3 and tcp else None
+    recs = wait_for(found, timeout=15, interval=0.5, what="REJECT records for i3 in sg-rejects.log")
+    tcp = [r for r in recs if r["dstport"] == "7000"]
+    for r in tcp:
+        assert r["action"] == "REJECT" and r["interface-id"] == i3.eni and r["flow-direction"] == "ingress"
+        assert (r["srcaddr"], r["dstaddr"], r["protocol"]) == (i1.ip, i3.ip, "6")
+        assert r["vpcd-dropped-by"] == closed
+        assert int(r["tcp-flags"]) == 2  # only SYNs reach the group
+        assert int(r["bytes"]) % int(r["packets"]) == 0 and 40 <= int(r["bytes"]) // int(r["packets"]) <= 80
+        assert r["instance-id"] == i3.id
+    # Three echo requests of 84 bytes, each dropped and logged once.
+    assert total(recs, **{"interface-id": i3.eni, "protocol": 1, "srcaddr": i1.ip}) == (3, 252)
+    assert all(r["action"] == "REJECT" for r in recs)
+    # The ACCEPT-only flow log has no REJECT record.
+    time.sleep(FLUSH + 1)
+    assert all(r["action"] == "ACCEPT" for r in file_records(dp, "sg-accepts.log"))
+    a.delete_flow_logs(FlowLogIds=[rejects, accepts])
+
+
+def test_a_network_acl_drop_is_a_reject_record_naming_the_acl_and_rule(dp, net):
+    a, v, s1, i1, i2 = net
+    s2 = subnet(a, v, "10.71.2.0/24")
+    acl = a.create_network_acl(VpcId=v.id)["NetworkAcl"]["NetworkAclId"]
+    a.create_network_acl_entry(NetworkAclId=acl, RuleNumber=50, Protocol="6", RuleAction="deny", Egress=False,
+                               CidrBlock=v.cidr, PortRange={"From": 7100, "To": 7100})
+    for egress in (False, True):
+        a.create_network_acl_entry(NetworkAclId=acl, RuleNumber=100, Protocol="-1", RuleAction="allow",
+                                   Egress=egress, CidrBlock="0.0.0.0/0")
+    dacl = a.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [s2]}])["NetworkAcls"][0]
+    assoc = next(x["NetworkAclAssociationId"] for x in dacl["Associations"] if x["SubnetId"] == s2)
+    a.replace_network_acl_association(AssociationId=assoc, NetworkAclId=acl)
+    i4 = dp.launch(a, s2, "10.71.2.10")
+    fl = reject_log(a, s2, "acl-rejects.log", traffic="ALL", rtype="Subnet")
+    dp.converge()
+    acct_on(dp, v.id)
+    with listener(i4.ns, 7100, ident="i4"):
+        assert not tcp_connect(i1.ns, i4.ip, 7100, expect=False)
+    with listener(i4.ns, 7101, ident="i4"):
+        assert tcp_connect(i1.ns, i4.ip, 7101)
+
+    def found():
+        recs = file_records(dp, "acl-rejects.log")
+        return recs if [r for r in recs if r["dstport"] == "7100"] and \
+            [r for r in recs if r["dstport"] == "7101"] else None
+    recs = wait_for(found, timeout=15, interval=0.5, what="records of both connections in acl-rejects.log")
+    denied = [r for r in recs if r["dstport"] == "7100"]
+    assert all(r["action"] == "REJECT" and r["vpcd-dropped-by"] == f"{acl}:50" and r["interface-id"] == i4.eni
+               and r["subnet-id"] == s2 and r["flow-direction"] == "ingress" for r in denied), denied
+    allowed = [r for r in recs if r["dstport"] == "7101"]
+    assert all(r["action"] == "ACCEPT" and r["vpcd-dropped-by"] == "-" for r in allowed), allowed
+    # A subnet's flow log covers only that subnet's interfaces.
+    assert {r["interface-id"] for r in recs} == {i4.eni}
+    a.delete_flow_logs(FlowLogIds=[fl])

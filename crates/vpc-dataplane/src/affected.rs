@@ -1068,7 +1068,8 @@ pub(crate) mod tests {
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis
                     | Volume
-                    | Detachment => false,
+                    | Detachment
+                    | FlowLog => false,
                 }
             })
             .count();

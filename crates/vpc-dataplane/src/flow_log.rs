@@ -1,8 +1,11 @@
 //! The flow-log collector: ACCEPT records measured from each router
 //! namespace's conntrack table (with `nf_conntrack_acct` on, its per-
-//! direction packet and byte counters), aggregated per flow log over its
-//! aggregation interval and written as S3-layout gzip files or a local file
-//! (`docs/metering.md`).
+//! direction packet and byte counters), REJECT records from the packets the
+//! security-group and network-ACL rules drop (each drop rule logs to NFLOG
+//! group [`DROP_LOG_GROUP`] with a prefix naming what dropped; the collector
+//! reads the group in-process over netlink), aggregated per flow log over
+//! its aggregation interval and written as S3-layout gzip files or a local
+//! file (`docs/metering.md`).
 //!
 //! Every packet between interfaces passes a router namespace, so one
 //! conntrack entry there describes a connection as both of its interfaces
@@ -17,6 +20,10 @@
 use crate::error::CommandError;
 use crate::kernel::Runner;
 use crate::names;
+pub use crate::nft::DROP_LOG_GROUP;
+use netlink_sys::{Socket, SocketAddr};
+use nix::sched::{setns, CloneFlags};
+use std::os::fd::AsFd as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -166,6 +173,9 @@ pub struct Collector {
     last: HashMap<(String, u64, Tuple), ((u64, u64), (u64, u64), Option<String>)>,
     windows: BTreeMap<String, Window>,
     files_written: u64,
+    /// Router namespace → its NFLOG socket (and the namespace file's inode,
+    /// so a re-created namespace gets a new socket).
+    drop_logs: BTreeMap<String, (u64, Socket)>,
 }
 
 /// An interface a flow log covers, with the flow logs that cover it.
@@ -186,6 +196,7 @@ impl Collector {
             last: HashMap::new(),
             windows: BTreeMap::new(),
             files_written: 0,
+            drop_logs: BTreeMap::new(),
         }
     }
 
@@ -197,6 +208,7 @@ impl Collector {
         self.windows.retain(|id, _| live.contains(id.as_str()));
         if live.is_empty() {
             self.last.clear();
+            self.drop_logs.clear();
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
@@ -234,6 +246,21 @@ impl Collector {
                     }
                 }
             }
+            match self.drain_drops(&ns) {
+                Ok(drops) => {
+                    let unlogged = unlogged_addresses(w, vpc_id);
+                    for d in drops {
+                        if unlogged.contains(&d.src) || unlogged.contains(&d.dst) {
+                            continue;
+                        }
+                        self.account_drop(covered, &d, now);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "cannot read dropped packets for flow logs");
+                    self.drop_logs.remove(&ns);
+                }
+            }
             let conntrack = self.run.tools().conntrack.clone();
             let text = match self
                 .run
@@ -269,6 +296,11 @@ impl Collector {
             }
         }
         self.last.retain(|k, _| seen_keys.contains(k));
+        let routers: BTreeSet<String> = per_vpc
+            .keys()
+            .map(|v| names::router_ns(&self.tag, v))
+            .collect();
+        self.drop_logs.retain(|ns, _| routers.contains(ns));
         let report = self.flush_due(w, now);
         match first_error {
             Some(e) if report.written.is_empty() => Err(e),
@@ -372,6 +404,67 @@ impl Collector {
                 self.add(fl, inbound.clone(), d_orig, flags.0, now);
                 self.add(fl, answer.clone(), d_reply, flags.1, now);
             }
+        }
+    }
+
+    /// The packets dropped in `ns` since the last call (opening its NFLOG
+    /// socket the first time).
+    fn drain_drops(&mut self, ns: &str) -> std::io::Result<Vec<Dropped>> {
+        let path = Path::new(crate::kernel::NETNS_DIR).join(ns);
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path)?);
+        if self.drop_logs.get(ns).is_none_or(|(i, _)| *i != ino) {
+            self.drop_logs.remove(ns);
+            let socket = open_drop_log(&path)?;
+            self.drop_logs.insert(ns.to_string(), (ino, socket));
+        }
+        let Some((_, socket)) = self.drop_logs.get(ns) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        loop {
+            buf.clear();
+            match socket.recv(&mut buf, libc::MSG_DONTWAIT) {
+                Ok(_) => parse_nflog(&buf, &mut out)?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // The receive buffer overflowed: some drops are lost (AWS's
+                // SKIPDATA); the socket goes on.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn account_drop(&mut self, covered: &[Covered<'_>], d: &Dropped, now: i64) {
+        let holds = |c: &Covered<'_>, a: IpAddr| match a {
+            IpAddr::V4(v4) => c.eni.private_ips.iter().any(|p| p.ip == v4),
+            IpAddr::V6(v6) => c.eni.ipv6.contains(&v6),
+        };
+        let ingress = d.direction == "in";
+        let at = if ingress { d.dst } else { d.src };
+        let Some(c) = covered.iter().find(|c| holds(c, at)) else {
+            return;
+        };
+        let me = match at {
+            IpAddr::V4(_) => IpAddr::V4(c.eni.primary_ip()),
+            v6 => v6,
+        };
+        let key = RecordKey {
+            eni: c.eni.meta.id.clone(),
+            ingress,
+            src: if ingress { d.src } else { me },
+            dst: if ingress { me } else { d.dst },
+            pkt_src: d.src,
+            pkt_dst: d.dst,
+            sport: d.sport,
+            dport: d.dport,
+            protocol: d.protocol,
+            action: "REJECT",
+            dropped_by: Some(d.dropped_by.clone()),
+        };
+        for fl in &c.flow_logs {
+            self.add(fl, key.clone(), (1, u64::from(d.length)), d.tcp_flags, now);
         }
     }
 
@@ -504,6 +597,195 @@ impl Collector {
     }
 }
 
+/// One packet a security group or network ACL dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// `in` or `out`: entering the destination or leaving the source.
+    pub direction: String,
+    /// What dropped it: `sg-a,sg-b` (the interface's groups) or
+    /// `acl-x:<rule number or *>`.
+    pub dropped_by: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    /// The IP packet's length.
+    pub length: u32,
+    /// FIN, SYN, RST and SYN-ACK as AWS ORs them.
+    pub tcp_flags: u8,
+}
+
+const NETLINK_NETFILTER: isize = 12;
+const NFNL_SUBSYS_ULOG: u16 = 4;
+const NFULNL_MSG_PACKET: u16 = 0;
+const NFULNL_MSG_CONFIG: u16 = 1;
+const NFULA_CFG_CMD: u16 = 1;
+const NFULA_CFG_MODE: u16 = 2;
+const NFULNL_CFG_CMD_BIND: u8 = 1;
+const NFULNL_COPY_PACKET: u8 = 2;
+const NFULA_PAYLOAD: u16 = 9;
+const NFULA_PREFIX: u16 = 10;
+const NLMSG_ERROR: u16 = 2;
+
+/// A netlink socket in the namespace at `path`, bound to [`DROP_LOG_GROUP`]
+/// and copying the first 128 bytes of every logged packet.
+fn open_drop_log(path: &Path) -> std::io::Result<Socket> {
+    let file = std::fs::File::open(path)?;
+    // A socket belongs to the namespace of the thread that made it; this
+    // thread ends right after.
+    let mut socket = std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            Socket::new(NETLINK_NETFILTER)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the setns thread panicked")))
+    })?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    socket.set_rx_buf_sz(4 << 20)?;
+    let mut attrs = Vec::new();
+    put_attr(&mut attrs, NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]);
+    let mut mode = 128u32.to_be_bytes().to_vec();
+    mode.extend([NFULNL_COPY_PACKET, 0]);
+    put_attr(&mut attrs, NFULA_CFG_MODE, &mode);
+    let msg = nfnl_message(NFULNL_MSG_CONFIG, DROP_LOG_GROUP, &attrs);
+    socket.send(&msg, 0)?;
+    // The acknowledgement: zero, or why the kernel refused.
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    socket.recv(&mut buf, 0)?;
+    let mut none = Vec::new();
+    parse_nflog(&buf, &mut none)?;
+    socket.set_non_blocking(true)?;
+    Ok(socket)
+}
+
+fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    out.extend((len as u16).to_ne_bytes());
+    out.extend(kind.to_ne_bytes());
+    out.extend(payload);
+    out.resize(out.len() + (4 - len % 4) % 4, 0);
+}
+
+fn nfnl_message(msg: u16, group: u16, attrs: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + attrs.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend((len as u32).to_ne_bytes());
+    out.extend(((NFNL_SUBSYS_ULOG << 8) | msg).to_ne_bytes());
+    // NLM_F_REQUEST | NLM_F_ACK
+    out.extend(5u16.to_ne_bytes());
+    out.extend(1u32.to_ne_bytes());
+    out.extend(0u32.to_ne_bytes());
+    // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, the group (big-endian)
+    out.extend([0u8, 0u8]);
+    out.extend(group.to_be_bytes());
+    out.extend(attrs);
+    out
+}
+
+/// The dropped packets in a buffer of netlink messages; an error message
+/// with a non-zero code is an error.
+pub fn parse_nflog(buf: &[u8], out: &mut Vec<Dropped>) -> std::io::Result<()> {
+    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        let msg = &buf[off..off + len];
+        let kind = u16_at(msg, 4);
+        if kind == NLMSG_ERROR && msg.len() >= 20 {
+            let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
+            if code != 0 {
+                return Err(std::io::Error::from_raw_os_error(-code));
+            }
+        } else if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET && msg.len() >= 20 {
+            let mut prefix = None;
+            let mut payload = None;
+            let mut a = 20;
+            while a + 4 <= msg.len() {
+                let alen = u16_at(msg, a) as usize;
+                let akind = u16_at(msg, a + 2) & 0x3fff;
+                if alen < 4 || a + alen > msg.len() {
+                    break;
+                }
+                let body = &msg[a + 4..a + alen];
+                match akind {
+                    NFULA_PREFIX => {
+                        let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+                        prefix = Some(String::from_utf8_lossy(&body[..end]).into_owned());
+                    }
+                    NFULA_PAYLOAD => payload = Some(body),
+                    _ => {}
+                }
+                a += (alen + 3) & !3;
+            }
+            if let (Some(p), Some(pkt)) = (prefix, payload) {
+                if let Some(d) = dropped(&p, pkt) {
+                    out.push(d);
+                }
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(())
+}
+
+/// A dropped packet from its log prefix and its first bytes.
+pub fn dropped(prefix: &str, pkt: &[u8]) -> Option<Dropped> {
+    let mut parts = prefix.splitn(3, ':');
+    let (kind, direction, what) = (parts.next()?, parts.next()?, parts.next()?);
+    if !matches!(kind, "sg" | "nacl") || !matches!(direction, "in" | "out") {
+        return None;
+    }
+    let version = pkt.first()? >> 4;
+    let (src, dst, protocol, length, l4): (IpAddr, IpAddr, u8, u32, usize) = match version {
+        4 if pkt.len() >= 20 => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            let src: [u8; 4] = pkt[12..16].try_into().ok()?;
+            let dst: [u8; 4] = pkt[16..20].try_into().ok()?;
+            let len = u32::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+            (src.into(), dst.into(), pkt[9], len, ihl)
+        }
+        6 if pkt.len() >= 40 => {
+            let src: [u8; 16] = pkt[8..24].try_into().ok()?;
+            let dst: [u8; 16] = pkt[24..40].try_into().ok()?;
+            let len = 40 + u32::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+            (src.into(), dst.into(), pkt[6], len, 40)
+        }
+        _ => return None,
+    };
+    let port = |i: usize| {
+        pkt.get(l4 + i..l4 + i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .unwrap_or(0)
+    };
+    let (sport, dport) = if matches!(protocol, 6 | 17 | 132) {
+        (port(0), port(2))
+    } else {
+        (0, 0)
+    };
+    let tcp_flags = if protocol == 6 {
+        let f = pkt.get(l4 + 13).copied().unwrap_or(0);
+        (f & 0x07) | if f & 0x12 == 0x12 { 0x10 } else { 0 }
+    } else {
+        0
+    };
+    Some(Dropped {
+        direction: direction.to_string(),
+        dropped_by: what.to_string(),
+        src,
+        dst,
+        sport,
+        dport,
+        protocol,
+        length,
+        tcp_flags,
+    })
+}
+
 /// The reply-side flags are the SYN-ACK when the connection got past
 /// SYN_SENT; the closing states add FIN. Derived from the kernel's TCP
 /// state machine, as the conntrack table does not keep flags.
@@ -605,6 +887,35 @@ garbage line\n";
         assert_eq!(e[1].orig_count, (3, 252));
         assert_eq!(e[1].tcp_state, None);
         assert_eq!(e[2].reply_count, (0, 0));
+    }
+
+    #[test]
+    fn a_logged_drop_names_what_dropped_and_its_packet() {
+        // IPv4 TCP SYN 10.0.0.1:40000 -> 10.0.0.2:22, 60 bytes.
+        let mut pkt = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        pkt.extend(40000u16.to_be_bytes());
+        pkt.extend(22u16.to_be_bytes());
+        pkt.extend([0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff]);
+        let d = dropped("sg:in:sg-1,sg-2", &pkt).unwrap();
+        assert_eq!(d.direction, "in");
+        assert_eq!(d.dropped_by, "sg-1,sg-2");
+        assert_eq!((d.sport, d.dport, d.protocol, d.length), (40000, 22, 6, 60));
+        assert_eq!(d.tcp_flags, 2);
+        assert_eq!(d.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        let d = dropped("nacl:out:acl-9:100", &pkt).unwrap();
+        assert_eq!((d.direction.as_str(), d.dropped_by.as_str()), ("out", "acl-9:100"));
+        assert!(dropped("other", &pkt).is_none());
+        assert!(dropped("sg:up:x", &pkt).is_none());
+        assert!(dropped("sg:in:x", &pkt[..10]).is_none());
+        // The same packet inside an NFLOG message.
+        let mut attrs = Vec::new();
+        put_attr(&mut attrs, NFULA_PREFIX, b"nacl:in:acl-9:*\0");
+        put_attr(&mut attrs, NFULA_PAYLOAD, &pkt);
+        let msg = nfnl_message(NFULNL_MSG_PACKET, DROP_LOG_GROUP, &attrs);
+        let mut out = Vec::new();
+        parse_nflog(&msg, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].dropped_by, "acl-9:*");
     }
 
     #[test]
