@@ -23,10 +23,10 @@ use crate::names;
 pub use crate::nft::DROP_LOG_GROUP;
 use netlink_sys::{Socket, SocketAddr};
 use nix::sched::{setns, CloneFlags};
-use std::os::fd::AsFd as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use vpc_model::ops::flow_log::{self as model, FlowRecord};
 use vpc_model::{FlowLog, NetworkInterface, World};
@@ -74,7 +74,10 @@ fn parse_line(line: &str) -> Option<CtEntry> {
         let Some((k, v)) = t.split_once('=') else {
             continue;
         };
-        if matches!(k, "mark" | "use" | "zone" | "secctx" | "delta-time" | "timeout") {
+        if matches!(
+            k,
+            "mark" | "use" | "zone" | "secctx" | "delta-time" | "timeout"
+        ) {
             trailer = true;
         }
         if trailer {
@@ -218,10 +221,13 @@ impl Collector {
                 .filter(|f| model::covers(f, eni))
                 .collect();
             if !fls.is_empty() {
-                per_vpc.entry(eni.vpc_id.as_str()).or_default().push(Covered {
-                    eni,
-                    flow_logs: fls,
-                });
+                per_vpc
+                    .entry(eni.vpc_id.as_str())
+                    .or_default()
+                    .push(Covered {
+                        eni,
+                        flow_logs: fls,
+                    });
             }
         }
         let mut seen_keys = BTreeSet::new();
@@ -345,7 +351,11 @@ impl Collector {
         };
         // The interface that opened the connection.
         if let Some(c) = covered.iter().find(|c| holds(c, ct.orig.src)) {
-            let me = if ct.orig.src.is_ipv4() { ip_of(c) } else { ct.orig.src };
+            let me = if ct.orig.src.is_ipv4() {
+                ip_of(c)
+            } else {
+                ct.orig.src
+            };
             let out = RecordKey {
                 eni: c.eni.meta.id.clone(),
                 ingress: false,
@@ -376,7 +386,11 @@ impl Collector {
         }
         // The interface that answered (after any DNAT, the reply's source).
         if let Some(c) = covered.iter().find(|c| holds(c, ct.reply.src)) {
-            let me = if ct.reply.src.is_ipv4() { ip_of(c) } else { ct.reply.src };
+            let me = if ct.reply.src.is_ipv4() {
+                ip_of(c)
+            } else {
+                ct.reply.src
+            };
             let inbound = RecordKey {
                 eni: c.eni.meta.id.clone(),
                 ingress: true,
@@ -504,8 +518,8 @@ impl Collector {
     }
 
     fn write(&mut self, w: &World, fl: &FlowLog, win: &Window) -> std::io::Result<Vec<PathBuf>> {
-        let fields = model::parse_format(&fl.log_format)
-            .map_err(|e| std::io::Error::other(e.message))?;
+        let fields =
+            model::parse_format(&fl.log_format).map_err(|e| std::io::Error::other(e.message))?;
         let lines: Vec<(i64, String)> = win
             .records
             .iter()
@@ -550,13 +564,19 @@ impl Collector {
             // One object per 5-minute slot of the records' end times.
             let mut slots: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
             for (end, line) in &lines {
-                slots.entry(end - end.rem_euclid(300)).or_default().push(line);
+                slots
+                    .entry(end - end.rem_euclid(300))
+                    .or_default()
+                    .push(line);
             }
             for (slot, lines) in slots {
                 self.files_written += 1;
                 let hash = format!(
                     "{:08x}",
-                    names::fnv1a32(&format!("{}:{}:{}", fl.meta.id, win.opened, self.files_written))
+                    names::fnv1a32(&format!(
+                        "{}:{}:{}",
+                        fl.meta.id, win.opened, self.files_written
+                    ))
                 );
                 let path = self
                     .out_dir
@@ -842,7 +862,9 @@ fn traffic_path(w: &World, eni: &NetworkInterface, dst: IpAddr) -> u8 {
     if in_vpc(&eni.vpc_id) {
         return 1;
     }
-    let peer = w.iter::<NetworkInterface>().find(|o| o.private_ips.iter().any(|p| p.ip == d));
+    let peer = w
+        .iter::<NetworkInterface>()
+        .find(|o| o.private_ips.iter().any(|p| p.ip == d));
     match peer {
         Some(p) if p.meta.region == eni.meta.region => 4,
         Some(_) => 5,
@@ -892,7 +914,9 @@ garbage line\n";
     #[test]
     fn a_logged_drop_names_what_dropped_and_its_packet() {
         // IPv4 TCP SYN 10.0.0.1:40000 -> 10.0.0.2:22, 60 bytes.
-        let mut pkt = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut pkt = vec![
+            0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         pkt.extend(40000u16.to_be_bytes());
         pkt.extend(22u16.to_be_bytes());
         pkt.extend([0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff]);
@@ -903,7 +927,10 @@ garbage line\n";
         assert_eq!(d.tcp_flags, 2);
         assert_eq!(d.src, "10.0.0.1".parse::<IpAddr>().unwrap());
         let d = dropped("nacl:out:acl-9:100", &pkt).unwrap();
-        assert_eq!((d.direction.as_str(), d.dropped_by.as_str()), ("out", "acl-9:100"));
+        assert_eq!(
+            (d.direction.as_str(), d.dropped_by.as_str()),
+            ("out", "acl-9:100")
+        );
         assert!(dropped("other", &pkt).is_none());
         assert!(dropped("sg:up:x", &pkt).is_none());
         assert!(dropped("sg:in:x", &pkt[..10]).is_none());
@@ -942,7 +969,13 @@ garbage line\n";
         assert_eq!(tcp_flags(&ct("SYN_SENT"), true, None), (2, 0));
         assert_eq!(tcp_flags(&ct("ESTABLISHED"), true, None), (2, 18));
         assert_eq!(tcp_flags(&ct("TIME_WAIT"), true, None), (3, 19));
-        assert_eq!(tcp_flags(&ct("TIME_WAIT"), false, Some("ESTABLISHED")), (1, 1));
-        assert_eq!(tcp_flags(&ct("TIME_WAIT"), false, Some("TIME_WAIT")), (0, 0));
+        assert_eq!(
+            tcp_flags(&ct("TIME_WAIT"), false, Some("ESTABLISHED")),
+            (1, 1)
+        );
+        assert_eq!(
+            tcp_flags(&ct("TIME_WAIT"), false, Some("TIME_WAIT")),
+            (0, 0)
+        );
     }
 }

@@ -1759,17 +1759,18 @@ mod tests {
             .meta
             .id
             .clone();
-        let drop_in = |rule: &str| {
-            format!("log prefix \"nacl:in:{acl}:{rule}\" group 100 counter drop")
-        };
-        let drop_out = |rule: &str| {
-            format!("log prefix \"nacl:out:{acl}:{rule}\" group 100 counter drop")
-        };
+        let drop_in =
+            |rule: &str| format!("log prefix \"nacl:in:{acl}:{rule}\" group 100 counter drop");
+        let drop_out =
+            |rule: &str| format!("log prefix \"nacl:out:{acl}:{rule}\" group 100 counter drop");
         assert_eq!(
             chain(body, &format!("nacl_in_{sid}")),
             vec![
                 format!("iifname @sn_{sid} return"),
-                format!("ip saddr 10.0.2.0/24 meta l4proto icmp icmp type 8 {}", drop_in("50")),
+                format!(
+                    "ip saddr 10.0.2.0/24 meta l4proto icmp icmp type 8 {}",
+                    drop_in("50")
+                ),
                 "ip6 saddr 2600::/56 return".to_string(),
                 "meta nfproto ipv4 return".to_string(),
                 "meta nfproto ipv4 meta l4proto tcp th dport 22 return".to_string(),
@@ -1781,7 +1782,10 @@ mod tests {
             chain(body, &format!("nacl_out_{sid}")),
             vec![
                 format!("oifname @sn_{sid} return"),
-                format!("ip daddr 10.9.0.0/16 meta l4proto udp th dport 53-54 {}", drop_out("60")),
+                format!(
+                    "ip daddr 10.9.0.0/16 meta l4proto udp th dport 53-54 {}",
+                    drop_out("60")
+                ),
                 "meta nfproto ipv4 return".to_string(),
                 format!("meta nfproto ipv4 {}", drop_out("*")),
                 drop_out("*"),

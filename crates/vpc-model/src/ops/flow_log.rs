@@ -185,7 +185,8 @@ pub fn create(w: &mut World, ctx: &mut Ctx<'_>, req: CreateFlowLogs) -> Result<C
     if req.resource_ids.is_empty() {
         return Err(Fault::missing("ResourceId"));
     }
-    let resource_type = trimmed(&req.resource_type).ok_or_else(|| Fault::missing("ResourceType"))?;
+    let resource_type =
+        trimmed(&req.resource_type).ok_or_else(|| Fault::missing("ResourceType"))?;
     let kind = match resource_type {
         "VPC" => VPC,
         "Subnet" => SUBNET,
@@ -365,7 +366,9 @@ pub fn delete(w: &mut World, ctx: &mut Ctx<'_>, ids: &[String]) -> Result<Vec<(S
                 id.clone(),
                 Fault::new(
                     FLOW_LOG.not_found,
-                    format!("These flow log ids in the input list are not found: [TotalCount: 1] {id}"),
+                    format!(
+                        "These flow log ids in the input list are not found: [TotalCount: 1] {id}"
+                    ),
                 ),
             ));
         }
@@ -604,10 +607,14 @@ mod tests {
             render(&f, &r),
             "2 123456789012 eni-1 10.0.0.5 10.0.0.6 40000 80 6 5 400 10 20 REJECT OK"
         );
-        let f =
-            parse_format("${version} ${instance-id} ${flow-direction} ${tcp-flags} ${vpcd-dropped-by}")
-                .unwrap();
+        let f = parse_format(
+            "${version} ${instance-id} ${flow-direction} ${tcp-flags} ${vpcd-dropped-by}",
+        )
+        .unwrap();
         assert_eq!(render(&f, &r), "5 - ingress 2 sg-1");
-        assert_eq!(header(&f), "version instance-id flow-direction tcp-flags vpcd-dropped-by");
+        assert_eq!(
+            header(&f),
+            "version instance-id flow-direction tcp-flags vpcd-dropped-by"
+        );
     }
 }
