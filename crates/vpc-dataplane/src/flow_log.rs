@@ -59,6 +59,17 @@ pub fn parse_conntrack(text: &str) -> Vec<CtEntry> {
     text.lines().filter_map(parse_line).collect()
 }
 
+/// One direction of an entry while it is being read.
+#[derive(Default)]
+struct HalfTuple {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: u16,
+    dport: u16,
+    packets: u64,
+    bytes: u64,
+}
+
 fn parse_line(line: &str) -> Option<CtEntry> {
     let tokens: Vec<&str> = line.split_whitespace().collect();
     // ipv4 2 tcp 6 117 TIME_WAIT src=…
@@ -67,7 +78,7 @@ fn parse_line(line: &str) -> Option<CtEntry> {
         .get(5)
         .filter(|t| !t.contains('='))
         .map(|t| t.to_string());
-    let mut tuples: Vec<(Option<IpAddr>, Option<IpAddr>, u16, u16, u64, u64)> = Vec::new();
+    let mut tuples: Vec<HalfTuple> = Vec::new();
     let mut trailer = false;
     let mut id = None;
     for t in &tokens[4..] {
@@ -87,26 +98,26 @@ fn parse_line(line: &str) -> Option<CtEntry> {
             continue;
         }
         if k == "src" {
-            tuples.push((None, None, 0, 0, 0, 0));
+            tuples.push(HalfTuple::default());
         }
         let cur = tuples.last_mut()?;
         match k {
-            "src" => cur.0 = v.parse().ok(),
-            "dst" => cur.1 = v.parse().ok(),
-            "sport" => cur.2 = v.parse().ok()?,
-            "dport" => cur.3 = v.parse().ok()?,
-            "packets" => cur.4 = v.parse().ok()?,
-            "bytes" => cur.5 = v.parse().ok()?,
+            "src" => cur.src = v.parse().ok(),
+            "dst" => cur.dst = v.parse().ok(),
+            "sport" => cur.sport = v.parse().ok()?,
+            "dport" => cur.dport = v.parse().ok()?,
+            "packets" => cur.packets = v.parse().ok()?,
+            "bytes" => cur.bytes = v.parse().ok()?,
             _ => {}
         }
     }
     let [o, r] = <[_; 2]>::try_from(tuples).ok()?;
-    let tuple = |t: &(Option<IpAddr>, Option<IpAddr>, u16, u16, u64, u64)| {
+    let tuple = |t: &HalfTuple| {
         Some(Tuple {
-            src: t.0?,
-            dst: t.1?,
-            sport: t.2,
-            dport: t.3,
+            src: t.src?,
+            dst: t.dst?,
+            sport: t.sport,
+            dport: t.dport,
         })
     };
     Some(CtEntry {
@@ -115,8 +126,8 @@ fn parse_line(line: &str) -> Option<CtEntry> {
         tcp_state: if protocol == 6 { tcp_state } else { None },
         orig: tuple(&o)?,
         reply: tuple(&r)?,
-        orig_count: (o.4, o.5),
-        reply_count: (r.4, r.5),
+        orig_count: (o.packets, o.bytes),
+        reply_count: (r.packets, r.bytes),
     })
 }
 
@@ -172,13 +183,22 @@ pub struct Collector {
     /// `MaxAggregationInterval` (for tests; the records mean the same).
     flush_every: Option<i64>,
     acct_on: BTreeSet<String>,
-    /// (namespace, conntrack id, original tuple) → (original, reply) counts.
-    last: HashMap<(String, u64, Tuple), ((u64, u64), (u64, u64), Option<String>)>,
+    /// What each conntrack entry (namespace, id, original tuple) counted
+    /// at the last read.
+    last: HashMap<(String, u64, Tuple), LastRead>,
     windows: BTreeMap<String, Window>,
     files_written: u64,
     /// Router namespace → its NFLOG socket (and the namespace file's inode,
     /// so a re-created namespace gets a new socket).
     drop_logs: BTreeMap<String, (u64, Socket)>,
+}
+
+/// A conntrack entry's (packets, bytes) per direction and TCP state at a read.
+#[derive(Debug, Clone, Default)]
+struct LastRead {
+    orig: (u64, u64),
+    reply: (u64, u64),
+    tcp_state: Option<String>,
 }
 
 /// An interface a flow log covers, with the flow logs that cover it.
@@ -281,11 +301,22 @@ impl Collector {
             let unlogged = unlogged_addresses(w, vpc_id);
             for ct in parse_conntrack(&text) {
                 let key = (ns.clone(), ct.id, ct.orig);
-                let (o0, r0, state0) = self.last.get(&key).cloned().unwrap_or_default();
-                let is_new = !self.last.contains_key(&key);
+                let before = self.last.get(&key).cloned();
+                let is_new = before.is_none();
+                let LastRead {
+                    orig: o0,
+                    reply: r0,
+                    tcp_state: state0,
+                } = before.unwrap_or_default();
                 seen_keys.insert(key.clone());
-                self.last
-                    .insert(key, (ct.orig_count, ct.reply_count, ct.tcp_state.clone()));
+                self.last.insert(
+                    key,
+                    LastRead {
+                        orig: ct.orig_count,
+                        reply: ct.reply_count,
+                        tcp_state: ct.tcp_state.clone(),
+                    },
+                );
                 if unlogged.contains(&ct.orig.dst) || unlogged.contains(&ct.orig.src) {
                     continue;
                 }
