@@ -151,8 +151,8 @@ def test_own_names_ptr_resolv_conf_and_no_filtering_by_acls(dp):
     rc, out, took = getent(i.ns, "ip-10-80-1-11")
     assert rc == 0 and out.split()[0] == "10.80.1.11", out
 
-    # A name outside vpcd's zones: refused at once, never a hang (no upstream by default).
-    status(i.ns, "example.com", "REFUSED")
+    # A name outside vpcd's zones: NXDOMAIN at once, never a hang (no upstream by default).
+    status(i.ns, "example.com", "NXDOMAIN")
     rc, out, took = getent(i.ns, "www.example.com")
     assert rc == 2 and out == "", (rc, out)
     assert took < ANSWERED_WITHIN, f"getent of an outside name took {took:.2f}s"
@@ -297,6 +297,61 @@ def test_dns_attributes_switch_names_and_the_server(dp):
     ec2.modify_vpc_attribute(VpcId=v.id, EnableDnsHostnames={"Value": True})
     wait_resolver(i.ns, v.resolver)
     resolves(i.ns, name, "10.83.1.10")
+
+
+def read_conf(instance_id: str) -> str:
+    with open(f"/etc/netns/{instance_id}/resolv.conf") as f:
+        return f.read()
+
+
+def conf_lines(instance_id: str) -> list[str]:
+    return [ln for ln in read_conf(instance_id).splitlines() if not ln.startswith("#")]
+
+
+def test_dhcp_options_drive_the_instances_resolver_configuration(dp):
+    ec2 = dp.ec2("A")
+    v = dns_vpc(ec2, "10.87.0.0/16", "10.87.1.0/24")
+    i = dp.launch(ec2, v.subnet, "10.87.1.10")
+    wait_resolver(i.ns, v.resolver)
+    name = private_name("10.87.1.10")
+    default_set = ec2.describe_vpcs(VpcIds=[v.id])["Vpcs"][0]["DhcpOptionsId"]
+    assert conf_lines(i.id) == ["nameserver 10.87.0.2", "search ec2.internal", "options timeout:1 attempts:2"]
+
+    def associate(dopt: str, want: list[str]):
+        ec2.associate_dhcp_options(DhcpOptionsId=dopt, VpcId=v.id)
+        wait_until(lambda: conf_lines(i.id) == want, 5, what=f"resolv.conf of {i.id} to become {want}")
+
+    # Two search domains: the short name completes through the second one.
+    corp = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name", "Values": ["corp.example ec2.internal"]},
+        {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS"]},
+        {"Key": "ntp-servers", "Values": ["169.254.169.123"]}])["DhcpOptions"]["DhcpOptionsId"]
+    associate(corp, ["nameserver 10.87.0.2", "search corp.example ec2.internal", "options timeout:1 attempts:2"])
+    rc, out, took = getent(i.ns, "ip-10-87-1-10")
+    assert rc == 0 and out.split() == ["10.87.1.10", name], out
+    assert took < ANSWERED_WITHIN, took
+
+    # A custom server that nobody runs: lookups through resolv.conf get no answer (in
+    # one 1-second try), while the VPC's own resolver still answers when asked directly.
+    custom = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name-servers", "Values": ["10.87.0.99"]}])["DhcpOptions"]["DhcpOptionsId"]
+    associate(custom, ["nameserver 10.87.0.99", "options timeout:1 attempts:2"])
+    no_answer(i.ns, name)
+    resolves(i.ns, name, "10.87.1.10", server=v.resolver)
+
+    # `default` (no options): no nameserver at all; nothing answers, at once.
+    associate("default", ["options timeout:1 attempts:2"])
+    r = dig(i.ns, name)
+    assert r.status is None and r.took < TIMEOUT_BOUND, r.out
+    assert ec2.describe_vpcs(VpcIds=[v.id])["Vpcs"][0]["DhcpOptionsId"] == "default"
+
+    # Back to the region's default set: resolves again through resolv.conf.
+    associate(default_set, ["nameserver 10.87.0.2", "search ec2.internal", "options timeout:1 attempts:2"])
+    resolves(i.ns, name, "10.87.1.10")
+    for d in (corp, custom):
+        ec2.delete_dhcp_options(DhcpOptionsId=d)
+    ec2.terminate_instances(InstanceIds=[i.id])
+    wait_until(lambda: not os.path.exists(f"/etc/netns/{i.id}"), 10, what=f"/etc/netns/{i.id} removed")
 
 
 def test_restart_serves_again_and_teardown_removes_the_resolver_files(dp_server_factory):

@@ -433,8 +433,8 @@ impl RequestHandler for VpcResolver {
                 metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), soa(zone).into_iter().collect())
             }
-            Outcome::Refused => {
-                metadata.response_code = ResponseCode::Refused;
+            Outcome::Outside => {
+                metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), Vec::new())
             }
         };

@@ -40,8 +40,10 @@ pub enum Outcome {
     NoData { zone: String },
     /// NXDOMAIN in one of vpcd's zones.
     NxDomain { zone: String },
-    /// A name outside vpcd's zones, and nothing to forward to: REFUSED.
-    Refused,
+    /// A name outside vpcd's zones: forwarded to the upstream resolver when
+    /// the operator configured one, else NXDOMAIN at once (nothing leaves
+    /// the machine; a search list goes on to its next domain).
+    Outside,
 }
 
 /// An interface address the names are made from.
@@ -191,7 +193,7 @@ pub fn reverse_zone(ip: Ipv4Addr) -> Option<String> {
 ///   (`dns::public_name_answer`).
 /// * `d.c.b.a.in-addr.arpa`: PTR = the private name of a visible instance
 ///   address, else the public name of a vpcd public address.
-/// * Another name in vpcd's zones: NXDOMAIN; anything else: REFUSED.
+/// * Another name in vpcd's zones: NXDOMAIN; anything else: [`Outcome::Outside`].
 pub fn answer(idx: &Index, w: &World, querier: &Vpc, qname: &str, kind: QueryKind) -> Outcome {
     let name = qname
         .strip_suffix('.')
@@ -224,7 +226,7 @@ pub fn answer(idx: &Index, w: &World, querier: &Vpc, qname: &str, kind: QueryKin
     }
     match forward_zone(&name) {
         Some(zone) => Outcome::NxDomain { zone },
-        None => Outcome::Refused,
+        None => Outcome::Outside,
     }
 }
 
@@ -266,7 +268,7 @@ fn reverse(
         },
         None => match reverse_zone(ip) {
             Some(zone) => Outcome::NxDomain { zone },
-            None => Outcome::Refused,
+            None => Outcome::Outside,
         },
     }
 }
@@ -431,10 +433,10 @@ mod tests {
             ),
             nx("us-west-2.compute.internal")
         );
-        assert_eq!(ask(&e, &v, "example.com", QueryKind::A), Outcome::Refused);
+        assert_eq!(ask(&e, &v, "example.com", QueryKind::A), Outcome::Outside);
         assert_eq!(
             ask(&e, &v, "8.8.8.8.in-addr.arpa", QueryKind::Ptr),
-            Outcome::Refused
+            Outcome::Outside
         );
     }
 
@@ -534,7 +536,7 @@ mod tests {
             ask(&e, &vc, &name, QueryKind::A),
             nx("compute-1.amazonaws.com")
         );
-        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), Outcome::Refused);
+        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), Outcome::Outside);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod account_view;
 pub mod acl;
 pub mod defaults;
+pub mod dhcp;
 pub mod dns;
 pub mod eip;
 pub mod eni;
