@@ -10,6 +10,7 @@ pub mod commit;
 pub mod http;
 pub mod params;
 pub mod query;
+pub mod route53;
 pub mod server;
 pub mod sigv4;
 pub mod xml;

@@ -22,7 +22,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, PTR, SOA};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -36,6 +36,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use vpc_model::ops::dns;
+use vpc_model::ops::route53::RecordData;
 use vpc_model::{Vpc, World};
 
 /// How often the manager looks for router namespaces that appeared.
@@ -323,6 +324,13 @@ fn kind_of(t: RecordType) -> QueryKind {
         RecordType::A => QueryKind::A,
         RecordType::PTR => QueryKind::Ptr,
         RecordType::ANY => QueryKind::Any,
+        RecordType::AAAA => QueryKind::Zone("AAAA"),
+        RecordType::CNAME => QueryKind::Zone("CNAME"),
+        RecordType::TXT => QueryKind::Zone("TXT"),
+        RecordType::SRV => QueryKind::Zone("SRV"),
+        RecordType::MX => QueryKind::Zone("MX"),
+        RecordType::NS => QueryKind::Zone("NS"),
+        RecordType::SOA => QueryKind::Zone("SOA"),
         _ => QueryKind::Other,
     }
 }
@@ -339,6 +347,58 @@ fn record(a: &Answer) -> Option<Record> {
         Answer::Ptr { name: n, target } => {
             Record::from_rdata(name(n)?, dns::TTL, RData::PTR(PTR(name(target)?)))
         }
+        Answer::Zone {
+            name: n,
+            rtype,
+            ttl,
+            data,
+        } => Record::from_rdata(name(n)?, *ttl, zone_rdata(rtype, data)?),
+    })
+}
+
+/// A Route 53 record value as DNS data.
+fn zone_rdata(rtype: &str, data: &RecordData) -> Option<RData> {
+    Some(match data {
+        RecordData::A(ip) => RData::A(A(*ip)),
+        RecordData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        RecordData::Name(target) => {
+            let target = name(target)?;
+            match rtype {
+                "CNAME" => RData::CNAME(CNAME(target)),
+                "NS" => RData::NS(NS(target)),
+                "PTR" => RData::PTR(PTR(target)),
+                _ => return None,
+            }
+        }
+        RecordData::Txt(strings) => RData::TXT(TXT::new(strings.clone())),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => RData::MX(MX::new(*preference, name(exchange)?)),
+        RecordData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => RData::SOA(SOA::new(
+            name(mname)?,
+            name(rname)?,
+            *serial,
+            *refresh,
+            *retry,
+            *expire,
+            *minimum,
+        )),
+        RecordData::Other => return None,
     })
 }
 

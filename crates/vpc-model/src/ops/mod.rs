@@ -18,6 +18,7 @@ pub mod instance;
 pub mod nat;
 pub mod peering;
 pub mod route;
+pub mod route53;
 pub mod sg;
 pub mod subnet;
 pub mod tags;
