@@ -354,6 +354,82 @@ def test_dhcp_options_drive_the_instances_resolver_configuration(dp):
     wait_until(lambda: not os.path.exists(f"/etc/netns/{i.id}"), 10, what=f"/etc/netns/{i.id} removed")
 
 
+def dig_out(ns: str, name: str, rtype: str) -> str:
+    p = subprocess.run(["ip", "netns", "exec", ns, "dig", "+time=1", "+tries=1", "+short", name, rtype],
+                       capture_output=True, text=True, timeout=10)
+    return p.stdout.strip()
+
+
+def test_private_hosted_zone_records_resolve_in_associated_vpcs_only(dp):
+    ec2 = dp.ec2("A")
+    r53 = dp.server.client("A", service="route53")
+    va = dns_vpc(ec2, "10.88.0.0/16", "10.88.1.0/24")
+    vb = dns_vpc(ec2, "10.89.0.0/16", "10.89.1.0/24")
+    ia = dp.launch(ec2, va.subnet, "10.88.1.10")
+    ib = dp.launch(ec2, vb.subnet, "10.89.1.10")
+    wait_resolver(ia.ns, va.resolver)
+    wait_resolver(ib.ns, vb.resolver)
+    zid = r53.create_hosted_zone(Name="corp.example", CallerReference=f"dns-{va.id}",
+                                 VPC={"VPCRegion": "us-east-1", "VPCId": va.id})["HostedZone"]["Id"]
+
+    def rr(name, rtype, *values):
+        return {"Action": "CREATE", "ResourceRecordSet": {
+            "Name": name, "Type": rtype, "TTL": 60, "ResourceRecords": [{"Value": v} for v in values]}}
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [
+        rr("db.corp.example", "A", "10.88.1.10"),
+        rr("db.corp.example", "AAAA", "fd00:88::10"),
+        rr("www.corp.example", "CNAME", "db.corp.example"),
+        rr("corp.example", "TXT", '"v=spf1 -all"'),
+        rr("_pg._tcp.corp.example", "SRV", "1 5 5432 db.corp.example"),
+        {"Action": "CREATE", "ResourceRecordSet": {
+            "Name": "app.corp.example", "Type": "A",
+            "AliasTarget": {"HostedZoneId": zid.split("/")[-1], "DNSName": private_name("10.88.1.10"),
+                            "EvaluateTargetHealth": False}}},
+    ]})
+
+    # From the associated VPC: every type, the CNAME followed, the alias to an instance's name.
+    resolves(ia.ns, "db.corp.example", "10.88.1.10")
+    r = dig(ia.ns, "db.corp.example", rtype="AAAA")
+    assert r.status == "NOERROR" and r.answers == [("AAAA", "fd00:88::10")], r.out
+    r = dig(ia.ns, "www.corp.example")
+    assert r.status == "NOERROR" and r.answers == [("A", "10.88.1.10")] and "CNAME" in r.out, r.out
+    assert dig_out(ia.ns, "corp.example", "TXT") == '"v=spf1 -all"'
+    assert dig_out(ia.ns, "_pg._tcp.corp.example", "SRV") == "1 5 5432 db.corp.example."
+    resolves(ia.ns, "app.corp.example", "10.88.1.10")
+    resolves(ia.ns, "db.corp.example", "10.88.1.10", server="169.254.169.253", tcp=True)
+    # Inside the zone: a missing name is NXDOMAIN, a missing type NODATA; no fall-through.
+    status(ia.ns, "nope.corp.example", "NXDOMAIN")
+    status(ia.ns, "db.corp.example", "NOERROR", rtype="MX")
+    # From a VPC the zone is not associated with: NXDOMAIN.
+    status(ib.ns, "db.corp.example", "NXDOMAIN")
+    status(ib.ns, "app.corp.example", "NXDOMAIN")
+
+    # The zone as the VPC's DHCP domain-name: short names complete through it.
+    dopt = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name", "Values": ["corp.example"]},
+        {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS"]}])["DhcpOptions"]["DhcpOptionsId"]
+    ec2.associate_dhcp_options(DhcpOptionsId=dopt, VpcId=va.id)
+    wait_until(lambda: "search corp.example" in read_conf(ia.id), 5, what="the search domain in resolv.conf")
+    rc, out, took = getent(ia.ns, "db")                                 # `getent hosts` asks AAAA first
+    assert rc == 0 and out.split() == ["fd00:88::10", "db.corp.example"], out
+    assert took < ANSWERED_WITHIN, took
+
+    # Changes take effect at once: UPSERT, associate the second VPC, disassociate it.
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [{"Action": "UPSERT",
+        "ResourceRecordSet": {"Name": "db.corp.example", "Type": "A", "TTL": 60,
+                              "ResourceRecords": [{"Value": "10.88.1.99"}]}}]})
+    resolves(ia.ns, "db.corp.example", "10.88.1.99")
+    r53.associate_vpc_with_hosted_zone(HostedZoneId=zid, VPC={"VPCRegion": "us-east-1", "VPCId": vb.id})
+    resolves(ib.ns, "db.corp.example", "10.88.1.99")
+    r53.disassociate_vpc_from_hosted_zone(HostedZoneId=zid, VPC={"VPCRegion": "us-east-1", "VPCId": vb.id})
+    status(ib.ns, "db.corp.example", "NXDOMAIN")
+    # Without hostnames in the querying VPC, private zones do not resolve there (AWS needs both attributes).
+    ec2.modify_vpc_attribute(VpcId=va.id, EnableDnsHostnames={"Value": False})
+    status(ia.ns, "db.corp.example", "NXDOMAIN")
+    ec2.modify_vpc_attribute(VpcId=va.id, EnableDnsHostnames={"Value": True})
+    resolves(ia.ns, "db.corp.example", "10.88.1.99")
+
+
 def test_restart_serves_again_and_teardown_removes_the_resolver_files(dp_server_factory):
     server = dp_server_factory()
     d = Dp(server)
