@@ -62,6 +62,65 @@ resource "aws_vpc_dhcp_options_association" "app" {
   vpc_id          = aws_vpc.app.id
   dhcp_options_id = aws_vpc_dhcp_options.corp.id
 }
+resource "aws_subnet" "app" {
+  vpc_id     = aws_vpc.app.id
+  cidr_block = "10.30.1.0/24"
+}
+resource "aws_instance" "db" {
+  ami           = "ami-12345678"
+  instance_type = "t3.micro"
+  subnet_id     = aws_subnet.app.id
+  private_ip    = "10.30.1.10"
+}
+resource "aws_route53_zone" "corp" {
+  name    = "corp.example"
+  comment = "private"
+  vpc {
+    vpc_id = aws_vpc.app.id
+  }
+  vpc {
+    vpc_id = aws_vpc.ops.id
+  }
+  tags = { env = "test" }
+}
+resource "aws_route53_record" "db" {
+  zone_id = aws_route53_zone.corp.zone_id
+  name    = "db.corp.example"
+  type    = "A"
+  ttl     = 60
+  records = [aws_instance.db.private_ip]
+}
+resource "aws_route53_record" "www" {
+  zone_id = aws_route53_zone.corp.zone_id
+  name    = "www"
+  type    = "CNAME"
+  ttl     = 300
+  records = ["db.corp.example"]
+}
+resource "aws_route53_record" "txt" {
+  zone_id = aws_route53_zone.corp.zone_id
+  name    = "corp.example"
+  type    = "TXT"
+  ttl     = 300
+  records = ["v=spf1 -all"]
+}
+resource "aws_route53_record" "srv" {
+  zone_id = aws_route53_zone.corp.zone_id
+  name    = "_pg._tcp.corp.example"
+  type    = "SRV"
+  ttl     = 300
+  records = ["1 5 5432 db.corp.example"]
+}
+resource "aws_route53_record" "app" {
+  zone_id = aws_route53_zone.corp.zone_id
+  name    = "app.corp.example"
+  type    = "A"
+  alias {
+    name                   = aws_instance.db.private_dns
+    zone_id                = aws_route53_zone.corp.zone_id
+    evaluate_target_health = false
+  }
+}
 """
 
 
@@ -99,7 +158,7 @@ def run_terraform(server_factory, tmp_path, main: str, check_applied, check_dest
     print(f"\nterraform init/apply/plan/destroy against vpcd: {time.monotonic() - t0:.1f}s")
 
 
-def test_terraform_dhcp_options_and_association(server_factory, tmp_path):
+def test_terraform_dhcp_options_and_a_private_zone(server_factory, tmp_path):
     def applied(s):
         ec2 = s.client("A")
         sets = {d["DhcpOptionsId"]: d for d in ec2.describe_dhcp_options()["DhcpOptions"]}
@@ -112,10 +171,27 @@ def test_terraform_dhcp_options_and_association(server_factory, tmp_path):
         by_cidr = {v["CidrBlock"]: v["DhcpOptionsId"] for v in ec2.describe_vpcs()["Vpcs"]}
         assert by_cidr["10.30.0.0/16"] == corp[0]["DhcpOptionsId"]
         assert by_cidr["10.31.0.0/16"] != corp[0]["DhcpOptionsId"]
+        r53 = s.client("A", service="route53")
+        zones = r53.list_hosted_zones()["HostedZones"]
+        assert [(z["Name"], z["Config"]) for z in zones] == [("corp.example.", {"Comment": "private",
+                                                                                 "PrivateZone": True})]
+        zid = zones[0]["Id"]
+        vpcs = {v["VPCId"] for v in r53.get_hosted_zone(Id=zid)["VPCs"]}
+        vpc_ids = {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]}
+        assert vpcs == vpc_ids
+        sets = {(r["Name"], r["Type"]): r for r in r53.list_resource_record_sets(HostedZoneId=zid)[
+            "ResourceRecordSets"]}
+        assert sets[("db.corp.example.", "A")]["ResourceRecords"] == [{"Value": "10.30.1.10"}]
+        assert sets[("www.corp.example.", "CNAME")]["ResourceRecords"] == [{"Value": "db.corp.example"}]
+        assert sets[("app.corp.example.", "A")]["AliasTarget"]["DNSName"] == "ip-10-30-1-10.ec2.internal."
+        assert ("_pg._tcp.corp.example.", "SRV") in sets and ("corp.example.", "TXT") in sets
+        tags = r53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zid.split("/")[-1])
+        assert tags["ResourceTagSet"]["Tags"] == [{"Key": "env", "Value": "test"}]
 
     def destroyed(s):
         ec2 = s.client("A")
         assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
         assert len(ec2.describe_dhcp_options()["DhcpOptions"]) == 1      # the default set only
+        assert s.client("A", service="route53").list_hosted_zones()["HostedZones"] == []
 
     run_terraform(server_factory, tmp_path, MAIN, applied, destroyed)
