@@ -430,6 +430,42 @@ def test_private_hosted_zone_records_resolve_in_associated_vpcs_only(dp):
     resolves(ia.ns, "db.corp.example", "10.88.1.99")
 
 
+def test_dns_upstream_forwards_names_outside_vpcds_zones(dp_server_factory):
+    """--dns-upstream: a dnsmasq this test starts on loopback answers the names vpcd does not own."""
+    import shutil
+    import socket as socketlib
+    if shutil.which("dnsmasq") is None:
+        pytest.fail("dnsmasq is not installed (apt-get install dnsmasq-base); scripts/test.sh installs it")
+    with socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    upstream = subprocess.Popen(
+        ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+         "--no-poll", "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}", "--pid-file=",
+         "--user=root", "--address=/outside.test/198.51.100.7", "--address=/ec2.internal/198.51.100.8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        server = dp_server_factory(serve_args=["--dns-upstream", f"127.0.0.1:{port}"])
+        d = Dp(server)
+        ec2 = d.ec2("A")
+        v = dns_vpc(ec2, "10.84.0.0/16", "10.84.1.0/24")
+        i = d.launch(ec2, v.subnet, "10.84.1.10")
+        wait_resolver(i.ns, v.resolver)
+        # Outside vpcd's zones: the upstream's answer. vpcd's own names never go upstream.
+        resolves(i.ns, "www.outside.test", "198.51.100.7")
+        resolves(i.ns, private_name("10.84.1.10"), "10.84.1.10")
+        status(i.ns, private_name("10.84.1.99"), "NXDOMAIN")
+        # The upstream gone: SERVFAIL within the one-second try, never a hang.
+        upstream.kill()
+        upstream.wait(timeout=5)
+        r = dig(i.ns, "www.outside.test")
+        assert r.status == "SERVFAIL" and r.took < TIMEOUT_BOUND, (r.status, r.took, r.out)
+    finally:
+        if upstream.poll() is None:
+            upstream.kill()
+            upstream.wait(timeout=5)
+
+
 def test_restart_serves_again_and_teardown_removes_the_resolver_files(dp_server_factory):
     server = dp_server_factory()
     d = Dp(server)

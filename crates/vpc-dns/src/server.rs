@@ -20,7 +20,7 @@ use crate::error::DnsError;
 use crate::zone::{self, Answer, Index, Outcome, QueryKind};
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
@@ -62,7 +62,14 @@ pub struct DnsConfig {
     pub tag: String,
     /// The port to listen on (53).
     pub port: u16,
+    /// Where names outside vpcd's zones are forwarded (`--dns-upstream`);
+    /// None: they get NXDOMAIN at once and nothing leaves the machine.
+    pub upstream: Option<SocketAddr>,
 }
+
+/// How long a forwarded question may wait for the upstream's answer before
+/// the instance gets SERVFAIL (under a client's usual one-second try).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Where the latest published World comes from (`vpc_api::App::snapshot`).
 pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
@@ -224,6 +231,7 @@ impl Manager {
                     let handler = VpcResolver {
                         vpc_id: vpc.clone(),
                         shared: self.shared.clone(),
+                        upstream: self.config.upstream,
                     };
                     let mut server = Server::new(handler);
                     let mut failed = None;
@@ -317,6 +325,43 @@ fn bind_pair(at: SocketAddrV4) -> Result<(std::net::UdpSocket, std::net::TcpList
 struct VpcResolver {
     vpc_id: String,
     shared: Shared,
+    upstream: Option<SocketAddr>,
+}
+
+/// Asks `upstream` one question over UDP, from the host's network namespace
+/// (the one vpcd runs in); None when no matching answer came in time.
+async fn forward(upstream: SocketAddr, query: &Query) -> Option<Message> {
+    let id = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        & 0xffff) as u16;
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(query.clone());
+    let bytes = m.to_vec().ok()?;
+    let any: SocketAddr = if upstream.is_ipv4() {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let exchange = async {
+        let sock = tokio::net::UdpSocket::bind(any).await.ok()?;
+        sock.connect(upstream).await.ok()?;
+        sock.send(&bytes).await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).await.ok()?;
+            if let Ok(r) = Message::from_vec(&buf[..n]) {
+                if r.metadata.id == id && r.queries.first() == Some(query) {
+                    return Some(r);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn kind_of(t: RecordType) -> QueryKind {
@@ -479,21 +524,35 @@ impl RequestHandler for VpcResolver {
             &qname,
             kind_of(query.query_type()),
         );
-        let (answers, negative): (Vec<Record>, Vec<Record>) = match &outcome {
-            Outcome::Records(rs) => {
+        let (answers, negative): (Vec<Record>, Vec<Record>) = match (&outcome, self.upstream) {
+            (Outcome::Outside, Some(upstream)) => {
+                metadata.authoritative = false;
+                match forward(upstream, query.original()).await {
+                    Some(r) => {
+                        metadata.response_code = r.metadata.response_code;
+                        (r.answers, r.authorities)
+                    }
+                    None => {
+                        tracing::debug!(vpc = %self.vpc_id, %upstream, "no answer from the upstream resolver");
+                        metadata.response_code = ResponseCode::ServFail;
+                        (Vec::new(), Vec::new())
+                    }
+                }
+            }
+            (Outcome::Records(rs), _) => {
                 metadata.authoritative = true;
                 (rs.iter().filter_map(record).collect(), Vec::new())
             }
-            Outcome::NoData { zone } => {
+            (Outcome::NoData { zone }, _) => {
                 metadata.authoritative = true;
                 (Vec::new(), soa(zone).into_iter().collect())
             }
-            Outcome::NxDomain { zone } => {
+            (Outcome::NxDomain { zone }, _) => {
                 metadata.authoritative = true;
                 metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), soa(zone).into_iter().collect())
             }
-            Outcome::Outside => {
+            (Outcome::Outside, None) => {
                 metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), Vec::new())
             }

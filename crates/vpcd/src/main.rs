@@ -86,8 +86,22 @@ struct ServeArgs {
     /// concurrent writes share one (only to measure the difference).
     #[arg(long)]
     no_group_commit: bool,
+    /// Forward DNS questions for names outside vpcd's zones (EC2 names,
+    /// private hosted zones) to this resolver, HOST:PORT. Without it they get
+    /// NXDOMAIN at once and no DNS query leaves the machine.
+    #[arg(long, value_parser = upstream_addr)]
+    dns_upstream: Option<SocketAddr>,
     #[command(flatten)]
     http: HttpArgs,
+}
+
+/// `HOST:PORT` resolved once, at start-up.
+fn upstream_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s}: {e} (expected HOST:PORT, e.g. 127.0.0.1:5353)"))?
+        .next()
+        .ok_or_else(|| format!("{s}: no address"))
 }
 
 /// Limits at the HTTP boundary (defaults in `vpc_api::HttpLimits::default`).
@@ -250,7 +264,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         http,
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
-    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
+    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane, args.dns_upstream);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -289,7 +303,12 @@ fn is_root() -> bool {
 }
 
 /// Starts the reconciler thread when the data plane can run; says why not otherwise.
-fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled: bool) -> String {
+fn start_dataplane(
+    app: &Arc<vpc_api::App>,
+    data_dir: &std::path::Path,
+    disabled: bool,
+    dns_upstream: Option<SocketAddr>,
+) -> String {
     if disabled {
         return "off (--no-dataplane): control plane only, instances are recorded but not realized"
             .into();
@@ -321,7 +340,7 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
             )
         }
     };
-    let dns = start_dns(app, &tag);
+    let dns = start_dns(app, &tag, dns_upstream);
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
@@ -350,11 +369,12 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
 /// Starts the Amazon-provided DNS server of every VPC (inside the router
 /// namespaces the reconciler makes) and a thread that tells it of every
 /// published World. Must run inside the tokio runtime.
-fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
+fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -> String {
     let service = vpc_dns::DnsService::start(
         vpc_dns::DnsConfig {
             tag: tag.to_string(),
             port: 53,
+            upstream,
         },
         {
             let app = app.clone();
@@ -380,7 +400,14 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
                 }
             }
         })
-        .map(|_| "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53)".to_string())
+        .map(|_| {
+            let outside = upstream.map_or("NXDOMAIN for other names".to_string(), |u| {
+                format!("other names forwarded to {u}")
+            });
+            format!(
+                "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53; {outside})"
+            )
+        })
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
@@ -402,6 +429,7 @@ fn main() -> Result<()> {
         test_clock: false,
         no_dataplane: false,
         no_group_commit: false,
+        dns_upstream: None,
         http: HttpArgs::default(),
     }));
     match cmd {
