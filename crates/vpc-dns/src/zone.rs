@@ -754,4 +754,142 @@ mod tests {
             "10.0.1.10".parse().unwrap()
         ));
     }
+
+    fn zone_with(e: &mut Env, v: &Vpc, name: &str, records: &[(&str, &str, &str)]) -> String {
+        use vpc_model::ops::route53::{self as r53, CreateZone, RecordChange};
+        let vid = v.meta.id.clone();
+        let region = v.meta.region.clone();
+        let (owner, name) = (v.meta.owner.clone(), name.to_string());
+        let recs: Vec<(String, String, String)> = records
+            .iter()
+            .map(|(n, t, val)| (n.to_string(), t.to_string(), val.to_string()))
+            .collect();
+        e.run(&owner, &region.clone(), |w, c| {
+            let (z, _) = r53::create_zone(
+                w,
+                c,
+                CreateZone {
+                    name,
+                    caller_reference: format!("ref-{vid}"),
+                    comment: None,
+                    private_zone: None,
+                    vpc: Some(vpc_model::ZoneVpc {
+                        region,
+                        vpc_id: vid,
+                    }),
+                },
+            )?;
+            let changes = recs
+                .into_iter()
+                .map(|(n, t, val)| RecordChange {
+                    action: "CREATE".into(),
+                    record: vpc_model::RecordSet {
+                        name: n,
+                        alias: (t == "ALIAS").then(|| vpc_model::AliasTarget {
+                            hosted_zone_id: String::new(),
+                            dns_name: format!("{val}."),
+                            evaluate_target_health: false,
+                        }),
+                        ttl: (t != "ALIAS").then_some(60),
+                        values: if t == "ALIAS" { vec![] } else { vec![val] },
+                        rtype: if t == "ALIAS" { "A".into() } else { t },
+                    },
+                })
+                .collect();
+            r53::change_records(w, c, &z.meta.id, changes, None)?;
+            Ok(z.meta.id)
+        })
+    }
+
+    fn zone_a(name: &str, ip: &str) -> Answer {
+        Answer::Zone {
+            name: name.into(),
+            rtype: "A".into(),
+            ttl: 60,
+            data: RecordData::A(ip.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn private_zones_answer_in_associated_vpcs_only() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, _) = vpc(&mut e, A, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        e.launch(&sa, "10.0.1.10", false);
+        zone_with(
+            &mut e,
+            &va,
+            "corp.example",
+            &[
+                ("db.corp.example", "A", "10.0.1.5"),
+                ("www.corp.example", "CNAME", "db.corp.example"),
+                ("app.corp.example", "ALIAS", "ip-10-0-1-10.ec2.internal"),
+                ("host.corp.example", "CNAME", "ip-10-0-1-10.ec2.internal"),
+            ],
+        );
+        let db = "db.corp.example";
+        assert_eq!(
+            ask(&e, &va, db, QueryKind::A),
+            Outcome::Records(vec![zone_a(db, "10.0.1.5")])
+        );
+        assert_eq!(
+            ask(&e, &vb, db, QueryKind::A),
+            Outcome::Outside,
+            "not associated: not vpcd's name there"
+        );
+        assert_eq!(
+            ask(&e, &va, "nope.corp.example", QueryKind::A),
+            nx("corp.example")
+        );
+        assert_eq!(
+            ask(&e, &va, db, QueryKind::Zone("AAAA")),
+            Outcome::NoData {
+                zone: "corp.example".into()
+            }
+        );
+        // A CNAME is followed, also to an instance's IP name; an alias answers under its own name.
+        match ask(&e, &va, "www.corp.example", QueryKind::A) {
+            Outcome::Records(rs) => assert_eq!(rs[1], zone_a(db, "10.0.1.5"), "{rs:?}"),
+            other => panic!("{other:?}"),
+        }
+        match ask(&e, &va, "host.corp.example", QueryKind::A) {
+            Outcome::Records(rs) => assert_eq!(
+                rs[1],
+                Answer::A {
+                    name: "ip-10-0-1-10.ec2.internal".into(),
+                    ip: "10.0.1.10".parse().unwrap()
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ask(&e, &va, "app.corp.example", QueryKind::A),
+            a("app.corp.example", "10.0.1.10")
+        );
+        // Without hostnames the querying VPC resolves no private zone.
+        hostnames(&mut e, &va, false);
+        assert_eq!(ask(&e, &va, db, QueryKind::A), Outcome::Outside);
+    }
+
+    #[test]
+    fn a_private_zone_wins_over_vpcds_own_zone_at_equal_specificity() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        e.launch(&sa, "10.0.1.10", false);
+        zone_with(
+            &mut e,
+            &va,
+            "ec2.internal",
+            &[("x.ec2.internal", "A", "10.0.0.9")],
+        );
+        assert_eq!(
+            ask(&e, &va, "x.ec2.internal", QueryKind::A),
+            Outcome::Records(vec![zone_a("x.ec2.internal", "10.0.0.9")])
+        );
+        assert_eq!(
+            ask(&e, &va, "ip-10-0-1-10.ec2.internal", QueryKind::A),
+            nx("ec2.internal"),
+            "no fall-through from a private zone"
+        );
+    }
 }
