@@ -168,7 +168,12 @@ def write_perf(s, n_records, load_before, load_after):
              f"| latency p50 at {FIXED_QPS}/s (µs, {v['n']:,} / {m['n']:,} queries) | {v['p50_us']:.0f} | {m['p50_us']:.0f} | | |",
              f"| latency p99 at {FIXED_QPS}/s (µs) | {v['p99_us']:.0f} | {m['p99_us']:.0f} | | < 1000 µs |",
              f"| latency max at {FIXED_QPS}/s (µs) | {v['max_us']:.0f} | {m['max_us']:.0f} | | |",
-             "", end]
+             ""]
+    if float(load_before.split()[0]) > (os.cpu_count() or 1):
+        lines += ["The machine was loaded well beyond its cores during this run (other builds and tests), "
+                  "so the tail latencies of both servers measure the scheduler more than the servers; the "
+                  "p99 goal needs a run on an idle machine.", ""]
+    lines += [end]
     block = "\n".join(lines)
     if start in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
