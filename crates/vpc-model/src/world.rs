@@ -1,6 +1,7 @@
 //! The whole desired state, as cheap-to-clone persistent maps, plus the list
 //! of records an operation changed (what the store must write).
 
+use crate::dns_types::*;
 use crate::fault::Fault;
 use crate::types::*;
 use imbl::OrdMap;
@@ -27,6 +28,9 @@ pub enum Kind {
     Volume,
     Detachment,
     FlowLog,
+    DhcpOptions,
+    HostedZone,
+    ZoneChange,
 }
 
 impl Kind {
@@ -48,6 +52,9 @@ impl Kind {
         Kind::Volume,
         Kind::Detachment,
         Kind::FlowLog,
+        Kind::DhcpOptions,
+        Kind::HostedZone,
+        Kind::ZoneChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +76,9 @@ impl Kind {
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
             Kind::FlowLog => "vpc-flow-log",
+            Kind::DhcpOptions => "dhcp-options",
+            Kind::HostedZone => "hosted-zone",
+            Kind::ZoneChange => "route53-change",
         }
     }
 
@@ -261,6 +271,9 @@ record!(Volume, Kind::Volume, volumes, meta);
 record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
+record!(HostedZone, Kind::HostedZone, hosted_zones, meta);
+record!(ZoneChange, Kind::ZoneChange, zone_changes, r => r.id.as_str());
 
 /// The desired state of every account in every region.
 ///
@@ -285,6 +298,9 @@ pub struct World {
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
     pub flow_logs: Table<FlowLog>,
+    pub dhcp_options: Table<DhcpOptions>,
+    pub hosted_zones: Table<HostedZone>,
+    pub zone_changes: Table<ZoneChange>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -367,6 +383,9 @@ impl World {
             Kind::Volume => enc::<Volume>(self, id),
             Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
+            Kind::HostedZone => enc::<HostedZone>(self, id),
+            Kind::ZoneChange => enc::<ZoneChange>(self, id),
         }
     }
 
@@ -394,6 +413,9 @@ impl World {
             Kind::Volume => dec::<Volume>(self, body),
             Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
+            Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
+            Kind::HostedZone => dec::<HostedZone>(self, body),
+            Kind::ZoneChange => dec::<ZoneChange>(self, body),
         }
     }
 

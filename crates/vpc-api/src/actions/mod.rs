@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod compute;
+pub mod dhcp;
 pub mod flow_log;
 pub mod insights;
 pub mod instance;
@@ -66,6 +67,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     compute::ACTIONS,
     insights::ACTIONS,
     flow_log::ACTIONS,
+    dhcp::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.
