@@ -295,3 +295,29 @@ def test_a_network_acl_drop_is_a_reject_record_naming_the_acl_and_rule(dp, net):
     # A subnet's flow log covers only that subnet's interfaces.
     assert {r["interface-id"] for r in recs} == {i4.eni}
     a.delete_flow_logs(FlowLogIds=[fl])
+
+
+def test_a_restart_writes_no_record_twice(dp, net):
+    a, v, s1, i1, i2 = net
+    fl = reject_log(a, i1.eni, "restart.log", traffic="ALL", rtype="NetworkInterface")
+    dp.converge()
+    acct_on(dp, v.id)
+    sent = transfer(i1, i2, 9700, 100_000)
+    key = {"interface-id": i1.eni, "dstport": 9700, "flow-direction": "egress"}
+    wait_for(lambda: total(file_records(dp, "restart.log"), **key)[1] >= sent, timeout=20, interval=0.5,
+             what="the connection's records in restart.log")
+    time.sleep(FLUSH + 2)
+    written = total(file_records(dp, "restart.log"), **key)
+    # kill -9 and start again while the connection's entry is still in conntrack (TIME_WAIT).
+    os.environ["VPCD_FLOW_LOG_FLUSH"] = str(FLUSH)
+    try:
+        dp.server.restart()
+    finally:
+        del os.environ["VPCD_FLOW_LOG_FLUSH"]
+    time.sleep(FLUSH + 3)
+    assert total(file_records(dp, "restart.log"), **key) == written
+    # Records go on after the restart.
+    transfer(i1, i2, 9701, 20_000)
+    wait_for(lambda: total(file_records(dp, "restart.log"), dstport=9701)[1] >= 20_000, timeout=20,
+             interval=0.5, what="the second connection's records after the restart")
+    a.delete_flow_logs(FlowLogIds=[fl])

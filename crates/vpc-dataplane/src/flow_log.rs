@@ -183,6 +183,10 @@ pub struct Collector {
     /// `MaxAggregationInterval` (for tests; the records mean the same).
     flush_every: Option<i64>,
     acct_on: BTreeSet<String>,
+    /// Router namespaces whose table has been read since they became
+    /// covered. The first read only takes baselines: after a restart of
+    /// vpcd, the entries' counters include what was already written.
+    baselined: BTreeSet<String>,
     /// What each conntrack entry (namespace, id, original tuple) counted
     /// at the last read.
     last: HashMap<(String, u64, Tuple), LastRead>,
@@ -216,6 +220,7 @@ impl Collector {
             out_dir,
             flush_every,
             acct_on: BTreeSet::new(),
+            baselined: BTreeSet::new(),
             last: HashMap::new(),
             windows: BTreeMap::new(),
             files_written: 0,
@@ -232,6 +237,7 @@ impl Collector {
         if live.is_empty() {
             self.last.clear();
             self.drop_logs.clear();
+            self.baselined.clear();
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
@@ -299,6 +305,7 @@ impl Collector {
                 }
             };
             let unlogged = unlogged_addresses(w, vpc_id);
+            let first_read = self.baselined.insert(ns.clone());
             for ct in parse_conntrack(&text) {
                 let key = (ns.clone(), ct.id, ct.orig);
                 let before = self.last.get(&key).cloned();
@@ -317,7 +324,8 @@ impl Collector {
                         tcp_state: ct.tcp_state.clone(),
                     },
                 );
-                if unlogged.contains(&ct.orig.dst) || unlogged.contains(&ct.orig.src) {
+                if first_read || unlogged.contains(&ct.orig.dst) || unlogged.contains(&ct.orig.src)
+                {
                     continue;
                 }
                 let d_orig = (
@@ -338,6 +346,7 @@ impl Collector {
             .map(|v| names::router_ns(&self.tag, v))
             .collect();
         self.drop_logs.retain(|ns, _| routers.contains(ns));
+        self.baselined.retain(|ns| routers.contains(ns));
         let report = self.flush_due(w, now);
         match first_error {
             Some(e) if report.written.is_empty() => Err(e),
