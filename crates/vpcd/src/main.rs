@@ -3,7 +3,9 @@
 //! This binary stays thin: it parses the command line and hands over to the
 //! library crates.
 
+mod lab;
 mod reach_cli;
+mod store_args;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use vpc_model::region::Regions;
 use vpc_model::Limits;
-use vpc_store::Store;
+use vpc_store::{StateStore, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,6 +51,11 @@ enum Cmd {
     },
     /// Can a packet get from SRC to DST, hop by hop, and if not, why (and how to fix it).
     Reach(reach_cli::ReachArgs),
+    /// A cluster on this machine: an etcd cluster and several API servers (docs/cluster.md).
+    Lab {
+        #[command(subcommand)]
+        cmd: lab::LabCmd,
+    },
 }
 
 /// `vpcd serve --quotas`.
@@ -88,6 +95,8 @@ struct ServeArgs {
     no_group_commit: bool,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    store: store_args::StoreArgs,
 }
 
 /// Limits at the HTTP boundary (defaults in `vpc_api::HttpLimits::default`).
@@ -161,11 +170,15 @@ enum AccountCmd {
         access_key_id: String,
         #[arg(long)]
         secret_access_key: String,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
     },
     /// List accounts and their access key ids.
     List {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
     },
 }
 
@@ -191,8 +204,7 @@ fn random_string(alphabet: &[u8], n: usize) -> String {
 }
 
 /// On a data directory with no account, makes one and prints its keys once.
-fn first_account(dir: &std::path::Path) -> Result<()> {
-    let mut store = Store::open(dir)?;
+fn first_account(store: &mut dyn StateStore) -> Result<()> {
     if !store.list_accounts()?.is_empty() {
         return Ok(());
     }
@@ -218,7 +230,15 @@ fn first_account(dir: &std::path::Path) -> Result<()> {
 
 async fn run_serve(args: ServeArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    first_account(&data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
+    let location = args.store.location(&data_dir)?;
+    if location.is_shared() {
+        // Several servers start together on a shared store: accounts are
+        // added explicitly there (`vpcd account add --store ...`).
+        println!("vpcd: state in {location}");
+    } else {
+        first_account(&mut *vpc_store::open(&location)?)
+            .with_context(|| format!("opening {}", data_dir.display()))?;
+    }
     let regions = if args.regions.is_empty() {
         Regions::default()
     } else {
@@ -241,16 +261,20 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     let open_files = raise_open_files_limit();
     let http = args.http.limits().fit_open_files(open_files);
     tracing::info!(?http, open_files, "HTTP limits");
-    let app = vpc_api::App::open(vpc_api::Config {
+    let app = vpc_api::App::open_at(vpc_api::Config {
         data_dir: data_dir.clone(),
         regions,
         limits,
         test_clock: args.test_clock,
         group_commit: !args.no_group_commit,
         http,
-    })
-    .with_context(|| format!("opening state in {}", data_dir.display()))?;
-    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
+    }, &location)
+    .with_context(|| format!("opening state in {location}"))?;
+    let dataplane = if location.is_shared() {
+        "off (--store etcd: per-host agents are not built yet, see docs/cluster.md): control plane only".to_string()
+    } else {
+        start_dataplane(&app, &data_dir, args.no_dataplane)
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -403,6 +427,7 @@ fn main() -> Result<()> {
         no_dataplane: false,
         no_group_commit: false,
         http: HttpArgs::default(),
+        store: store_args::StoreArgs::default(),
     }));
     match cmd {
         Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
@@ -432,6 +457,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Lab { cmd } => lab::run(cmd),
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             std::process::exit(reach_cli::run(a, &dir, is_root()));
@@ -453,16 +479,17 @@ fn main() -> Result<()> {
                 id,
                 access_key_id,
                 secret_access_key,
+                store,
             } => {
                 let dir = data_dir.unwrap_or_else(default_data_dir);
-                let mut s = Store::open(&dir)?;
+                let mut s = vpc_store::open(&store.location(&dir)?)?;
                 s.add_account(&id, &access_key_id, &secret_access_key)?;
                 println!("added account {id} with access key {access_key_id}");
                 Ok(())
             }
-            AccountCmd::List { data_dir } => {
+            AccountCmd::List { data_dir, store } => {
                 let dir = data_dir.unwrap_or_else(default_data_dir);
-                let s = Store::open(&dir)?;
+                let mut s = vpc_store::open(&store.location(&dir)?)?;
                 for a in s.list_accounts()? {
                     let keys: Vec<&str> = a.keys.iter().map(|k| k.access_key_id.as_str()).collect();
                     println!("{}\t{}", a.id, keys.join(","));
