@@ -91,6 +91,83 @@ fn range_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// Runs an etcd request again after a transport error (a member that died
+/// refuses connections until the client stops choosing it), a few times
+/// within the request timeout. `f` gets the attempt number; requests that
+/// are not idempotent use it to find out whether an earlier attempt landed.
+async fn with_retries<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f(attempt).await {
+            Err(StoreError::Etcd(e)) if attempt < 8 => {
+                tracing::debug!(error = %e, attempt, "etcd request failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(40 * u64::from(attempt))).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A read, retried after transport errors.
+async fn get_retrying(
+    c: &Client,
+    key: impl Into<Vec<u8>>,
+    options: Option<GetOptions>,
+) -> Result<etcd_client::GetResponse> {
+    let key = key.into();
+    with_retries(|_| {
+        let (mut c, key, options) = (c.clone(), key.clone(), options.clone());
+        async move { c.get(key, options).await.map_err(etcd_error) }
+    })
+    .await
+}
+
+/// A value no other commit writes to the marker key.
+fn commit_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The first value the marker key took after revision `base`, and when.
+async fn first_commit_after(
+    c: &mut Client,
+    rev_key: &str,
+    base: Revision,
+) -> Result<Option<(Revision, Vec<u8>)>> {
+    let mut stream = c
+        .watch(rev_key, Some(WatchOptions::new().with_start_revision(base + 1)))
+        .await
+        .map_err(etcd_error)?;
+    // Events already in the history arrive at once; a quiet key sends none.
+    let first = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(resp) = stream.message().await.map_err(etcd_error)? {
+            if resp.compact_revision() > 0 {
+                return Err(StoreError::Etcd("history compacted".into()));
+            }
+            if let Some(kv) = resp.events().first().and_then(|e| e.kv()) {
+                return Ok(Some((kv.mod_revision(), kv.value().to_vec())));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .unwrap_or(Ok(None));
+    drop(stream);
+    first
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredKey {
     account: String,
@@ -344,10 +421,10 @@ async fn watch_once(
 
 impl crate::StateStore for EtcdStore {
     fn load(&mut self) -> Result<Snapshot> {
-        block(
-            REQUEST_TIMEOUT * 6,
-            load_snapshot(self.client.clone(), self.prefix.clone()),
-        )
+        let (c, prefix) = (self.client.clone(), self.prefix.clone());
+        block(REQUEST_TIMEOUT * 6, async move {
+            with_retries(|_| load_snapshot(c.clone(), prefix.clone())).await
+        })
     }
 
     fn commit(&mut self, base: Revision, world: &World, changes: &[(Kind, String)]) -> Result<Revision> {
@@ -365,19 +442,38 @@ impl crate::StateStore for EtcdStore {
                 }
             })
             .collect();
-        ops.push(TxnOp::put(rev_key.clone(), changes.len().to_string(), None));
+        let token = commit_token();
+        ops.push(TxnOp::put(rev_key.clone(), token.clone(), None));
         let txn = Txn::new()
-            .when([Compare::mod_revision(rev_key, CompareOp::Equal, base)])
+            .when([Compare::mod_revision(rev_key.clone(), CompareOp::Equal, base)])
             .and_then(ops);
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         block(REQUEST_TIMEOUT, async move {
-            let r = c.txn(txn).await.map_err(etcd_error)?;
-            if !r.succeeded() {
-                return Err(StoreError::Conflict { base });
-            }
-            r.header()
-                .map(|h| h.revision())
-                .ok_or_else(|| StoreError::Etcd("transaction answer without a header".into()))
+            with_retries(|attempt| {
+                let (mut c, txn, rev_key, token) = (c.clone(), txn.clone(), rev_key.clone(), token.clone());
+                async move {
+                    if attempt > 0 {
+                        // An earlier attempt may have committed before its
+                        // answer was lost: only one commit can follow `base`.
+                        let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
+                        if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
+                            return match first_commit_after(&mut c, &rev_key, base).await? {
+                                Some((revision, value)) if value == token.as_bytes() => Ok(revision),
+                                Some(_) => Err(StoreError::Conflict { base }),
+                                None => Err(StoreError::Etcd("cannot tell whether the commit landed".into())),
+                            };
+                        }
+                    }
+                    let r = c.txn(txn).await.map_err(etcd_error)?;
+                    if !r.succeeded() {
+                        return Err(StoreError::Conflict { base });
+                    }
+                    r.header()
+                        .map(|h| h.revision())
+                        .ok_or_else(|| StoreError::Etcd("transaction answer without a header".into()))
+                }
+            })
+            .await
         })
     }
 
@@ -452,38 +548,50 @@ impl crate::StateStore for EtcdStore {
             ])
             .and_then([
                 TxnOp::put(account_key.clone(), "", None),
-                TxnOp::put(access_key, body, None),
+                TxnOp::put(access_key.clone(), body.clone(), None),
             ]);
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         block(REQUEST_TIMEOUT, async move {
-            let r = c.txn(txn).await.map_err(etcd_error)?;
-            if r.succeeded() {
-                return Ok(());
-            }
-            let a = c.get(account_key, None).await.map_err(etcd_error)?;
-            Err(if a.kvs().is_empty() {
-                StoreError::KeyExists(akid)
-            } else {
-                StoreError::AccountExists(id)
+            with_retries(|attempt| {
+                let (mut c, txn) = (c.clone(), txn.clone());
+                let (account_key, access_key, akid, id, body) = (
+                    account_key.clone(),
+                    access_key.clone(),
+                    akid.clone(),
+                    id.clone(),
+                    body.clone(),
+                );
+                async move {
+                    let r = c.txn(txn).await.map_err(etcd_error)?;
+                    if r.succeeded() {
+                        return Ok(());
+                    }
+                    let k = c.get(access_key, None).await.map_err(etcd_error)?;
+                    if attempt > 0 && k.kvs().first().is_some_and(|kv| kv.value() == body.as_bytes()) {
+                        // An earlier attempt added it; its answer was lost.
+                        return Ok(());
+                    }
+                    let a = c.get(account_key, None).await.map_err(etcd_error)?;
+                    Err(if a.kvs().is_empty() {
+                        StoreError::KeyExists(akid)
+                    } else {
+                        StoreError::AccountExists(id)
+                    })
+                }
             })
+            .await
         })
     }
 
     fn list_accounts(&mut self) -> Result<Vec<Account>> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let (accounts, keys) = (
             format!("{}/accounts/", self.prefix),
             format!("{}/keys/", self.prefix),
         );
         let (mut ids, keys) = block(REQUEST_TIMEOUT, async move {
-            let a = c
-                .get(accounts.clone(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(etcd_error)?;
-            let k = c
-                .get(keys, Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(etcd_error)?;
+            let a = get_retrying(&c, accounts.clone(), Some(GetOptions::new().with_prefix())).await?;
+            let k = get_retrying(&c, keys, Some(GetOptions::new().with_prefix())).await?;
             let ids: Vec<(i64, String)> = a
                 .kvs()
                 .iter()
@@ -529,10 +637,10 @@ impl crate::StateStore for EtcdStore {
     }
 
     fn get_setting(&mut self, key: &str) -> Result<Option<String>> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let key = self.setting_key(key);
         block(REQUEST_TIMEOUT, async move {
-            let r = c.get(key, None).await.map_err(etcd_error)?;
+            let r = get_retrying(&c, key, None).await?;
             Ok(r
                 .kvs()
                 .first()
@@ -541,21 +649,27 @@ impl crate::StateStore for EtcdStore {
     }
 
     fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let (key, value) = (self.setting_key(key), value.to_string());
         block(REQUEST_TIMEOUT, async move {
-            c.put(key, value, None).await.map_err(etcd_error)?;
-            Ok(())
+            with_retries(|_| {
+                let (mut c, key, value) = (c.clone(), key.clone(), value.clone());
+                async move {
+                    c.put(key, value, None).await.map_err(etcd_error)?;
+                    Ok(())
+                }
+            })
+            .await
         })
     }
 }
 
 impl EtcdStore {
     fn find_key_inner(&self, access_key_id: &str) -> Result<Option<(String, String)>> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let key = self.access_key(access_key_id);
         block(REQUEST_TIMEOUT, async move {
-            let r = c.get(key, None).await.map_err(etcd_error)?;
+            let r = get_retrying(&c, key, None).await?;
             Ok(r.kvs()
                 .first()
                 .and_then(|kv| serde_json::from_slice::<StoredKey>(kv.value()).ok())
