@@ -411,3 +411,110 @@ mod tests {
         assert!(reopened.get::<RegionInit>("kept").is_some());
     }
 }
+
+/// Two writers on one etcd: the cluster case (needs the `etcd` binary).
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use vpc_model::RegionInit;
+    use vpc_store::testkit::EtcdServer;
+
+    /// A writer on `etcd` under `prefix` with its follower thread running.
+    fn writer(etcd: &EtcdServer, prefix: &str) -> Arc<GroupCommit> {
+        let mut store = etcd.store(prefix);
+        let snap = store.load().unwrap();
+        let updates = store.follow(snap.as_of).unwrap().unwrap();
+        let gc = Arc::new(GroupCommit::new(Box::new(store), snap.world, snap.revision, true));
+        let follower = Arc::downgrade(&gc);
+        std::thread::spawn(move || {
+            for u in updates {
+                let Some(gc) = follower.upgrade() else { return };
+                gc.follow(u, |_| {}).unwrap();
+            }
+        });
+        gc
+    }
+
+    fn counter(w: &World) -> u64 {
+        w.get::<RegionInit>("counter")
+            .and_then(|r| r.default_vpc.as_deref())
+            .map_or(0, |v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn two_servers_incrementing_one_record_lose_no_update() {
+        let etcd = EtcdServer::start().unwrap();
+        let servers = [writer(&etcd, "/inc"), writer(&etcd, "/inc")];
+        let start = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (gc, start) = (servers[t % 2].clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..15 {
+                        // Read-modify-write: a lost update would show in the total.
+                        gc.write(
+                            |w| {
+                                let n = counter(w);
+                                w.put(RegionInit {
+                                    id: "counter".into(),
+                                    default_vpc: Some((n + 1).to_string()),
+                                });
+                                Ok(())
+                            },
+                            |_| {},
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let stored = etcd.store("/inc").load().unwrap().world;
+        assert_eq!(counter(&stored), 16 * 15);
+        // Both servers converge on it.
+        for gc in &servers {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while counter(&lock(&gc.durable).world) != 16 * 15 {
+                assert!(std::time::Instant::now() < deadline, "a server did not converge");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+
+    #[test]
+    fn the_loser_of_a_conflict_gets_the_error_the_fresh_state_gives() {
+        let etcd = EtcdServer::start().unwrap();
+        let (one, two) = (writer(&etcd, "/once"), writer(&etcd, "/once"));
+        // "Create once": succeeds only where the record is absent.
+        let create = |w: &mut World| {
+            if w.get::<RegionInit>("only").is_some() {
+                return Err(Fault::new("InvalidParameterValue", "exists"));
+            }
+            w.put(RegionInit {
+                id: "only".into(),
+                default_vpc: None,
+            });
+            Ok(())
+        };
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (gc, start) = (if t % 2 == 0 { one.clone() } else { two.clone() }, start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    gc.write(create, |_| {}).map_err(|f| f.code)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|c| c == "InvalidParameterValue"));
+    }
+}

@@ -15,6 +15,7 @@
 
 pub mod etcd;
 pub mod sqlite;
+pub mod testkit;
 
 pub use sqlite::{db_path, Store};
 
