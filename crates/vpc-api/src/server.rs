@@ -445,6 +445,11 @@ impl App {
 
     /// How long until the earliest timer is due, between 2 and 250 ms.
     pub fn until_next_deadline(&self) -> std::time::Duration {
+        if !self.is_clock_leader() {
+            // Another server runs the timers; look again whether this one
+            // took the role by then.
+            return std::time::Duration::from_millis(250);
+        }
         let left = self
             .next_deadline
             .load(Ordering::Relaxed)
