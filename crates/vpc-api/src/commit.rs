@@ -176,7 +176,11 @@ impl GroupCommit {
         if waited.timed_out() && durable.revision == base {
             match durable.store.load() {
                 Ok(s) if s.revision != base => {
-                    tracing::warn!(base, now = s.revision, "the follower lags; reloaded the World");
+                    tracing::warn!(
+                        base,
+                        now = s.revision,
+                        "the follower lags; reloaded the World"
+                    );
                     self.install(&mut durable, s.world, s.revision, publish);
                 }
                 Ok(_) => {}
@@ -425,7 +429,12 @@ mod cluster_tests {
         let mut store = etcd.store(prefix);
         let snap = store.load().unwrap();
         let updates = store.follow(snap.as_of).unwrap().unwrap();
-        let gc = Arc::new(GroupCommit::new(Box::new(store), snap.world, snap.revision, true));
+        let gc = Arc::new(GroupCommit::new(
+            Box::new(store),
+            snap.world,
+            snap.revision,
+            true,
+        ));
         let follower = Arc::downgrade(&gc);
         std::thread::spawn(move || {
             for u in updates {
@@ -479,7 +488,10 @@ mod cluster_tests {
         for gc in &servers {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while counter(&lock(&gc.durable).world) != 16 * 15 {
-                assert!(std::time::Instant::now() < deadline, "a server did not converge");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a server did not converge"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
@@ -503,7 +515,10 @@ mod cluster_tests {
         let start = Arc::new(Barrier::new(8));
         let threads: Vec<_> = (0..8)
             .map(|t| {
-                let (gc, start) = (if t % 2 == 0 { one.clone() } else { two.clone() }, start.clone());
+                let (gc, start) = (
+                    if t % 2 == 0 { one.clone() } else { two.clone() },
+                    start.clone(),
+                );
                 std::thread::spawn(move || {
                     start.wait();
                     gc.write(create, |_| {}).map_err(|f| f.code)
@@ -511,7 +526,11 @@ mod cluster_tests {
             })
             .collect();
         let results: Vec<_> = threads.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
         assert!(results
             .iter()
             .filter_map(|r| r.as_ref().err())

@@ -244,7 +244,9 @@ impl App {
                         app.follow(update);
                     }
                 })
-                .map_err(|e| vpc_store::StoreError::Invalid(format!("cannot start the follower: {e}")))?;
+                .map_err(|e| {
+                    vpc_store::StoreError::Invalid(format!("cannot start the follower: {e}"))
+                })?;
         }
         Ok(app)
     }

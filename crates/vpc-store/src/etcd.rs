@@ -22,7 +22,7 @@
 //! every call runs on a small runtime of its own and the caller waits.
 
 use crate::sqlite::check_account;
-use crate::{Account, AccessKey, Leadership, Result, Revision, Snapshot, StoreError, Update};
+use crate::{AccessKey, Account, Leadership, Result, Revision, Snapshot, StoreError, Update};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     WatchOptions,
@@ -147,7 +147,10 @@ async fn first_commit_after(
     base: Revision,
 ) -> Result<Option<(Revision, Vec<u8>)>> {
     let mut stream = c
-        .watch(rev_key, Some(WatchOptions::new().with_start_revision(base + 1)))
+        .watch(
+            rev_key,
+            Some(WatchOptions::new().with_start_revision(base + 1)),
+        )
         .await
         .map_err(etcd_error)?;
     // Events already in the history arrive at once; a quiet key sends none.
@@ -211,10 +214,7 @@ impl EtcdStore {
             Ok(c)
         })
         .map_err(|e| {
-            StoreError::Etcd(format!(
-                "cannot reach etcd at {}: {e}",
-                endpoints.join(",")
-            ))
+            StoreError::Etcd(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
         })?;
         Ok(EtcdStore {
             client,
@@ -331,6 +331,15 @@ async fn load_snapshot(mut c: Client, prefix: String) -> Result<Snapshot> {
     })
 }
 
+/// The events of one revision, gathered from a watch response.
+struct PendingCommit {
+    revision: Revision,
+    put: Vec<(Kind, String, String)>,
+    removed: Vec<(Kind, String)>,
+    /// Whether the revision touched records or the marker (not just settings).
+    is_commit: bool,
+}
+
 /// How a watch stream ended.
 enum WatchEnd {
     /// The receiver is gone: stop following.
@@ -365,40 +374,46 @@ async fn watch_once(
             )));
         }
         // Events come in revision order; one revision is one commit.
-        let mut pending: Option<(Revision, Vec<(Kind, String, String)>, Vec<(Kind, String)>, bool)> =
-            None;
-        let flush = |p: &mut Option<(Revision, Vec<_>, Vec<_>, bool)>| -> bool {
-            if let Some((revision, put, removed, is_commit)) = p.take() {
-                if is_commit {
-                    return tx
-                        .send(Update::Commit {
-                            revision,
-                            put,
-                            removed,
-                        })
-                        .is_ok();
-                }
+        let mut pending: Option<PendingCommit> = None;
+        let flush = |p: &mut Option<PendingCommit>| -> bool {
+            match p.take() {
+                Some(c) if c.is_commit => tx
+                    .send(Update::Commit {
+                        revision: c.revision,
+                        put: c.put,
+                        removed: c.removed,
+                    })
+                    .is_ok(),
+                _ => true,
             }
-            true
         };
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             let revision = kv.mod_revision();
-            if pending.as_ref().is_some_and(|p| p.0 != revision) && !flush(&mut pending) {
+            if pending.as_ref().is_some_and(|p| p.revision != revision) && !flush(&mut pending) {
                 return Ok(WatchEnd::Closed);
             }
-            let p = pending.get_or_insert_with(|| (revision, Vec::new(), Vec::new(), false));
+            let p = pending.get_or_insert_with(|| PendingCommit {
+                revision,
+                put: Vec::new(),
+                removed: Vec::new(),
+                is_commit: false,
+            });
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             match (classify(prefix, &key), ev.event_type()) {
                 (KeyKind::Record(kind, id), EventType::Put) => {
-                    p.1.push((kind, id.to_string(), String::from_utf8_lossy(kv.value()).into_owned()));
-                    p.3 = true;
+                    p.put.push((
+                        kind,
+                        id.to_string(),
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                    ));
+                    p.is_commit = true;
                 }
                 (KeyKind::Record(kind, id), EventType::Delete) => {
-                    p.2.push((kind, id.to_string()));
-                    p.3 = true;
+                    p.removed.push((kind, id.to_string()));
+                    p.is_commit = true;
                 }
-                (KeyKind::Marker, _) => p.3 = true,
+                (KeyKind::Marker, _) => p.is_commit = true,
                 (KeyKind::Setting(name), EventType::Put) => {
                     let update = Update::Setting {
                         key: name.to_string(),
@@ -427,7 +442,12 @@ impl crate::StateStore for EtcdStore {
         })
     }
 
-    fn commit(&mut self, base: Revision, world: &World, changes: &[(Kind, String)]) -> Result<Revision> {
+    fn commit(
+        &mut self,
+        base: Revision,
+        world: &World,
+        changes: &[(Kind, String)],
+    ) -> Result<Revision> {
         if changes.is_empty() {
             return Ok(base);
         }
@@ -445,12 +465,17 @@ impl crate::StateStore for EtcdStore {
         let token = commit_token();
         ops.push(TxnOp::put(rev_key.clone(), token.clone(), None));
         let txn = Txn::new()
-            .when([Compare::mod_revision(rev_key.clone(), CompareOp::Equal, base)])
+            .when([Compare::mod_revision(
+                rev_key.clone(),
+                CompareOp::Equal,
+                base,
+            )])
             .and_then(ops);
         let c = self.client.clone();
         block(REQUEST_TIMEOUT, async move {
             with_retries(|attempt| {
-                let (mut c, txn, rev_key, token) = (c.clone(), txn.clone(), rev_key.clone(), token.clone());
+                let (mut c, txn, rev_key, token) =
+                    (c.clone(), txn.clone(), rev_key.clone(), token.clone());
                 async move {
                     if attempt > 0 {
                         // An earlier attempt may have committed before its
@@ -458,9 +483,13 @@ impl crate::StateStore for EtcdStore {
                         let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
                         if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
                             return match first_commit_after(&mut c, &rev_key, base).await? {
-                                Some((revision, value)) if value == token.as_bytes() => Ok(revision),
+                                Some((revision, value)) if value == token.as_bytes() => {
+                                    Ok(revision)
+                                }
                                 Some(_) => Err(StoreError::Conflict { base }),
-                                None => Err(StoreError::Etcd("cannot tell whether the commit landed".into())),
+                                None => Err(StoreError::Etcd(
+                                    "cannot tell whether the commit landed".into(),
+                                )),
                             };
                         }
                     }
@@ -468,9 +497,9 @@ impl crate::StateStore for EtcdStore {
                     if !r.succeeded() {
                         return Err(StoreError::Conflict { base });
                     }
-                    r.header()
-                        .map(|h| h.revision())
-                        .ok_or_else(|| StoreError::Etcd("transaction answer without a header".into()))
+                    r.header().map(|h| h.revision()).ok_or_else(|| {
+                        StoreError::Etcd("transaction answer without a header".into())
+                    })
                 }
             })
             .await
@@ -512,7 +541,9 @@ impl crate::StateStore for EtcdStore {
     }
 
     fn campaign(&mut self, name: &str, holder: &str) -> Result<Leadership> {
-        let leadership = Leadership(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let leadership = Leadership(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            false,
+        )));
         let flag = leadership.clone();
         let mut c = self.client.clone();
         let key = format!("{}/leader/{name}", self.prefix);
@@ -567,7 +598,11 @@ impl crate::StateStore for EtcdStore {
                         return Ok(());
                     }
                     let k = c.get(access_key, None).await.map_err(etcd_error)?;
-                    if attempt > 0 && k.kvs().first().is_some_and(|kv| kv.value() == body.as_bytes()) {
+                    if attempt > 0
+                        && k.kvs()
+                            .first()
+                            .is_some_and(|kv| kv.value() == body.as_bytes())
+                    {
                         // An earlier attempt added it; its answer was lost.
                         return Ok(());
                     }
@@ -590,7 +625,8 @@ impl crate::StateStore for EtcdStore {
             format!("{}/keys/", self.prefix),
         );
         let (mut ids, keys) = block(REQUEST_TIMEOUT, async move {
-            let a = get_retrying(&c, accounts.clone(), Some(GetOptions::new().with_prefix())).await?;
+            let a =
+                get_retrying(&c, accounts.clone(), Some(GetOptions::new().with_prefix())).await?;
             let k = get_retrying(&c, keys, Some(GetOptions::new().with_prefix())).await?;
             let ids: Vec<(i64, String)> = a
                 .kvs()
@@ -641,8 +677,7 @@ impl crate::StateStore for EtcdStore {
         let key = self.setting_key(key);
         block(REQUEST_TIMEOUT, async move {
             let r = get_retrying(&c, key, None).await?;
-            Ok(r
-                .kvs()
+            Ok(r.kvs()
                 .first()
                 .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
         })
@@ -692,7 +727,11 @@ async fn hold_role(c: &mut Client, key: &str, holder: &str, flag: &Leadership) -
         .id();
     let txn = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, holder, Some(PutOptions::new().with_lease(lease)))]);
+        .and_then([TxnOp::put(
+            key,
+            holder,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
     let won = c.txn(txn).await.map_err(etcd_error)?.succeeded();
     if !won {
         let _ = c.lease_revoke(lease).await;

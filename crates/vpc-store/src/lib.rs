@@ -100,7 +100,11 @@ pub enum Update {
 
 impl Update {
     /// Applies a commit to `world`; errors if a stored body is unreadable.
-    pub fn apply(world: &mut World, put: &[(Kind, String, String)], removed: &[(Kind, String)]) -> Result<()> {
+    pub fn apply(
+        world: &mut World,
+        put: &[(Kind, String, String)],
+        removed: &[(Kind, String)],
+    ) -> Result<()> {
         for (kind, id) in removed {
             world.forget(*kind, id);
         }
@@ -146,7 +150,12 @@ pub trait StateStore: Send + std::fmt::Debug {
     /// ones are removed), all or nothing, if no other writer committed after
     /// `base`; otherwise writes nothing and fails with [`StoreError::Conflict`].
     /// Returns the new revision.
-    fn commit(&mut self, base: Revision, world: &World, changes: &[(Kind, String)]) -> Result<Revision>;
+    fn commit(
+        &mut self,
+        base: Revision,
+        world: &World,
+        changes: &[(Kind, String)],
+    ) -> Result<Revision>;
 
     /// Streams what other writers commit after `as_of` (a [`Snapshot::as_of`]);
     /// None when this store has no other writer.
@@ -196,7 +205,9 @@ impl Location {
             .map(|e| format!("http://{}", e.trim_end_matches('/')))
             .collect();
         if endpoints.is_empty() {
-            return Err(StoreError::Invalid(format!("--store {spec:?} names no endpoint")));
+            return Err(StoreError::Invalid(format!(
+                "--store {spec:?} names no endpoint"
+            )));
         }
         let prefix = prefix.trim_end_matches('/');
         if prefix.is_empty() || !prefix.starts_with('/') {
@@ -230,7 +241,9 @@ impl std::fmt::Display for Location {
 pub fn open(location: &Location) -> Result<Box<dyn StateStore>> {
     Ok(match location {
         Location::Dir(dir) => Box::new(Store::open(dir)?),
-        Location::Etcd { endpoints, prefix } => Box::new(etcd::EtcdStore::connect(endpoints, prefix)?),
+        Location::Etcd { endpoints, prefix } => {
+            Box::new(etcd::EtcdStore::connect(endpoints, prefix)?)
+        }
     })
 }
 
@@ -241,15 +254,26 @@ mod tests {
     #[test]
     fn store_locations_parse() {
         let dir = PathBuf::from("/d");
-        assert_eq!(Location::parse(None, dir.clone(), "/vpcd").unwrap(), Location::Dir(dir.clone()));
+        assert_eq!(
+            Location::parse(None, dir.clone(), "/vpcd").unwrap(),
+            Location::Dir(dir.clone())
+        );
         assert_eq!(
             Location::parse(Some("sqlite"), dir.clone(), "/vpcd").unwrap(),
             Location::Dir(dir.clone())
         );
         assert_eq!(
-            Location::parse(Some("etcd://127.0.0.1:2379,127.0.0.1:2479"), dir.clone(), "/x/").unwrap(),
+            Location::parse(
+                Some("etcd://127.0.0.1:2379,127.0.0.1:2479"),
+                dir.clone(),
+                "/x/"
+            )
+            .unwrap(),
             Location::Etcd {
-                endpoints: vec!["http://127.0.0.1:2379".into(), "http://127.0.0.1:2479".into()],
+                endpoints: vec![
+                    "http://127.0.0.1:2379".into(),
+                    "http://127.0.0.1:2479".into()
+                ],
                 prefix: "/x".into()
             }
         );

@@ -25,10 +25,8 @@ impl EtcdServer {
             free_port().map_err(|e| e.to_string())?,
             free_port().map_err(|e| e.to_string())?,
         );
-        let dir = std::env::temp_dir().join(format!(
-            "vpcd-etcd-test-{}-{client}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("vpcd-etcd-test-{}-{client}", std::process::id()));
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new("etcd")

@@ -12,7 +12,12 @@ fn record(id: &str) -> RegionInit {
     }
 }
 
-fn put(store: &mut dyn StateStore, base: i64, world: &mut World, id: &str) -> Result<i64, StoreError> {
+fn put(
+    store: &mut dyn StateStore,
+    base: i64,
+    world: &mut World,
+    id: &str,
+) -> Result<i64, StoreError> {
     world.put(record(id));
     let changes = world.take_changes();
     store.commit(base, world, &changes)
@@ -30,7 +35,10 @@ fn a_commit_on_a_stale_revision_writes_nothing() {
     // The second writer still believes the state is at `base`.
     let mut w2 = World::default();
     let lost = put(&mut two, base, &mut w2, "second");
-    assert!(matches!(lost, Err(StoreError::Conflict { base: 0 })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(StoreError::Conflict { base: 0 })),
+        "{lost:?}"
+    );
     let seen = two.load().unwrap();
     assert_eq!(seen.revision, r1);
     assert!(seen.world.get::<RegionInit>("first").is_some());
@@ -56,7 +64,10 @@ fn followers_get_each_commit_whole_and_settings() {
     let etcd = EtcdServer::start().unwrap();
     let (mut writer, mut follower) = (etcd.store("/f"), etcd.store("/f"));
     let snap = follower.load().unwrap();
-    let updates = follower.follow(snap.as_of).unwrap().expect("etcd has other writers");
+    let updates = follower
+        .follow(snap.as_of)
+        .unwrap()
+        .expect("etcd has other writers");
     let mut w = World::default();
     for n in 0..3 {
         w.put(record(&format!("a{n}")));
@@ -75,8 +86,15 @@ fn followers_get_each_commit_whole_and_settings() {
         }
     }
     match &got[..] {
-        [Update::Commit { revision: a, put, removed }, Update::Commit { revision: b, put: put2, removed: removed2 }, Update::Setting { key, value }] =>
-        {
+        [Update::Commit {
+            revision: a,
+            put,
+            removed,
+        }, Update::Commit {
+            revision: b,
+            put: put2,
+            removed: removed2,
+        }, Update::Setting { key, value }] => {
             assert_eq!((*a, *b), (r1, r2));
             assert_eq!(put.len(), 3);
             assert!(removed.is_empty());
@@ -97,13 +115,25 @@ fn accounts_and_keys_are_shared_and_unique() {
     let etcd = EtcdServer::start().unwrap();
     let (mut one, mut two) = (etcd.store("/acct"), etcd.store("/acct"));
     one.add_account("111111111111", "AKIA1", "secret1").unwrap();
-    assert!(matches!(two.add_account("111111111111", "AKIA2", "x"), Err(StoreError::AccountExists(_))));
-    assert!(matches!(two.add_account("222222222222", "AKIA1", "x"), Err(StoreError::KeyExists(_))));
+    assert!(matches!(
+        two.add_account("111111111111", "AKIA2", "x"),
+        Err(StoreError::AccountExists(_))
+    ));
+    assert!(matches!(
+        two.add_account("222222222222", "AKIA1", "x"),
+        Err(StoreError::KeyExists(_))
+    ));
     assert!(two.add_account("12", "AKIA3", "x").is_err());
     two.add_account("222222222222", "AKIA2", "secret2").unwrap();
     let list = one.list_accounts().unwrap();
-    assert_eq!(list.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["111111111111", "222222222222"]);
-    assert_eq!(two.find_key("AKIA1").unwrap(), Some(("111111111111".into(), "secret1".into())));
+    assert_eq!(
+        list.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["111111111111", "222222222222"]
+    );
+    assert_eq!(
+        two.find_key("AKIA1").unwrap(),
+        Some(("111111111111".into(), "secret1".into()))
+    );
     assert_eq!(two.find_key("nope").unwrap(), None);
     // Another prefix is another vpcd: it sees none of this.
     assert!(etcd.store("/other").list_accounts().unwrap().is_empty());
@@ -127,7 +157,12 @@ fn one_of_two_campaigners_holds_the_role() {
 
 #[test]
 fn an_unreachable_cluster_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = vpc_store::etcd::EtcdStore::connect(&[format!("http://127.0.0.1:{port}")], "/x").unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = vpc_store::etcd::EtcdStore::connect(&[format!("http://127.0.0.1:{port}")], "/x")
+        .unwrap_err();
     assert!(err.to_string().contains("cannot reach etcd"), "{err}");
 }

@@ -132,16 +132,30 @@ fn wait_listening(addr: SocketAddr, pid: u32, what: &str, log: &Path) -> Result<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{what} (pid {pid}) did not listen on {addr} within 30 s; see {}", log.display())
+    bail!(
+        "{what} (pid {pid}) did not listen on {addr} within 30 s; see {}",
+        log.display()
+    )
 }
 
-fn up(dir: &Path, members: usize, apis: usize, prefix: &str, serve_args: &[String]) -> Result<Value> {
+fn up(
+    dir: &Path,
+    members: usize,
+    apis: usize,
+    prefix: &str,
+    serve_args: &[String],
+) -> Result<Value> {
     if record_path(dir).exists() {
-        bail!("{} already holds a lab: `vpcd lab down --data-dir {}` first", dir.display(), dir.display());
+        bail!(
+            "{} already holds a lab: `vpcd lab down --data-dir {}` first",
+            dir.display(),
+            dir.display()
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let etcd_bin = which("etcd").context("etcd is not installed (Debian: apt-get install etcd-server)")?;
+    let etcd_bin =
+        which("etcd").context("etcd is not installed (Debian: apt-get install etcd-server)")?;
     let vpcd_bin = std::env::current_exe()?;
     let ports = free_ports(members * 2 + apis)?;
     let token = format!("vpcd-lab-{:08x}", rand::random::<u32>());
@@ -189,7 +203,12 @@ fn up(dir: &Path, members: usize, apis: usize, prefix: &str, serve_args: &[Strin
         for i in 0..members {
             let addr: SocketAddr = format!("127.0.0.1:{}", ports[2 * i]).parse()?;
             let pid = started[i];
-            wait_listening(addr, pid, &format!("etcd member m{i}"), &dir.join(format!("etcd-m{i}.log")))?;
+            wait_listening(
+                addr,
+                pid,
+                &format!("etcd member m{i}"),
+                &dir.join(format!("etcd-m{i}.log")),
+            )?;
         }
         let store = record["store"].as_str().expect("string").to_string();
         for i in 0..apis {
@@ -213,9 +232,15 @@ fn up(dir: &Path, members: usize, apis: usize, prefix: &str, serve_args: &[Strin
             }));
         }
         for (i, a) in record["api"].as_array().expect("array").iter().enumerate() {
-            let addr: SocketAddr = a["endpoint"].as_str().expect("string")["http://".len()..].parse()?;
+            let addr: SocketAddr =
+                a["endpoint"].as_str().expect("string")["http://".len()..].parse()?;
             let pid = u32::try_from(a["pid"].as_u64().unwrap_or(0))?;
-            wait_listening(addr, pid, &format!("API server {i}"), &dir.join(format!("api-{i}.log")))?;
+            wait_listening(
+                addr,
+                pid,
+                &format!("API server {i}"),
+                &dir.join(format!("api-{i}.log")),
+            )?;
         }
         Ok(())
     })();
@@ -315,6 +340,10 @@ fn down(dir: &Path) -> Result<()> {
     std::fs::remove_file(record_path(dir))?;
     // The directory itself goes too when the lab was all it held.
     let _ = std::fs::remove_dir(dir);
-    println!("lab in {} is down ({} processes stopped)", dir.display(), pids.len());
+    println!(
+        "lab in {} is down ({} processes stopped)",
+        dir.display(),
+        pids.len()
+    );
     Ok(())
 }

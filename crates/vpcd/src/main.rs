@@ -261,14 +261,17 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     let open_files = raise_open_files_limit();
     let http = args.http.limits().fit_open_files(open_files);
     tracing::info!(?http, open_files, "HTTP limits");
-    let app = vpc_api::App::open_at(vpc_api::Config {
-        data_dir: data_dir.clone(),
-        regions,
-        limits,
-        test_clock: args.test_clock,
-        group_commit: !args.no_group_commit,
-        http,
-    }, &location)
+    let app = vpc_api::App::open_at(
+        vpc_api::Config {
+            data_dir: data_dir.clone(),
+            regions,
+            limits,
+            test_clock: args.test_clock,
+            group_commit: !args.no_group_commit,
+            http,
+        },
+        &location,
+    )
     .with_context(|| format!("opening state in {location}"))?;
     let dataplane = if location.is_shared() {
         "off (--store etcd: per-host agents are not built yet, see docs/cluster.md): control plane only".to_string()
