@@ -92,6 +92,8 @@ def test_seed_workflow_across_both_servers(lab):
     # repeated accept is refused.
     vc = make_vpc(b0, "10.61.128.0/17")
     bad = request_peering(a1, va, vc, B_ID)
+    wait_for(lambda: error_code(a0.describe_vpc_peering_connections, VpcPeeringConnectionIds=[bad]) is None,
+             timeout=VISIBLE, what="the request on server 0")
     wait_pcx(a0, bad, "failed", timeout=VISIBLE)
     with expect_error("InvalidStateTransition"):
         b0.accept_vpc_peering_connection(VpcPeeringConnectionId=pid)

@@ -35,6 +35,11 @@ use vpc_model::{Kind, World};
 
 /// How long one request to etcd may take before the caller gets an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call may take with its retries: long enough to ride out an
+/// etcd leader election after a member died (about 1 to 3 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts after the first; with the back-off about 5 s of retrying.
+const RETRIES: u32 = 20;
 /// Records read per page when loading the World.
 const PAGE: i64 = 500;
 /// The lease behind a role: a dead holder loses it after this many seconds.
@@ -58,8 +63,7 @@ fn etcd_error(e: etcd_client::Error) -> StoreError {
     StoreError::Etcd(e.to_string())
 }
 
-/// Runs `f` on the client runtime and waits for it, at most [`REQUEST_TIMEOUT`]
-/// (twice that for multi-page work is the caller's business).
+/// Runs `f` on the client runtime and waits for it, at most `timeout`.
 fn block<T: Send + 'static>(
     timeout: Duration,
     f: impl Future<Output = Result<T>> + Send + 'static,
@@ -103,10 +107,10 @@ where
     let mut attempt = 0;
     loop {
         match f(attempt).await {
-            Err(StoreError::Etcd(e)) if attempt < 8 => {
+            Err(StoreError::Etcd(e)) if attempt < RETRIES => {
                 tracing::debug!(error = %e, attempt, "etcd request failed; retrying");
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(40 * u64::from(attempt))).await;
+                tokio::time::sleep(Duration::from_millis((40 * u64::from(attempt)).min(300))).await;
             }
             r => return r,
         }
@@ -437,7 +441,7 @@ async fn watch_once(
 impl crate::StateStore for EtcdStore {
     fn load(&mut self) -> Result<Snapshot> {
         let (c, prefix) = (self.client.clone(), self.prefix.clone());
-        block(REQUEST_TIMEOUT * 6, async move {
+        block(CALL_TIMEOUT * 3, async move {
             with_retries(|_| load_snapshot(c.clone(), prefix.clone())).await
         })
     }
@@ -472,7 +476,7 @@ impl crate::StateStore for EtcdStore {
             )])
             .and_then(ops);
         let c = self.client.clone();
-        block(REQUEST_TIMEOUT, async move {
+        block(CALL_TIMEOUT, async move {
             with_retries(|attempt| {
                 let (mut c, txn, rev_key, token) =
                     (c.clone(), txn.clone(), rev_key.clone(), token.clone());
@@ -582,7 +586,7 @@ impl crate::StateStore for EtcdStore {
                 TxnOp::put(access_key.clone(), body.clone(), None),
             ]);
         let c = self.client.clone();
-        block(REQUEST_TIMEOUT, async move {
+        block(CALL_TIMEOUT, async move {
             with_retries(|attempt| {
                 let (mut c, txn) = (c.clone(), txn.clone());
                 let (account_key, access_key, akid, id, body) = (
@@ -624,7 +628,7 @@ impl crate::StateStore for EtcdStore {
             format!("{}/accounts/", self.prefix),
             format!("{}/keys/", self.prefix),
         );
-        let (mut ids, keys) = block(REQUEST_TIMEOUT, async move {
+        let (mut ids, keys) = block(CALL_TIMEOUT, async move {
             let a =
                 get_retrying(&c, accounts.clone(), Some(GetOptions::new().with_prefix())).await?;
             let k = get_retrying(&c, keys, Some(GetOptions::new().with_prefix())).await?;
@@ -675,7 +679,7 @@ impl crate::StateStore for EtcdStore {
     fn get_setting(&mut self, key: &str) -> Result<Option<String>> {
         let c = self.client.clone();
         let key = self.setting_key(key);
-        block(REQUEST_TIMEOUT, async move {
+        block(CALL_TIMEOUT, async move {
             let r = get_retrying(&c, key, None).await?;
             Ok(r.kvs()
                 .first()
@@ -686,7 +690,7 @@ impl crate::StateStore for EtcdStore {
     fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         let c = self.client.clone();
         let (key, value) = (self.setting_key(key), value.to_string());
-        block(REQUEST_TIMEOUT, async move {
+        block(CALL_TIMEOUT, async move {
             with_retries(|_| {
                 let (mut c, key, value) = (c.clone(), key.clone(), value.clone());
                 async move {
@@ -703,7 +707,7 @@ impl EtcdStore {
     fn find_key_inner(&self, access_key_id: &str) -> Result<Option<(String, String)>> {
         let c = self.client.clone();
         let key = self.access_key(access_key_id);
-        block(REQUEST_TIMEOUT, async move {
+        block(CALL_TIMEOUT, async move {
             let r = get_retrying(&c, key, None).await?;
             Ok(r.kvs()
                 .first()
