@@ -31,6 +31,8 @@ os.environ.setdefault("VPCD_BIN", BIN)
 import labkit  # noqa: E402
 
 LIMITS = {"vpcs_per_region": 10_000_000}
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+NOTE = "What bounds these: reads never touch the store (each server answers from its in-memory World), so the read rows measure the HTTP path and the load generator (one single-threaded wrk per API server, so the two-server row has twice the generator); the SQLite and one-etcd-server rows run the same read code, and their gap is noise of this shared machine, not the store. Writes through two servers are slower than through one: every commit moves the one revision all commits are guarded by, so two servers writing at once keep invalidating each other's batches and re-run them (the price of serializable commits without a read-set; a later landing could guard per record). A write that loses for 10 s answers `ServiceUnavailable` (the non-2xx column)."
 
 
 def wrk_many(urls, headers_for, body, conns):
@@ -107,6 +109,10 @@ def measure_etcd(api, tmp):
         rows = run_rows(urls, (a[0], a[1], a[2]))
         if api == 2:
             rows["lag_ms"] = visibility_lag(lab, (a[0], a[1], a[2]))
+        # What the servers logged about failed writes (the non-2xx answers).
+        rows["log"] = [line[-300:] for i in range(api)
+                       for line in Path(lab.record["api"][i]["log"]).read_text().splitlines()
+                       if "ERROR" in line or "WARN" in line][:10]
         return rows
     finally:
         lab.down()
@@ -169,12 +175,22 @@ def failover(tmp, rounds=3):
 def main():
     tmp = Path(tempfile.mkdtemp(prefix="vpcd-bench-cluster-"))
     try:
-        res = {
-            "sqlite": measure_sqlite(tmp),
-            "etcd1": measure_etcd(1, tmp),
-            "etcd2": measure_etcd(2, tmp),
-            "failover_s": failover(tmp),
-        }
+        # Two rounds, alternated, the better of each kept: the machine is
+        # shared, and a busy neighbour should not decide a comparison.
+        rounds = [{"sqlite": measure_sqlite(tmp), "etcd1": measure_etcd(1, tmp), "etcd2": measure_etcd(2, tmp)}
+                  for _ in range(ROUNDS)]
+        res = {}
+        for k in ("sqlite", "etcd1", "etcd2"):
+            best = dict(rounds[0][k])
+            for r in rounds[1:]:
+                for kind in ("read", "write"):
+                    if r[k][kind]["rps"] > best[kind]["rps"]:
+                        best[kind] = r[k][kind]
+                if k == "etcd2" and r[k]["lag_ms"]["p50"] < best["lag_ms"]["p50"]:
+                    best["lag_ms"] = r[k]["lag_ms"]
+            res[k] = best
+        res["rounds"] = rounds
+        res["failover_s"] = failover(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2))
@@ -191,7 +207,8 @@ def write_perf(r):
     lines = [start, "", "## Cluster: SQLite vs etcd", "",
              f"Measured {datetime.date.today().isoformat()} by `scripts/bench-cluster.sh` on {os.cpu_count()} cores, "
              f"release build, nothing pinned (etcd members, API servers and wrk share the cores in every row); "
-             f"wrk with {CONNS} connections for {DURATION} per figure, split evenly over the API servers. "
+             f"wrk with {CONNS} connections for {DURATION} per figure, split evenly over the API servers; "
+             f"{ROUNDS} rounds alternating the three setups, the better figure of each kept. "
              "Reads are `DescribeVpcs` of an account with 21 VPCs; writes are `CreateVpc`, each answered only "
              "once durable (SQLite: fsynced; etcd: committed by a quorum).", "",
              "| store | DescribeVpcs/s | vs SQLite | p50 ms | CreateVpc/s | vs SQLite | p50 ms | non-2xx |",
@@ -208,6 +225,7 @@ def write_perf(r):
               f"max {lag['max']:.1f} ms.", "",
               f"Clock-leader failover: from `kill -9` of the leader until the other server holds the role "
               f"({len(fo)} runs): {', '.join(f'{x:.2f}' for x in fo)} s (lease TTL 2 s, polled every 250 ms).", "",
+              NOTE, "",
               end]
     block = "\n".join(lines)
     if start in text:

@@ -200,22 +200,39 @@ impl std::fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     /// Connects to `endpoints` (`http://host:port`) and checks that the
-    /// cluster answers.
+    /// cluster answers. A cluster that listens but has no leader yet (it is
+    /// just forming) is given up to 20 s; nothing listening fails at once.
     pub fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
         let eps = endpoints.to_vec();
-        let client = block(REQUEST_TIMEOUT * 2, async move {
+        let client = block(Duration::from_secs(25), async move {
             let options = ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(2))
                 .with_timeout(REQUEST_TIMEOUT)
                 .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
                 .with_keep_alive_while_idle(true);
-            let mut c = Client::connect(eps, Some(options))
-                .await
-                .map_err(etcd_error)?;
-            c.get("/", Some(GetOptions::new().with_keys_only().with_limit(1)))
-                .await
-                .map_err(etcd_error)?;
-            Ok(c)
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let attempt = async {
+                    let mut c = Client::connect(eps.clone(), Some(options.clone()))
+                        .await
+                        .map_err(etcd_error)?;
+                    c.get("/", Some(GetOptions::new().with_keys_only().with_limit(1)))
+                        .await
+                        .map_err(etcd_error)?;
+                    Ok(c)
+                };
+                match attempt.await {
+                    Ok(c) => return Ok(c),
+                    Err(StoreError::Etcd(e))
+                        if !e.contains("Connection refused")
+                            && tokio::time::Instant::now() < give_up =>
+                    {
+                        tracing::info!(error = %e, "etcd does not answer yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         })
         .map_err(|e| {
             StoreError::Etcd(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
