@@ -19,6 +19,9 @@ pub mod testkit;
 
 pub use sqlite::{db_path, Store};
 
+mod usage;
+pub use usage::{CounterId, CounterValue};
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -20,7 +20,7 @@ pub fn db_path(dir: &Path) -> PathBuf {
 
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 const SCHEMA: &str = "
@@ -58,6 +58,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::usage::SCHEMA)?;
         Ok(Store { conn })
     }
 
