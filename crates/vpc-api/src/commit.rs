@@ -316,6 +316,7 @@ mod tests {
         RegionInit {
             id: id.to_string(),
             default_vpc: None,
+            default_dhcp_options: None,
         }
     }
 
@@ -469,6 +470,7 @@ mod cluster_tests {
                                 w.put(RegionInit {
                                     id: "counter".into(),
                                     default_vpc: Some((n + 1).to_string()),
+                                    default_dhcp_options: None,
                                 });
                                 Ok(())
                             },
@@ -509,6 +511,7 @@ mod cluster_tests {
             w.put(RegionInit {
                 id: "only".into(),
                 default_vpc: None,
+                default_dhcp_options: None,
             });
             Ok(())
         };

@@ -9,6 +9,7 @@ fn record(id: &str) -> RegionInit {
     RegionInit {
         id: id.to_string(),
         default_vpc: None,
+        default_dhcp_options: None,
     }
 }
 
