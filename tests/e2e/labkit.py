@@ -61,6 +61,8 @@ class Lab:
         argv += serve_args or []
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
+            # `lab up` stopped whatever it had started; nothing else is left.
+            shutil.rmtree(self.tmp, ignore_errors=True)
             raise RuntimeError(f"vpcd lab up failed:\n{out.stdout}\n{out.stderr}")
         self.record = json.loads(out.stdout)
         self._clients: dict = {}
