@@ -419,6 +419,36 @@ impl World {
         }
     }
 
+    /// Removes one record without noting a change (used when following
+    /// another server's commits). Returns whether it was there.
+    pub fn forget(&mut self, kind: Kind, id: &str) -> bool {
+        fn rm<R: Record>(w: &mut World, id: &str) -> bool {
+            R::table_mut(w).remove(id).is_some()
+        }
+        match kind {
+            Kind::Vpc => rm::<Vpc>(self, id),
+            Kind::Subnet => rm::<Subnet>(self, id),
+            Kind::RouteTable => rm::<RouteTable>(self, id),
+            Kind::InternetGateway => rm::<InternetGateway>(self, id),
+            Kind::SecurityGroup => rm::<SecurityGroup>(self, id),
+            Kind::NetworkAcl => rm::<NetworkAcl>(self, id),
+            Kind::Peering => rm::<Peering>(self, id),
+            Kind::RegionInit => rm::<RegionInit>(self, id),
+            Kind::Instance => rm::<Instance>(self, id),
+            Kind::NetworkInterface => rm::<NetworkInterface>(self, id),
+            Kind::NatGateway => rm::<NatGateway>(self, id),
+            Kind::Address => rm::<Address>(self, id),
+            Kind::NetworkInsightsPath => rm::<NetworkInsightsPath>(self, id),
+            Kind::NetworkInsightsAnalysis => rm::<NetworkInsightsAnalysis>(self, id),
+            Kind::Volume => rm::<Volume>(self, id),
+            Kind::Detachment => rm::<Detachment>(self, id),
+            Kind::DhcpOptions => rm::<DhcpOptions>(self, id),
+            Kind::HostedZone => rm::<HostedZone>(self, id),
+            Kind::ZoneChange => rm::<ZoneChange>(self, id),
+            Kind::FlowLog => rm::<FlowLog>(self, id),
+        }
+    }
+
     /// The record if the caller owns it in this region; otherwise `not_found`.
     ///
     /// Another account's resource and a missing one give the same error, so an
