@@ -21,6 +21,8 @@ pub mod error;
 pub mod kernel;
 pub mod link;
 pub mod names;
+mod netlink;
+pub mod netns;
 mod nft;
 pub mod offload;
 pub mod plan;
@@ -149,6 +151,8 @@ pub struct Dataplane {
     instances: BTreeSet<String>,
     /// `i-…` namespaces seen to belong to someone else (checked once).
     foreign: BTreeSet<String>,
+    /// When every namespace was last compared with the kernel (drift repair).
+    verified_at: Instant,
 }
 
 impl Dataplane {
@@ -173,6 +177,7 @@ impl Dataplane {
             plan_mismatches: 0,
             instances: BTreeSet::new(),
             foreign: BTreeSet::new(),
+            verified_at: Instant::now(),
         })
     }
 
@@ -303,7 +308,14 @@ impl Dataplane {
     pub fn reconcile(&mut self, world: &World) -> Result<Report, DataplaneError> {
         let start = Instant::now();
         let ops0 = self.run.ops();
+        let had_plan = self.desired.is_some();
         let pass = self.plan_pass(world);
+        // Drift repair: a full pass, once every `full_plan_every`, compares
+        // every namespace with the kernel, not only with what it applied.
+        let verify = pass.full && had_plan && self.verified_at.elapsed() >= self.full_plan_every;
+        if verify {
+            self.verified_at = Instant::now();
+        }
         let planned = start.elapsed();
         for w in &pass.warnings {
             tracing::warn!(tag = %self.tag, "{w}");
@@ -418,8 +430,10 @@ impl Dataplane {
             }
         }
 
-        // 3. What to converge in each namespace.
+        // 3. What to converge in each namespace. `verifying` holds those
+        // that are compared with the kernel only (their plan did not change).
         let mut work: BTreeMap<String, Parts> = BTreeMap::new();
+        let mut verifying: BTreeSet<String> = BTreeSet::new();
         for name in visit.iter().copied().chain(&created) {
             let ns = &desired[name];
             if failed.contains_key(name) {
@@ -431,6 +445,9 @@ impl Dataplane {
             };
             if parts.any() {
                 work.insert(name.clone(), parts);
+            } else if verify {
+                work.insert(name.clone(), Parts::all());
+                verifying.insert(name.clone());
             }
         }
         // A new namespace's links are made from the other side; both ends converge.
@@ -490,23 +507,27 @@ impl Dataplane {
         }
         for t in touched {
             if desired.contains_key(&t) && !failed.contains_key(&t) {
+                verifying.remove(&t);
                 work.insert(t, Parts::all());
             }
         }
 
         // 5. Everything else.
-        let jobs: Vec<(&NsPlan, Parts)> = work
+        let jobs: Vec<(&NsPlan, Parts, bool)> = work
             .iter()
             .filter(|(n, _)| !failed.contains_key(*n))
-            .map(|(n, p)| (&desired[n], *p))
+            .map(|(n, p)| (&desired[n], *p, verifying.contains(n)))
             .collect();
-        let results = par_map(&jobs, |(ns, parts)| {
-            kernel::configure(&self.run, ns, *parts)
+        let results = par_map(&jobs, |(ns, parts, verify)| {
+            kernel::configure(&self.run, ns, *parts, *verify)
         });
-        for ((ns, _), r) in jobs.iter().zip(results) {
+        for ((ns, _, verify), r) in jobs.iter().zip(results) {
             match r {
-                Ok(()) => {
-                    if !created.contains(&ns.name) {
+                Ok(changes) => {
+                    if *verify && changes > 0 {
+                        tracing::info!(ns = %ns.name, changes, "repaired drift from the plan");
+                    }
+                    if !created.contains(&ns.name) && (!*verify || changes > 0) {
                         report.updated.push(ns.name.clone());
                     }
                 }
@@ -633,25 +654,31 @@ impl Dataplane {
                 });
             }
         }
-        // Veths in one batch; whatever that leaves missing goes one by one.
-        let lines: Vec<String> = missing
+        // Veths in one pipelined netlink batch; whatever that leaves missing
+        // goes one by one.
+        let veths: Vec<(&str, &str, &str, u32)> = missing
             .iter()
             .filter_map(|(name, c)| match c {
-                LinkCreate::Veth { peer_ns, peer_name } => {
-                    let mtu = ns.links[*name].mtu.unwrap_or(names::MTU);
-                    Some(format!(
-                        "link add {name} mtu {mtu} type veth peer name {peer_name} netns {peer_ns} mtu {mtu}"
-                    ))
-                }
+                LinkCreate::Veth { peer_ns, peer_name } => Some((
+                    *name,
+                    peer_ns.as_str(),
+                    peer_name.as_str(),
+                    ns.links[*name].mtu.unwrap_or(names::MTU),
+                )),
                 LinkCreate::Peering(_) => None,
             })
             .collect();
         let mut pending = missing.clone();
-        if !lines.is_empty() && self.run.ip_batch(&ns.name, false, &lines).is_ok() {
-            pending.retain(|(_, c)| matches!(c, LinkCreate::Peering(_)));
-        } else if !lines.is_empty() {
-            let now = self.run.links(&ns.name)?;
-            pending.retain(|(name, _)| !now.contains_key(*name));
+        if !veths.is_empty() {
+            let nl = netlink::Netlink::open(&ns.name)?;
+            let outcomes = self.run.create_veths(&nl, &veths)?;
+            let made: BTreeSet<&str> = veths
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|((name, ..), _)| *name)
+                .collect();
+            pending.retain(|(name, _)| !made.contains(name));
         }
         for (name, c) in &pending {
             let peer = c.peer_ns();
