@@ -266,6 +266,12 @@ impl Runner {
         self.exec(ns, &nft, &["-f", "-"], Some(script)).map(|_| ())
     }
 
+    /// `nft -j list ruleset` inside a namespace (read-only).
+    pub fn nft_list(&self, ns: &str) -> Result<String, CommandError> {
+        let nft = self.tools.nft.clone();
+        self.exec(ns, &nft, &["-j", "list", "ruleset"], None)
+    }
+
     /// Deletes the conntrack entries from or to an address. Nothing to delete is fine.
     pub fn conntrack_forget(&self, ns: &str, addr: IpAddr) -> Result<(), CommandError> {
         let a = addr.to_string();
@@ -734,8 +740,7 @@ pub(crate) fn configure(
         }
     }
     run.count(changes);
-    // Verifying the nft tables against the kernel comes with nft drift repair.
-    if parts.nft && !ns.nft.is_empty() && !verify {
+    if parts.nft && !ns.nft.is_empty() && (!verify || crate::nft_state::differs(run, ns)?) {
         let script: String = ns.nft.iter().map(|t| t.script()).collect();
         run.nft(&ns.name, &script)?;
         changes += 1;

@@ -24,6 +24,7 @@ pub mod names;
 mod netlink;
 pub mod netns;
 mod nft;
+mod nft_state;
 pub mod offload;
 pub mod plan;
 pub mod resolv;
@@ -492,9 +493,7 @@ impl Dataplane {
         let results = {
             let failed = &failed;
             let fresh = &created;
-            par_map(&linked, |ns| {
-                self.create_links(ns, desired, failed, fresh.contains(&ns.name))
-            })
+            par_map(&linked, |ns| self.create_links(ns, desired, failed, fresh))
         };
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for (ns, r) in linked.iter().zip(results) {
@@ -625,8 +624,9 @@ impl Dataplane {
         ns: &NsPlan,
         desired: &BTreeMap<String, NsPlan>,
         failed: &BTreeMap<String, CommandError>,
-        fresh: bool,
+        created: &BTreeSet<String>,
     ) -> Result<Vec<String>, CommandError> {
+        let fresh = created.contains(&ns.name);
         let owned: Vec<(&str, &LinkCreate)> = ns
             .links
             .values()
@@ -641,9 +641,22 @@ impl Dataplane {
         } else {
             self.run.links(&ns.name)?
         };
+        // An end whose other end belongs in a namespace made in this pass is
+        // stale (that namespace was deleted, by hand for example, and the
+        // kernel has not yet taken the pair with it): it is made again.
+        for (name, c) in &owned {
+            if links.contains_key(*name) && created.contains(c.peer_ns()) {
+                tracing::info!(ns = %ns.name, link = %name, "removing a link whose other end is gone");
+                if name.starts_with("p-") {
+                    self.link_type.delete(&self.run, &ns.name, name)?;
+                } else {
+                    self.run.delete_link(&ns.name, name)?;
+                }
+            }
+        }
         let missing: Vec<(&str, &LinkCreate)> = owned
             .into_iter()
-            .filter(|(name, _)| !links.contains_key(*name))
+            .filter(|(name, c)| !links.contains_key(*name) || created.contains(c.peer_ns()))
             .collect();
         for (_, c) in &missing {
             let peer = c.peer_ns();
