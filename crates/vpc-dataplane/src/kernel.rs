@@ -1,7 +1,10 @@
-//! The executor: the only code that runs `ip`, `nft`, `sysctl` and
-//! `conntrack`. It reads a namespace's state, compares it with its
-//! [`NsPlan`] and issues only the differences, so applying the same plan
-//! twice changes nothing.
+//! The executor: the only code that changes the kernel. It reads a
+//! namespace's state over rtnetlink (`netlink.rs`: links, addresses, routes,
+//! rules) and its sysctls, compares them with its [`NsPlan`] and issues only
+//! the differences as one pipelined batch of typed netlink requests, so
+//! applying the same plan twice changes nothing. nftables tables are loaded
+//! with one `nft -f` transaction; conntrack entries are deleted with
+//! `conntrack -D`. Those two are the only programs it runs.
 
 use crate::error::{CommandError, StartError};
 use crate::names::{RULE_PREF, TABLE_BASE, TABLE_IGW, TABLE_MAIN, TABLE_PEERING};
@@ -104,8 +107,8 @@ impl Runner {
         };
     }
 
-    /// Kernel changes issued so far (batch lines, nft transactions, sysctl
-    /// writes, link creations and deletions, conntrack deletions).
+    /// Kernel changes issued so far (netlink requests, nft transactions,
+    /// sysctl writes, namespaces made or removed, conntrack deletions).
     pub fn ops(&self) -> usize {
         self.ops.load(Ordering::Relaxed)
     }
@@ -160,7 +163,9 @@ impl Runner {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `ip args…`, inside `ns` when given.
+    /// `ip args…`, inside `ns` when given: for a peering link type that needs
+    /// an iproute2 feature the netlink requests here do not cover. The data
+    /// plane's own links, addresses, routes and rules never go through it.
     pub fn ip(&self, ns: Option<&str>, args: &[&str]) -> Result<String, CommandError> {
         match ns {
             Some(ns) => {
@@ -171,31 +176,14 @@ impl Runner {
         }
     }
 
-    /// `ip [-6] -force -batch -` inside `ns`, with the lines on stdin.
-    pub fn ip_batch(&self, ns: &str, v6: bool, lines: &[String]) -> Result<(), CommandError> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut args = Vec::new();
-        if v6 {
-            args.push("-6");
-        }
-        args.extend(["-force", "-batch", "-"]);
-        let mut text = lines.join("\n");
-        text.push('\n');
-        self.count(lines.len());
-        let ip = self.tools.ip.clone();
-        self.exec(ns, &ip, &args, Some(&text)).map(|_| ())
-    }
-
     /// Runs `program args…` inside a namespace.
     ///
     /// This enters only the network namespace (`nsenter --net=/run/netns/NS`).
     /// `ip -n` and `ip netns exec` also make a private copy of the mount
     /// namespace and remount /sys on every call, which costs time in
     /// proportion to the number of namespaces (each is a bind mount): about
-    /// 8 ms per call at 1,500 namespaces against 3 ms here. None of the
-    /// tools needs /sys.
+    /// 8 ms per call at 1,500 namespaces against 3 ms here. Neither `nft`
+    /// nor `conntrack` needs /sys.
     pub fn exec(
         &self,
         ns: &str,
@@ -600,20 +588,7 @@ fn converge_sysctls(ns: &str, kv: &[(String, String)]) -> Result<usize, CommandE
     if kv.is_empty() {
         return Ok(0);
     }
-    let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
-    let have =
-        netns::read_sysctls(ns, &keys).map_err(|e| io_failure(&format!("sysctl (in {ns})"), &e))?;
-    let differ: Vec<(String, String)> = kv
-        .iter()
-        .zip(have)
-        .filter(|((_, v), h)| h.as_deref() != Some(v.as_str()))
-        .map(|(kv, _)| kv.clone())
-        .collect();
-    if !differ.is_empty() {
-        netns::write_sysctls(ns, &differ)
-            .map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))?;
-    }
-    Ok(differ.len())
+    netns::converge_sysctls(ns, kv).map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))
 }
 
 /// Brings one namespace's links (settings), addresses, routes, rules and

@@ -11,10 +11,19 @@
 //!   every [`FULL_PLAN_EVERY`] as a safety pass.
 //! * [`teardown`] removes every kernel object of a data directory.
 //!
-//! This crate is the only one that knows `ip`, `nft`, `sysctl` and
-//! `conntrack` (run inside a namespace through `nsenter --net`). It never
-//! touches the host namespace: every veth is created directly inside
-//! namespaces it created.
+//! This crate is the only one that touches the kernel's networking: links,
+//! addresses, routes and policy rules over rtnetlink ([`netlink`], sockets
+//! made inside each namespace), sysctls through the namespace's `/proc/sys`,
+//! namespaces as bind mounts under `/run/netns` ([`netns`]), nftables with
+//! one `nft -f` transaction per changed namespace (read back with
+//! `nft -j list ruleset`), and `conntrack -D`. It never touches the host
+//! namespace: every veth is created directly inside namespaces it created.
+//!
+//! Level-triggered, also against the kernel: every [`FULL_PLAN_EVERY`] a
+//! full pass compares every namespace with what the kernel holds (not only
+//! with what it applied) and repairs the difference, so a route, rule,
+//! address, link, sysctl, nft chain, rule or set element, or a whole
+//! namespace, changed by hand comes back.
 
 pub mod affected;
 pub mod error;
@@ -52,9 +61,9 @@ pub struct Report {
     pub updated: Vec<String>,
     /// Namespaces deleted.
     pub deleted: Vec<String>,
-    /// Kernel changes issued (batch lines, links made or removed, nft
-    /// transactions, sysctl writes, conntrack deletions). Zero means the
-    /// kernel was left exactly as it was.
+    /// Kernel changes issued (netlink requests, namespaces and links made or
+    /// removed, nft transactions, sysctl writes, conntrack deletions). Zero
+    /// means the kernel was left exactly as it was.
     pub kernel_ops: usize,
     pub duration: Duration,
 }

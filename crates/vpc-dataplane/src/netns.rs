@@ -66,33 +66,43 @@ fn prepare_dir() -> io::Result<()> {
 }
 
 /// Creates the namespace `name`; an existing one is an `AlreadyExists` error.
+///
+/// The file appears only once the namespace is ready to be mounted on it
+/// (the costly `unshare` comes first), so a reader that sees the name sees
+/// the namespace within microseconds, never a plain file for long.
 pub fn add(name: &str) -> io::Result<()> {
     prepare_dir()?;
     let file = path(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&file)?;
-    let made = std::thread::scope(|s| {
+    if file.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", file.display()),
+        ));
+    }
+    std::thread::scope(|s| {
         s.spawn(|| -> io::Result<()> {
             // Only this thread moves to the new namespace; it ends right after.
             unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
-            mount(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)?;
+            let mounted = mount(
                 Some("/proc/thread-self/ns/net"),
                 &file,
                 Some("none"),
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(nix_io)
+            .map_err(nix_io);
+            if mounted.is_err() {
+                let _ = std::fs::remove_file(&file);
+            }
+            mounted
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
-    });
-    if made.is_err() {
-        let _ = std::fs::remove_file(&file);
-    }
-    made
+    })
 }
 
 /// Removes the namespace `name` (it goes once nothing uses it any more).
@@ -137,17 +147,21 @@ pub fn write_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<()> {
     })
 }
 
-/// Reads sysctls inside namespace `name` (None for a key that does not exist).
-pub fn read_sysctls(name: &str, keys: &[&str]) -> io::Result<Vec<Option<String>>> {
+/// Brings sysctls inside namespace `name` to their values, in order, writing
+/// only those that differ; how many it wrote.
+pub fn converge_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<usize> {
     within(name, || {
-        Ok(keys
-            .iter()
-            .map(|k| {
-                std::fs::read_to_string(sysctl_path(k))
-                    .ok()
-                    .map(|v| v.trim().to_string())
-            })
-            .collect())
+        let mut written = 0;
+        for (k, v) in kv {
+            let path = sysctl_path(k);
+            let have = std::fs::read_to_string(&path).ok();
+            if have.as_deref().map(str::trim) != Some(v.as_str()) {
+                std::fs::write(&path, v)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
+                written += 1;
+            }
+        }
+        Ok(written)
     })
 }
 
