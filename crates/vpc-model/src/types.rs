@@ -424,6 +424,9 @@ pub struct RegionInit {
     /// `<account>:<region>`
     pub id: String,
     pub default_vpc: Option<String>,
+    /// The region's default DHCP options set (`ops::dhcp`).
+    #[serde(default)]
+    pub default_dhcp_options: Option<String>,
 }
 
 /// EC2 instance states (`InstanceStateName`) with their numeric codes.
@@ -902,6 +905,31 @@ pub struct NetworkInsightsAnalysis {
     pub filter_out_arns: Vec<String>,
     /// None when the analysis failed.
     pub result: Option<AnalysisResult>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+/// A VPC flow log (`fl-…`): which interfaces' traffic to record, which
+/// traffic, in what format, and where to write it (`docs/metering.md`).
+/// Immutable once created, as on AWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLog {
+    pub meta: Meta,
+    /// The VPC, subnet or network interface the flow log covers.
+    pub resource_id: String,
+    /// `VPC`, `Subnet` or `NetworkInterface`.
+    pub resource_type: String,
+    /// `ACCEPT`, `REJECT` or `ALL`.
+    pub traffic_type: String,
+    /// `s3`, or (a vpcd extension) `local-file`.
+    pub destination_type: String,
+    /// `arn:aws:s3:::bucket[/prefix]`, or the local file's name.
+    pub destination: String,
+    /// The record format, `${field}` items separated by spaces (the default
+    /// v2 format when none was given).
+    pub log_format: String,
+    /// 60 or 600 seconds.
+    pub max_aggregation_interval: u32,
     #[serde(default)]
     pub client_token: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! The whole desired state, as cheap-to-clone persistent maps, plus the list
 //! of records an operation changed (what the store must write).
 
+use crate::dns_types::*;
 use crate::fault::Fault;
 use crate::types::*;
 use imbl::OrdMap;
@@ -26,6 +27,10 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    FlowLog,
+    DhcpOptions,
+    HostedZone,
+    ZoneChange,
 }
 
 impl Kind {
@@ -46,6 +51,10 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::FlowLog,
+        Kind::DhcpOptions,
+        Kind::HostedZone,
+        Kind::ZoneChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +75,10 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::FlowLog => "vpc-flow-log",
+            Kind::DhcpOptions => "dhcp-options",
+            Kind::HostedZone => "hosted-zone",
+            Kind::ZoneChange => "route53-change",
         }
     }
 
@@ -255,8 +268,12 @@ record!(
     meta
 );
 record!(Volume, Kind::Volume, volumes, meta);
+record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
+record!(HostedZone, Kind::HostedZone, hosted_zones, meta);
+record!(ZoneChange, Kind::ZoneChange, zone_changes, r => r.id.as_str());
 
 /// The desired state of every account in every region.
 ///
@@ -280,6 +297,10 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub flow_logs: Table<FlowLog>,
+    pub dhcp_options: Table<DhcpOptions>,
+    pub hosted_zones: Table<HostedZone>,
+    pub zone_changes: Table<ZoneChange>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -360,7 +381,11 @@ impl World {
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
+            Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
+            Kind::HostedZone => enc::<HostedZone>(self, id),
+            Kind::ZoneChange => enc::<ZoneChange>(self, id),
         }
     }
 
@@ -386,7 +411,11 @@ impl World {
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
+            Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
+            Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
+            Kind::HostedZone => dec::<HostedZone>(self, body),
+            Kind::ZoneChange => dec::<ZoneChange>(self, body),
         }
     }
 

@@ -5,6 +5,8 @@
 
 pub mod acl;
 pub mod compute;
+pub mod dhcp;
+pub mod flow_log;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -64,6 +66,8 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     instance::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
+    flow_log::ACTIONS,
+    dhcp::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.
