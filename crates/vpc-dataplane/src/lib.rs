@@ -17,6 +17,7 @@
 //! namespaces it created.
 
 pub mod affected;
+pub mod backbone;
 pub mod error;
 pub mod kernel;
 pub mod link;
@@ -30,6 +31,7 @@ mod testkit;
 
 pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
 pub use kernel::{Runner, Tools};
+pub use backbone::Backbone;
 pub use link::{PeeringLinkType, Veth};
 pub use plan::{plan, plan_scope, NsPlan, NsRole, Plan, Scope};
 
@@ -366,6 +368,7 @@ impl Dataplane {
         let doomed: Vec<&String> = existing
             .iter()
             .filter(|name| !desired.contains_key(*name))
+            .filter(|name| !backbone::is_backbone_ns(&self.tag, name))
             .filter(|name| {
                 name.starts_with(&prefix)
                     || (names::is_instance_ns(name)
@@ -546,6 +549,16 @@ impl Dataplane {
             Changed::Only { names, .. } => names.len(),
         };
         self.unconverged = failed.keys().cloned().collect();
+        let links: Vec<&plan::PeeringLinkSpec> = pass
+            .namespaces
+            .values()
+            .flat_map(|ns| ns.links.values())
+            .filter_map(|l| match &l.create {
+                Some(LinkCreate::Peering(spec)) => Some(spec),
+                _ => None,
+            })
+            .collect();
+        self.link_type.converge(&self.run, &links);
         self.desired = Some(Desired {
             world: world.clone(),
             namespaces: pass.namespaces,

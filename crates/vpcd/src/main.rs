@@ -4,6 +4,7 @@
 //! library crates.
 
 mod reach_cli;
+mod regions_cli;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +50,11 @@ enum Cmd {
     },
     /// Can a packet get from SRC to DST, hop by hop, and if not, why (and how to fix it).
     Reach(reach_cli::ReachArgs),
+    /// The encrypted inter-region backbone: status and gateway keys.
+    Regions {
+        #[command(subcommand)]
+        cmd: regions_cli::RegionsCmd,
+    },
 }
 
 /// `vpcd serve --quotas`.
@@ -313,8 +319,17 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
     // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off (docs/dataplane.md,
     // "Fast path"), e.g. to measure it.
     let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
+    // Inter-region peerings cross the encrypted backbone (region gateways,
+    // WireGuard), keyed from the data directory.
+    let backbone = match vpc_dataplane::Backbone::new(&tag, data_dir) {
+        Ok(b) => b,
+        Err(e) => return format!("off ({e}): control plane only"),
+    };
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
-        Ok(dp) => dp.with_planning(planning).with_big_tcp(big_tcp),
+        Ok(dp) => dp
+            .with_planning(planning)
+            .with_big_tcp(big_tcp)
+            .with_peering_link(Box::new(backbone)),
         Err(e) => {
             return format!(
                 "off ({e}): control plane only, instances are recorded but not realized"
@@ -432,6 +447,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Regions { cmd } => regions_cli::run(cmd, default_data_dir),
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             std::process::exit(reach_cli::run(a, &dir, is_root()));
