@@ -357,3 +357,24 @@ def test_restarts_resume_traffic_and_never_leak_plaintext(dp_server_factory):
         pinger.kill()
         cap_res = cap.finish()
     assert_only_wireguard(cap_res, "during vpcd's restart and the gateway's rebuild")
+
+
+def test_deleting_the_peering_removes_its_backbone_path(dp):
+    t = peered(dp, 82)
+    dp.ok_ping(t.ia, t.ib.ip, "before the deletion")
+    link = pcx_link(t.pcx)
+    ra, rb = dp.router_ns(t.va.id), dp.router_ns(t.vb.id)
+    t.a.delete_vpc_peering_connection(VpcPeeringConnectionId=t.pcx)
+    dp.no_ping(t.ia, t.ib.ip, "the peering is deleted")
+
+    def links_gone():
+        return all(link not in subprocess.run(["ip", "-n", ns, "-br", "link"], capture_output=True,
+                                              text=True).stdout for ns in (ra, rb) if netns_exists(ns))
+    wait_until(links_gone, 10, what=f"{link} removed from both routers")
+    # No route in the routers points anywhere for the peer's block any more.
+    routes = subprocess.run(["ip", "-n", ra, "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout
+    assert not re.search(r"^10\.83\.0\.0/16 .*dev", routes, re.M), routes
+    st = wait_status(dp, lambda s: all(t.pcx not in x["peerings"] for x in s["tunnels"]),
+                     "the peering gone from the backbone")
+    assert st
