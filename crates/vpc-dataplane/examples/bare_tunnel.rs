@@ -18,8 +18,13 @@ fn main() {
             eprintln!("a private key is 64 hex digits");
             std::process::exit(2);
         };
-        let public = boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(key));
-        let out: String = public.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let public =
+            boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(key));
+        let out: String = public
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         println!("{out}");
         return;
     }

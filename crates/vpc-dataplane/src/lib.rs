@@ -29,9 +29,9 @@ pub mod resolv;
 #[cfg(test)]
 mod testkit;
 
+pub use backbone::Backbone;
 pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
 pub use kernel::{Runner, Tools};
-pub use backbone::Backbone;
 pub use link::{PeeringLinkType, Veth};
 pub use plan::{plan, plan_scope, NsPlan, NsRole, Plan, Scope};
 

@@ -90,7 +90,9 @@ fn rotate(dir: &Path, region: Option<&str>) -> Result<()> {
         println!("no region gateway has a key yet in {}", dir.display());
     }
     for r in regions {
-        let k = ks.rotate(&r).with_context(|| format!("rotating {r}'s key"))?;
+        let k = ks
+            .rotate(&r)
+            .with_context(|| format!("rotating {r}'s key"))?;
         println!(
             "{r}\tnew public key {}",
             backbone::keys::public_text(&k.public)
@@ -121,11 +123,17 @@ pub fn render(s: &Status) -> String {
             .flatten()
             .filter_map(|x| x.handshake_age_ms)
             .min()
-            .map_or("never".to_string(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0));
+            .map_or("never".to_string(), |ms| {
+                format!("{:.1}s ago", ms as f64 / 1000.0)
+            });
         let flow = |x: Option<&backbone::TunnelStatus>| {
-            x.map_or("-".into(), |x| format!("{}/{}", x.sent.packets, x.sent.bytes))
+            x.map_or("-".into(), |x| {
+                format!("{}/{}", x.sent.packets, x.sent.bytes)
+            })
         };
-        let sum = |f: fn(&backbone::TunnelStatus) -> u64| [ab, ba].iter().flatten().map(|x| f(x)).sum::<u64>();
+        let sum = |f: fn(&backbone::TunnelStatus) -> u64| {
+            [ab, ba].iter().flatten().map(|x| f(x)).sum::<u64>()
+        };
         let nft: u64 = s
             .gateways
             .iter()

@@ -463,7 +463,8 @@ impl Inner {
                 .collect();
             for e in ends {
                 let c = &e.counters;
-                let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                let load =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 let peerings = st
                     .peerings
                     .values()
@@ -530,8 +531,9 @@ impl PeeringLinkType for Backbone {
     fn delete(&self, run: &Runner, ns: &str, name: &str) -> Result<(), CommandError> {
         {
             let mut st = self.inner.lock();
-            st.peerings
-                .retain(|_, p| !(p.spec.local_name == name && (p.spec.local_ns == ns || p.spec.remote_ns == ns)));
+            st.peerings.retain(|_, p| {
+                !(p.spec.local_name == name && (p.spec.local_ns == ns || p.spec.remote_ns == ns))
+            });
         }
         run.delete_link(ns, name).map(|_| ())
     }

@@ -456,7 +456,9 @@ mod tests {
 
     #[test]
     fn tags_round_trip_and_reject_what_is_not_ours() {
-        let inner = [0x45u8, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let inner = [
+            0x45u8, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         let mut p = vec![0u8; TAG_LEN + inner.len()];
         p[TAG_LEN..].copy_from_slice(&inner);
         let tag = peering_tag("pcx-0123456789abcdef0");
