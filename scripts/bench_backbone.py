@@ -98,11 +98,15 @@ def pair(d, cidr_a, cidr_b, region_b):
     kw = {"PeerRegion": region_b} if region_b != "us-east-1" else {}
     pcx = ca.create_vpc_peering_connection(VpcId=a["vpc"], PeerVpcId=b["vpc"], PeerOwnerId=B[0], **kw)[
         "VpcPeeringConnection"]["VpcPeeringConnectionId"]
-    dpb.wait(lambda: cb.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
-        "VpcPeeringConnections"][0]["Status"]["Code"] == "pending-acceptance", 5, "pending")
+    def state(c):
+        try:
+            return c.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
+                "VpcPeeringConnections"][0]["Status"]["Code"]
+        except Exception:  # not visible in the accepter's region yet
+            return None
+    dpb.wait(lambda: state(cb) == "pending-acceptance", 10, "pending")
     cb.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
-    dpb.wait(lambda: cb.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])[
-        "VpcPeeringConnections"][0]["Status"]["Code"] == "active", 5, "active")
+    dpb.wait(lambda: state(cb) == "active", 10, "active")
     ca.create_route(RouteTableId=a["rtb"], DestinationCidrBlock=f"{cidr_b}.0.0/16", VpcPeeringConnectionId=pcx)
     cb.create_route(RouteTableId=b["rtb"], DestinationCidrBlock=f"{cidr_a}.0.0/16", VpcPeeringConnectionId=pcx)
     dpb.allow_all_from(cb, b["sg"], f"{cidr_a}.0.0/16")

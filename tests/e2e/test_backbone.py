@@ -295,11 +295,12 @@ print(refused)
     assert p.returncode == 0 and p.stdout.strip() == "0", p.stdout + p.stderr
     p = netns_exec(gw_west, PY, "-c", forge, west, east, "40000", MARKER.encode().hex())
     assert p.returncode == 0 and p.stdout.strip() == "5", f"the west gateway should refuse them: {p.stdout}{p.stderr}"
-    st = wait_status(dp, lambda s: tunnel(s, EAST, WEST)["invalid"] >= tunnel(before, EAST, WEST)["invalid"] + 5,
-                     "5 invalid WireGuard datagrams counted at the east gateway")
+    wait_status(dp, lambda s: tunnel(s, EAST, WEST)["invalid"] >= tunnel(before, EAST, WEST)["invalid"] + 5,
+                "5 invalid WireGuard datagrams counted at the east gateway")
     # The wrong-port ones never left the west gateway: its underlay guard dropped and counted them.
-    assert gateway(st, WEST)["underlay_dropped_out"]["packets"] >= \
-        gateway(before, WEST)["underlay_dropped_out"]["packets"] + 5, st
+    wait_status(dp, lambda s: gateway(s, WEST)["underlay_dropped_out"]["packets"]
+                >= gateway(before, WEST)["underlay_dropped_out"]["packets"] + 5,
+                "5 wrong-port datagrams dropped by the west gateway's nft")
     # From the underlay itself, a stranger's datagram is dropped at the east gateway's door.
     ul = f"vpcd{dp.tag()}-underlay"
     subprocess.run(["ip", "-n", ul, "addr", "add", "100.127.255.1/10", "dev", "br0"], check=True)

@@ -401,20 +401,34 @@ impl TunReader {
                 .spawn(move || {
                     let mut buf = vec![0u8; BUF];
                     let mut out = vec![0u8; BUF];
+                    // Non-blocking reads: one system call per packet while
+                    // packets keep coming; poll (with the stop event) only
+                    // when the queue is empty.
+                    let nonblocking = dev.set_nonblocking(true).is_ok();
                     while !stop.load(Ordering::Relaxed) {
-                        let n = match dev.recv_intr_timeout(
-                            &mut buf[TAG_LEN..],
-                            &event,
-                            Some(Duration::from_millis(500)),
-                        ) {
+                        let read = if nonblocking {
+                            dev.recv(&mut buf[TAG_LEN..])
+                        } else {
+                            dev.recv_intr_timeout(
+                                &mut buf[TAG_LEN..],
+                                &event,
+                                Some(Duration::from_millis(500)),
+                            )
+                        };
+                        let n = match read {
                             Ok(0) => continue,
                             Ok(n) => n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                let _ = dev.wait_readable_intr_timeout(
+                                    &event,
+                                    Some(Duration::from_millis(500)),
+                                );
+                                continue;
+                            }
                             Err(e) => {
                                 if !matches!(
                                     e.kind(),
-                                    std::io::ErrorKind::TimedOut
-                                        | std::io::ErrorKind::WouldBlock
-                                        | std::io::ErrorKind::Interrupted
+                                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
                                 ) {
                                     // The device went away; the supervisor notices.
                                     std::thread::sleep(Duration::from_millis(100));
