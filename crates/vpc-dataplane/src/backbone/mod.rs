@@ -46,6 +46,10 @@ pub const GATEWAY_LINK: &str = "ul0";
 /// The underlay's MTU: an inter-region packet of 1500 bytes plus the
 /// peering tag (40), WireGuard (32), UDP (8) and IPv4 (20) fits with room.
 pub const UNDERLAY_MTU: u32 = 9000;
+/// The queue of a peering's TUN device, in packets: what the router may hand
+/// the worker before it reads (the kernel's 500 overflows in TCP's slow start,
+/// and each packet dropped there is retransmitted, and metered, again).
+const TUN_QUEUE: &str = "4096";
 /// The bridge joining the gateways inside the underlay namespace.
 pub const BRIDGE: &str = "br0";
 /// The nft table of a gateway namespace.
@@ -522,6 +526,10 @@ impl PeeringLinkType for Backbone {
             (&spec.remote_ns, &spec.remote_name),
         ] {
             run.ip(Some(ns), &["tuntap", "add", "dev", name, "mode", "tun"])?;
+            run.ip(
+                Some(ns),
+                &["link", "set", "dev", name, "txqueuelen", TUN_QUEUE],
+            )?;
         }
         // Readers of the old devices (if any) are stale now.
         self.inner.lock().peerings.remove(&spec.pcx_id);
@@ -705,9 +713,20 @@ fn in_netns<T: Send + 'static>(
         .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
+/// The gateway socket's buffers: room for bursts the worker has not read yet
+/// (the kernel's default of about 200 KiB holds some 130 datagrams, and a
+/// datagram lost there is a TCP retransmission inside the tunnel).
+const SOCKET_BUFFER: usize = 8 << 20;
+
 /// A UDP socket bound inside a namespace.
 fn bind_in(ns: &str, at: SocketAddrV4) -> std::io::Result<UdpSocket> {
-    in_netns(ns, move || UdpSocket::bind(at))
+    in_netns(ns, move || {
+        let sock = UdpSocket::bind(at)?;
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
+        setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
+        Ok(sock)
+    })
 }
 
 /// Attaches to the persistent TUN device `name` inside a namespace.
