@@ -565,6 +565,12 @@ fn ensure_underlay(run: &Runner, tag: &str) -> Result<(), CommandError> {
         run.sysctl(&ns, &no_ipv6())?;
     }
     if !run.links(&ns)?.contains_key(BRIDGE) {
+        // The underlay namespace only bridges: it sends nothing of its own
+        // (not even the IGMP reports of its ports coming up).
+        run.nft(
+            &ns,
+            "table inet vpcdul {}\ndelete table inet vpcdul\ntable inet vpcdul {\n  chain output {\n    type filter hook output priority 0; policy drop;\n  }\n}\n",
+        )?;
         run.ip_batch(
             &ns,
             false,
@@ -603,6 +609,9 @@ fn ensure_gateway_ns(run: &Runner, tag: &str, region: &str) -> Result<bool, Comm
         run.netns_add(&ns)?;
         run.sysctl(&ns, &no_ipv6())?;
     }
+    // The guard before the link: nothing (not even the IGMP report of an
+    // interface coming up) leaves before the table admitting the peers is in.
+    run.nft(&ns, &gateway_nft(&BTreeSet::new()))?;
     run.delete_link(&underlay, &port)?;
     run.delete_link(&ns, GATEWAY_LINK)?;
     run.create_veth(&underlay, &port, &ns, GATEWAY_LINK, UNDERLAY_MTU)?;
