@@ -19,6 +19,7 @@
 pub mod affected;
 pub mod backbone;
 pub mod error;
+pub mod flow_log;
 pub mod kernel;
 pub mod link;
 pub mod meter;
