@@ -89,6 +89,8 @@ class BareTunnel:
             p.wait()
         for ns in self.ns:
             sh("ip", "netns", "del", ns, check=False)
+        for dev in self.dev:
+            Path(f"/var/run/wireguard/{dev}.sock").unlink(missing_ok=True)
 
 
 def pair(d, cidr_a, cidr_b, region_b):
