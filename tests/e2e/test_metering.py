@@ -121,8 +121,15 @@ def settle(server, account, resource, kind, at_least: int, **kw) -> int:
     return prev
 
 
-def within(metered_bytes: int, sent: int, what: str):
-    assert sent <= metered_bytes <= sent * 1.02, f"{what}: metered {metered_bytes} for {sent} payload bytes"
+def within(metered_bytes: int, sent: int, what: str, slack: float = 1.02):
+    assert sent <= metered_bytes <= sent * slack, f"{what}: metered {metered_bytes} for {sent} payload bytes"
+
+
+# The receiving router of an inter-region peering gets the transfer from the
+# encrypted backbone's TUN device one 1500-byte packet at a time (no GRO
+# across the tunnel), so every 1448 payload bytes carry their own 52 bytes of
+# IP and TCP headers (3.6%): what a 1500-MTU wire really carries.
+INTER_REGION_RECEIVER_SLACK = 1 + 52 / 1448 + 0.01
 
 
 def ce_query(ce, group_by=("USAGE_TYPE",), **kw):
@@ -211,7 +218,7 @@ def test_known_transfers_are_metered_within_two_percent_and_priced_per_side(lab)
     within(cross_out, n_cross, "across zones, sender")
     within(cross_in, n_cross, "across zones, receiver")
     within(inter_out, n_inter, "across regions, sender")
-    within(inter_in, n_inter, "across regions, receiver")
+    within(inter_in, n_inter, "across regions, receiver", INTER_REGION_RECEIVER_SLACK)
 
     # vpcd cost: same zone is free; every other row is bytes x the rate.
     for r in cost_rows(s):
@@ -247,7 +254,7 @@ def test_known_transfers_are_metered_within_two_percent_and_priced_per_side(lab)
     b_ce = by_usage_type(ce_query(s.client("B", service="ce")))
     assert b_ce["USE1-DataTransfer-Regional-Bytes"][0] == pytest.approx(n_cross / GB * RATE_CROSS_AZ, rel=0.02)
     assert b_ce["USW2-USE1-AWS-In-Bytes"][0] == 0
-    assert b_ce["USW2-USE1-AWS-In-Bytes"][1] == pytest.approx(n_inter / GB, rel=0.02)
+    assert n_inter / GB <= b_ce["USW2-USE1-AWS-In-Bytes"][1] <= n_inter * INTER_REGION_RECEIVER_SLACK / GB
     assert "USE1-USW2-AWS-Out-Bytes" not in b_ce, b_ce
     linked = ce_query(s.client("B", service="ce"), group_by=("LINKED_ACCOUNT",))
     assert {g["Keys"][0] for p in linked["ResultsByTime"] for g in p["Groups"]} == {B_ID}

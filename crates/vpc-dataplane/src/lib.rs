@@ -26,6 +26,7 @@
 //! namespace, changed by hand comes back.
 
 pub mod affected;
+pub mod backbone;
 pub mod error;
 pub mod flow_log;
 pub mod kernel;
@@ -42,6 +43,7 @@ pub mod resolv;
 #[cfg(test)]
 mod testkit;
 
+pub use backbone::Backbone;
 pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
 pub use kernel::{Runner, Tools};
 pub use link::{PeeringLinkType, Veth};
@@ -415,6 +417,7 @@ impl Dataplane {
         let doomed: Vec<&String> = existing
             .iter()
             .filter(|name| !desired.contains_key(*name))
+            .filter(|name| !backbone::is_backbone_ns(&self.tag, name))
             .filter(|name| {
                 name.starts_with(&prefix)
                     || (names::is_instance_ns(name)
@@ -602,6 +605,16 @@ impl Dataplane {
             Changed::Only { names, .. } => names.len(),
         };
         self.unconverged = failed.keys().cloned().collect();
+        let links: Vec<&plan::PeeringLinkSpec> = pass
+            .namespaces
+            .values()
+            .flat_map(|ns| ns.links.values())
+            .filter_map(|l| match &l.create {
+                Some(LinkCreate::Peering(spec)) => Some(spec),
+                _ => None,
+            })
+            .collect();
+        self.link_type.converge(&self.run, &links);
         self.desired = Some(Desired {
             world: world.clone(),
             namespaces: pass.namespaces,

@@ -20,6 +20,12 @@ pub trait PeeringLinkType: std::fmt::Debug + Send + Sync {
     /// Removes an end that is no longer planned (and whatever belongs to it).
     /// An end that is already gone is not an error.
     fn delete(&self, run: &Runner, ns: &str, name: &str) -> Result<(), CommandError>;
+
+    /// Called after every reconcile with every peering link the plan holds
+    /// (the link's requester end), so a link type with running parts (the
+    /// encrypted backbone's tunnels) can start, adopt or stop them. Failures
+    /// are the link type's to log and retry.
+    fn converge(&self, _run: &Runner, _wanted: &[&PeeringLinkSpec]) {}
 }
 
 /// A veth pair created directly across the two router namespaces.

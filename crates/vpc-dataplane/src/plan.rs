@@ -111,6 +111,10 @@ pub struct PeeringLinkSpec {
     pub remote_name: String,
     pub mtu: u32,
     pub inter_region: bool,
+    /// The requester's region (the local end's).
+    pub local_region: String,
+    /// The accepter's region (the remote end's).
+    pub remote_region: String,
 }
 
 /// An address on a link.
@@ -963,6 +967,8 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
                 remote_name: link.clone(),
                 mtu,
                 inter_region: p.inter_region(),
+                local_region: p.requester.region.clone(),
+                remote_region: p.accepter.region.clone(),
             })
         });
         if ns.links.contains_key(&link) {

@@ -6,6 +6,7 @@
 mod cost_cli;
 mod lab;
 mod reach_cli;
+mod regions_cli;
 mod store_args;
 
 use anyhow::{Context, Result};
@@ -52,6 +53,11 @@ enum Cmd {
     },
     /// Can a packet get from SRC to DST, hop by hop, and if not, why (and how to fix it).
     Reach(reach_cli::ReachArgs),
+    /// The encrypted inter-region backbone: status and gateway keys.
+    Regions {
+        #[command(subcommand)]
+        cmd: regions_cli::RegionsCmd,
+    },
     /// Metered data transfer and its cost per peering and gateway (a table, or --csv).
     Cost(cost_cli::CostArgs),
     /// A cluster on this machine: an etcd cluster and several API servers (docs/cluster.md).
@@ -386,8 +392,17 @@ fn start_dataplane(
     // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off (docs/dataplane.md,
     // "Fast path"), e.g. to measure it.
     let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
+    // Inter-region peerings cross the encrypted backbone (region gateways,
+    // WireGuard), keyed from the data directory.
+    let backbone = match vpc_dataplane::Backbone::new(&tag, data_dir) {
+        Ok(b) => b,
+        Err(e) => return format!("off ({e}): control plane only"),
+    };
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
-        Ok(dp) => dp.with_planning(planning).with_big_tcp(big_tcp),
+        Ok(dp) => dp
+            .with_planning(planning)
+            .with_big_tcp(big_tcp)
+            .with_peering_link(Box::new(backbone)),
         Err(e) => {
             return format!(
                 "off ({e}): control plane only, instances are recorded but not realized"
@@ -670,6 +685,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Regions { cmd } => regions_cli::run(cmd, default_data_dir),
         Cmd::Cost(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             cost_cli::run(a, &dir)
