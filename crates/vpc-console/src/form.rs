@@ -102,7 +102,9 @@ impl ActionForm {
                 }
                 "Peer" => {
                     let p = "IpPermissions.1.";
-                    if let Some((user, group)) = v.split_once('/').filter(|(_, g)| g.starts_with("sg-")) {
+                    if let Some((user, group)) =
+                        v.split_once('/').filter(|(_, g)| g.starts_with("sg-"))
+                    {
                         push(&format!("{p}Groups.1.UserId"), user);
                         push(&format!("{p}Groups.1.GroupId"), group);
                     } else if v.starts_with("sg-") {
@@ -168,8 +170,17 @@ impl ActionForm {
                         "Modify my route tables now".to_string(),
                     )
                 });
-                let to = safe_next(Some(&self.next.replace("%7Bid%7D", &id).replace("{id}", &id)));
-                (Flash { ok: true, text, link }, to)
+                let to = safe_next(Some(
+                    &self.next.replace("%7Bid%7D", &id).replace("{id}", &id),
+                ));
+                (
+                    Flash {
+                        ok: true,
+                        text,
+                        link,
+                    },
+                    to,
+                )
             }
             Err(f) => (
                 Flash {
@@ -259,12 +270,17 @@ mod tests {
 
     #[test]
     fn bad_shorthands_and_foreign_redirects_are_refused() {
-        assert!(ActionForm::parse(&pairs(&[("Action", "CreateRoute"), ("Target", "Evil=x")])).is_err());
+        assert!(
+            ActionForm::parse(&pairs(&[("Action", "CreateRoute"), ("Target", "Evil=x")])).is_err()
+        );
         assert!(ActionForm::parse(&pairs(&[("Action", "X"), ("SgPorts", "a-b")])).is_err());
         assert!(ActionForm::parse(&pairs(&[("VpcId", "vpc-1")])).is_err());
         assert_eq!(safe_next(Some("https://evil.example/")), "/console/");
         assert_eq!(safe_next(Some("/console//evil.example")), "/console/");
-        assert_eq!(safe_next(Some("/console/vpcs/vpc-1")), "/console/vpcs/vpc-1");
+        assert_eq!(
+            safe_next(Some("/console/vpcs/vpc-1")),
+            "/console/vpcs/vpc-1"
+        );
     }
 
     #[test]

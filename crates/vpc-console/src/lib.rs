@@ -66,11 +66,7 @@ impl Console {
 
     /// Runs `f` on the published World as the viewer, in the viewer's region,
     /// after the same preparation a request gets (timers, default VPC).
-    pub fn read<R>(
-        &self,
-        v: &Viewer,
-        f: impl FnOnce(&World, &Ctx<'_>) -> R,
-    ) -> Result<R, Fault> {
+    pub fn read<R>(&self, v: &Viewer, f: impl FnOnce(&World, &Ctx<'_>) -> R) -> Result<R, Fault> {
         self.app.prepare(&v.account, &v.region)?;
         let w = self.app.snapshot();
         let zones = self
@@ -94,8 +90,12 @@ impl Console {
     /// would run it, and returns its XML body.
     pub fn call(&self, v: &Viewer, pairs: Vec<(String, String)>) -> Result<String, Fault> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        self.app
-            .dispatch(&v.account, &v.region, &Params::from_pairs(pairs), &request_id)
+        self.app.dispatch(
+            &v.account,
+            &v.region,
+            &Params::from_pairs(pairs),
+            &request_id,
+        )
     }
 
     /// A page, or the error page for a fault (404 for a resource the viewer cannot see).
@@ -197,7 +197,16 @@ fn list(f: PageFn) -> MethodRouter<Shared> {
         move |State(c): State<Shared>,
               headers: HeaderMap,
               Query(q): Query<HashMap<String, String>>| async move {
-            serve_page(c, headers, PageReq { id: String::new(), q }, f).await
+            serve_page(
+                c,
+                headers,
+                PageReq {
+                    id: String::new(),
+                    q,
+                },
+                f,
+            )
+            .await
         },
     )
 }
@@ -277,7 +286,8 @@ fn signin_page(c: &Console, token: &str, error: Option<&str>, status: StatusCode
         }
     };
     let mut r = view::html_response(status, view::document("Sign in", body));
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(session::SIGNIN_COOKIE, token, 3600)) {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(session::SIGNIN_COOKIE, token, 3600))
+    {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
@@ -333,11 +343,7 @@ async fn signin(
     let mut r = redirect("/console/vpcs");
     let h = r.headers_mut();
     for cookie in [
-        session::set_cookie(
-            session::COOKIE,
-            &sid,
-            session::LIFETIME.as_secs(),
-        ),
+        session::set_cookie(session::COOKIE, &sid, session::LIFETIME.as_secs()),
         session::set_cookie(session::SIGNIN_COOKIE, "", 0),
     ] {
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -348,7 +354,11 @@ async fn signin(
 }
 
 /// The viewer of a state-changing request, if it carries the session's CSRF token.
-pub(crate) fn checked(c: &Console, headers: &HeaderMap, form: &[(String, String)]) -> Result<Viewer, Response> {
+pub(crate) fn checked(
+    c: &Console,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<Viewer, Response> {
     let Some(v) = c.sessions.viewer(headers) else {
         return Err(plain(StatusCode::FORBIDDEN, "not signed in"));
     };
@@ -423,7 +433,9 @@ async fn run_action(
                     link: None,
                 },
             );
-            return redirect(&form::safe_next(f.iter().find(|(k, _)| k == "back").map(|(_, b)| b.as_str())));
+            return redirect(&form::safe_next(
+                f.iter().find(|(k, _)| k == "back").map(|(_, b)| b.as_str()),
+            ));
         }
     };
     tokio::task::spawn_blocking(move || {

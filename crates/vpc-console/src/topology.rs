@@ -76,7 +76,12 @@ pub fn draw(
     q: &PageReq,
     now: vpc_model::Timestamp,
 ) -> (Markup, usize, Vec<Peering>) {
-    let vpc_filter: Vec<&str> = q.q("vpc").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let vpc_filter: Vec<&str> = q
+        .q("vpc")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let tag = q.q("tag").trim();
     // Every connection the viewer sees, from any of its regions.
     let mut peerings: BTreeMap<String, &Peering> = BTreeMap::new();
@@ -109,19 +114,28 @@ pub fn draw(
         shown.insert(p.requester.vpc_id.clone());
         shown.insert(p.accepter.vpc_id.clone());
     }
-    let collapse = q.q("collapse") == "1" || (q.q("collapse") != "0" && shown.len() > COLLAPSE_OVER);
+    let collapse =
+        q.q("collapse") == "1" || (q.q("collapse") != "0" && shown.len() > COLLAPSE_OVER);
 
     // Subnets and instances by VPC, for the viewer's own VPCs.
     let mut subnets_of: HashMap<&str, Vec<&Subnet>> = HashMap::new();
     let mut instances_of: HashMap<&str, Vec<&Instance>> = HashMap::new();
     if !collapse {
-        for s in w.iter::<Subnet>().filter(|s| s.meta.owner == v.account && shown.contains(&s.vpc_id)) {
+        for s in w
+            .iter::<Subnet>()
+            .filter(|s| s.meta.owner == v.account && shown.contains(&s.vpc_id))
+        {
             subnets_of.entry(s.vpc_id.as_str()).or_default().push(s);
         }
         for i in w.iter::<Instance>().filter(|i| {
-            i.meta.owner == v.account && i.state != InstanceState::Terminated && shown.contains(&i.vpc_id)
+            i.meta.owner == v.account
+                && i.state != InstanceState::Terminated
+                && shown.contains(&i.vpc_id)
         }) {
-            instances_of.entry(i.subnet_id.as_str()).or_default().push(i);
+            instances_of
+                .entry(i.subnet_id.as_str())
+                .or_default()
+                .push(i);
         }
     }
 
@@ -134,12 +148,21 @@ pub fn draw(
                 .remove(id.as_str())
                 .unwrap_or_default()
                 .into_iter()
-                .map(|s| (s, instances_of.remove(s.meta.id.as_str()).unwrap_or_default()))
+                .map(|s| {
+                    (
+                        s,
+                        instances_of.remove(s.meta.id.as_str()).unwrap_or_default(),
+                    )
+                })
                 .collect();
             VpcBox {
                 id: id.clone(),
                 label: name_of(&x.meta.tags).unwrap_or("").to_string(),
-                cidr: x.cidrs.first().map(|c| c.cidr.to_string()).unwrap_or_default(),
+                cidr: x
+                    .cidrs
+                    .first()
+                    .map(|c| c.cidr.to_string())
+                    .unwrap_or_default(),
                 own: Some(x),
                 owner: x.meta.owner.clone(),
                 subnets,
@@ -164,7 +187,11 @@ pub fn draw(
             VpcBox {
                 id: id.clone(),
                 label: String::new(),
-                cidr: side.cidrs.first().map(ToString::to_string).unwrap_or_default(),
+                cidr: side
+                    .cidrs
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 own: None,
                 owner: side.owner.clone(),
                 subnets: Vec::new(),
@@ -208,7 +235,11 @@ pub fn draw(
                 row_h = 0;
                 x = GAP + REGION_PAD;
             }
-            b.w = if collapse || *foreign { VPC_W_COLLAPSED } else { VPC_W };
+            b.w = if collapse || *foreign {
+                VPC_W_COLLAPSED
+            } else {
+                VPC_W
+            };
             b.h = if collapse || *foreign {
                 56
             } else {

@@ -164,7 +164,12 @@ pub fn group(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }
         })
     });
-    c.render(v, "security-groups", &format!("Security group {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "security-groups",
+        &format!("Security group {}", r.id),
+        body.and_then(|b| b),
+    )
 }
 
 pub fn acls(c: &Console, v: &Viewer, r: &PageReq) -> Response {
@@ -268,5 +273,10 @@ pub fn acl(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }
         })
     });
-    c.render(v, "network-acls", &format!("Network ACL {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "network-acls",
+        &format!("Network ACL {}", r.id),
+        body.and_then(|b| b),
+    )
 }

@@ -156,5 +156,10 @@ pub fn detail(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             (tag_editor(v, id, &i.meta.tags, &here))
         })
     });
-    c.render(v, "instances", &format!("Instance {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "instances",
+        &format!("Instance {}", r.id),
+        body.and_then(|b| b),
+    )
 }

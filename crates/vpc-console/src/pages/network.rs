@@ -216,7 +216,12 @@ pub fn subnet(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }))
         })
     });
-    c.render(v, "subnets", &format!("Subnet {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "subnets",
+        &format!("Subnet {}", r.id),
+        body.and_then(|b| b),
+    )
 }
 
 pub fn gateways(c: &Console, v: &Viewer, _r: &PageReq) -> Response {

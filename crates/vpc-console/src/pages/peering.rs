@@ -182,5 +182,10 @@ pub fn detail(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }
         })
     });
-    c.render(v, "peering", &format!("Peering connection {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "peering",
+        &format!("Peering connection {}", r.id),
+        body.and_then(|b| b),
+    )
 }

@@ -37,7 +37,8 @@ fn rule_text(r: &AnalysisRule) -> String {
             port_range,
             peer,
         } => {
-            let ports = port_range.map_or("all ports".to_string(), |(a, b)| format!("ports {a}-{b}"));
+            let ports =
+                port_range.map_or("all ports".to_string(), |(a, b)| format!("ports {a}-{b}"));
             format!("{direction} rule {rule_id} of {group_id}: {protocol} {ports} {peer}")
         }
         AnalysisRule::AclEntry {
@@ -51,7 +52,9 @@ fn rule_text(r: &AnalysisRule) -> String {
         } => {
             let dir = if *egress { "outbound" } else { "inbound" };
             let ports = port_range.map_or(String::new(), |(a, b)| format!(" ports {a}-{b}"));
-            format!("{dir} entry {rule_number} of {acl_id}: {action} protocol {protocol} {cidr}{ports}")
+            format!(
+                "{dir} entry {rule_number} of {acl_id}: {action} protocol {protocol} {cidr}{ports}"
+            )
         }
     }
 }
@@ -142,7 +145,10 @@ pub async fn run(
             format!("{source}\n{destination}\n{protocol}\n{port}").as_bytes(),
         ));
         let mut p = vec![
-            ("Action".to_string(), "CreateNetworkInsightsPath".to_string()),
+            (
+                "Action".to_string(),
+                "CreateNetworkInsightsPath".to_string(),
+            ),
             ("Source".into(), source.clone()),
             ("Protocol".into(), protocol.clone()),
             ("ClientToken".into(), format!("console-{}", &token[..32])),
@@ -168,7 +174,9 @@ pub async fn run(
         match outcome {
             Ok(xml) => {
                 let id = element_text(&xml, "networkInsightsAnalysisId").unwrap_or_default();
-                crate::redirect(&crate::form::safe_next(Some(&format!("/console/reach/{id}"))))
+                crate::redirect(&crate::form::safe_next(Some(&format!(
+                    "/console/reach/{id}"
+                ))))
             }
             Err(e) => {
                 c.sessions.set_flash(

@@ -194,5 +194,10 @@ pub fn table(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }
         })
     });
-    c.render(v, "route-tables", &format!("Route table {}", r.id), body.and_then(|b| b))
+    c.render(
+        v,
+        "route-tables",
+        &format!("Route table {}", r.id),
+        body.and_then(|b| b),
+    )
 }
