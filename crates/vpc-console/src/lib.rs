@@ -353,14 +353,15 @@ async fn signin(
     r
 }
 
-/// The viewer of a state-changing request, if it carries the session's CSRF token.
+/// The viewer of a state-changing request, if it carries the session's CSRF
+/// token; else why it is refused (answered 403 by [`refused`]).
 pub(crate) fn checked(
     c: &Console,
     headers: &HeaderMap,
     form: &[(String, String)],
-) -> Result<Viewer, Response> {
+) -> Result<Viewer, &'static str> {
     let Some(v) = c.sessions.viewer(headers) else {
-        return Err(plain(StatusCode::FORBIDDEN, "not signed in"));
+        return Err("not signed in");
     };
     let token = form
         .iter()
@@ -369,11 +370,13 @@ pub(crate) fn checked(
     if session::same_token(&v.csrf, token) {
         Ok(v)
     } else {
-        Err(plain(
-            StatusCode::FORBIDDEN,
-            "request refused: missing or wrong CSRF token",
-        ))
+        Err("request refused: missing or wrong CSRF token")
     }
+}
+
+/// The answer to a refused state-changing request.
+pub(crate) fn refused(why: &'static str) -> Response {
+    plain(StatusCode::FORBIDDEN, why)
 }
 
 async fn signout(
@@ -383,7 +386,7 @@ async fn signout(
 ) -> Response {
     let v = match checked(&c, &headers, &f) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(why) => return refused(why),
     };
     c.sessions.end(&v.sid);
     let mut r = to_signin();
@@ -400,7 +403,7 @@ async fn switch_region(
 ) -> Response {
     let v = match checked(&c, &headers, &f) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(why) => return refused(why),
     };
     let region = f
         .iter()
@@ -420,7 +423,7 @@ async fn run_action(
 ) -> Response {
     let v = match checked(&c, &headers, &f) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(why) => return refused(why),
     };
     let request = match form::ActionForm::parse(&f) {
         Ok(r) => r,

@@ -122,7 +122,7 @@ pub async fn run(
 ) -> Response {
     let v = match crate::checked(&c, &headers, &f) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(why) => return crate::refused(why),
     };
     let field = |k: &str| {
         f.iter()
