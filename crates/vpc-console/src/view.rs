@@ -237,3 +237,54 @@ pub fn tag_editor(v: &Viewer, resource_id: &str, tags: &[Tag], next: &str) -> Ma
 pub fn badge(state: &str) -> Markup {
     html! { span class={ "badge s-" (state) } { (state) } }
 }
+
+/// Rows per page of a list (as AWS's console pages its tables).
+pub const PAGE_SIZE: usize = 100;
+
+/// One page of a list (`?page=N`, from 1) and the pager under it, which
+/// keeps the list's other query parameters (filters).
+pub fn paged<T>(items: Vec<T>, r: &crate::PageReq, path: &str) -> (Vec<T>, Markup) {
+    let total = items.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = r.q("page").parse::<usize>().unwrap_or(1).clamp(1, pages);
+    let first = (page - 1) * PAGE_SIZE;
+    let rows: Vec<T> = items.into_iter().skip(first).take(PAGE_SIZE).collect();
+    let href = |n: usize| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &r.q {
+            if k != "page" {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("page", &n.to_string());
+        format!("{path}?{}", q.finish())
+    };
+    let nav = html! {
+        p.pager {
+            @if total == 0 { "0 items" } @else { (first + 1) "–" (first + rows.len()) " of " (total) }
+            @if page > 1 { " " a.prev href=(href(page - 1)) { "‹ previous" } }
+            @if page < pages { " " a.next href=(href(page + 1)) { "next ›" } }
+        }
+    };
+    (rows, nav)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_is_paged_and_the_pager_keeps_the_filters() {
+        let mut r = crate::PageReq::default();
+        r.q.insert("vpc".into(), "vpc-1".into());
+        r.q.insert("page".into(), "2".into());
+        let (rows, nav) = paged((0..250).collect::<Vec<_>>(), &r, "/console/subnets");
+        assert_eq!(rows, (100..200).collect::<Vec<_>>());
+        let nav = nav.into_string();
+        assert!(nav.contains("101–200 of 250"));
+        assert!(nav.contains("/console/subnets?vpc=vpc-1&amp;page=3"));
+        assert!(nav.contains("/console/subnets?vpc=vpc-1&amp;page=1"));
+        r.q.insert("page".into(), "99".into());
+        assert_eq!(paged((0..250).collect::<Vec<_>>(), &r, "/x").0.len(), 50);
+    }
+}

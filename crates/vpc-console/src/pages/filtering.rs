@@ -102,6 +102,7 @@ pub fn groups(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             .scoped::<SecurityGroup>(&ctx.account, &ctx.region)
             .filter(|g| vpc_filter.is_empty() || g.vpc_id == vpc_filter)
             .collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/security-groups");
         let vpcs = crate::pages::network::vpc_options(w, ctx);
         html! {
             table id="security-groups" {
@@ -118,6 +119,7 @@ pub fn groups(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                     }
                 } }
             }
+            (pager)
             h2 { "Create security group" }
             (action_form(v, "CreateSecurityGroup", "/console/security-groups/{id}", Some("groupId"), "create", html! {
                 input type="hidden" name="back" value="/console/security-groups";
@@ -179,6 +181,7 @@ pub fn acls(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             .scoped::<NetworkAcl>(&ctx.account, &ctx.region)
             .filter(|a| vpc_filter.is_empty() || a.vpc_id == vpc_filter)
             .collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/network-acls");
         let vpcs = crate::pages::network::vpc_options(w, ctx);
         html! {
             table id="network-acls" {
@@ -194,6 +197,7 @@ pub fn acls(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                     }
                 } }
             }
+            (pager)
             h2 { "Create network ACL" }
             (action_form(v, "CreateNetworkAcl", "/console/network-acls/{id}", Some("networkAclId"), "create", html! {
                 input type="hidden" name="NameType" value="network-acl";

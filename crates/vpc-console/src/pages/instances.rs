@@ -48,6 +48,7 @@ pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
     let subnet_pick = r.q("subnet").to_string();
     let body = c.read(v, |w, ctx| {
         let rows: Vec<&Instance> = w.scoped(&ctx.account, &ctx.region).collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/instances");
         let subnets: Vec<&Subnet> = w.scoped(&ctx.account, &ctx.region).collect();
         let groups: Vec<&SecurityGroup> = w.scoped(&ctx.account, &ctx.region).collect();
         html! {
@@ -69,6 +70,7 @@ pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                     }
                 } }
             }
+            (pager)
             h2 { "Launch instance" }
             (action_form(v, "RunInstances", "/console/instances/{id}", Some("instanceId"), "create", html! {
                 input type="hidden" name="NameType" value="instance";

@@ -32,12 +32,13 @@ pub fn vpcs(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                     || x.meta.tags.iter().any(|t| t.value.contains(&filter))
             })
             .collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/vpcs");
         html! {
             form.row method="get" action="/console/vpcs" {
                 label { "Filter " input name="filter" value=(filter) placeholder="ID or tag value"; }
                 button type="submit" { "Filter" }
             }
-            p.muted { (rows.len()) " VPCs" }
+            (pager)
             table id="vpcs" {
                 thead { tr { th { "Name" } th { "VPC ID" } th { "State" } th { "IPv4 CIDR" } th { "DNS resolution" } th { "DNS hostnames" } th { "Default VPC" } } }
                 tbody { @for x in &rows {
@@ -164,9 +165,11 @@ pub fn subnets(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             .scoped::<Subnet>(&ctx.account, &ctx.region)
             .filter(|s| vpc_filter.is_empty() || s.vpc_id == vpc_filter)
             .collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/subnets");
         let vpcs = vpc_options(w, ctx);
         html! {
             (subnet_table(&rows))
+            (pager)
             h2 { "Create subnet" }
             (action_form(v, "CreateSubnet", "/console/subnets/{id}", Some("subnetId"), "create", html! {
                 input type="hidden" name="NameType" value="subnet";

@@ -35,10 +35,11 @@ fn answer_buttons(v: &Viewer, p: &Peering, side: Side, here: &str) -> Markup {
     }
 }
 
-pub fn list(c: &Console, v: &Viewer, _r: &PageReq) -> Response {
+pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
     let here = "/console/peering";
     let body = c.read(v, |w, ctx| {
         let rows: Vec<(&Peering, Side)> = pcx::listed(w, &ctx.account, &ctx.region, ctx.now).collect();
+        let (rows, pager) = crate::view::paged(rows, r, here);
         let vpcs = crate::pages::network::vpc_options(w, ctx);
         html! {
             table id="peering" {
@@ -64,6 +65,7 @@ pub fn list(c: &Console, v: &Viewer, _r: &PageReq) -> Response {
                     }
                 } }
             }
+            (pager)
             h2 { "Create peering connection" }
             (action_form(v, "CreateVpcPeeringConnection", "/console/peering/{id}", Some("vpcPeeringConnectionId"), "create", html! {
                 input type="hidden" name="NameType" value="vpc-peering-connection";

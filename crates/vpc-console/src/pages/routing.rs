@@ -107,6 +107,7 @@ pub fn tables(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             .scoped::<RouteTable>(&ctx.account, &ctx.region)
             .filter(|t| vpc_filter.is_empty() || t.vpc_id == vpc_filter)
             .collect();
+        let (rows, pager) = crate::view::paged(rows, r, "/console/route-tables");
         let vpcs = crate::pages::network::vpc_options(w, ctx);
         html! {
             table id="route-tables" {
@@ -122,6 +123,7 @@ pub fn tables(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                     }
                 } }
             }
+            (pager)
             h2 { "Create route table" }
             (action_form(v, "CreateRouteTable", "/console/route-tables/{id}", Some("routeTableId"), "create", html! {
                 input type="hidden" name="NameType" value="route-table";
