@@ -9,7 +9,9 @@ the other account and region; B accepts it; both add the route through the route
 editor's target picker and an ICMP rule through the security-group editor; A's
 "test connectivity" says reachable; A removes its route and the analyzer names the
 missing route. Screenshots of every step go to $CONSOLE_SCREENSHOTS (default
-target/console-screenshots).
+target/console-screenshots). As root the server runs its kernel data plane and each
+"test connectivity" also sends a real ping from the instance's namespace: the
+walkthrough then checks that it is delivered, and that it is not once the route is gone.
 
 Negative cases: B gets 404 (not 403) for A's VPC and instance pages; a state-changing
 request without the CSRF token is refused and changes nothing; a `<script>` tag
@@ -61,6 +63,16 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def console_server(request):
+    """As root, a server with its kernel data plane, so "test connectivity" also sends
+    real packets (and the walkthrough checks them); otherwise the control plane only."""
+    return request.getfixturevalue("dp_server" if ROOT else "server")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +139,18 @@ class Console:
         self.ctx.close()
 
 
+def _probe_until(c: Console, outcome: str, timeout: float = 15.0):
+    """Runs the analysis page's "Run again" until the real probe's line ends with `outcome`
+    (the data plane applies a change a moment after the API answers)."""
+    def probe():
+        if not c.flash().endswith(outcome):
+            with c.page.expect_navigation():
+                c.page.click("#rerun")
+        return c.flash()
+    wait_for(probe, lambda f: f.startswith("Real probe") and f.endswith(outcome),
+             timeout=timeout, interval=0.5, what=f"a real probe that says {outcome}")
+
+
 def _route_table_of(c: Console, vpc_id: str) -> str:
     c.go(f"/console/route-tables?vpc={vpc_id}")
     return c.page.locator("#route-tables tbody tr td:nth-child(2) a").first.inner_text()
@@ -149,7 +173,8 @@ def _make_network(c: Console, name: str, cidr: str, subnet: str) -> dict:
     return {"vpc": vpc, "subnet": sub, "instance": inst, "ip": ip}
 
 
-def test_the_seed_walkthrough_in_a_browser(browser, server, shots, client):
+def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
+    server = console_server
     a = Console(browser, server, "A", REGION_A)
     b = Console(browser, server, "B", REGION_B)
     try:
@@ -217,6 +242,8 @@ def test_the_seed_walkthrough_in_a_browser(browser, server, shots, client):
             a.page.click("#test-connectivity")
         assert a.text("#verdict") == "Reachable", a.page.content()
         assert pcx in a.text("#forward-hops")
+        if ROOT:  # a real ping behind the verdict, once the kernel has the new rules
+            _probe_until(a, "delivered.")
         shots(a.page, "a-reachable")
 
         # Remove A's route: the analyzer names the missing route.
@@ -230,6 +257,8 @@ def test_the_seed_walkthrough_in_a_browser(browser, server, shots, client):
         assert a.text("#verdict") == "Not reachable"
         assert "missing-route" in a.text("#diagnoses")
         assert "NO_ROUTE_TO_DESTINATION" in a.text("#explanations")
+        if ROOT:
+            _probe_until(a, "not delivered.")
         shots(a.page, "a-missing-route")
 
         # The topology shows both VPCs and the active peering; clicking it shows the routes.
@@ -253,7 +282,7 @@ def test_the_seed_walkthrough_in_a_browser(browser, server, shots, client):
         assert "visible only to that account" in a.text('section[data-side="Accepter"]')
 
         # The console's writes went through the API's path: boto3 sees them.
-        ec2 = client("B", region=REGION_B)
+        ec2 = server.client("B", region=REGION_B)
         got = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])
         assert got["VpcPeeringConnections"][0]["Status"]["Code"] == "active"
 

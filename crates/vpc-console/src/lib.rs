@@ -28,11 +28,38 @@ use vpc_api::{App, Params};
 use vpc_model::region::Regions;
 use vpc_model::{Ctx, Fault, World};
 
-/// The console's state: the API's app and the signed-in sessions.
-#[derive(Debug)]
+/// Sends real packets for "test connectivity" (`vpcd` gives one when its
+/// data plane runs; the console itself runs nothing).
+pub trait Prober: Send + Sync {
+    /// Whether a packet from the instance `source` reaches `destination` (an
+    /// instance, interface or address) over `protocol` (`icmp`, `tcp`,
+    /// `udp`) and `port`, through the kernel. Err: why no probe could run
+    /// (for the server's log; the page says only that none ran).
+    fn probe(
+        &self,
+        world: &World,
+        source: &str,
+        destination: &str,
+        protocol: &str,
+        port: Option<u16>,
+    ) -> Result<bool, String>;
+}
+
+/// The console's state: the API's app, the signed-in sessions and, with a
+/// data plane, the prober.
 pub struct Console {
     pub app: Arc<App>,
     pub sessions: Sessions,
+    pub prober: Option<Arc<dyn Prober>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("app", &self.app)
+            .field("probes", &self.prober.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -57,6 +84,7 @@ impl Console {
         Console {
             app,
             sessions: Sessions::default(),
+            prober: None,
         }
     }
 
@@ -141,7 +169,14 @@ impl Console {
 
 /// The console's routes, all under `/console`, to be mounted beside the API.
 pub fn router(app: Arc<App>) -> Router {
-    let c: Shared = Arc::new(Console::new(app));
+    router_with(app, None)
+}
+
+/// [`router`] whose "test connectivity" also sends real packets through `prober`.
+pub fn router_with(app: Arc<App>, prober: Option<Arc<dyn Prober>>) -> Router {
+    let mut console = Console::new(app);
+    console.prober = prober;
+    let c: Shared = Arc::new(console);
     Router::new()
         .route("/console", get(home))
         .route("/console/", get(home))

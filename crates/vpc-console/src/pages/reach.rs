@@ -174,6 +174,19 @@ pub async fn run(
         match outcome {
             Ok(xml) => {
                 let id = element_text(&xml, "networkInsightsAnalysisId").unwrap_or_default();
+                if let Some(prober) = &c.prober {
+                    let port = port.parse().ok();
+                    let w = c.app.snapshot();
+                    let text = match prober.probe(&w, &source, &destination, &protocol, port) {
+                        Ok(true) => format!("Real probe ({protocol} from {source}'s namespace to {destination}): delivered."),
+                        Ok(false) => format!("Real probe ({protocol} from {source}'s namespace to {destination}): not delivered."),
+                        Err(why) => {
+                            tracing::info!(%why, "console: no real probe");
+                            "No real probe ran (the data plane could not run one for this path).".to_string()
+                        }
+                    };
+                    c.sessions.set_flash(&v.sid, Flash { ok: true, text, link: None });
+                }
                 crate::redirect(&crate::form::safe_next(Some(&format!(
                     "/console/reach/{id}"
                 ))))
