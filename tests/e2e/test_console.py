@@ -259,6 +259,14 @@ def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
         assert "NO_ROUTE_TO_DESTINATION" in a.text("#explanations")
         if ROOT:
             _probe_until(a, "not delivered.")
+        # The diagnosis' fix, applied after confirmation (a CreateRoute the user submits).
+        fix = a.page.locator("form.apply-fix")
+        assert CIDR_B in fix.inner_text() and pcx in fix.inner_text()
+        a.submit("CreateRoute", within="#diagnoses")
+        with a.page.expect_navigation():
+            a.page.click("#rerun")
+        assert a.text("#verdict") == "Reachable"
+        shots(a.page, "a-fix-applied")
         shots(a.page, "a-missing-route")
 
         # The topology shows both VPCs and the active peering; clicking it shows the routes.
@@ -278,7 +286,7 @@ def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
         with a.page.expect_navigation():
             a.page.mouse.click(point[0], point[1])
         assert a.page.url.endswith(f"/console/peering/{pcx}")
-        assert "no route through this connection" in a.text('section[data-side="Requester"]')
+        assert "routes to the peer's CIDRs" in a.text('section[data-side="Requester"]')
         assert "visible only to that account" in a.text('section[data-side="Accepter"]')
 
         # The console's writes went through the API's path: boto3 sees them.

@@ -261,8 +261,12 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     );
     tracing::info!(%addr, "listening");
     // With the data plane, "test connectivity" also sends real packets.
-    let prober: Option<Arc<dyn vpc_console::Prober>> = (!args.no_dataplane && is_root())
-        .then(|| Arc::new(reach_cli::ConsoleProber { data_dir: data_dir.clone() }) as _);
+    let prober: Option<Arc<dyn vpc_console::Prober>> =
+        (!args.no_dataplane && is_root()).then(|| {
+            Arc::new(reach_cli::ConsoleProber {
+                data_dir: data_dir.clone(),
+            }) as _
+        });
     let console = vpc_console::router_with(app.clone(), prober);
     vpc_api::http::serve_with(app, console, listener, async {
         let _ = tokio::signal::ctrl_c().await;

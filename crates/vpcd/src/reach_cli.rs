@@ -931,14 +931,23 @@ impl vpc_console::Prober for ConsoleProber {
         } else if destination.starts_with("eni-") {
             Endpoint::NetworkInterface(destination.to_string())
         } else {
-            Endpoint::Address(destination.parse().map_err(|_| format!("not an address: {destination}"))?)
+            Endpoint::Address(
+                destination
+                    .parse()
+                    .map_err(|_| format!("not an address: {destination}"))?,
+            )
         };
         let protocol = match protocol {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
             _ => Protocol::Icmp,
         };
-        let q = Query::new(Endpoint::Instance(source.to_string()), destination, protocol, port);
+        let q = Query::new(
+            Endpoint::Instance(source.to_string()),
+            destination,
+            protocol,
+            port,
+        );
         let a = vpc_reach::analyze(w, &q).map_err(|f| f.message)?;
         let store = Store::open(&self.data_dir).map_err(|e| e.to_string())?;
         probe(w, &store, &q, &a, true, &self.data_dir)

@@ -208,7 +208,63 @@ pub async fn run(
     .unwrap_or_else(|_| crate::redirect("/console/reach"))
 }
 
+/// A diagnosis' fix that is one route: (destination, target parameter, target, route table).
+#[derive(Debug, PartialEq, Eq)]
+pub struct RouteFix {
+    pub destination: String,
+    pub param: &'static str,
+    pub target: String,
+    pub route_table: String,
+}
+
+/// Reads vpc-reach's "add a route to CIDR via TARGET in rtb-…" fix (and only that form).
+pub fn route_fix(fix: &str) -> Option<RouteFix> {
+    let rest = fix.strip_prefix("add a route to ")?;
+    let (destination, rest) = rest.split_once(" via ")?;
+    let (target, route_table) = rest.split_once(" in ")?;
+    destination.parse::<ipnet::IpNet>().ok()?;
+    let param = match target.split_once('-')?.0 {
+        "pcx" => "VpcPeeringConnectionId",
+        "igw" => "GatewayId",
+        "nat" => "NatGatewayId",
+        "eni" => "NetworkInterfaceId",
+        _ => return None,
+    };
+    let id_ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    (route_table.starts_with("rtb-") && id_ok(route_table) && id_ok(target)).then(|| RouteFix {
+        destination: destination.to_string(),
+        param,
+        target: target.to_string(),
+        route_table: route_table.to_string(),
+    })
+}
+
+/// The fix as a form the user confirms: it runs CreateRoute, which checks it as any request.
+fn apply_route_fix(v: &Viewer, f: &RouteFix, here: &str) -> Markup {
+    let dest_param = if f.destination.contains(':') {
+        "DestinationIpv6CidrBlock"
+    } else {
+        "DestinationCidrBlock"
+    };
+    crate::view::action_form(
+        v,
+        "CreateRoute",
+        here,
+        None,
+        "row apply-fix",
+        html! {
+            input type="hidden" name="RouteTableId" value=(f.route_table);
+            input type="hidden" name=(dest_param) value=(f.destination);
+            input type="hidden" name=(f.param) value=(f.target);
+            input type="hidden" name="Done" value="Route added; run the analysis again to check.";
+            span { "CreateRoute " code { (f.destination) " → " (f.target) } " in " code { (f.route_table) } }
+            button type="submit" id="apply-fix" { "Apply this fix" }
+        },
+    )
+}
+
 pub fn result(c: &Console, v: &Viewer, r: &PageReq) -> Response {
+    let here = format!("/console/reach/{}", r.id);
     let body = c.read(v, |w, ctx| -> Result<_, vpc_model::Fault> {
         let a = insights::get_analysis(w, ctx, &r.id)?;
         let path = insights::get_path(w, ctx, &a.path_id)?;
@@ -235,7 +291,10 @@ pub fn result(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             @if !res.diagnoses.is_empty() {
                 h2 { "Diagnosis" }
                 ul id="diagnoses" { @for d in &res.diagnoses {
-                    li { strong.diagnosis-kind { (d.kind) } ": " (d.message) br; span.fix { "Fix: " (d.fix) } }
+                    li {
+                        strong.diagnosis-kind { (d.kind) } ": " (d.message) br; span.fix { "Fix: " (d.fix) }
+                        @if let Some(f) = route_fix(&d.fix) { (apply_route_fix(v, &f, &here)) }
+                    }
                 } }
             }
             @if !res.explanations.is_empty() {
@@ -327,5 +386,38 @@ pub fn matrix(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             crate::view::page_with_head(v, c.regions(), "reach", "Reachability matrix", refresh, m),
         ),
         Err(f) => c.fault_page(v, "reach", &f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_fix_is_read_only_in_its_exact_form() {
+        assert_eq!(
+            route_fix("add a route to 10.32.0.0/16 via pcx-0a1b in rtb-9f"),
+            Some(RouteFix {
+                destination: "10.32.0.0/16".into(),
+                param: "VpcPeeringConnectionId",
+                target: "pcx-0a1b".into(),
+                route_table: "rtb-9f".into(),
+            })
+        );
+        assert_eq!(
+            route_fix("add a route to 0.0.0.0/0 via igw-1 in rtb-2")
+                .unwrap()
+                .param,
+            "GatewayId"
+        );
+        for bad in [
+            "add a route to 10.1.0.5 in rtb-1",
+            "add a route to nonsense via pcx-1 in rtb-1",
+            "add a route to 10.1.0.0/16 via vgw-1 in rtb-1",
+            "add a route to 10.1.0.0/16 via pcx-1 in rtb-1\"><script>",
+            "create a peering connection between vpc-a and vpc-b",
+        ] {
+            assert_eq!(route_fix(bad), None, "{bad}");
+        }
     }
 }
