@@ -219,6 +219,13 @@ pub fn draw(
             .push(b);
     }
 
+    // Peered VPCs sit next to each other: boxes are ordered by a walk of the
+    // peering graph (VPC ID order between components), so most edges are short.
+    let order = peering_order(&shown, &edges);
+    for boxes in groups.values_mut() {
+        boxes.sort_by_key(|b| order.get(b.id.as_str()).copied().unwrap_or(usize::MAX));
+    }
+
     // Layout: groups stacked, VPCs in a grid inside each.
     let cols: usize = if collapse { 6 } else { 4 };
     let mut y = GAP;
@@ -295,6 +302,37 @@ fn subnet_height(instances: usize) -> i64 {
     let shown = instances.min(MAX_CHIPS + 1);
     let rows = shown.div_ceil(CHIPS_PER_ROW) as i64;
     SUBNET_HEAD + rows * (CHIP_H + 4) + 6
+}
+
+/// A position for every VPC: breadth-first over the peering graph, starting
+/// from each not yet placed VPC in ID order.
+fn peering_order<'a>(vpcs: &'a BTreeSet<String>, edges: &'a [&Peering]) -> HashMap<&'a str, usize> {
+    let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
+    for p in edges {
+        next.entry(&p.requester.vpc_id)
+            .or_default()
+            .push(&p.accepter.vpc_id);
+        next.entry(&p.accepter.vpc_id)
+            .or_default()
+            .push(&p.requester.vpc_id);
+    }
+    let mut order: HashMap<&str, usize> = HashMap::new();
+    for start in vpcs {
+        if order.contains_key(start.as_str()) {
+            continue;
+        }
+        let mut queue = std::collections::VecDeque::from([start.as_str()]);
+        order.insert(start, order.len());
+        while let Some(v) = queue.pop_front() {
+            for &n in next.get(v).into_iter().flatten() {
+                if !order.contains_key(n) {
+                    order.insert(n, order.len());
+                    queue.push_back(n);
+                }
+            }
+        }
+    }
+    order
 }
 
 /// Each subnet of a box with its top and height.
@@ -405,4 +443,24 @@ pub fn page(c: &Console, v: &Viewer, r: &PageReq) -> Response {
         }
     });
     c.render(v, "topology", "Topology", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_are_styled_by_state() {
+        assert_eq!(edge_class(PcxState::Active), "edge active");
+        for s in [
+            PcxState::InitiatingRequest,
+            PcxState::PendingAcceptance,
+            PcxState::Provisioning,
+        ] {
+            assert_eq!(edge_class(s), "edge pending");
+        }
+        for s in [PcxState::Failed, PcxState::Rejected, PcxState::Expired] {
+            assert_eq!(edge_class(s), "edge failed");
+        }
+    }
 }

@@ -404,3 +404,56 @@ async fn sign_in_checks_the_secret_and_sets_a_strict_cookie() {
     ok.post("/console/signout", &[("csrf", &csrf)]).await;
     assert_eq!(ok.get("/console/vpcs").await.location, "/console/signin");
 }
+
+/// The topology draws every VPC of the account and its peering edges, styled by
+/// state, and collapses the boxes past 40 VPCs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topology_draws_vpcs_and_peerings_by_state() {
+    let (_dir, app) = setup();
+    let mut a = Browser::sign_in(&app, A).await;
+    let mut vpcs = Vec::new();
+    for i in 0..3 {
+        let cidr = format!("10.{}.0.0/16", 20 + i);
+        let r = a
+            .act(&[
+                ("Action", "CreateVpc"),
+                ("CidrBlock", &cidr),
+                ("IdTag", "vpcId"),
+                ("next", "/console/vpcs/{id}"),
+            ])
+            .await;
+        vpcs.push(r.location.trim_start_matches("/console/vpcs/").to_string());
+    }
+    let r = a
+        .act(&[
+            ("Action", "CreateVpcPeeringConnection"),
+            ("VpcId", &vpcs[0]),
+            ("PeerVpcId", &vpcs[1]),
+            ("IdTag", "vpcPeeringConnectionId"),
+            ("next", "/console/peering/{id}"),
+        ])
+        .await;
+    let pcx = r
+        .location
+        .trim_start_matches("/console/peering/")
+        .to_string();
+    assert!(pcx.starts_with("pcx-"), "{}", r.location);
+    let page = a.get("/console/topology").await;
+    for v in &vpcs {
+        assert!(page.body.contains(&format!("data-vpc=\"{v}\"")), "{v}");
+    }
+    assert!(page.body.contains(&format!("data-pcx=\"{pcx}\"")));
+    assert!(page.body.contains("class=\"edge pending\""));
+    // Filtered to the third VPC: no edge, and neither of the peered VPCs.
+    let page = a.get(&format!("/console/topology?vpc={}", vpcs[2])).await;
+    assert!(!page.body.contains("data-pcx="));
+    assert!(!page.body.contains(&format!("data-vpc=\"{}\"", vpcs[0])));
+    // Filtered to the first: its peer comes along.
+    let page = a.get(&format!("/console/topology?vpc={}", vpcs[0])).await;
+    assert!(page.body.contains(&format!("data-vpc=\"{}\"", vpcs[1])));
+    assert!(page.body.contains("class=\"subnet\"") || !page.body.contains("subnets ·"));
+    // Many VPCs: one line per VPC.
+    let page = a.get("/console/topology?collapse=1").await;
+    assert!(page.body.contains("subnets · "));
+    assert!(!page.body.contains("class=\"subnet\""));
+}
