@@ -46,7 +46,7 @@ pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                 thead { tr {
                     th { "Name" } th { "Peering connection ID" } th { "Status" }
                     th { "Requester VPC" } th { "Accepter VPC" } th { "Requester CIDRs" } th { "Accepter CIDRs" }
-                    th { "Requester owner ID" } th { "Accepter owner ID" } th { "Requester Region" } th { "Accepter Region" } th { "Actions" }
+                    th { "Requester owner ID" } th { "Accepter owner ID" } th { "Requester Region" } th { "Accepter Region" } th.actions { "Actions" }
                 } }
                 tbody { @for (p, side) in &rows {
                     tr data-id=(p.id) {
@@ -61,7 +61,7 @@ pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                         td { (p.accepter.owner) }
                         td { (p.requester.region) }
                         td { (p.accepter.region) }
-                        td { (answer_buttons(v, p, *side, here)) }
+                        td.actions { (answer_buttons(v, p, *side, here)) }
                     }
                 } }
             }
