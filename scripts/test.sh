@@ -20,7 +20,7 @@ fi
 if ! command -v pip3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq python3-pip
 fi
-python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest prometheus_client 2>&1 | grep -v "Running pip as the 'root' user" || true
 # The web console's browser tests (tests/e2e/test_console.py): Debian's Chromium,
 # driven by Playwright's Python package used only as a driver (pointed at
 # /usr/bin/chromium; `playwright install` is never run, no browser is downloaded).
