@@ -204,6 +204,7 @@ pub fn router_with(app: Arc<App>, prober: Option<Arc<dyn Prober>>) -> Router {
         .route("/console/peering", list(pages::peering::list))
         .route("/console/peering/{id}", detail(pages::peering::detail))
         .route("/console/topology", list(topology::page))
+        .route("/console/costs", list(pages::costs::page))
         .route(
             "/console/reach",
             list(pages::reach::form_page).post(pages::reach::run),

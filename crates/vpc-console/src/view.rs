@@ -24,6 +24,7 @@ const NAV: &[(&str, &str)] = &[
     ("peering", "Peering connections"),
     ("topology", "Topology"),
     ("reach", "Reachability"),
+    ("costs", "Costs"),
 ];
 
 /// Headers every console answer carries: no scripts, no framing, no caching.

@@ -24,6 +24,9 @@ fn open(dir: &std::path::Path) -> Arc<App> {
         test_clock: true,
         group_commit: true,
         http: vpc_api::HttpLimits::default(),
+        rates: vpc_model::ops::cost::RateTable::parse(vpc_model::ops::cost::DEFAULT_RATES)
+            .expect("the built-in rates"),
+        serve_metrics: false,
     })
     .expect("open app")
 }
@@ -456,4 +459,48 @@ async fn the_topology_draws_vpcs_and_peerings_by_state() {
     let page = a.get("/console/topology?collapse=1").await;
     assert!(page.body.contains("subnets · "));
     assert!(!page.body.contains("class=\"subnet\""));
+}
+
+/// The costs page prices the signed-in account's metered usage, and only its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn costs_show_only_the_accounts_own_usage() {
+    use vpc_model::usage::{hour_of, TransferKind, Usage, UsageKey};
+    let (dir, app) = setup();
+    let mut a = Browser::sign_in(&app, A).await;
+    assert!(a
+        .get("/console/costs")
+        .await
+        .body
+        .contains("id=\"no-usage\""));
+    let usage = |account: &str, resource: &str, peer_region: &str| Usage {
+        key: UsageKey {
+            account: account.into(),
+            region: REGION.into(),
+            vpc_id: "vpc-0aaaaaaaaaaaaaaaa".into(),
+            resource_id: resource.into(),
+            kind: TransferKind::PeeringOut,
+            az: "us-east-1a".into(),
+            peer_region: peer_region.into(),
+            peer_az: format!("{peer_region}a"),
+        },
+        hour: hour_of(app.now()),
+        bytes: 5_000_000_000,
+        packets: 1000,
+    };
+    let mut store = vpc_store::Store::open(dir.path()).unwrap();
+    store
+        .record_usage(
+            &[
+                usage(A.0, "pcx-0aaaaaaaaaaaaaaaa", "us-west-2"),
+                usage(B.0, "pcx-0bbbbbbbbbbbbbbbb", "eu-west-1"),
+            ],
+            &Default::default(),
+            &[],
+        )
+        .unwrap();
+    let page = a.get("/console/costs").await;
+    assert!(page.body.contains("pcx-0aaaaaaaaaaaaaaaa"));
+    assert!(page.body.contains("USE1-USW2-AWS-Out-Bytes"));
+    assert!(!page.body.contains("pcx-0bbbbbbbbbbbbbbbb"));
+    assert!(!page.body.contains("eu-west-1a"));
 }

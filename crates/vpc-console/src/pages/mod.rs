@@ -1,5 +1,6 @@
 //! The console's pages, one module per family (as `vpc-api`'s actions are).
 
+pub mod costs;
 pub mod filtering;
 pub mod instances;
 pub mod network;
