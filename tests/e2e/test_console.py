@@ -207,6 +207,7 @@ def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
         shots(b.page, "b-peering-list")
         b.submit("AcceptVpcPeeringConnection", within=f'#peering tr[data-id="{pcx}"]')
         assert "Modify my route tables now" in b.flash()
+        assert b.page.get_attribute("#flash a", "href") == f"/console/route-tables?vpc={nb['vpc']}"
         wait_for(lambda: (b.page.reload(), b.text("#pcx-status"))[1],
                  lambda s: s.startswith("active"), timeout=5, what="active")
         shots(b.page, "b-peering-accepted")

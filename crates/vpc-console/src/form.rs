@@ -165,8 +165,19 @@ impl ActionForm {
                     text = format!("{text} {id}");
                 }
                 let link = (self.action() == "AcceptVpcPeeringConnection").then(|| {
+                    // The accepter's VPC: its route tables are the ones to edit.
+                    let vpc = xml
+                        .find("<accepterVpcInfo>")
+                        .and_then(|i| element_text(&xml[i..], "vpcId"))
+                        .filter(|v| {
+                            v.starts_with("vpc-")
+                                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        });
                     (
-                        "/console/route-tables".to_string(),
+                        match vpc {
+                            Some(v) => format!("/console/route-tables?vpc={v}"),
+                            None => "/console/route-tables".to_string(),
+                        },
                         "Modify my route tables now".to_string(),
                     )
                 });
@@ -281,6 +292,29 @@ mod tests {
             safe_next(Some("/console/vpcs/vpc-1")),
             "/console/vpcs/vpc-1"
         );
+    }
+
+    #[test]
+    fn accepting_offers_the_accepters_route_tables() {
+        let f = ActionForm::parse(&pairs(&[
+            ("Action", "AcceptVpcPeeringConnection"),
+            ("VpcPeeringConnectionId", "pcx-1"),
+            ("next", "/console/peering/pcx-1"),
+        ]))
+        .unwrap();
+        let xml = "<r><vpcPeeringConnection><requesterVpcInfo><vpcId>vpc-aaa</vpcId></requesterVpcInfo><accepterVpcInfo><ownerId>2</ownerId><vpcId>vpc-bbb</vpcId></accepterVpcInfo></vpcPeeringConnection></r>";
+        let (flash, to) = f.outcome(Ok(xml.to_string()));
+        assert!(flash.ok);
+        assert_eq!(to, "/console/peering/pcx-1");
+        assert_eq!(
+            flash.link,
+            Some((
+                "/console/route-tables?vpc=vpc-bbb".into(),
+                "Modify my route tables now".into()
+            ))
+        );
+        let (flash, to) = f.outcome(Err(Fault::new("X", "no")));
+        assert!(!flash.ok && flash.text == "X: no" && to == "/console/peering/pcx-1");
     }
 
     #[test]
