@@ -273,10 +273,10 @@ pub fn draw(
     }
     let width = width.max(600);
     let height = y.max(200);
-    let centers: HashMap<&str, (i64, i64)> = groups
+    let centers: HashMap<&str, Frame> = groups
         .values()
         .flatten()
-        .map(|b| (b.id.as_str(), b.center()))
+        .map(|b| (b.id.as_str(), (b.center(), (b.w / 2, b.h / 2))))
         .collect();
     let svg = html! {
         svg xmlns="http://www.w3.org/2000/svg" id="topology" class="topology" width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } role="img" aria-label="Topology" {
@@ -395,15 +395,41 @@ fn vpc_box(b: &VpcBox<'_>, collapse: bool) -> Markup {
     }
 }
 
-fn edge(p: &Peering, (x1, y1): (i64, i64), (x2, y2): (i64, i64)) -> Markup {
-    // A gentle curve, so edges between boxes in one row do not overlap the row.
-    let (mx, my) = ((x1 + x2) / 2, (y1 + y2) / 2);
+/// A box as (center, half width and half height).
+type Frame = ((i64, i64), (i64, i64));
+
+/// Where the line from a box's center towards `to` leaves the box.
+fn border_point(((x, y), (hw, hh)): Frame, (tx, ty): (i64, i64)) -> (f64, f64) {
+    let (dx, dy) = ((tx - x) as f64, (ty - y) as f64);
+    if dx == 0.0 && dy == 0.0 {
+        return (x as f64, y as f64);
+    }
+    let sx = if dx == 0.0 {
+        f64::INFINITY
+    } else {
+        hw as f64 / dx.abs()
+    };
+    let sy = if dy == 0.0 {
+        f64::INFINITY
+    } else {
+        hh as f64 / dy.abs()
+    };
+    let t = sx.min(sy).min(1.0);
+    (x as f64 + dx * t, y as f64 + dy * t)
+}
+
+fn edge(p: &Peering, a: Frame, z: Frame) -> Markup {
+    // From border to border, in a gentle curve, so edges between boxes in one
+    // row do not run along the row.
+    let (x1, y1) = border_point(a, z.0);
+    let (x2, y2) = border_point(z, a.0);
+    let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
     let (dx, dy) = (x2 - x1, y2 - y1);
-    let len = ((dx * dx + dy * dy) as f64).sqrt().max(1.0);
+    let len = (dx * dx + dy * dy).sqrt().max(1.0);
     let bend = (len / 6.0).min(80.0);
-    let cx = mx as f64 - dy as f64 / len * bend;
-    let cy = my as f64 + dx as f64 / len * bend;
-    let d = format!("M {x1} {y1} Q {cx:.0} {cy:.0} {x2} {y2}");
+    let cx = mx - dy / len * bend;
+    let cy = my + dx / len * bend;
+    let d = format!("M {x1:.0} {y1:.0} Q {cx:.0} {cy:.0} {x2:.0} {y2:.0}");
     html! {
         a href={ "/console/peering/" (p.id) } class="edge-link" data-pcx=(p.id) {
             title { (p.id) " " (p.requester.vpc_id) " ↔ " (p.accepter.vpc_id) " (" (p.state.as_str()) ")" }
@@ -448,6 +474,17 @@ pub fn page(c: &Console, v: &Viewer, r: &PageReq) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edges_start_on_the_boxes_borders() {
+        let frame = ((100, 100), (50, 20));
+        assert_eq!(border_point(frame, (300, 100)), (150.0, 100.0));
+        assert_eq!(border_point(frame, (100, 0)), (100.0, 80.0));
+        assert_eq!(border_point(frame, (100, 100)), (100.0, 100.0));
+        // Towards a corner-ish target, the nearer side wins.
+        let (x, y) = border_point(frame, (200, 200));
+        assert!((x - 120.0).abs() < 1e-9 && (y - 120.0).abs() < 1e-9);
+    }
 
     #[test]
     fn edges_are_styled_by_state() {
