@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,7 @@ def console_server(request):
 
 @pytest.fixture(scope="module")
 def shots():
+    shutil.rmtree(SHOTS, ignore_errors=True)  # this run's screenshots only
     SHOTS.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1, 1000))
 
@@ -260,6 +262,7 @@ def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
         assert "NO_ROUTE_TO_DESTINATION" in a.text("#explanations")
         if ROOT:
             _probe_until(a, "not delivered.")
+        shots(a.page, "a-missing-route")
         # The diagnosis' fix, applied after confirmation (a CreateRoute the user submits).
         fix = a.page.locator("form.apply-fix")
         assert CIDR_B in fix.inner_text() and pcx in fix.inner_text()
@@ -268,7 +271,6 @@ def test_the_seed_walkthrough_in_a_browser(browser, console_server, shots):
             a.page.click("#rerun")
         assert a.text("#verdict") == "Reachable"
         shots(a.page, "a-fix-applied")
-        shots(a.page, "a-missing-route")
 
         # The topology shows both VPCs and the active peering; clicking it shows the routes.
         a.go(f"/console/topology?vpc={na['vpc']}")
