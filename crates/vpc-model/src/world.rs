@@ -1,6 +1,7 @@
 //! The whole desired state, as cheap-to-clone persistent maps, plus the list
 //! of records an operation changed (what the store must write).
 
+use crate::dns_types::*;
 use crate::fault::Fault;
 use crate::types::*;
 use imbl::OrdMap;
@@ -26,6 +27,9 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    DhcpOptions,
+    HostedZone,
+    ZoneChange,
 }
 
 impl Kind {
@@ -46,6 +50,9 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::DhcpOptions,
+        Kind::HostedZone,
+        Kind::ZoneChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +73,9 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::DhcpOptions => "dhcp-options",
+            Kind::HostedZone => "hosted-zone",
+            Kind::ZoneChange => "route53-change",
         }
     }
 
@@ -257,6 +267,9 @@ record!(
 record!(Volume, Kind::Volume, volumes, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
+record!(HostedZone, Kind::HostedZone, hosted_zones, meta);
+record!(ZoneChange, Kind::ZoneChange, zone_changes, r => r.id.as_str());
 
 /// The desired state of every account in every region.
 ///
@@ -280,6 +293,9 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub dhcp_options: Table<DhcpOptions>,
+    pub hosted_zones: Table<HostedZone>,
+    pub zone_changes: Table<ZoneChange>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -361,6 +377,9 @@ impl World {
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
+            Kind::HostedZone => enc::<HostedZone>(self, id),
+            Kind::ZoneChange => enc::<ZoneChange>(self, id),
         }
     }
 
@@ -387,6 +406,9 @@ impl World {
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
+            Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
+            Kind::HostedZone => dec::<HostedZone>(self, body),
+            Kind::ZoneChange => dec::<ZoneChange>(self, body),
         }
     }
 

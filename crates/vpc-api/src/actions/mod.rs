@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod compute;
+pub mod dhcp;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -64,6 +65,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     instance::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
+    dhcp::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

@@ -184,7 +184,7 @@ pub fn new_vpc(
         dns_support: true,
         dns_hostnames: is_default,
         tenancy: tenancy.to_string(),
-        dhcp_options_id: format!("dopt-{}", &vpc_id[4..]),
+        dhcp_options_id: super::dhcp::for_new_vpc(w, ctx),
         main_route_table: rtb.meta.id.clone(),
         default_acl: acl.meta.id.clone(),
         default_sg: sg.meta.id.clone(),
@@ -204,6 +204,12 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
     if w.get::<RegionInit>(&key).is_some() {
         return Ok(false);
     }
+    let dhcp = super::dhcp::create_default_set(w, ctx);
+    w.put(RegionInit {
+        id: key.clone(),
+        default_vpc: None,
+        default_dhcp_options: Some(dhcp),
+    });
     let cidr: Ipv4Net = "172.31.0.0/16".parse().expect("literal");
     let vpc = new_vpc(w, ctx, cidr, None, true, "default", Vec::new());
     let igw = InternetGateway {
@@ -225,9 +231,6 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
         let cidr = Ipv4Net::new(std::net::Ipv4Addr::new(172, 31, third, 0), 20).expect("valid");
         super::subnet::insert_subnet(w, ctx, &vpc, cidr, az, az_id, true, Vec::new());
     }
-    w.put(RegionInit {
-        id: key,
-        default_vpc: Some(vpc.meta.id.clone()),
-    });
+    w.update::<RegionInit>(&key, |i| i.default_vpc = Some(vpc.meta.id.clone()));
     Ok(true)
 }

@@ -88,6 +88,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "nip" => "network-insights-path",
         "nia" => "network-insights-analysis",
         "vol" => "volume",
+        "dopt" => "dhcp-options",
         _ => return None,
     })
 }
@@ -127,6 +128,7 @@ pub fn with_tags(
         "nip" => with_owned::<NetworkInsightsPath>(w, ctx, &super::insights::PATH, id, f),
         "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
         "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
+        "dopt" => with_owned::<crate::DhcpOptions>(w, ctx, &super::dhcp::DHCP, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -259,6 +261,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<Volume>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<crate::DhcpOptions>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<NetworkInsightsPath>(a, r) {
