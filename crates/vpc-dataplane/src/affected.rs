@@ -1070,6 +1070,7 @@ pub(crate) mod tests {
                     | NetworkInsightsAnalysis
                     | Volume
                     | Detachment
+                    | FlowLog
                     | HostedZone
                     | ZoneChange => false,
                     // The instances' resolv.conf follows a VPC's set, but a

@@ -18,6 +18,7 @@
 
 pub mod affected;
 pub mod error;
+pub mod flow_log;
 pub mod kernel;
 pub mod link;
 pub mod meter;

@@ -168,19 +168,23 @@ fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> Strin
 ///
 /// None when the entry cannot match any packet (ICMPv4 type matching on an
 /// IPv6 CIDR, or the reverse).
-pub(crate) fn acl_rule(e: &AclEntry, dir: &str) -> Option<String> {
+pub(crate) fn acl_rule(e: &AclEntry, dir: &str, drop_prefix: &str) -> Option<String> {
     if e.rule_number == STAR_V4 || e.rule_number == STAR_V6 {
         let fam = if e.cidr.addr().is_ipv4() {
             "ipv4"
         } else {
             "ipv6"
         };
-        return Some(format!("meta nfproto {fam} counter drop"));
+        return Some(format!(
+            "meta nfproto {fam} {}",
+            logged_drop(&format!("{drop_prefix}:*"))
+        ));
     }
     let m = rule_match::lower_acl_entry(e)?;
+    let deny = logged_drop(&format!("{drop_prefix}:{}", e.rule_number));
     let verdict = match e.action {
         AclAction::Allow => "return",
-        AclAction::Deny => "counter drop",
+        AclAction::Deny => deny.as_str(),
     };
     Some(format!(
         "{} {verdict}",
@@ -201,10 +205,31 @@ pub(crate) fn acl_chain(acl: Option<&NetworkAcl>, egress: bool, subnet_set: &str
         let mut entries: Vec<&AclEntry> =
             acl.entries.iter().filter(|e| e.egress == egress).collect();
         entries.sort_by_key(|e| e.rule_number);
-        rules.extend(entries.into_iter().filter_map(|e| acl_rule(e, dir)));
+        let prefix = format!("nacl:{}:{}", if egress { "out" } else { "in" }, acl.meta.id);
+        rules.extend(
+            entries
+                .into_iter()
+                .filter_map(|e| acl_rule(e, dir, &prefix)),
+        );
     }
-    rules.push("counter drop".into());
+    let id = acl.map_or("-", |a| a.meta.id.as_str());
+    let dir = if egress { "out" } else { "in" };
+    rules.push(logged_drop(&format!("nacl:{dir}:{id}:*")));
     rules
+}
+
+/// The NFLOG group that security-group and network-ACL drops are logged to
+/// (per network namespace), for flow logs' REJECT records.
+pub const DROP_LOG_GROUP: u16 = 100;
+
+/// `counter drop`, logged to [`DROP_LOG_GROUP`] with a prefix that names
+/// what dropped: `sg:<in|out>:<group,…>` or `nacl:<in|out>:<acl>:<rule|*>`
+/// (`crate::flow_log` reads it back).
+pub(crate) fn logged_drop(prefix: &str) -> String {
+    // The kernel keeps at most 127 bytes of a prefix.
+    let mut p = prefix.to_string();
+    p.truncate(127);
+    format!("log prefix \"{p}\" group {DROP_LOG_GROUP} counter drop")
 }
 
 /// One security-group rule as nft rules (one per address family it can
@@ -319,12 +344,13 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         b.chain(&format!("sg_{id}_in"), None, ingress);
     }
     let jumps = |e: &RealEni<'_>, dir: &str| -> Vec<String> {
+        let names = e.eni.groups.join(",");
         e.eni
             .groups
             .iter()
             .filter(|g| groups.contains_key(g.as_str()))
             .map(|g| format!("jump sg_{g}_{dir}"))
-            .chain(std::iter::once("counter drop".to_string()))
+            .chain(std::iter::once(logged_drop(&format!("sg:{dir}:{names}"))))
             .collect()
     };
     let mut sgin = Vec::new();

@@ -27,6 +27,7 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    FlowLog,
     DhcpOptions,
     HostedZone,
     ZoneChange,
@@ -50,6 +51,7 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::FlowLog,
         Kind::DhcpOptions,
         Kind::HostedZone,
         Kind::ZoneChange,
@@ -73,6 +75,7 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::FlowLog => "vpc-flow-log",
             Kind::DhcpOptions => "dhcp-options",
             Kind::HostedZone => "hosted-zone",
             Kind::ZoneChange => "route53-change",
@@ -265,6 +268,7 @@ record!(
     meta
 );
 record!(Volume, Kind::Volume, volumes, meta);
+record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
@@ -293,6 +297,7 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub flow_logs: Table<FlowLog>,
     pub dhcp_options: Table<DhcpOptions>,
     pub hosted_zones: Table<HostedZone>,
     pub zone_changes: Table<ZoneChange>,
@@ -376,6 +381,7 @@ impl World {
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
+            Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
             Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
             Kind::HostedZone => enc::<HostedZone>(self, id),
@@ -405,10 +411,41 @@ impl World {
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
+            Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
             Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
             Kind::HostedZone => dec::<HostedZone>(self, body),
             Kind::ZoneChange => dec::<ZoneChange>(self, body),
+        }
+    }
+
+    /// Removes one record without noting a change (used when following
+    /// another server's commits). Returns whether it was there.
+    pub fn forget(&mut self, kind: Kind, id: &str) -> bool {
+        fn rm<R: Record>(w: &mut World, id: &str) -> bool {
+            R::table_mut(w).remove(id).is_some()
+        }
+        match kind {
+            Kind::Vpc => rm::<Vpc>(self, id),
+            Kind::Subnet => rm::<Subnet>(self, id),
+            Kind::RouteTable => rm::<RouteTable>(self, id),
+            Kind::InternetGateway => rm::<InternetGateway>(self, id),
+            Kind::SecurityGroup => rm::<SecurityGroup>(self, id),
+            Kind::NetworkAcl => rm::<NetworkAcl>(self, id),
+            Kind::Peering => rm::<Peering>(self, id),
+            Kind::RegionInit => rm::<RegionInit>(self, id),
+            Kind::Instance => rm::<Instance>(self, id),
+            Kind::NetworkInterface => rm::<NetworkInterface>(self, id),
+            Kind::NatGateway => rm::<NatGateway>(self, id),
+            Kind::Address => rm::<Address>(self, id),
+            Kind::NetworkInsightsPath => rm::<NetworkInsightsPath>(self, id),
+            Kind::NetworkInsightsAnalysis => rm::<NetworkInsightsAnalysis>(self, id),
+            Kind::Volume => rm::<Volume>(self, id),
+            Kind::Detachment => rm::<Detachment>(self, id),
+            Kind::DhcpOptions => rm::<DhcpOptions>(self, id),
+            Kind::HostedZone => rm::<HostedZone>(self, id),
+            Kind::ZoneChange => rm::<ZoneChange>(self, id),
+            Kind::FlowLog => rm::<FlowLog>(self, id),
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod compute;
 pub mod dhcp;
+pub mod flow_log;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -65,6 +66,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     instance::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
+    flow_log::ACTIONS,
     dhcp::ACTIONS,
 ];
 

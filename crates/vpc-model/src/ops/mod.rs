@@ -12,6 +12,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod eip;
 pub mod eni;
+pub mod flow_log;
 pub mod igw;
 pub mod image;
 pub mod insights;
