@@ -11,7 +11,7 @@
 //! referenced from the bottom up), so every reference is to something
 //! already defined.
 
-use crate::plan::{NftTable, RealEni, RealNat};
+use crate::plan::{ChainShape, NftShape, NftTable, RealEni, RealNat};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -31,10 +31,11 @@ pub(crate) struct RouterInput<'a, 'w> {
     pub members: &'a BTreeMap<&'w str, (BTreeSet<Ipv4Addr>, BTreeSet<Ipv6Addr>)>,
 }
 
-/// Text of one table's body, in definition order.
+/// Text of one table's body, in definition order, and its shape.
 #[derive(Default)]
 struct Body {
     text: String,
+    shape: NftShape,
 }
 
 impl Body {
@@ -45,6 +46,7 @@ impl Body {
         elems: impl IntoIterator<Item = T>,
     ) {
         let elems: Vec<String> = elems.into_iter().map(|e| e.to_string()).collect();
+        self.shape.sets.insert(name.to_string(), elems.len());
         if elems.is_empty() {
             let _ = writeln!(self.text, "  set {name} {{ type {ty}; }}");
         } else {
@@ -57,6 +59,7 @@ impl Body {
     }
 
     fn map(&mut self, name: &str, ty: &str, elems: &[(String, String)]) {
+        self.shape.sets.insert(name.to_string(), elems.len());
         if elems.is_empty() {
             let _ = writeln!(self.text, "  map {name} {{ type {ty}; }}");
         } else {
@@ -69,7 +72,22 @@ impl Body {
         }
     }
 
+    /// A chain; a base chain's `header` gives its hook and policy.
     fn chain(&mut self, name: &str, header: Option<&str>, rules: &[String]) {
+        let policy = header.map(|h| {
+            if h.contains("policy drop") {
+                "drop"
+            } else {
+                "accept"
+            }
+        });
+        self.shape.chains.insert(
+            name.to_string(),
+            ChainShape {
+                rules: rules.len(),
+                policy,
+            },
+        );
         let _ = writeln!(self.text, "  chain {name} {{");
         if let Some(h) = header {
             let _ = writeln!(self.text, "    {h}");
@@ -430,6 +448,7 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         family: "inet",
         name: "vpcd",
         body: b.text,
+        shape: b.shape,
     }
 }
 
@@ -460,6 +479,7 @@ fn nat(public: &BTreeMap<Ipv4Addr, Ipv4Addr>) -> NftTable {
         family: "ip",
         name: "vpcd_nat",
         body: b.text,
+        shape: b.shape,
     }
 }
 
@@ -475,5 +495,6 @@ pub(crate) fn nat_gateway(ip: Ipv4Addr) -> Vec<NftTable> {
         family: "ip",
         name: "vpcd_natgw",
         body: b.text,
+        shape: b.shape,
     }]
 }

@@ -150,6 +150,26 @@ pub struct NftTable {
     pub family: &'static str,
     pub name: &'static str,
     pub body: String,
+    /// What the kernel must hold of it (compared on every periodic pass).
+    pub shape: NftShape,
+}
+
+/// The structure of an nftables table: its chains with their number of
+/// rules (and a base chain's policy), and its sets and maps with their number
+/// of elements. A hand edit that adds or removes a chain, a rule, a set, a
+/// map or an element, or changes a policy, changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NftShape {
+    pub chains: BTreeMap<String, ChainShape>,
+    pub sets: BTreeMap<String, usize>,
+}
+
+/// One chain of an [`NftShape`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainShape {
+    pub rules: usize,
+    /// A base chain's policy (`accept` or `drop`); None for a regular chain.
+    pub policy: Option<&'static str>,
 }
 
 impl NftTable {
