@@ -21,6 +21,17 @@ if ! command -v pip3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; t
     apt-get update -qq && apt-get install -y -qq python3-pip
 fi
 python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest prometheus_client 2>&1 | grep -v "Running pip as the 'root' user" || true
+# The web console's browser tests (tests/e2e/test_console.py): Debian's Chromium,
+# driven by Playwright's Python package used only as a driver (pointed at
+# /usr/bin/chromium; `playwright install` is never run, no browser is downloaded).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing packages: chromium chromium-driver (run as root or install them)" >&2
+        exit 1
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+python3 -m pip install --quiet --disable-pip-version-check playwright 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -72,7 +72,13 @@ impl HttpLimits {
 /// The app's router behind the layers every request passes: a panic in a
 /// handler becomes an EC2 `InternalError` answer instead of a dropped connection.
 pub fn app_service(app: Arc<App>) -> axum::Router {
-    panic_safe(router(app))
+    app_service_with(app, axum::Router::new())
+}
+
+/// [`app_service`] with more routes mounted beside the EC2 API on the same
+/// listener (the web console's `/console`); every other path is the API's.
+pub fn app_service_with(app: Arc<App>, extra: axum::Router) -> axum::Router {
+    panic_safe(extra.merge(router(app)))
 }
 
 /// Wraps a router so that a panicking handler answers 500 `InternalError`.
@@ -97,9 +103,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    serve_with(app, axum::Router::new(), listener, shutdown).await;
+}
+
+/// [`serve`] with `extra` routes mounted beside the API (see [`app_service_with`]).
+pub async fn serve_with(
+    app: Arc<App>,
+    extra: axum::Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let limits = app.config.http.clone();
     spawn_ticker(app.clone());
-    let service = TowerToHyperService::new(app_service(app));
+    let service = TowerToHyperService::new(app_service_with(app, extra));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);

@@ -391,6 +391,32 @@ impl App {
         Some(found)
     }
 
+    /// The account an access key id and secret sign in as (the web console's
+    /// sign-in): the same key store SigV4 verifies against, the secret compared
+    /// in constant time. None for an unknown key or a wrong secret.
+    pub fn account_for_secret(&self, akid: &str, secret: &str) -> Option<String> {
+        let (account, expected) = self.lookup_key(akid)?;
+        let (a, b) = (expected.as_bytes(), secret.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (x, y) in a.iter().zip(b.iter().cycle()) {
+            diff |= x ^ y;
+        }
+        (diff == 0 && !b.is_empty()).then_some(account)
+    }
+
+    /// Makes the caller's region ready to be read, as a request does before
+    /// its action runs: due timers applied, the default VPC made on first use.
+    /// Blocks on the store when either needs a write.
+    pub fn prepare(&self, account: &str, region: &str) -> Result<(), Fault> {
+        if self.config.regions.get(region).is_none() {
+            return Err(Fault::new(
+                "InvalidParameterValue",
+                format!("Unknown region '{region}'."),
+            ));
+        }
+        self.maintain(account, region)
+    }
+
     fn zones(&self, region: &str) -> Vec<(String, String)> {
         self.config
             .regions

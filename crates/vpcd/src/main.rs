@@ -329,11 +329,19 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!(
-        "vpcd: serving the EC2 API on http://{addr} (data: {}); data plane: {dataplane}",
+        "vpcd: serving the EC2 API on http://{addr} and the web console on http://{addr}/console/ (data: {}); data plane: {dataplane}",
         data_dir.display()
     );
     tracing::info!(%addr, "listening");
-    vpc_api::http::serve(app, listener, async {
+    // With the data plane, "test connectivity" also sends real packets.
+    let prober: Option<Arc<dyn vpc_console::Prober>> =
+        (!args.no_dataplane && is_root()).then(|| {
+            Arc::new(reach_cli::ConsoleProber {
+                data_dir: data_dir.clone(),
+            }) as _
+        });
+    let console = vpc_console::router_with(app.clone(), prober);
+    vpc_api::http::serve_with(app, console, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

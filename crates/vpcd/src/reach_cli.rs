@@ -674,8 +674,8 @@ fn matrix(w: &World, args: &ReachArgs) -> Result<i32> {
 
 // ---- Probes ----------------------------------------------------------------------
 
-struct ProbeResult {
-    delivered: bool,
+pub(crate) struct ProbeResult {
+    pub(crate) delivered: bool,
     command: String,
 }
 
@@ -777,7 +777,7 @@ sys.exit(1)
 "#;
 
 /// Sends a real packet from the source's namespace and reports whether it got through.
-fn probe(
+pub(crate) fn probe(
     w: &World,
     store: &Store,
     q: &Query,
@@ -908,6 +908,51 @@ fn probe(
                 ),
             })
         }
+    }
+}
+
+/// `vpcd reach --probe`'s real packets for the web console's "test connectivity".
+#[derive(Debug)]
+pub(crate) struct ConsoleProber {
+    pub(crate) data_dir: std::path::PathBuf,
+}
+
+impl vpc_console::Prober for ConsoleProber {
+    fn probe(
+        &self,
+        w: &World,
+        source: &str,
+        destination: &str,
+        protocol: &str,
+        port: Option<u16>,
+    ) -> std::result::Result<bool, String> {
+        let destination = if destination.starts_with("i-") {
+            Endpoint::Instance(destination.to_string())
+        } else if destination.starts_with("eni-") {
+            Endpoint::NetworkInterface(destination.to_string())
+        } else {
+            Endpoint::Address(
+                destination
+                    .parse()
+                    .map_err(|_| format!("not an address: {destination}"))?,
+            )
+        };
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => Protocol::Icmp,
+        };
+        let q = Query::new(
+            Endpoint::Instance(source.to_string()),
+            destination,
+            protocol,
+            port,
+        );
+        let a = vpc_reach::analyze(w, &q).map_err(|f| f.message)?;
+        let store = Store::open(&self.data_dir).map_err(|e| e.to_string())?;
+        probe(w, &store, &q, &a, true, &self.data_dir)
+            .map(|r| r.delivered)
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
