@@ -460,6 +460,13 @@ const FLAT_NAMES: &[&str] = &[
     "Attachment.AttachmentId",
     "Attachment.DeleteOnTermination",
     "AttributeName",
+    "PrefixListId",
+    "PrefixListName",
+    "AddressFamily",
+    "MaxEntries",
+    "CurrentVersion",
+    "PreviousVersion",
+    "TargetVersion",
 ];
 
 /// Names that take an index: `Base.N`, `Base.N.Sub`, `Base.N.Sub.M…`.
@@ -518,6 +525,7 @@ const SUB_NAMES: &[&str] = &[
     "CidrIpv6",
     "GroupId",
     "GroupName",
+    "Cidr",
     "UserId",
     "VpcId",
     "VpcPeeringConnectionId",
@@ -529,6 +537,10 @@ const SUB_NAMES: &[&str] = &[
     "DeleteOnTermination",
     "PrivateIpAddress",
     "Primary",
+    "PrefixListId",
+    "Entry",
+    "AddEntry",
+    "RemoveEntry",
 ];
 
 /// Indices: mostly valid, sometimes malformed.
@@ -588,6 +600,10 @@ const WORDS: &[&str] = &[
     "route-table",
     "vpc-peering-connection",
     "network-insights-path",
+    "prefix-list",
+    "IPv4",
+    "IPv6",
+    "pl-63a5400a",
     "default",
     "dedicated",
     "standard",

@@ -56,6 +56,21 @@ impl Body {
         }
     }
 
+    /// A set of prefixes (overlapping ones merged).
+    fn prefix_set(&mut self, name: &str, ty: &str, elems: &[IpNet]) {
+        let flags = "flags interval; auto-merge;";
+        if elems.is_empty() {
+            let _ = writeln!(self.text, "  set {name} {{ type {ty}; {flags} }}");
+        } else {
+            let elems: Vec<String> = elems.iter().map(|n| n.trunc().to_string()).collect();
+            let _ = writeln!(
+                self.text,
+                "  set {name} {{ type {ty}; {flags} elements = {{ {} }} }}",
+                elems.join(", ")
+            );
+        }
+    }
+
     fn map(&mut self, name: &str, ty: &str, elems: &[(String, String)]) {
         if elems.is_empty() {
             let _ = writeln!(self.text, "  map {name} {{ type {ty}; }}");
@@ -116,8 +131,9 @@ fn icmp(keyword: &str, icmp_type: Option<u8>, code: Option<u8>) -> String {
 }
 
 /// A normalized match as nft expressions; `dir` is `saddr` or `daddr`.
-/// Records the groups whose member sets it uses. Every kind of match is
-/// translated here and nowhere else, by an exhaustive `match`.
+/// Records the groups whose member sets, and the prefix lists (`pl-…`)
+/// whose entry sets, it uses. Every kind of match is translated here and
+/// nowhere else, by an exhaustive `match`.
 fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> String {
     let address = match &m.address {
         AddressMatch::Prefix(net) => addr_match(dir, *net),
@@ -126,6 +142,13 @@ fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> Strin
             match family {
                 Family::Ipv4 => format!("ip {dir} @sgm_{group_id}"),
                 Family::Ipv6 => format!("ip6 {dir} @sgm6_{group_id}"),
+            }
+        }
+        AddressMatch::PrefixList { list_id, family } => {
+            sets.insert(list_id.clone());
+            match family {
+                Family::Ipv4 => format!("ip {dir} @pl4_{list_id}"),
+                Family::Ipv6 => format!("ip6 {dir} @pl6_{list_id}"),
             }
         }
     };
@@ -265,6 +288,7 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
             !ops::sg::is_stale(w, &g.vpc_id, r)
                 && match &r.peer {
                     SgPeer::Group { group_id, .. } => crate::names::is_safe(group_id),
+                    SgPeer::PrefixList(list) => crate::names::is_safe(list),
                     _ => true,
                 }
         };
@@ -308,7 +332,16 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     for (s, links) in &subnets {
         b.set(&format!("sn_{s}"), "ifname", links.iter().map(|l| q(l)));
     }
+    // The groups' region, for the AWS-managed lists a rule may name.
+    let region = groups.values().next().map_or("", |g| g.meta.region.as_str());
     for g in &sets {
+        if g.starts_with("pl-") {
+            let cidrs = ops::prefix_list::cidrs(w, region, g);
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = cidrs.into_iter().partition(|n| n.addr().is_ipv4());
+            b.prefix_set(&format!("pl4_{g}"), "ipv4_addr", &v4);
+            b.prefix_set(&format!("pl6_{g}"), "ipv6_addr", &v6);
+            continue;
+        }
         let (v4, v6) = inp.members.get(g.as_str()).cloned().unwrap_or_default();
         b.set(&format!("sgm_{g}"), "ipv4_addr", v4);
         b.set(&format!("sgm6_{g}"), "ipv6_addr", v6);

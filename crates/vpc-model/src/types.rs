@@ -905,3 +905,28 @@ pub struct NetworkInsightsAnalysis {
     #[serde(default)]
     pub client_token: Option<String>,
 }
+
+/// One entry of a managed prefix list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixListEntry {
+    pub cidr: IpNet,
+    pub description: Option<String>,
+}
+
+/// A customer-managed prefix list (`ops::prefix_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedPrefixList {
+    pub meta: Meta,
+    pub name: String,
+    /// `IPv4` or `IPv6`.
+    pub address_family: String,
+    pub max_entries: u32,
+    /// 1 at creation; each change of the entries adds one.
+    pub version: u64,
+    /// `create-complete`, `modify-complete` or `restore-complete`.
+    pub state: String,
+    pub entries: Vec<PrefixListEntry>,
+    /// The entries of earlier versions, oldest first (the newest 1,000 kept).
+    #[serde(default)]
+    pub history: Vec<(u64, Vec<PrefixListEntry>)>,
+}

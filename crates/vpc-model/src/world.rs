@@ -26,6 +26,7 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    PrefixList,
 }
 
 impl Kind {
@@ -46,6 +47,7 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::PrefixList,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::PrefixList => "prefix-list",
         }
     }
 
@@ -257,6 +260,7 @@ record!(
 record!(Volume, Kind::Volume, volumes, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
 
 /// The desired state of every account in every region.
 ///
@@ -280,6 +284,7 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub prefix_lists: Table<ManagedPrefixList>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -361,6 +366,7 @@ impl World {
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
+            Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
         }
     }
 
@@ -387,6 +393,7 @@ impl World {
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
+            Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod compute;
 pub mod insights;
 pub mod instance;
 pub mod peering;
+pub mod prefix_list;
 pub mod route;
 pub mod sg;
 pub mod vpc;
@@ -64,6 +65,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     instance::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
+    prefix_list::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

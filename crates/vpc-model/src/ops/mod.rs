@@ -16,6 +16,7 @@ pub mod insights;
 pub mod instance;
 pub mod nat;
 pub mod peering;
+pub mod prefix_list;
 pub mod route;
 pub mod sg;
 pub mod subnet;

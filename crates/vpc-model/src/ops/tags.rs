@@ -88,6 +88,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "nip" => "network-insights-path",
         "nia" => "network-insights-analysis",
         "vol" => "volume",
+        "pl" => "prefix-list",
         _ => return None,
     })
 }
@@ -127,6 +128,7 @@ pub fn with_tags(
         "nip" => with_owned::<NetworkInsightsPath>(w, ctx, &super::insights::PATH, id, f),
         "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
         "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
+        "pl" => with_owned::<ManagedPrefixList>(w, ctx, &super::prefix_list::PL, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -265,6 +267,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<NetworkInsightsAnalysis>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<ManagedPrefixList>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {
