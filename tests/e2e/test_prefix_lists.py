@@ -5,7 +5,7 @@ AWS-managed service lists; negative cases with AWS's codes.
 
 from __future__ import annotations
 
-from helpers import A_ID, expect_error, is_id, make_vpc, tags_of
+from helpers import A_ID, active_peering, expect_error, is_id, make_vpc, tags_of
 
 
 def create(ec2, name="corp", family="IPv4", max_entries=5, cidrs=(), **kw):
@@ -219,3 +219,78 @@ def test_aws_managed_service_lists(client, aws):
     out = aws("A", "ec2", "create-managed-prefix-list", "--prefix-list-name", "cli",
               "--address-family", "IPv4", "--max-entries", "2", "--entries", "Cidr=172.16.0.0/12")
     assert out["PrefixList"]["PrefixListName"] == "cli"
+
+
+def analysis(ec2, src: str, dst_ip: str) -> dict:
+    path = ec2.create_network_insights_path(Source=src, DestinationIp=dst_ip, Protocol="icmp")
+    started = ec2.start_network_insights_analysis(
+        NetworkInsightsPathId=path["NetworkInsightsPath"]["NetworkInsightsPathId"])["NetworkInsightsAnalysis"]
+    [got] = ec2.describe_network_insights_analyses(
+        NetworkInsightsAnalysisIds=[started["NetworkInsightsAnalysisId"]])["NetworkInsightsAnalyses"]
+    assert got["Status"] == "succeeded", got
+    return got
+
+
+def test_routes_to_a_prefix_list(client):
+    ec2 = client("A")
+    va = ec2.create_vpc(CidrBlock="10.32.0.0/16")["Vpc"]["VpcId"]
+    vb = ec2.create_vpc(CidrBlock="10.33.0.0/16")["Vpc"]["VpcId"]
+    sa = ec2.create_subnet(VpcId=va, CidrBlock="10.32.1.0/24")["Subnet"]["SubnetId"]
+    sb = ec2.create_subnet(VpcId=vb, CidrBlock="10.33.1.0/24")["Subnet"]["SubnetId"]
+    ia = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=sa,
+                           PrivateIpAddress="10.32.1.10")["Instances"][0]["InstanceId"]
+    ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=sb,
+                      PrivateIpAddress="10.33.1.10")
+    pcx = active_peering(ec2, ec2, va, vb, A_ID)
+    for vid in (va, vb):
+        sg = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vid]},
+                                                   {"Name": "group-name", "Values": ["default"]}])
+        ec2.authorize_security_group_ingress(GroupId=sg["SecurityGroups"][0]["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    rta = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [va]}])["RouteTables"][0]["RouteTableId"]
+    rtb = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vb]}])["RouteTables"][0]["RouteTableId"]
+    ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="10.32.0.0/16", VpcPeeringConnectionId=pcx)
+    pid = create(ec2, name="peer-nets", max_entries=3, cidrs=["10.33.1.0/24"])["PrefixListId"]
+
+    with expect_error("InvalidPrefixListID.NotFound"):
+        ec2.create_route(RouteTableId=rta, DestinationPrefixListId="pl-0123456789abcdef0",
+                         VpcPeeringConnectionId=pcx)
+    with expect_error("InvalidParameterCombination"):
+        ec2.create_route(RouteTableId=rta, DestinationPrefixListId=pid, DestinationCidrBlock="10.9.0.0/16",
+                         VpcPeeringConnectionId=pcx)
+    ec2.create_route(RouteTableId=rta, DestinationPrefixListId=pid, VpcPeeringConnectionId=pcx)
+    with expect_error("RouteAlreadyExists"):
+        ec2.create_route(RouteTableId=rta, DestinationPrefixListId=pid, VpcPeeringConnectionId=pcx)
+    routes = ec2.describe_route_tables(RouteTableIds=[rta])["RouteTables"][0]["Routes"]
+    listed = [r for r in routes if r.get("DestinationPrefixListId") == pid]
+    assert listed == [{"DestinationPrefixListId": pid, "VpcPeeringConnectionId": pcx,
+                       "State": "active", "Origin": "CreateRoute"}], routes
+    by_filter = ec2.describe_route_tables(Filters=[
+        {"Name": "route.destination-prefix-list-id", "Values": [pid]}])["RouteTables"]
+    assert [t["RouteTableId"] for t in by_filter] == [rta]
+    assoc = ec2.get_managed_prefix_list_associations(PrefixListId=pid)["PrefixListAssociations"]
+    assert assoc == [{"ResourceId": rta, "ResourceOwner": A_ID}]
+
+    # The analyzer follows the route to the list's entry.
+    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
+    # A new version of the list moves the route: 10.33.1.0/24 is no longer routed.
+    ec2.modify_managed_prefix_list(PrefixListId=pid, CurrentVersion=1,
+                                   AddEntries=[{"Cidr": "10.33.2.0/24"}],
+                                   RemoveEntries=[{"Cidr": "10.33.1.0/24"}])
+    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
+    ec2.modify_managed_prefix_list(PrefixListId=pid, CurrentVersion=2,
+                                   AddEntries=[{"Cidr": "10.33.1.0/24"}])
+    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
+    # An entry that clashes with another route of a table using the list is refused.
+    ec2.create_route(RouteTableId=rta, DestinationCidrBlock="10.33.9.0/24", VpcPeeringConnectionId=pcx)
+    with expect_error("RouteAlreadyExists"):
+        ec2.modify_managed_prefix_list(PrefixListId=pid, AddEntries=[{"Cidr": "10.33.9.0/24"}])
+    # A list in a route cannot be deleted; the route goes with DeleteRoute.
+    with expect_error("DependencyViolation"):
+        ec2.delete_managed_prefix_list(PrefixListId=pid)
+    ec2.replace_route(RouteTableId=rta, DestinationPrefixListId=pid, VpcPeeringConnectionId=pcx)
+    ec2.delete_route(RouteTableId=rta, DestinationPrefixListId=pid)
+    with expect_error("InvalidRoute.NotFound"):
+        ec2.delete_route(RouteTableId=rta, DestinationPrefixListId=pid)
+    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
+    ec2.delete_managed_prefix_list(PrefixListId=pid)

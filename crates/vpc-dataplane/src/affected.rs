@@ -726,6 +726,7 @@ pub(crate) mod tests {
                                 dest,
                                 target,
                                 origin: "CreateRoute".into(),
+                                prefix_list: None,
                             });
                         });
                     }

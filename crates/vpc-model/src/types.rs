@@ -144,6 +144,10 @@ pub struct Route {
     pub target: RouteTarget,
     /// `CreateRouteTable`, `CreateRoute` or `EnableVgwRoutePropagation`.
     pub origin: String,
+    /// The prefix list this route is one entry of (`ops::route`: a route to
+    /// a list is held as one route per entry, which Describe shows as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_list: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

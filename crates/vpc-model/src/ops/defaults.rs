@@ -120,6 +120,7 @@ pub fn new_vpc(
                 dest,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
             .collect(),
         assocs: vec![RtAssoc {
@@ -217,6 +218,7 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
             dest: all_v4(),
             target: RouteTarget::Gateway(igw_id.clone()),
             origin: "CreateRouteTable".into(),
+            prefix_list: None,
         })
     });
     let zones = ctx.zones.to_vec();

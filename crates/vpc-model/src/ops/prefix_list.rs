@@ -384,7 +384,10 @@ pub fn modify(
         if entries.len() > l.max_entries as usize {
             return Err(too_many(entries.len(), l.max_entries));
         }
+        let nets: Vec<IpNet> = entries.iter().map(|e| e.cidr).collect();
+        super::route::check_list_change(w, id, &nets)?;
         new_version(&mut l, entries, "modify-complete");
+        super::route::resync_list_routes(w, id, &nets);
     }
     w.put(l.clone());
     Ok(l)
@@ -425,23 +428,31 @@ pub fn restore(
     if entries.len() > l.max_entries as usize {
         return Err(too_many(entries.len(), l.max_entries));
     }
+    let nets: Vec<IpNet> = entries.iter().map(|e| e.cidr).collect();
+    super::route::check_list_change(w, id, &nets)?;
     new_version(&mut l, entries, "restore-complete");
+    super::route::resync_list_routes(w, id, &nets);
     w.put(l.clone());
     Ok(l)
 }
 
 /// The resources that reference list `id`: security groups with a rule
-/// naming it, as (resource ID, owner).
+/// naming it and route tables with a route to it, as (resource ID, owner).
 pub fn associations(w: &World, id: &str) -> Vec<(String, String)> {
-    w.iter::<SecurityGroup>()
+    let groups = w
+        .iter::<SecurityGroup>()
         .filter(|g| {
             g.ingress
                 .iter()
                 .chain(&g.egress)
                 .any(|r| matches!(&r.peer, SgPeer::PrefixList(p) if p == id))
         })
-        .map(|g| (g.meta.id.clone(), g.meta.owner.clone()))
-        .collect()
+        .map(|g| (g.meta.id.clone(), g.meta.owner.clone()));
+    let tables = super::route::tables_routing_to(w, id).into_iter().filter_map(|t| {
+        w.get::<RouteTable>(&t)
+            .map(|rt| (rt.meta.id.clone(), rt.meta.owner.clone()))
+    });
+    groups.chain(tables).collect()
 }
 
 pub fn delete(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<ManagedPrefixList> {

@@ -41,6 +41,7 @@ pub fn create_table(
                 dest,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
             .collect(),
         assocs: Vec::new(),
@@ -232,6 +233,18 @@ pub struct RouteSpec {
     pub unsupported_target: Option<String>,
 }
 
+/// The prefix list a request names as its destination, once the
+/// destination parameters are known to name exactly one thing.
+fn list_destination(spec: &RouteSpec) -> Result<Option<&str>> {
+    if spec.destination_prefix_list_id.is_none() {
+        return Ok(None);
+    }
+    if spec.destination_cidr_block.is_some() || spec.destination_ipv6_cidr_block.is_some() {
+        destination(spec)?;
+    }
+    Ok(spec.destination_prefix_list_id.as_deref())
+}
+
 fn destination(spec: &RouteSpec) -> Result<IpNet> {
     let given = [
         spec.destination_cidr_block.is_some(),
@@ -249,10 +262,8 @@ fn destination(spec: &RouteSpec) -> Result<IpNet> {
         }
     }
     if let Some(pl) = &spec.destination_prefix_list_id {
-        return Err(Fault::new(
-            "InvalidPrefixListID.NotFound",
-            format!("The prefix list ID '{pl}' does not exist"),
-        ));
+        // Callers take list destinations through `list_destination` first.
+        return Err(super::prefix_list::not_found(pl));
     }
     if let Some(s) = &spec.destination_cidr_block {
         let n = cidr::parse_v4(s).ok_or_else(|| {
@@ -439,6 +450,9 @@ pub fn create_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        return create_list_route(w, ctx, &rt, list, spec);
+    }
     let dest = destination(spec)?;
     let t = target(w, ctx, &rt, spec)?;
     if rt.routes.iter().any(|r| r.dest == dest) {
@@ -469,6 +483,7 @@ pub fn create_route(
             dest,
             target: t,
             origin: "CreateRoute".into(),
+            prefix_list: None,
         })
     });
     Ok(())
@@ -481,6 +496,19 @@ pub fn replace_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        let t = target(w, ctx, &rt, spec)?;
+        list_route_of(&rt, list)?;
+        check_list_target(&t)?;
+        w.update::<RouteTable>(rtb_id, |r| {
+            for x in r.routes.iter_mut() {
+                if x.prefix_list.as_deref() == Some(list) {
+                    x.target = t.clone();
+                }
+            }
+        });
+        return Ok(());
+    }
     let dest = destination(spec)?;
     let Some(existing) = rt.routes.iter().find(|r| r.dest == dest) else {
         return Err(Fault::invalid_param(format!(
@@ -518,6 +546,13 @@ pub fn delete_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        list_route_of(&rt, list)?;
+        w.update::<RouteTable>(rtb_id, |r| {
+            r.routes.retain(|x| x.prefix_list.as_deref() != Some(list))
+        });
+        return Ok(());
+    }
     let dest = destination(spec)?;
     let field = if dest.addr().is_ipv4() {
         "destination-cidr-block"
@@ -537,6 +572,172 @@ pub fn delete_route(
     }
     w.update::<RouteTable>(rtb_id, |r| r.routes.retain(|x| x.dest != dest));
     Ok(())
+}
+
+// ---- Routes to a customer-managed prefix list ---------------------------
+//
+// A route to a list is held as one route per entry (`Route::prefix_list`
+// names the list), so that route lookup, the analyzer and the data plane see
+// ordinary routes; Describe shows the list once. Changing the list's entries
+// re-expands every route to it (`resync_list_routes`).
+
+fn list_route_of<'r>(rt: &'r RouteTable, list: &str) -> Result<&'r Route> {
+    rt.routes
+        .iter()
+        .find(|r| r.prefix_list.as_deref() == Some(list))
+        .ok_or_else(|| {
+            Fault::new(
+                "InvalidRoute.NotFound",
+                format!(
+                    "no route with destination-prefix-list-id {list} in route table {}",
+                    rt.meta.id
+                ),
+            )
+        })
+}
+
+fn check_list_target(t: &RouteTarget) -> Result<()> {
+    if *t == RouteTarget::Local {
+        return Err(Fault::invalid_param(
+            "A route to a prefix list cannot target local.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `entries` can stand as routes of `rt` beside its other routes.
+fn check_list_entries(rt: &RouteTable, list: &str, entries: &[IpNet], t: &RouteTarget) -> Result<()> {
+    for e in entries {
+        if rt
+            .routes
+            .iter()
+            .any(|r| r.dest == *e && r.prefix_list.as_deref() != Some(list))
+        {
+            return Err(Fault::new(
+                "RouteAlreadyExists",
+                format!(
+                    "The route identified by {e} (an entry of {list}) already exists in {}.",
+                    rt.meta.id
+                ),
+            ));
+        }
+        check_not_inside_local(rt, e, t)?;
+    }
+    Ok(())
+}
+
+/// How many routes a table's `CreateRoute` routes of one family count for:
+/// a route to a list counts its `MaxEntries`, as in AWS.
+fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
+    let mut lists: Vec<&str> = Vec::new();
+    let mut n = 0;
+    for r in &rt.routes {
+        if r.origin != "CreateRoute" || r.dest.addr().is_ipv4() != v4 {
+            continue;
+        }
+        match &r.prefix_list {
+            None => n += 1,
+            Some(l) if !lists.contains(&l.as_str()) => {
+                lists.push(l);
+                n += w
+                    .get::<ManagedPrefixList>(l)
+                    .map_or(1, |x| x.max_entries as usize);
+            }
+            Some(_) => {}
+        }
+    }
+    n
+}
+
+fn create_list_route(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rt: &RouteTable,
+    list: &str,
+    spec: &RouteSpec,
+) -> Result<()> {
+    let l = super::prefix_list::get(w, ctx, list)?.clone();
+    let t = target(w, ctx, rt, spec)?;
+    check_list_target(&t)?;
+    if rt.routes.iter().any(|r| r.prefix_list.as_deref() == Some(list)) {
+        return Err(Fault::new(
+            "RouteAlreadyExists",
+            format!("The route identified by {list} already exists."),
+        ));
+    }
+    if l.entries.is_empty() {
+        return Err(Fault::invalid_param(format!(
+            "The prefix list {list} has no entries; a route to it would match nothing."
+        )));
+    }
+    let entries: Vec<IpNet> = l.entries.iter().map(|e| e.cidr).collect();
+    check_list_entries(rt, list, &entries, &t)?;
+    let v4 = l.address_family != "IPv6";
+    if route_weight(w, rt, v4) + l.max_entries as usize > ctx.limits.routes_per_table {
+        return Err(Fault::new(
+            "RouteLimitExceeded",
+            "The maximum number of routes has been reached.",
+        ));
+    }
+    w.update::<RouteTable>(&rt.meta.id, |r| {
+        r.routes.extend(entries.iter().map(|dest| Route {
+            dest: *dest,
+            target: t.clone(),
+            origin: "CreateRoute".into(),
+            prefix_list: Some(list.to_string()),
+        }))
+    });
+    Ok(())
+}
+
+/// The route tables with a route to `list`.
+pub fn tables_routing_to(w: &World, list: &str) -> Vec<String> {
+    w.iter::<RouteTable>()
+        .filter(|rt| rt.routes.iter().any(|r| r.prefix_list.as_deref() == Some(list)))
+        .map(|rt| rt.meta.id.clone())
+        .collect()
+}
+
+/// Checks that `entries` can replace list `list`'s current ones in every
+/// table routing to it (no clash with another route; a routed list keeps at
+/// least one entry).
+pub fn check_list_change(w: &World, list: &str, entries: &[IpNet]) -> Result<()> {
+    for id in tables_routing_to(w, list) {
+        let Some(rt) = w.get::<RouteTable>(&id) else {
+            continue;
+        };
+        if entries.is_empty() {
+            return Err(Fault::invalid_param(format!(
+                "The prefix list {list} is the destination of a route in {id} and must keep at least one entry."
+            )));
+        }
+        let t = list_route_of(rt, list)?.target.clone();
+        check_list_entries(rt, list, entries, &t)?;
+    }
+    Ok(())
+}
+
+/// Re-expands every route to `list` into its current `entries`.
+pub fn resync_list_routes(w: &mut World, list: &str, entries: &[IpNet]) {
+    for id in tables_routing_to(w, list) {
+        w.update::<RouteTable>(&id, |rt| {
+            let Some(t) = rt
+                .routes
+                .iter()
+                .find(|r| r.prefix_list.as_deref() == Some(list))
+                .map(|r| r.target.clone())
+            else {
+                return;
+            };
+            rt.routes.retain(|r| r.prefix_list.as_deref() != Some(list));
+            rt.routes.extend(entries.iter().map(|dest| Route {
+                dest: *dest,
+                target: t.clone(),
+                origin: "CreateRoute".into(),
+                prefix_list: Some(list.to_string()),
+            }));
+        });
+    }
 }
 
 /// `active` when the target can carry traffic, `blackhole` otherwise.
@@ -660,6 +861,7 @@ mod tests {
                     dest: d.parse().unwrap(),
                     target: t.clone(),
                     origin: "CreateRoute".into(),
+                    prefix_list: None,
                 })
                 .collect(),
             assocs: vec![],

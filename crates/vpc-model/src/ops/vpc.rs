@@ -258,6 +258,7 @@ fn add_local_routes(w: &mut World, vpc: &Vpc, net: IpNet) {
                 dest: net,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
         });
     }
