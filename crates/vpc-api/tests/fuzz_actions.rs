@@ -467,6 +467,11 @@ const FLAT_NAMES: &[&str] = &[
     "CurrentVersion",
     "PreviousVersion",
     "TargetVersion",
+    "ServiceName",
+    "VpcEndpointType",
+    "PolicyDocument",
+    "ResetPolicy",
+    "PrivateDnsEnabled",
 ];
 
 /// Names that take an index: `Base.N`, `Base.N.Sub`, `Base.N.Sub.M…`.
@@ -541,6 +546,14 @@ const SUB_NAMES: &[&str] = &[
     "Entry",
     "AddEntry",
     "RemoveEntry",
+    "VpcEndpointId",
+    "ServiceName",
+    "AddRouteTableId",
+    "RemoveRouteTableId",
+    "AddSubnetId",
+    "RemoveSubnetId",
+    "AddSecurityGroupId",
+    "RemoveSecurityGroupId",
 ];
 
 /// Indices: mostly valid, sometimes malformed.
@@ -604,6 +617,10 @@ const WORDS: &[&str] = &[
     "IPv4",
     "IPv6",
     "pl-63a5400a",
+    "com.amazonaws.us-east-1.s3",
+    "com.amazonaws.us-east-1.ssm",
+    "Gateway",
+    "Interface",
     "default",
     "dedicated",
     "standard",

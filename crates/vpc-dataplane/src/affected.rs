@@ -49,7 +49,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use vpc_model::{
     Address, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
-    ManagedPrefixList, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    ManagedPrefixList, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, VpcEndpoint, World,
 };
 
 /// The namespaces to re-plan, and how many records changed.
@@ -148,6 +148,13 @@ pub fn affected(old: &World, new: &World) -> Affected {
         changed_records += 1;
         for l in versions(&c) {
             lists.insert(l.meta.id.clone());
+        }
+    }
+    for c in changes::<VpcEndpoint>(old, new) {
+        changed_records += 1;
+        for e in versions(&c) {
+            s.vpcs.insert(e.vpc_id.clone());
+            targets.insert(e.meta.id.clone());
         }
     }
     for c in changes::<NetworkAcl>(old, new) {
@@ -1075,7 +1082,7 @@ pub(crate) mod tests {
                 match k {
                     Vpc | Subnet | RouteTable | InternetGateway | SecurityGroup | NetworkAcl
                     | Peering | Instance | NetworkInterface | NatGateway | Address
-                    | PrefixList => true,
+                    | PrefixList | VpcEndpoint => true,
                     RegionInit
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis
@@ -1084,7 +1091,7 @@ pub(crate) mod tests {
                 }
             })
             .count();
-        assert_eq!(diffed, 12);
+        assert_eq!(diffed, 13);
     }
 
     #[test]

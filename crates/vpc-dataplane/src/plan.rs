@@ -1138,6 +1138,8 @@ impl RouteCtx<'_, '_> {
                 None => RouteKind::Blackhole,
             },
             NextHop::Interface(e) => self.via_interface(&e.meta.id, v6),
+            // vpcd runs no AWS service behind a gateway endpoint: the packet ends here.
+            NextHop::GatewayEndpoint(_) => RouteKind::Blackhole,
         }
     }
 }

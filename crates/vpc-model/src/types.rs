@@ -121,6 +121,8 @@ pub enum RouteTarget {
     Peering(String),
     NetworkInterface(String),
     Instance(String),
+    /// A gateway VPC endpoint (`vpce-…`), shown as `gatewayId`.
+    VpcEndpoint(String),
 }
 
 impl RouteTarget {
@@ -133,7 +135,8 @@ impl RouteTarget {
             | RouteTarget::NatGateway(x)
             | RouteTarget::Peering(x)
             | RouteTarget::NetworkInterface(x)
-            | RouteTarget::Instance(x) => Some(x),
+            | RouteTarget::Instance(x)
+            | RouteTarget::VpcEndpoint(x) => Some(x),
         }
     }
 }
@@ -663,7 +666,7 @@ impl NetworkInterface {
     }
 
     pub fn status(&self) -> &'static str {
-        if self.attachment.is_some() || self.interface_type == "nat_gateway" {
+        if self.attachment.is_some() || self.requester_managed {
             "in-use"
         } else {
             "available"
@@ -933,4 +936,24 @@ pub struct ManagedPrefixList {
     /// The entries of earlier versions, oldest first (the newest 1,000 kept).
     #[serde(default)]
     pub history: Vec<(u64, Vec<PrefixListEntry>)>,
+}
+
+/// A VPC endpoint (`ops::endpoint`): a gateway endpoint routes a service's
+/// AWS-managed prefix list to itself in its route tables; an interface
+/// endpoint holds a requester-managed interface in each of its subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcEndpoint {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub service_name: String,
+    /// `Gateway` or `Interface`.
+    pub endpoint_type: String,
+    /// `available` (vpcd's endpoints are ready at once) or `deleted`.
+    pub state: String,
+    pub policy_document: String,
+    pub route_table_ids: Vec<String>,
+    pub subnet_ids: Vec<String>,
+    pub group_ids: Vec<String>,
+    pub network_interface_ids: Vec<String>,
+    pub private_dns_enabled: bool,
 }

@@ -27,6 +27,7 @@ pub enum Kind {
     Volume,
     Detachment,
     PrefixList,
+    VpcEndpoint,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
         Kind::Volume,
         Kind::Detachment,
         Kind::PrefixList,
+        Kind::VpcEndpoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
             Kind::PrefixList => "prefix-list",
+            Kind::VpcEndpoint => "vpc-endpoint",
         }
     }
 
@@ -261,6 +264,7 @@ record!(Volume, Kind::Volume, volumes, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
+record!(VpcEndpoint, Kind::VpcEndpoint, endpoints, meta);
 
 /// The desired state of every account in every region.
 ///
@@ -285,6 +289,7 @@ pub struct World {
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
     pub prefix_lists: Table<ManagedPrefixList>,
+    pub endpoints: Table<VpcEndpoint>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -367,6 +372,7 @@ impl World {
             Kind::Volume => enc::<Volume>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
             Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
+            Kind::VpcEndpoint => enc::<VpcEndpoint>(self, id),
         }
     }
 
@@ -394,6 +400,7 @@ impl World {
             Kind::Volume => dec::<Volume>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
             Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
+            Kind::VpcEndpoint => dec::<VpcEndpoint>(self, body),
         }
     }
 

@@ -449,6 +449,11 @@ impl<'a> Walk<'a> {
                 format!("egress-only internet gateway {g} carries no traffic in vpcd"),
                 format!("route {} to an internet gateway", r.dest),
             ),
+            RouteTarget::VpcEndpoint(e) => diagnosis(
+                DiagnosisKind::MissingRoute,
+                format!("VPC endpoint {e} is not available in {}", rt.vpc_id),
+                format!("add {} to a gateway endpoint of {} with ModifyVpcEndpoint", rt.meta.id, rt.vpc_id),
+            ),
             RouteTarget::Local => None,
         }
     }

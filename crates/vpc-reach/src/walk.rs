@@ -92,6 +92,8 @@ pub(crate) enum Port<'a> {
     Nat(&'a NatGateway),
     Pcx(&'a Peering),
     Igw(&'a str),
+    /// A gateway VPC endpoint: the service behind it is where the packet ends.
+    Vpce(&'a VpcEndpoint),
 }
 
 impl<'a> Port<'a> {
@@ -101,6 +103,7 @@ impl<'a> Port<'a> {
             Port::Nat(n) => &n.meta.id,
             Port::Pcx(p) => &p.id,
             Port::Igw(g) => g,
+            Port::Vpce(e) => &e.meta.id,
         }
     }
 
@@ -114,6 +117,7 @@ impl<'a> Port<'a> {
             Port::Nat(_) => "natgateway",
             Port::Pcx(_) => "vpc-peering-connection",
             Port::Igw(_) => "internet-gateway",
+            Port::Vpce(_) => "vpc-endpoint",
         }
     }
 
@@ -193,6 +197,8 @@ pub(crate) enum Arrival<'a> {
     Internet,
     /// Answered by a VPC router itself.
     Router,
+    /// Reached the service behind a gateway VPC endpoint.
+    Endpoint,
 }
 
 #[derive(Debug)]
@@ -520,7 +526,7 @@ impl<'a> Walk<'a> {
         match p {
             Port::Eni(e) => self.w.get::<Subnet>(&e.subnet_id),
             Port::Nat(n) => self.w.get::<Subnet>(&n.subnet_id),
-            Port::Pcx(_) | Port::Igw(_) => None,
+            Port::Pcx(_) | Port::Igw(_) | Port::Vpce(_) => None,
         }
     }
 
@@ -661,6 +667,7 @@ impl<'a> Walk<'a> {
             NextHop::Peering(p) => Port::Pcx(p),
             NextHop::NatGateway(n) => Port::Nat(n),
             NextHop::Interface(e) => Port::Eni(e),
+            NextHop::GatewayEndpoint(e) => Port::Vpce(e),
         });
         match port {
             Some(p) => RouteLookup::Hit(Some(r), p),
@@ -681,8 +688,9 @@ impl<'a> Walk<'a> {
                 Some(rt) => (Some(rt), self.lookup(rt, dst)),
                 None => (None, RouteLookup::NoRoute),
             },
-            // Table 250: this VPC's running interfaces only.
-            Port::Pcx(_) => (
+            // Table 250: this VPC's running interfaces only (a gateway
+            // endpoint's service answers only the VPC that routes to it).
+            Port::Pcx(_) | Port::Vpce(_) => (
                 None,
                 self.routed(&vpc.meta.id, dst, false)
                     .map_or(RouteLookup::NoInterface(None), |p| {

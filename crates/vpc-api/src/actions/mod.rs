@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod compute;
+pub mod endpoint;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -66,6 +67,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     compute::ACTIONS,
     insights::ACTIONS,
     prefix_list::ACTIONS,
+    endpoint::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

@@ -33,6 +33,7 @@ fn target_elem(t: &RouteTarget) -> (&'static str, &str) {
         RouteTarget::Peering(p) => ("vpcPeeringConnectionId", p),
         RouteTarget::NetworkInterface(n) => ("networkInterfaceId", n),
         RouteTarget::Instance(i) => ("instanceId", i),
+        RouteTarget::VpcEndpoint(e) => ("gatewayId", e),
     }
 }
 

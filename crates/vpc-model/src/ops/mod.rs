@@ -9,6 +9,7 @@ pub mod acl;
 pub mod defaults;
 pub mod dns;
 pub mod eip;
+pub mod endpoint;
 pub mod eni;
 pub mod igw;
 pub mod image;

@@ -498,7 +498,7 @@ pub fn replace_route(
     let rt = get(w, ctx, rtb_id)?.clone();
     if let Some(list) = list_destination(spec)? {
         let t = target(w, ctx, &rt, spec)?;
-        list_route_of(&rt, list)?;
+        not_an_endpoint_route(list_route_of(&rt, list)?)?;
         check_list_target(&t)?;
         w.update::<RouteTable>(rtb_id, |r| {
             for x in r.routes.iter_mut() {
@@ -510,7 +510,11 @@ pub fn replace_route(
         return Ok(());
     }
     let dest = destination(spec)?;
-    let Some(existing) = rt.routes.iter().find(|r| r.dest == dest) else {
+    let Some(existing) = rt
+        .routes
+        .iter()
+        .find(|r| r.dest == dest && r.prefix_list.is_none())
+    else {
         return Err(Fault::invalid_param(format!(
             "There is no route defined for '{dest}' in the route table. Use CreateRoute instead."
         )));
@@ -532,7 +536,11 @@ pub fn replace_route(
         check_not_inside_local(&rt, &dest, &t)?;
     }
     w.update::<RouteTable>(rtb_id, |r| {
-        if let Some(x) = r.routes.iter_mut().find(|x| x.dest == dest) {
+        if let Some(x) = r
+            .routes
+            .iter_mut()
+            .find(|x| x.dest == dest && x.prefix_list.is_none())
+        {
             x.target = t;
         }
     });
@@ -547,7 +555,7 @@ pub fn delete_route(
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
     if let Some(list) = list_destination(spec)? {
-        list_route_of(&rt, list)?;
+        not_an_endpoint_route(list_route_of(&rt, list)?)?;
         w.update::<RouteTable>(rtb_id, |r| {
             r.routes.retain(|x| x.prefix_list.as_deref() != Some(list))
         });
@@ -559,7 +567,11 @@ pub fn delete_route(
     } else {
         "destination-ipv6-cidr-block"
     };
-    let Some(r) = rt.routes.iter().find(|r| r.dest == dest) else {
+    let Some(r) = rt
+        .routes
+        .iter()
+        .find(|r| r.dest == dest && r.prefix_list.is_none())
+    else {
         return Err(Fault::new(
             "InvalidRoute.NotFound",
             format!("no route with {field} {dest} in route table {rtb_id}"),
@@ -570,7 +582,10 @@ pub fn delete_route(
             "cannot remove local route {dest} in route table {rtb_id}"
         )));
     }
-    w.update::<RouteTable>(rtb_id, |r| r.routes.retain(|x| x.dest != dest));
+    w.update::<RouteTable>(rtb_id, |r| {
+        r.routes
+            .retain(|x| x.dest != dest || x.prefix_list.is_some())
+    });
     Ok(())
 }
 
@@ -594,6 +609,17 @@ fn list_route_of<'r>(rt: &'r RouteTable, list: &str) -> Result<&'r Route> {
                 ),
             )
         })
+}
+
+/// A gateway endpoint's route changes only through ModifyVpcEndpoint.
+fn not_an_endpoint_route(r: &Route) -> Result<()> {
+    match &r.target {
+        RouteTarget::VpcEndpoint(e) => Err(Fault::invalid_param(format!(
+            "The route to {} is managed by the VPC endpoint {e}; use ModifyVpcEndpoint to change it.",
+            r.prefix_list.as_deref().unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn check_list_target(t: &RouteTarget) -> Result<()> {
@@ -763,6 +789,9 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
         }),
         RouteTarget::Instance(i) => w.get::<Instance>(i).is_some_and(Instance::is_up),
         RouteTarget::EgressOnlyGateway(_) => false,
+        RouteTarget::VpcEndpoint(e) => w
+            .get::<VpcEndpoint>(e)
+            .is_some_and(|e| e.state == "available" && e.vpc_id == rt.vpc_id),
     };
     if ok {
         "active"
@@ -780,6 +809,9 @@ pub enum NextHop<'w> {
     NatGateway(&'w NatGateway),
     /// An instance's interface (a middlebox), through its address of the packet's family.
     Interface(&'w NetworkInterface),
+    /// A gateway VPC endpoint: the packet has reached the service (S3,
+    /// DynamoDB). vpcd runs no such service, so the data plane ends it there.
+    GatewayEndpoint(&'w VpcEndpoint),
 }
 
 /// Where a packet of family `v6` that matched route `r` of `rt` goes in the
@@ -830,6 +862,10 @@ pub fn next_hop<'w>(w: &'w World, rt: &RouteTable, r: &'w Route, v6: bool) -> Op
             .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0))
             .filter(up)
             .map(NextHop::Interface),
+        RouteTarget::VpcEndpoint(e) => w
+            .get::<VpcEndpoint>(e)
+            .filter(|e| !v6 && e.vpc_id == vpc)
+            .map(NextHop::GatewayEndpoint),
     }
 }
 

@@ -89,6 +89,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "nia" => "network-insights-analysis",
         "vol" => "volume",
         "pl" => "prefix-list",
+        "vpce" => "vpc-endpoint",
         _ => return None,
     })
 }
@@ -129,6 +130,7 @@ pub fn with_tags(
         "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
         "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
         "pl" => with_owned::<ManagedPrefixList>(w, ctx, &super::prefix_list::PL, id, f),
+        "vpce" => with_owned::<VpcEndpoint>(w, ctx, &super::endpoint::VPCE, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -270,6 +272,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<ManagedPrefixList>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<VpcEndpoint>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {
