@@ -48,7 +48,7 @@ use crate::plan::Scope;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use vpc_model::{
-    Address, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
+    Address, EgressOnlyInternetGateway, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
     ManagedPrefixList, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, VpcEndpoint, World,
 };
 
@@ -148,6 +148,14 @@ pub fn affected(old: &World, new: &World) -> Affected {
         changed_records += 1;
         for l in versions(&c) {
             lists.insert(l.meta.id.clone());
+        }
+    }
+    for c in changes::<EgressOnlyInternetGateway>(old, new) {
+        changed_records += 1;
+        s.inet = true;
+        for g in versions(&c) {
+            s.vpcs.insert(g.vpc_id.clone());
+            targets.insert(g.meta.id.clone());
         }
     }
     for c in changes::<VpcEndpoint>(old, new) {
@@ -1082,7 +1090,7 @@ pub(crate) mod tests {
                 match k {
                     Vpc | Subnet | RouteTable | InternetGateway | SecurityGroup | NetworkAcl
                     | Peering | Instance | NetworkInterface | NatGateway | Address
-                    | PrefixList | VpcEndpoint => true,
+                    | PrefixList | VpcEndpoint | EgressOnlyInternetGateway => true,
                     RegionInit
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis
@@ -1091,7 +1099,7 @@ pub(crate) mod tests {
                 }
             })
             .count();
-        assert_eq!(diffed, 13);
+        assert_eq!(diffed, 14);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub(crate) struct RouterInput<'a, 'w> {
     pub public: &'a BTreeMap<Ipv4Addr, Ipv4Addr>,
     /// Member addresses of every group.
     pub members: &'a BTreeMap<&'w str, (BTreeSet<Ipv4Addr>, BTreeSet<Ipv6Addr>)>,
+    /// False when the VPC's internet link is an egress-only gateway's
+    /// (`ops::eigw::internet_may_connect`): new connections from it are dropped.
+    pub internet_may_connect: bool,
 }
 
 /// Text of one table's body, in definition order.
@@ -404,7 +407,14 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     b.map("nacl_in", "ifname : verdict", &nacl_in);
 
     // The forward chain.
-    let rules: Vec<String> = [
+    let egress_only: &[&str] = if inp.internet_may_connect {
+        &[]
+    } else {
+        &[r#"iifname "g-*" ct state new counter drop"#]
+    };
+    let rules: Vec<String> = egress_only
+        .iter()
+        .chain([
         // 1. Guards: no transit through a peering, no edge-to-edge routing.
         r#"iifname "p-*" oifname != "e-*" counter drop"#,
         r#"oifname "p-*" iifname != "e-*" counter drop"#,
@@ -425,7 +435,7 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         "iifname vmap @sgout",
         "goto sg_ingress",
     ]
-    .iter()
+    .iter())
     .map(|s| s.to_string())
     .collect();
     b.chain(

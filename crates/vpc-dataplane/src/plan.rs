@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vpc_model::ops;
 use vpc_model::ops::route::NextHop;
 use vpc_model::{
-    Instance, InstanceState, InternetGateway, NatGateway, NetworkInterface, Peering, RouteTable,
+    EgressOnlyInternetGateway, Instance, InstanceState, InternetGateway, NatGateway,
+    NetworkInterface, Peering, RouteTable,
     RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
@@ -329,6 +330,8 @@ struct Facts<'w> {
     instances: Vec<&'w Instance>,
     /// Attached internet gateways, by VPC.
     igws: BTreeMap<&'w str, &'w InternetGateway>,
+    /// Egress-only internet gateways, by VPC (the first by ID).
+    eigws: BTreeMap<&'w str, &'w EgressOnlyInternetGateway>,
     /// Active peerings between two existing VPCs.
     peerings: Vec<&'w Peering>,
     routers: BTreeSet<&'w str>,
@@ -440,6 +443,7 @@ impl<'w> Facts<'w> {
             nats: Vec::new(),
             instances: Vec::new(),
             igws: BTreeMap::new(),
+            eigws: BTreeMap::new(),
             peerings: Vec::new(),
             routers: BTreeSet::new(),
             public: BTreeMap::new(),
@@ -670,6 +674,20 @@ impl<'w> Facts<'w> {
             self.igws.insert(v, g);
             self.routers.insert(v);
         }
+        for g in w.iter::<EgressOnlyInternetGateway>() {
+            let v = g.vpc_id.as_str();
+            if w.get::<Vpc>(v).is_none()
+                || self.within.as_ref().is_some_and(|x| !x.vpcs.contains(v))
+            {
+                continue;
+            }
+            if !is_safe(&g.meta.id) || !is_safe(v) {
+                self.warn(format!("egress-only internet gateway {:?}: unsafe ID", g.meta.id));
+                continue;
+            }
+            self.eigws.entry(v).or_insert(g);
+            self.routers.insert(v);
+        }
         for p in w.iter::<Peering>() {
             if !ops::peering::is_realized(w, p) {
                 continue;
@@ -846,7 +864,7 @@ impl Facts<'_> {
                 out.namespaces.insert(ns.name.clone(), ns);
             }
         }
-        if !f.igws.is_empty() && scope.is_none_or(|s| s.inet) {
+        if !(f.igws.is_empty() && f.eigws.is_empty()) && scope.is_none_or(|s| s.inet) {
             let ns = inet(f);
             out.namespaces.insert(ns.name.clone(), ns);
         }
@@ -957,8 +975,13 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
             (link, if requester { LL_TWO } else { LL_ONE }),
         );
     }
+    // The VPC's internet link: its internet gateway's, else its egress-only
+    // gateway's (both gateways of a VPC share the internet gateway's link).
     let igw = f.igws.get(vpc_id).copied();
-    let igw_link_name = igw.map(|g| igw_link(&g.meta.id));
+    let eigw = f.eigws.get(vpc_id).copied();
+    let igw_link_name = igw
+        .map(|g| igw_link(&g.meta.id))
+        .or_else(|| eigw.map(|g| igw_link(&g.meta.id)));
     if let Some(link) = &igw_link_name {
         ns.link(
             link,
@@ -1048,6 +1071,9 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         igw: igw
             .map(|g| g.meta.id.as_str())
             .zip(igw_link_name.as_deref()),
+        eigw: eigw
+            .map(|g| g.meta.id.as_str())
+            .zip(igw_link_name.as_deref()),
         enis: &enis,
         nats: &nats,
     };
@@ -1065,6 +1091,7 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         nats: &nats,
         public: &public,
         members: &f.members,
+        internet_may_connect: ops::eigw::internet_may_connect(w, vpc_id),
     });
 
     // Conntrack hygiene: every routed private and public address.
@@ -1079,6 +1106,8 @@ struct RouteCtx<'a, 'w> {
     pcx_links: &'a BTreeMap<&'w str, (String, Ipv6Addr)>,
     /// (igw id, router link)
     igw: Option<(&'w str, &'a str)>,
+    /// (egress-only gateway id, router link)
+    eigw: Option<(&'w str, &'a str)>,
     enis: &'a [&'a RealEni<'w>],
     nats: &'a [&'a RealNat<'w>],
 }
@@ -1122,6 +1151,14 @@ impl RouteCtx<'_, '_> {
                 None => RouteKind::Blackhole,
             },
             NextHop::InternetGateway(g) => match self.igw {
+                Some((id, link)) if id == g => RouteKind::Via {
+                    gw: IpAddr::V6(LL_TWO),
+                    dev: link.to_string(),
+                    onlink: false,
+                },
+                _ => RouteKind::Blackhole,
+            },
+            NextHop::EgressOnlyGateway(g) => match self.eigw {
                 Some((id, link)) if id == g => RouteKind::Via {
                     gw: IpAddr::V6(LL_TWO),
                     dev: link.to_string(),
@@ -1257,7 +1294,8 @@ fn inet(f: &Facts<'_>) -> NsPlan {
         false,
     );
     let ll2 = IpNet::V6(Ipv6Net::new(LL_TWO, 64).expect("valid"));
-    for vpc in f.igws.keys() {
+    let vpcs: BTreeSet<&str> = f.igws.keys().chain(f.eigws.keys()).copied().collect();
+    for vpc in vpcs {
         let link = inet_link(vpc);
         ns.link(&link, MTU, true, false, None);
         ns.addr(&link, ll2, false);
@@ -1266,7 +1304,9 @@ fn inet(f: &Facts<'_>) -> NsPlan {
             dev: link.clone(),
             onlink: false,
         };
-        for public in f.public.get(vpc).into_iter().flat_map(|m| m.values()) {
+        // Public IPv4 addresses are reached through an internet gateway only.
+        let public = f.public.get(vpc).filter(|_| f.igws.contains_key(vpc));
+        for public in public.into_iter().flat_map(|m| m.values()) {
             ns.routes
                 .insert((TABLE_MAIN, host(IpAddr::V4(*public))), via.clone());
         }

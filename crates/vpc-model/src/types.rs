@@ -957,3 +957,11 @@ pub struct VpcEndpoint {
     pub network_interface_ids: Vec<String>,
     pub private_dns_enabled: bool,
 }
+
+/// An egress-only internet gateway (`ops::eigw`): IPv6 out, replies in,
+/// no connection from the internet. Attached to its VPC from creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressOnlyInternetGateway {
+    pub meta: Meta,
+    pub vpc_id: String,
+}

@@ -28,6 +28,7 @@ pub enum Kind {
     Detachment,
     PrefixList,
     VpcEndpoint,
+    EgressOnlyInternetGateway,
 }
 
 impl Kind {
@@ -50,6 +51,7 @@ impl Kind {
         Kind::Detachment,
         Kind::PrefixList,
         Kind::VpcEndpoint,
+        Kind::EgressOnlyInternetGateway,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Detachment => "eni-detachment",
             Kind::PrefixList => "prefix-list",
             Kind::VpcEndpoint => "vpc-endpoint",
+            Kind::EgressOnlyInternetGateway => "egress-only-internet-gateway",
         }
     }
 
@@ -265,6 +268,12 @@ record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
 record!(VpcEndpoint, Kind::VpcEndpoint, endpoints, meta);
+record!(
+    EgressOnlyInternetGateway,
+    Kind::EgressOnlyInternetGateway,
+    eigws,
+    meta
+);
 
 /// The desired state of every account in every region.
 ///
@@ -290,6 +299,7 @@ pub struct World {
     pub detachments: Table<Detachment>,
     pub prefix_lists: Table<ManagedPrefixList>,
     pub endpoints: Table<VpcEndpoint>,
+    pub eigws: Table<EgressOnlyInternetGateway>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -373,6 +383,7 @@ impl World {
             Kind::Detachment => enc::<Detachment>(self, id),
             Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
             Kind::VpcEndpoint => enc::<VpcEndpoint>(self, id),
+            Kind::EgressOnlyInternetGateway => enc::<EgressOnlyInternetGateway>(self, id),
         }
     }
 
@@ -401,6 +412,7 @@ impl World {
             Kind::Detachment => dec::<Detachment>(self, body),
             Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
             Kind::VpcEndpoint => dec::<VpcEndpoint>(self, body),
+            Kind::EgressOnlyInternetGateway => dec::<EgressOnlyInternetGateway>(self, body),
         }
     }
 

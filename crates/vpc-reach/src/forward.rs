@@ -170,7 +170,7 @@ impl<'a> Walk<'a> {
                                 iif: Port::Pcx(p),
                             }
                         }
-                        Port::Igw(_) => Node::Inet,
+                        Port::Igw(_) | Port::Eigw(_) => Node::Inet,
                     }
                 }
                 Node::Inet => {
@@ -491,7 +491,7 @@ impl<'a> Walk<'a> {
                 );
             }
             match oif {
-                Port::Pcx(_) | Port::Igw(_) | Port::Vpce(_) => {
+                Port::Pcx(_) | Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) => {
                     self.hop(false, oif.component(), None, vid, None)
                 }
                 Port::Nat(n) if self.nat_ip(n) != Some(seen.dst) => self.eni_hops_nat(false, n),

@@ -92,6 +92,8 @@ pub(crate) enum Port<'a> {
     Nat(&'a NatGateway),
     Pcx(&'a Peering),
     Igw(&'a str),
+    /// An egress-only internet gateway: IPv6 out, replies back.
+    Eigw(&'a str),
     /// A gateway VPC endpoint: the service behind it is where the packet ends.
     Vpce(&'a VpcEndpoint),
 }
@@ -102,7 +104,7 @@ impl<'a> Port<'a> {
             Port::Eni(e) => &e.meta.id,
             Port::Nat(n) => &n.meta.id,
             Port::Pcx(p) => &p.id,
-            Port::Igw(g) => g,
+            Port::Igw(g) | Port::Eigw(g) => g,
             Port::Vpce(e) => &e.meta.id,
         }
     }
@@ -117,6 +119,7 @@ impl<'a> Port<'a> {
             Port::Nat(_) => "natgateway",
             Port::Pcx(_) => "vpc-peering-connection",
             Port::Igw(_) => "internet-gateway",
+            Port::Eigw(_) => "egress-only-internet-gateway",
             Port::Vpce(_) => "vpc-endpoint",
         }
     }
@@ -526,7 +529,7 @@ impl<'a> Walk<'a> {
         match p {
             Port::Eni(e) => self.w.get::<Subnet>(&e.subnet_id),
             Port::Nat(n) => self.w.get::<Subnet>(&n.subnet_id),
-            Port::Pcx(_) | Port::Igw(_) | Port::Vpce(_) => None,
+            Port::Pcx(_) | Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) => None,
         }
     }
 
@@ -664,6 +667,7 @@ impl<'a> Walk<'a> {
         }
         let port = ops::route::next_hop(w, rt, r, dst.is_ipv6()).map(|hop| match hop {
             NextHop::InternetGateway(g) => Port::Igw(g),
+            NextHop::EgressOnlyGateway(g) => Port::Eigw(g),
             NextHop::Peering(p) => Port::Pcx(p),
             NextHop::NatGateway(n) => Port::Nat(n),
             NextHop::Interface(e) => Port::Eni(e),
@@ -698,7 +702,7 @@ impl<'a> Walk<'a> {
                     }),
             ),
             // Table 251: running interfaces and NAT gateways.
-            Port::Igw(_) => (
+            Port::Igw(_) | Port::Eigw(_) => (
                 None,
                 self.routed(&vpc.meta.id, dst, true)
                     .map_or(RouteLookup::NoInterface(None), |p| {

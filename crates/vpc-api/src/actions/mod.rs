@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod compute;
+pub mod eigw;
 pub mod endpoint;
 pub mod insights;
 pub mod instance;
@@ -68,6 +69,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     insights::ACTIONS,
     prefix_list::ACTIONS,
     endpoint::ACTIONS,
+    eigw::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

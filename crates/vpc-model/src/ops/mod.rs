@@ -8,6 +8,7 @@ pub mod account_view;
 pub mod acl;
 pub mod defaults;
 pub mod dns;
+pub mod eigw;
 pub mod eip;
 pub mod endpoint;
 pub mod eni;

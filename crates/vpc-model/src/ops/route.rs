@@ -364,10 +364,13 @@ fn target(w: &World, ctx: &Ctx<'_>, rt: &RouteTable, spec: &RouteSpec) -> Result
         return Ok(RouteTarget::Peering(p.clone()));
     }
     if let Some(g) = &spec.egress_only_internet_gateway_id {
-        return Err(Fault::new(
-            "InvalidEgressOnlyInternetGatewayId.NotFound",
-            format!("The egressOnlyInternetGateway ID '{g}' does not exist"),
-        ));
+        let v6 = spec.destination_ipv6_cidr_block.is_some()
+            || spec
+                .destination_prefix_list_id
+                .as_deref()
+                .and_then(|l| w.get::<ManagedPrefixList>(l))
+                .is_some_and(|l| l.address_family == "IPv6");
+        return super::eigw::route_target(w, ctx, rt, g, v6);
     }
     if let Some(g) = &spec.nat_gateway_id {
         let nf = || {
@@ -788,7 +791,9 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
             }
         }),
         RouteTarget::Instance(i) => w.get::<Instance>(i).is_some_and(Instance::is_up),
-        RouteTarget::EgressOnlyGateway(_) => false,
+        RouteTarget::EgressOnlyGateway(g) => w
+            .get::<EgressOnlyInternetGateway>(g)
+            .is_some_and(|g| g.vpc_id == rt.vpc_id),
         RouteTarget::VpcEndpoint(e) => w
             .get::<VpcEndpoint>(e)
             .is_some_and(|e| e.state == "available" && e.vpc_id == rt.vpc_id),
@@ -805,6 +810,8 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
 pub enum NextHop<'w> {
     /// The VPC's internet gateway (its ID).
     InternetGateway(&'w str),
+    /// The VPC's egress-only internet gateway (its ID), for IPv6.
+    EgressOnlyGateway(&'w str),
     Peering(&'w Peering),
     NatGateway(&'w NatGateway),
     /// An instance's interface (a middlebox), through its address of the packet's family.
@@ -840,7 +847,11 @@ pub fn next_hop<'w>(w: &'w World, rt: &RouteTable, r: &'w Route, v6: bool) -> Op
         e.vpc_id == vpc && super::eni::is_instance_interface_up(w, e) && has_family(e)
     };
     match &r.target {
-        RouteTarget::Local | RouteTarget::EgressOnlyGateway(_) => None,
+        RouteTarget::Local => None,
+        RouteTarget::EgressOnlyGateway(g) => w
+            .get::<EgressOnlyInternetGateway>(g)
+            .filter(|x| v6 && x.vpc_id == vpc)
+            .map(|_| NextHop::EgressOnlyGateway(g.as_str())),
         RouteTarget::Gateway(g) => w
             .get::<Vpc>(vpc)
             .is_some()

@@ -90,6 +90,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "vol" => "volume",
         "pl" => "prefix-list",
         "vpce" => "vpc-endpoint",
+        "eigw" => "egress-only-internet-gateway",
         _ => return None,
     })
 }
@@ -131,6 +132,7 @@ pub fn with_tags(
         "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
         "pl" => with_owned::<ManagedPrefixList>(w, ctx, &super::prefix_list::PL, id, f),
         "vpce" => with_owned::<VpcEndpoint>(w, ctx, &super::endpoint::VPCE, id, f),
+        "eigw" => with_owned::<EgressOnlyInternetGateway>(w, ctx, &super::eigw::EIGW, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -275,6 +277,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<VpcEndpoint>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<EgressOnlyInternetGateway>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {
