@@ -48,8 +48,9 @@ use crate::plan::Scope;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use vpc_model::{
-    Address, EgressOnlyInternetGateway, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
-    ManagedPrefixList, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, VpcEndpoint, World,
+    Address, EgressOnlyInternetGateway, Instance, InternetGateway, ManagedPrefixList, NatGateway,
+    NetworkAcl, NetworkInterface, Peering, Record, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc,
+    VpcEndpoint, World,
 };
 
 /// The namespaces to re-plan, and how many records changed.
@@ -1088,9 +1089,20 @@ pub(crate) mod tests {
             .filter(|k| {
                 use vpc_model::Kind::*;
                 match k {
-                    Vpc | Subnet | RouteTable | InternetGateway | SecurityGroup | NetworkAcl
-                    | Peering | Instance | NetworkInterface | NatGateway | Address
-                    | PrefixList | VpcEndpoint | EgressOnlyInternetGateway => true,
+                    Vpc
+                    | Subnet
+                    | RouteTable
+                    | InternetGateway
+                    | SecurityGroup
+                    | NetworkAcl
+                    | Peering
+                    | Instance
+                    | NetworkInterface
+                    | NatGateway
+                    | Address
+                    | PrefixList
+                    | VpcEndpoint
+                    | EgressOnlyInternetGateway => true,
                     RegionInit
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis

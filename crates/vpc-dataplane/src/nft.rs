@@ -336,11 +336,15 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         b.set(&format!("sn_{s}"), "ifname", links.iter().map(|l| q(l)));
     }
     // The groups' region, for the AWS-managed lists a rule may name.
-    let region = groups.values().next().map_or("", |g| g.meta.region.as_str());
+    let region = groups
+        .values()
+        .next()
+        .map_or("", |g| g.meta.region.as_str());
     for g in &sets {
         if g.starts_with("pl-") {
             let cidrs = ops::prefix_list::cidrs(w, region, g);
-            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = cidrs.into_iter().partition(|n| n.addr().is_ipv4());
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
+                cidrs.into_iter().partition(|n| n.addr().is_ipv4());
             b.prefix_set(&format!("pl4_{g}"), "ipv4_addr", &v4);
             b.prefix_set(&format!("pl6_{g}"), "ipv6_addr", &v6);
             continue;
@@ -414,30 +418,32 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     };
     let rules: Vec<String> = egress_only
         .iter()
-        .chain([
-        // 1. Guards: no transit through a peering, no edge-to-edge routing.
-        r#"iifname "p-*" oifname != "e-*" counter drop"#,
-        r#"oifname "p-*" iifname != "e-*" counter drop"#,
-        r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
-        r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
-        // 2. Source/destination check.
-        "iifname @sdc_if meta nfproto ipv4 iifname . ip saddr != @eni_addr4 counter drop",
-        "iifname @sdc_if meta nfproto ipv6 iifname . ip6 saddr != @eni_addr6 counter drop",
-        "oifname @sdc_if meta nfproto ipv4 oifname . ip daddr != @eni_addr4 counter drop",
-        "oifname @sdc_if meta nfproto ipv6 oifname . ip6 daddr != @eni_addr6 counter drop",
-        // 3. Network ACLs, stateless.
-        "iifname vmap @nacl_out",
-        "oifname vmap @nacl_in",
-        // 4. Tracked connections.
-        "ct state established,related accept",
-        "ct state invalid counter drop",
-        // 5. Security groups for new connections.
-        "iifname vmap @sgout",
-        "goto sg_ingress",
-    ]
-    .iter())
-    .map(|s| s.to_string())
-    .collect();
+        .chain(
+            [
+                // 1. Guards: no transit through a peering, no edge-to-edge routing.
+                r#"iifname "p-*" oifname != "e-*" counter drop"#,
+                r#"oifname "p-*" iifname != "e-*" counter drop"#,
+                r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
+                r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
+                // 2. Source/destination check.
+                "iifname @sdc_if meta nfproto ipv4 iifname . ip saddr != @eni_addr4 counter drop",
+                "iifname @sdc_if meta nfproto ipv6 iifname . ip6 saddr != @eni_addr6 counter drop",
+                "oifname @sdc_if meta nfproto ipv4 oifname . ip daddr != @eni_addr4 counter drop",
+                "oifname @sdc_if meta nfproto ipv6 oifname . ip6 daddr != @eni_addr6 counter drop",
+                // 3. Network ACLs, stateless.
+                "iifname vmap @nacl_out",
+                "oifname vmap @nacl_in",
+                // 4. Tracked connections.
+                "ct state established,related accept",
+                "ct state invalid counter drop",
+                // 5. Security groups for new connections.
+                "iifname vmap @sgout",
+                "goto sg_ingress",
+            ]
+            .iter(),
+        )
+        .map(|s| s.to_string())
+        .collect();
     b.chain(
         "forward",
         Some("type filter hook forward priority filter; policy drop;"),

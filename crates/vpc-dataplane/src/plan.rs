@@ -15,8 +15,7 @@ use vpc_model::ops;
 use vpc_model::ops::route::NextHop;
 use vpc_model::{
     EgressOnlyInternetGateway, Instance, InstanceState, InternetGateway, NatGateway,
-    NetworkInterface, Peering, RouteTable,
-    RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    NetworkInterface, Peering, RouteTable, RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
 /// The complete desired kernel state of one data directory.
@@ -682,7 +681,10 @@ impl<'w> Facts<'w> {
                 continue;
             }
             if !is_safe(&g.meta.id) || !is_safe(v) {
-                self.warn(format!("egress-only internet gateway {:?}: unsafe ID", g.meta.id));
+                self.warn(format!(
+                    "egress-only internet gateway {:?}: unsafe ID",
+                    g.meta.id
+                ));
                 continue;
             }
             self.eigws.entry(v).or_insert(g);

@@ -458,7 +458,10 @@ impl<'a> Walk<'a> {
             RouteTarget::VpcEndpoint(e) => diagnosis(
                 DiagnosisKind::MissingRoute,
                 format!("VPC endpoint {e} is not available in {}", rt.vpc_id),
-                format!("add {} to a gateway endpoint of {} with ModifyVpcEndpoint", rt.meta.id, rt.vpc_id),
+                format!(
+                    "add {} to a gateway endpoint of {} with ModifyVpcEndpoint",
+                    rt.meta.id, rt.vpc_id
+                ),
             ),
             RouteTarget::Local => None,
         }

@@ -51,7 +51,10 @@ fn render(x: &mut Xml, w: &World, e: &VpcEndpoint) {
     strings(x, "networkInterfaceIdSet", &e.network_interface_ids);
     let (region, service) = service_parts(&e.service_name);
     let dns: Vec<String> = if e.endpoint_type == "Interface" {
-        vec![format!("{}.{service}.{region}.vpce.amazonaws.com", e.meta.id)]
+        vec![format!(
+            "{}.{service}.{region}.vpce.amazonaws.com",
+            e.meta.id
+        )]
     } else {
         Vec::new()
     };

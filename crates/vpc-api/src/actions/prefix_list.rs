@@ -14,10 +14,7 @@ pub const ACTIONS: &[(&str, Handler)] = &[
     ("CreateManagedPrefixList", Handler::Write(create)),
     ("ModifyManagedPrefixList", Handler::Write(modify)),
     ("DeleteManagedPrefixList", Handler::Write(delete)),
-    (
-        "RestoreManagedPrefixListVersion",
-        Handler::Write(restore),
-    ),
+    ("RestoreManagedPrefixListVersion", Handler::Write(restore)),
     ("DescribeManagedPrefixLists", Handler::Read(describe)),
     ("GetManagedPrefixListEntries", Handler::Read(entries)),
     (
@@ -170,7 +167,9 @@ fn describe(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     )?;
     let (page, next) = query::paginate(items, r.p, |l| l.id.clone(), 1, 100)?;
     let mut x = r.xml();
-    x.set("prefixListSet", page, |x, l| render_view(x, &ctx.region, &l));
+    x.set("prefixListSet", page, |x, l| {
+        render_view(x, &ctx.region, &l)
+    });
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }

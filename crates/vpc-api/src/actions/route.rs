@@ -51,10 +51,19 @@ fn render_route(x: &mut Xml, w: &World, rt: &RouteTable, r: &Route) {
 
 /// The routes as Describe lists them: a route to a prefix list once, not once per entry.
 fn shown_routes(rt: &RouteTable) -> impl Iterator<Item = &Route> {
-    rt.routes.iter().enumerate().filter_map(|(i, r)| match &r.prefix_list {
-        Some(l) if rt.routes[..i].iter().any(|x| x.prefix_list.as_ref() == Some(l)) => None,
-        _ => Some(r),
-    })
+    rt.routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.prefix_list {
+            Some(l)
+                if rt.routes[..i]
+                    .iter()
+                    .any(|x| x.prefix_list.as_ref() == Some(l)) =>
+            {
+                None
+            }
+            _ => Some(r),
+        })
 }
 
 fn assoc_state(x: &mut Xml) {
@@ -76,7 +85,9 @@ pub fn render_table(x: &mut Xml, w: &World, rt: &RouteTable) {
     x.leaf("routeTableId", &rt.meta.id)
         .leaf("vpcId", &rt.vpc_id)
         .leaf("ownerId", &rt.meta.owner);
-    x.set("routeSet", shown_routes(rt), |x, r| render_route(x, w, rt, r));
+    x.set("routeSet", shown_routes(rt), |x, r| {
+        render_route(x, w, rt, r)
+    });
     x.set("associationSet", &rt.assocs, |x, a| {
         render_assoc(x, &rt.meta.id, a)
     });

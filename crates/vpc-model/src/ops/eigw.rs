@@ -16,11 +16,7 @@ pub const EIGW: IdKind = IdKind {
     noun: "egressOnlyInternetGateway",
 };
 
-pub fn get<'w>(
-    w: &'w World,
-    ctx: &Ctx<'_>,
-    id: &str,
-) -> Result<&'w EgressOnlyInternetGateway> {
+pub fn get<'w>(w: &'w World, ctx: &Ctx<'_>, id: &str) -> Result<&'w EgressOnlyInternetGateway> {
     w.owned::<EgressOnlyInternetGateway>(id, &ctx.account, &ctx.region, EIGW.nf(id)?)
 }
 

@@ -117,7 +117,9 @@ fn check_tables(w: &World, ctx: &Ctx<'_>, vpc_id: &str, list: &str, ids: &[Strin
         {
             return Err(Fault::new(
                 "RouteAlreadyExists",
-                format!("route table {id} already has a route with destination-prefix-list-id {list}"),
+                format!(
+                    "route table {id} already has a route with destination-prefix-list-id {list}"
+                ),
             ));
         }
     }
@@ -212,7 +214,13 @@ fn add_interfaces(
 }
 
 /// Checks subnets for an interface endpoint: the caller's, in the VPC, one per zone.
-fn check_subnets(w: &World, ctx: &Ctx<'_>, vpc_id: &str, ids: &[String], taken: &[String]) -> Result<()> {
+fn check_subnets(
+    w: &World,
+    ctx: &Ctx<'_>,
+    vpc_id: &str,
+    ids: &[String],
+    taken: &[String],
+) -> Result<()> {
     let mut zones: Vec<String> = taken
         .iter()
         .filter_map(|s| w.get::<Subnet>(s).map(|x| x.az.clone()))
@@ -251,7 +259,10 @@ pub fn create(
         .ok_or_else(|| Fault::missing("ServiceName"))?;
     let v = vpc::get(w, ctx, vpc_id)?.clone();
     let endpoint_type = spec.endpoint_type.as_deref().unwrap_or("Gateway");
-    if !matches!(endpoint_type, "Gateway" | "Interface" | "GatewayLoadBalancer") {
+    if !matches!(
+        endpoint_type,
+        "Gateway" | "Interface" | "GatewayLoadBalancer"
+    ) {
         return Err(Fault::invalid_param(format!(
             "Value ({endpoint_type}) for parameter VpcEndpointType is invalid. Valid values: Gateway, Interface, GatewayLoadBalancer."
         )));
@@ -383,7 +394,11 @@ pub fn modify(w: &mut World, ctx: &mut Ctx<'_>, id: &str, spec: &ModifySpec) -> 
     let add_sn = dedup(&spec.add_subnets);
     let remove_sn = dedup(&spec.remove_subnets);
     if gateway {
-        if !add_sn.is_empty() || !remove_sn.is_empty() || !spec.add_groups.is_empty() || !spec.remove_groups.is_empty() {
+        if !add_sn.is_empty()
+            || !remove_sn.is_empty()
+            || !spec.add_groups.is_empty()
+            || !spec.remove_groups.is_empty()
+        {
             return Err(Fault::new(
                 "InvalidParameter",
                 "Subnets and security groups cannot be specified for a Gateway endpoint.",
@@ -504,7 +519,11 @@ mod tests {
         for s in services("eu-west-1") {
             if s.types.contains(&"Gateway") {
                 let short = s.name.rsplit_once('.').unwrap().1;
-                assert!(prefix_list::service_list("eu-west-1", short).is_some(), "{}", s.name);
+                assert!(
+                    prefix_list::service_list("eu-west-1", short).is_some(),
+                    "{}",
+                    s.name
+                );
             }
         }
     }

@@ -448,10 +448,12 @@ pub fn associations(w: &World, id: &str) -> Vec<(String, String)> {
                 .any(|r| matches!(&r.peer, SgPeer::PrefixList(p) if p == id))
         })
         .map(|g| (g.meta.id.clone(), g.meta.owner.clone()));
-    let tables = super::route::tables_routing_to(w, id).into_iter().filter_map(|t| {
-        w.get::<RouteTable>(&t)
-            .map(|rt| (rt.meta.id.clone(), rt.meta.owner.clone()))
-    });
+    let tables = super::route::tables_routing_to(w, id)
+        .into_iter()
+        .filter_map(|t| {
+            w.get::<RouteTable>(&t)
+                .map(|rt| (rt.meta.id.clone(), rt.meta.owner.clone()))
+        });
     groups.chain(tables).collect()
 }
 
@@ -555,11 +557,21 @@ mod tests {
         with_ctx(|w, ctx| {
             let e = create(w, ctx, &spec("IPv4", 2, &["2600::/64"]), vec![]).unwrap_err();
             assert!(e.message.contains("address family IPv4"), "{e}");
-            let e = create(w, ctx, &spec("IPv4", 1, &["10.0.0.0/8", "11.0.0.0/8"]), vec![])
-                .unwrap_err();
+            let e = create(
+                w,
+                ctx,
+                &spec("IPv4", 1, &["10.0.0.0/8", "11.0.0.0/8"]),
+                vec![],
+            )
+            .unwrap_err();
             assert_eq!(e.code, "InvalidParameterValue");
-            let e = create(w, ctx, &spec("IPv4", 5, &["10.0.0.0/8", "10.0.0.0/8"]), vec![])
-                .unwrap_err();
+            let e = create(
+                w,
+                ctx,
+                &spec("IPv4", 5, &["10.0.0.0/8", "10.0.0.0/8"]),
+                vec![],
+            )
+            .unwrap_err();
             assert!(e.message.contains("more than once"), "{e}");
             let e = create(w, ctx, &spec("IPv5", 5, &[]), vec![]).unwrap_err();
             assert!(e.message.contains("IPv5"), "{e}");

@@ -635,7 +635,12 @@ fn check_list_target(t: &RouteTarget) -> Result<()> {
 }
 
 /// Whether `entries` can stand as routes of `rt` beside its other routes.
-fn check_list_entries(rt: &RouteTable, list: &str, entries: &[IpNet], t: &RouteTarget) -> Result<()> {
+fn check_list_entries(
+    rt: &RouteTable,
+    list: &str,
+    entries: &[IpNet],
+    t: &RouteTarget,
+) -> Result<()> {
     for e in entries {
         if rt
             .routes
@@ -688,7 +693,11 @@ fn create_list_route(
     let l = super::prefix_list::get(w, ctx, list)?.clone();
     let t = target(w, ctx, rt, spec)?;
     check_list_target(&t)?;
-    if rt.routes.iter().any(|r| r.prefix_list.as_deref() == Some(list)) {
+    if rt
+        .routes
+        .iter()
+        .any(|r| r.prefix_list.as_deref() == Some(list))
+    {
         return Err(Fault::new(
             "RouteAlreadyExists",
             format!("The route identified by {list} already exists."),
@@ -722,7 +731,11 @@ fn create_list_route(
 /// The route tables with a route to `list`.
 pub fn tables_routing_to(w: &World, list: &str) -> Vec<String> {
     w.iter::<RouteTable>()
-        .filter(|rt| rt.routes.iter().any(|r| r.prefix_list.as_deref() == Some(list)))
+        .filter(|rt| {
+            rt.routes
+                .iter()
+                .any(|r| r.prefix_list.as_deref() == Some(list))
+        })
         .map(|rt| rt.meta.id.clone())
         .collect()
 }

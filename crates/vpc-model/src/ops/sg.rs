@@ -1875,14 +1875,62 @@ mod tests {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         let none = |_: &str, _: std::net::IpAddr| false;
         let ssh = rule("tcp", Some(22), Some(22), v4("10.0.0.0/16"));
-        assert!(rule_admits(&ssh, 6, Some(22), None, ip("10.0.3.4"), none, none));
-        assert!(!rule_admits(&ssh, 6, Some(23), None, ip("10.0.3.4"), none, none));
-        assert!(!rule_admits(&ssh, 17, Some(22), None, ip("10.0.3.4"), none, none));
-        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("10.1.3.4"), none, none));
-        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("2600::1"), none, none));
+        assert!(rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(23),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            17,
+            Some(22),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("10.1.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("2600::1"),
+            none,
+            none
+        ));
         // 0-65535 (or -1) is every port.
         let all_tcp = rule("tcp", Some(0), Some(65535), v4("0.0.0.0/0"));
-        assert!(rule_admits(&all_tcp, 6, Some(1), None, ip("1.2.3.4"), none, none));
+        assert!(rule_admits(
+            &all_tcp,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.4"),
+            none,
+            none
+        ));
         let all = rule("-1", None, None, SgPeer::Cidr6("::/0".parse().unwrap()));
         assert!(rule_admits(
             &all,
@@ -1950,12 +1998,44 @@ mod tests {
             },
         );
         let member = |gid: &str, a: std::net::IpAddr| gid == "sg-1" && a == ip("10.0.0.5");
-        assert!(rule_admits(&g, 17, Some(53), None, ip("10.0.0.5"), member, none));
-        assert!(!rule_admits(&g, 17, Some(53), None, ip("10.0.0.6"), member, none));
+        assert!(rule_admits(
+            &g,
+            17,
+            Some(53),
+            None,
+            ip("10.0.0.5"),
+            member,
+            none
+        ));
+        assert!(!rule_admits(
+            &g,
+            17,
+            Some(53),
+            None,
+            ip("10.0.0.6"),
+            member,
+            none
+        ));
         // Prefix lists match their entries, in their family.
         let pl = rule("-1", None, None, SgPeer::PrefixList("pl-1".into()));
         let listed = |l: &str, a: std::net::IpAddr| l == "pl-1" && a == ip("1.2.3.4");
-        assert!(rule_admits(&pl, 6, Some(1), None, ip("1.2.3.4"), none, listed));
-        assert!(!rule_admits(&pl, 6, Some(1), None, ip("1.2.3.5"), none, listed));
+        assert!(rule_admits(
+            &pl,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.4"),
+            none,
+            listed
+        ));
+        assert!(!rule_admits(
+            &pl,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.5"),
+            none,
+            listed
+        ));
     }
 }

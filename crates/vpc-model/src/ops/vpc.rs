@@ -113,7 +113,8 @@ pub fn delete_vpc(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
         return Err(dep());
     }
     if w.iter::<VpcEndpoint>().any(|e| e.vpc_id == id)
-        || w.iter::<EgressOnlyInternetGateway>().any(|g| g.vpc_id == id)
+        || w.iter::<EgressOnlyInternetGateway>()
+            .any(|g| g.vpc_id == id)
     {
         return Err(dep());
     }
