@@ -13,6 +13,7 @@ pub mod peering;
 pub mod prefix_list;
 pub mod route;
 pub mod sg;
+pub mod sg_edit;
 pub mod vpc;
 
 use crate::params::Params;
@@ -70,6 +71,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     prefix_list::ACTIONS,
     endpoint::ACTIONS,
     eigw::ACTIONS,
+    sg_edit::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

@@ -73,7 +73,7 @@ fn pair(g: &Params) -> Result<PairSpec, Fault> {
 }
 
 /// `IpPermissions.N.*`, plus the legacy flat form (`IpProtocol`, `CidrIp`, …).
-fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
+pub(super) fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
     let mut out = Vec::new();
     for ip in p.indexed("IpPermissions")? {
         ip.allow_only(&[
@@ -148,7 +148,7 @@ fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
 }
 
 /// The addressed group: `GroupId`, or (ingress only) `GroupName` in the default VPC.
-fn target(w: &World, ctx: &Ctx<'_>, p: &Params, by_name: bool) -> Result<String, Fault> {
+pub(super) fn target(w: &World, ctx: &Ctx<'_>, p: &Params, by_name: bool) -> Result<String, Fault> {
     let name = if by_name { p.get("GroupName") } else { None };
     model::resolve(w, ctx, p.get("GroupId"), name)
 }

@@ -21,6 +21,7 @@ pub mod peering;
 pub mod prefix_list;
 pub mod route;
 pub mod sg;
+pub mod sg_edit;
 pub mod subnet;
 pub mod tags;
 pub mod volume;

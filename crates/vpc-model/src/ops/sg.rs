@@ -392,7 +392,7 @@ fn name_not_found(name: &str, vpc_id: &str) -> Fault {
 }
 
 /// Resolves a referenced group for a new rule in `own` (strict: the reference must be reachable).
-fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> Result<SgPeer> {
+pub(super) fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> Result<SgPeer> {
     let account = pair
         .user_id
         .clone()
@@ -442,7 +442,7 @@ fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> 
 }
 
 /// Resolves a referenced group for revoking (lenient: stale and deleted groups still match).
-fn reference_for_revoke(
+pub(super) fn reference_for_revoke(
     w: &World,
     ctx: &Ctx<'_>,
     own: &SecurityGroup,
@@ -462,10 +462,10 @@ fn reference_for_revoke(
 }
 
 /// One (protocol, ports, peer) candidate with its description.
-type Candidate = (String, Option<i32>, Option<i32>, SgPeer, Option<String>);
+pub(super) type Candidate = (String, Option<i32>, Option<i32>, SgPeer, Option<String>);
 
 /// Expands permissions into one candidate per source; `group` resolves group pairs.
-fn expand(
+pub(super) fn expand(
     perms: &[Permission],
     mut group: impl FnMut(&PairSpec) -> Result<Option<SgPeer>>,
 ) -> Result<Vec<Option<Candidate>>> {
@@ -531,14 +531,14 @@ fn expand(
 }
 
 /// True when two peers name the same source (group references compare by group ID).
-fn same_peer(a: &SgPeer, b: &SgPeer) -> bool {
+pub(super) fn same_peer(a: &SgPeer, b: &SgPeer) -> bool {
     match (a, b) {
         (SgPeer::Group { group_id: x, .. }, SgPeer::Group { group_id: y, .. }) => x == y,
         _ => a == b,
     }
 }
 
-fn matches(r: &SgRule, c: &Candidate) -> bool {
+pub(super) fn matches(r: &SgRule, c: &Candidate) -> bool {
     r.protocol == c.0 && r.from_port == c.1 && r.to_port == c.2 && same_peer(&r.peer, &c.3)
 }
 
@@ -552,7 +552,7 @@ fn peer_label(p: &SgPeer) -> String {
 }
 
 /// How AWS spells a rule in `InvalidPermission.Duplicate`.
-fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: &SgPeer) -> String {
+pub(super) fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: &SgPeer) -> String {
     let peer = peer_label(peer);
     let proto = if proto == "-1" {
         "ALL".to_string()
@@ -571,7 +571,7 @@ fn is_v6(p: &SgPeer) -> bool {
     matches!(p, SgPeer::Cidr6(_))
 }
 
-fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
+pub(super) fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
     if egress {
         &g.egress
     } else {
