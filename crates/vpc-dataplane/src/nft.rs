@@ -29,9 +29,10 @@ pub(crate) struct RouterInput<'a, 'w> {
     pub public: &'a BTreeMap<Ipv4Addr, Ipv4Addr>,
     /// Member addresses of every group.
     pub members: &'a BTreeMap<&'w str, (BTreeSet<Ipv4Addr>, BTreeSet<Ipv6Addr>)>,
-    /// False when the VPC's internet link is an egress-only gateway's
-    /// (`ops::eigw::internet_may_connect`): new connections from it are dropped.
-    pub internet_may_connect: bool,
+    /// The VPC's internet link is an egress-only gateway's (the internet may
+    /// not connect, `ops::eigw::internet_may_connect`): new connections
+    /// arriving over it are dropped.
+    pub egress_only_link: bool,
 }
 
 /// Text of one table's body, in definition order.
@@ -411,10 +412,10 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     b.map("nacl_in", "ifname : verdict", &nacl_in);
 
     // The forward chain.
-    let egress_only: &[&str] = if inp.internet_may_connect {
-        &[]
-    } else {
+    let egress_only: &[&str] = if inp.egress_only_link {
         &[r#"iifname "g-*" ct state new counter drop"#]
+    } else {
+        &[]
     };
     let rules: Vec<String> = egress_only
         .iter()

@@ -1093,7 +1093,7 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         nats: &nats,
         public: &public,
         members: &f.members,
-        internet_may_connect: ops::eigw::internet_may_connect(w, vpc_id),
+        egress_only_link: eigw.is_some() && !ops::eigw::internet_may_connect(w, vpc_id),
     });
 
     // Conntrack hygiene: every routed private and public address.
@@ -1899,6 +1899,44 @@ mod tests {
         assert!(
             set_line(body, "eni_addr4").contains(&format!("\"{}\" . 10.0.1.10", eni_link(&a.eni)))
         );
+    }
+
+    #[test]
+    fn egress_only_gateway_lets_ipv6_out_and_drops_new_connections_in() {
+        let mut e = Env::new();
+        let v = e.vpc_as(A, EAST, "10.0.0.0/16", Some("2600:1f18:1::/56"));
+        let s = e.subnet(&v, "10.0.1.0/24");
+        let a = e.instance(&s, "10.0.1.10");
+        let (o, r) = (v.meta.owner.clone(), v.meta.region.clone());
+        let vid = v.meta.id.clone();
+        let g = e.run(&o, &r, |w, c| ops::eigw::create(w, c, &vid, vec![]));
+        e.route(
+            &v,
+            "::/0",
+            RouteSpec {
+                egress_only_internet_gateway_id: Some(g.meta.id.clone()),
+                ..Default::default()
+            },
+        );
+        let p = plan(&e.w, TAG);
+        let rt = router(&p, &v);
+        let gl = igw_link(&g.meta.id);
+        assert!(rt.links.contains_key(&gl), "the internet link exists");
+        assert_eq!(
+            table(rt, table_of(rt, &a.eni))["::/0"],
+            format!("via fe80::2 dev {gl}")
+        );
+        let inet = table(&p.namespaces[&inet_ns(TAG)], TABLE_MAIN);
+        assert!(
+            inet.contains_key("2600:1f18:1::/56"),
+            "replies come back: {inet:?}"
+        );
+        let drop_new = r#"iifname "g-*" ct state new counter drop"#;
+        assert!(filter(rt).contains(drop_new));
+        // With an internet gateway as well, the internet may connect.
+        e.igw(&v);
+        let p = plan(&e.w, TAG);
+        assert!(!filter(router(&p, &v)).contains(drop_new));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod compute;
+pub mod defaults;
 pub mod eigw;
 pub mod endpoint;
 pub mod insights;
@@ -72,6 +73,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     endpoint::ACTIONS,
     eigw::ACTIONS,
     sg_edit::ACTIONS,
+    defaults::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

@@ -498,9 +498,17 @@ fn describe_rules(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault
             n => tag_field(&row.1.tags, n),
         }
     };
+    let filters = r.p.filters()?;
+    // A `group-id` value that cannot be a group ID is refused, as AWS does
+    // (a wildcard pattern is not an ID and is not checked).
+    for f in filters.iter().filter(|f| f.name == "group-id") {
+        for v in f.values.iter().filter(|v| !v.contains(['*', '?'])) {
+            vpc_model::ops::SG.check(v)?;
+        }
+    }
     let items = query::apply(
         items,
-        &r.p.filters()?,
+        &filters,
         &field,
         &["group-id", "security-group-rule-id"],
     )?;

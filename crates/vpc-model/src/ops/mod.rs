@@ -44,6 +44,13 @@ pub struct IdKind {
 
 impl IdKind {
     pub fn check(&self, id: &str) -> Result<(), Fault> {
+        if self.prefix == "sg" && !ids::is_well_formed("sg", id) {
+            // AWS words this one differently from the other `Invalid id` errors.
+            return Err(Fault::new(
+                self.malformed,
+                format!("The security group ID '{id}' is malformed"),
+            ));
+        }
         ids::check(self.prefix, self.malformed, id)
     }
 

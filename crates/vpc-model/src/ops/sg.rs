@@ -392,7 +392,12 @@ fn name_not_found(name: &str, vpc_id: &str) -> Fault {
 }
 
 /// Resolves a referenced group for a new rule in `own` (strict: the reference must be reachable).
-pub(super) fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> Result<SgPeer> {
+pub(super) fn reference(
+    w: &World,
+    ctx: &Ctx<'_>,
+    own: &SecurityGroup,
+    pair: &PairSpec,
+) -> Result<SgPeer> {
     let account = pair
         .user_id
         .clone()

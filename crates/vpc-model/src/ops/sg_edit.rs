@@ -174,7 +174,10 @@ pub fn update_descriptions(
         let r = rules
             .iter_mut()
             .find(|r| {
-                r.protocol == c.0 && r.from_port == c.1 && r.to_port == c.2 && same_peer(&r.peer, &c.3)
+                r.protocol == c.0
+                    && r.from_port == c.1
+                    && r.to_port == c.2
+                    && same_peer(&r.peer, &c.3)
             })
             .ok_or_else(no_such_rule)?;
         r.description = c.4.clone().filter(|d| !d.is_empty());
