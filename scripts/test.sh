@@ -20,7 +20,7 @@ fi
 if ! command -v pip3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq python3-pip
 fi
-python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -m pip install --quiet --disable-pip-version-check boto3 awscli pytest prometheus_client 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -81,6 +81,8 @@ fn fixture() -> &'static Fixture {
             test_clock: true,
         group_commit: true,
         http: vpc_api::HttpLimits::default(),
+        rates: vpc_model::ops::cost::RateTable::parse(vpc_model::ops::cost::DEFAULT_RATES).expect("rates"),
+        serve_metrics: false,
         })
         .expect("open app");
         let mut ids = Vec::new();

@@ -6,8 +6,10 @@
 //! list, publishes the new world and renders the XML answer.
 
 pub mod actions;
+pub mod ce;
 pub mod commit;
 pub mod http;
+pub mod metrics;
 pub mod params;
 pub mod query;
 pub mod server;
@@ -15,5 +17,6 @@ pub mod sigv4;
 pub mod xml;
 
 pub use http::HttpLimits;
+pub use metrics::Metrics;
 pub use params::Params;
 pub use server::{App, Config};

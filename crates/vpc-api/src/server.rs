@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use vpc_model::ops::cost::RateTable;
 use vpc_model::region::Regions;
+use vpc_model::usage::Usage;
 use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
 use vpc_store::Store;
 
@@ -34,6 +36,10 @@ pub struct Config {
     pub group_commit: bool,
     /// Timeouts and sizes at the HTTP boundary.
     pub http: HttpLimits,
+    /// How metered data transfer is priced (Cost Explorer).
+    pub rates: RateTable,
+    /// Serve `GET /metrics` (Prometheus text, no authentication).
+    pub serve_metrics: bool,
 }
 
 /// Random hex for resource IDs.
@@ -61,6 +67,8 @@ pub struct App {
     published: Condvar,
     /// Room for request bodies being read, in bytes (see `HttpLimits::max_buffered_body_bytes`).
     body_budget: tokio::sync::Semaphore,
+    /// What `/metrics` exports; the binary feeds the data-plane parts.
+    pub metrics: crate::metrics::Metrics,
     pub config: Config,
 }
 
@@ -129,12 +137,51 @@ fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response 
     r
 }
 
+/// The error code an error response carries (for the request metrics).
+#[derive(Debug, Clone)]
+struct ErrorCode(String);
+
+fn with_code(mut r: Response, code: &str) -> Response {
+    r.extensions_mut().insert(ErrorCode(code.to_string()));
+    r
+}
+
 fn ec2_error(f: &Fault, request_id: &str) -> Response {
-    xml_response(
-        status_for(&f.code),
-        xml::error_body(&f.code, &f.message, request_id),
-        request_id,
+    with_code(
+        xml_response(
+            status_for(&f.code),
+            xml::error_body(&f.code, &f.message, request_id),
+            request_id,
+        ),
+        &f.code,
     )
+}
+
+/// An AWS JSON 1.1 error (Cost Explorer): HTTP 400 unless the code says
+/// otherwise. Authentication failures take the JSON services' names.
+fn json_error(f: &Fault, request_id: &str) -> Response {
+    let code = match f.code.as_ref() {
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        c => c,
+    };
+    let body = serde_json::json!({"__type": code, "Message": f.message}).to_string();
+    let mut r = json_response(status_for(&f.code), body, request_id);
+    r.extensions_mut().insert(ErrorCode(f.code.to_string()));
+    r
+}
+
+fn json_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
 }
 
 /// The answer to a request whose handling failed unexpectedly (a panic).
@@ -153,7 +200,7 @@ fn sts_error(f: &Fault, request_id: &str) -> Response {
     out.push_str("</Message></Error><RequestId>");
     out.push_str(request_id);
     out.push_str("</RequestId></ErrorResponse>");
-    xml_response(status_for(&f.code), out, request_id)
+    with_code(xml_response(status_for(&f.code), out, request_id), &f.code)
 }
 
 fn auth_fault(e: &AuthError, sts: bool) -> Fault {
@@ -210,6 +257,7 @@ impl App {
             generation: Mutex::new(0),
             published: Condvar::new(),
             body_budget: tokio::sync::Semaphore::new(config.http.max_buffered_body_bytes),
+            metrics: crate::metrics::Metrics::new(),
             config,
         }))
     }
@@ -428,6 +476,7 @@ impl App {
         self.handle_inner(method, uri, headers, body, false)
     }
 
+    /// Handles a request and records it in the request metrics (once, when answered).
     fn handle_inner(
         &self,
         method: &Method,
@@ -435,6 +484,27 @@ impl App {
         headers: &HeaderMap,
         body: &[u8],
         may_block: bool,
+    ) -> Option<Response> {
+        let started = std::time::Instant::now();
+        let mut action = "unknown";
+        let r = self.handle_unmetered(method, uri, headers, body, may_block, &mut action)?;
+        let outcome = r
+            .extensions()
+            .get::<ErrorCode>()
+            .map_or("ok", |c| c.0.as_str());
+        self.metrics
+            .api_request(action, outcome, started.elapsed().as_secs_f64());
+        Some(r)
+    }
+
+    fn handle_unmetered(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        may_block: bool,
+        action: &mut &'static str,
     ) -> Option<Response> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (query, hmap) = signing_view(uri, headers);
@@ -451,6 +521,31 @@ impl App {
             pairs.extend(form_urlencoded::parse(body).into_owned());
         }
         let params = Params::from_pairs(pairs);
+        let target = hmap
+            .get("x-amz-target")
+            .and_then(|v| v.first())
+            .map(String::as_str);
+        let is_json = target.is_some();
+        *action = match target {
+            Some(t) => match t.strip_prefix(crate::ce::TARGET_PREFIX) {
+                Some("GetCostAndUsage") => "GetCostAndUsage",
+                _ => "unknown",
+            },
+            None => params
+                .get("Action")
+                .and_then(|a| {
+                    if a == "GetCallerIdentity" {
+                        Some("GetCallerIdentity")
+                    } else {
+                        actions::all_actions().iter().find(|n| **n == a).copied()
+                    }
+                })
+                .unwrap_or("unknown"),
+        };
+        // Cost Explorer reads the store: never on the async workers.
+        if is_json && !may_block {
+            return None;
+        }
         // A write goes to the blocking path anyway: don't verify it twice.
         let writes = params
             .get("Action")
@@ -462,7 +557,9 @@ impl App {
         let is_sts = params.get("Version") == Some(STS_API_VERSION)
             || params.get("Action") == Some("GetCallerIdentity");
         let fail = |f: Fault| {
-            if is_sts {
+            if is_json {
+                json_error(&f, &request_id)
+            } else if is_sts {
                 sts_error(&f, &request_id)
             } else {
                 ec2_error(&f, &request_id)
@@ -490,7 +587,7 @@ impl App {
         }) {
             Err(_) if uncached => return None,
             Ok(v) => v,
-            Err(e) => return Some(fail(auth_fault(&e, is_sts))),
+            Err(e) => return Some(fail(auth_fault(&e, is_sts || is_json))),
         };
         let Some((account, _)) = self.cached_key(&verified.access_key_id) else {
             return Some(fail(auth_fault(
@@ -500,6 +597,12 @@ impl App {
         };
         if verified.service == "sts" {
             return Some(self.sts(&params, &account, &request_id));
+        }
+        if verified.service == "ce" {
+            return Some(match self.cost_explorer(target, body, &account) {
+                Ok(body) => json_response(StatusCode::OK, body, &request_id),
+                Err(f) => fail(f),
+            });
         }
         if verified.service != "ec2" {
             return Some(fail(auth_fault(
@@ -620,6 +723,47 @@ impl App {
         })
     }
 
+    /// Metered usage within `[from, to)`: one account's (never another's), or everyone's.
+    pub fn usage(
+        &self,
+        account: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Usage>, vpc_store::StoreError> {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .usage(account, from, to)
+    }
+
+    /// Cost Explorer (`X-Amz-Target: AWSInsightsIndexService.*`) for `account`.
+    fn cost_explorer(
+        &self,
+        target: Option<&str>,
+        body: &[u8],
+        account: &str,
+    ) -> Result<String, Fault> {
+        let op = target.and_then(|t| t.strip_prefix(crate::ce::TARGET_PREFIX));
+        if op != Some("GetCostAndUsage") {
+            return Err(Fault::new(
+                "UnknownOperationException",
+                format!(
+                    "vpcd's Cost Explorer answers GetCostAndUsage only, not {}",
+                    target.unwrap_or("(no X-Amz-Target)")
+                ),
+            ));
+        }
+        let q = crate::ce::parse_query(body)?;
+        let usage = self
+            .usage(Some(account), q.start.start(), q.end.start())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read usage");
+                Fault::new("InternalFailure", "The usage records could not be read")
+            })?;
+        let periods = ops::cost::cost_and_usage(&q, &usage, &self.config.rates, self.now());
+        Ok(crate::ce::render(&q, &periods))
+    }
+
     fn sts(&self, p: &Params, account: &str, request_id: &str) -> Response {
         if p.has("Action") {
             if let Err(f) = check_version(p, STS_API_VERSION, "AWSSecurityTokenServiceV20110615") {
@@ -724,6 +868,12 @@ async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
         sigv4::claimed_credential(&signed).map_err(|e| refusal(&auth_fault(&e, false), false))?;
     if app.knows_key(&akid).await {
         Ok(())
+    } else if head.headers.contains_key("x-amz-target") {
+        let f = auth_fault(&AuthError::UnknownKey(akid), true);
+        let mut r = json_error(&f, &uuid::Uuid::new_v4().to_string());
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Err(r)
     } else {
         let sts = service == "sts";
         Err(refusal(&auth_fault(&AuthError::UnknownKey(akid), sts), sts))
@@ -779,6 +929,14 @@ async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
     let (head, body) = request.into_parts();
     if head.uri.path() == "/_vpcd/clock" && app.config.test_clock {
         return clock(&app, &head.uri).await;
+    }
+    if head.uri.path() == "/metrics" && head.method == Method::GET && app.config.serve_metrics {
+        let mut r = (StatusCode::OK, app.metrics.render()).into_response();
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return r;
     }
     if let Err(refused) = admit(&app, &head).await {
         return refused;

@@ -43,6 +43,9 @@ fn open_app() -> (tempfile::TempDir, Arc<App>) {
         test_clock: true,
         group_commit: true,
         http: vpc_api::HttpLimits::default(),
+        rates: vpc_model::ops::cost::RateTable::parse(vpc_model::ops::cost::DEFAULT_RATES)
+            .expect("rates"),
+        serve_metrics: false,
     })
     .expect("open app");
     (dir, app)

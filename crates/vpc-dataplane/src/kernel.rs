@@ -92,6 +92,11 @@ impl Runner {
         }
     }
 
+    /// The programs it runs.
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
     /// Turns the bulk-TCP fast path (large IPv4 GSO/GRO sizes on every
     /// veth, `offload`) on (the default) or off (the kernel's 64 KiB).
     pub fn set_big_tcp(&mut self, on: bool) {

@@ -20,6 +20,7 @@ pub mod affected;
 pub mod error;
 pub mod kernel;
 pub mod link;
+pub mod meter;
 pub mod names;
 mod nft;
 pub mod offload;
@@ -193,6 +194,31 @@ impl Dataplane {
     pub fn with_full_plan_every(mut self, every: Duration) -> Self {
         self.full_plan_every = every;
         self
+    }
+
+    /// The kernel objects of the plan last reconciled, by kind (namespaces
+    /// by role, links, addresses, routes, policy rules, nft tables), for the
+    /// metrics.
+    pub fn object_counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let Some(d) = &self.desired else {
+            return out;
+        };
+        for ns in d.namespaces.values() {
+            let role = match ns.role {
+                NsRole::Router { .. } => "router_namespaces",
+                NsRole::Instance { .. } => "instance_namespaces",
+                NsRole::NatGateway { .. } => "nat_namespaces",
+                NsRole::Inet => "internet_namespaces",
+            };
+            *out.entry(role).or_default() += 1;
+            *out.entry("links").or_default() += ns.links.len();
+            *out.entry("addresses").or_default() += ns.addrs.len();
+            *out.entry("routes").or_default() += ns.routes.len();
+            *out.entry("rules").or_default() += ns.rules.len();
+            *out.entry("nft_tables").or_default() += ns.nft.len();
+        }
+        out
     }
 
     /// How many safety passes found the incremental plan differing from the

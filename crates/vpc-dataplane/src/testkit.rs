@@ -118,7 +118,13 @@ impl Env {
     }
 
     pub fn subnet(&mut self, vpc: &Vpc, cidr: &str) -> Subnet {
+        self.subnet_in(vpc, cidr, "az-a")
+    }
+
+    /// A subnet in the zone named `az`.
+    pub fn subnet_in(&mut self, vpc: &Vpc, cidr: &str, az: &str) -> Subnet {
         let cidr = cidr.parse().expect("cidr");
+        let az = az.to_string();
         let v = vpc.clone();
         self.run(&vpc.meta.owner.clone(), &vpc.meta.region.clone(), |w, c| {
             Ok(subnet::insert_subnet(
@@ -126,7 +132,7 @@ impl Env {
                 c,
                 &v,
                 cidr,
-                "az-a",
+                &az,
                 "az-1",
                 false,
                 vec![],

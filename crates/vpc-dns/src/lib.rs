@@ -20,4 +20,4 @@ pub mod zone;
 mod testkit;
 
 pub use error::DnsError;
-pub use server::{DnsConfig, DnsService};
+pub use server::{DnsConfig, DnsService, QueryHook};

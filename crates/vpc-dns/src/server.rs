@@ -55,13 +55,29 @@ pub struct Snapshot {
 }
 
 /// Settings of the DNS service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DnsConfig {
     /// The data directory's data-plane tag (router namespaces are `vpcd<tag>-vpc-…`).
     pub tag: String,
     /// The port to listen on (53).
     pub port: u16,
+    /// Told the outcome of every query (`NOERROR`, `NXDOMAIN`, `REFUSED`,
+    /// `FORMERR`, `NOTIMP`, or `dropped` for one not admitted), e.g. to count them.
+    pub on_query: Option<QueryHook>,
 }
+
+impl std::fmt::Debug for DnsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsConfig")
+            .field("tag", &self.tag)
+            .field("port", &self.port)
+            .field("on_query", &self.on_query.is_some())
+            .finish()
+    }
+}
+
+/// See [`DnsConfig::on_query`].
+pub type QueryHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// Where the latest published World comes from (`vpc_api::App::snapshot`).
 pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
@@ -70,6 +86,15 @@ pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
 struct Latest {
     source: WorldSource,
     cache: RwLock<Arc<Snapshot>>,
+    on_query: Option<QueryHook>,
+}
+
+impl Latest {
+    fn counted(&self, outcome: &'static str) {
+        if let Some(hook) = &self.on_query {
+            hook(outcome);
+        }
+    }
 }
 
 impl std::fmt::Debug for Latest {
@@ -124,6 +149,7 @@ impl DnsService {
         let shared: Shared = Arc::new(Latest {
             source,
             cache: RwLock::default(),
+            on_query: config.on_query.clone(),
         });
         let changed = Arc::new(Notify::new());
         let manager = Manager {
@@ -380,6 +406,7 @@ impl RequestHandler for VpcResolver {
             .filter(|v| dns::admits_query(v, request.src().ip()));
         let Some(vpc) = admitted else {
             tracing::debug!(vpc = %self.vpc_id, src = %request.src(), "query not admitted");
+            self.shared.counted("dropped");
             return dropped(request);
         };
         let mut edns = Edns::new();
@@ -398,11 +425,12 @@ impl RequestHandler for VpcResolver {
                 q
             }
             _ => {
-                let code = if request.metadata.op_code == OpCode::Query {
-                    ResponseCode::FormErr
+                let (code, name) = if request.metadata.op_code == OpCode::Query {
+                    (ResponseCode::FormErr, "FORMERR")
                 } else {
-                    ResponseCode::NotImp
+                    (ResponseCode::NotImp, "NOTIMP")
                 };
+                self.shared.counted(name);
                 return send(
                     &mut response,
                     builder.error_msg(&request.metadata, code),
@@ -438,6 +466,11 @@ impl RequestHandler for VpcResolver {
                 (Vec::new(), Vec::new())
             }
         };
+        self.shared.counted(match &outcome {
+            Outcome::Records(_) | Outcome::NoData { .. } => "NOERROR",
+            Outcome::NxDomain { .. } => "NXDOMAIN",
+            Outcome::Refused => "REFUSED",
+        });
         let msg = builder.build(metadata, answers.iter(), [], negative.iter(), []);
         match response.send_response(msg).await {
             Ok(info) => info,

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod region;
 pub mod rule_match;
 pub mod types;
+pub mod usage;
 pub mod world;
 
 pub use ctx::{Ctx, IdSource, Limits, Timestamp};

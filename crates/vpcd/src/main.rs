@@ -3,6 +3,7 @@
 //! This binary stays thin: it parses the command line and hands over to the
 //! library crates.
 
+mod cost_cli;
 mod reach_cli;
 
 use anyhow::{Context, Result};
@@ -49,6 +50,8 @@ enum Cmd {
     },
     /// Can a packet get from SRC to DST, hop by hop, and if not, why (and how to fix it).
     Reach(reach_cli::ReachArgs),
+    /// Metered data transfer and its cost per peering and gateway (a table, or --csv).
+    Cost(cost_cli::CostArgs),
 }
 
 /// `vpcd serve --quotas`.
@@ -86,6 +89,19 @@ struct ServeArgs {
     /// concurrent writes share one (only to measure the difference).
     #[arg(long)]
     no_group_commit: bool,
+    /// A JSON rate table to price data transfer with (default: the one in
+    /// the repository, rates/aws-rates.json).
+    #[arg(long)]
+    rates: Option<PathBuf>,
+    /// Serve GET /metrics (Prometheus text format) on the API listener,
+    /// without authentication (off by default: its labels name every
+    /// account's peerings and gateways).
+    #[arg(long)]
+    metrics: bool,
+    /// Seconds between reads of the kernel's data-transfer counters; each
+    /// read is persisted, so a crash loses at most this much metering.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
+    meter_interval_secs: f64,
     #[command(flatten)]
     http: HttpArgs,
 }
@@ -238,6 +254,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         }
         None => profile,
     };
+    let rates = cost_cli::load_rates(args.rates.as_deref())?;
     let open_files = raise_open_files_limit();
     let http = args.http.limits().fit_open_files(open_files);
     tracing::info!(?http, open_files, "HTTP limits");
@@ -248,9 +265,12 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         test_clock: args.test_clock,
         group_commit: !args.no_group_commit,
         http,
+        rates,
+        serve_metrics: args.metrics,
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
-    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane);
+    let meter_every = std::time::Duration::from_secs_f64(args.meter_interval_secs);
+    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane, meter_every);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -289,7 +309,12 @@ fn is_root() -> bool {
 }
 
 /// Starts the reconciler thread when the data plane can run; says why not otherwise.
-fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled: bool) -> String {
+fn start_dataplane(
+    app: &Arc<vpc_api::App>,
+    data_dir: &std::path::Path,
+    disabled: bool,
+    meter_every: std::time::Duration,
+) -> String {
     if disabled {
         return "off (--no-dataplane): control plane only, instances are recorded but not realized"
             .into();
@@ -322,6 +347,13 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
         }
     };
     let dns = start_dns(app, &tag);
+    // VPCD_METER=0 leaves data transfer unmetered (no vpcd_meter tables),
+    // e.g. to measure what metering costs.
+    let meter = if std::env::var("VPCD_METER").is_ok_and(|v| v == "0" || v == "off") {
+        "off (VPCD_METER=0)".to_string()
+    } else {
+        start_meter(app, data_dir, &tag, meter_every)
+    };
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
@@ -334,17 +366,113 @@ fn start_dataplane(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, disabled
                 } else {
                     app.wait_newer(seen, std::time::Duration::from_secs(30))
                 };
-                match dp.reconcile(&world) {
-                    Ok(report) => tracing::debug!(?report, "reconciled"),
+                let started = std::time::Instant::now();
+                let result = dp.reconcile(&world);
+                let m = &app.metrics;
+                m.reconcile_duration
+                    .observe(started.elapsed().as_secs_f64());
+                match result {
+                    Ok(report) => {
+                        m.reconcile_passes.with_label_values(&["ok"]).inc();
+                        tracing::debug!(?report, "reconciled")
+                    }
                     Err(e) => {
+                        m.reconcile_passes.with_label_values(&["error"]).inc();
                         tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
                     }
+                }
+                for (kind, n) in dp.object_counts() {
+                    m.kernel_objects
+                        .with_label_values(&[kind])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
                 seen = gen;
             }
         })
-        .map(|_| format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}"))
+        .map(|_| {
+            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}")
+        })
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
+}
+
+/// Starts the thread that meters data transfer (`docs/metering.md`): it keeps
+/// every router's meter table in step with the published World and, every
+/// `every`, reads the counters and persists the usage with the counter
+/// values it was computed from, in one transaction.
+fn start_meter(
+    app: &Arc<vpc_api::App>,
+    data_dir: &std::path::Path,
+    tag: &str,
+    every: std::time::Duration,
+) -> String {
+    let opened = Store::open(data_dir).and_then(|s| {
+        let b = s.meter_baselines()?;
+        Ok((s, b))
+    });
+    let (mut store, baselines) = match opened {
+        Ok(x) => x,
+        Err(e) => return format!("off (cannot open the store: {e})"),
+    };
+    let mut meter = match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
+        Ok(m) => m,
+        Err(e) => return format!("off ({e})"),
+    };
+    let app = app.clone();
+    std::thread::Builder::new()
+        .name("meter".into())
+        .spawn(move || {
+            let mut seen = u64::MAX;
+            let mut next_read = std::time::Instant::now();
+            loop {
+                let wait = next_read
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(std::time::Duration::from_secs(1));
+                // Every second at least: a router namespace the reconciler
+                // made since gets its meter table within a second.
+                let (gen, world) = app.wait_newer(seen, wait);
+                let read = std::time::Instant::now() >= next_read;
+                seen = gen;
+                let poll = meter.poll(&world, gen, app.now(), read);
+                if read {
+                    next_read += every;
+                    if next_read < std::time::Instant::now() {
+                        next_read = std::time::Instant::now() + every;
+                    }
+                }
+                if poll.usage.is_empty() && poll.baselines.is_empty() && poll.forget.is_empty() {
+                    continue;
+                }
+                let changed: Vec<_> = poll
+                    .baselines
+                    .iter()
+                    .filter(|(id, v)| meter.baseline(id) != Some(**v))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                if poll.usage.is_empty() && changed.is_empty() && poll.forget.is_empty() {
+                    continue;
+                }
+                match store.record_usage(&poll.usage, &changed.into_iter().collect(), &poll.forget) {
+                    Ok(()) => {
+                        meter.persisted(&poll);
+                        for u in &poll.usage {
+                            let k = &u.key;
+                            let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
+                            app.metrics
+                                .transfer_bytes
+                                .with_label_values(&labels)
+                                .inc_by(u.bytes);
+                            app.metrics
+                                .transfer_packets
+                                .with_label_values(&labels)
+                                .inc_by(u.packets);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot persist metered usage; it is kept for the next read"),
+                }
+            }
+        })
+        .map(|_| format!("on (read every {:.1} s)", every.as_secs_f64()))
+        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
 /// Starts the Amazon-provided DNS server of every VPC (inside the router
@@ -355,6 +483,10 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
         vpc_dns::DnsConfig {
             tag: tag.to_string(),
             port: 53,
+            on_query: Some({
+                let queries = app.metrics.dns_queries.clone();
+                Arc::new(move |rcode| queries.with_label_values(&[rcode]).inc())
+            }),
         },
         {
             let app = app.clone();
@@ -402,6 +534,9 @@ fn main() -> Result<()> {
         test_clock: false,
         no_dataplane: false,
         no_group_commit: false,
+        rates: None,
+        metrics: false,
+        meter_interval_secs: 60.0,
         http: HttpArgs::default(),
     }));
     match cmd {
@@ -431,6 +566,10 @@ fn main() -> Result<()> {
                 dir.display()
             );
             Ok(())
+        }
+        Cmd::Cost(a) => {
+            let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+            cost_cli::run(a, &dir)
         }
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);

@@ -6,6 +6,7 @@
 
 pub mod account_view;
 pub mod acl;
+pub mod cost;
 pub mod defaults;
 pub mod dns;
 pub mod eigw;

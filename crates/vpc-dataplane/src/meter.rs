@@ -1,0 +1,466 @@
+//! Data-transfer metering from kernel counters (`docs/metering.md`).
+//!
+//! Each VPC router gets its own small table, `table inet vpcd_meter`, beside
+//! the filter table `vpcd`: a `forward` chain at priority `filter + 10`
+//! (so it sees only what the filter let through) that sends traffic on a
+//! peering link to a chain per peering and direction, where one rule per
+//! (own zone, peer zone) pair bumps a named counter, and counts internet
+//! gateway and NAT gateway traffic with one named counter each.
+//!
+//! The table is separate so that the filter table can be replaced as a whole
+//! (which it is, on every change) without resetting the counters; the meter
+//! itself updates its table in place: rules are flushed and re-added, named
+//! counters are added once and deleted only after their last value was read.
+//!
+//! [`plan`] is pure (World → the table every router should hold, with what
+//! each counter measures as a [`UsageKey`]). [`Meter::poll`] reads the
+//! counters, turns their growth since the last recorded value (the
+//! *baseline*) into hourly [`Usage`], and brings the tables up to date. The
+//! caller persists the usage and the new baselines together and then calls
+//! [`Meter::persisted`]; a restart resumes from the stored baselines, so
+//! traffic counted by the kernel while vpcd was down is not lost either.
+
+use crate::error::CommandError;
+use crate::kernel::Runner;
+use crate::names::{igw_link, is_safe, nat_link, peering_link, router_ns, short};
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use vpc_model::usage::{hour_of, TransferKind, Usage, UsageKey};
+use vpc_model::{ops, InternetGateway, NatGateway, Peering, Subnet, Timestamp, Vpc, World};
+
+/// The meter's table in every router namespace (family `inet`).
+pub const TABLE: &str = "vpcd_meter";
+
+/// A counter: (namespace, counter name).
+pub type CounterId = (String, String);
+/// A counter's value: (bytes, packets).
+pub type CounterValue = (u64, u64);
+
+/// What one router's meter table should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MeterPlan {
+    /// Named counters and what each measures.
+    pub counters: BTreeMap<String, UsageKey>,
+    /// Regular chains (one per peering and direction) and their rules.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// The rules of the base `forward` chain.
+    pub dispatch: Vec<String>,
+}
+
+/// A VPC's subnet blocks, by zone.
+type Zones = BTreeMap<String, (Vec<Ipv4Net>, Vec<Ipv6Net>)>;
+
+fn zones_of(w: &World, vpc_id: &str) -> Zones {
+    let mut out: Zones = BTreeMap::new();
+    for s in w.iter::<Subnet>().filter(|s| s.vpc_id == vpc_id) {
+        let e = out.entry(s.az.clone()).or_default();
+        e.0.push(s.cidr);
+        e.1.extend(
+            s.ipv6
+                .iter()
+                .filter(|a| a.state == "associated")
+                .map(|a| a.cidr),
+        );
+    }
+    out
+}
+
+/// A zone name as it may appear in an nft object name.
+fn ident(az: &str) -> String {
+    az.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    let v: Vec<String> = items.iter().map(ToString::to_string).collect();
+    format!("{{ {} }}", v.join(", "))
+}
+
+/// The meter table of every VPC's router, keyed by namespace.
+pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
+    let mut out: BTreeMap<String, MeterPlan> = BTreeMap::new();
+    let mut zones: BTreeMap<String, Zones> = BTreeMap::new();
+    let mut zones_for = |vpc: &str| {
+        zones
+            .entry(vpc.to_string())
+            .or_insert_with(|| zones_of(w, vpc))
+            .clone()
+    };
+    for p in w.iter::<Peering>() {
+        if !ops::peering::is_realized(w, p)
+            || !is_safe(&p.id)
+            || !is_safe(&p.requester.vpc_id)
+            || !is_safe(&p.accepter.vpc_id)
+        {
+            continue;
+        }
+        for (own, peer) in [(&p.requester, &p.accepter), (&p.accepter, &p.requester)] {
+            let Some(vpc) = w.get::<Vpc>(&own.vpc_id) else {
+                continue;
+            };
+            let mine = zones_for(&own.vpc_id);
+            let theirs = zones_for(&peer.vpc_id);
+            let m = out.entry(router_ns(tag, &own.vpc_id)).or_default();
+            let link = peering_link(&p.id);
+            let s = short(&p.id);
+            for (dir, kind, hook) in [
+                ("out", TransferKind::PeeringOut, "oifname"),
+                ("in", TransferKind::PeeringIn, "iifname"),
+            ] {
+                let chain = format!("pcx_{s}_{dir}");
+                let mut rules = Vec::new();
+                for (oaz, (o4, o6)) in &mine {
+                    for (paz, (p4, p6)) in &theirs {
+                        let counter = format!("pcx_{s}_{dir}_{}_{}", ident(oaz), ident(paz));
+                        // Out: from our zone to theirs; in: from theirs to ours.
+                        let (s4, d4, s6, d6) = if kind == TransferKind::PeeringOut {
+                            (o4, p4, o6, p6)
+                        } else {
+                            (p4, o4, p6, o6)
+                        };
+                        if !s4.is_empty() && !d4.is_empty() {
+                            rules.push(format!(
+                                "ip saddr {} ip daddr {} counter name \"{counter}\" return",
+                                list(s4),
+                                list(d4)
+                            ));
+                        }
+                        if !s6.is_empty() && !d6.is_empty() {
+                            rules.push(format!(
+                                "ip6 saddr {} ip6 daddr {} counter name \"{counter}\" return",
+                                list(s6),
+                                list(d6)
+                            ));
+                        }
+                        m.counters.insert(
+                            counter,
+                            UsageKey {
+                                account: vpc.meta.owner.clone(),
+                                region: vpc.meta.region.clone(),
+                                vpc_id: own.vpc_id.clone(),
+                                resource_id: p.id.clone(),
+                                kind,
+                                az: oaz.clone(),
+                                peer_region: peer.region.clone(),
+                                peer_az: paz.clone(),
+                            },
+                        );
+                    }
+                }
+                m.dispatch.push(format!("{hook} \"{link}\" jump {chain}"));
+                m.chains.insert(chain, rules);
+            }
+        }
+    }
+    for g in w.iter::<InternetGateway>() {
+        let Some(vpc) = g.vpc_id.as_deref().and_then(|v| w.get::<Vpc>(v)) else {
+            continue;
+        };
+        if !is_safe(&g.meta.id) || !is_safe(&vpc.meta.id) {
+            continue;
+        }
+        let m = out.entry(router_ns(tag, &vpc.meta.id)).or_default();
+        let link = igw_link(&g.meta.id);
+        let s = short(&g.meta.id);
+        for (dir, kind, hook) in [
+            ("out", TransferKind::InternetOut, "oifname"),
+            ("in", TransferKind::InternetIn, "iifname"),
+        ] {
+            let counter = format!("igw_{s}_{dir}");
+            m.dispatch
+                .push(format!("{hook} \"{link}\" counter name \"{counter}\""));
+            m.counters
+                .insert(counter, gateway_key(vpc, &g.meta.id, kind));
+        }
+    }
+    for n in w.iter::<NatGateway>() {
+        let Some(vpc) = w.get::<Vpc>(&n.vpc_id) else {
+            continue;
+        };
+        if !ops::nat::is_realized(w, n) || !is_safe(&n.meta.id) || !is_safe(&n.vpc_id) {
+            continue;
+        }
+        let m = out.entry(router_ns(tag, &n.vpc_id)).or_default();
+        let counter = format!("nat_{}", short(&n.meta.id));
+        // Every byte the gateway handles leaves the router towards it once:
+        // requests on their way out, replies on their way back.
+        m.dispatch.push(format!(
+            "oifname \"{}\" counter name \"{counter}\"",
+            nat_link(&n.meta.id)
+        ));
+        m.counters.insert(
+            counter,
+            gateway_key(vpc, &n.meta.id, TransferKind::NatProcessed),
+        );
+    }
+    out
+}
+
+fn gateway_key(vpc: &Vpc, resource: &str, kind: TransferKind) -> UsageKey {
+    UsageKey {
+        account: vpc.meta.owner.clone(),
+        region: vpc.meta.region.clone(),
+        vpc_id: vpc.meta.id.clone(),
+        resource_id: resource.to_string(),
+        kind,
+        az: String::new(),
+        peer_region: String::new(),
+        peer_az: String::new(),
+    }
+}
+
+/// What a router's meter table holds in the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterState {
+    pub exists: bool,
+    pub counters: BTreeMap<String, CounterValue>,
+    /// Regular chains (not `forward`).
+    pub chains: BTreeSet<String>,
+}
+
+/// Reads `nft -j list table inet vpcd_meter`.
+pub fn parse_listing(json: &str) -> Result<MeterState, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let items = v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .ok_or("no nftables array")?;
+    let mut st = MeterState::default();
+    for item in items {
+        if item.get("table").is_some() {
+            st.exists = true;
+        }
+        if let Some(c) = item.get("counter") {
+            let name = c
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or("counter without a name")?;
+            let num = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            st.counters
+                .insert(name.to_string(), (num("bytes"), num("packets")));
+        }
+        if let Some(c) = item.get("chain") {
+            let name = c
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or("chain without a name")?;
+            if name != "forward" {
+                st.chains.insert(name.to_string());
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// The nft transaction that turns `st` into `plan` without touching the
+/// value of any counter both keep. An empty plan removes the table.
+pub fn script(st: &MeterState, plan: &MeterPlan) -> String {
+    let t = format!("inet {TABLE}");
+    let mut s = String::new();
+    if plan.counters.is_empty() && plan.dispatch.is_empty() {
+        if st.exists {
+            let _ = writeln!(s, "delete table {t}");
+        }
+        return s;
+    }
+    let _ = writeln!(s, "add table {t}");
+    let _ = writeln!(
+        s,
+        "add chain {t} forward {{ type filter hook forward priority 10 ; policy accept ; }}"
+    );
+    let _ = writeln!(s, "flush chain {t} forward");
+    for c in &st.chains {
+        let _ = writeln!(s, "flush chain {t} {c}");
+        if !plan.chains.contains_key(c) {
+            let _ = writeln!(s, "delete chain {t} {c}");
+        }
+    }
+    for c in plan
+        .counters
+        .keys()
+        .filter(|c| !st.counters.contains_key(*c))
+    {
+        let _ = writeln!(s, "add counter {t} {c}");
+    }
+    for (c, rules) in &plan.chains {
+        if !st.chains.contains(c) {
+            let _ = writeln!(s, "add chain {t} {c}");
+        }
+        for r in rules {
+            let _ = writeln!(s, "add rule {t} {c} {r}");
+        }
+    }
+    for r in &plan.dispatch {
+        let _ = writeln!(s, "add rule {t} forward {r}");
+    }
+    for c in st
+        .counters
+        .keys()
+        .filter(|c| !plan.counters.contains_key(*c))
+    {
+        let _ = writeln!(s, "delete counter {t} {c}");
+    }
+    s
+}
+
+/// Reads a router's meter table; a missing table is an empty state.
+pub fn read(run: &Runner, ns: &str) -> Result<MeterState, CommandError> {
+    let nft = run.tools().nft.clone();
+    match run.exec(ns, &nft, &["-j", "list", "table", "inet", TABLE], None) {
+        Ok(out) => parse_listing(&out).map_err(|detail| CommandError::Output {
+            cmd: format!("nft -j list table inet {TABLE} in {ns}"),
+            detail,
+        }),
+        Err(CommandError::Failed { stderr, .. })
+            if stderr.contains("No such file or directory") =>
+        {
+            Ok(MeterState::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What one poll found: usage to add and counter values to record, together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Poll {
+    pub usage: Vec<Usage>,
+    /// The value of every counter read, the new baselines.
+    pub baselines: BTreeMap<CounterId, CounterValue>,
+    /// Counters that are gone (deleted, or their namespace is).
+    pub forget: Vec<CounterId>,
+}
+
+/// The meter of one data directory: the tables it applied, what each
+/// counter measures, and the last recorded counter values.
+#[derive(Debug)]
+pub struct Meter {
+    run: Runner,
+    tag: String,
+    applied: BTreeMap<String, MeterPlan>,
+    baselines: BTreeMap<CounterId, CounterValue>,
+    /// The plan of the World last polled, and that World's generation.
+    desired: Option<(u64, BTreeMap<String, MeterPlan>)>,
+}
+
+impl Meter {
+    /// A meter resuming from recorded baselines (empty on a new data directory).
+    pub fn new(
+        tag: String,
+        baselines: BTreeMap<CounterId, CounterValue>,
+    ) -> Result<Meter, crate::DataplaneError> {
+        let tools = crate::kernel::Tools::find()?;
+        Ok(Meter {
+            run: Runner::new(tools),
+            tag,
+            applied: BTreeMap::new(),
+            baselines,
+            desired: None,
+        })
+    }
+
+    /// Brings every router's meter table up to date with `w` (published as
+    /// generation `generation`; it is planned once per generation); with
+    /// `read_all`, first reads every counter and returns its growth as usage
+    /// in the hour of `now`. A table about to change is always read first,
+    /// so no counted byte is dropped with a counter. Cheap when nothing
+    /// changed, so callers may poll often: a router namespace the data plane
+    /// creates later gets its table on the first poll that sees it.
+    pub fn poll(&mut self, w: &World, generation: u64, now: Timestamp, read_all: bool) -> Poll {
+        if self.desired.as_ref().is_none_or(|(g, _)| *g != generation) {
+            self.desired = Some((generation, plan(w, &self.tag)));
+        }
+        let desired = match &self.desired {
+            Some((_, d)) => d.clone(),
+            None => BTreeMap::new(),
+        };
+        let names: BTreeSet<String> = desired.keys().chain(self.applied.keys()).cloned().collect();
+        let existing = self.run.netns_existing(&names);
+        let mut poll = Poll::default();
+        let empty = MeterPlan::default();
+        for ns in &names {
+            let want = desired.get(ns).unwrap_or(&empty);
+            let had = self.applied.get(ns);
+            if !existing.contains(ns) {
+                self.applied.remove(ns);
+                poll.forget
+                    .extend(self.baselines.keys().filter(|(n, _)| n == ns).cloned());
+                continue;
+            }
+            if !read_all && had == Some(want) {
+                continue;
+            }
+            let st = match read(&self.run, ns) {
+                Ok(st) => st,
+                Err(e) => {
+                    tracing::warn!(%ns, error = %e, "cannot read the meter counters");
+                    continue;
+                }
+            };
+            for (name, value) in &st.counters {
+                let id = (ns.clone(), name.clone());
+                let key = had
+                    .and_then(|h| h.counters.get(name))
+                    .or_else(|| want.counters.get(name));
+                let Some(key) = key else {
+                    continue;
+                };
+                let base = self.baselines.get(&id).copied().unwrap_or((0, 0));
+                // A counter below its baseline was recreated (its namespace
+                // was, while vpcd was away): all of it is new.
+                let (bytes, packets) = if value.0 >= base.0 && value.1 >= base.1 {
+                    (value.0 - base.0, value.1 - base.1)
+                } else {
+                    *value
+                };
+                if bytes > 0 || packets > 0 {
+                    poll.usage.push(Usage {
+                        key: key.clone(),
+                        hour: hour_of(now),
+                        bytes,
+                        packets,
+                    });
+                }
+                poll.baselines.insert(id, *value);
+            }
+            if had != Some(want) || !st.exists {
+                let text = script(&st, want);
+                if !text.is_empty() {
+                    if let Err(e) = self.run.nft(ns, &text) {
+                        tracing::warn!(%ns, error = %e, "cannot apply the meter table");
+                        continue;
+                    }
+                }
+                for name in st
+                    .counters
+                    .keys()
+                    .filter(|c| !want.counters.contains_key(*c))
+                {
+                    let id = (ns.clone(), name.clone());
+                    poll.baselines.remove(&id);
+                    poll.forget.push(id);
+                }
+                self.applied.insert(ns.clone(), want.clone());
+            }
+        }
+        poll
+    }
+
+    /// The last recorded value of a counter.
+    pub fn baseline(&self, id: &CounterId) -> Option<CounterValue> {
+        self.baselines.get(id).copied()
+    }
+
+    /// Adopts a poll's baselines once the store holds them with its usage.
+    pub fn persisted(&mut self, poll: &Poll) {
+        for id in &poll.forget {
+            self.baselines.remove(id);
+        }
+        self.baselines
+            .extend(poll.baselines.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+}
+
+#[cfg(test)]
+mod tests;
