@@ -14,6 +14,7 @@ pub mod params;
 pub mod query;
 pub mod server;
 pub mod sigv4;
+pub mod ssm;
 pub mod xml;
 
 pub use http::HttpLimits;

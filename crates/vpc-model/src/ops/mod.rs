@@ -20,6 +20,7 @@ pub mod instance;
 pub mod nat;
 pub mod peering;
 pub mod prefix_list;
+pub mod public_params;
 pub mod route;
 pub mod sg;
 pub mod sg_edit;
