@@ -151,8 +151,8 @@ def test_own_names_ptr_resolv_conf_and_no_filtering_by_acls(dp):
     rc, out, took = getent(i.ns, "ip-10-80-1-11")
     assert rc == 0 and out.split()[0] == "10.80.1.11", out
 
-    # A name outside vpcd's zones: refused at once, never a hang (no upstream by default).
-    status(i.ns, "example.com", "REFUSED")
+    # A name outside vpcd's zones: NXDOMAIN at once, never a hang (no upstream by default).
+    status(i.ns, "example.com", "NXDOMAIN")
     rc, out, took = getent(i.ns, "www.example.com")
     assert rc == 2 and out == "", (rc, out)
     assert took < ANSWERED_WITHIN, f"getent of an outside name took {took:.2f}s"
@@ -297,6 +297,173 @@ def test_dns_attributes_switch_names_and_the_server(dp):
     ec2.modify_vpc_attribute(VpcId=v.id, EnableDnsHostnames={"Value": True})
     wait_resolver(i.ns, v.resolver)
     resolves(i.ns, name, "10.83.1.10")
+
+
+def read_conf(instance_id: str) -> str:
+    with open(f"/etc/netns/{instance_id}/resolv.conf") as f:
+        return f.read()
+
+
+def conf_lines(instance_id: str) -> list[str]:
+    return [ln for ln in read_conf(instance_id).splitlines() if not ln.startswith("#")]
+
+
+def test_dhcp_options_drive_the_instances_resolver_configuration(dp):
+    ec2 = dp.ec2("A")
+    v = dns_vpc(ec2, "10.87.0.0/16", "10.87.1.0/24")
+    i = dp.launch(ec2, v.subnet, "10.87.1.10")
+    wait_resolver(i.ns, v.resolver)
+    name = private_name("10.87.1.10")
+    default_set = ec2.describe_vpcs(VpcIds=[v.id])["Vpcs"][0]["DhcpOptionsId"]
+    assert conf_lines(i.id) == ["nameserver 10.87.0.2", "search ec2.internal", "options timeout:1 attempts:2"]
+
+    def associate(dopt: str, want: list[str]):
+        ec2.associate_dhcp_options(DhcpOptionsId=dopt, VpcId=v.id)
+        wait_until(lambda: conf_lines(i.id) == want, 5, what=f"resolv.conf of {i.id} to become {want}")
+
+    # Two search domains: the short name completes through the second one.
+    corp = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name", "Values": ["corp.example ec2.internal"]},
+        {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS"]},
+        {"Key": "ntp-servers", "Values": ["169.254.169.123"]}])["DhcpOptions"]["DhcpOptionsId"]
+    associate(corp, ["nameserver 10.87.0.2", "search corp.example ec2.internal", "options timeout:1 attempts:2"])
+    rc, out, took = getent(i.ns, "ip-10-87-1-10")
+    assert rc == 0 and out.split() == ["10.87.1.10", name], out
+    assert took < ANSWERED_WITHIN, took
+
+    # A custom server that nobody runs: lookups through resolv.conf get no answer (in
+    # one 1-second try), while the VPC's own resolver still answers when asked directly.
+    custom = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name-servers", "Values": ["10.87.0.99"]}])["DhcpOptions"]["DhcpOptionsId"]
+    associate(custom, ["nameserver 10.87.0.99", "options timeout:1 attempts:2"])
+    no_answer(i.ns, name)
+    resolves(i.ns, name, "10.87.1.10", server=v.resolver)
+
+    # `default` (no options): no nameserver at all; nothing answers, at once.
+    associate("default", ["options timeout:1 attempts:2"])
+    r = dig(i.ns, name)
+    assert r.status is None and r.took < TIMEOUT_BOUND, r.out
+    assert ec2.describe_vpcs(VpcIds=[v.id])["Vpcs"][0]["DhcpOptionsId"] == "default"
+
+    # Back to the region's default set: resolves again through resolv.conf.
+    associate(default_set, ["nameserver 10.87.0.2", "search ec2.internal", "options timeout:1 attempts:2"])
+    resolves(i.ns, name, "10.87.1.10")
+    for d in (corp, custom):
+        ec2.delete_dhcp_options(DhcpOptionsId=d)
+    ec2.terminate_instances(InstanceIds=[i.id])
+    wait_until(lambda: not os.path.exists(f"/etc/netns/{i.id}"), 10, what=f"/etc/netns/{i.id} removed")
+
+
+def dig_out(ns: str, name: str, rtype: str) -> str:
+    p = subprocess.run(["ip", "netns", "exec", ns, "dig", "+time=1", "+tries=1", "+short", name, rtype],
+                       capture_output=True, text=True, timeout=10)
+    return p.stdout.strip()
+
+
+def test_private_hosted_zone_records_resolve_in_associated_vpcs_only(dp):
+    ec2 = dp.ec2("A")
+    r53 = dp.server.client("A", service="route53")
+    va = dns_vpc(ec2, "10.88.0.0/16", "10.88.1.0/24")
+    vb = dns_vpc(ec2, "10.89.0.0/16", "10.89.1.0/24")
+    ia = dp.launch(ec2, va.subnet, "10.88.1.10")
+    ib = dp.launch(ec2, vb.subnet, "10.89.1.10")
+    wait_resolver(ia.ns, va.resolver)
+    wait_resolver(ib.ns, vb.resolver)
+    zid = r53.create_hosted_zone(Name="corp.example", CallerReference=f"dns-{va.id}",
+                                 VPC={"VPCRegion": "us-east-1", "VPCId": va.id})["HostedZone"]["Id"]
+
+    def rr(name, rtype, *values):
+        return {"Action": "CREATE", "ResourceRecordSet": {
+            "Name": name, "Type": rtype, "TTL": 60, "ResourceRecords": [{"Value": v} for v in values]}}
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [
+        rr("db.corp.example", "A", "10.88.1.10"),
+        rr("db.corp.example", "AAAA", "fd00:88::10"),
+        rr("www.corp.example", "CNAME", "db.corp.example"),
+        rr("corp.example", "TXT", '"v=spf1 -all"'),
+        rr("_pg._tcp.corp.example", "SRV", "1 5 5432 db.corp.example"),
+        {"Action": "CREATE", "ResourceRecordSet": {
+            "Name": "app.corp.example", "Type": "A",
+            "AliasTarget": {"HostedZoneId": zid.split("/")[-1], "DNSName": private_name("10.88.1.10"),
+                            "EvaluateTargetHealth": False}}},
+    ]})
+
+    # From the associated VPC: every type, the CNAME followed, the alias to an instance's name.
+    resolves(ia.ns, "db.corp.example", "10.88.1.10")
+    r = dig(ia.ns, "db.corp.example", rtype="AAAA")
+    assert r.status == "NOERROR" and r.answers == [("AAAA", "fd00:88::10")], r.out
+    r = dig(ia.ns, "www.corp.example")
+    assert r.status == "NOERROR" and r.answers == [("A", "10.88.1.10")] and "CNAME" in r.out, r.out
+    assert dig_out(ia.ns, "corp.example", "TXT") == '"v=spf1 -all"'
+    assert dig_out(ia.ns, "_pg._tcp.corp.example", "SRV") == "1 5 5432 db.corp.example."
+    resolves(ia.ns, "app.corp.example", "10.88.1.10")
+    resolves(ia.ns, "db.corp.example", "10.88.1.10", server="169.254.169.253", tcp=True)
+    # Inside the zone: a missing name is NXDOMAIN, a missing type NODATA; no fall-through.
+    status(ia.ns, "nope.corp.example", "NXDOMAIN")
+    status(ia.ns, "db.corp.example", "NOERROR", rtype="MX")
+    # From a VPC the zone is not associated with: NXDOMAIN.
+    status(ib.ns, "db.corp.example", "NXDOMAIN")
+    status(ib.ns, "app.corp.example", "NXDOMAIN")
+
+    # The zone as the VPC's DHCP domain-name: short names complete through it.
+    dopt = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name", "Values": ["corp.example"]},
+        {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS"]}])["DhcpOptions"]["DhcpOptionsId"]
+    ec2.associate_dhcp_options(DhcpOptionsId=dopt, VpcId=va.id)
+    wait_until(lambda: "search corp.example" in read_conf(ia.id), 5, what="the search domain in resolv.conf")
+    rc, out, took = getent(ia.ns, "db")                                 # `getent hosts` asks AAAA first
+    assert rc == 0 and out.split() == ["fd00:88::10", "db.corp.example"], out
+    assert took < ANSWERED_WITHIN, took
+
+    # Changes take effect at once: UPSERT, associate the second VPC, disassociate it.
+    r53.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": [{"Action": "UPSERT",
+        "ResourceRecordSet": {"Name": "db.corp.example", "Type": "A", "TTL": 60,
+                              "ResourceRecords": [{"Value": "10.88.1.99"}]}}]})
+    resolves(ia.ns, "db.corp.example", "10.88.1.99")
+    r53.associate_vpc_with_hosted_zone(HostedZoneId=zid, VPC={"VPCRegion": "us-east-1", "VPCId": vb.id})
+    resolves(ib.ns, "db.corp.example", "10.88.1.99")
+    r53.disassociate_vpc_from_hosted_zone(HostedZoneId=zid, VPC={"VPCRegion": "us-east-1", "VPCId": vb.id})
+    status(ib.ns, "db.corp.example", "NXDOMAIN")
+    # Without hostnames in the querying VPC, private zones do not resolve there (AWS needs both attributes).
+    ec2.modify_vpc_attribute(VpcId=va.id, EnableDnsHostnames={"Value": False})
+    status(ia.ns, "db.corp.example", "NXDOMAIN")
+    ec2.modify_vpc_attribute(VpcId=va.id, EnableDnsHostnames={"Value": True})
+    resolves(ia.ns, "db.corp.example", "10.88.1.99")
+
+
+def test_dns_upstream_forwards_names_outside_vpcds_zones(dp_server_factory):
+    """--dns-upstream: a dnsmasq this test starts on loopback answers the names vpcd does not own."""
+    import shutil
+    import socket as socketlib
+    if shutil.which("dnsmasq") is None:
+        pytest.fail("dnsmasq is not installed (apt-get install dnsmasq-base); scripts/test.sh installs it")
+    with socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    upstream = subprocess.Popen(
+        ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+         "--no-poll", "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}", "--pid-file=",
+         "--user=root", "--address=/outside.test/198.51.100.7", "--address=/ec2.internal/198.51.100.8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        server = dp_server_factory(serve_args=["--dns-upstream", f"127.0.0.1:{port}"])
+        d = Dp(server)
+        ec2 = d.ec2("A")
+        v = dns_vpc(ec2, "10.84.0.0/16", "10.84.1.0/24")
+        i = d.launch(ec2, v.subnet, "10.84.1.10")
+        wait_resolver(i.ns, v.resolver)
+        # Outside vpcd's zones: the upstream's answer. vpcd's own names never go upstream.
+        resolves(i.ns, "www.outside.test", "198.51.100.7")
+        resolves(i.ns, private_name("10.84.1.10"), "10.84.1.10")
+        status(i.ns, private_name("10.84.1.99"), "NXDOMAIN")
+        # The upstream gone: SERVFAIL within the one-second try, never a hang.
+        upstream.kill()
+        upstream.wait(timeout=5)
+        r = dig(i.ns, "www.outside.test")
+        assert r.status == "SERVFAIL" and r.took < TIMEOUT_BOUND, (r.status, r.took, r.out)
+    finally:
+        if upstream.poll() is None:
+            upstream.kill()
+            upstream.wait(timeout=5)
 
 
 def test_restart_serves_again_and_teardown_removes_the_resolver_files(dp_server_factory):

@@ -163,6 +163,7 @@ mod tests {
         RegionInit {
             id: id.to_string(),
             default_vpc: None,
+            default_dhcp_options: None,
         }
     }
 

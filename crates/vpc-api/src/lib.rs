@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod params;
 pub mod query;
+pub mod route53;
 pub mod server;
 pub mod sigv4;
 pub mod ssm;

@@ -124,7 +124,7 @@ pub fn status_for(code: &str) -> StatusCode {
     }
 }
 
-fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+pub(crate) fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(
@@ -338,7 +338,7 @@ impl App {
     /// Runs `f` as one all-or-nothing write and answers once it is durable
     /// (group commit, see [`crate::commit`]). Nothing is published unless
     /// the store committed it.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         account: &str,
         region: &str,
@@ -370,6 +370,32 @@ impl App {
             Ok(out)
         };
         self.writer.write(operation, |w| self.publish(w))
+    }
+
+    /// Runs a read against the published World with a context for `account` in `region`.
+    pub(crate) fn read<T>(
+        &self,
+        account: &str,
+        region: &str,
+        f: impl FnOnce(&World, &Ctx<'_>) -> T,
+    ) -> T {
+        let w = self.world.load();
+        let zones = self.zones(region);
+        let mut ids = RandomIds;
+        let ctx = Ctx {
+            account: account.to_string(),
+            region: region.to_string(),
+            now: self.now(),
+            ids: &mut ids,
+            limits: &self.config.limits,
+            zones: &zones,
+        };
+        f(&w, &ctx)
+    }
+
+    /// Whether `region` is one this server serves.
+    pub(crate) fn serves_region(&self, region: &str) -> bool {
+        self.config.regions.get(region).is_some()
     }
 
     /// Makes a committed World the one reads and watchers see.
@@ -598,6 +624,18 @@ impl App {
         };
         if verified.service == "sts" {
             return Some(self.sts(&params, &account, &request_id));
+        }
+        if verified.service == "route53" {
+            return crate::route53::handle(
+                self,
+                method,
+                uri,
+                body,
+                &account,
+                &verified.region,
+                &request_id,
+                may_block,
+            );
         }
         if verified.service == "ce" {
             return Some(match self.cost_explorer(target, body, &account) {

@@ -88,6 +88,9 @@ fn fingerprint(w: &World) -> Vec<String> {
     rows(&mut out, "addresses", w.addresses.iter());
     rows(&mut out, "insights_paths", w.insights_paths.iter());
     rows(&mut out, "insights_analyses", w.insights_analyses.iter());
+    rows(&mut out, "dhcp_options", w.dhcp_options.iter());
+    rows(&mut out, "hosted_zones", w.hosted_zones.iter());
+    rows(&mut out, "zone_changes", w.zone_changes.iter());
     out
 }
 
@@ -387,6 +390,7 @@ fn tag_everything(app: &App, resources: &[String]) {
 /// Names a handler reads directly.
 const FLAT_NAMES: &[&str] = &[
     "VpcId",
+    "DhcpOptionsId",
     "SubnetId",
     "GroupId",
     "GroupName",
@@ -737,6 +741,7 @@ fn value_for(name: &str, ids: &[String]) -> String {
     const ID_PREFIXES: &[(&str, &str)] = &[
         ("VpcPeeringConnectionId", "pcx-"),
         ("InternetGatewayId", "igw-"),
+        ("DhcpOptionsId", "dopt-"),
         ("RouteTableId", "rtb-"),
         ("NetworkAclId", "acl-"),
         ("NetworkInterfaceId", "eni-"),

@@ -37,8 +37,9 @@
 //!   claimed twice goes to the first claimant, so a change in one VPC can
 //!   move an address in another).
 //!
-//! Region markers and Reachability Analyzer paths and analyses are not read
-//! by the planner.
+//! Region markers, Reachability Analyzer paths and analyses, DHCP options
+//! sets (immutable; which one a VPC uses is a field of the VPC) and Route 53
+//! zones (the DNS server reads them per query) are not read by the planner.
 //!
 //! `tests::incremental_plan_equals_full_plan` checks the result against a
 //! full re-plan on random Worlds and random sequences of changes.
@@ -1107,7 +1108,13 @@ pub(crate) mod tests {
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis
                     | Volume
-                    | Detachment => false,
+                    | Detachment
+                    | HostedZone
+                    | ZoneChange => false,
+                    // The instances' resolv.conf follows a VPC's set, but a
+                    // set never changes but for its tags, and its
+                    // association is a field of the VPC (which is diffed).
+                    DhcpOptions => false,
                 }
             })
             .count();

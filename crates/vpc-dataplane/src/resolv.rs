@@ -3,16 +3,17 @@
 //! `ip netns exec <instance-id> …` bind-mounts the files of
 //! `/etc/netns/<instance-id>/` over `/etc`, so `getent hosts`, `dig` and
 //! anything else using the system resolver inside an instance asks its VPC's
-//! Amazon-provided DNS server (base + 2) and completes short names with the
-//! region's private domain, as DHCP's default options do on AWS. The content
-//! is `vpc_model::ops::dns::resolv_conf`; this module only writes and removes
+//! resolvers its VPC's DHCP options set names (`AmazonProvidedDNS`: the
+//! Amazon-provided DNS server at base + 2) and completes short names with
+//! the set's `domain-name`, as DHCP does on AWS. The content is
+//! `vpc_model::ops::dhcp::resolv_conf`; this module only writes and removes
 //! the files, for instance namespaces only.
 
 use crate::names;
 use crate::plan::{NsPlan, NsRole};
 use std::io;
 use std::path::PathBuf;
-use vpc_model::ops::dns;
+use vpc_model::ops::dhcp;
 use vpc_model::{Instance, Vpc, World};
 
 /// Where `ip netns exec` looks for a namespace's own `/etc` files.
@@ -34,7 +35,7 @@ pub fn planned<'p>(
             NsRole::Instance { instance_id } => {
                 let i = world.get::<Instance>(instance_id)?;
                 let v = world.get::<Vpc>(&i.vpc_id)?;
-                Some((instance_id.clone(), dns::resolv_conf(v)))
+                Some((instance_id.clone(), dhcp::resolv_conf(world, v)))
             }
             _ => None,
         })
@@ -90,18 +91,53 @@ mod tests {
     use crate::testkit::Env;
 
     #[test]
-    fn each_planned_instance_gets_its_vpcs_resolver_and_search_domain() {
+    fn each_planned_instance_gets_what_its_vpcs_dhcp_options_say() {
         let mut e = Env::new();
         let v = e.vpc("10.7.0.0/16");
         let s = e.subnet(&v, "10.7.3.0/24");
         let a = e.instance(&s, "10.7.3.10");
-        let p = crate::plan::plan(&e.w, "t1");
-        let confs = planned(&e.w, p.namespaces.values());
-        assert_eq!(confs.len(), 1, "routers get none: {confs:?}");
-        let (id, conf) = &confs[0];
-        assert_eq!(id, &a.id);
+        let conf_of = |e: &Env| {
+            let p = crate::plan::plan(&e.w, "t1");
+            let confs = planned(&e.w, p.namespaces.values());
+            assert_eq!(confs.len(), 1, "routers get none: {confs:?}");
+            assert_eq!(confs[0].0, a.id);
+            confs[0].1.clone()
+        };
+        // A VPC on `default` (no options): no nameserver, no search list.
+        let conf = conf_of(&e);
+        assert!(!conf.contains("nameserver"), "{conf}");
+        assert!(!conf.contains("search"), "{conf}");
+        // The region's default set: the VPC's resolver and private domain.
+        let vpc_id = v.meta.id.clone();
+        e.run(&v.meta.owner.clone(), &v.meta.region.clone(), |w, c| {
+            let id = dhcp::create(w, c, dhcp::default_options(&c.region), vec![])?;
+            dhcp::associate(w, c, &id.meta.id, &vpc_id)
+        });
+        let conf = conf_of(&e);
         assert!(conf.contains("\nnameserver 10.7.0.2\n"), "{conf}");
         assert!(conf.contains("\nsearch ec2.internal\n"), "{conf}");
+        // A custom set: its servers in order and its domain names.
+        e.run(&v.meta.owner.clone(), &v.meta.region.clone(), |w, c| {
+            let opts = vec![
+                vpc_model::DhcpOption {
+                    key: "domain-name-servers".into(),
+                    values: vec!["10.9.9.9".into(), "AmazonProvidedDNS".into()],
+                },
+                vpc_model::DhcpOption {
+                    key: "domain-name".into(),
+                    values: vec!["corp.example lab.example".into()],
+                },
+            ];
+            let id = dhcp::create(w, c, opts, vec![])?;
+            dhcp::associate(w, c, &id.meta.id, &vpc_id)
+        });
+        let conf = conf_of(&e);
+        assert!(
+            conf.contains(
+                "\nnameserver 10.9.9.9\nnameserver 10.7.0.2\nsearch corp.example lab.example\n"
+            ),
+            "{conf}"
+        );
         assert_eq!(
             etc_dir(&a.id),
             PathBuf::from(format!("/etc/netns/{}", a.id))

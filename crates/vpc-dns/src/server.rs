@@ -20,9 +20,9 @@ use crate::error::DnsError;
 use crate::zone::{self, Answer, Index, Outcome, QueryKind};
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, PTR, SOA};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -36,6 +36,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use vpc_model::ops::dns;
+use vpc_model::ops::route53::RecordData;
 use vpc_model::{Vpc, World};
 
 /// How often the manager looks for router namespaces that appeared.
@@ -61,8 +62,12 @@ pub struct DnsConfig {
     pub tag: String,
     /// The port to listen on (53).
     pub port: u16,
-    /// Told the outcome of every query (`NOERROR`, `NXDOMAIN`, `REFUSED`,
-    /// `FORMERR`, `NOTIMP`, or `dropped` for one not admitted), e.g. to count them.
+    /// Where names outside vpcd's zones are forwarded (`--dns-upstream`);
+    /// None: they get NXDOMAIN at once and nothing leaves the machine.
+    pub upstream: Option<SocketAddr>,
+    /// Told the outcome of every query (`NOERROR`, `NXDOMAIN`, `SERVFAIL`
+    /// (the upstream did not answer), `FORMERR`, `NOTIMP`, or `dropped` for
+    /// one not admitted), e.g. to count them.
     pub on_query: Option<QueryHook>,
 }
 
@@ -71,6 +76,7 @@ impl std::fmt::Debug for DnsConfig {
         f.debug_struct("DnsConfig")
             .field("tag", &self.tag)
             .field("port", &self.port)
+            .field("upstream", &self.upstream)
             .field("on_query", &self.on_query.is_some())
             .finish()
     }
@@ -78,6 +84,10 @@ impl std::fmt::Debug for DnsConfig {
 
 /// See [`DnsConfig::on_query`].
 pub type QueryHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// How long a forwarded question may wait for the upstream's answer before
+/// the instance gets SERVFAIL (under a client's usual one-second try).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Where the latest published World comes from (`vpc_api::App::snapshot`).
 pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
@@ -249,6 +259,7 @@ impl Manager {
                     let handler = VpcResolver {
                         vpc_id: vpc.clone(),
                         shared: self.shared.clone(),
+                        upstream: self.config.upstream,
                     };
                     let mut server = Server::new(handler);
                     let mut failed = None;
@@ -342,6 +353,43 @@ fn bind_pair(at: SocketAddrV4) -> Result<(std::net::UdpSocket, std::net::TcpList
 struct VpcResolver {
     vpc_id: String,
     shared: Shared,
+    upstream: Option<SocketAddr>,
+}
+
+/// Asks `upstream` one question over UDP, from the host's network namespace
+/// (the one vpcd runs in); None when no matching answer came in time.
+async fn forward(upstream: SocketAddr, query: &Query) -> Option<Message> {
+    let id = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        & 0xffff) as u16;
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(query.clone());
+    let bytes = m.to_vec().ok()?;
+    let any: SocketAddr = if upstream.is_ipv4() {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let exchange = async {
+        let sock = tokio::net::UdpSocket::bind(any).await.ok()?;
+        sock.connect(upstream).await.ok()?;
+        sock.send(&bytes).await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).await.ok()?;
+            if let Ok(r) = Message::from_vec(&buf[..n]) {
+                if r.metadata.id == id && r.queries.first() == Some(query) {
+                    return Some(r);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn kind_of(t: RecordType) -> QueryKind {
@@ -349,6 +397,13 @@ fn kind_of(t: RecordType) -> QueryKind {
         RecordType::A => QueryKind::A,
         RecordType::PTR => QueryKind::Ptr,
         RecordType::ANY => QueryKind::Any,
+        RecordType::AAAA => QueryKind::Zone("AAAA"),
+        RecordType::CNAME => QueryKind::Zone("CNAME"),
+        RecordType::TXT => QueryKind::Zone("TXT"),
+        RecordType::SRV => QueryKind::Zone("SRV"),
+        RecordType::MX => QueryKind::Zone("MX"),
+        RecordType::NS => QueryKind::Zone("NS"),
+        RecordType::SOA => QueryKind::Zone("SOA"),
         _ => QueryKind::Other,
     }
 }
@@ -365,6 +420,58 @@ fn record(a: &Answer) -> Option<Record> {
         Answer::Ptr { name: n, target } => {
             Record::from_rdata(name(n)?, dns::TTL, RData::PTR(PTR(name(target)?)))
         }
+        Answer::Zone {
+            name: n,
+            rtype,
+            ttl,
+            data,
+        } => Record::from_rdata(name(n)?, *ttl, zone_rdata(rtype, data)?),
+    })
+}
+
+/// A Route 53 record value as DNS data.
+fn zone_rdata(rtype: &str, data: &RecordData) -> Option<RData> {
+    Some(match data {
+        RecordData::A(ip) => RData::A(A(*ip)),
+        RecordData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        RecordData::Name(target) => {
+            let target = name(target)?;
+            match rtype {
+                "CNAME" => RData::CNAME(CNAME(target)),
+                "NS" => RData::NS(NS(target)),
+                "PTR" => RData::PTR(PTR(target)),
+                _ => return None,
+            }
+        }
+        RecordData::Txt(strings) => RData::TXT(TXT::new(strings.clone())),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => RData::MX(MX::new(*preference, name(exchange)?)),
+        RecordData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => RData::SOA(SOA::new(
+            name(mname)?,
+            name(rname)?,
+            *serial,
+            *refresh,
+            *retry,
+            *expire,
+            *minimum,
+        )),
+        RecordData::Other => return None,
     })
 }
 
@@ -447,29 +554,45 @@ impl RequestHandler for VpcResolver {
             &qname,
             kind_of(query.query_type()),
         );
-        let (answers, negative): (Vec<Record>, Vec<Record>) = match &outcome {
-            Outcome::Records(rs) => {
+        let (answers, negative): (Vec<Record>, Vec<Record>) = match (&outcome, self.upstream) {
+            (Outcome::Outside, Some(upstream)) => {
+                metadata.authoritative = false;
+                match forward(upstream, query.original()).await {
+                    Some(r) => {
+                        metadata.response_code = r.metadata.response_code;
+                        (r.answers, r.authorities)
+                    }
+                    None => {
+                        tracing::debug!(vpc = %self.vpc_id, %upstream, "no answer from the upstream resolver");
+                        metadata.response_code = ResponseCode::ServFail;
+                        (Vec::new(), Vec::new())
+                    }
+                }
+            }
+            (Outcome::Records(rs), _) => {
                 metadata.authoritative = true;
                 (rs.iter().filter_map(record).collect(), Vec::new())
             }
-            Outcome::NoData { zone } => {
+            (Outcome::NoData { zone }, _) => {
                 metadata.authoritative = true;
                 (Vec::new(), soa(zone).into_iter().collect())
             }
-            Outcome::NxDomain { zone } => {
+            (Outcome::NxDomain { zone }, _) => {
                 metadata.authoritative = true;
                 metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), soa(zone).into_iter().collect())
             }
-            Outcome::Refused => {
-                metadata.response_code = ResponseCode::Refused;
+            (Outcome::Outside, None) => {
+                metadata.response_code = ResponseCode::NXDomain;
                 (Vec::new(), Vec::new())
             }
         };
-        self.shared.counted(match &outcome {
-            Outcome::Records(_) | Outcome::NoData { .. } => "NOERROR",
-            Outcome::NxDomain { .. } => "NXDOMAIN",
-            Outcome::Refused => "REFUSED",
+        self.shared.counted(match metadata.response_code {
+            ResponseCode::NoError => "NOERROR",
+            ResponseCode::NXDomain => "NXDOMAIN",
+            ResponseCode::ServFail => "SERVFAIL",
+            ResponseCode::Refused => "REFUSED",
+            _ => "other",
         });
         let msg = builder.build(metadata, answers.iter(), [], negative.iter(), []);
         match response.send_response(msg).await {

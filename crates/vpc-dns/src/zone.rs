@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use vpc_model::ops::route53::{self, RecordData, ZoneLookup};
 use vpc_model::ops::{dns, eni};
-use vpc_model::{InstanceState, NetworkInterface, Vpc, World};
+use vpc_model::{HostedZone, InstanceState, NetworkInterface, Vpc, World};
 
 /// The question's type, as far as the resolver distinguishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +19,28 @@ pub enum QueryKind {
     Ptr,
     /// `ANY`: answered with what the name has.
     Any,
-    /// AAAA and every other type: the names vpcd serves have none.
+    /// A type only Route 53 record sets can have (`AAAA`, `CNAME`, `TXT`,
+    /// `SRV`, `MX`, `NS`, `SOA`, …), by its name.
+    Zone(&'static str),
+    /// Every other type: the names vpcd serves have none.
     Other,
 }
+
+impl QueryKind {
+    /// The type's name as Route 53 spells it (`Other` matches no record set).
+    fn rtype(self) -> &'static str {
+        match self {
+            QueryKind::A => "A",
+            QueryKind::Ptr => "PTR",
+            QueryKind::Any => "ANY",
+            QueryKind::Zone(t) => t,
+            QueryKind::Other => "",
+        }
+    }
+}
+
+/// How many CNAMEs and aliases one answer follows.
+const MAX_CHAIN: usize = 8;
 
 /// One answer record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +49,13 @@ pub enum Answer {
     A { name: String, ip: Ipv4Addr },
     /// `name PTR target`.
     Ptr { name: String, target: String },
+    /// A record of a Route 53 record set (`rtype` as Route 53 spells it).
+    Zone {
+        name: String,
+        rtype: String,
+        ttl: u32,
+        data: RecordData,
+    },
 }
 
 /// What the resolver says to one question.
@@ -40,8 +67,10 @@ pub enum Outcome {
     NoData { zone: String },
     /// NXDOMAIN in one of vpcd's zones.
     NxDomain { zone: String },
-    /// A name outside vpcd's zones, and nothing to forward to: REFUSED.
-    Refused,
+    /// A name outside vpcd's zones: forwarded to the upstream resolver when
+    /// the operator configured one, else NXDOMAIN at once (nothing leaves
+    /// the machine; a search list goes on to its next domain).
+    Outside,
 }
 
 /// An interface address the names are made from.
@@ -63,6 +92,8 @@ pub struct Index {
     private: HashMap<Ipv4Addr, Vec<Holder>>,
     /// Public IPv4 → the interface it maps to.
     public: HashMap<Ipv4Addr, Holder>,
+    /// VPC → the private hosted zones associated with it.
+    zones: HashMap<String, Vec<String>>,
 }
 
 /// Whether the interface's names exist: attached to an instance that is not terminated.
@@ -77,6 +108,14 @@ impl Index {
             regions: w.iter::<Vpc>().map(|v| v.meta.region.clone()).collect(),
             ..Index::default()
         };
+        for z in w.iter::<HostedZone>().filter(|z| z.private) {
+            for v in &z.vpcs {
+                idx.zones
+                    .entry(v.vpc_id.clone())
+                    .or_default()
+                    .push(z.meta.id.clone());
+            }
+        }
         for e in w.iter::<NetworkInterface>().filter(|e| named(w, e)) {
             for p in &e.private_ips {
                 idx.private.entry(p.ip).or_default().push(Holder {
@@ -191,12 +230,26 @@ pub fn reverse_zone(ip: Ipv4Addr) -> Option<String> {
 ///   (`dns::public_name_answer`).
 /// * `d.c.b.a.in-addr.arpa`: PTR = the private name of a visible instance
 ///   address, else the public name of a vpcd public address.
-/// * Another name in vpcd's zones: NXDOMAIN; anything else: REFUSED.
+/// * Another name in vpcd's zones: NXDOMAIN; anything else: [`Outcome::Outside`].
 pub fn answer(idx: &Index, w: &World, querier: &Vpc, qname: &str, kind: QueryKind) -> Outcome {
+    answer_within(idx, w, querier, qname, kind, 0)
+}
+
+fn answer_within(
+    idx: &Index,
+    w: &World,
+    querier: &Vpc,
+    qname: &str,
+    kind: QueryKind,
+    depth: usize,
+) -> Outcome {
     let name = qname
         .strip_suffix('.')
         .unwrap_or(qname)
         .to_ascii_lowercase();
+    if let Some(z) = idx.private_zone(w, querier, &name) {
+        return from_zone(idx, w, querier, z, &name, kind, depth);
+    }
     if let Some(ip) = parse_reverse_v4(&name) {
         return reverse(idx, w, querier, &name, ip, kind);
     }
@@ -224,7 +277,117 @@ pub fn answer(idx: &Index, w: &World, querier: &Vpc, qname: &str, kind: QueryKin
     }
     match forward_zone(&name) {
         Some(zone) => Outcome::NxDomain { zone },
-        None => Outcome::Refused,
+        None => Outcome::Outside,
+    }
+}
+
+impl Index {
+    /// The private hosted zone that answers `name` (no trailing dot) for
+    /// `querier` (`route53::zone_for_query`), when it is at least as
+    /// specific as vpcd's own zone for the name (AWS: the most specific
+    /// domain wins; at equal specificity a private zone wins over the
+    /// autodefined one).
+    fn private_zone<'w>(&self, w: &'w World, querier: &Vpc, name: &str) -> Option<&'w HostedZone> {
+        let ids = self.zones.get(&querier.meta.id)?;
+        let fq = format!("{name}.");
+        let z = route53::zone_for_query(
+            querier,
+            ids.iter().filter_map(|id| w.get::<HostedZone>(id)),
+            &fq,
+        )?;
+        let own = forward_zone(name).or_else(|| parse_reverse_v4(name).and_then(reverse_zone));
+        let labels = |s: &str| s.trim_end_matches('.').split('.').count();
+        own.is_none_or(|o| labels(&z.name) >= labels(&o))
+            .then_some(z)
+    }
+}
+
+/// The zone's apex without the trailing dot (for the SOA of negative answers).
+fn apex(z: &HostedZone) -> String {
+    z.name.trim_end_matches('.').to_string()
+}
+
+fn zone_records(r: &vpc_model::RecordSet, owner: &str) -> Vec<Answer> {
+    r.values
+        .iter()
+        .filter_map(|v| route53::parse_value(&r.rtype, v).ok())
+        .filter(|d| *d != RecordData::Other)
+        .map(|data| Answer::Zone {
+            name: owner.to_string(),
+            rtype: r.rtype.clone(),
+            ttl: r.ttl.unwrap_or(dns::TTL),
+            data,
+        })
+        .collect()
+}
+
+/// Renames answers to `owner` (an alias answers under its own name).
+fn renamed(answers: Vec<Answer>, owner: &str) -> Vec<Answer> {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Answer::A { ip, .. } => Answer::A {
+                name: owner.to_string(),
+                ip,
+            },
+            Answer::Ptr { target, .. } => Answer::Ptr {
+                name: owner.to_string(),
+                target,
+            },
+            Answer::Zone {
+                rtype, ttl, data, ..
+            } => Answer::Zone {
+                name: owner.to_string(),
+                rtype,
+                ttl,
+                data,
+            },
+        })
+        .collect()
+}
+
+/// Answers from a private hosted zone (`route53::lookup`), following CNAMEs
+/// and aliases through [`answer`] (so they may lead to instance names).
+fn from_zone(
+    idx: &Index,
+    w: &World,
+    querier: &Vpc,
+    z: &HostedZone,
+    name: &str,
+    kind: QueryKind,
+    depth: usize,
+) -> Outcome {
+    let fq = format!("{name}.");
+    match route53::lookup(z, &fq, kind.rtype()) {
+        ZoneLookup::Records(sets) => {
+            Outcome::Records(sets.iter().flat_map(|r| zone_records(r, name)).collect())
+        }
+        ZoneLookup::Cname(c) => {
+            let mut out = zone_records(c, name);
+            if let (
+                Some(Answer::Zone {
+                    data: RecordData::Name(target),
+                    ..
+                }),
+                true,
+            ) = (out.first().cloned(), depth < MAX_CHAIN)
+            {
+                if let Outcome::Records(more) =
+                    answer_within(idx, w, querier, &target, kind, depth + 1)
+                {
+                    out.extend(more);
+                }
+            }
+            Outcome::Records(out)
+        }
+        ZoneLookup::Alias(a) if depth < MAX_CHAIN => {
+            match answer_within(idx, w, querier, &a.dns_name, kind, depth + 1) {
+                Outcome::Records(rs) => Outcome::Records(renamed(rs, name)),
+                _ => Outcome::NoData { zone: apex(z) },
+            }
+        }
+        ZoneLookup::Alias(_) | ZoneLookup::NoData => Outcome::NoData { zone: apex(z) },
+        ZoneLookup::NxDomain => Outcome::NxDomain { zone: apex(z) },
     }
 }
 
@@ -234,7 +397,7 @@ fn address(name: &str, ip: Ipv4Addr, kind: QueryKind, zone: String) -> Outcome {
             name: name.to_string(),
             ip,
         }]),
-        QueryKind::Ptr | QueryKind::Other => Outcome::NoData { zone },
+        QueryKind::Ptr | QueryKind::Zone(_) | QueryKind::Other => Outcome::NoData { zone },
     }
 }
 
@@ -260,13 +423,13 @@ fn reverse(
                 name: name.to_string(),
                 target,
             }]),
-            QueryKind::A | QueryKind::Other => Outcome::NoData {
+            QueryKind::A | QueryKind::Zone(_) | QueryKind::Other => Outcome::NoData {
                 zone: zone.unwrap_or_else(|| "in-addr.arpa".into()),
             },
         },
         None => match reverse_zone(ip) {
             Some(zone) => Outcome::NxDomain { zone },
-            None => Outcome::Refused,
+            None => Outcome::Outside,
         },
     }
 }
@@ -431,10 +594,10 @@ mod tests {
             ),
             nx("us-west-2.compute.internal")
         );
-        assert_eq!(ask(&e, &v, "example.com", QueryKind::A), Outcome::Refused);
+        assert_eq!(ask(&e, &v, "example.com", QueryKind::A), Outcome::Outside);
         assert_eq!(
             ask(&e, &v, "8.8.8.8.in-addr.arpa", QueryKind::Ptr),
-            Outcome::Refused
+            Outcome::Outside
         );
     }
 
@@ -534,7 +697,7 @@ mod tests {
             ask(&e, &vc, &name, QueryKind::A),
             nx("compute-1.amazonaws.com")
         );
-        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), Outcome::Refused);
+        assert_eq!(ask(&e, &vc, &rev, QueryKind::Ptr), Outcome::Outside);
     }
 
     #[test]
@@ -590,5 +753,143 @@ mod tests {
             e.w.get::<Vpc>(&va.meta.id).unwrap(),
             "10.0.1.10".parse().unwrap()
         ));
+    }
+
+    fn zone_with(e: &mut Env, v: &Vpc, name: &str, records: &[(&str, &str, &str)]) -> String {
+        use vpc_model::ops::route53::{self as r53, CreateZone, RecordChange};
+        let vid = v.meta.id.clone();
+        let region = v.meta.region.clone();
+        let (owner, name) = (v.meta.owner.clone(), name.to_string());
+        let recs: Vec<(String, String, String)> = records
+            .iter()
+            .map(|(n, t, val)| (n.to_string(), t.to_string(), val.to_string()))
+            .collect();
+        e.run(&owner, &region.clone(), |w, c| {
+            let (z, _) = r53::create_zone(
+                w,
+                c,
+                CreateZone {
+                    name,
+                    caller_reference: format!("ref-{vid}"),
+                    comment: None,
+                    private_zone: None,
+                    vpc: Some(vpc_model::ZoneVpc {
+                        region,
+                        vpc_id: vid,
+                    }),
+                },
+            )?;
+            let changes = recs
+                .into_iter()
+                .map(|(n, t, val)| RecordChange {
+                    action: "CREATE".into(),
+                    record: vpc_model::RecordSet {
+                        name: n,
+                        alias: (t == "ALIAS").then(|| vpc_model::AliasTarget {
+                            hosted_zone_id: String::new(),
+                            dns_name: format!("{val}."),
+                            evaluate_target_health: false,
+                        }),
+                        ttl: (t != "ALIAS").then_some(60),
+                        values: if t == "ALIAS" { vec![] } else { vec![val] },
+                        rtype: if t == "ALIAS" { "A".into() } else { t },
+                    },
+                })
+                .collect();
+            r53::change_records(w, c, &z.meta.id, changes, None)?;
+            Ok(z.meta.id)
+        })
+    }
+
+    fn zone_a(name: &str, ip: &str) -> Answer {
+        Answer::Zone {
+            name: name.into(),
+            rtype: "A".into(),
+            ttl: 60,
+            data: RecordData::A(ip.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn private_zones_answer_in_associated_vpcs_only() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, _) = vpc(&mut e, A, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        e.launch(&sa, "10.0.1.10", false);
+        zone_with(
+            &mut e,
+            &va,
+            "corp.example",
+            &[
+                ("db.corp.example", "A", "10.0.1.5"),
+                ("www.corp.example", "CNAME", "db.corp.example"),
+                ("app.corp.example", "ALIAS", "ip-10-0-1-10.ec2.internal"),
+                ("host.corp.example", "CNAME", "ip-10-0-1-10.ec2.internal"),
+            ],
+        );
+        let db = "db.corp.example";
+        assert_eq!(
+            ask(&e, &va, db, QueryKind::A),
+            Outcome::Records(vec![zone_a(db, "10.0.1.5")])
+        );
+        assert_eq!(
+            ask(&e, &vb, db, QueryKind::A),
+            Outcome::Outside,
+            "not associated: not vpcd's name there"
+        );
+        assert_eq!(
+            ask(&e, &va, "nope.corp.example", QueryKind::A),
+            nx("corp.example")
+        );
+        assert_eq!(
+            ask(&e, &va, db, QueryKind::Zone("AAAA")),
+            Outcome::NoData {
+                zone: "corp.example".into()
+            }
+        );
+        // A CNAME is followed, also to an instance's IP name; an alias answers under its own name.
+        match ask(&e, &va, "www.corp.example", QueryKind::A) {
+            Outcome::Records(rs) => assert_eq!(rs[1], zone_a(db, "10.0.1.5"), "{rs:?}"),
+            other => panic!("{other:?}"),
+        }
+        match ask(&e, &va, "host.corp.example", QueryKind::A) {
+            Outcome::Records(rs) => assert_eq!(
+                rs[1],
+                Answer::A {
+                    name: "ip-10-0-1-10.ec2.internal".into(),
+                    ip: "10.0.1.10".parse().unwrap()
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ask(&e, &va, "app.corp.example", QueryKind::A),
+            a("app.corp.example", "10.0.1.10")
+        );
+        // Without hostnames the querying VPC resolves no private zone.
+        hostnames(&mut e, &va, false);
+        assert_eq!(ask(&e, &va, db, QueryKind::A), Outcome::Outside);
+    }
+
+    #[test]
+    fn a_private_zone_wins_over_vpcds_own_zone_at_equal_specificity() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        e.launch(&sa, "10.0.1.10", false);
+        zone_with(
+            &mut e,
+            &va,
+            "ec2.internal",
+            &[("x.ec2.internal", "A", "10.0.0.9")],
+        );
+        assert_eq!(
+            ask(&e, &va, "x.ec2.internal", QueryKind::A),
+            Outcome::Records(vec![zone_a("x.ec2.internal", "10.0.0.9")])
+        );
+        assert_eq!(
+            ask(&e, &va, "ip-10-0-1-10.ec2.internal", QueryKind::A),
+            nx("ec2.internal"),
+            "no fall-through from a private zone"
+        );
     }
 }

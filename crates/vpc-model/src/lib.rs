@@ -11,6 +11,7 @@
 
 pub mod cidr;
 pub mod ctx;
+pub mod dns_types;
 pub mod fault;
 pub mod ids;
 pub mod instance_types;
@@ -22,6 +23,7 @@ pub mod usage;
 pub mod world;
 
 pub use ctx::{Ctx, IdSource, Limits, Timestamp};
+pub use dns_types::*;
 pub use fault::Fault;
 pub use types::*;
 pub use world::{Kind, Record, Table, World};

@@ -431,6 +431,9 @@ pub struct RegionInit {
     /// `<account>:<region>`
     pub id: String,
     pub default_vpc: Option<String>,
+    /// The region's default DHCP options set (`ops::dhcp`).
+    #[serde(default)]
+    pub default_dhcp_options: Option<String>,
 }
 
 /// EC2 instance states (`InstanceStateName`) with their numeric codes.

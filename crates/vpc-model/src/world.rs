@@ -1,6 +1,7 @@
 //! The whole desired state, as cheap-to-clone persistent maps, plus the list
 //! of records an operation changed (what the store must write).
 
+use crate::dns_types::*;
 use crate::fault::Fault;
 use crate::types::*;
 use imbl::OrdMap;
@@ -29,6 +30,9 @@ pub enum Kind {
     PrefixList,
     VpcEndpoint,
     EgressOnlyInternetGateway,
+    DhcpOptions,
+    HostedZone,
+    ZoneChange,
 }
 
 impl Kind {
@@ -52,6 +56,9 @@ impl Kind {
         Kind::PrefixList,
         Kind::VpcEndpoint,
         Kind::EgressOnlyInternetGateway,
+        Kind::DhcpOptions,
+        Kind::HostedZone,
+        Kind::ZoneChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +82,9 @@ impl Kind {
             Kind::PrefixList => "prefix-list",
             Kind::VpcEndpoint => "vpc-endpoint",
             Kind::EgressOnlyInternetGateway => "egress-only-internet-gateway",
+            Kind::DhcpOptions => "dhcp-options",
+            Kind::HostedZone => "hosted-zone",
+            Kind::ZoneChange => "route53-change",
         }
     }
 
@@ -274,6 +284,9 @@ record!(
     eigws,
     meta
 );
+record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
+record!(HostedZone, Kind::HostedZone, hosted_zones, meta);
+record!(ZoneChange, Kind::ZoneChange, zone_changes, r => r.id.as_str());
 
 /// The desired state of every account in every region.
 ///
@@ -300,6 +313,9 @@ pub struct World {
     pub prefix_lists: Table<ManagedPrefixList>,
     pub endpoints: Table<VpcEndpoint>,
     pub eigws: Table<EgressOnlyInternetGateway>,
+    pub dhcp_options: Table<DhcpOptions>,
+    pub hosted_zones: Table<HostedZone>,
+    pub zone_changes: Table<ZoneChange>,
     changes: Vec<(Kind, String)>,
 }
 
@@ -384,6 +400,9 @@ impl World {
             Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
             Kind::VpcEndpoint => enc::<VpcEndpoint>(self, id),
             Kind::EgressOnlyInternetGateway => enc::<EgressOnlyInternetGateway>(self, id),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
+            Kind::HostedZone => enc::<HostedZone>(self, id),
+            Kind::ZoneChange => enc::<ZoneChange>(self, id),
         }
     }
 
@@ -413,6 +432,9 @@ impl World {
             Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
             Kind::VpcEndpoint => dec::<VpcEndpoint>(self, body),
             Kind::EgressOnlyInternetGateway => dec::<EgressOnlyInternetGateway>(self, body),
+            Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
+            Kind::HostedZone => dec::<HostedZone>(self, body),
+            Kind::ZoneChange => dec::<ZoneChange>(self, body),
         }
     }
 

@@ -89,6 +89,11 @@ struct ServeArgs {
     /// concurrent writes share one (only to measure the difference).
     #[arg(long)]
     no_group_commit: bool,
+    /// Forward DNS questions for names outside vpcd's zones (EC2 names,
+    /// private hosted zones) to this resolver, HOST:PORT. Without it they get
+    /// NXDOMAIN at once and no DNS query leaves the machine.
+    #[arg(long, value_parser = upstream_addr)]
+    dns_upstream: Option<SocketAddr>,
     /// A JSON rate table to price data transfer with (default: the one in
     /// the repository, rates/aws-rates.json).
     #[arg(long)]
@@ -104,6 +109,15 @@ struct ServeArgs {
     meter_interval_secs: f64,
     #[command(flatten)]
     http: HttpArgs,
+}
+
+/// `HOST:PORT` resolved once, at start-up.
+fn upstream_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s}: {e} (expected HOST:PORT, e.g. 127.0.0.1:5353)"))?
+        .next()
+        .ok_or_else(|| format!("{s}: no address"))
 }
 
 /// Limits at the HTTP boundary (defaults in `vpc_api::HttpLimits::default`).
@@ -270,7 +284,13 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     })
     .with_context(|| format!("opening state in {}", data_dir.display()))?;
     let meter_every = std::time::Duration::from_secs_f64(args.meter_interval_secs);
-    let dataplane = start_dataplane(&app, &data_dir, args.no_dataplane, meter_every);
+    let dataplane = start_dataplane(
+        &app,
+        &data_dir,
+        args.no_dataplane,
+        meter_every,
+        args.dns_upstream,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -314,6 +334,7 @@ fn start_dataplane(
     data_dir: &std::path::Path,
     disabled: bool,
     meter_every: std::time::Duration,
+    dns_upstream: Option<SocketAddr>,
 ) -> String {
     if disabled {
         return "off (--no-dataplane): control plane only, instances are recorded but not realized"
@@ -346,7 +367,7 @@ fn start_dataplane(
             )
         }
     };
-    let dns = start_dns(app, &tag);
+    let dns = start_dns(app, &tag, dns_upstream);
     // VPCD_METER=0 leaves data transfer unmetered (no vpcd_meter tables),
     // e.g. to measure what metering costs.
     let meter = if std::env::var("VPCD_METER").is_ok_and(|v| v == "0" || v == "off") {
@@ -478,11 +499,12 @@ fn start_meter(
 /// Starts the Amazon-provided DNS server of every VPC (inside the router
 /// namespaces the reconciler makes) and a thread that tells it of every
 /// published World. Must run inside the tokio runtime.
-fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
+fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -> String {
     let service = vpc_dns::DnsService::start(
         vpc_dns::DnsConfig {
             tag: tag.to_string(),
             port: 53,
+            upstream,
             on_query: Some({
                 let queries = app.metrics.dns_queries.clone();
                 Arc::new(move |rcode| queries.with_label_values(&[rcode]).inc())
@@ -512,7 +534,14 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str) -> String {
                 }
             }
         })
-        .map(|_| "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53)".to_string())
+        .map(|_| {
+            let outside = upstream.map_or("NXDOMAIN for other names".to_string(), |u| {
+                format!("other names forwarded to {u}")
+            });
+            format!(
+                "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53; {outside})"
+            )
+        })
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
@@ -534,6 +563,7 @@ fn main() -> Result<()> {
         test_clock: false,
         no_dataplane: false,
         no_group_commit: false,
+        dns_upstream: None,
         rates: None,
         metrics: false,
         meter_interval_secs: 60.0,

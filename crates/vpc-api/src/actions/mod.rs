@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod compute;
 pub mod defaults;
+pub mod dhcp;
 pub mod eigw;
 pub mod endpoint;
 pub mod insights;
@@ -74,6 +75,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     eigw::ACTIONS,
     sg_edit::ACTIONS,
     defaults::ACTIONS,
+    dhcp::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

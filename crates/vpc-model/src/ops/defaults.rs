@@ -185,7 +185,7 @@ pub fn new_vpc(
         dns_support: true,
         dns_hostnames: is_default,
         tenancy: tenancy.to_string(),
-        dhcp_options_id: format!("dopt-{}", &vpc_id[4..]),
+        dhcp_options_id: super::dhcp::for_new_vpc(w, ctx),
         main_route_table: rtb.meta.id.clone(),
         default_acl: acl.meta.id.clone(),
         default_sg: sg.meta.id.clone(),
@@ -205,11 +205,14 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
     if w.get::<RegionInit>(&key).is_some() {
         return Ok(false);
     }
-    let vpc = make_default_vpc(w, ctx);
+    let dhcp = super::dhcp::create_default_set(w, ctx);
     w.put(RegionInit {
-        id: key,
-        default_vpc: Some(vpc.meta.id.clone()),
+        id: key.clone(),
+        default_vpc: None,
+        default_dhcp_options: Some(dhcp),
     });
+    let vpc = make_default_vpc(w, ctx);
+    w.update::<RegionInit>(&key, |i| i.default_vpc = Some(vpc.meta.id.clone()));
     Ok(true)
 }
 
@@ -252,6 +255,7 @@ pub fn default_vpc_of<'w>(w: &'w World, ctx: &Ctx<'_>) -> Option<&'w Vpc> {
 
 /// CreateDefaultVpc: a new default VPC when the caller has none in this region.
 pub fn create_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Result<Vpc> {
+    ensure_region(w, ctx)?;
     if default_vpc_of(w, ctx).is_some() {
         return Err(Fault::new(
             "DefaultVpcAlreadyExists",
@@ -264,15 +268,10 @@ pub fn create_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Result<Vpc> {
         "VpcLimitExceeded",
         "VPCs",
     )?;
-    let vpc = make_default_vpc(w, ctx);
     let key = format!("{}:{}", ctx.account, ctx.region);
+    let vpc = make_default_vpc(w, ctx);
     let id = vpc.meta.id.clone();
-    if !w.update::<RegionInit>(&key, |r| r.default_vpc = Some(id.clone())) {
-        w.put(RegionInit {
-            id: key,
-            default_vpc: Some(id),
-        });
-    }
+    w.update::<RegionInit>(&key, |r| r.default_vpc = Some(id));
     Ok(vpc)
 }
 

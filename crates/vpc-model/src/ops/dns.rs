@@ -91,18 +91,6 @@ pub fn public_domain(region: &str) -> String {
     }
 }
 
-/// The `/etc/resolv.conf` an instance in `vpc` gets (DHCP's default
-/// options: `AmazonProvidedDNS` as base + 2, the region's private domain
-/// as the search domain).
-pub fn resolv_conf(vpc: &Vpc) -> String {
-    format!(
-        "# written by vpcd: the Amazon-provided DNS server of {vpc_id}\nnameserver {ns}\nsearch {domain}\noptions timeout:1 attempts:2\n",
-        vpc_id = vpc.meta.id,
-        ns = resolver_ip(vpc),
-        domain = private_domain(&vpc.meta.region)
-    )
-}
-
 /// Parses `ip-A-B-C-D.<private domain>` into (region, address). Case-insensitive;
 /// a trailing dot is allowed. `regions` are the region names to recognise.
 pub fn parse_private_dns_name<'r>(
@@ -327,19 +315,13 @@ mod tests {
     }
 
     #[test]
-    fn domains_and_resolv_conf_follow_the_region() {
+    fn domains_follow_the_region() {
         assert_eq!(private_domain("us-east-1"), "ec2.internal");
         assert_eq!(private_domain("eu-west-1"), "eu-west-1.compute.internal");
         assert_eq!(public_domain("us-east-1"), "compute-1.amazonaws.com");
         assert_eq!(
             public_domain("eu-west-1"),
             "eu-west-1.compute.amazonaws.com"
-        );
-        let conf = resolv_conf(&vpc("vpc-a", "eu-west-1", "10.3.0.0/16", true, true));
-        assert!(conf.contains("\nnameserver 10.3.0.2\n"), "{conf}");
-        assert!(
-            conf.contains("\nsearch eu-west-1.compute.internal\n"),
-            "{conf}"
         );
     }
 

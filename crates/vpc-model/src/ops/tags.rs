@@ -91,6 +91,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "pl" => "prefix-list",
         "vpce" => "vpc-endpoint",
         "eigw" => "egress-only-internet-gateway",
+        "dopt" => "dhcp-options",
         _ => return None,
     })
 }
@@ -133,6 +134,7 @@ pub fn with_tags(
         "pl" => with_owned::<ManagedPrefixList>(w, ctx, &super::prefix_list::PL, id, f),
         "vpce" => with_owned::<VpcEndpoint>(w, ctx, &super::endpoint::VPCE, id, f),
         "eigw" => with_owned::<EgressOnlyInternetGateway>(w, ctx, &super::eigw::EIGW, id, f),
+        "dopt" => with_owned::<crate::DhcpOptions>(w, ctx, &super::dhcp::DHCP, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
             let mut out = Ok(());
@@ -265,6 +267,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<Volume>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<crate::DhcpOptions>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<NetworkInsightsPath>(a, r) {
