@@ -137,14 +137,16 @@ class RawPair:
 
 
 class Vpcd:
-    def __init__(self, limits, env=None):
+    def __init__(self, limits, env=None, bin=None):
+        bin = bin or BIN
+        self.bin = bin
         self.tmp = Path(tempfile.mkdtemp(prefix="vpcd-dpbench-"))
         self.log = self.tmp / "vpcd.log"
         self.data = self.tmp / "data"
         lim = self.tmp / "limits.json"
         lim.write_text(json.dumps(limits))
         for a in common.ACCOUNTS:
-            sh(BIN, "account", "add", "--data-dir", str(self.data), "--id", a[0],
+            sh(bin, "account", "add", "--data-dir", str(self.data), "--id", a[0],
                "--access-key-id", a[1], "--secret-access-key", a[2])
         self.port = common.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -152,7 +154,7 @@ class Vpcd:
         # planning and kernel shares of the data plane's time.
         penv = dict(os.environ, VPCD_LOG="warn,vpc_dataplane=debug", NO_COLOR="1", **(env or {}))
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
+            self.proc = subprocess.Popen([bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
                                           str(self.data), "--limits", str(lim)], stdout=log, stderr=log, env=penv)
         common.wait_port(self.port)
 
@@ -178,10 +180,25 @@ class Vpcd:
             total_us += int(re.search(r" us=(\d+)", line).group(1))
         return {"passes": passes, "full_plans": full, "plan_s": plan_us / 1e6, "reconcile_s": total_us / 1e6}
 
+    def periodic_pass(self, start, end):
+        """Seconds of the longest full pass that changed nothing, between two log offsets."""
+        with open(self.log, "rb") as f:
+            f.seek(start)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read(end - start).decode(errors="replace"))
+        best = None
+        for line in text.splitlines():
+            if " reconciled " not in line or "full_plan=true" not in line:
+                continue
+            if not re.search(r"created=0 updated=0 deleted=0", line):
+                continue
+            us = int(re.search(r" us=(\d+)", line).group(1))
+            best = max(best or 0, us)
+        return None if best is None else best / 1e6
+
     def close(self):
         self.proc.terminate()
         self.proc.wait()
-        sh(BIN, "teardown", "--data-dir", str(self.data), check=False)
+        sh(self.bin, "teardown", "--data-dir", str(self.data), check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -394,12 +411,13 @@ while True:
 """
 
 
-def bench_scale(results, planning):
+def bench_scale(results, planning, bin=None):
     """Realization of SCALE_VPCS x SCALE_INSTANCES and rule changes at both scales, with the
-    reconciler planning incrementally ("incremental") or re-planning the whole World ("full")."""
+    reconciler planning incrementally ("incremental") or re-planning the whole World ("full"),
+    or another build of vpcd (VPCD_BASELINE_BIN, "baseline") planning incrementally."""
     env = {"VPCD_PLAN": "full"} if planning == "full" else {}
     d = Vpcd({"vpcs_per_region": 10000, "igws_per_region": 10000, "instances_per_region": 100000,
-              "security_groups_per_region": 100000}, env)
+              "security_groups_per_region": 100000}, env, bin)
     r = results.setdefault("scale", {}).setdefault(planning, {})
     try:
         ca = d.client(A)
@@ -438,6 +456,11 @@ def bench_scale(results, planning):
         time.sleep(1)
         r["realization_reconciles"] = d.reconciles(log0, d.log_offset())
         r["rule_change_scale_ms"] = rule_change_latency(ca, g, small["id"], "10.200.1.11", 21000)
+        # The periodic full pass (every 30 s), which in this build also compares
+        # every namespace with the kernel: wait for one with nothing to do.
+        log1 = d.log_offset()
+        time.sleep(36)
+        r["periodic_pass_s"] = d.periodic_pass(log1, d.log_offset())
     finally:
         d.close()
 
@@ -457,6 +480,7 @@ def scale_block(r):
     """Incremental against full planning, side by side from one run."""
     n = SCALE_VPCS * SCALE_INSTANCES
     inc, full = r["scale"].get("incremental", {}), r["scale"].get("full", {})
+    base = r["scale"].get("baseline")
 
     def cell(x, f):
         try:
@@ -469,6 +493,9 @@ def scale_block(r):
 
     def realized(x):
         return f"{x['api_s']:.1f} / {x['realized_s']:.1f}"
+
+    def behind(x):
+        return f"{x['realized_s'] - x['api_s']:.1f}"
 
     def passes(x):
         c = x["realization_reconciles"]
@@ -484,9 +511,13 @@ def scale_block(r):
          f"(ms, p50 / p90 of {rounds})", p50_p90("rule_change_scale_ms"), "p50 < 10 ms"),
         ("the same at 1 VPC × 2 instances, before the scale-up (ms, p50 / p90)", p50_p90("rule_change_small_ms"), ""),
         (f"realization of {n} instances: API calls done / all namespaces wired (s)", realized, "< 5 s"),
+        ("the data plane finished after the last API call (s)", behind, ""),
         ("during it: reconciler passes (of which full plans)", passes, ""),
-        ("during it: seconds planning / seconds reconciling in all (the rest is `ip`, `nft`, `sysctl` processes "
-         "and the kernel)", seconds, ""),
+        ("afterwards: one periodic full pass that found nothing to change (s; in this build it also compares every "
+         "namespace with the kernel, in the baseline only with the plan)", lambda x: f"{x['periodic_pass_s']:.2f}", ""),
+        ("during it: seconds planning / seconds reconciling in all (the rest of a pass is kernel work: netlink "
+         "requests and `nft` transactions; in the baseline `ip`, `nft`, `sysctl` and `nsenter` processes)",
+         seconds, ""),
     ]
     lines = ["<!-- dataplane-scale-bench:start -->", "",
              "## Data plane at scale: incremental against full planning", "",
@@ -495,9 +526,16 @@ def scale_block(r):
              "same binary with `VPCD_PLAN=full`, which re-plans the whole World on every change. Planning and "
              "reconcile seconds are summed from the reconciler's debug log over the realization. "
              f"Load average (1, 5, 15 min): {r.get('load', 'not recorded')}.", "",
-             "| measure | incremental | full | target |", "|---|---:|---:|---|"]
+             ]
+    if base is not None:
+        lines[-2] += (" The `baseline` column is another build of vpcd "
+                      f"({r.get('baseline_bin', '?')}), planning incrementally, in the same run, before the other two.")
+        lines += ["| measure | incremental | full | baseline | target |", "|---|---:|---:|---:|---|"]
+    else:
+        lines += ["| measure | incremental | full | target |", "|---|---:|---:|---|"]
     for what, f, target in rows:
-        lines.append(f"| {what} | {cell(inc, f)} | {cell(full, f)} | {target} |")
+        extra = f" {cell(base, f)} |" if base is not None else ""
+        lines.append(f"| {what} | {cell(inc, f)} | {cell(full, f)} |{extra} {target} |")
     lines += ["", "<!-- dataplane-scale-bench:end -->"]
     return "\n".join(lines)
 
@@ -558,7 +596,12 @@ def main():
             bench_convergence(results)
         if "scale" in which:
             before = " ".join(open("/proc/loadavg").read().split()[:3])
-            for planning in ("incremental", "full"):
+            baseline = os.environ.get("VPCD_BASELINE_BIN")
+            if baseline:
+                results["baseline_bin"] = os.environ.get("VPCD_BASELINE_NAME", baseline)
+                bench_scale(results, "baseline", baseline)
+            # BENCH_SCALE_MODES=incremental leaves out the full-planning column.
+            for planning in os.environ.get("BENCH_SCALE_MODES", "incremental,full").split(","):
                 bench_scale(results, planning)
             after = " ".join(open("/proc/loadavg").read().split()[:3])
             results["load"] = f"{before} before, {after} after"

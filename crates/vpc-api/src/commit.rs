@@ -1,6 +1,6 @@
-//! Group commit: concurrent write actions share one SQLite transaction and
-//! one fsync, while each is still acknowledged only once it is durable and
-//! each stays all-or-nothing.
+//! Group commit: concurrent write actions share one store transaction (and,
+//! on SQLite, one fsync), while each is still acknowledged only once it is
+//! durable and each stays all-or-nothing.
 //!
 //! A write runs its operation on a clone of the *staged* World (the last
 //! committed state plus every action staged since). An operation that fails
@@ -8,21 +8,39 @@
 //! adds its change list to the open batch. The writer then waits for its
 //! batch to be durable: whoever holds the store lock commits everything
 //! staged so far in one transaction and publishes that World, so while one
-//! batch is being fsynced the next one fills up. If a commit fails, every
+//! batch is being committed the next one fills up. If a commit fails, every
 //! action in that batch and every action staged on top of it fails with
 //! `InternalError`, and staging restarts from the last committed World, so
 //! no acknowledged state ever depends on a lost one.
+//!
+//! With a shared store (etcd) other servers commit too. A batch's commit is
+//! guarded by the revision its World was built on; when another server got
+//! there first the store writes nothing ([`StoreError::Conflict`]), and every
+//! action of the batch runs again on the fresh World once the follower
+//! ([`GroupCommit::follow`]) has applied the other server's commit: it then
+//! succeeds, or fails with the error AWS gives on that state. A batch staged
+//! on a World that a followed commit made stale is re-run the same way.
 
-use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use vpc_model::{Fault, Kind, World};
-use vpc_store::{Store, StoreError};
+use vpc_store::{Revision, StateStore, StoreError, Update};
 
-/// The single writer of one data directory.
+/// How long a write keeps re-running after conflicts before it gives up
+/// with `ServiceUnavailable` (which the AWS SDKs retry).
+const CONFLICT_BUDGET: Duration = Duration::from_secs(10);
+/// How long a conflicting write waits for the follower to bring the newer
+/// commit before it reloads the World from the store itself.
+const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+
+/// The writer of one store (the only one for SQLite; one of several for etcd).
 #[derive(Debug)]
 pub struct GroupCommit {
     staging: Mutex<Staging>,
     durable: Mutex<Durable>,
+    /// Signalled whenever the committed World moves (ours or a followed commit).
+    advanced: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
 }
@@ -34,15 +52,26 @@ struct Staging {
     batch: u64,
 }
 
+/// Why a batch did not commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The store failed: its writers answer `InternalError`.
+    Error,
+    /// Built on a stale World (the committed one was at `base`): run again.
+    Stale { base: Revision },
+}
+
 /// What the store holds; its lock is the right to commit.
 #[derive(Debug)]
 struct Durable {
-    store: Store,
+    store: Box<dyn StateStore>,
     /// The newest committed World.
     world: World,
+    /// The store revision `world` is at (the base of the next commit).
+    revision: Revision,
     /// Every batch up to this one is settled (committed or failed).
     settled: u64,
-    failed: BTreeSet<u64>,
+    failed: BTreeMap<u64, Failure>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,9 +83,14 @@ fn internal_error() -> Fault {
 }
 
 impl GroupCommit {
-    /// A writer over `store`, whose contents are `world`. With `batching`
-    /// off every write commits alone (one transaction and fsync each).
-    pub fn new(store: Store, world: World, batching: bool) -> GroupCommit {
+    /// A writer over `store`, whose contents are `world` at `revision`. With
+    /// `batching` off every write commits alone (one transaction each).
+    pub fn new(
+        store: Box<dyn StateStore>,
+        world: World,
+        revision: Revision,
+        batching: bool,
+    ) -> GroupCommit {
         GroupCommit {
             staging: Mutex::new(Staging {
                 world: world.clone(),
@@ -66,26 +100,54 @@ impl GroupCommit {
             durable: Mutex::new(Durable {
                 store,
                 world,
+                revision,
                 settled: 0,
-                failed: BTreeSet::new(),
+                failed: BTreeMap::new(),
             }),
+            advanced: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
         }
     }
 
     /// Runs `operation` as one all-or-nothing action and returns its result
     /// once its changes are durable. `publish` receives each newly committed
-    /// World, in commit order, before any writer of that batch returns.
+    /// World, in commit order, before any writer of that batch returns. The
+    /// operation may run more than once (after a conflict with another
+    /// server); only the run that commits counts.
     pub fn write<T>(
         &self,
-        operation: impl FnOnce(&mut World) -> Result<T, Fault>,
+        operation: impl Fn(&mut World) -> Result<T, Fault>,
         publish: impl Fn(&World),
     ) -> Result<T, Fault> {
+        let give_up = Instant::now() + CONFLICT_BUDGET;
+        loop {
+            match self.write_once(&operation, &publish) {
+                Ok(out) => return Ok(out),
+                Err(Err(fault)) => return Err(fault),
+                Err(Ok(base)) => {
+                    if Instant::now() >= give_up {
+                        return Err(Fault::new(
+                            "ServiceUnavailable",
+                            "The request could not be completed: other API servers kept changing the same state. Retry the request.",
+                        ));
+                    }
+                    self.wait_past(base, &publish);
+                }
+            }
+        }
+    }
+
+    /// One run: Ok, a fault to answer with, or the stale base to wait past.
+    fn write_once<T>(
+        &self,
+        operation: &impl Fn(&mut World) -> Result<T, Fault>,
+        publish: &impl Fn(&World),
+    ) -> Result<T, Result<Revision, Fault>> {
         let _alone = self.one_at_a_time.as_ref().map(lock);
         let (out, batch) = {
             let mut staging = lock(&self.staging);
             let mut w = staging.world.clone();
-            let out = operation(&mut w)?;
+            let out = operation(&mut w).map_err(Err)?;
             let changes = w.take_changes();
             if changes.is_empty() && staging.changes.is_empty() {
                 // Read nothing that is not durable yet, changed nothing.
@@ -95,20 +157,45 @@ impl GroupCommit {
             staging.changes.extend(changes);
             (out, staging.batch)
         };
-        self.wait_durable(batch, publish)?;
-        Ok(out)
+        match self.wait_durable(batch, publish) {
+            None => Ok(out),
+            Some(Failure::Error) => Err(Err(internal_error())),
+            Some(Failure::Stale { base }) => Err(Ok(base)),
+        }
     }
 
-    /// Commits open batches until `batch` is settled.
-    fn wait_durable(&self, batch: u64, publish: impl Fn(&World)) -> Result<(), Fault> {
+    /// Waits until the committed World has moved past `base` (the follower
+    /// brings the other server's commit); reloads it from the store if the
+    /// follower is too slow.
+    fn wait_past(&self, base: Revision, publish: &impl Fn(&World)) {
+        let durable = lock(&self.durable);
+        let (mut durable, waited) = self
+            .advanced
+            .wait_timeout_while(durable, FOLLOW_WAIT, |d| d.revision == base)
+            .unwrap_or_else(PoisonError::into_inner);
+        if waited.timed_out() && durable.revision == base {
+            match durable.store.load() {
+                Ok(s) if s.revision != base => {
+                    tracing::warn!(
+                        base,
+                        now = s.revision,
+                        "the follower lags; reloaded the World"
+                    );
+                    self.install(&mut durable, s.world, s.revision, publish);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reloading the World failed"),
+            }
+        }
+    }
+
+    /// Commits open batches until `batch` is settled; how it failed, if it did.
+    fn wait_durable(&self, batch: u64, publish: &impl Fn(&World)) -> Option<Failure> {
         let mut durable = lock(&self.durable);
         while durable.settled < batch {
-            self.commit_open_batch(&mut durable, &publish);
+            self.commit_open_batch(&mut durable, publish);
         }
-        if durable.failed.contains(&batch) {
-            return Err(internal_error());
-        }
-        Ok(())
+        durable.failed.get(&batch).copied()
     }
 
     /// Closes the open batch and commits it in one transaction.
@@ -122,14 +209,23 @@ impl GroupCommit {
         };
         changes.sort();
         changes.dedup();
-        match durable.store.commit(&world, &changes) {
-            Ok(()) => {
+        let base = durable.revision;
+        match durable.store.commit(base, &world, &changes) {
+            Ok(revision) => {
                 publish(&world);
                 durable.world = world;
+                durable.revision = revision;
                 durable.settled = batch;
+                self.advanced.notify_all();
             }
             Err(e) => {
-                tracing::error!(error = %e, batch, "commit failed");
+                let failure = match e {
+                    StoreError::Conflict { base } => Failure::Stale { base },
+                    e => {
+                        tracing::error!(error = %e, batch, "commit failed");
+                        Failure::Error
+                    }
+                };
                 // The batch opened meanwhile was staged on top of the lost
                 // one: it fails too, and staging restarts from what is durable.
                 let mut staging = lock(&self.staging);
@@ -137,18 +233,74 @@ impl GroupCommit {
                 staging.world = durable.world.clone();
                 staging.changes.clear();
                 staging.batch += 1;
-                durable.failed.extend(batch..=built_on_lost);
+                for b in batch..=built_on_lost {
+                    durable.failed.insert(b, failure);
+                }
                 durable.settled = built_on_lost;
             }
         }
     }
 
+    /// Makes `world` (at `revision`, committed by another server) the
+    /// committed World; writes staged on the old one run again.
+    fn install(
+        &self,
+        durable: &mut Durable,
+        world: World,
+        revision: Revision,
+        publish: &impl Fn(&World),
+    ) {
+        let base = durable.revision;
+        durable.world = world;
+        durable.revision = revision;
+        let mut staging = lock(&self.staging);
+        if !staging.changes.is_empty() {
+            let open = staging.batch;
+            staging.batch += 1;
+            staging.changes.clear();
+            durable.failed.insert(open, Failure::Stale { base });
+            durable.settled = open;
+        }
+        staging.world = durable.world.clone();
+        drop(staging);
+        publish(&durable.world);
+        self.advanced.notify_all();
+    }
+
+    /// Applies another server's commit (or a whole new state) and publishes
+    /// the result. A commit this server made itself, or one already applied,
+    /// changes nothing.
+    pub fn follow(&self, update: Update, publish: impl Fn(&World)) -> Result<(), StoreError> {
+        let mut durable = lock(&self.durable);
+        match update {
+            Update::Commit {
+                revision,
+                put,
+                removed,
+            } => {
+                if revision <= durable.revision {
+                    return Ok(());
+                }
+                let mut w = durable.world.clone();
+                Update::apply(&mut w, &put, &removed)?;
+                self.install(&mut durable, w, revision, &publish);
+            }
+            Update::Reset(s) => {
+                if s.revision != durable.revision {
+                    self.install(&mut durable, s.world, s.revision, &publish);
+                }
+            }
+            Update::Setting { .. } => {}
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the store while no batch is being committed.
     pub fn with_store<T>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn StateStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&mut lock(&self.durable).store)
+        f(&mut *lock(&self.durable).store)
     }
 }
 
@@ -158,6 +310,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier};
     use vpc_model::RegionInit;
+    use vpc_store::Store;
 
     fn record(id: &str) -> RegionInit {
         RegionInit {
@@ -170,7 +323,7 @@ mod tests {
     fn open(dir: &std::path::Path, batching: bool) -> GroupCommit {
         let store = Store::open(dir).unwrap();
         let world = store.load_world().unwrap();
-        GroupCommit::new(store, world, batching)
+        GroupCommit::new(Box::new(store), world, 0, batching)
     }
 
     fn committed(writer: &GroupCommit) -> World {
@@ -261,5 +414,129 @@ mod tests {
         let reopened = committed(&open(dir.path(), true));
         assert!(reopened.get::<RegionInit>("lost").is_none());
         assert!(reopened.get::<RegionInit>("kept").is_some());
+    }
+}
+
+/// Two writers on one etcd: the cluster case (needs the `etcd` binary).
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use vpc_model::RegionInit;
+    use vpc_store::testkit::EtcdServer;
+
+    /// A writer on `etcd` under `prefix` with its follower thread running.
+    fn writer(etcd: &EtcdServer, prefix: &str) -> Arc<GroupCommit> {
+        let mut store = etcd.store(prefix);
+        let snap = store.load().unwrap();
+        let updates = store.follow(snap.as_of).unwrap().unwrap();
+        let gc = Arc::new(GroupCommit::new(
+            Box::new(store),
+            snap.world,
+            snap.revision,
+            true,
+        ));
+        let follower = Arc::downgrade(&gc);
+        std::thread::spawn(move || {
+            for u in updates {
+                let Some(gc) = follower.upgrade() else { return };
+                gc.follow(u, |_| {}).unwrap();
+            }
+        });
+        gc
+    }
+
+    fn counter(w: &World) -> u64 {
+        w.get::<RegionInit>("counter")
+            .and_then(|r| r.default_vpc.as_deref())
+            .map_or(0, |v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn two_servers_incrementing_one_record_lose_no_update() {
+        let etcd = EtcdServer::start().unwrap();
+        let servers = [writer(&etcd, "/inc"), writer(&etcd, "/inc")];
+        let start = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (gc, start) = (servers[t % 2].clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..15 {
+                        // Read-modify-write: a lost update would show in the total.
+                        gc.write(
+                            |w| {
+                                let n = counter(w);
+                                w.put(RegionInit {
+                                    id: "counter".into(),
+                                    default_vpc: Some((n + 1).to_string()),
+                                    default_dhcp_options: None,
+                                });
+                                Ok(())
+                            },
+                            |_| {},
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let stored = etcd.store("/inc").load().unwrap().world;
+        assert_eq!(counter(&stored), 16 * 15);
+        // Both servers converge on it.
+        for gc in &servers {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while counter(&lock(&gc.durable).world) != 16 * 15 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a server did not converge"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+
+    #[test]
+    fn the_loser_of_a_conflict_gets_the_error_the_fresh_state_gives() {
+        let etcd = EtcdServer::start().unwrap();
+        let (one, two) = (writer(&etcd, "/once"), writer(&etcd, "/once"));
+        // "Create once": succeeds only where the record is absent.
+        let create = |w: &mut World| {
+            if w.get::<RegionInit>("only").is_some() {
+                return Err(Fault::new("InvalidParameterValue", "exists"));
+            }
+            w.put(RegionInit {
+                id: "only".into(),
+                default_vpc: None,
+                default_dhcp_options: None,
+            });
+            Ok(())
+        };
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (gc, start) = (
+                    if t % 2 == 0 { one.clone() } else { two.clone() },
+                    start.clone(),
+                );
+                std::thread::spawn(move || {
+                    start.wait();
+                    gc.write(create, |_| {}).map_err(|f| f.code)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|c| c == "InvalidParameterValue"));
     }
 }

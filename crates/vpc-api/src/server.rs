@@ -21,7 +21,7 @@ use vpc_model::ops::cost::RateTable;
 use vpc_model::region::Regions;
 use vpc_model::usage::Usage;
 use vpc_model::{ops, Ctx, Fault, IdSource, Limits, Timestamp, World};
-use vpc_store::Store;
+use vpc_store::{Leadership, Location, StateStore, Update};
 
 /// How a server is set up.
 #[derive(Debug, Clone)]
@@ -58,7 +58,13 @@ impl IdSource for RandomIds {
 pub struct App {
     world: ArcSwap<World>,
     writer: GroupCommit,
-    reader: Mutex<Store>,
+    reader: Mutex<Box<dyn StateStore>>,
+    /// Metered usage lives beside the SQLite state (the data plane records
+    /// it); a server on etcd runs no data plane and has none.
+    usage_reader: Option<Mutex<vpc_store::Store>>,
+    /// Whether this server runs the timers (always, on SQLite; the elected
+    /// one of the cluster, on etcd).
+    clock: Leadership,
     keys: RwLock<HashMap<String, (String, String)>>,
     clock_offset: AtomicI64,
     next_deadline: AtomicI64,
@@ -233,13 +239,22 @@ fn auth_fault(e: &AuthError, sts: bool) -> Fault {
 impl App {
     /// Opens the store in the data directory and loads the state.
     pub fn open(config: Config) -> Result<Arc<App>, vpc_store::StoreError> {
-        let writer = Store::open(&config.data_dir)?;
-        let reader = Store::open(&config.data_dir)?;
-        let world = writer.load_world()?;
+        let location = Location::Dir(config.data_dir.clone());
+        App::open_at(config, &location)
+    }
+
+    /// Opens the store at `location` (SQLite or etcd) and loads the state.
+    /// On a shared store it follows the other servers' commits and joins
+    /// the election for the clock work.
+    pub fn open_at(config: Config, location: &Location) -> Result<Arc<App>, vpc_store::StoreError> {
+        let mut writer = vpc_store::open(location)?;
+        let mut reader = vpc_store::open(location)?;
+        let snapshot = writer.load()?;
         let offset = writer
             .get_setting("clock_offset_ms")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let world = snapshot.world;
         let next = ops::next_deadline(&world).map_or(i64::MAX, |t| t.0);
         let mut keys = HashMap::new();
         for a in reader.list_accounts()? {
@@ -247,10 +262,24 @@ impl App {
                 keys.insert(k.access_key_id, (a.id.clone(), k.secret_access_key));
             }
         }
-        Ok(Arc::new(App {
+        let updates = writer.follow(snapshot.as_of)?;
+        let holder = format!(
+            "{}:{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            std::process::id()
+        );
+        let clock = writer.campaign("clock", &holder)?;
+        let app = Arc::new(App {
             world: ArcSwap::from_pointee(world.clone()),
-            writer: GroupCommit::new(writer, world, config.group_commit),
+            writer: GroupCommit::new(writer, world, snapshot.revision, config.group_commit),
             reader: Mutex::new(reader),
+            usage_reader: match location {
+                Location::Dir(dir) => Some(Mutex::new(vpc_store::Store::open(dir)?)),
+                Location::Etcd { .. } => None,
+            },
+            clock,
             keys: RwLock::new(keys),
             clock_offset: AtomicI64::new(offset),
             next_deadline: AtomicI64::new(next),
@@ -259,7 +288,42 @@ impl App {
             body_budget: tokio::sync::Semaphore::new(config.http.max_buffered_body_bytes),
             metrics: crate::metrics::Metrics::new(),
             config,
-        }))
+        });
+        if let Some(updates) = updates {
+            let weak = Arc::downgrade(&app);
+            std::thread::Builder::new()
+                .name("store-follower".into())
+                .spawn(move || {
+                    for update in updates {
+                        let Some(app) = weak.upgrade() else { return };
+                        app.follow(update);
+                    }
+                })
+                .map_err(|e| {
+                    vpc_store::StoreError::Invalid(format!("cannot start the follower: {e}"))
+                })?;
+        }
+        Ok(app)
+    }
+
+    /// Applies what another server committed (or a setting it changed).
+    fn follow(&self, update: Update) {
+        if let Update::Setting { key, value } = &update {
+            if key == "clock_offset_ms" {
+                if let Ok(off) = value.parse() {
+                    self.clock_offset.store(off, Ordering::SeqCst);
+                }
+            }
+            return;
+        }
+        if let Err(e) = self.writer.follow(update, |w| self.publish(w)) {
+            tracing::error!(error = %e, "cannot apply another server's commit");
+        }
+    }
+
+    /// Whether this server runs the timers now (see [`Leadership`]).
+    pub fn is_clock_leader(&self) -> bool {
+        self.clock.is_leader()
     }
 
     /// Now on the simulated clock.
@@ -342,7 +406,7 @@ impl App {
         &self,
         account: &str,
         region: &str,
-        f: impl FnOnce(&mut World, &mut Ctx<'_>) -> Result<T, Fault>,
+        f: impl Fn(&mut World, &mut Ctx<'_>) -> Result<T, Fault>,
         dry_run: bool,
     ) -> Result<T, Fault> {
         let zones = self.zones(region);
@@ -425,7 +489,9 @@ impl App {
     /// Applies due timers and makes the caller's default VPC, if either is needed.
     fn maintain(&self, account: &str, region: &str) -> Result<(), Fault> {
         let (need_init, need_tick) = self.needs_maintenance(account, region);
-        if !need_init && !need_tick {
+        // Timers alone are the clock leader's work; a write that happens
+        // anyway applies those due (inside its own guarded commit).
+        if !need_init && (!need_tick || !self.is_clock_leader()) {
             return Ok(());
         }
         self.write(
@@ -444,7 +510,7 @@ impl App {
 
     /// Applies due peering timers (the background ticker calls this).
     pub fn tick(&self) {
-        if self.now().0 >= self.next_deadline.load(Ordering::Relaxed) {
+        if self.is_clock_leader() && self.now().0 >= self.next_deadline.load(Ordering::Relaxed) {
             let r = self.write(
                 "000000000000",
                 "",
@@ -462,6 +528,11 @@ impl App {
 
     /// How long until the earliest timer is due, between 2 and 250 ms.
     pub fn until_next_deadline(&self) -> std::time::Duration {
+        if !self.is_clock_leader() {
+            // Another server runs the timers; look again whether this one
+            // took the role by then.
+            return std::time::Duration::from_millis(250);
+        }
         let left = self
             .next_deadline
             .load(Ordering::Relaxed)
@@ -481,6 +552,14 @@ impl App {
             .with_store(|s| s.set_setting("clock_offset_ms", &off.to_string()))
             .map_err(|e| Fault::new("InternalError", e.to_string()))?;
         self.tick();
+        // In a cluster the leader applies the timers: wait (a little) until
+        // they show here, so a caller sees what the new time implies.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.now().0 >= self.next_deadline.load(Ordering::Relaxed)
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         Ok(off)
     }
 
@@ -778,10 +857,13 @@ impl App {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Usage>, vpc_store::StoreError> {
-        self.reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .usage(account, from, to)
+        match &self.usage_reader {
+            Some(store) => store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .usage(account, from, to),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Cost Explorer (`X-Amz-Target: AWSInsightsIndexService.*`) for `account`.

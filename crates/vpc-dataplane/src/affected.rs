@@ -1109,6 +1109,7 @@ pub(crate) mod tests {
                     | NetworkInsightsAnalysis
                     | Volume
                     | Detachment
+                    | FlowLog
                     | HostedZone
                     | ZoneChange => false,
                     // The instances' resolv.conf follows a VPC's set, but a

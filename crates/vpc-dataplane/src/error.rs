@@ -1,6 +1,7 @@
 //! Errors, one enum per operation area.
 
-/// Running one of the kernel tools (`ip`, `nft`, `sysctl`, `conntrack`).
+/// A kernel operation: a netlink request, a namespace or sysctl file, or
+/// one of the tools (`nft`, `conntrack`).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The program could not be started.

@@ -1,13 +1,18 @@
-//! The executor: the only code that runs `ip`, `nft`, `sysctl` and
-//! `conntrack`. It reads a namespace's state, compares it with its
-//! [`NsPlan`] and issues only the differences, so applying the same plan
-//! twice changes nothing.
+//! The executor: the only code that changes the kernel. It reads a
+//! namespace's state over rtnetlink (`netlink.rs`: links, addresses, routes,
+//! rules) and its sysctls, compares them with its [`NsPlan`] and issues only
+//! the differences as one pipelined batch of typed netlink requests, so
+//! applying the same plan twice changes nothing. nftables tables are loaded
+//! with one `nft -f` transaction; conntrack entries are deleted with
+//! `conntrack -D`. Those two are the only programs it runs.
 
 use crate::error::{CommandError, StartError};
 use crate::names::{RULE_PREF, TABLE_BASE, TABLE_IGW, TABLE_MAIN, TABLE_PEERING};
-use crate::plan::{AddrPlan, NsPlan, NsRole, RouteKind, RulePlan};
+use crate::netlink::{self, request, request::Target, Netlink, Request};
+use crate::netns;
+use crate::plan::{NsPlan, NsRole, RouteKind, RulePlan};
 use ipnet::IpNet;
-use serde_json::Value;
+use netlink_packet_route::route::{RouteProtocol, RouteType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -15,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Where the network namespaces created by `ip netns add` live.
-pub const NETNS_DIR: &str = "/run/netns";
+/// Where the network namespaces live (as with `ip netns add`).
+pub use crate::netns::NETNS_DIR;
 
 /// The programs the data plane runs.
 #[derive(Debug, Clone)]
@@ -107,8 +112,8 @@ impl Runner {
         };
     }
 
-    /// Kernel changes issued so far (batch lines, nft transactions, sysctl
-    /// writes, link creations and deletions, conntrack deletions).
+    /// Kernel changes issued so far (netlink requests, nft transactions,
+    /// sysctl writes, namespaces made or removed, conntrack deletions).
     pub fn ops(&self) -> usize {
         self.ops.load(Ordering::Relaxed)
     }
@@ -163,7 +168,9 @@ impl Runner {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `ip args…`, inside `ns` when given.
+    /// `ip args…`, inside `ns` when given: for a peering link type that needs
+    /// an iproute2 feature the netlink requests here do not cover. The data
+    /// plane's own links, addresses, routes and rules never go through it.
     pub fn ip(&self, ns: Option<&str>, args: &[&str]) -> Result<String, CommandError> {
         match ns {
             Some(ns) => {
@@ -174,31 +181,14 @@ impl Runner {
         }
     }
 
-    /// `ip [-6] -force -batch -` inside `ns`, with the lines on stdin.
-    pub fn ip_batch(&self, ns: &str, v6: bool, lines: &[String]) -> Result<(), CommandError> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut args = Vec::new();
-        if v6 {
-            args.push("-6");
-        }
-        args.extend(["-force", "-batch", "-"]);
-        let mut text = lines.join("\n");
-        text.push('\n');
-        self.count(lines.len());
-        let ip = self.tools.ip.clone();
-        self.exec(ns, &ip, &args, Some(&text)).map(|_| ())
-    }
-
     /// Runs `program args…` inside a namespace.
     ///
     /// This enters only the network namespace (`nsenter --net=/run/netns/NS`).
     /// `ip -n` and `ip netns exec` also make a private copy of the mount
     /// namespace and remount /sys on every call, which costs time in
     /// proportion to the number of namespaces (each is a bind mount): about
-    /// 8 ms per call at 1,500 namespaces against 3 ms here. None of the
-    /// tools needs /sys.
+    /// 8 ms per call at 1,500 namespaces against 3 ms here. Neither `nft`
+    /// nor `conntrack` needs /sys.
     pub fn exec(
         &self,
         ns: &str,
@@ -237,31 +227,29 @@ impl Runner {
             .collect()
     }
 
+    /// Creates a namespace under `/run/netns` (as `ip netns add` does).
     pub fn netns_add(&self, name: &str) -> Result<(), CommandError> {
         self.count(1);
-        self.ip(None, &["netns", "add", name]).map(|_| ())
+        netns::add(name).map_err(|e| io_failure(&format!("netns add {name}"), &e))
     }
 
+    /// Deletes a namespace (as `ip netns del` does) and its `/etc/netns` files.
     pub fn netns_del(&self, name: &str) -> Result<(), CommandError> {
         self.count(1);
-        self.ip(None, &["netns", "del", name])?;
+        netns::del(name).map_err(|e| io_failure(&format!("netns del {name}"), &e))?;
         if let Err(e) = crate::resolv::remove(name) {
             tracing::warn!(ns = %name, "cannot remove its /etc/netns files: {e}");
         }
         Ok(())
     }
 
-    /// Sets sysctls inside a namespace, in order.
+    /// Sets sysctls inside a namespace, in order (written to its `/proc/sys`).
     pub fn sysctl(&self, ns: &str, kv: &[(String, String)]) -> Result<(), CommandError> {
         if kv.is_empty() {
             return Ok(());
         }
-        let pairs: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = vec!["-qw"];
-        args.extend(pairs.iter().map(String::as_str));
         self.count(kv.len());
-        let sysctl = self.tools.sysctl.clone();
-        self.exec(ns, &sysctl, &args, None).map(|_| ())
+        netns::write_sysctls(ns, kv).map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))
     }
 
     /// Loads an nft script (one atomic transaction) inside a namespace.
@@ -269,6 +257,12 @@ impl Runner {
         self.count(1);
         let nft = self.tools.nft.clone();
         self.exec(ns, &nft, &["-f", "-"], Some(script)).map(|_| ())
+    }
+
+    /// `nft -j list ruleset` inside a namespace (read-only).
+    pub fn nft_list(&self, ns: &str) -> Result<String, CommandError> {
+        let nft = self.tools.nft.clone();
+        self.exec(ns, &nft, &["-j", "list", "ruleset"], None)
     }
 
     /// Deletes the conntrack entries from or to an address. Nothing to delete is fine.
@@ -297,94 +291,130 @@ impl Runner {
         peer: &str,
         mtu: u32,
     ) -> Result<(), CommandError> {
-        let m = mtu.to_string();
-        self.count(1);
-        self.ip(
-            Some(ns),
-            &[
-                "link", "add", name, "mtu", &m, "type", "veth", "peer", "name", peer, "netns",
-                peer_ns, "mtu", &m,
-            ],
-        )
-        .map(|_| ())
+        let nl = Netlink::open(ns)?;
+        match self.create_veths(&nl, &[(name, peer_ns, peer, mtu)])?.pop() {
+            Some(Err(e)) => Err(netlink::failure(
+                ns,
+                &format!("add veth {name} (peer {peer} in {peer_ns})"),
+                &e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates veth pairs `(name, peer namespace, peer name, mtu)` from
+    /// namespace `nl`, all in one pipelined batch; each one's outcome.
+    pub(crate) fn create_veths(
+        &self,
+        nl: &Netlink,
+        veths: &[(&str, &str, &str, u32)],
+    ) -> Result<Vec<std::io::Result<()>>, CommandError> {
+        let mut files = Vec::new();
+        for (_, peer_ns, _, _) in veths {
+            let f = std::fs::File::open(netns::path(peer_ns))
+                .map_err(|e| netlink::failure(nl.ns(), &format!("open namespace {peer_ns}"), &e))?;
+            files.push(f);
+        }
+        let requests = veths
+            .iter()
+            .zip(&files)
+            .map(|((name, _, peer, mtu), f)| request::add_veth(name, peer, f, *mtu))
+            .collect();
+        self.count(veths.len());
+        nl.execute(requests)
     }
 
     /// Deletes a link; false when it was already gone.
     pub fn delete_link(&self, ns: &str, name: &str) -> Result<bool, CommandError> {
         self.count(1);
-        match self.ip(Some(ns), &["link", "del", name]) {
-            Ok(_) => Ok(true),
+        let nl = Netlink::open(ns)?;
+        match nl.execute(vec![request::del_link(name)])?.pop() {
+            Some(Ok(())) | None => Ok(true),
             // Gone before we looked, or while we did (its other end was
             // deleted from the peer namespace at the same moment).
-            Err(CommandError::Failed { stderr, .. })
-                if stderr.contains("Cannot find device") || stderr.contains("No such device") =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
+            Some(Err(e)) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(false),
+            Some(Err(e)) => Err(netlink::failure(ns, &format!("delete link {name}"), &e)),
         }
     }
 
     /// The links of a namespace.
     pub(crate) fn links(&self, ns: &str) -> Result<BTreeMap<String, KLink>, CommandError> {
-        let out = self.ip(Some(ns), &["-j", "link", "show"])?;
-        let v: Value = serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
-            .map_err(|e| CommandError::Output {
-                cmd: format!("ip -j link show (in {ns})"),
-                detail: e.to_string(),
-            })?;
-        Ok(parse_links(&v))
+        Netlink::open(ns)?.links()
     }
+}
 
-    /// Everything `configure` compares: links, addresses, routes and (for routers) rules.
-    pub(crate) fn state(&self, ns: &str, rules: bool) -> Result<KState, CommandError> {
-        let cmd = format!("ip -j -batch - (in {ns})");
-        let ip = self.tools.ip.clone();
-        let out = self.exec(
-            ns,
-            &ip,
-            &["-j", "-batch", "-"],
-            Some("link show\naddr show\nroute show table all\nrule show\n"),
-        )?;
-        let docs: Vec<Value> = serde_json::Deserializer::from_str(&out)
-            .into_iter::<Value>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| CommandError::Output {
-                cmd: cmd.clone(),
-                detail: e.to_string(),
-            })?;
-        let [links, addrs, routes, rules4] = docs.as_slice() else {
-            return Err(CommandError::Output {
-                cmd,
-                detail: format!("expected 4 JSON documents, got {}", docs.len()),
-            });
-        };
-        let mut st = KState {
-            links: parse_links(links),
-            addrs: parse_addrs(addrs),
-            routes: parse_routes(routes),
-            rules: BTreeSet::new(),
-        };
-        if rules {
-            st.rules.extend(parse_rules(rules4, false));
-            let out6 = self.ip(Some(ns), &["-6", "-j", "rule", "show"])?;
-            let v6: Value = serde_json::from_str(&out6).map_err(|e| CommandError::Output {
-                cmd: format!("ip -6 -j rule show (in {ns})"),
-                detail: e.to_string(),
-            })?;
-            st.rules.extend(parse_rules(&v6, true));
-        }
-        Ok(st)
+fn io_failure(cmd: &str, e: &std::io::Error) -> CommandError {
+    CommandError::Failed {
+        cmd: cmd.to_string(),
+        code: e.raw_os_error(),
+        stderr: e.to_string(),
     }
+}
+
+/// Everything `configure` compares: links, addresses, routes and (for
+/// routers) rules, read over `nl`.
+pub(crate) fn state(nl: &Netlink, rules: bool) -> Result<KState, CommandError> {
+    let links = nl.links()?;
+    let names: BTreeMap<u32, &str> = links.iter().map(|(n, l)| (l.index, n.as_str())).collect();
+    let name = |i: Option<u32>| {
+        i.and_then(|i| names.get(&i))
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
+    let addrs = nl
+        .addrs()?
+        .into_iter()
+        .filter(|(_, a)| managed_addr(a))
+        .map(|(i, a)| (name(Some(i)), a))
+        .collect();
+    let routes = nl
+        .routes()?
+        .into_iter()
+        .map(|r| {
+            let route = match (r.kind, r.gateway) {
+                (RouteType::BlackHole, _) => KRoute::Blackhole,
+                (RouteType::Unicast, Some(gw)) => KRoute::Via {
+                    gw,
+                    dev: name(r.oif),
+                },
+                (RouteType::Unicast, None) => KRoute::Dev(name(r.oif)),
+                (other, _) => KRoute::Other(format!("{other:?}")),
+            };
+            (
+                (r.table, r.dst),
+                KRouteEntry {
+                    route,
+                    protocol: r.protocol,
+                },
+            )
+        })
+        .collect();
+    let mut st = KState {
+        links: BTreeMap::new(),
+        addrs,
+        routes,
+        rules: BTreeSet::new(),
+    };
+    if rules {
+        st.rules = nl
+            .rules()?
+            .into_iter()
+            .filter(|r| r.priority == RULE_PREF)
+            .filter_map(|r| {
+                Some(RulePlan {
+                    v6: r.v6,
+                    iif: r.iif?,
+                    table: r.table,
+                })
+            })
+            .collect();
+    }
+    st.links = links;
+    Ok(st)
 }
 
 /// A link as the kernel has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KLink {
-    pub mtu: u32,
-    pub up: bool,
-    pub alias: Option<String>,
-}
+pub(crate) type KLink = netlink::LinkState;
 
 /// A route as the kernel has it (only what we compare).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,7 +433,7 @@ pub(crate) enum KRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KRouteEntry {
     pub route: KRoute,
-    pub protocol: Option<String>,
+    pub protocol: RouteProtocol,
 }
 
 /// One namespace's relevant kernel state.
@@ -415,27 +445,6 @@ pub(crate) struct KState {
     pub routes: BTreeMap<(u32, IpNet), KRouteEntry>,
     /// Rules at vpcd's priority.
     pub rules: BTreeSet<RulePlan>,
-}
-
-fn parse_links(v: &Value) -> BTreeMap<String, KLink> {
-    let mut out = BTreeMap::new();
-    for l in v.as_array().into_iter().flatten() {
-        let Some(name) = l.get("ifname").and_then(Value::as_str) else {
-            continue;
-        };
-        let up = l
-            .get("flags")
-            .and_then(Value::as_array)
-            .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("UP")));
-        let mtu = l
-            .get("mtu")
-            .and_then(Value::as_u64)
-            .and_then(|m| u32::try_from(m).ok())
-            .unwrap_or(0);
-        let alias = l.get("ifalias").and_then(Value::as_str).map(str::to_string);
-        out.insert(name.to_string(), KLink { mtu, up, alias });
-    }
-    out
 }
 
 /// Addresses vpcd may manage: not loopback, and link-local only fe80::1 and fe80::2.
@@ -453,127 +462,6 @@ fn managed_addr(a: &IpNet) -> bool {
     }
 }
 
-fn parse_addrs(v: &Value) -> BTreeSet<(String, IpNet)> {
-    let mut out = BTreeSet::new();
-    for l in v.as_array().into_iter().flatten() {
-        let Some(name) = l.get("ifname").and_then(Value::as_str) else {
-            continue;
-        };
-        for a in l
-            .get("addr_info")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(local), Some(len)) = (
-                a.get("local").and_then(Value::as_str),
-                a.get("prefixlen").and_then(Value::as_u64),
-            ) else {
-                continue;
-            };
-            let Ok(ip) = local.parse::<IpAddr>() else {
-                continue;
-            };
-            let Ok(len) = u8::try_from(len) else { continue };
-            let Ok(net) = IpNet::new(ip, len) else {
-                continue;
-            };
-            if managed_addr(&net) {
-                out.insert((name.to_string(), net));
-            }
-        }
-    }
-    out
-}
-
-fn parse_table(v: &Value) -> Option<u32> {
-    match v.get("table").and_then(Value::as_str) {
-        None | Some("main") => Some(TABLE_MAIN),
-        Some("local") => Some(255),
-        Some("default") => Some(253),
-        Some(n) => n.parse().ok(),
-    }
-}
-
-fn parse_routes(v: &Value) -> BTreeMap<(u32, IpNet), KRouteEntry> {
-    let mut out = BTreeMap::new();
-    for r in v.as_array().into_iter().flatten() {
-        let Some(table) = parse_table(r) else {
-            continue;
-        };
-        let Some(dst) = r.get("dst").and_then(Value::as_str) else {
-            continue;
-        };
-        // IPv6 routes always carry a preference; IPv4 routes never do.
-        let v6 = dst.contains(':') || r.get("pref").is_some();
-        let dst: IpNet = if dst == "default" {
-            if v6 {
-                IpNet::V6(Default::default())
-            } else {
-                IpNet::V4(Default::default())
-            }
-        } else if let Ok(n) = dst.parse::<IpNet>() {
-            n
-        } else if let Ok(a) = dst.parse::<IpAddr>() {
-            IpNet::from(a)
-        } else {
-            continue;
-        };
-        let dev = r
-            .get("dev")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let gw = r
-            .get("gateway")
-            .and_then(Value::as_str)
-            .or_else(|| {
-                r.get("via")
-                    .and_then(|v| v.get("host"))
-                    .and_then(Value::as_str)
-            })
-            .and_then(|g| g.parse::<IpAddr>().ok());
-        let route = match (r.get("type").and_then(Value::as_str), gw) {
-            (Some("blackhole"), _) => KRoute::Blackhole,
-            (None | Some("unicast"), Some(gw)) => KRoute::Via { gw, dev },
-            (None | Some("unicast"), None) => KRoute::Dev(dev),
-            (Some(t), _) => KRoute::Other(t.to_string()),
-        };
-        let protocol = r
-            .get("protocol")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        out.insert((table, dst), KRouteEntry { route, protocol });
-    }
-    out
-}
-
-fn parse_rules(v: &Value, v6: bool) -> Vec<RulePlan> {
-    let mut out = Vec::new();
-    for r in v.as_array().into_iter().flatten() {
-        if r.get("priority").and_then(Value::as_u64) != Some(u64::from(RULE_PREF)) {
-            continue;
-        }
-        let (Some(iif), Some(table)) = (
-            r.get("iif").and_then(Value::as_str),
-            r.get("table")
-                .and_then(Value::as_str)
-                .and_then(|t| match t {
-                    "main" => Some(TABLE_MAIN),
-                    n => n.parse().ok(),
-                }),
-        ) else {
-            continue;
-        };
-        out.push(RulePlan {
-            v6,
-            iif: iif.to_string(),
-            table,
-        });
-    }
-    out
-}
-
 /// Whether vpcd manages routes in this table of a namespace with this role.
 fn managed_route(role: &NsRole, table: u32, e: &KRouteEntry) -> bool {
     match role {
@@ -582,7 +470,7 @@ fn managed_route(role: &NsRole, table: u32, e: &KRouteEntry) -> bool {
         }
         _ => {
             table == TABLE_MAIN
-                && matches!(e.protocol.as_deref(), None | Some("boot") | Some("static"))
+                && matches!(e.protocol, RouteProtocol::Boot | RouteProtocol::Static)
                 && !matches!(e.route, KRoute::Other(_))
         }
     }
@@ -608,7 +496,7 @@ fn same_route(k: &KRoute, p: &RouteKind) -> bool {
     }
 }
 
-/// `route replace` arguments for one planned route.
+/// What a route request does, in `ip route` words (for errors and logs).
 pub(crate) fn route_line(table: u32, dst: &IpNet, kind: &RouteKind) -> String {
     match kind {
         RouteKind::Blackhole => format!("route replace blackhole {dst} table {table}"),
@@ -625,24 +513,24 @@ pub(crate) fn route_line(table: u32, dst: &IpNet, kind: &RouteKind) -> String {
     }
 }
 
-fn addr_line(op: &str, a: &AddrPlan) -> String {
-    let mut s = format!("addr {op} {} dev {}", a.addr, a.dev);
-    if op == "add" {
-        if a.noprefixroute {
-            s.push_str(" noprefixroute");
-        }
-        if a.addr.addr().is_ipv6() {
-            s.push_str(" nodad");
-        }
-    }
-    s
-}
-
-fn rule_line(op: &str, r: &RulePlan) -> String {
-    format!(
-        "rule {op} iif {} lookup {} pref {RULE_PREF}",
-        r.iif, r.table
-    )
+/// The request that makes the kernel route to `dst` in `table` what the plan says.
+fn route_request(
+    table: u32,
+    dst: &IpNet,
+    kind: &RouteKind,
+    index: impl Fn(&str) -> Option<u32>,
+) -> Result<Request, String> {
+    let what = route_line(table, dst, kind);
+    let target = match kind {
+        RouteKind::Blackhole => Target::Blackhole,
+        RouteKind::Dev(dev) => Target::Dev(index(dev).ok_or_else(|| dev.clone())?),
+        RouteKind::Via { gw, dev, onlink } => Target::Via {
+            gw: *gw,
+            oif: index(dev).ok_or_else(|| dev.clone())?,
+            onlink: *onlink,
+        },
+    };
+    Ok(request::replace_route(table, dst, target, what))
 }
 
 /// Which parts of a namespace to converge.
@@ -689,71 +577,101 @@ impl Parts {
     }
 }
 
+/// The sysctls a namespace's links need (proxy ARP on the router side of
+/// instance and NAT gateway veths).
+fn link_sysctls(ns: &NsPlan) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for l in ns.links.values().filter(|l| l.proxy_arp) {
+        out.push((format!("net.ipv4.conf.{}.proxy_arp", l.name), "1".into()));
+        out.push((format!("net.ipv4.neigh.{}.proxy_delay", l.name), "0".into()));
+    }
+    out
+}
+
+/// Writes those of `kv` whose value differs, inside `ns`; how many it wrote.
+fn converge_sysctls(ns: &str, kv: &[(String, String)]) -> Result<usize, CommandError> {
+    if kv.is_empty() {
+        return Ok(0);
+    }
+    netns::converge_sysctls(ns, kv).map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))
+}
+
 /// Brings one namespace's links (settings), addresses, routes, rules and
-/// nftables to the plan. Links must already exist (phase A).
-pub(crate) fn configure(run: &Runner, ns: &NsPlan, parts: Parts) -> Result<(), CommandError> {
-    if parts.sysctls {
-        run.sysctl(&ns.name, &ns.sysctls)?;
+/// nftables to the plan. Links must already exist (phase A). Everything but
+/// the nft tables is compared with the kernel and only differences are
+/// written; the nft tables are replaced when `parts.nft` says so, or, with
+/// `verify`, only when the kernel's differ from the plan. Returns how many
+/// kernel changes it made.
+pub(crate) fn configure(
+    run: &Runner,
+    ns: &NsPlan,
+    parts: Parts,
+    verify: bool,
+) -> Result<usize, CommandError> {
+    let mut changes = 0;
+    // A link that went down lost its routes and IPv6 addresses in the
+    // kernel: whenever links are converged, so are those.
+    let parts = if parts.links {
+        Parts {
+            addrs: true,
+            routes: true,
+            ..parts
+        }
+    } else {
+        parts
+    };
+    if parts.sysctls || parts.links {
+        let mut kv = Vec::new();
+        if parts.sysctls {
+            kv.extend(ns.sysctls.iter().cloned());
+        }
+        if parts.links {
+            kv.extend(link_sysctls(ns));
+        }
+        changes += converge_sysctls(&ns.name, &kv)?;
     }
     if parts.kernel() {
         let router = matches!(ns.role, NsRole::Router { .. });
-        let st = run.state(&ns.name, router && parts.rules)?;
-        let mut lines = Vec::new();
-        let mut lines6 = Vec::new();
+        let nl = Netlink::open(&ns.name)?;
+        let st = state(&nl, router && parts.rules)?;
+        let index = |dev: &str| st.links.get(dev).map(|l| l.index);
+        let missing = |dev: &str| CommandError::MissingLink {
+            ns: ns.name.clone(),
+            link: dev.to_string(),
+        };
+        let mut requests: Vec<Request> = Vec::new();
         // Links this batch takes down: the kernel drops their routes itself.
         let mut going_down: BTreeSet<&str> = BTreeSet::new();
         if parts.links {
-            let mut link_sysctls = Vec::new();
             for l in ns.links.values() {
                 let Some(k) = st.links.get(&l.name) else {
-                    return Err(CommandError::MissingLink {
-                        ns: ns.name.clone(),
-                        link: l.name.clone(),
-                    });
+                    return Err(missing(&l.name));
                 };
-                if let Some(m) = l.mtu {
-                    if k.mtu != m {
-                        lines.push(format!("link set {} mtu {m}", l.name));
-                    }
+                let mtu = l.mtu.filter(|m| *m != k.mtu);
+                let alias = l.alias.as_deref().filter(|a| k.alias.as_deref() != Some(a));
+                let up = (k.up != l.up).then_some(l.up);
+                if mtu.is_some() || alias.is_some() || up.is_some() {
+                    requests.push(request::set_link(&l.name, k.index, mtu, alias, up));
                 }
-                if let Some(a) = &l.alias {
-                    if k.alias.as_ref() != Some(a) {
-                        lines.push(format!("link set {} alias {a}", l.name));
-                    }
-                }
-                if k.up != l.up {
-                    let s = if l.up { "up" } else { "down" };
-                    lines.push(format!("link set {} {s}", l.name));
-                    if !l.up {
-                        going_down.insert(&l.name);
-                    }
-                }
-                if l.proxy_arp {
-                    link_sysctls.push((format!("net.ipv4.conf.{}.proxy_arp", l.name), "1".into()));
-                    link_sysctls
-                        .push((format!("net.ipv4.neigh.{}.proxy_delay", l.name), "0".into()));
+                if !l.up && k.up {
+                    going_down.insert(&l.name);
                 }
             }
-            run.sysctl(&ns.name, &link_sysctls)?;
         }
         if parts.addrs {
             let want: BTreeSet<(String, IpNet)> =
                 ns.addrs.iter().map(|a| (a.dev.clone(), a.addr)).collect();
             for a in &ns.addrs {
                 if !st.addrs.contains(&(a.dev.clone(), a.addr)) {
-                    lines.push(addr_line("add", a));
+                    let i = index(&a.dev).ok_or_else(|| missing(&a.dev))?;
+                    requests.push(request::add_addr(&a.dev, i, &a.addr, a.noprefixroute));
                 }
             }
             for (dev, addr) in &st.addrs {
                 if !want.contains(&(dev.clone(), *addr)) && ns.links.contains_key(dev) {
-                    lines.push(addr_line(
-                        "del",
-                        &AddrPlan {
-                            dev: dev.clone(),
-                            addr: *addr,
-                            noprefixroute: false,
-                        },
-                    ));
+                    if let Some(i) = index(dev) {
+                        requests.push(request::del_addr(dev, i, addr));
+                    }
                 }
             }
         }
@@ -764,7 +682,7 @@ pub(crate) fn configure(run: &Runner, ns: &NsPlan, parts: Parts) -> Result<(), C
                     .get(&(*t, *dst))
                     .is_some_and(|k| same_route(&k.route, kind));
                 if !same {
-                    lines.push(route_line(*t, dst, kind));
+                    requests.push(route_request(*t, dst, kind, index).map_err(|d| missing(&d))?);
                 }
             }
             for ((t, dst), e) in &st.routes {
@@ -776,51 +694,38 @@ pub(crate) fn configure(run: &Runner, ns: &NsPlan, parts: Parts) -> Result<(), C
                     continue;
                 }
                 if managed_route(&ns.role, *t, e) && !ns.routes.contains_key(&(*t, *dst)) {
-                    lines.push(format!("route del {dst} table {t}"));
+                    requests.push(request::del_route(*t, dst));
                 }
             }
         }
         if parts.rules && router {
             for r in &ns.rules {
                 if !st.rules.contains(r) {
-                    let l = rule_line("add", r);
-                    if r.v6 {
-                        lines6.push(l)
-                    } else {
-                        lines.push(l)
-                    }
+                    requests.push(request::add_rule(r.v6, &r.iif, r.table, RULE_PREF));
                 }
             }
             for r in &st.rules {
                 if !ns.rules.contains(r) {
-                    let l = rule_line("del", r);
-                    if r.v6 {
-                        lines6.push(l)
-                    } else {
-                        lines.push(l)
-                    }
+                    requests.push(request::del_rule(r.v6, &r.iif, r.table, RULE_PREF));
                 }
             }
         }
-        run.ip_batch(&ns.name, false, &lines)?;
-        run.ip_batch(&ns.name, true, &lines6)?;
+        changes += nl.apply(requests)?;
         if parts.links {
             // Every planned link but `lo` is a veth (or a peering link type
             // that says how much it accepts).
             let links: Vec<&str> = ns.links.keys().map(String::as_str).collect();
             let links: Vec<&str> = links.into_iter().filter(|l| *l != "lo").collect();
-            run.count(crate::offload::converge(
-                &ns.name,
-                &links,
-                run.gso_ipv4_max,
-            )?);
+            changes += crate::offload::converge_with(&nl, &st.links, &links, run.gso_ipv4_max)?;
         }
     }
-    if parts.nft && !ns.nft.is_empty() {
+    run.count(changes);
+    if parts.nft && !ns.nft.is_empty() && (!verify || crate::nft_state::differs(run, ns)?) {
         let script: String = ns.nft.iter().map(|t| t.script()).collect();
         run.nft(&ns.name, &script)?;
+        changes += 1;
     }
-    Ok(())
+    Ok(changes)
 }
 
 #[cfg(test)]
@@ -828,125 +733,100 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_route_listing() {
-        let v: Value = serde_json::from_str(
-            r#"[{"type":"blackhole","dst":"10.9.0.0/16","table":"65540","flags":[]},
-                {"dst":"10.1.0.0/16","via":{"family":"inet6","host":"fe80::2"},"dev":"p-1","table":"65540","flags":[]},
-                {"dst":"default","gateway":"10.0.1.1","dev":"eth0","flags":[]},
-                {"type":"blackhole","dst":"default","dev":"lo","table":"65540","metric":1024,"flags":[],"pref":"medium"},
-                {"dst":"10.0.1.10","dev":"e-1","table":"250","flags":[]},
-                {"dst":"fe80::/64","dev":"e-1","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
-                {"type":"local","dst":"::1","dev":"lo","table":"local","protocol":"kernel","metric":0,"flags":[],"pref":"medium"}]"#,
-        )
-        .unwrap();
-        let r = parse_routes(&v);
-        let get = |t: u32, d: &str| r.get(&(t, d.parse().unwrap())).map(|e| e.route.clone());
-        assert_eq!(get(65540, "10.9.0.0/16"), Some(KRoute::Blackhole));
-        assert_eq!(
-            get(65540, "10.1.0.0/16"),
-            Some(KRoute::Via {
-                gw: "fe80::2".parse().unwrap(),
-                dev: "p-1".into()
-            })
-        );
-        assert_eq!(
-            get(254, "0.0.0.0/0"),
-            Some(KRoute::Via {
-                gw: "10.0.1.1".parse().unwrap(),
-                dev: "eth0".into()
-            })
-        );
-        assert_eq!(get(65540, "::/0"), Some(KRoute::Blackhole));
-        assert_eq!(get(250, "10.0.1.10/32"), Some(KRoute::Dev("e-1".into())));
+    fn only_vpcds_routes_are_managed() {
         let role = NsRole::Instance {
             instance_id: "i-1".into(),
         };
-        let kernel = r.get(&(254, "fe80::/64".parse().unwrap())).unwrap();
-        assert!(!managed_route(&role, 254, kernel));
-        let boot = r.get(&(254, "0.0.0.0/0".parse().unwrap())).unwrap();
-        assert!(managed_route(&role, 254, boot));
+        let entry = |route, protocol| KRouteEntry { route, protocol };
+        // The kernel's own prefix routes stay; static and boot routes in the
+        // main table are vpcd's.
+        let kernel = entry(KRoute::Dev("eth0".into()), RouteProtocol::Kernel);
+        assert!(!managed_route(&role, TABLE_MAIN, &kernel));
+        let boot = entry(
+            KRoute::Via {
+                gw: "10.0.1.1".parse().unwrap(),
+                dev: "eth0".into(),
+            },
+            RouteProtocol::Boot,
+        );
+        assert!(managed_route(&role, TABLE_MAIN, &boot));
+        assert!(!managed_route(&role, 100, &boot));
+        let local = entry(KRoute::Other("Local".into()), RouteProtocol::Boot);
+        assert!(!managed_route(&role, TABLE_MAIN, &local));
+        // In a router, vpcd's tables only.
+        let router = NsRole::Router { vpc_id: "v".into() };
+        assert!(managed_route(&router, TABLE_PEERING, &kernel));
+        assert!(managed_route(&router, TABLE_BASE + 5, &kernel));
+        assert!(!managed_route(&router, TABLE_MAIN, &boot));
     }
 
     #[test]
-    fn renders_route_lines() {
+    fn planned_routes_become_requests_on_link_indices() {
+        let index = |d: &str| (d == "p-1").then_some(7);
         let dst: IpNet = "10.1.0.0/16".parse().unwrap();
+        let via = RouteKind::Via {
+            gw: "fe80::2".parse().unwrap(),
+            dev: "p-1".into(),
+            onlink: false,
+        };
+        let r = route_request(65537, &dst, &via, index).unwrap();
         assert_eq!(
-            route_line(
-                65537,
-                &dst,
-                &RouteKind::Via {
-                    gw: "fe80::2".parse().unwrap(),
-                    dev: "p-1".into(),
-                    onlink: false
-                }
-            ),
+            r.what,
             "route replace 10.1.0.0/16 via inet6 fe80::2 dev p-1 table 65537"
         );
-        let v6: IpNet = "2600::/56".parse().unwrap();
+        // A route over a link that does not exist names the link.
+        let gone = RouteKind::Dev("e-9".into());
         assert_eq!(
-            route_line(
-                254,
-                &v6,
-                &RouteKind::Via {
-                    gw: "fe80::1".parse().unwrap(),
-                    dev: "g-1".into(),
-                    onlink: false
-                }
-            ),
-            "route replace 2600::/56 via fe80::1 dev g-1 table 254"
+            route_request(254, &dst, &gone, index).err(),
+            Some("e-9".to_string())
         );
-        assert_eq!(
-            route_line(251, &"::/0".parse().unwrap(), &RouteKind::Blackhole),
-            "route replace blackhole ::/0 table 251"
-        );
+        let r = route_request(251, &"::/0".parse().unwrap(), &RouteKind::Blackhole, index);
+        assert_eq!(r.unwrap().what, "route replace blackhole ::/0 table 251");
     }
 
     #[test]
-    fn parses_rules_and_addresses() {
-        let v: Value = serde_json::from_str(
-            r#"[{"priority":0,"src":"all","table":"local"},{"priority":1000,"src":"all","iif":"e-x","iif_detached":null,"table":"65540"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            parse_rules(&v, true),
-            vec![RulePlan {
-                v6: true,
-                iif: "e-x".into(),
-                table: 65540
-            }]
-        );
-        let a: Value = serde_json::from_str(
-            r#"[{"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8},{"family":"inet","local":"10.0.1.1","prefixlen":32},{"family":"inet6","local":"::1","prefixlen":128}]},
-                {"ifname":"e-1","flags":["BROADCAST"],"mtu":9001,"addr_info":[{"family":"inet6","local":"fe80::1","prefixlen":64},{"family":"inet6","local":"fe80::a8bb:ccff:fe00:1","prefixlen":64}]}]"#,
-        )
-        .unwrap();
-        let addrs: Vec<(String, String)> = parse_addrs(&a)
-            .into_iter()
-            .map(|(d, n)| (d, n.to_string()))
-            .collect();
-        assert_eq!(
-            addrs,
-            vec![
-                ("e-1".to_string(), "fe80::1/64".to_string()),
-                ("lo".to_string(), "10.0.1.1/32".to_string())
-            ]
-        );
-        let links = parse_links(&a);
-        assert_eq!(
-            links["lo"],
-            KLink {
-                mtu: 65536,
+    fn addresses_vpcd_manages() {
+        let m = |a: &str| managed_addr(&a.parse().unwrap());
+        assert!(m("10.0.1.1/32"));
+        assert!(m("fe80::1/64") && m("fe80::2/64"));
+        assert!(!m("fe80::a8bb:ccff:fe00:1/64"));
+        assert!(!m("127.0.0.1/8") && !m("::1/128"));
+        assert!(m("2600:1f18:1:1::10/64"));
+    }
+
+    #[test]
+    fn only_differing_sysctls_are_listed_for_links() {
+        let mut ns = NsPlan {
+            name: "x".into(),
+            role: NsRole::Inet,
+            sysctls: vec![],
+            links: BTreeMap::new(),
+            addrs: BTreeSet::new(),
+            routes: BTreeMap::new(),
+            rules: BTreeSet::new(),
+            nft: vec![],
+            tracked: BTreeSet::new(),
+        };
+        ns.links.insert(
+            "e-1".into(),
+            crate::plan::LinkPlan {
+                name: "e-1".into(),
+                mtu: Some(9001),
                 up: true,
-                alias: None
-            }
+                proxy_arp: true,
+                create: None,
+                alias: None,
+            },
         );
         assert_eq!(
-            links["e-1"],
-            KLink {
-                mtu: 9001,
-                up: false,
-                alias: None
-            }
+            link_sysctls(&ns),
+            vec![
+                ("net.ipv4.conf.e-1.proxy_arp".to_string(), "1".to_string()),
+                (
+                    "net.ipv4.neigh.e-1.proxy_delay".to_string(),
+                    "0".to_string()
+                )
+            ]
         );
     }
 

@@ -11,18 +11,31 @@
 //!   every [`FULL_PLAN_EVERY`] as a safety pass.
 //! * [`teardown`] removes every kernel object of a data directory.
 //!
-//! This crate is the only one that knows `ip`, `nft`, `sysctl` and
-//! `conntrack` (run inside a namespace through `nsenter --net`). It never
-//! touches the host namespace: every veth is created directly inside
-//! namespaces it created.
+//! This crate is the only one that touches the kernel's networking: links,
+//! addresses, routes and policy rules over rtnetlink ([`netlink`], sockets
+//! made inside each namespace), sysctls through the namespace's `/proc/sys`,
+//! namespaces as bind mounts under `/run/netns` ([`netns`]), nftables with
+//! one `nft -f` transaction per changed namespace (read back with
+//! `nft -j list ruleset`), and `conntrack -D`. It never touches the host
+//! namespace: every veth is created directly inside namespaces it created.
+//!
+//! Level-triggered, also against the kernel: every [`FULL_PLAN_EVERY`] a
+//! full pass compares every namespace with what the kernel holds (not only
+//! with what it applied) and repairs the difference, so a route, rule,
+//! address, link, sysctl, nft chain, rule or set element, or a whole
+//! namespace, changed by hand comes back.
 
 pub mod affected;
 pub mod error;
+pub mod flow_log;
 pub mod kernel;
 pub mod link;
 pub mod meter;
 pub mod names;
+mod netlink;
+pub mod netns;
 mod nft;
+mod nft_state;
 pub mod offload;
 pub mod plan;
 pub mod resolv;
@@ -50,9 +63,9 @@ pub struct Report {
     pub updated: Vec<String>,
     /// Namespaces deleted.
     pub deleted: Vec<String>,
-    /// Kernel changes issued (batch lines, links made or removed, nft
-    /// transactions, sysctl writes, conntrack deletions). Zero means the
-    /// kernel was left exactly as it was.
+    /// Kernel changes issued (netlink requests, namespaces and links made or
+    /// removed, nft transactions, sysctl writes, conntrack deletions). Zero
+    /// means the kernel was left exactly as it was.
     pub kernel_ops: usize,
     pub duration: Duration,
 }
@@ -150,6 +163,8 @@ pub struct Dataplane {
     instances: BTreeSet<String>,
     /// `i-…` namespaces seen to belong to someone else (checked once).
     foreign: BTreeSet<String>,
+    /// When every namespace was last compared with the kernel (drift repair).
+    verified_at: Instant,
 }
 
 impl Dataplane {
@@ -174,6 +189,7 @@ impl Dataplane {
             plan_mismatches: 0,
             instances: BTreeSet::new(),
             foreign: BTreeSet::new(),
+            verified_at: Instant::now(),
         })
     }
 
@@ -329,7 +345,14 @@ impl Dataplane {
     pub fn reconcile(&mut self, world: &World) -> Result<Report, DataplaneError> {
         let start = Instant::now();
         let ops0 = self.run.ops();
+        let had_plan = self.desired.is_some();
         let pass = self.plan_pass(world);
+        // Drift repair: a full pass, once every `full_plan_every`, compares
+        // every namespace with the kernel, not only with what it applied.
+        let verify = pass.full && had_plan && self.verified_at.elapsed() >= self.full_plan_every;
+        if verify {
+            self.verified_at = Instant::now();
+        }
         let planned = start.elapsed();
         for w in &pass.warnings {
             tracing::warn!(tag = %self.tag, "{w}");
@@ -444,8 +467,10 @@ impl Dataplane {
             }
         }
 
-        // 3. What to converge in each namespace.
+        // 3. What to converge in each namespace. `verifying` holds those
+        // that are compared with the kernel only (their plan did not change).
         let mut work: BTreeMap<String, Parts> = BTreeMap::new();
+        let mut verifying: BTreeSet<String> = BTreeSet::new();
         for name in visit.iter().copied().chain(&created) {
             let ns = &desired[name];
             if failed.contains_key(name) {
@@ -457,6 +482,9 @@ impl Dataplane {
             };
             if parts.any() {
                 work.insert(name.clone(), parts);
+            } else if verify {
+                work.insert(name.clone(), Parts::all());
+                verifying.insert(name.clone());
             }
         }
         // A new namespace's links are made from the other side; both ends converge.
@@ -501,9 +529,7 @@ impl Dataplane {
         let results = {
             let failed = &failed;
             let fresh = &created;
-            par_map(&linked, |ns| {
-                self.create_links(ns, desired, failed, fresh.contains(&ns.name))
-            })
+            par_map(&linked, |ns| self.create_links(ns, desired, failed, fresh))
         };
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for (ns, r) in linked.iter().zip(results) {
@@ -516,23 +542,27 @@ impl Dataplane {
         }
         for t in touched {
             if desired.contains_key(&t) && !failed.contains_key(&t) {
+                verifying.remove(&t);
                 work.insert(t, Parts::all());
             }
         }
 
         // 5. Everything else.
-        let jobs: Vec<(&NsPlan, Parts)> = work
+        let jobs: Vec<(&NsPlan, Parts, bool)> = work
             .iter()
             .filter(|(n, _)| !failed.contains_key(*n))
-            .map(|(n, p)| (&desired[n], *p))
+            .map(|(n, p)| (&desired[n], *p, verifying.contains(n)))
             .collect();
-        let results = par_map(&jobs, |(ns, parts)| {
-            kernel::configure(&self.run, ns, *parts)
+        let results = par_map(&jobs, |(ns, parts, verify)| {
+            kernel::configure(&self.run, ns, *parts, *verify)
         });
-        for ((ns, _), r) in jobs.iter().zip(results) {
+        for ((ns, _, verify), r) in jobs.iter().zip(results) {
             match r {
-                Ok(()) => {
-                    if !created.contains(&ns.name) {
+                Ok(changes) => {
+                    if *verify && changes > 0 {
+                        tracing::info!(ns = %ns.name, changes, "repaired drift from the plan");
+                    }
+                    if !created.contains(&ns.name) && (!*verify || changes > 0) {
                         report.updated.push(ns.name.clone());
                     }
                 }
@@ -630,8 +660,9 @@ impl Dataplane {
         ns: &NsPlan,
         desired: &BTreeMap<String, NsPlan>,
         failed: &BTreeMap<String, CommandError>,
-        fresh: bool,
+        created: &BTreeSet<String>,
     ) -> Result<Vec<String>, CommandError> {
+        let fresh = created.contains(&ns.name);
         let owned: Vec<(&str, &LinkCreate)> = ns
             .links
             .values()
@@ -646,9 +677,22 @@ impl Dataplane {
         } else {
             self.run.links(&ns.name)?
         };
+        // An end whose other end belongs in a namespace made in this pass is
+        // stale (that namespace was deleted, by hand for example, and the
+        // kernel has not yet taken the pair with it): it is made again.
+        for (name, c) in &owned {
+            if links.contains_key(*name) && created.contains(c.peer_ns()) {
+                tracing::info!(ns = %ns.name, link = %name, "removing a link whose other end is gone");
+                if name.starts_with("p-") {
+                    self.link_type.delete(&self.run, &ns.name, name)?;
+                } else {
+                    self.run.delete_link(&ns.name, name)?;
+                }
+            }
+        }
         let missing: Vec<(&str, &LinkCreate)> = owned
             .into_iter()
-            .filter(|(name, _)| !links.contains_key(*name))
+            .filter(|(name, c)| !links.contains_key(*name) || created.contains(c.peer_ns()))
             .collect();
         for (_, c) in &missing {
             let peer = c.peer_ns();
@@ -659,25 +703,31 @@ impl Dataplane {
                 });
             }
         }
-        // Veths in one batch; whatever that leaves missing goes one by one.
-        let lines: Vec<String> = missing
+        // Veths in one pipelined netlink batch; whatever that leaves missing
+        // goes one by one.
+        let veths: Vec<(&str, &str, &str, u32)> = missing
             .iter()
             .filter_map(|(name, c)| match c {
-                LinkCreate::Veth { peer_ns, peer_name } => {
-                    let mtu = ns.links[*name].mtu.unwrap_or(names::MTU);
-                    Some(format!(
-                        "link add {name} mtu {mtu} type veth peer name {peer_name} netns {peer_ns} mtu {mtu}"
-                    ))
-                }
+                LinkCreate::Veth { peer_ns, peer_name } => Some((
+                    *name,
+                    peer_ns.as_str(),
+                    peer_name.as_str(),
+                    ns.links[*name].mtu.unwrap_or(names::MTU),
+                )),
                 LinkCreate::Peering(_) => None,
             })
             .collect();
         let mut pending = missing.clone();
-        if !lines.is_empty() && self.run.ip_batch(&ns.name, false, &lines).is_ok() {
-            pending.retain(|(_, c)| matches!(c, LinkCreate::Peering(_)));
-        } else if !lines.is_empty() {
-            let now = self.run.links(&ns.name)?;
-            pending.retain(|(name, _)| !now.contains_key(*name));
+        if !veths.is_empty() {
+            let nl = netlink::Netlink::open(&ns.name)?;
+            let outcomes = self.run.create_veths(&nl, &veths)?;
+            let made: BTreeSet<&str> = veths
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|((name, ..), _)| *name)
+                .collect();
+            pending.retain(|(name, _)| !made.contains(name));
         }
         for (name, c) in &pending {
             let peer = c.peer_ns();

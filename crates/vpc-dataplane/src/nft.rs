@@ -11,7 +11,7 @@
 //! referenced from the bottom up), so every reference is to something
 //! already defined.
 
-use crate::plan::{NftTable, RealEni, RealNat};
+use crate::plan::{ChainShape, NftShape, NftTable, RealEni, RealNat};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -35,10 +35,11 @@ pub(crate) struct RouterInput<'a, 'w> {
     pub egress_only_link: bool,
 }
 
-/// Text of one table's body, in definition order.
+/// Text of one table's body, in definition order, and its shape.
 #[derive(Default)]
 struct Body {
     text: String,
+    shape: NftShape,
 }
 
 impl Body {
@@ -49,6 +50,7 @@ impl Body {
         elems: impl IntoIterator<Item = T>,
     ) {
         let elems: Vec<String> = elems.into_iter().map(|e| e.to_string()).collect();
+        self.shape.sets.insert(name.to_string(), elems.len());
         if elems.is_empty() {
             let _ = writeln!(self.text, "  set {name} {{ type {ty}; }}");
         } else {
@@ -76,6 +78,7 @@ impl Body {
     }
 
     fn map(&mut self, name: &str, ty: &str, elems: &[(String, String)]) {
+        self.shape.sets.insert(name.to_string(), elems.len());
         if elems.is_empty() {
             let _ = writeln!(self.text, "  map {name} {{ type {ty}; }}");
         } else {
@@ -88,7 +91,22 @@ impl Body {
         }
     }
 
+    /// A chain; a base chain's `header` gives its hook and policy.
     fn chain(&mut self, name: &str, header: Option<&str>, rules: &[String]) {
+        let policy = header.map(|h| {
+            if h.contains("policy drop") {
+                "drop"
+            } else {
+                "accept"
+            }
+        });
+        self.shape.chains.insert(
+            name.to_string(),
+            ChainShape {
+                rules: rules.len(),
+                policy,
+            },
+        );
         let _ = writeln!(self.text, "  chain {name} {{");
         if let Some(h) = header {
             let _ = writeln!(self.text, "    {h}");
@@ -195,19 +213,23 @@ fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> Strin
 ///
 /// None when the entry cannot match any packet (ICMPv4 type matching on an
 /// IPv6 CIDR, or the reverse).
-pub(crate) fn acl_rule(e: &AclEntry, dir: &str) -> Option<String> {
+pub(crate) fn acl_rule(e: &AclEntry, dir: &str, drop_prefix: &str) -> Option<String> {
     if e.rule_number == STAR_V4 || e.rule_number == STAR_V6 {
         let fam = if e.cidr.addr().is_ipv4() {
             "ipv4"
         } else {
             "ipv6"
         };
-        return Some(format!("meta nfproto {fam} counter drop"));
+        return Some(format!(
+            "meta nfproto {fam} {}",
+            logged_drop(&format!("{drop_prefix}:*"))
+        ));
     }
     let m = rule_match::lower_acl_entry(e)?;
+    let deny = logged_drop(&format!("{drop_prefix}:{}", e.rule_number));
     let verdict = match e.action {
         AclAction::Allow => "return",
-        AclAction::Deny => "counter drop",
+        AclAction::Deny => deny.as_str(),
     };
     Some(format!(
         "{} {verdict}",
@@ -228,10 +250,31 @@ pub(crate) fn acl_chain(acl: Option<&NetworkAcl>, egress: bool, subnet_set: &str
         let mut entries: Vec<&AclEntry> =
             acl.entries.iter().filter(|e| e.egress == egress).collect();
         entries.sort_by_key(|e| e.rule_number);
-        rules.extend(entries.into_iter().filter_map(|e| acl_rule(e, dir)));
+        let prefix = format!("nacl:{}:{}", if egress { "out" } else { "in" }, acl.meta.id);
+        rules.extend(
+            entries
+                .into_iter()
+                .filter_map(|e| acl_rule(e, dir, &prefix)),
+        );
     }
-    rules.push("counter drop".into());
+    let id = acl.map_or("-", |a| a.meta.id.as_str());
+    let dir = if egress { "out" } else { "in" };
+    rules.push(logged_drop(&format!("nacl:{dir}:{id}:*")));
     rules
+}
+
+/// The NFLOG group that security-group and network-ACL drops are logged to
+/// (per network namespace), for flow logs' REJECT records.
+pub const DROP_LOG_GROUP: u16 = 100;
+
+/// `counter drop`, logged to [`DROP_LOG_GROUP`] with a prefix that names
+/// what dropped: `sg:<in|out>:<group,…>` or `nacl:<in|out>:<acl>:<rule|*>`
+/// (`crate::flow_log` reads it back).
+pub(crate) fn logged_drop(prefix: &str) -> String {
+    // The kernel keeps at most 127 bytes of a prefix.
+    let mut p = prefix.to_string();
+    p.truncate(127);
+    format!("log prefix \"{p}\" group {DROP_LOG_GROUP} counter drop")
 }
 
 /// One security-group rule as nft rules (one per address family it can
@@ -360,12 +403,13 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         b.chain(&format!("sg_{id}_in"), None, ingress);
     }
     let jumps = |e: &RealEni<'_>, dir: &str| -> Vec<String> {
+        let names = e.eni.groups.join(",");
         e.eni
             .groups
             .iter()
             .filter(|g| groups.contains_key(g.as_str()))
             .map(|g| format!("jump sg_{g}_{dir}"))
-            .chain(std::iter::once("counter drop".to_string()))
+            .chain(std::iter::once(logged_drop(&format!("sg:{dir}:{names}"))))
             .collect()
     };
     let mut sgin = Vec::new();
@@ -454,6 +498,7 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         family: "inet",
         name: "vpcd",
         body: b.text,
+        shape: b.shape,
     }
 }
 
@@ -484,6 +529,7 @@ fn nat(public: &BTreeMap<Ipv4Addr, Ipv4Addr>) -> NftTable {
         family: "ip",
         name: "vpcd_nat",
         body: b.text,
+        shape: b.shape,
     }
 }
 
@@ -499,5 +545,6 @@ pub(crate) fn nat_gateway(ip: Ipv4Addr) -> Vec<NftTable> {
         family: "ip",
         name: "vpcd_natgw",
         body: b.text,
+        shape: b.shape,
     }]
 }

@@ -150,6 +150,26 @@ pub struct NftTable {
     pub family: &'static str,
     pub name: &'static str,
     pub body: String,
+    /// What the kernel must hold of it (compared on every periodic pass).
+    pub shape: NftShape,
+}
+
+/// The structure of an nftables table: its chains with their number of
+/// rules (and a base chain's policy), and its sets and maps with their number
+/// of elements. A hand edit that adds or removes a chain, a rule, a set, a
+/// map or an element, or changes a policy, changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NftShape {
+    pub chains: BTreeMap<String, ChainShape>,
+    pub sets: BTreeMap<String, usize>,
+}
+
+/// One chain of an [`NftShape`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainShape {
+    pub rules: usize,
+    /// A base chain's policy (`accept` or `drop`); None for a regular chain.
+    pub policy: Option<&'static str>,
 }
 
 impl NftTable {
@@ -1797,26 +1817,42 @@ mod tests {
         let p = plan(&e.w, TAG);
         let body = filter(router(&p, &v));
         let sid = &s.meta.id;
+        // Every drop is logged for flow logs, naming the ACL and the rule.
+        let acl = vpc_model::ops::acl::acl_for_subnet(&e.w, sid)
+            .expect("the subnet's ACL")
+            .meta
+            .id
+            .clone();
+        let drop_in =
+            |rule: &str| format!("log prefix \"nacl:in:{acl}:{rule}\" group 100 counter drop");
+        let drop_out =
+            |rule: &str| format!("log prefix \"nacl:out:{acl}:{rule}\" group 100 counter drop");
         assert_eq!(
             chain(body, &format!("nacl_in_{sid}")),
             vec![
                 format!("iifname @sn_{sid} return"),
-                "ip saddr 10.0.2.0/24 meta l4proto icmp icmp type 8 counter drop".to_string(),
+                format!(
+                    "ip saddr 10.0.2.0/24 meta l4proto icmp icmp type 8 {}",
+                    drop_in("50")
+                ),
                 "ip6 saddr 2600::/56 return".to_string(),
                 "meta nfproto ipv4 return".to_string(),
                 "meta nfproto ipv4 meta l4proto tcp th dport 22 return".to_string(),
-                "meta nfproto ipv4 counter drop".to_string(),
-                "counter drop".to_string(),
+                format!("meta nfproto ipv4 {}", drop_in("*")),
+                drop_in("*"),
             ]
         );
         assert_eq!(
             chain(body, &format!("nacl_out_{sid}")),
             vec![
                 format!("oifname @sn_{sid} return"),
-                "ip daddr 10.9.0.0/16 meta l4proto udp th dport 53-54 counter drop".to_string(),
+                format!(
+                    "ip daddr 10.9.0.0/16 meta l4proto udp th dport 53-54 {}",
+                    drop_out("60")
+                ),
                 "meta nfproto ipv4 return".to_string(),
-                "meta nfproto ipv4 counter drop".to_string(),
-                "counter drop".to_string(),
+                format!("meta nfproto ipv4 {}", drop_out("*")),
+                drop_out("*"),
             ]
         );
     }
@@ -1859,7 +1895,10 @@ mod tests {
         assert!(inb.contains(&format!("ip saddr @sgm_{gb} accept").as_str()));
         assert_eq!(
             chain(body, &format!("sgin_{}", b.eni)),
-            vec![format!("jump sg_{gb}_in"), "counter drop".to_string()]
+            vec![
+                format!("jump sg_{gb}_in"),
+                format!("log prefix \"sg:in:{gb}\" group 100 counter drop")
+            ]
         );
         assert_eq!(
             chain(body, &format!("sg_{gb}_out")),

@@ -1009,3 +1009,178 @@ fn big_tcp_is_set_on_every_veth_and_off_again() {
     lab.dp = off;
     lab.finish();
 }
+
+/// Runs `args` inside `ns` and insists that it succeeds; its output.
+#[track_caller]
+fn by_hand(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("ip netns exec");
+    assert!(
+        out.status.success(),
+        "{args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Lab {
+    /// Makes every following reconcile the periodic full pass.
+    fn periodic_every_pass(&mut self) {
+        let dp = std::mem::replace(
+            &mut self.dp,
+            Dataplane::new(self.tag.clone()).expect("dataplane"),
+        );
+        self.dp = dp.with_full_plan_every(std::time::Duration::ZERO);
+    }
+}
+
+#[test]
+fn the_periodic_pass_restores_a_route_and_an_nft_chain_deleted_by_hand() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let v = e.vpc("10.0.0.0/16");
+    let s1 = e.subnet(&v, "10.0.1.0/24");
+    let s2 = e.subnet(&v, "10.0.2.0/24");
+    let a = e.instance(&s1, "10.0.1.10");
+    e.instance(&s1, "10.0.1.11");
+    let c = e.instance(&s2, "10.0.2.10");
+    // ICMP from the other subnet is denied into s1.
+    e.acl_entry(
+        &s1,
+        50,
+        "1",
+        "deny",
+        false,
+        "10.0.2.0/24",
+        None,
+        Some((-1, -1)),
+    );
+    lab.reconcile();
+    assert_reach(&a.id, "10.0.1.11");
+    assert_blocked(&c.id, "10.0.1.10");
+
+    // By hand: the route to 10.0.1.11 in the subnets' route table, and the
+    // router's `forward` chain (the one chain nothing else refers to).
+    let router = names::router_ns(&lab.tag, &v.meta.id);
+    let table = names::table_id(&v.main_route_table).to_string();
+    by_hand(
+        &router,
+        &["ip", "route", "del", "10.0.1.11/32", "table", &table],
+    );
+    by_hand(
+        &router,
+        &["nft", "delete", "chain", "inet", "vpcd", "forward"],
+    );
+    assert_blocked(&a.id, "10.0.1.11");
+    assert!(
+        ping(&c.id, "10.0.1.10"),
+        "without its forward chain the router should filter nothing"
+    );
+
+    // A pass for an unchanged World that is not the periodic one trusts
+    // what it applied…
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    // …the periodic pass compares with the kernel and repairs both.
+    lab.periodic_every_pass();
+    let r = lab.reconcile();
+    assert_eq!(r.updated, vec![router.clone()], "{r:?}");
+    assert!(r.created.is_empty() && r.deleted.is_empty(), "{r:?}");
+    assert!(
+        by_hand(&router, &["ip", "route", "show", "table", &table]).contains("10.0.1.11 dev e-")
+    );
+    by_hand(
+        &router,
+        &["nft", "list", "chain", "inet", "vpcd", "forward"],
+    );
+    assert_reach(&a.id, "10.0.1.11");
+    assert_blocked(&c.id, "10.0.1.10");
+    // Once repaired, the next periodic pass finds nothing to do.
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+
+    // An instance namespace deleted by hand comes back, wired.
+    Command::new("ip")
+        .args(["netns", "del", &a.id])
+        .status()
+        .expect("ip netns del");
+    let r = lab.reconcile();
+    assert_eq!(r.created, vec![a.id.clone()], "{r:?}");
+    assert_reach(&a.id, "10.0.1.11");
+    lab.finish();
+}
+
+#[test]
+fn the_periodic_pass_leaves_what_vpcd_does_not_own_alone() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let v = e.vpc("10.0.0.0/16");
+    let s1 = e.subnet(&v, "10.0.1.0/24");
+    let a = e.instance(&s1, "10.0.1.10");
+    e.instance(&s1, "10.0.1.11");
+    lab.reconcile();
+    let router = names::router_ns(&lab.tag, &v.meta.id);
+    // Kernel objects vpcd does not own (docs/dataplane.md, "Reconciling"):
+    // a link of another name with its address, a route in a table that is
+    // not vpcd's, a rule at another priority, another nft table; in an
+    // instance, a route outside the main table.
+    let mine: &[&[&str]] = &[
+        &[
+            "ip", "link", "add", "x-mine", "type", "veth", "peer", "name", "x-mine2",
+        ],
+        &["ip", "addr", "add", "192.0.2.1/24", "dev", "x-mine"],
+        &["ip", "link", "set", "x-mine", "up"],
+        &[
+            "ip",
+            "route",
+            "add",
+            "198.18.0.0/15",
+            "dev",
+            "x-mine",
+            "table",
+            "100",
+        ],
+        &[
+            "ip", "rule", "add", "iif", "x-mine", "lookup", "100", "pref", "500",
+        ],
+        &["nft", "add", "table", "inet", "mine"],
+        &[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "mine",
+            "input",
+            "{ type filter hook input priority 0; policy accept; }",
+        ],
+    ];
+    for cmd in mine {
+        by_hand(&router, cmd);
+    }
+    by_hand(
+        &a.id,
+        &[
+            "ip",
+            "route",
+            "add",
+            "198.18.0.0/15",
+            "dev",
+            "eth0",
+            "table",
+            "100",
+        ],
+    );
+    lab.periodic_every_pass();
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert!(by_hand(&router, &["ip", "addr", "show", "dev", "x-mine"]).contains("192.0.2.1/24"));
+    assert!(by_hand(&router, &["ip", "route", "show", "table", "100"]).contains("198.18.0.0/15"));
+    assert!(by_hand(&router, &["ip", "rule", "show"]).contains("500:"));
+    by_hand(&router, &["nft", "list", "chain", "inet", "mine", "input"]);
+    assert!(by_hand(&a.id, &["ip", "route", "show", "table", "100"]).contains("198.18.0.0/15"));
+    assert_reach(&a.id, "10.0.1.11");
+    lab.finish();
+}

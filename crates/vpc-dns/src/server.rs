@@ -193,11 +193,13 @@ struct Manager {
     running: BTreeMap<String, Running>,
 }
 
-/// The inode of a named network namespace, if it exists.
+/// The inode of a named network namespace, if it exists: its file must be
+/// mounted (another device than its directory's), not the empty file a
+/// namespace is mounted on an instant later.
 fn netns_inode(name: &str) -> Option<u64> {
-    std::fs::metadata(PathBuf::from(NETNS_RUN).join(name))
-        .ok()
-        .map(|m| m.ino())
+    let dir = std::fs::metadata(NETNS_RUN).ok()?;
+    let m = std::fs::metadata(PathBuf::from(NETNS_RUN).join(name)).ok()?;
+    (m.dev() != dir.dev()).then(|| m.ino())
 }
 
 impl Manager {

@@ -968,3 +968,28 @@ pub struct EgressOnlyInternetGateway {
     pub meta: Meta,
     pub vpc_id: String,
 }
+
+/// A VPC flow log (`fl-…`): which interfaces' traffic to record, which
+/// traffic, in what format, and where to write it (`docs/metering.md`).
+/// Immutable once created, as on AWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLog {
+    pub meta: Meta,
+    /// The VPC, subnet or network interface the flow log covers.
+    pub resource_id: String,
+    /// `VPC`, `Subnet` or `NetworkInterface`.
+    pub resource_type: String,
+    /// `ACCEPT`, `REJECT` or `ALL`.
+    pub traffic_type: String,
+    /// `s3`, or (a vpcd extension) `local-file`.
+    pub destination_type: String,
+    /// `arn:aws:s3:::bucket[/prefix]`, or the local file's name.
+    pub destination: String,
+    /// The record format, `${field}` items separated by spaces (the default
+    /// v2 format when none was given).
+    pub log_format: String,
+    /// 60 or 600 seconds.
+    pub max_aggregation_interval: u32,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}

@@ -30,6 +30,7 @@ pub enum Kind {
     PrefixList,
     VpcEndpoint,
     EgressOnlyInternetGateway,
+    FlowLog,
     DhcpOptions,
     HostedZone,
     ZoneChange,
@@ -56,6 +57,7 @@ impl Kind {
         Kind::PrefixList,
         Kind::VpcEndpoint,
         Kind::EgressOnlyInternetGateway,
+        Kind::FlowLog,
         Kind::DhcpOptions,
         Kind::HostedZone,
         Kind::ZoneChange,
@@ -82,6 +84,7 @@ impl Kind {
             Kind::PrefixList => "prefix-list",
             Kind::VpcEndpoint => "vpc-endpoint",
             Kind::EgressOnlyInternetGateway => "egress-only-internet-gateway",
+            Kind::FlowLog => "vpc-flow-log",
             Kind::DhcpOptions => "dhcp-options",
             Kind::HostedZone => "hosted-zone",
             Kind::ZoneChange => "route53-change",
@@ -274,6 +277,7 @@ record!(
     meta
 );
 record!(Volume, Kind::Volume, volumes, meta);
+record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
@@ -313,6 +317,7 @@ pub struct World {
     pub prefix_lists: Table<ManagedPrefixList>,
     pub endpoints: Table<VpcEndpoint>,
     pub eigws: Table<EgressOnlyInternetGateway>,
+    pub flow_logs: Table<FlowLog>,
     pub dhcp_options: Table<DhcpOptions>,
     pub hosted_zones: Table<HostedZone>,
     pub zone_changes: Table<ZoneChange>,
@@ -396,6 +401,7 @@ impl World {
             Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, id),
             Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, id),
             Kind::Volume => enc::<Volume>(self, id),
+            Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
             Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
             Kind::VpcEndpoint => enc::<VpcEndpoint>(self, id),
@@ -428,6 +434,7 @@ impl World {
             Kind::NetworkInsightsPath => dec::<NetworkInsightsPath>(self, body),
             Kind::NetworkInsightsAnalysis => dec::<NetworkInsightsAnalysis>(self, body),
             Kind::Volume => dec::<Volume>(self, body),
+            Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
             Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
             Kind::VpcEndpoint => dec::<VpcEndpoint>(self, body),
@@ -435,6 +442,39 @@ impl World {
             Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
             Kind::HostedZone => dec::<HostedZone>(self, body),
             Kind::ZoneChange => dec::<ZoneChange>(self, body),
+        }
+    }
+
+    /// Removes one record without noting a change (used when following
+    /// another server's commits). Returns whether it was there.
+    pub fn forget(&mut self, kind: Kind, id: &str) -> bool {
+        fn rm<R: Record>(w: &mut World, id: &str) -> bool {
+            R::table_mut(w).remove(id).is_some()
+        }
+        match kind {
+            Kind::Vpc => rm::<Vpc>(self, id),
+            Kind::Subnet => rm::<Subnet>(self, id),
+            Kind::RouteTable => rm::<RouteTable>(self, id),
+            Kind::InternetGateway => rm::<InternetGateway>(self, id),
+            Kind::SecurityGroup => rm::<SecurityGroup>(self, id),
+            Kind::NetworkAcl => rm::<NetworkAcl>(self, id),
+            Kind::Peering => rm::<Peering>(self, id),
+            Kind::RegionInit => rm::<RegionInit>(self, id),
+            Kind::Instance => rm::<Instance>(self, id),
+            Kind::NetworkInterface => rm::<NetworkInterface>(self, id),
+            Kind::NatGateway => rm::<NatGateway>(self, id),
+            Kind::Address => rm::<Address>(self, id),
+            Kind::NetworkInsightsPath => rm::<NetworkInsightsPath>(self, id),
+            Kind::NetworkInsightsAnalysis => rm::<NetworkInsightsAnalysis>(self, id),
+            Kind::Volume => rm::<Volume>(self, id),
+            Kind::Detachment => rm::<Detachment>(self, id),
+            Kind::DhcpOptions => rm::<DhcpOptions>(self, id),
+            Kind::HostedZone => rm::<HostedZone>(self, id),
+            Kind::ZoneChange => rm::<ZoneChange>(self, id),
+            Kind::FlowLog => rm::<FlowLog>(self, id),
+            Kind::PrefixList => rm::<ManagedPrefixList>(self, id),
+            Kind::VpcEndpoint => rm::<VpcEndpoint>(self, id),
+            Kind::EgressOnlyInternetGateway => rm::<EgressOnlyInternetGateway>(self, id),
         }
     }
 

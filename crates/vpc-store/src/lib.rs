@@ -1,18 +1,31 @@
-//! Durable state for vpcd: one SQLite database (WAL) in the data directory.
+//! Durable state for vpcd, behind one narrow interface with two backends.
 //!
-//! Resources are stored one row per record, as JSON, keyed by (kind, id). An
-//! API action's whole change list is written in one transaction, and the
-//! server answers only after `COMMIT` returns with `synchronous=FULL`, so
-//! every acknowledged write survives `kill -9` and no half-applied action is
-//! ever visible. Accounts and their access keys live in their own tables so
-//! that `vpcd account add` can write them while a server runs.
+//! * [`sqlite::Store`]: one SQLite database (WAL) in a data directory, the
+//!   default; one server writes it.
+//! * [`etcd::EtcdStore`]: an etcd cluster (`--store etcd://HOST:PORT,…`),
+//!   shared by several API servers under one key prefix.
+//!
+//! The interface ([`StateStore`]) knows nothing of resource types: it
+//! commits a change list (the `(kind, id)` pairs an action touched, encoded
+//! from the World), loads the whole World, and streams other writers'
+//! commits ([`Update`]). A commit is guarded by the [`Revision`] the writer's
+//! World was at: if another writer committed since, it fails with
+//! [`StoreError::Conflict`] and nothing is written, so no update is ever
+//! lost. Accounts, access keys and settings live in the store too.
 
-use rusqlite::{params, Connection, OptionalExtension};
-use std::path::{Path, PathBuf};
-use vpc_model::{Kind, World};
+pub mod etcd;
+pub mod sqlite;
+pub mod testkit;
+
+pub use sqlite::{db_path, Store};
 
 mod usage;
 pub use usage::{CounterId, CounterValue};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use vpc_model::{Kind, World};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,12 +36,18 @@ pub enum StoreError {
     },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("etcd: {0}")]
+    Etcd(String),
     #[error("stored {kind} record {id} is unreadable: {source}")]
     Decode {
         kind: String,
         id: String,
         source: serde_json::Error,
     },
+    /// Another writer committed after the revision this commit was based on;
+    /// nothing was written.
+    #[error("another server committed first (state at revision {base} is stale)")]
+    Conflict { base: Revision },
     #[error("account {0} already exists")]
     AccountExists(String),
     #[error("access key {0} is already in use")]
@@ -38,6 +57,10 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the World is after a commit: etcd's revision of the last commit
+/// (0 before the first); always 0 for SQLite, which has one writer.
+pub type Revision = i64;
 
 /// One account and its access keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,193 +75,179 @@ pub struct AccessKey {
     pub secret_access_key: String,
 }
 
-/// The database file inside a data directory.
-pub fn db_path(dir: &Path) -> PathBuf {
-    dir.join("vpcd.db")
+/// The whole stored World and where it is.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub world: World,
+    /// The revision of the last commit it holds (the base of the next commit).
+    pub revision: Revision,
+    /// The store's own position when it was read: following starts after it.
+    pub as_of: Revision,
 }
 
-#[derive(Debug)]
-pub struct Store {
-    conn: Connection,
+/// What another writer did, in commit order.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// One commit: records now stored (kind, id, body) and records removed.
+    Commit {
+        revision: Revision,
+        put: Vec<(Kind, String, String)>,
+        removed: Vec<(Kind, String)>,
+    },
+    /// A setting changed (e.g. the simulated clock's offset).
+    Setting { key: String, value: String },
+    /// The stream lost its place (e.g. the store compacted past it): this is
+    /// the whole state now.
+    Reset(Box<Snapshot>),
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS resources (
-    kind TEXT NOT NULL,
-    id   TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS accounts (
-    id      TEXT PRIMARY KEY,
-    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-);
-CREATE TABLE IF NOT EXISTS access_keys (
-    access_key_id     TEXT PRIMARY KEY,
-    secret_access_key TEXT NOT NULL,
-    account_id        TEXT NOT NULL REFERENCES accounts(id)
-);
-CREATE TABLE IF NOT EXISTS settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-";
-
-impl Store {
-    /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let conn = Connection::open(db_path(dir))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(usage::SCHEMA)?;
-        Ok(Store { conn })
-    }
-
-    /// Reads every stored resource into a fresh world.
-    pub fn load_world(&self) -> Result<World> {
-        let mut w = World::default();
-        let mut stmt = self.conn.prepare("SELECT kind, id, body FROM resources")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let kind: String = row.get(0)?;
-            let id: String = row.get(1)?;
-            let body: String = row.get(2)?;
-            let Some(k) = Kind::from_name(&kind) else {
-                return Err(StoreError::Invalid(format!(
-                    "unknown record kind {kind} for {id}"
-                )));
-            };
-            w.decode(k, &body)
-                .map_err(|source| StoreError::Decode { kind, id, source })?;
+impl Update {
+    /// Applies a commit to `world`; errors if a stored body is unreadable.
+    pub fn apply(
+        world: &mut World,
+        put: &[(Kind, String, String)],
+        removed: &[(Kind, String)],
+    ) -> Result<()> {
+        for (kind, id) in removed {
+            world.forget(*kind, id);
         }
-        Ok(w)
-    }
-
-    /// Writes one action's changes in a single transaction.
-    pub fn commit(&mut self, world: &World, changes: &[(Kind, String)]) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
+        for (kind, id, body) in put {
+            world
+                .decode(*kind, body)
+                .map_err(|source| StoreError::Decode {
+                    kind: kind.name().to_string(),
+                    id: id.clone(),
+                    source,
+                })?;
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut up = tx.prepare_cached(
-                "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
-            )?;
-            let mut del = tx.prepare_cached("DELETE FROM resources WHERE kind = ?1 AND id = ?2")?;
-            for (kind, id) in changes {
-                match world.encode(*kind, id) {
-                    Some(body) => up.execute(params![kind.name(), id, body])?,
-                    None => del.execute(params![kind.name(), id])?,
-                };
-            }
-        }
-        tx.commit()?;
         Ok(())
     }
+}
+
+/// Whether this process holds a cluster-wide role (the clock work) now.
+#[derive(Debug, Clone)]
+pub struct Leadership(Arc<AtomicBool>);
+
+impl Leadership {
+    /// A role held for good (a store with one writer).
+    pub fn always() -> Leadership {
+        Leadership(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub(crate) fn flag(&self) -> &AtomicBool {
+        &self.0
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The store interface: the change-list commit, the load, the stream of
+/// other writers' commits; and accounts, keys and settings.
+pub trait StateStore: Send + std::fmt::Debug {
+    /// Reads the whole stored state.
+    fn load(&mut self) -> Result<Snapshot>;
+
+    /// Writes the records `changes` names, as they are in `world` (absent
+    /// ones are removed), all or nothing, if no other writer committed after
+    /// `base`; otherwise writes nothing and fails with [`StoreError::Conflict`].
+    /// Returns the new revision.
+    fn commit(
+        &mut self,
+        base: Revision,
+        world: &World,
+        changes: &[(Kind, String)],
+    ) -> Result<Revision>;
+
+    /// Streams what other writers commit after `as_of` (a [`Snapshot::as_of`]);
+    /// None when this store has no other writer.
+    fn follow(&mut self, as_of: Revision) -> Result<Option<std::sync::mpsc::Receiver<Update>>>;
+
+    /// Joins the election for the role `name` (e.g. the clock work) as
+    /// `holder`; the flag follows whether this process holds it.
+    fn campaign(&mut self, name: &str, holder: &str) -> Result<Leadership>;
 
     /// Adds an account with one access key.
-    pub fn add_account(&mut self, id: &str, access_key_id: &str, secret: &str) -> Result<()> {
-        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    fn add_account(&mut self, id: &str, access_key_id: &str, secret: &str) -> Result<()>;
+    fn list_accounts(&mut self) -> Result<Vec<Account>>;
+    /// The (account, secret) behind an access key id.
+    fn find_key(&mut self, access_key_id: &str) -> Result<Option<(String, String)>>;
+    fn get_setting(&mut self, key: &str) -> Result<Option<String>>;
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Which backend holds the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// SQLite in this data directory.
+    Dir(PathBuf),
+    /// An etcd cluster: client endpoints (`http://host:port`) and the key
+    /// prefix this vpcd's state lives under.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+impl Location {
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (with `prefix`), or the data directory.
+    pub fn parse(store: Option<&str>, data_dir: PathBuf, prefix: &str) -> Result<Location> {
+        let Some(spec) = store.filter(|s| !s.is_empty() && *s != "sqlite") else {
+            return Ok(Location::Dir(data_dir));
+        };
+        let Some(rest) = spec.strip_prefix("etcd://") else {
             return Err(StoreError::Invalid(format!(
-                "account id {id:?} must be 12 digits"
+                "--store {spec:?}: expected etcd://HOST:PORT[,HOST:PORT...] or sqlite"
+            )));
+        };
+        let endpoints: Vec<String> = rest
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("http://{}", e.trim_end_matches('/')))
+            .collect();
+        if endpoints.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "--store {spec:?} names no endpoint"
             )));
         }
-        if access_key_id.is_empty() || secret.is_empty() {
-            return Err(StoreError::Invalid(
-                "access key id and secret access key must not be empty".into(),
-            ));
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.is_empty() || !prefix.starts_with('/') {
+            return Err(StoreError::Invalid(format!(
+                "store prefix {prefix:?} must start with '/' and name something, e.g. /vpcd"
+            )));
         }
-        let tx = self.conn.transaction()?;
-        let exists: Option<String> = tx
-            .query_row("SELECT id FROM accounts WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        if exists.is_some() {
-            return Err(StoreError::AccountExists(id.to_string()));
-        }
-        let key: Option<String> = tx
-            .query_row(
-                "SELECT account_id FROM access_keys WHERE access_key_id = ?1",
-                [access_key_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if key.is_some() {
-            return Err(StoreError::KeyExists(access_key_id.to_string()));
-        }
-        tx.execute("INSERT INTO accounts (id) VALUES (?1)", [id])?;
-        tx.execute(
-            "INSERT INTO access_keys (access_key_id, secret_access_key, account_id) VALUES (?1, ?2, ?3)",
-            params![access_key_id, secret, id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        Ok(Location::Etcd {
+            endpoints,
+            prefix: prefix.to_string(),
+        })
     }
 
-    pub fn list_accounts(&self) -> Result<Vec<Account>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.id, k.access_key_id, k.secret_access_key
-             FROM accounts a LEFT JOIN access_keys k ON k.account_id = a.id
-             ORDER BY a.created, a.id, k.access_key_id",
-        )?;
-        let mut out: Vec<Account> = Vec::new();
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            let akid: Option<String> = r.get(1)?;
-            let secret: Option<String> = r.get(2)?;
-            if out.last().map(|a| a.id.as_str()) != Some(id.as_str()) {
-                out.push(Account {
-                    id: id.clone(),
-                    keys: Vec::new(),
-                });
-            }
-            if let (Some(a), Some(s)) = (akid, secret) {
-                out.last_mut().expect("pushed").keys.push(AccessKey {
-                    access_key_id: a,
-                    secret_access_key: s,
-                });
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Location::Etcd { .. })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(d) => write!(f, "{}", db_path(d).display()),
+            Location::Etcd { endpoints, prefix } => {
+                write!(f, "etcd {} under {prefix}", endpoints.join(","))
             }
         }
-        Ok(out)
     }
+}
 
-    /// The (account, secret) behind an access key id.
-    pub fn find_key(&self, access_key_id: &str) -> Result<Option<(String, String)>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT account_id, secret_access_key FROM access_keys WHERE access_key_id = ?1",
-                [access_key_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
-    }
-
-    pub fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?)
-    }
-
-    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
-    }
+/// Opens the store at `location`.
+pub fn open(location: &Location) -> Result<Box<dyn StateStore>> {
+    Ok(match location {
+        Location::Dir(dir) => Box::new(Store::open(dir)?),
+        Location::Etcd { endpoints, prefix } => {
+            Box::new(etcd::EtcdStore::connect(endpoints, prefix)?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -246,28 +255,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accounts_round_trip() {
-        let dir = std::env::temp_dir().join(format!("vpcd-store-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut s = Store::open(&dir).unwrap();
-        s.add_account("111111111111", "AKIA1", "secret1").unwrap();
-        assert!(matches!(
-            s.add_account("111111111111", "AKIA2", "x"),
-            Err(StoreError::AccountExists(_))
-        ));
-        assert!(matches!(
-            s.add_account("222222222222", "AKIA1", "x"),
-            Err(StoreError::KeyExists(_))
-        ));
-        assert!(s.add_account("12", "AKIA3", "x").is_err());
-        let list = s.list_accounts().unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].keys[0].access_key_id, "AKIA1");
+    fn store_locations_parse() {
+        let dir = PathBuf::from("/d");
         assert_eq!(
-            s.find_key("AKIA1").unwrap(),
-            Some(("111111111111".into(), "secret1".into()))
+            Location::parse(None, dir.clone(), "/vpcd").unwrap(),
+            Location::Dir(dir.clone())
         );
-        assert_eq!(s.find_key("nope").unwrap(), None);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            Location::parse(Some("sqlite"), dir.clone(), "/vpcd").unwrap(),
+            Location::Dir(dir.clone())
+        );
+        assert_eq!(
+            Location::parse(
+                Some("etcd://127.0.0.1:2379,127.0.0.1:2479"),
+                dir.clone(),
+                "/x/"
+            )
+            .unwrap(),
+            Location::Etcd {
+                endpoints: vec![
+                    "http://127.0.0.1:2379".into(),
+                    "http://127.0.0.1:2479".into()
+                ],
+                prefix: "/x".into()
+            }
+        );
+        assert!(Location::parse(Some("postgres://x"), dir.clone(), "/vpcd").is_err());
+        assert!(Location::parse(Some("etcd://"), dir.clone(), "/vpcd").is_err());
+        assert!(Location::parse(Some("etcd://h:1"), dir, "vpcd").is_err());
     }
 }

@@ -4,7 +4,9 @@
 //! library crates.
 
 mod cost_cli;
+mod lab;
 mod reach_cli;
+mod store_args;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use vpc_model::region::Regions;
 use vpc_model::Limits;
-use vpc_store::Store;
+use vpc_store::{StateStore, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,6 +54,11 @@ enum Cmd {
     Reach(reach_cli::ReachArgs),
     /// Metered data transfer and its cost per peering and gateway (a table, or --csv).
     Cost(cost_cli::CostArgs),
+    /// A cluster on this machine: an etcd cluster and several API servers (docs/cluster.md).
+    Lab {
+        #[command(subcommand)]
+        cmd: lab::LabCmd,
+    },
 }
 
 /// `vpcd serve --quotas`.
@@ -109,6 +116,8 @@ struct ServeArgs {
     meter_interval_secs: f64,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    store: store_args::StoreArgs,
 }
 
 /// `HOST:PORT` resolved once, at start-up.
@@ -191,11 +200,15 @@ enum AccountCmd {
         access_key_id: String,
         #[arg(long)]
         secret_access_key: String,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
     },
     /// List accounts and their access key ids.
     List {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
     },
 }
 
@@ -221,8 +234,7 @@ fn random_string(alphabet: &[u8], n: usize) -> String {
 }
 
 /// On a data directory with no account, makes one and prints its keys once.
-fn first_account(dir: &std::path::Path) -> Result<()> {
-    let mut store = Store::open(dir)?;
+fn first_account(store: &mut dyn StateStore) -> Result<()> {
     if !store.list_accounts()?.is_empty() {
         return Ok(());
     }
@@ -248,7 +260,15 @@ fn first_account(dir: &std::path::Path) -> Result<()> {
 
 async fn run_serve(args: ServeArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    first_account(&data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
+    let location = args.store.location(&data_dir)?;
+    if location.is_shared() {
+        // Several servers start together on a shared store: accounts are
+        // added explicitly there (`vpcd account add --store ...`).
+        println!("vpcd: state in {location}");
+    } else {
+        first_account(&mut *vpc_store::open(&location)?)
+            .with_context(|| format!("opening {}", data_dir.display()))?;
+    }
     let regions = if args.regions.is_empty() {
         Regions::default()
     } else {
@@ -272,25 +292,32 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     let open_files = raise_open_files_limit();
     let http = args.http.limits().fit_open_files(open_files);
     tracing::info!(?http, open_files, "HTTP limits");
-    let app = vpc_api::App::open(vpc_api::Config {
-        data_dir: data_dir.clone(),
-        regions,
-        limits,
-        test_clock: args.test_clock,
-        group_commit: !args.no_group_commit,
-        http,
-        rates,
-        serve_metrics: args.metrics,
-    })
-    .with_context(|| format!("opening state in {}", data_dir.display()))?;
+    let app = vpc_api::App::open_at(
+        vpc_api::Config {
+            data_dir: data_dir.clone(),
+            regions,
+            limits,
+            test_clock: args.test_clock,
+            group_commit: !args.no_group_commit,
+            http,
+            rates,
+            serve_metrics: args.metrics,
+        },
+        &location,
+    )
+    .with_context(|| format!("opening state in {location}"))?;
     let meter_every = std::time::Duration::from_secs_f64(args.meter_interval_secs);
-    let dataplane = start_dataplane(
-        &app,
-        &data_dir,
-        args.no_dataplane,
-        meter_every,
-        args.dns_upstream,
-    );
+    let dataplane = if location.is_shared() {
+        "off (--store etcd: per-host agents are not built yet, see docs/cluster.md): control plane only".to_string()
+    } else {
+        start_dataplane(
+            &app,
+            &data_dir,
+            args.no_dataplane,
+            meter_every,
+            args.dns_upstream,
+        )
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -375,6 +402,7 @@ fn start_dataplane(
     } else {
         start_meter(app, data_dir, &tag, meter_every)
     };
+    let flow_logs = start_flow_logs(app, data_dir, &tag);
     let app = app.clone();
     std::thread::Builder::new()
         .name("reconciler".into())
@@ -411,7 +439,7 @@ fn start_dataplane(
             }
         })
         .map(|_| {
-            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}")
+            format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}; flow logs: {flow_logs}")
         })
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
@@ -496,6 +524,50 @@ fn start_meter(
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
+/// Starts the thread that collects flow-log records (`docs/metering.md`):
+/// every second it reads the conntrack tables of the routers a flow log
+/// covers and writes the aggregation windows that are due under
+/// `<data-dir>/flow-logs/`. `VPCD_FLOW_LOG_FLUSH=<seconds>` writes windows
+/// that often instead of every `MaxAggregationInterval` (for tests).
+fn start_flow_logs(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, tag: &str) -> String {
+    let tools = match vpc_dataplane::Tools::find() {
+        Ok(t) => t,
+        Err(e) => return format!("off ({e})"),
+    };
+    let flush = std::env::var("VPCD_FLOW_LOG_FLUSH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0);
+    let mut collector = vpc_dataplane::flow_log::Collector::new(
+        vpc_dataplane::Runner::new(tools),
+        tag.to_string(),
+        data_dir.join("flow-logs"),
+        flush,
+    );
+    let app = app.clone();
+    std::thread::Builder::new()
+        .name("flow-logs".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let world = app.snapshot();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match collector.poll(&world, now) {
+                Ok(report) if !report.files.is_empty() => {
+                    tracing::debug!(?report, "flow-log records written")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read conntrack for flow logs"),
+            }
+        })
+        .map(|_| match flush {
+            Some(s) => format!("on (windows written every {s} s: VPCD_FLOW_LOG_FLUSH)"),
+            None => "on".to_string(),
+        })
+        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+}
+
 /// Starts the Amazon-provided DNS server of every VPC (inside the router
 /// namespaces the reconciler makes) and a thread that tells it of every
 /// published World. Must run inside the tokio runtime.
@@ -568,6 +640,7 @@ fn main() -> Result<()> {
         metrics: false,
         meter_interval_secs: 60.0,
         http: HttpArgs::default(),
+        store: store_args::StoreArgs::default(),
     }));
     match cmd {
         Cmd::Serve(a) => tokio::runtime::Builder::new_multi_thread()
@@ -601,6 +674,7 @@ fn main() -> Result<()> {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             cost_cli::run(a, &dir)
         }
+        Cmd::Lab { cmd } => lab::run(cmd),
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             std::process::exit(reach_cli::run(a, &dir, is_root()));
@@ -622,16 +696,17 @@ fn main() -> Result<()> {
                 id,
                 access_key_id,
                 secret_access_key,
+                store,
             } => {
                 let dir = data_dir.unwrap_or_else(default_data_dir);
-                let mut s = Store::open(&dir)?;
+                let mut s = vpc_store::open(&store.location(&dir)?)?;
                 s.add_account(&id, &access_key_id, &secret_access_key)?;
                 println!("added account {id} with access key {access_key_id}");
                 Ok(())
             }
-            AccountCmd::List { data_dir } => {
+            AccountCmd::List { data_dir, store } => {
                 let dir = data_dir.unwrap_or_else(default_data_dir);
-                let s = Store::open(&dir)?;
+                let mut s = vpc_store::open(&store.location(&dir)?)?;
                 for a in s.list_accounts()? {
                     let keys: Vec<&str> = a.keys.iter().map(|k| k.access_key_id.as_str()).collect();
                     println!("{}\t{}", a.id, keys.join(","));

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod dhcp;
 pub mod eigw;
 pub mod endpoint;
+pub mod flow_log;
 pub mod insights;
 pub mod instance;
 pub mod peering;
@@ -75,6 +76,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     eigw::ACTIONS,
     sg_edit::ACTIONS,
     defaults::ACTIONS,
+    flow_log::ACTIONS,
     dhcp::ACTIONS,
 ];
 

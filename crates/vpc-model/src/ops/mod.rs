@@ -14,6 +14,7 @@ pub mod eigw;
 pub mod eip;
 pub mod endpoint;
 pub mod eni;
+pub mod flow_log;
 pub mod igw;
 pub mod image;
 pub mod insights;

@@ -1,0 +1,775 @@
+//! The etcd backend: several API servers share one World in an etcd cluster.
+//!
+//! Keys, under the prefix `P` (`--store-prefix`, default `/vpcd`):
+//!
+//! | key                     | value                                         |
+//! |-------------------------|-----------------------------------------------|
+//! | `P/r/<kind>/<id>`       | one record, JSON (as the SQLite `body`)       |
+//! | `P/rev`                 | touched by every commit: the commit marker    |
+//! | `P/accounts/<id>`       | an account (created with its first key)       |
+//! | `P/keys/<akid>`         | `{"account":…,"secret":…}`                    |
+//! | `P/settings/<name>`     | a setting, e.g. `clock_offset_ms`             |
+//! | `P/leader/<role>`       | the holder of a role, on its lease            |
+//!
+//! A commit is one etcd transaction: `if mod_revision(P/rev) == base then
+//! put/delete every changed record and put P/rev`. Every commit moves
+//! `P/rev`, so a writer whose World is not the newest fails the compare and
+//! writes nothing: commits are serializable and no update is lost. Other
+//! servers learn of a commit from a watch on `P/` (one watch response holds
+//! all the events of one revision, so a commit arrives whole).
+//!
+//! The client is async (tonic); the store is used from blocking threads, so
+//! every call runs on a small runtime of its own and the caller waits.
+
+use crate::sqlite::check_account;
+use crate::{AccessKey, Account, Leadership, Result, Revision, Snapshot, StoreError, Update};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
+use vpc_model::{Kind, World};
+
+/// How long one request to etcd may take before the caller gets an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call may take with its retries: long enough to ride out an
+/// etcd leader election after a member died (about 1 to 3 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts after the first; with the back-off about 5 s of retrying.
+const RETRIES: u32 = 20;
+/// Records read per page when loading the World.
+const PAGE: i64 = 500;
+/// The lease behind a role: a dead holder loses it after this many seconds.
+pub const LEADER_TTL_SECS: i64 = 2;
+/// How often a server that does not hold a role looks whether it is free.
+const LEADER_POLL: Duration = Duration::from_millis(250);
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("etcd-client")
+            .enable_all()
+            .build()
+            .expect("cannot start the etcd client runtime")
+    })
+}
+
+fn etcd_error(e: etcd_client::Error) -> StoreError {
+    StoreError::Etcd(e.to_string())
+}
+
+/// Runs `f` on the client runtime and waits for it, at most `timeout`.
+fn block<T: Send + 'static>(
+    timeout: Duration,
+    f: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let out = match tokio::time::timeout(timeout, f).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Etcd(format!(
+                "no answer within {} s",
+                timeout.as_secs_f64()
+            ))),
+        };
+        let _ = tx.send(out);
+    });
+    rx.recv()
+        .map_err(|_| StoreError::Etcd("the etcd client task ended".into()))?
+}
+
+/// The first key after every key that starts with `prefix`.
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Runs an etcd request again after a transport error (a member that died
+/// refuses connections until the client stops choosing it), a few times
+/// within the request timeout. `f` gets the attempt number; requests that
+/// are not idempotent use it to find out whether an earlier attempt landed.
+async fn with_retries<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f(attempt).await {
+            Err(StoreError::Etcd(e)) if attempt < RETRIES => {
+                tracing::debug!(error = %e, attempt, "etcd request failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis((40 * u64::from(attempt)).min(300))).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A read, retried after transport errors.
+async fn get_retrying(
+    c: &Client,
+    key: impl Into<Vec<u8>>,
+    options: Option<GetOptions>,
+) -> Result<etcd_client::GetResponse> {
+    let key = key.into();
+    with_retries(|_| {
+        let (mut c, key, options) = (c.clone(), key.clone(), options.clone());
+        async move { c.get(key, options).await.map_err(etcd_error) }
+    })
+    .await
+}
+
+/// A value no other commit writes to the marker key.
+fn commit_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The first value the marker key took after revision `base`, and when.
+async fn first_commit_after(
+    c: &mut Client,
+    rev_key: &str,
+    base: Revision,
+) -> Result<Option<(Revision, Vec<u8>)>> {
+    let mut stream = c
+        .watch(
+            rev_key,
+            Some(WatchOptions::new().with_start_revision(base + 1)),
+        )
+        .await
+        .map_err(etcd_error)?;
+    // Events already in the history arrive at once; a quiet key sends none.
+    let first = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(resp) = stream.message().await.map_err(etcd_error)? {
+            if resp.compact_revision() > 0 {
+                return Err(StoreError::Etcd("history compacted".into()));
+            }
+            if let Some(kv) = resp.events().first().and_then(|e| e.kv()) {
+                return Ok(Some((kv.mod_revision(), kv.value().to_vec())));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .unwrap_or(Ok(None));
+    drop(stream);
+    first
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKey {
+    account: String,
+    secret: String,
+}
+
+/// A connection to an etcd cluster, scoped to one key prefix.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    endpoints: Vec<String>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl EtcdStore {
+    /// Connects to `endpoints` (`http://host:port`) and checks that the
+    /// cluster answers. A cluster that listens but has no leader yet (it is
+    /// just forming) is given up to 20 s; nothing listening fails at once.
+    pub fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
+        let eps = endpoints.to_vec();
+        let client = block(Duration::from_secs(25), async move {
+            let options = ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(2))
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+                .with_keep_alive_while_idle(true);
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let attempt = async {
+                    let mut c = Client::connect(eps.clone(), Some(options.clone()))
+                        .await
+                        .map_err(etcd_error)?;
+                    c.get("/", Some(GetOptions::new().with_keys_only().with_limit(1)))
+                        .await
+                        .map_err(etcd_error)?;
+                    Ok(c)
+                };
+                match attempt.await {
+                    Ok(c) => return Ok(c),
+                    Err(StoreError::Etcd(e))
+                        if !e.contains("Connection refused")
+                            && tokio::time::Instant::now() < give_up =>
+                    {
+                        tracing::info!(error = %e, "etcd does not answer yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .map_err(|e| {
+            StoreError::Etcd(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
+        })?;
+        Ok(EtcdStore {
+            client,
+            prefix: prefix.to_string(),
+            endpoints: endpoints.to_vec(),
+        })
+    }
+
+    fn record_key(&self, kind: Kind, id: &str) -> String {
+        format!("{}/r/{}/{}", self.prefix, kind.name(), id)
+    }
+
+    fn rev_key(&self) -> String {
+        format!("{}/rev", self.prefix)
+    }
+
+    fn account_key(&self, id: &str) -> String {
+        format!("{}/accounts/{id}", self.prefix)
+    }
+
+    fn access_key(&self, akid: &str) -> String {
+        format!("{}/keys/{akid}", self.prefix)
+    }
+
+    fn setting_key(&self, name: &str) -> String {
+        format!("{}/settings/{name}", self.prefix)
+    }
+
+    /// The endpoints this store talks to.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+}
+
+/// What a key under the prefix is.
+enum KeyKind<'a> {
+    Record(Kind, &'a str),
+    Marker,
+    Setting(&'a str),
+    Other,
+}
+
+fn classify<'a>(prefix: &str, key: &'a str) -> KeyKind<'a> {
+    let Some(rest) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) else {
+        return KeyKind::Other;
+    };
+    if rest == "rev" {
+        return KeyKind::Marker;
+    }
+    if let Some(name) = rest.strip_prefix("settings/") {
+        return KeyKind::Setting(name);
+    }
+    if let Some(r) = rest.strip_prefix("r/") {
+        if let Some((kind, id)) = r.split_once('/') {
+            if let Some(kind) = Kind::from_name(kind) {
+                return KeyKind::Record(kind, id);
+            }
+        }
+    }
+    KeyKind::Other
+}
+
+/// Reads the whole World at one revision, page by page.
+async fn load_snapshot(mut c: Client, prefix: String) -> Result<Snapshot> {
+    let rev = c
+        .get(format!("{prefix}/rev"), None)
+        .await
+        .map_err(etcd_error)?;
+    let as_of = rev.header().map_or(0, |h| h.revision());
+    let revision = rev.kvs().first().map_or(0, |kv| kv.mod_revision());
+    let records = format!("{prefix}/r/");
+    let end = range_end(&records);
+    let mut start = records.into_bytes();
+    let mut world = World::default();
+    loop {
+        let page = c
+            .get(
+                start.clone(),
+                Some(
+                    GetOptions::new()
+                        .with_range(end.clone())
+                        .with_limit(PAGE)
+                        .with_revision(as_of),
+                ),
+            )
+            .await
+            .map_err(etcd_error)?;
+        for kv in page.kvs() {
+            let key = String::from_utf8_lossy(kv.key());
+            let KeyKind::Record(kind, id) = classify(&prefix, &key) else {
+                return Err(StoreError::Invalid(format!("unexpected key {key} in etcd")));
+            };
+            let body = String::from_utf8_lossy(kv.value());
+            world
+                .decode(kind, &body)
+                .map_err(|source| StoreError::Decode {
+                    kind: kind.name().to_string(),
+                    id: id.to_string(),
+                    source,
+                })?;
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                start = last.key().to_vec();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok(Snapshot {
+        world,
+        revision,
+        as_of,
+    })
+}
+
+/// The events of one revision, gathered from a watch response.
+struct PendingCommit {
+    revision: Revision,
+    put: Vec<(Kind, String, String)>,
+    removed: Vec<(Kind, String)>,
+    /// Whether the revision touched records or the marker (not just settings).
+    is_commit: bool,
+}
+
+/// How a watch stream ended.
+enum WatchEnd {
+    /// The receiver is gone: stop following.
+    Closed,
+    /// The store compacted past our position: start again from a snapshot.
+    Lost,
+}
+
+/// Follows `P/` from revision `*from`, sending one [`Update`] per commit or
+/// setting change and moving `*from` past what it sent.
+async fn watch_once(
+    c: &mut Client,
+    prefix: &str,
+    from: &mut Revision,
+    tx: &std::sync::mpsc::Sender<Update>,
+) -> Result<WatchEnd> {
+    let mut stream = c
+        .watch(
+            format!("{prefix}/"),
+            Some(WatchOptions::new().with_prefix().with_start_revision(*from)),
+        )
+        .await
+        .map_err(etcd_error)?;
+    while let Some(resp) = stream.message().await.map_err(etcd_error)? {
+        if resp.compact_revision() > 0 {
+            return Ok(WatchEnd::Lost);
+        }
+        if resp.canceled() {
+            return Err(StoreError::Etcd(format!(
+                "watch cancelled: {}",
+                resp.cancel_reason()
+            )));
+        }
+        // Events come in revision order; one revision is one commit.
+        let mut pending: Option<PendingCommit> = None;
+        let flush = |p: &mut Option<PendingCommit>| -> bool {
+            match p.take() {
+                Some(c) if c.is_commit => tx
+                    .send(Update::Commit {
+                        revision: c.revision,
+                        put: c.put,
+                        removed: c.removed,
+                    })
+                    .is_ok(),
+                _ => true,
+            }
+        };
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let revision = kv.mod_revision();
+            if pending.as_ref().is_some_and(|p| p.revision != revision) && !flush(&mut pending) {
+                return Ok(WatchEnd::Closed);
+            }
+            let p = pending.get_or_insert_with(|| PendingCommit {
+                revision,
+                put: Vec::new(),
+                removed: Vec::new(),
+                is_commit: false,
+            });
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            match (classify(prefix, &key), ev.event_type()) {
+                (KeyKind::Record(kind, id), EventType::Put) => {
+                    p.put.push((
+                        kind,
+                        id.to_string(),
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                    ));
+                    p.is_commit = true;
+                }
+                (KeyKind::Record(kind, id), EventType::Delete) => {
+                    p.removed.push((kind, id.to_string()));
+                    p.is_commit = true;
+                }
+                (KeyKind::Marker, _) => p.is_commit = true,
+                (KeyKind::Setting(name), EventType::Put) => {
+                    let update = Update::Setting {
+                        key: name.to_string(),
+                        value: String::from_utf8_lossy(kv.value()).into_owned(),
+                    };
+                    if tx.send(update).is_err() {
+                        return Ok(WatchEnd::Closed);
+                    }
+                }
+                _ => {}
+            }
+            *from = revision + 1;
+        }
+        if !flush(&mut pending) {
+            return Ok(WatchEnd::Closed);
+        }
+    }
+    Err(StoreError::Etcd("watch stream ended".into()))
+}
+
+impl crate::StateStore for EtcdStore {
+    fn load(&mut self) -> Result<Snapshot> {
+        let (c, prefix) = (self.client.clone(), self.prefix.clone());
+        block(CALL_TIMEOUT * 3, async move {
+            with_retries(|_| load_snapshot(c.clone(), prefix.clone())).await
+        })
+    }
+
+    fn commit(
+        &mut self,
+        base: Revision,
+        world: &World,
+        changes: &[(Kind, String)],
+    ) -> Result<Revision> {
+        if changes.is_empty() {
+            return Ok(base);
+        }
+        let rev_key = self.rev_key();
+        let mut ops: Vec<TxnOp> = changes
+            .iter()
+            .map(|(kind, id)| {
+                let key = self.record_key(*kind, id);
+                match world.encode(*kind, id) {
+                    Some(body) => TxnOp::put(key, body, None),
+                    None => TxnOp::delete(key, None),
+                }
+            })
+            .collect();
+        let token = commit_token();
+        ops.push(TxnOp::put(rev_key.clone(), token.clone(), None));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                rev_key.clone(),
+                CompareOp::Equal,
+                base,
+            )])
+            .and_then(ops);
+        let c = self.client.clone();
+        block(CALL_TIMEOUT, async move {
+            with_retries(|attempt| {
+                let (mut c, txn, rev_key, token) =
+                    (c.clone(), txn.clone(), rev_key.clone(), token.clone());
+                async move {
+                    if attempt > 0 {
+                        // An earlier attempt may have committed before its
+                        // answer was lost: only one commit can follow `base`.
+                        let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
+                        if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
+                            return match first_commit_after(&mut c, &rev_key, base).await? {
+                                Some((revision, value)) if value == token.as_bytes() => {
+                                    Ok(revision)
+                                }
+                                Some(_) => Err(StoreError::Conflict { base }),
+                                None => Err(StoreError::Etcd(
+                                    "cannot tell whether the commit landed".into(),
+                                )),
+                            };
+                        }
+                    }
+                    let r = c.txn(txn).await.map_err(etcd_error)?;
+                    if !r.succeeded() {
+                        return Err(StoreError::Conflict { base });
+                    }
+                    r.header().map(|h| h.revision()).ok_or_else(|| {
+                        StoreError::Etcd("transaction answer without a header".into())
+                    })
+                }
+            })
+            .await
+        })
+    }
+
+    fn follow(&mut self, as_of: Revision) -> Result<Option<std::sync::mpsc::Receiver<Update>>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut c = self.client.clone();
+        let prefix = self.prefix.clone();
+        runtime().spawn(async move {
+            let mut from = as_of + 1;
+            loop {
+                match watch_once(&mut c, &prefix, &mut from, &tx).await {
+                    Ok(WatchEnd::Closed) => return,
+                    Ok(WatchEnd::Lost) => {
+                        tracing::warn!(from, "etcd compacted past the watch; reloading the World");
+                        match load_snapshot(c.clone(), prefix.clone()).await {
+                            Ok(s) => {
+                                from = s.as_of + 1;
+                                if tx.send(Update::Reset(Box::new(s))).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "reloading the World failed; retrying");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, from, "etcd watch broke; resuming");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
+    fn campaign(&mut self, name: &str, holder: &str) -> Result<Leadership> {
+        let leadership = Leadership(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            false,
+        )));
+        let flag = leadership.clone();
+        let mut c = self.client.clone();
+        let key = format!("{}/leader/{name}", self.prefix);
+        let holder = holder.to_string();
+        let role = name.to_string();
+        runtime().spawn(async move {
+            loop {
+                if let Err(e) = hold_role(&mut c, &key, &holder, &flag).await {
+                    tracing::debug!(error = %e, role, "election round failed");
+                }
+                if flag.flag().swap(false, Ordering::SeqCst) {
+                    tracing::warn!(role, holder, "lost the role");
+                }
+                tokio::time::sleep(LEADER_POLL).await;
+            }
+        });
+        Ok(leadership)
+    }
+
+    fn add_account(&mut self, id: &str, access_key_id: &str, secret: &str) -> Result<()> {
+        check_account(id, access_key_id, secret)?;
+        let (account_key, access_key) = (self.account_key(id), self.access_key(access_key_id));
+        let (akid, id) = (access_key_id.to_string(), id.to_string());
+        let body = serde_json::to_string(&StoredKey {
+            account: id.clone(),
+            secret: secret.to_string(),
+        })
+        .expect("strings serialise");
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(account_key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(access_key.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([
+                TxnOp::put(account_key.clone(), "", None),
+                TxnOp::put(access_key.clone(), body.clone(), None),
+            ]);
+        let c = self.client.clone();
+        block(CALL_TIMEOUT, async move {
+            with_retries(|attempt| {
+                let (mut c, txn) = (c.clone(), txn.clone());
+                let (account_key, access_key, akid, id, body) = (
+                    account_key.clone(),
+                    access_key.clone(),
+                    akid.clone(),
+                    id.clone(),
+                    body.clone(),
+                );
+                async move {
+                    let r = c.txn(txn).await.map_err(etcd_error)?;
+                    if r.succeeded() {
+                        return Ok(());
+                    }
+                    let k = c.get(access_key, None).await.map_err(etcd_error)?;
+                    if attempt > 0
+                        && k.kvs()
+                            .first()
+                            .is_some_and(|kv| kv.value() == body.as_bytes())
+                    {
+                        // An earlier attempt added it; its answer was lost.
+                        return Ok(());
+                    }
+                    let a = c.get(account_key, None).await.map_err(etcd_error)?;
+                    Err(if a.kvs().is_empty() {
+                        StoreError::KeyExists(akid)
+                    } else {
+                        StoreError::AccountExists(id)
+                    })
+                }
+            })
+            .await
+        })
+    }
+
+    fn list_accounts(&mut self) -> Result<Vec<Account>> {
+        let c = self.client.clone();
+        let (accounts, keys) = (
+            format!("{}/accounts/", self.prefix),
+            format!("{}/keys/", self.prefix),
+        );
+        let (mut ids, keys) = block(CALL_TIMEOUT, async move {
+            let a =
+                get_retrying(&c, accounts.clone(), Some(GetOptions::new().with_prefix())).await?;
+            let k = get_retrying(&c, keys, Some(GetOptions::new().with_prefix())).await?;
+            let ids: Vec<(i64, String)> = a
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    let key = String::from_utf8_lossy(kv.key());
+                    (
+                        kv.create_revision(),
+                        key.strip_prefix(&accounts).unwrap_or(&key).to_string(),
+                    )
+                })
+                .collect();
+            let keys: Vec<(String, StoredKey)> = k
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let key = String::from_utf8_lossy(kv.key());
+                    let akid = key.rsplit('/').next()?.to_string();
+                    Some((akid, serde_json::from_slice(kv.value()).ok()?))
+                })
+                .collect();
+            Ok((ids, keys))
+        })?;
+        ids.sort();
+        Ok(ids
+            .into_iter()
+            .map(|(_, id)| {
+                let mut keys: Vec<AccessKey> = keys
+                    .iter()
+                    .filter(|(_, k)| k.account == id)
+                    .map(|(akid, k)| AccessKey {
+                        access_key_id: akid.clone(),
+                        secret_access_key: k.secret.clone(),
+                    })
+                    .collect();
+                keys.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
+                Account { id, keys }
+            })
+            .collect())
+    }
+
+    fn find_key(&mut self, access_key_id: &str) -> Result<Option<(String, String)>> {
+        self.find_key_inner(access_key_id)
+    }
+
+    fn get_setting(&mut self, key: &str) -> Result<Option<String>> {
+        let c = self.client.clone();
+        let key = self.setting_key(key);
+        block(CALL_TIMEOUT, async move {
+            let r = get_retrying(&c, key, None).await?;
+            Ok(r.kvs()
+                .first()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+        })
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        let c = self.client.clone();
+        let (key, value) = (self.setting_key(key), value.to_string());
+        block(CALL_TIMEOUT, async move {
+            with_retries(|_| {
+                let (mut c, key, value) = (c.clone(), key.clone(), value.clone());
+                async move {
+                    c.put(key, value, None).await.map_err(etcd_error)?;
+                    Ok(())
+                }
+            })
+            .await
+        })
+    }
+}
+
+impl EtcdStore {
+    fn find_key_inner(&self, access_key_id: &str) -> Result<Option<(String, String)>> {
+        let c = self.client.clone();
+        let key = self.access_key(access_key_id);
+        block(CALL_TIMEOUT, async move {
+            let r = get_retrying(&c, key, None).await?;
+            Ok(r.kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice::<StoredKey>(kv.value()).ok())
+                .map(|k| (k.account, k.secret)))
+        })
+    }
+}
+
+/// One round of the election for `key`: if it is free, take it on a fresh
+/// lease and hold it (raising `flag`) until a keep-alive fails.
+async fn hold_role(c: &mut Client, key: &str, holder: &str, flag: &Leadership) -> Result<()> {
+    let current = c.get(key, None).await.map_err(etcd_error)?;
+    if !current.kvs().is_empty() {
+        return Ok(());
+    }
+    let lease = c
+        .lease_grant(LEADER_TTL_SECS, None)
+        .await
+        .map_err(etcd_error)?
+        .id();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            holder,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let won = c.txn(txn).await.map_err(etcd_error)?.succeeded();
+    if !won {
+        let _ = c.lease_revoke(lease).await;
+        return Ok(());
+    }
+    tracing::info!(key, holder, "took the role");
+    let (mut keeper, mut answers) = c.lease_keep_alive(lease).await.map_err(etcd_error)?;
+    flag.flag().store(true, Ordering::SeqCst);
+    let period = Duration::from_millis(u64::try_from(LEADER_TTL_SECS).unwrap_or(2) * 1000 / 4);
+    loop {
+        tokio::time::sleep(period).await;
+        keeper.keep_alive().await.map_err(etcd_error)?;
+        match tokio::time::timeout(period * 2, answers.message()).await {
+            Ok(Ok(Some(a))) if a.ttl() > 0 => {}
+            Ok(Ok(_)) => return Err(StoreError::Etcd("lease expired".into())),
+            Ok(Err(e)) => return Err(etcd_error(e)),
+            Err(_) => return Err(StoreError::Etcd("no keep-alive answer".into())),
+        }
+    }
+}
