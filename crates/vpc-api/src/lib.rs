@@ -15,6 +15,7 @@ pub mod query;
 pub mod route53;
 pub mod server;
 pub mod sigv4;
+pub mod ssm;
 pub mod xml;
 
 pub use http::HttpLimits;

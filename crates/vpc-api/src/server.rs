@@ -660,6 +660,7 @@ impl App {
         *action = match target {
             Some(t) => match t.strip_prefix(crate::ce::TARGET_PREFIX) {
                 Some("GetCostAndUsage") => "GetCostAndUsage",
+                _ if t == "AmazonSSM.GetParameter" => "GetParameter",
                 _ => "unknown",
             },
             None => params
@@ -746,6 +747,15 @@ impl App {
                 Ok(body) => json_response(StatusCode::OK, body, &request_id),
                 Err(f) => fail(f),
             });
+        }
+        if verified.service == "ssm" {
+            let now = self.now().0 as f64 / 1000.0;
+            return Some(
+                match crate::ssm::answer(target, body, &verified.region, now) {
+                    Ok(body) => json_response(StatusCode::OK, body, &request_id),
+                    Err(f) => fail(f),
+                },
+            );
         }
         if verified.service != "ec2" {
             return Some(fail(auth_fault(

@@ -49,8 +49,9 @@ use crate::plan::Scope;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use vpc_model::{
-    Address, Instance, InternetGateway, NatGateway, NetworkAcl, NetworkInterface, Peering, Record,
-    RouteTable, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    Address, EgressOnlyInternetGateway, Instance, InternetGateway, ManagedPrefixList, NatGateway,
+    NetworkAcl, NetworkInterface, Peering, Record, RouteTable, SecurityGroup, SgPeer, Subnet, Vpc,
+    VpcEndpoint, World,
 };
 
 /// The namespaces to re-plan, and how many records changed.
@@ -141,6 +142,29 @@ pub fn affected(old: &World, new: &World) -> Affected {
             if c.0.is_none() || c.1.is_none() {
                 groups_referenced.insert(g.meta.id.clone());
             }
+        }
+    }
+    // Prefix lists whose entries differ (groups naming them re-render).
+    let mut lists: BTreeSet<String> = BTreeSet::new();
+    for c in changes::<ManagedPrefixList>(old, new) {
+        changed_records += 1;
+        for l in versions(&c) {
+            lists.insert(l.meta.id.clone());
+        }
+    }
+    for c in changes::<EgressOnlyInternetGateway>(old, new) {
+        changed_records += 1;
+        s.inet = true;
+        for g in versions(&c) {
+            s.vpcs.insert(g.vpc_id.clone());
+            targets.insert(g.meta.id.clone());
+        }
+    }
+    for c in changes::<VpcEndpoint>(old, new) {
+        changed_records += 1;
+        for e in versions(&c) {
+            s.vpcs.insert(e.vpc_id.clone());
+            targets.insert(e.meta.id.clone());
         }
     }
     for c in changes::<NetworkAcl>(old, new) {
@@ -407,10 +431,12 @@ pub fn affected(old: &World, new: &World) -> Affected {
 
     // Security groups: rules referencing a group that appeared, went or
     // changed members, and groups on either side of a changed peering.
-    if !groups_referenced.is_empty() || !peered_vpcs.is_empty() {
+    if !groups_referenced.is_empty() || !peered_vpcs.is_empty() || !lists.is_empty() {
         for g in new.iter::<SecurityGroup>() {
-            let references = g.ingress.iter().chain(&g.egress).any(|r| {
-                matches!(&r.peer, SgPeer::Group { group_id, .. } if groups_referenced.contains(group_id))
+            let references = g.ingress.iter().chain(&g.egress).any(|r| match &r.peer {
+                SgPeer::Group { group_id, .. } => groups_referenced.contains(group_id),
+                SgPeer::PrefixList(list) => lists.contains(list),
+                _ => false,
             });
             if references || peered_vpcs.contains(&g.vpc_id) {
                 groups_used.insert(g.meta.id.clone());
@@ -717,6 +743,7 @@ pub(crate) mod tests {
                                 dest,
                                 target,
                                 origin: "CreateRoute".into(),
+                                prefix_list: None,
                             });
                         });
                     }
@@ -1063,8 +1090,20 @@ pub(crate) mod tests {
             .filter(|k| {
                 use vpc_model::Kind::*;
                 match k {
-                    Vpc | Subnet | RouteTable | InternetGateway | SecurityGroup | NetworkAcl
-                    | Peering | Instance | NetworkInterface | NatGateway | Address => true,
+                    Vpc
+                    | Subnet
+                    | RouteTable
+                    | InternetGateway
+                    | SecurityGroup
+                    | NetworkAcl
+                    | Peering
+                    | Instance
+                    | NetworkInterface
+                    | NatGateway
+                    | Address
+                    | PrefixList
+                    | VpcEndpoint
+                    | EgressOnlyInternetGateway => true,
                     RegionInit
                     | NetworkInsightsPath
                     | NetworkInsightsAnalysis
@@ -1080,7 +1119,7 @@ pub(crate) mod tests {
                 }
             })
             .count();
-        assert_eq!(diffed, 11);
+        assert_eq!(diffed, 14);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub(crate) struct RouterInput<'a, 'w> {
     pub public: &'a BTreeMap<Ipv4Addr, Ipv4Addr>,
     /// Member addresses of every group.
     pub members: &'a BTreeMap<&'w str, (BTreeSet<Ipv4Addr>, BTreeSet<Ipv6Addr>)>,
+    /// The VPC's internet link is an egress-only gateway's (the internet may
+    /// not connect, `ops::eigw::internet_may_connect`): new connections
+    /// arriving over it are dropped.
+    pub egress_only_link: bool,
 }
 
 /// Text of one table's body, in definition order, and its shape.
@@ -53,6 +57,21 @@ impl Body {
             let _ = writeln!(
                 self.text,
                 "  set {name} {{ type {ty}; elements = {{ {} }} }}",
+                elems.join(", ")
+            );
+        }
+    }
+
+    /// A set of prefixes (overlapping ones merged).
+    fn prefix_set(&mut self, name: &str, ty: &str, elems: &[IpNet]) {
+        let flags = "flags interval; auto-merge;";
+        if elems.is_empty() {
+            let _ = writeln!(self.text, "  set {name} {{ type {ty}; {flags} }}");
+        } else {
+            let elems: Vec<String> = elems.iter().map(|n| n.trunc().to_string()).collect();
+            let _ = writeln!(
+                self.text,
+                "  set {name} {{ type {ty}; {flags} elements = {{ {} }} }}",
                 elems.join(", ")
             );
         }
@@ -134,8 +153,9 @@ fn icmp(keyword: &str, icmp_type: Option<u8>, code: Option<u8>) -> String {
 }
 
 /// A normalized match as nft expressions; `dir` is `saddr` or `daddr`.
-/// Records the groups whose member sets it uses. Every kind of match is
-/// translated here and nowhere else, by an exhaustive `match`.
+/// Records the groups whose member sets, and the prefix lists (`pl-…`)
+/// whose entry sets, it uses. Every kind of match is translated here and
+/// nowhere else, by an exhaustive `match`.
 fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> String {
     let address = match &m.address {
         AddressMatch::Prefix(net) => addr_match(dir, *net),
@@ -144,6 +164,13 @@ fn compile_match(m: &RuleMatch, dir: &str, sets: &mut BTreeSet<String>) -> Strin
             match family {
                 Family::Ipv4 => format!("ip {dir} @sgm_{group_id}"),
                 Family::Ipv6 => format!("ip6 {dir} @sgm6_{group_id}"),
+            }
+        }
+        AddressMatch::PrefixList { list_id, family } => {
+            sets.insert(list_id.clone());
+            match family {
+                Family::Ipv4 => format!("ip {dir} @pl4_{list_id}"),
+                Family::Ipv6 => format!("ip6 {dir} @pl6_{list_id}"),
             }
         }
     };
@@ -308,6 +335,7 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
             !ops::sg::is_stale(w, &g.vpc_id, r)
                 && match &r.peer {
                     SgPeer::Group { group_id, .. } => crate::names::is_safe(group_id),
+                    SgPeer::PrefixList(list) => crate::names::is_safe(list),
                     _ => true,
                 }
         };
@@ -351,7 +379,20 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     for (s, links) in &subnets {
         b.set(&format!("sn_{s}"), "ifname", links.iter().map(|l| q(l)));
     }
+    // The groups' region, for the AWS-managed lists a rule may name.
+    let region = groups
+        .values()
+        .next()
+        .map_or("", |g| g.meta.region.as_str());
     for g in &sets {
+        if g.starts_with("pl-") {
+            let cidrs = ops::prefix_list::cidrs(w, region, g);
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
+                cidrs.into_iter().partition(|n| n.addr().is_ipv4());
+            b.prefix_set(&format!("pl4_{g}"), "ipv4_addr", &v4);
+            b.prefix_set(&format!("pl6_{g}"), "ipv6_addr", &v6);
+            continue;
+        }
         let (v4, v6) = inp.members.get(g.as_str()).cloned().unwrap_or_default();
         b.set(&format!("sgm_{g}"), "ipv4_addr", v4);
         b.set(&format!("sgm6_{g}"), "ipv6_addr", v6);
@@ -415,30 +456,39 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     b.map("nacl_in", "ifname : verdict", &nacl_in);
 
     // The forward chain.
-    let rules: Vec<String> = [
-        // 1. Guards: no transit through a peering, no edge-to-edge routing.
-        r#"iifname "p-*" oifname != "e-*" counter drop"#,
-        r#"oifname "p-*" iifname != "e-*" counter drop"#,
-        r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
-        r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
-        // 2. Source/destination check.
-        "iifname @sdc_if meta nfproto ipv4 iifname . ip saddr != @eni_addr4 counter drop",
-        "iifname @sdc_if meta nfproto ipv6 iifname . ip6 saddr != @eni_addr6 counter drop",
-        "oifname @sdc_if meta nfproto ipv4 oifname . ip daddr != @eni_addr4 counter drop",
-        "oifname @sdc_if meta nfproto ipv6 oifname . ip6 daddr != @eni_addr6 counter drop",
-        // 3. Network ACLs, stateless.
-        "iifname vmap @nacl_out",
-        "oifname vmap @nacl_in",
-        // 4. Tracked connections.
-        "ct state established,related accept",
-        "ct state invalid counter drop",
-        // 5. Security groups for new connections.
-        "iifname vmap @sgout",
-        "goto sg_ingress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let egress_only: &[&str] = if inp.egress_only_link {
+        &[r#"iifname "g-*" ct state new counter drop"#]
+    } else {
+        &[]
+    };
+    let rules: Vec<String> = egress_only
+        .iter()
+        .chain(
+            [
+                // 1. Guards: no transit through a peering, no edge-to-edge routing.
+                r#"iifname "p-*" oifname != "e-*" counter drop"#,
+                r#"oifname "p-*" iifname != "e-*" counter drop"#,
+                r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
+                r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
+                // 2. Source/destination check.
+                "iifname @sdc_if meta nfproto ipv4 iifname . ip saddr != @eni_addr4 counter drop",
+                "iifname @sdc_if meta nfproto ipv6 iifname . ip6 saddr != @eni_addr6 counter drop",
+                "oifname @sdc_if meta nfproto ipv4 oifname . ip daddr != @eni_addr4 counter drop",
+                "oifname @sdc_if meta nfproto ipv6 oifname . ip6 daddr != @eni_addr6 counter drop",
+                // 3. Network ACLs, stateless.
+                "iifname vmap @nacl_out",
+                "oifname vmap @nacl_in",
+                // 4. Tracked connections.
+                "ct state established,related accept",
+                "ct state invalid counter drop",
+                // 5. Security groups for new connections.
+                "iifname vmap @sgout",
+                "goto sg_ingress",
+            ]
+            .iter(),
+        )
+        .map(|s| s.to_string())
+        .collect();
     b.chain(
         "forward",
         Some("type filter hook forward priority filter; policy drop;"),

@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vpc_model::ops;
 use vpc_model::ops::route::NextHop;
 use vpc_model::{
-    Instance, InstanceState, InternetGateway, NatGateway, NetworkInterface, Peering, RouteTable,
-    RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
+    EgressOnlyInternetGateway, Instance, InstanceState, InternetGateway, NatGateway,
+    NetworkInterface, Peering, RouteTable, RouteTarget, SecurityGroup, SgPeer, Subnet, Vpc, World,
 };
 
 /// The complete desired kernel state of one data directory.
@@ -353,6 +353,8 @@ struct Facts<'w> {
     instances: Vec<&'w Instance>,
     /// Attached internet gateways, by VPC.
     igws: BTreeMap<&'w str, &'w InternetGateway>,
+    /// Egress-only internet gateways, by VPC (the first by ID).
+    eigws: BTreeMap<&'w str, &'w EgressOnlyInternetGateway>,
     /// Active peerings between two existing VPCs.
     peerings: Vec<&'w Peering>,
     routers: BTreeSet<&'w str>,
@@ -464,6 +466,7 @@ impl<'w> Facts<'w> {
             nats: Vec::new(),
             instances: Vec::new(),
             igws: BTreeMap::new(),
+            eigws: BTreeMap::new(),
             peerings: Vec::new(),
             routers: BTreeSet::new(),
             public: BTreeMap::new(),
@@ -694,6 +697,23 @@ impl<'w> Facts<'w> {
             self.igws.insert(v, g);
             self.routers.insert(v);
         }
+        for g in w.iter::<EgressOnlyInternetGateway>() {
+            let v = g.vpc_id.as_str();
+            if w.get::<Vpc>(v).is_none()
+                || self.within.as_ref().is_some_and(|x| !x.vpcs.contains(v))
+            {
+                continue;
+            }
+            if !is_safe(&g.meta.id) || !is_safe(v) {
+                self.warn(format!(
+                    "egress-only internet gateway {:?}: unsafe ID",
+                    g.meta.id
+                ));
+                continue;
+            }
+            self.eigws.entry(v).or_insert(g);
+            self.routers.insert(v);
+        }
         for p in w.iter::<Peering>() {
             if !ops::peering::is_realized(w, p) {
                 continue;
@@ -870,7 +890,7 @@ impl Facts<'_> {
                 out.namespaces.insert(ns.name.clone(), ns);
             }
         }
-        if !f.igws.is_empty() && scope.is_none_or(|s| s.inet) {
+        if !(f.igws.is_empty() && f.eigws.is_empty()) && scope.is_none_or(|s| s.inet) {
             let ns = inet(f);
             out.namespaces.insert(ns.name.clone(), ns);
         }
@@ -983,8 +1003,13 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
             (link, if requester { LL_TWO } else { LL_ONE }),
         );
     }
+    // The VPC's internet link: its internet gateway's, else its egress-only
+    // gateway's (both gateways of a VPC share the internet gateway's link).
     let igw = f.igws.get(vpc_id).copied();
-    let igw_link_name = igw.map(|g| igw_link(&g.meta.id));
+    let eigw = f.eigws.get(vpc_id).copied();
+    let igw_link_name = igw
+        .map(|g| igw_link(&g.meta.id))
+        .or_else(|| eigw.map(|g| igw_link(&g.meta.id)));
     if let Some(link) = &igw_link_name {
         ns.link(
             link,
@@ -1074,6 +1099,9 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         igw: igw
             .map(|g| g.meta.id.as_str())
             .zip(igw_link_name.as_deref()),
+        eigw: eigw
+            .map(|g| g.meta.id.as_str())
+            .zip(igw_link_name.as_deref()),
         enis: &enis,
         nats: &nats,
     };
@@ -1091,6 +1119,7 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         nats: &nats,
         public: &public,
         members: &f.members,
+        egress_only_link: eigw.is_some() && !ops::eigw::internet_may_connect(w, vpc_id),
     });
 
     // Conntrack hygiene: every routed private and public address.
@@ -1105,6 +1134,8 @@ struct RouteCtx<'a, 'w> {
     pcx_links: &'a BTreeMap<&'w str, (String, Ipv6Addr)>,
     /// (igw id, router link)
     igw: Option<(&'w str, &'a str)>,
+    /// (egress-only gateway id, router link)
+    eigw: Option<(&'w str, &'a str)>,
     enis: &'a [&'a RealEni<'w>],
     nats: &'a [&'a RealNat<'w>],
 }
@@ -1155,6 +1186,14 @@ impl RouteCtx<'_, '_> {
                 },
                 _ => RouteKind::Blackhole,
             },
+            NextHop::EgressOnlyGateway(g) => match self.eigw {
+                Some((id, link)) if id == g => RouteKind::Via {
+                    gw: IpAddr::V6(LL_TWO),
+                    dev: link.to_string(),
+                    onlink: false,
+                },
+                _ => RouteKind::Blackhole,
+            },
             NextHop::NatGateway(g) => match self.nats.iter().find(|x| x.nat.meta.id == g.meta.id) {
                 Some(x) => RouteKind::Via {
                     gw: IpAddr::V4(x.ip),
@@ -1164,6 +1203,8 @@ impl RouteCtx<'_, '_> {
                 None => RouteKind::Blackhole,
             },
             NextHop::Interface(e) => self.via_interface(&e.meta.id, v6),
+            // vpcd runs no AWS service behind a gateway endpoint: the packet ends here.
+            NextHop::GatewayEndpoint(_) => RouteKind::Blackhole,
         }
     }
 }
@@ -1281,7 +1322,8 @@ fn inet(f: &Facts<'_>) -> NsPlan {
         false,
     );
     let ll2 = IpNet::V6(Ipv6Net::new(LL_TWO, 64).expect("valid"));
-    for vpc in f.igws.keys() {
+    let vpcs: BTreeSet<&str> = f.igws.keys().chain(f.eigws.keys()).copied().collect();
+    for vpc in vpcs {
         let link = inet_link(vpc);
         ns.link(&link, MTU, true, false, None);
         ns.addr(&link, ll2, false);
@@ -1290,7 +1332,9 @@ fn inet(f: &Facts<'_>) -> NsPlan {
             dev: link.clone(),
             onlink: false,
         };
-        for public in f.public.get(vpc).into_iter().flat_map(|m| m.values()) {
+        // Public IPv4 addresses are reached through an internet gateway only.
+        let public = f.public.get(vpc).filter(|_| f.igws.contains_key(vpc));
+        for public in public.into_iter().flat_map(|m| m.values()) {
             ns.routes
                 .insert((TABLE_MAIN, host(IpAddr::V4(*public))), via.clone());
         }
@@ -1900,6 +1944,44 @@ mod tests {
         assert!(
             set_line(body, "eni_addr4").contains(&format!("\"{}\" . 10.0.1.10", eni_link(&a.eni)))
         );
+    }
+
+    #[test]
+    fn egress_only_gateway_lets_ipv6_out_and_drops_new_connections_in() {
+        let mut e = Env::new();
+        let v = e.vpc_as(A, EAST, "10.0.0.0/16", Some("2600:1f18:1::/56"));
+        let s = e.subnet(&v, "10.0.1.0/24");
+        let a = e.instance(&s, "10.0.1.10");
+        let (o, r) = (v.meta.owner.clone(), v.meta.region.clone());
+        let vid = v.meta.id.clone();
+        let g = e.run(&o, &r, |w, c| ops::eigw::create(w, c, &vid, vec![]));
+        e.route(
+            &v,
+            "::/0",
+            RouteSpec {
+                egress_only_internet_gateway_id: Some(g.meta.id.clone()),
+                ..Default::default()
+            },
+        );
+        let p = plan(&e.w, TAG);
+        let rt = router(&p, &v);
+        let gl = igw_link(&g.meta.id);
+        assert!(rt.links.contains_key(&gl), "the internet link exists");
+        assert_eq!(
+            table(rt, table_of(rt, &a.eni))["::/0"],
+            format!("via fe80::2 dev {gl}")
+        );
+        let inet = table(&p.namespaces[&inet_ns(TAG)], TABLE_MAIN);
+        assert!(
+            inet.contains_key("2600:1f18:1::/56"),
+            "replies come back: {inet:?}"
+        );
+        let drop_new = r#"iifname "g-*" ct state new counter drop"#;
+        assert!(filter(rt).contains(drop_new));
+        // With an internet gateway as well, the internet may connect.
+        e.igw(&v);
+        let p = plan(&e.w, TAG);
+        assert!(!filter(router(&p, &v)).contains(drop_new));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Limits {
     /// How long `pending`, `stopping` and `shutting-down` (and a NAT
     /// gateway's `pending` and `deleting`) last, in ms.
     pub instance_transition_ms: i64,
+    /// Customer-managed prefix lists per account and region.
+    pub prefix_lists_per_region: usize,
 }
 
 impl Default for Limits {
@@ -109,6 +111,7 @@ impl Default for Limits {
             elastic_ips_per_region: 5,
             nat_gateways_per_az: 5,
             instance_transition_ms: 200,
+            prefix_lists_per_region: 100,
         }
     }
 }
@@ -140,6 +143,7 @@ impl Limits {
             elastic_ips_per_region: 10_000,
             nat_gateways_per_az: 10_000,
             instance_transition_ms: 0,
+            prefix_lists_per_region: 10_000,
             ..Limits::default()
         }
     }

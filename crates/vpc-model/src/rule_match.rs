@@ -99,6 +99,8 @@ pub enum AddressMatch {
     Prefix(IpNet),
     /// The addresses of one family held by the members of a security group.
     GroupMembers { group_id: String, family: Family },
+    /// The addresses of one family in a managed prefix list's entries.
+    PrefixList { list_id: String, family: Family },
 }
 
 /// Which traffic a rule matches besides the address.
@@ -144,17 +146,22 @@ pub struct PacketFields {
 impl RuleMatch {
     /// Whether a packet whose matched address (source or destination, as
     /// [`AddressMatch`] says) is `address` is admitted; `is_member(group,
-    /// address)` answers for group references.
+    /// address)` answers for group references, `in_list(list, address)` for
+    /// prefix lists.
     pub fn admits(
         &self,
         packet: PacketFields,
         address: IpAddr,
         is_member: impl Fn(&str, IpAddr) -> bool,
+        in_list: impl Fn(&str, IpAddr) -> bool,
     ) -> bool {
         let address_ok = match &self.address {
             AddressMatch::Prefix(net) => net.contains(&address),
             AddressMatch::GroupMembers { group_id, family } => {
                 Family::of(address) == *family && is_member(group_id, address)
+            }
+            AddressMatch::PrefixList { list_id, family } => {
+                Family::of(address) == *family && in_list(list_id, address)
             }
         };
         address_ok && self.traffic.admits(packet, Family::of(address))
@@ -225,8 +232,9 @@ fn traffic(
 }
 
 /// The matches of one security-group rule: one for a CIDR, one per family
-/// for a group reference, none for a prefix list (vpcd has none) or for a
-/// rule that cannot match its peer's family. A rule admits a packet when any
+/// for a group reference or a prefix list (a list holds one family, so the
+/// other match is empty), none for a rule that cannot match its peer's
+/// family. A rule admits a packet when any
 /// of its matches does. Staleness is the caller's business.
 pub fn lower_sg_rule(rule: &SgRule) -> Vec<RuleMatch> {
     let Ok(protocol) = IpProtocol::parse(&rule.protocol) else {
@@ -253,14 +261,21 @@ pub fn lower_sg_rule(rule: &SgRule) -> Vec<RuleMatch> {
                 family,
             })
             .collect(),
-        SgPeer::PrefixList(_) => Vec::new(),
+        SgPeer::PrefixList(list_id) => [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .map(|family| AddressMatch::PrefixList {
+                list_id: list_id.clone(),
+                family,
+            })
+            .collect(),
     };
     addresses
         .into_iter()
         .filter_map(|address| {
             let family = match &address {
                 AddressMatch::Prefix(net) => Family::of(net.addr()),
-                AddressMatch::GroupMembers { family, .. } => *family,
+                AddressMatch::GroupMembers { family, .. }
+                | AddressMatch::PrefixList { family, .. } => *family,
             };
             Some(RuleMatch {
                 traffic: traffic(protocol, ports, icmp, family)?,
@@ -357,7 +372,22 @@ mod tests {
         let v6: SgPeer = SgPeer::Cidr6("::/0".parse().unwrap());
         assert!(lower_sg_rule(&sg_rule("icmp", Some(-1), Some(-1), v6)).is_empty());
         let pl = SgPeer::PrefixList("pl-1".into());
-        assert!(lower_sg_rule(&sg_rule("-1", None, None, pl)).is_empty());
+        let pl_rule = sg_rule("tcp", Some(443), Some(443), pl);
+        let lowered = lower_sg_rule(&pl_rule);
+        assert_eq!(lowered.len(), 2, "one match per family, like a group");
+        let https = PacketFields {
+            protocol: TCP,
+            port: Some(443),
+            icmp: None,
+        };
+        let in_list = |l: &str, a: IpAddr| l == "pl-1" && a.to_string().starts_with("10.9.");
+        let admits = |a: &str| {
+            lowered
+                .iter()
+                .any(|m| m.admits(https, a.parse().unwrap(), |_, _| false, in_list))
+        };
+        assert!(admits("10.9.0.1"));
+        assert!(!admits("10.8.0.1"));
     }
 
     fn acl_entry(protocol: &str, cidr: &str, icmp: Option<(i32, i32)>) -> AclEntry {
@@ -382,13 +412,19 @@ mod tests {
             port: None,
             icmp: Some((128, 0)),
         };
-        assert!(ok.admits(echo, "2001:db8::1".parse().unwrap(), |_, _| false));
+        assert!(ok.admits(
+            echo,
+            "2001:db8::1".parse().unwrap(),
+            |_, _| false,
+            |_, _| false
+        ));
         assert!(!ok.admits(
             PacketFields {
                 icmp: Some((129, 0)),
                 ..echo
             },
             "2001:db8::1".parse().unwrap(),
+            |_, _| false,
             |_, _| false
         ));
     }

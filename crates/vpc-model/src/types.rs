@@ -121,6 +121,8 @@ pub enum RouteTarget {
     Peering(String),
     NetworkInterface(String),
     Instance(String),
+    /// A gateway VPC endpoint (`vpce-…`), shown as `gatewayId`.
+    VpcEndpoint(String),
 }
 
 impl RouteTarget {
@@ -133,7 +135,8 @@ impl RouteTarget {
             | RouteTarget::NatGateway(x)
             | RouteTarget::Peering(x)
             | RouteTarget::NetworkInterface(x)
-            | RouteTarget::Instance(x) => Some(x),
+            | RouteTarget::Instance(x)
+            | RouteTarget::VpcEndpoint(x) => Some(x),
         }
     }
 }
@@ -144,6 +147,10 @@ pub struct Route {
     pub target: RouteTarget,
     /// `CreateRouteTable`, `CreateRoute` or `EnableVgwRoutePropagation`.
     pub origin: String,
+    /// The prefix list this route is one entry of (`ops::route`: a route to
+    /// a list is held as one route per entry, which Describe shows as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_list: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -662,7 +669,7 @@ impl NetworkInterface {
     }
 
     pub fn status(&self) -> &'static str {
-        if self.attachment.is_some() || self.interface_type == "nat_gateway" {
+        if self.attachment.is_some() || self.requester_managed {
             "in-use"
         } else {
             "available"
@@ -907,6 +914,59 @@ pub struct NetworkInsightsAnalysis {
     pub result: Option<AnalysisResult>,
     #[serde(default)]
     pub client_token: Option<String>,
+}
+
+/// One entry of a managed prefix list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixListEntry {
+    pub cidr: IpNet,
+    pub description: Option<String>,
+}
+
+/// A customer-managed prefix list (`ops::prefix_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedPrefixList {
+    pub meta: Meta,
+    pub name: String,
+    /// `IPv4` or `IPv6`.
+    pub address_family: String,
+    pub max_entries: u32,
+    /// 1 at creation; each change of the entries adds one.
+    pub version: u64,
+    /// `create-complete`, `modify-complete` or `restore-complete`.
+    pub state: String,
+    pub entries: Vec<PrefixListEntry>,
+    /// The entries of earlier versions, oldest first (the newest 1,000 kept).
+    #[serde(default)]
+    pub history: Vec<(u64, Vec<PrefixListEntry>)>,
+}
+
+/// A VPC endpoint (`ops::endpoint`): a gateway endpoint routes a service's
+/// AWS-managed prefix list to itself in its route tables; an interface
+/// endpoint holds a requester-managed interface in each of its subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcEndpoint {
+    pub meta: Meta,
+    pub vpc_id: String,
+    pub service_name: String,
+    /// `Gateway` or `Interface`.
+    pub endpoint_type: String,
+    /// `available` (vpcd's endpoints are ready at once) or `deleted`.
+    pub state: String,
+    pub policy_document: String,
+    pub route_table_ids: Vec<String>,
+    pub subnet_ids: Vec<String>,
+    pub group_ids: Vec<String>,
+    pub network_interface_ids: Vec<String>,
+    pub private_dns_enabled: bool,
+}
+
+/// An egress-only internet gateway (`ops::eigw`): IPv6 out, replies in,
+/// no connection from the internet. Attached to its VPC from creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressOnlyInternetGateway {
+    pub meta: Meta,
+    pub vpc_id: String,
 }
 
 /// A VPC flow log (`fl-…`): which interfaces' traffic to record, which

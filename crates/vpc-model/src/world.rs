@@ -27,6 +27,9 @@ pub enum Kind {
     NetworkInsightsAnalysis,
     Volume,
     Detachment,
+    PrefixList,
+    VpcEndpoint,
+    EgressOnlyInternetGateway,
     FlowLog,
     DhcpOptions,
     HostedZone,
@@ -51,6 +54,9 @@ impl Kind {
         Kind::NetworkInsightsAnalysis,
         Kind::Volume,
         Kind::Detachment,
+        Kind::PrefixList,
+        Kind::VpcEndpoint,
+        Kind::EgressOnlyInternetGateway,
         Kind::FlowLog,
         Kind::DhcpOptions,
         Kind::HostedZone,
@@ -75,6 +81,9 @@ impl Kind {
             Kind::NetworkInsightsAnalysis => "network-insights-analysis",
             Kind::Volume => "volume",
             Kind::Detachment => "eni-detachment",
+            Kind::PrefixList => "prefix-list",
+            Kind::VpcEndpoint => "vpc-endpoint",
+            Kind::EgressOnlyInternetGateway => "egress-only-internet-gateway",
             Kind::FlowLog => "vpc-flow-log",
             Kind::DhcpOptions => "dhcp-options",
             Kind::HostedZone => "hosted-zone",
@@ -271,6 +280,14 @@ record!(Volume, Kind::Volume, volumes, meta);
 record!(FlowLog, Kind::FlowLog, flow_logs, meta);
 record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
+record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
+record!(VpcEndpoint, Kind::VpcEndpoint, endpoints, meta);
+record!(
+    EgressOnlyInternetGateway,
+    Kind::EgressOnlyInternetGateway,
+    eigws,
+    meta
+);
 record!(DhcpOptions, Kind::DhcpOptions, dhcp_options, meta);
 record!(HostedZone, Kind::HostedZone, hosted_zones, meta);
 record!(ZoneChange, Kind::ZoneChange, zone_changes, r => r.id.as_str());
@@ -297,6 +314,9 @@ pub struct World {
     pub insights_analyses: Table<NetworkInsightsAnalysis>,
     pub volumes: Table<Volume>,
     pub detachments: Table<Detachment>,
+    pub prefix_lists: Table<ManagedPrefixList>,
+    pub endpoints: Table<VpcEndpoint>,
+    pub eigws: Table<EgressOnlyInternetGateway>,
     pub flow_logs: Table<FlowLog>,
     pub dhcp_options: Table<DhcpOptions>,
     pub hosted_zones: Table<HostedZone>,
@@ -383,6 +403,9 @@ impl World {
             Kind::Volume => enc::<Volume>(self, id),
             Kind::FlowLog => enc::<FlowLog>(self, id),
             Kind::Detachment => enc::<Detachment>(self, id),
+            Kind::PrefixList => enc::<ManagedPrefixList>(self, id),
+            Kind::VpcEndpoint => enc::<VpcEndpoint>(self, id),
+            Kind::EgressOnlyInternetGateway => enc::<EgressOnlyInternetGateway>(self, id),
             Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
             Kind::HostedZone => enc::<HostedZone>(self, id),
             Kind::ZoneChange => enc::<ZoneChange>(self, id),
@@ -413,6 +436,9 @@ impl World {
             Kind::Volume => dec::<Volume>(self, body),
             Kind::FlowLog => dec::<FlowLog>(self, body),
             Kind::Detachment => dec::<Detachment>(self, body),
+            Kind::PrefixList => dec::<ManagedPrefixList>(self, body),
+            Kind::VpcEndpoint => dec::<VpcEndpoint>(self, body),
+            Kind::EgressOnlyInternetGateway => dec::<EgressOnlyInternetGateway>(self, body),
             Kind::DhcpOptions => dec::<DhcpOptions>(self, body),
             Kind::HostedZone => dec::<HostedZone>(self, body),
             Kind::ZoneChange => dec::<ZoneChange>(self, body),
@@ -446,6 +472,9 @@ impl World {
             Kind::HostedZone => rm::<HostedZone>(self, id),
             Kind::ZoneChange => rm::<ZoneChange>(self, id),
             Kind::FlowLog => rm::<FlowLog>(self, id),
+            Kind::PrefixList => rm::<ManagedPrefixList>(self, id),
+            Kind::VpcEndpoint => rm::<VpcEndpoint>(self, id),
+            Kind::EgressOnlyInternetGateway => rm::<EgressOnlyInternetGateway>(self, id),
         }
     }
 

@@ -446,8 +446,22 @@ impl<'a> Walk<'a> {
             ),
             RouteTarget::EgressOnlyGateway(g) => diagnosis(
                 DiagnosisKind::MissingRoute,
-                format!("egress-only internet gateway {g} carries no traffic in vpcd"),
-                format!("route {} to an internet gateway", r.dest),
+                format!(
+                    "egress-only internet gateway {g} is not in {} (it carries IPv6 only)",
+                    rt.vpc_id
+                ),
+                format!(
+                    "create an egress-only internet gateway in {} and route {} to it",
+                    rt.vpc_id, r.dest
+                ),
+            ),
+            RouteTarget::VpcEndpoint(e) => diagnosis(
+                DiagnosisKind::MissingRoute,
+                format!("VPC endpoint {e} is not available in {}", rt.vpc_id),
+                format!(
+                    "add {} to a gateway endpoint of {} with ModifyVpcEndpoint",
+                    rt.meta.id, rt.vpc_id
+                ),
             ),
             RouteTarget::Local => None,
         }

@@ -169,6 +169,7 @@ impl<'a> Walk<'a> {
                     icmp,
                     peer,
                     |gr, a| self.is_member(gr, a),
+                    |list, a| ops::prefix_list::contains(w, &g.meta.region, list, a),
                 ) {
                     hit = Some((g, r));
                     break 'groups;

@@ -132,6 +132,13 @@ impl<'a> Walk<'a> {
                     packet = p;
                     match oif {
                         Port::Eni(e) => return self.arrive_eni(e, packet, r, crossings),
+                        // The service behind a gateway endpoint answers.
+                        Port::Vpce(_) => {
+                            return Ok(ForwardPath {
+                                crossings,
+                                arrive: Arrival::Endpoint,
+                            })
+                        }
                         Port::Nat(n) => {
                             if self.nat_ip(n) == Some(packet.dst) {
                                 self.eni_hops_nat(false, n);
@@ -163,7 +170,7 @@ impl<'a> Walk<'a> {
                                 iif: Port::Pcx(p),
                             }
                         }
-                        Port::Igw(_) => Node::Inet,
+                        Port::Igw(_) | Port::Eigw(_) => Node::Inet,
                     }
                 }
                 Node::Inet => {
@@ -389,6 +396,23 @@ impl<'a> Walk<'a> {
             })?;
             return Err(Stop);
         }
+        if let (Port::Nat(_) | Port::Pcx(_) | Port::Igw(_), Port::Vpce(e)) = (iif, oif) {
+            let from = iif.component();
+            let eid = e.meta.id.clone();
+            self.block(|_| {
+                Blocker::new(
+                    "UNSUPPORTED_COMPONENT",
+                    component(&eid, "vpc-endpoint"),
+                    format!("Traffic from {} cannot use gateway VPC endpoint {eid}: it serves only the VPC's own instances.", from.id),
+                )
+                .diagnosis(
+                    DiagnosisKind::EdgeToEdge,
+                    format!("edge-to-edge: traffic arriving through {} cannot use gateway endpoint {eid}", from.id),
+                    format!("send the traffic from an instance in {}", vpc.meta.id),
+                )
+            })?;
+            return Err(Stop);
+        }
         if let (Port::Igw(g), IpAddr::V4(s)) = (oif, packet.src) {
             if self.public_of(&vpc.meta.id, s).is_none() {
                 let skip =
@@ -467,7 +491,9 @@ impl<'a> Walk<'a> {
                 );
             }
             match oif {
-                Port::Pcx(_) | Port::Igw(_) => self.hop(false, oif.component(), None, vid, None),
+                Port::Pcx(_) | Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) => {
+                    self.hop(false, oif.component(), None, vid, None)
+                }
                 Port::Nat(n) if self.nat_ip(n) != Some(seen.dst) => self.eni_hops_nat(false, n),
                 _ => {}
             }

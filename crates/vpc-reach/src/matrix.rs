@@ -175,7 +175,14 @@ impl Prefixes {
                     SgPeer::Cidr6(n) => {
                         all.insert(IpNet::V6(n.trunc()));
                     }
-                    _ => {}
+                    SgPeer::PrefixList(list) => {
+                        all.extend(
+                            vpc_model::ops::prefix_list::cidrs(w, &g.meta.region, list)
+                                .iter()
+                                .map(|n| n.trunc()),
+                        );
+                    }
+                    SgPeer::Group { .. } => {}
                 }
             }
         }

@@ -14,7 +14,7 @@ impl<'a> Walk<'a> {
             Arrival::Local => return Ok(()),
             Arrival::Internet => self.internet_hop(true),
             Arrival::Nat(n) => self.eni_hops_nat(true, n),
-            Arrival::Router => {}
+            Arrival::Router | Arrival::Endpoint => {}
             Arrival::Eni(e) => {
                 self.eni_hops(true, e, true);
                 // The destination instance's own routing picks the reply's interface.
@@ -103,7 +103,7 @@ impl<'a> Walk<'a> {
             }
             if self.explain {
                 let vid = Some(t.vpc.meta.id.as_str());
-                if let Port::Igw(_) = iif {
+                if let Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) = iif {
                     self.hop(true, iif.component(), None, vid, None);
                 }
                 if let (Some(s), Some(x)) = (in_subnet, acl_out) {
@@ -126,7 +126,7 @@ impl<'a> Walk<'a> {
                     );
                 }
                 match want {
-                    Port::Pcx(_) | Port::Igw(_) => {
+                    Port::Pcx(_) | Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) => {
                         self.hop(true, want.component(), None, vid, None)
                     }
                     Port::Nat(n) => self.eni_hops_nat(true, n),

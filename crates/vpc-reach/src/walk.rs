@@ -92,6 +92,10 @@ pub(crate) enum Port<'a> {
     Nat(&'a NatGateway),
     Pcx(&'a Peering),
     Igw(&'a str),
+    /// An egress-only internet gateway: IPv6 out, replies back.
+    Eigw(&'a str),
+    /// A gateway VPC endpoint: the service behind it is where the packet ends.
+    Vpce(&'a VpcEndpoint),
 }
 
 impl<'a> Port<'a> {
@@ -100,7 +104,8 @@ impl<'a> Port<'a> {
             Port::Eni(e) => &e.meta.id,
             Port::Nat(n) => &n.meta.id,
             Port::Pcx(p) => &p.id,
-            Port::Igw(g) => g,
+            Port::Igw(g) | Port::Eigw(g) => g,
+            Port::Vpce(e) => &e.meta.id,
         }
     }
 
@@ -114,6 +119,8 @@ impl<'a> Port<'a> {
             Port::Nat(_) => "natgateway",
             Port::Pcx(_) => "vpc-peering-connection",
             Port::Igw(_) => "internet-gateway",
+            Port::Eigw(_) => "egress-only-internet-gateway",
+            Port::Vpce(_) => "vpc-endpoint",
         }
     }
 
@@ -193,6 +200,8 @@ pub(crate) enum Arrival<'a> {
     Internet,
     /// Answered by a VPC router itself.
     Router,
+    /// Reached the service behind a gateway VPC endpoint.
+    Endpoint,
 }
 
 #[derive(Debug)]
@@ -520,7 +529,7 @@ impl<'a> Walk<'a> {
         match p {
             Port::Eni(e) => self.w.get::<Subnet>(&e.subnet_id),
             Port::Nat(n) => self.w.get::<Subnet>(&n.subnet_id),
-            Port::Pcx(_) | Port::Igw(_) => None,
+            Port::Pcx(_) | Port::Igw(_) | Port::Eigw(_) | Port::Vpce(_) => None,
         }
     }
 
@@ -658,9 +667,11 @@ impl<'a> Walk<'a> {
         }
         let port = ops::route::next_hop(w, rt, r, dst.is_ipv6()).map(|hop| match hop {
             NextHop::InternetGateway(g) => Port::Igw(g),
+            NextHop::EgressOnlyGateway(g) => Port::Eigw(g),
             NextHop::Peering(p) => Port::Pcx(p),
             NextHop::NatGateway(n) => Port::Nat(n),
             NextHop::Interface(e) => Port::Eni(e),
+            NextHop::GatewayEndpoint(e) => Port::Vpce(e),
         });
         match port {
             Some(p) => RouteLookup::Hit(Some(r), p),
@@ -681,8 +692,9 @@ impl<'a> Walk<'a> {
                 Some(rt) => (Some(rt), self.lookup(rt, dst)),
                 None => (None, RouteLookup::NoRoute),
             },
-            // Table 250: this VPC's running interfaces only.
-            Port::Pcx(_) => (
+            // Table 250: this VPC's running interfaces only (a gateway
+            // endpoint's service answers only the VPC that routes to it).
+            Port::Pcx(_) | Port::Vpce(_) => (
                 None,
                 self.routed(&vpc.meta.id, dst, false)
                     .map_or(RouteLookup::NoInterface(None), |p| {
@@ -690,7 +702,7 @@ impl<'a> Walk<'a> {
                     }),
             ),
             // Table 251: running interfaces and NAT gateways.
-            Port::Igw(_) => (
+            Port::Igw(_) | Port::Eigw(_) => (
                 None,
                 self.routed(&vpc.meta.id, dst, true)
                     .map_or(RouteLookup::NoInterface(None), |p| {

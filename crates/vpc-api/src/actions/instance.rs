@@ -542,6 +542,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         ipv6: member_list(p, "Ipv6Address", "Ipv6Address")?,
         interfaces,
         availability_zone: non_empty(p, "Placement.AvailabilityZone"),
+        host_id: non_empty(p, "Placement.HostId"),
         key_name: non_empty(p, "KeyName"),
         client_token: non_empty(p, "ClientToken"),
         instance_tags: tags.remove("instance").unwrap_or_default(),

@@ -5,13 +5,18 @@
 
 pub mod acl;
 pub mod compute;
+pub mod defaults;
 pub mod dhcp;
+pub mod eigw;
+pub mod endpoint;
 pub mod flow_log;
 pub mod insights;
 pub mod instance;
 pub mod peering;
+pub mod prefix_list;
 pub mod route;
 pub mod sg;
+pub mod sg_edit;
 pub mod vpc;
 
 use crate::params::Params;
@@ -66,6 +71,11 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     instance::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
+    prefix_list::ACTIONS,
+    endpoint::ACTIONS,
+    eigw::ACTIONS,
+    sg_edit::ACTIONS,
+    defaults::ACTIONS,
     flow_log::ACTIONS,
     dhcp::ACTIONS,
 ];

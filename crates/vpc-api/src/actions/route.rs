@@ -33,18 +33,37 @@ fn target_elem(t: &RouteTarget) -> (&'static str, &str) {
         RouteTarget::Peering(p) => ("vpcPeeringConnectionId", p),
         RouteTarget::NetworkInterface(n) => ("networkInterfaceId", n),
         RouteTarget::Instance(i) => ("instanceId", i),
+        RouteTarget::VpcEndpoint(e) => ("gatewayId", e),
     }
 }
 
 fn render_route(x: &mut Xml, w: &World, rt: &RouteTable, r: &Route) {
-    match &r.dest {
-        IpNet::V4(n) => x.leaf("destinationCidrBlock", &n.to_string()),
-        IpNet::V6(n) => x.leaf("destinationIpv6CidrBlock", &n.to_string()),
+    match (&r.prefix_list, &r.dest) {
+        (Some(list), _) => x.leaf("destinationPrefixListId", list),
+        (None, IpNet::V4(n)) => x.leaf("destinationCidrBlock", &n.to_string()),
+        (None, IpNet::V6(n)) => x.leaf("destinationIpv6CidrBlock", &n.to_string()),
     };
     let (tag, val) = target_elem(&r.target);
     x.leaf(tag, val)
         .leaf("state", ops::route::route_state(w, rt, r))
         .leaf("origin", &r.origin);
+}
+
+/// The routes as Describe lists them: a route to a prefix list once, not once per entry.
+fn shown_routes(rt: &RouteTable) -> impl Iterator<Item = &Route> {
+    rt.routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.prefix_list {
+            Some(l)
+                if rt.routes[..i]
+                    .iter()
+                    .any(|x| x.prefix_list.as_ref() == Some(l)) =>
+            {
+                None
+            }
+            _ => Some(r),
+        })
 }
 
 fn assoc_state(x: &mut Xml) {
@@ -66,7 +85,9 @@ pub fn render_table(x: &mut Xml, w: &World, rt: &RouteTable) {
     x.leaf("routeTableId", &rt.meta.id)
         .leaf("vpcId", &rt.vpc_id)
         .leaf("ownerId", &rt.meta.owner);
-    x.set("routeSet", &rt.routes, |x, r| render_route(x, w, rt, r));
+    x.set("routeSet", shown_routes(rt), |x, r| {
+        render_route(x, w, rt, r)
+    });
     x.set("associationSet", &rt.assocs, |x, a| {
         render_assoc(x, &rt.meta.id, a)
     });
@@ -189,6 +210,7 @@ const TABLE_FILTERS: &[&str] = &[
     "route.instance-id",
     "route.origin",
     "route.state",
+    "route.destination-prefix-list-id",
 ];
 
 fn table_field(w: &World, rt: &RouteTable, name: &str) -> Option<Vec<String>> {
@@ -215,13 +237,14 @@ fn table_field(w: &World, rt: &RouteTable, name: &str) -> Option<Vec<String>> {
         "association.gateway-id" => assocs(&|a| a.gateway_id.clone()),
         "association.main" => assocs(&|a| Some(a.main.to_string())),
         "route.destination-cidr-block" => routes(&|r| match r.dest {
-            IpNet::V4(n) => Some(n.to_string()),
-            IpNet::V6(_) => None,
+            IpNet::V4(n) if r.prefix_list.is_none() => Some(n.to_string()),
+            _ => None,
         }),
         "route.destination-ipv6-cidr-block" => routes(&|r| match r.dest {
-            IpNet::V6(n) => Some(n.to_string()),
-            IpNet::V4(_) => None,
+            IpNet::V6(n) if r.prefix_list.is_none() => Some(n.to_string()),
+            _ => None,
         }),
+        "route.destination-prefix-list-id" => routes(&|r| r.prefix_list.clone()),
         "route.gateway-id" => target("gatewayId"),
         "route.egress-only-internet-gateway-id" => target("egressOnlyInternetGatewayId"),
         "route.nat-gateway-id" => target("natGatewayId"),

@@ -73,7 +73,7 @@ fn pair(g: &Params) -> Result<PairSpec, Fault> {
 }
 
 /// `IpPermissions.N.*`, plus the legacy flat form (`IpProtocol`, `CidrIp`, …).
-fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
+pub(super) fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
     let mut out = Vec::new();
     for ip in p.indexed("IpPermissions")? {
         ip.allow_only(&[
@@ -148,7 +148,7 @@ fn permissions(p: &Params) -> Result<Vec<Permission>, Fault> {
 }
 
 /// The addressed group: `GroupId`, or (ingress only) `GroupName` in the default VPC.
-fn target(w: &World, ctx: &Ctx<'_>, p: &Params, by_name: bool) -> Result<String, Fault> {
+pub(super) fn target(w: &World, ctx: &Ctx<'_>, p: &Params, by_name: bool) -> Result<String, Fault> {
     let name = if by_name { p.get("GroupName") } else { None };
     model::resolve(w, ctx, p.get("GroupId"), name)
 }
@@ -498,9 +498,17 @@ fn describe_rules(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault
             n => tag_field(&row.1.tags, n),
         }
     };
+    let filters = r.p.filters()?;
+    // A `group-id` value that cannot be a group ID is refused, as AWS does
+    // (a wildcard pattern is not an ID and is not checked).
+    for f in filters.iter().filter(|f| f.name == "group-id") {
+        for v in f.values.iter().filter(|v| !v.contains(['*', '?'])) {
+            vpc_model::ops::SG.check(v)?;
+        }
+    }
     let items = query::apply(
         items,
-        &r.p.filters()?,
+        &filters,
         &field,
         &["group-id", "security-group-rule-id"],
     )?;

@@ -56,9 +56,15 @@ pub const ACTIONS: &[(&str, Handler)] = &[
 // ---- VPCs ----------------------------------------------------------------
 
 pub fn render_vpc(x: &mut Xml, v: &Vpc) {
+    render_vpc_in(x, v, "available")
+}
+
+/// A VPC in `state`: CreateVpc answers `pending`, as AWS does; vpcd's VPCs
+/// are `available` by the time anyone describes them.
+fn render_vpc_in(x: &mut Xml, v: &Vpc, state: &str) {
     x.leaf("vpcId", &v.meta.id)
         .leaf("ownerId", &v.meta.owner)
-        .leaf("state", "available")
+        .leaf("state", state)
         .leaf("cidrBlock", &v.primary_cidr().to_string());
     x.set("cidrBlockAssociationSet", &v.cidrs, |x, c| {
         x.leaf("cidrBlock", &c.cidr.to_string())
@@ -109,7 +115,7 @@ fn create_vpc(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, F
     let v = ops::vpc::create_vpc(w, ctx, req)?;
     let mut x = r.xml();
     x.open("vpc");
-    render_vpc(&mut x, &v);
+    render_vpc_in(&mut x, &v, "pending");
     x.close("vpc");
     r.done(x)
 }
@@ -226,24 +232,38 @@ fn associate_vpc_cidr(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<S
     )?;
     let mut x = r.xml();
     x.leaf("vpcId", &vpc_id);
-    render_new_block(&mut x, &block);
+    // AWS answers `associating`; the block is `associated` by the time anyone describes it.
+    render_new_block(&mut x, &block, "associating");
     r.done(x)
 }
 
-fn render_new_block(x: &mut Xml, block: &NewBlock) {
+/// A block as an Associate/Disassociate call answers it: `answer` stands for
+/// a block the store already holds as `associated`.
+fn render_new_block(x: &mut Xml, block: &NewBlock, answer: &str) {
+    let shown = |state: &str| {
+        if state == "associated" {
+            answer.to_string()
+        } else {
+            state.to_string()
+        }
+    };
     match block {
         NewBlock::V4(c) => {
             x.open("cidrBlockAssociation")
                 .leaf("associationId", &c.assoc_id)
                 .leaf("cidrBlock", &c.cidr.to_string())
                 .open("cidrBlockState")
-                .leaf("state", &c.state)
+                .leaf("state", &shown(&c.state))
                 .close("cidrBlockState")
                 .close("cidrBlockAssociation");
         }
         NewBlock::V6(c) => {
+            let c = Ipv6Assoc {
+                state: shown(&c.state),
+                ..c.clone()
+            };
             x.open("ipv6CidrBlockAssociation");
-            render_v6_assoc(x, c, true);
+            render_v6_assoc(x, &c, true);
             x.close("ipv6CidrBlockAssociation");
         }
     }
@@ -253,7 +273,7 @@ fn disassociate_vpc_cidr(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Resul
     let (vpc_id, block) = ops::vpc::disassociate_cidr(w, ctx, r.p.req("AssociationId")?)?;
     let mut x = r.xml();
     x.leaf("vpcId", &vpc_id);
-    render_new_block(&mut x, &block);
+    render_new_block(&mut x, &block, "associated");
     r.done(x)
 }
 

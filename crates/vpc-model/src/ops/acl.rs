@@ -385,7 +385,7 @@ fn entry_matches(
         port,
         icmp,
     };
-    lower_acl_entry(e).is_some_and(|m| m.admits(packet, remote, |_, _| false))
+    lower_acl_entry(e).is_some_and(|m| m.admits(packet, remote, |_, _| false, |_, _| false))
 }
 
 /// Decides one packet against an ACL, statelessly.

@@ -3,7 +3,7 @@
 //! account in every region on first use.
 
 use super::new_meta;
-use crate::fault::Result;
+use crate::fault::{Fault, Result};
 use crate::types::*;
 use crate::world::World;
 use crate::Ctx;
@@ -120,6 +120,7 @@ pub fn new_vpc(
                 dest,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
             .collect(),
         assocs: vec![RtAssoc {
@@ -210,7 +211,18 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
         default_vpc: None,
         default_dhcp_options: Some(dhcp),
     });
-    let cidr: Ipv4Net = "172.31.0.0/16".parse().expect("literal");
+    let vpc = make_default_vpc(w, ctx);
+    w.update::<RegionInit>(&key, |i| i.default_vpc = Some(vpc.meta.id.clone()));
+    Ok(true)
+}
+
+/// The default VPC's block.
+const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
+
+/// A default VPC: 172.31.0.0/16 with an attached internet gateway, `0.0.0.0/0`
+/// to it in the main table, and a default /20 subnet in each zone.
+fn make_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Vpc {
+    let cidr: Ipv4Net = DEFAULT_VPC_CIDR.parse().expect("literal");
     let vpc = new_vpc(w, ctx, cidr, None, true, "default", Vec::new());
     let igw = InternetGateway {
         meta: new_meta(ctx, "igw", Vec::new()),
@@ -223,6 +235,7 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
             dest: all_v4(),
             target: RouteTarget::Gateway(igw_id.clone()),
             origin: "CreateRouteTable".into(),
+            prefix_list: None,
         })
     });
     let zones = ctx.zones.to_vec();
@@ -231,6 +244,93 @@ pub fn ensure_region(w: &mut World, ctx: &mut Ctx<'_>) -> Result<bool> {
         let cidr = Ipv4Net::new(std::net::Ipv4Addr::new(172, 31, third, 0), 20).expect("valid");
         super::subnet::insert_subnet(w, ctx, &vpc, cidr, az, az_id, true, Vec::new());
     }
-    w.update::<RegionInit>(&key, |i| i.default_vpc = Some(vpc.meta.id.clone()));
-    Ok(true)
+    vpc
+}
+
+/// The caller's default VPC in this region, if it has one.
+pub fn default_vpc_of<'w>(w: &'w World, ctx: &Ctx<'_>) -> Option<&'w Vpc> {
+    w.iter::<Vpc>()
+        .find(|v| v.is_default && v.meta.owner == ctx.account && v.meta.region == ctx.region)
+}
+
+/// CreateDefaultVpc: a new default VPC when the caller has none in this region.
+pub fn create_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Result<Vpc> {
+    ensure_region(w, ctx)?;
+    if default_vpc_of(w, ctx).is_some() {
+        return Err(Fault::new(
+            "DefaultVpcAlreadyExists",
+            "A Default VPC already exists for this account in this region.",
+        ));
+    }
+    super::check_limit(
+        w.vpcs.count_in(&ctx.account, &ctx.region),
+        ctx.limits.vpcs_per_region,
+        "VpcLimitExceeded",
+        "VPCs",
+    )?;
+    let key = format!("{}:{}", ctx.account, ctx.region);
+    let vpc = make_default_vpc(w, ctx);
+    let id = vpc.meta.id.clone();
+    w.update::<RegionInit>(&key, |r| r.default_vpc = Some(id));
+    Ok(vpc)
+}
+
+/// CreateDefaultSubnet: a default /20 of the default VPC in `zone`, when the
+/// zone has none.
+pub fn create_default_subnet(w: &mut World, ctx: &mut Ctx<'_>, zone: &str) -> Result<Subnet> {
+    let (az, az_id) = ctx
+        .zones
+        .iter()
+        .find(|(n, id)| n == zone || id == zone)
+        .cloned()
+        .ok_or_else(|| {
+            Fault::invalid_param(format!(
+                "Value ({zone}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: {}.",
+                ctx.zones.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let vpc = default_vpc_of(w, ctx).cloned().ok_or_else(|| {
+        Fault::new(
+            "DefaultVpcDoesNotExist",
+            "No default VPC exists for this account in this region.",
+        )
+    })?;
+    let subnets: Vec<&Subnet> = w
+        .iter::<Subnet>()
+        .filter(|s| s.vpc_id == vpc.meta.id)
+        .collect();
+    if subnets.iter().any(|s| s.default_for_az && s.az == az) {
+        return Err(Fault::new(
+            "DefaultSubnetAlreadyExistsInAvailabilityZone",
+            format!("A default subnet already exists in availability zone {az}."),
+        ));
+    }
+    let free = (0u8..16)
+        .map(|i| Ipv4Net::new(std::net::Ipv4Addr::new(172, 31, i * 16, 0), 20).expect("valid"))
+        .find(|c| {
+            vpc.v4_blocks().any(|b| crate::cidr::contains_v4(&b, c))
+                && !subnets.iter().any(|s| crate::cidr::overlaps_v4(&s.cidr, c))
+        })
+        .ok_or_else(|| {
+            Fault::new(
+                "InsufficientFreeAddressesInSubnet",
+                "The default VPC has no free /20 block for a default subnet.",
+            )
+        })?;
+    super::check_limit(
+        subnets.len(),
+        ctx.limits.subnets_per_vpc,
+        "SubnetLimitExceeded",
+        "subnets",
+    )?;
+    Ok(super::subnet::insert_subnet(
+        w,
+        ctx,
+        &vpc,
+        free,
+        &az,
+        &az_id,
+        true,
+        Vec::new(),
+    ))
 }

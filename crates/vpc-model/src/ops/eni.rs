@@ -463,7 +463,7 @@ pub struct NewEni {
     pub attachment: Option<EniAttachment>,
     /// Give it an auto-assigned public IPv4 address.
     pub public_ip: bool,
-    /// `interface`, or `nat_gateway`.
+    /// `interface`, `nat_gateway` or `vpc_endpoint`.
     pub interface_type: &'static str,
 }
 
@@ -530,7 +530,7 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
         attachment: n.attachment,
         public_ip,
         interface_type: n.interface_type.to_string(),
-        requester_managed: nat,
+        requester_managed: nat || n.interface_type == "vpc_endpoint",
     };
     w.put(e.clone());
     Ok(e)

@@ -97,6 +97,8 @@ pub struct RunInstances {
     pub interfaces: Vec<IfaceSpec>,
     /// `Placement.AvailabilityZone`.
     pub availability_zone: Option<String>,
+    /// `Placement.HostId`: vpcd has no Dedicated Hosts, so any is unknown.
+    pub host_id: Option<String>,
     pub key_name: Option<String>,
     pub client_token: Option<String>,
     pub instance_tags: Tags,
@@ -442,6 +444,20 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
 
     // The primary interface decides the subnet, zone and VPC.
     let placement = req.availability_zone.as_deref().filter(|s| !s.is_empty());
+    if let Some(z) = placement {
+        if !ctx.zones.iter().any(|(n, id)| n == z || id == z) {
+            return Err(Fault::invalid_param(format!(
+                "Invalid availability zone: [{z}]"
+            )));
+        }
+    }
+    if let Some(h) = req.host_id.as_deref().filter(|s| !s.is_empty()) {
+        crate::ids::check("h", "InvalidHostID.Malformed", h)?;
+        return Err(Fault::new(
+            "InvalidHostID.NotFound",
+            format!("The host ID '{h}' does not exist"),
+        ));
+    }
     let mut order: Vec<usize> = (0..specs.len()).collect();
     order.sort_by_key(|i| devices[*i]);
     let mut plans: Vec<Plan> = Vec::new();

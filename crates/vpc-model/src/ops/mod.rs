@@ -10,7 +10,9 @@ pub mod cost;
 pub mod defaults;
 pub mod dhcp;
 pub mod dns;
+pub mod eigw;
 pub mod eip;
+pub mod endpoint;
 pub mod eni;
 pub mod flow_log;
 pub mod igw;
@@ -19,9 +21,12 @@ pub mod insights;
 pub mod instance;
 pub mod nat;
 pub mod peering;
+pub mod prefix_list;
+pub mod public_params;
 pub mod route;
 pub mod route53;
 pub mod sg;
+pub mod sg_edit;
 pub mod subnet;
 pub mod tags;
 pub mod volume;
@@ -44,6 +49,13 @@ pub struct IdKind {
 
 impl IdKind {
     pub fn check(&self, id: &str) -> Result<(), Fault> {
+        if self.prefix == "sg" && !ids::is_well_formed("sg", id) {
+            // AWS words this one differently from the other `Invalid id` errors.
+            return Err(Fault::new(
+                self.malformed,
+                format!("The security group ID '{id}' is malformed"),
+            ));
+        }
         ids::check(self.prefix, self.malformed, id)
     }
 

@@ -41,6 +41,7 @@ pub fn create_table(
                 dest,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
             .collect(),
         assocs: Vec::new(),
@@ -232,6 +233,18 @@ pub struct RouteSpec {
     pub unsupported_target: Option<String>,
 }
 
+/// The prefix list a request names as its destination, once the
+/// destination parameters are known to name exactly one thing.
+fn list_destination(spec: &RouteSpec) -> Result<Option<&str>> {
+    if spec.destination_prefix_list_id.is_none() {
+        return Ok(None);
+    }
+    if spec.destination_cidr_block.is_some() || spec.destination_ipv6_cidr_block.is_some() {
+        destination(spec)?;
+    }
+    Ok(spec.destination_prefix_list_id.as_deref())
+}
+
 fn destination(spec: &RouteSpec) -> Result<IpNet> {
     let given = [
         spec.destination_cidr_block.is_some(),
@@ -249,10 +262,8 @@ fn destination(spec: &RouteSpec) -> Result<IpNet> {
         }
     }
     if let Some(pl) = &spec.destination_prefix_list_id {
-        return Err(Fault::new(
-            "InvalidPrefixListID.NotFound",
-            format!("The prefix list ID '{pl}' does not exist"),
-        ));
+        // Callers take list destinations through `list_destination` first.
+        return Err(super::prefix_list::not_found(pl));
     }
     if let Some(s) = &spec.destination_cidr_block {
         let n = cidr::parse_v4(s).ok_or_else(|| {
@@ -353,10 +364,13 @@ fn target(w: &World, ctx: &Ctx<'_>, rt: &RouteTable, spec: &RouteSpec) -> Result
         return Ok(RouteTarget::Peering(p.clone()));
     }
     if let Some(g) = &spec.egress_only_internet_gateway_id {
-        return Err(Fault::new(
-            "InvalidEgressOnlyInternetGatewayId.NotFound",
-            format!("The egressOnlyInternetGateway ID '{g}' does not exist"),
-        ));
+        let v6 = spec.destination_ipv6_cidr_block.is_some()
+            || spec
+                .destination_prefix_list_id
+                .as_deref()
+                .and_then(|l| w.get::<ManagedPrefixList>(l))
+                .is_some_and(|l| l.address_family == "IPv6");
+        return super::eigw::route_target(w, ctx, rt, g, v6);
     }
     if let Some(g) = &spec.nat_gateway_id {
         let nf = || {
@@ -439,6 +453,9 @@ pub fn create_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        return create_list_route(w, ctx, &rt, list, spec);
+    }
     let dest = destination(spec)?;
     let t = target(w, ctx, &rt, spec)?;
     if rt.routes.iter().any(|r| r.dest == dest) {
@@ -469,6 +486,7 @@ pub fn create_route(
             dest,
             target: t,
             origin: "CreateRoute".into(),
+            prefix_list: None,
         })
     });
     Ok(())
@@ -481,8 +499,25 @@ pub fn replace_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        let t = target(w, ctx, &rt, spec)?;
+        not_an_endpoint_route(list_route_of(&rt, list)?)?;
+        check_list_target(&t)?;
+        w.update::<RouteTable>(rtb_id, |r| {
+            for x in r.routes.iter_mut() {
+                if x.prefix_list.as_deref() == Some(list) {
+                    x.target = t.clone();
+                }
+            }
+        });
+        return Ok(());
+    }
     let dest = destination(spec)?;
-    let Some(existing) = rt.routes.iter().find(|r| r.dest == dest) else {
+    let Some(existing) = rt
+        .routes
+        .iter()
+        .find(|r| r.dest == dest && r.prefix_list.is_none())
+    else {
         return Err(Fault::invalid_param(format!(
             "There is no route defined for '{dest}' in the route table. Use CreateRoute instead."
         )));
@@ -504,7 +539,11 @@ pub fn replace_route(
         check_not_inside_local(&rt, &dest, &t)?;
     }
     w.update::<RouteTable>(rtb_id, |r| {
-        if let Some(x) = r.routes.iter_mut().find(|x| x.dest == dest) {
+        if let Some(x) = r
+            .routes
+            .iter_mut()
+            .find(|x| x.dest == dest && x.prefix_list.is_none())
+        {
             x.target = t;
         }
     });
@@ -518,13 +557,24 @@ pub fn delete_route(
     spec: &RouteSpec,
 ) -> Result<()> {
     let rt = get(w, ctx, rtb_id)?.clone();
+    if let Some(list) = list_destination(spec)? {
+        not_an_endpoint_route(list_route_of(&rt, list)?)?;
+        w.update::<RouteTable>(rtb_id, |r| {
+            r.routes.retain(|x| x.prefix_list.as_deref() != Some(list))
+        });
+        return Ok(());
+    }
     let dest = destination(spec)?;
     let field = if dest.addr().is_ipv4() {
         "destination-cidr-block"
     } else {
         "destination-ipv6-cidr-block"
     };
-    let Some(r) = rt.routes.iter().find(|r| r.dest == dest) else {
+    let Some(r) = rt
+        .routes
+        .iter()
+        .find(|r| r.dest == dest && r.prefix_list.is_none())
+    else {
         return Err(Fault::new(
             "InvalidRoute.NotFound",
             format!("no route with {field} {dest} in route table {rtb_id}"),
@@ -535,8 +585,201 @@ pub fn delete_route(
             "cannot remove local route {dest} in route table {rtb_id}"
         )));
     }
-    w.update::<RouteTable>(rtb_id, |r| r.routes.retain(|x| x.dest != dest));
+    w.update::<RouteTable>(rtb_id, |r| {
+        r.routes
+            .retain(|x| x.dest != dest || x.prefix_list.is_some())
+    });
     Ok(())
+}
+
+// ---- Routes to a customer-managed prefix list ---------------------------
+//
+// A route to a list is held as one route per entry (`Route::prefix_list`
+// names the list), so that route lookup, the analyzer and the data plane see
+// ordinary routes; Describe shows the list once. Changing the list's entries
+// re-expands every route to it (`resync_list_routes`).
+
+fn list_route_of<'r>(rt: &'r RouteTable, list: &str) -> Result<&'r Route> {
+    rt.routes
+        .iter()
+        .find(|r| r.prefix_list.as_deref() == Some(list))
+        .ok_or_else(|| {
+            Fault::new(
+                "InvalidRoute.NotFound",
+                format!(
+                    "no route with destination-prefix-list-id {list} in route table {}",
+                    rt.meta.id
+                ),
+            )
+        })
+}
+
+/// A gateway endpoint's route changes only through ModifyVpcEndpoint.
+fn not_an_endpoint_route(r: &Route) -> Result<()> {
+    match &r.target {
+        RouteTarget::VpcEndpoint(e) => Err(Fault::invalid_param(format!(
+            "The route to {} is managed by the VPC endpoint {e}; use ModifyVpcEndpoint to change it.",
+            r.prefix_list.as_deref().unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_list_target(t: &RouteTarget) -> Result<()> {
+    if *t == RouteTarget::Local {
+        return Err(Fault::invalid_param(
+            "A route to a prefix list cannot target local.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `entries` can stand as routes of `rt` beside its other routes.
+fn check_list_entries(
+    rt: &RouteTable,
+    list: &str,
+    entries: &[IpNet],
+    t: &RouteTarget,
+) -> Result<()> {
+    for e in entries {
+        if rt
+            .routes
+            .iter()
+            .any(|r| r.dest == *e && r.prefix_list.as_deref() != Some(list))
+        {
+            return Err(Fault::new(
+                "RouteAlreadyExists",
+                format!(
+                    "The route identified by {e} (an entry of {list}) already exists in {}.",
+                    rt.meta.id
+                ),
+            ));
+        }
+        check_not_inside_local(rt, e, t)?;
+    }
+    Ok(())
+}
+
+/// How many routes a table's `CreateRoute` routes of one family count for:
+/// a route to a list counts its `MaxEntries`, as in AWS.
+fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
+    let mut lists: Vec<&str> = Vec::new();
+    let mut n = 0;
+    for r in &rt.routes {
+        if r.origin != "CreateRoute" || r.dest.addr().is_ipv4() != v4 {
+            continue;
+        }
+        match &r.prefix_list {
+            None => n += 1,
+            Some(l) if !lists.contains(&l.as_str()) => {
+                lists.push(l);
+                n += w
+                    .get::<ManagedPrefixList>(l)
+                    .map_or(1, |x| x.max_entries as usize);
+            }
+            Some(_) => {}
+        }
+    }
+    n
+}
+
+fn create_list_route(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    rt: &RouteTable,
+    list: &str,
+    spec: &RouteSpec,
+) -> Result<()> {
+    let l = super::prefix_list::get(w, ctx, list)?.clone();
+    let t = target(w, ctx, rt, spec)?;
+    check_list_target(&t)?;
+    if rt
+        .routes
+        .iter()
+        .any(|r| r.prefix_list.as_deref() == Some(list))
+    {
+        return Err(Fault::new(
+            "RouteAlreadyExists",
+            format!("The route identified by {list} already exists."),
+        ));
+    }
+    if l.entries.is_empty() {
+        return Err(Fault::invalid_param(format!(
+            "The prefix list {list} has no entries; a route to it would match nothing."
+        )));
+    }
+    let entries: Vec<IpNet> = l.entries.iter().map(|e| e.cidr).collect();
+    check_list_entries(rt, list, &entries, &t)?;
+    let v4 = l.address_family != "IPv6";
+    if route_weight(w, rt, v4) + l.max_entries as usize > ctx.limits.routes_per_table {
+        return Err(Fault::new(
+            "RouteLimitExceeded",
+            "The maximum number of routes has been reached.",
+        ));
+    }
+    w.update::<RouteTable>(&rt.meta.id, |r| {
+        r.routes.extend(entries.iter().map(|dest| Route {
+            dest: *dest,
+            target: t.clone(),
+            origin: "CreateRoute".into(),
+            prefix_list: Some(list.to_string()),
+        }))
+    });
+    Ok(())
+}
+
+/// The route tables with a route to `list`.
+pub fn tables_routing_to(w: &World, list: &str) -> Vec<String> {
+    w.iter::<RouteTable>()
+        .filter(|rt| {
+            rt.routes
+                .iter()
+                .any(|r| r.prefix_list.as_deref() == Some(list))
+        })
+        .map(|rt| rt.meta.id.clone())
+        .collect()
+}
+
+/// Checks that `entries` can replace list `list`'s current ones in every
+/// table routing to it (no clash with another route; a routed list keeps at
+/// least one entry).
+pub fn check_list_change(w: &World, list: &str, entries: &[IpNet]) -> Result<()> {
+    for id in tables_routing_to(w, list) {
+        let Some(rt) = w.get::<RouteTable>(&id) else {
+            continue;
+        };
+        if entries.is_empty() {
+            return Err(Fault::invalid_param(format!(
+                "The prefix list {list} is the destination of a route in {id} and must keep at least one entry."
+            )));
+        }
+        let t = list_route_of(rt, list)?.target.clone();
+        check_list_entries(rt, list, entries, &t)?;
+    }
+    Ok(())
+}
+
+/// Re-expands every route to `list` into its current `entries`.
+pub fn resync_list_routes(w: &mut World, list: &str, entries: &[IpNet]) {
+    for id in tables_routing_to(w, list) {
+        w.update::<RouteTable>(&id, |rt| {
+            let Some(t) = rt
+                .routes
+                .iter()
+                .find(|r| r.prefix_list.as_deref() == Some(list))
+                .map(|r| r.target.clone())
+            else {
+                return;
+            };
+            rt.routes.retain(|r| r.prefix_list.as_deref() != Some(list));
+            rt.routes.extend(entries.iter().map(|dest| Route {
+                dest: *dest,
+                target: t.clone(),
+                origin: "CreateRoute".into(),
+                prefix_list: Some(list.to_string()),
+            }));
+        });
+    }
 }
 
 /// `active` when the target can carry traffic, `blackhole` otherwise.
@@ -561,7 +804,12 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
             }
         }),
         RouteTarget::Instance(i) => w.get::<Instance>(i).is_some_and(Instance::is_up),
-        RouteTarget::EgressOnlyGateway(_) => false,
+        RouteTarget::EgressOnlyGateway(g) => w
+            .get::<EgressOnlyInternetGateway>(g)
+            .is_some_and(|g| g.vpc_id == rt.vpc_id),
+        RouteTarget::VpcEndpoint(e) => w
+            .get::<VpcEndpoint>(e)
+            .is_some_and(|e| e.state == "available" && e.vpc_id == rt.vpc_id),
     };
     if ok {
         "active"
@@ -575,10 +823,15 @@ pub fn route_state(w: &World, rt: &RouteTable, r: &Route) -> &'static str {
 pub enum NextHop<'w> {
     /// The VPC's internet gateway (its ID).
     InternetGateway(&'w str),
+    /// The VPC's egress-only internet gateway (its ID), for IPv6.
+    EgressOnlyGateway(&'w str),
     Peering(&'w Peering),
     NatGateway(&'w NatGateway),
     /// An instance's interface (a middlebox), through its address of the packet's family.
     Interface(&'w NetworkInterface),
+    /// A gateway VPC endpoint: the packet has reached the service (S3,
+    /// DynamoDB). vpcd runs no such service, so the data plane ends it there.
+    GatewayEndpoint(&'w VpcEndpoint),
 }
 
 /// Where a packet of family `v6` that matched route `r` of `rt` goes in the
@@ -607,7 +860,11 @@ pub fn next_hop<'w>(w: &'w World, rt: &RouteTable, r: &'w Route, v6: bool) -> Op
         e.vpc_id == vpc && super::eni::is_instance_interface_up(w, e) && has_family(e)
     };
     match &r.target {
-        RouteTarget::Local | RouteTarget::EgressOnlyGateway(_) => None,
+        RouteTarget::Local => None,
+        RouteTarget::EgressOnlyGateway(g) => w
+            .get::<EgressOnlyInternetGateway>(g)
+            .filter(|x| v6 && x.vpc_id == vpc)
+            .map(|_| NextHop::EgressOnlyGateway(g.as_str())),
         RouteTarget::Gateway(g) => w
             .get::<Vpc>(vpc)
             .is_some()
@@ -629,6 +886,10 @@ pub fn next_hop<'w>(w: &'w World, rt: &RouteTable, r: &'w Route, v6: bool) -> Op
             .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0))
             .filter(up)
             .map(NextHop::Interface),
+        RouteTarget::VpcEndpoint(e) => w
+            .get::<VpcEndpoint>(e)
+            .filter(|e| !v6 && e.vpc_id == vpc)
+            .map(NextHop::GatewayEndpoint),
     }
 }
 
@@ -660,6 +921,7 @@ mod tests {
                     dest: d.parse().unwrap(),
                     target: t.clone(),
                     origin: "CreateRoute".into(),
+                    prefix_list: None,
                 })
                 .collect(),
             assocs: vec![],

@@ -392,7 +392,12 @@ fn name_not_found(name: &str, vpc_id: &str) -> Fault {
 }
 
 /// Resolves a referenced group for a new rule in `own` (strict: the reference must be reachable).
-fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> Result<SgPeer> {
+pub(super) fn reference(
+    w: &World,
+    ctx: &Ctx<'_>,
+    own: &SecurityGroup,
+    pair: &PairSpec,
+) -> Result<SgPeer> {
     let account = pair
         .user_id
         .clone()
@@ -442,7 +447,7 @@ fn reference(w: &World, ctx: &Ctx<'_>, own: &SecurityGroup, pair: &PairSpec) -> 
 }
 
 /// Resolves a referenced group for revoking (lenient: stale and deleted groups still match).
-fn reference_for_revoke(
+pub(super) fn reference_for_revoke(
     w: &World,
     ctx: &Ctx<'_>,
     own: &SecurityGroup,
@@ -462,10 +467,10 @@ fn reference_for_revoke(
 }
 
 /// One (protocol, ports, peer) candidate with its description.
-type Candidate = (String, Option<i32>, Option<i32>, SgPeer, Option<String>);
+pub(super) type Candidate = (String, Option<i32>, Option<i32>, SgPeer, Option<String>);
 
 /// Expands permissions into one candidate per source; `group` resolves group pairs.
-fn expand(
+pub(super) fn expand(
     perms: &[Permission],
     mut group: impl FnMut(&PairSpec) -> Result<Option<SgPeer>>,
 ) -> Result<Vec<Option<Candidate>>> {
@@ -531,14 +536,14 @@ fn expand(
 }
 
 /// True when two peers name the same source (group references compare by group ID).
-fn same_peer(a: &SgPeer, b: &SgPeer) -> bool {
+pub(super) fn same_peer(a: &SgPeer, b: &SgPeer) -> bool {
     match (a, b) {
         (SgPeer::Group { group_id: x, .. }, SgPeer::Group { group_id: y, .. }) => x == y,
         _ => a == b,
     }
 }
 
-fn matches(r: &SgRule, c: &Candidate) -> bool {
+pub(super) fn matches(r: &SgRule, c: &Candidate) -> bool {
     r.protocol == c.0 && r.from_port == c.1 && r.to_port == c.2 && same_peer(&r.peer, &c.3)
 }
 
@@ -552,7 +557,7 @@ fn peer_label(p: &SgPeer) -> String {
 }
 
 /// How AWS spells a rule in `InvalidPermission.Duplicate`.
-fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: &SgPeer) -> String {
+pub(super) fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: &SgPeer) -> String {
     let peer = peer_label(peer);
     let proto = if proto == "-1" {
         "ALL".to_string()
@@ -571,7 +576,7 @@ fn is_v6(p: &SgPeer) -> bool {
     matches!(p, SgPeer::Cidr6(_))
 }
 
-fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
+pub(super) fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
     if egress {
         &g.egress
     } else {
@@ -598,6 +603,11 @@ pub fn authorize(
             .flatten()
             .collect()
     };
+    for c in &cands {
+        if let SgPeer::PrefixList(list) = &c.3 {
+            super::prefix_list::visible(w, ctx, list)?;
+        }
+    }
     let existing = rules_of(&g, egress);
     for (i, c) in cands.iter().enumerate() {
         let dup = existing.iter().any(|r| matches(r, c))
@@ -788,7 +798,8 @@ pub fn is_stale(w: &World, own_vpc: &str, r: &SgRule) -> bool {
 ///
 /// A CIDR matches addresses of its family; a group reference matches the
 /// addresses of the group's members (`is_member(group, addr)`, wherever they
-/// are); a prefix list matches nothing here. `-1` is every protocol; `tcp` and
+/// are); a prefix list the addresses of its entries (`in_list(list, addr)`,
+/// `prefix_list::contains`). `-1` is every protocol; `tcp` and
 /// `udp` compare the port range (none, or one spanning 0–65535, is every
 /// port); `icmp` matches ICMPv4 and `icmpv6` ICMPv6 only, by type and code
 /// (-1 is any); another number matches that protocol. Staleness is the
@@ -800,6 +811,7 @@ pub fn rule_admits(
     icmp: Option<(u8, u8)>,
     peer: std::net::IpAddr,
     is_member: impl Fn(&str, std::net::IpAddr) -> bool,
+    in_list: impl Fn(&str, std::net::IpAddr) -> bool,
 ) -> bool {
     let packet = PacketFields {
         protocol: proto,
@@ -808,7 +820,7 @@ pub fn rule_admits(
     };
     lower_sg_rule(r)
         .iter()
-        .any(|m| m.admits(packet, peer, &is_member))
+        .any(|m| m.admits(packet, peer, &is_member, &in_list))
 }
 
 /// How Describe calls show a group reference of a rule in a group of `own_vpc`.
@@ -1868,14 +1880,62 @@ mod tests {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         let none = |_: &str, _: std::net::IpAddr| false;
         let ssh = rule("tcp", Some(22), Some(22), v4("10.0.0.0/16"));
-        assert!(rule_admits(&ssh, 6, Some(22), None, ip("10.0.3.4"), none));
-        assert!(!rule_admits(&ssh, 6, Some(23), None, ip("10.0.3.4"), none));
-        assert!(!rule_admits(&ssh, 17, Some(22), None, ip("10.0.3.4"), none));
-        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("10.1.3.4"), none));
-        assert!(!rule_admits(&ssh, 6, Some(22), None, ip("2600::1"), none));
+        assert!(rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(23),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            17,
+            Some(22),
+            None,
+            ip("10.0.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("10.1.3.4"),
+            none,
+            none
+        ));
+        assert!(!rule_admits(
+            &ssh,
+            6,
+            Some(22),
+            None,
+            ip("2600::1"),
+            none,
+            none
+        ));
         // 0-65535 (or -1) is every port.
         let all_tcp = rule("tcp", Some(0), Some(65535), v4("0.0.0.0/0"));
-        assert!(rule_admits(&all_tcp, 6, Some(1), None, ip("1.2.3.4"), none));
+        assert!(rule_admits(
+            &all_tcp,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.4"),
+            none,
+            none
+        ));
         let all = rule("-1", None, None, SgPeer::Cidr6("::/0".parse().unwrap()));
         assert!(rule_admits(
             &all,
@@ -1883,6 +1943,7 @@ mod tests {
             None,
             Some((128, 0)),
             ip("2600::1"),
+            none,
             none
         ));
         assert!(!rule_admits(
@@ -1891,6 +1952,7 @@ mod tests {
             None,
             Some((8, 0)),
             ip("1.2.3.4"),
+            none,
             none
         ));
         // ICMP by type; icmp never matches ICMPv6.
@@ -1901,6 +1963,7 @@ mod tests {
             None,
             Some((8, 0)),
             ip("1.2.3.4"),
+            none,
             none
         ));
         assert!(!rule_admits(
@@ -1909,6 +1972,7 @@ mod tests {
             None,
             Some((0, 0)),
             ip("1.2.3.4"),
+            none,
             none
         ));
         let any_icmp = rule(
@@ -1923,6 +1987,7 @@ mod tests {
             None,
             Some((128, 0)),
             ip("2600::1"),
+            none,
             none
         ));
         // Group references match members' addresses, both families.
@@ -1938,10 +2003,44 @@ mod tests {
             },
         );
         let member = |gid: &str, a: std::net::IpAddr| gid == "sg-1" && a == ip("10.0.0.5");
-        assert!(rule_admits(&g, 17, Some(53), None, ip("10.0.0.5"), member));
-        assert!(!rule_admits(&g, 17, Some(53), None, ip("10.0.0.6"), member));
-        // Prefix lists match nothing.
+        assert!(rule_admits(
+            &g,
+            17,
+            Some(53),
+            None,
+            ip("10.0.0.5"),
+            member,
+            none
+        ));
+        assert!(!rule_admits(
+            &g,
+            17,
+            Some(53),
+            None,
+            ip("10.0.0.6"),
+            member,
+            none
+        ));
+        // Prefix lists match their entries, in their family.
         let pl = rule("-1", None, None, SgPeer::PrefixList("pl-1".into()));
-        assert!(!rule_admits(&pl, 6, Some(1), None, ip("1.2.3.4"), none));
+        let listed = |l: &str, a: std::net::IpAddr| l == "pl-1" && a == ip("1.2.3.4");
+        assert!(rule_admits(
+            &pl,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.4"),
+            none,
+            listed
+        ));
+        assert!(!rule_admits(
+            &pl,
+            6,
+            Some(1),
+            None,
+            ip("1.2.3.5"),
+            none,
+            listed
+        ));
     }
 }

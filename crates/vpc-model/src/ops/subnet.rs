@@ -208,7 +208,7 @@ pub fn modify_attribute(
     }
     if assign_ipv6 == Some(true) && s.ipv6.is_empty() {
         return Err(Fault::invalid_param(format!(
-            "Invalid value 'true' for assignIpv6AddressOnCreation. Cannot set assignIpv6AddressOnCreation to true unless the subnet ({id}) has an IPv6 CIDR block associated with it."
+            "Invalid value 'true' for assign-ipv6-address-on-creation. Cannot set assign-ipv6-address-on-creation to true unless the subnet ({id}) has an IPv6 CIDR block associated with it."
         )));
     }
     w.update::<Subnet>(id, |s| {

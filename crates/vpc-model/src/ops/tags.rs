@@ -88,6 +88,9 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "nip" => "network-insights-path",
         "nia" => "network-insights-analysis",
         "vol" => "volume",
+        "pl" => "prefix-list",
+        "vpce" => "vpc-endpoint",
+        "eigw" => "egress-only-internet-gateway",
         "dopt" => "dhcp-options",
         _ => return None,
     })
@@ -128,6 +131,9 @@ pub fn with_tags(
         "nip" => with_owned::<NetworkInsightsPath>(w, ctx, &super::insights::PATH, id, f),
         "nia" => with_owned::<NetworkInsightsAnalysis>(w, ctx, &super::insights::ANALYSIS, id, f),
         "vol" => with_owned::<Volume>(w, ctx, &super::volume::VOLUME, id, f),
+        "pl" => with_owned::<ManagedPrefixList>(w, ctx, &super::prefix_list::PL, id, f),
+        "vpce" => with_owned::<VpcEndpoint>(w, ctx, &super::endpoint::VPCE, id, f),
+        "eigw" => with_owned::<EgressOnlyInternetGateway>(w, ctx, &super::eigw::EIGW, id, f),
         "dopt" => with_owned::<crate::DhcpOptions>(w, ctx, &super::dhcp::DHCP, id, f),
         "nat" => {
             super::nat::get(w, ctx, id)?;
@@ -270,6 +276,15 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
         push(&x.meta.id, &x.meta.tags);
     }
     for x in w.scoped::<NetworkInsightsAnalysis>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<ManagedPrefixList>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<VpcEndpoint>(a, r) {
+        push(&x.meta.id, &x.meta.tags);
+    }
+    for x in w.scoped::<EgressOnlyInternetGateway>(a, r) {
         push(&x.meta.id, &x.meta.tags);
     }
     for p in w.iter::<Peering>() {

@@ -112,6 +112,12 @@ pub fn delete_vpc(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
     {
         return Err(dep());
     }
+    if w.iter::<VpcEndpoint>().any(|e| e.vpc_id == id)
+        || w.iter::<EgressOnlyInternetGateway>()
+            .any(|g| g.vpc_id == id)
+    {
+        return Err(dep());
+    }
     peering::on_vpc_delete(w, ctx, id)?;
     w.remove::<RouteTable>(&vpc.main_route_table);
     w.remove::<NetworkAcl>(&vpc.default_acl);
@@ -258,6 +264,7 @@ fn add_local_routes(w: &mut World, vpc: &Vpc, net: IpNet) {
                 dest: net,
                 target: RouteTarget::Local,
                 origin: "CreateRouteTable".into(),
+                prefix_list: None,
             })
         });
     }
