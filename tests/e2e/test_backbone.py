@@ -18,6 +18,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -34,8 +35,34 @@ EAST = "us-east-1"
 
 
 @pytest.fixture(scope="module")
-def dp(dp_server):
-    return Dp(dp_server)
+def dp(require_root):
+    """One data-plane vpcd for the module, serving /metrics (the tunnel stats are there too)."""
+    import shutil
+    from conftest import DP_LIMITS, Server, dp_stop_and_teardown, netns_names
+    server = Server(limits=DP_LIMITS, dataplane=True, serve_args=["--metrics"])
+    server.ns_before = netns_names()
+    server.start()
+    try:
+        yield Dp(server)
+    finally:
+        dp_stop_and_teardown(server)
+        shutil.rmtree(server.tmp, ignore_errors=True)
+
+
+def tunnel_metrics(dp: Dp) -> dict[tuple, float]:
+    """The backbone families of /metrics, parsed with prometheus_client's text parser:
+    {(sample name, region, peer, direction or reason): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"{dp.server.url}/metrics", timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith("vpcd_backbone_tunnel_"):
+                ls = s.labels
+                out[(s.name, ls["region"], ls["peer"], ls.get("direction") or ls.get("reason"))] = s.value
+    return out
 
 
 # -- the underlay capture ---------------------------------------------------------------
@@ -179,6 +206,7 @@ def test_inter_region_traffic_crosses_the_underlay_only_as_wireguard(dp):
         assert "tun type tun" in d and "mtu 1500" in d, f"{link} in {ns} should be a 1500-MTU TUN device:\n{d}"
     for region in (EAST, WEST):
         assert netns_exists(f"vpcd{dp.tag()}-rgw-{region}")
+    before = tunnel_metrics(dp)
     cap = Capture(dp)
     try:
         dp.ok_ping(t.ia, t.ib.ip, "across the inter-region peering")
@@ -201,6 +229,19 @@ def test_inter_region_traffic_crosses_the_underlay_only_as_wireguard(dp):
     assert t.pcx in tunnel(st, EAST, WEST)["peerings"]
     text = dp.server.vpcd("regions", "status", "--data-dir", str(dp.server.data_dir)).stdout
     assert f"{EAST}<->{WEST}" in text and t.pcx in text, text
+    # /metrics carries the same tunnel stats: the byte counters moved by at least the
+    # three 200-byte pings each way (228 inner bytes each), and a handshake happened.
+    key = "vpcd_backbone_tunnel_bytes_total"
+
+    def moved():
+        now = tunnel_metrics(dp)
+        grown = {(r, p, d): now.get((key, r, p, d), 0) - before.get((key, r, p, d), 0)
+                 for r, p in ((EAST, WEST), (WEST, EAST)) for d in ("sent", "received")}
+        return now if all(g >= 3 * 228 for g in grown.values()) else None
+    now = wait_until(moved, timeout=10, interval=0.5, what="the tunnel byte counters in /metrics to move")
+    assert now[("vpcd_backbone_tunnel_packets_total", EAST, WEST, "sent")] >= 3
+    assert 0 <= now[("vpcd_backbone_tunnel_handshake_age_seconds", EAST, WEST, None)] < 300
+    assert now[("vpcd_backbone_tunnel_dropped_total", EAST, WEST, "invalid_wireguard")] >= 0
     # The private keys are in the data directory with mode 0600, and nowhere in the log.
     for region in (EAST, WEST):
         key = dp.server.data_dir / "backbone" / f"{region}.key"

@@ -5,10 +5,13 @@
 //! (reconcile passes, kernel objects, metered transfer, DNS queries) through
 //! the public fields, since only it sees those parts together.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Every metric vpcd exports.
 #[derive(Debug, Clone)]
@@ -30,6 +33,22 @@ pub struct Metrics {
     pub transfer_packets: IntCounterVec,
     /// `vpcd_dns_queries_total{rcode}`.
     pub dns_queries: IntCounterVec,
+    /// `vpcd_backbone_tunnel_bytes_total{region, peer, direction}`: inner
+    /// bytes one end of a region pair's tunnel sent or received.
+    pub tunnel_bytes: IntCounterVec,
+    /// `vpcd_backbone_tunnel_packets_total{region, peer, direction}`.
+    pub tunnel_packets: IntCounterVec,
+    /// `vpcd_backbone_tunnel_dropped_total{region, peer, reason}`.
+    pub tunnel_dropped: IntCounterVec,
+    /// `vpcd_backbone_tunnel_handshake_age_seconds{region, peer}`: absent
+    /// until the first handshake.
+    pub tunnel_handshake_age: GaugeVec,
+    /// `vpcd_backbone_underlay_dropped_packets_total{region, direction}`:
+    /// non-WireGuard underlay packets a region gateway's nft table dropped.
+    pub underlay_dropped: IntCounterVec,
+    /// The last cumulative value fed to each counter through
+    /// [`Metrics::set_total`], so a source that restarts from zero is seen.
+    totals: Arc<Mutex<HashMap<(String, Vec<String>), u64>>>,
 }
 
 impl Default for Metrics {
@@ -77,6 +96,34 @@ impl Metrics {
             "Queries to the VPC DNS servers, by response code (dropped: not admitted).",
             &["rcode"],
         );
+        let tunnel_bytes = counter(
+            "vpcd_backbone_tunnel_bytes_total",
+            "Inner bytes one end of an inter-region tunnel sent to (direction=sent) or received from (received) the peer region.",
+            &["region", "peer", "direction"],
+        );
+        let tunnel_packets = counter(
+            "vpcd_backbone_tunnel_packets_total",
+            "Inner packets one end of an inter-region tunnel sent or received.",
+            &["region", "peer", "direction"],
+        );
+        let tunnel_dropped = counter(
+            "vpcd_backbone_tunnel_dropped_total",
+            "Datagrams or packets one end of an inter-region tunnel dropped, by reason (invalid_wireguard, unknown_peering, send_failed).",
+            &["region", "peer", "reason"],
+        );
+        let underlay_dropped = counter(
+            "vpcd_backbone_underlay_dropped_packets_total",
+            "Non-WireGuard packets a region gateway's nft table dropped on the underlay, by direction (in, out).",
+            &["region", "direction"],
+        );
+        let tunnel_handshake_age = must(GaugeVec::new(
+            Opts::new(
+                "vpcd_backbone_tunnel_handshake_age_seconds",
+                "Seconds since one end of an inter-region tunnel last completed a handshake (absent: none yet).",
+            ),
+            &["region", "peer"],
+        ));
+        must(registry.register(Box::new(tunnel_handshake_age.clone())));
         let api_latency = must(HistogramVec::new(
             HistogramOpts::new(
                 "vpcd_api_request_duration_seconds",
@@ -116,7 +163,33 @@ impl Metrics {
             transfer_bytes,
             transfer_packets,
             dns_queries,
+            tunnel_bytes,
+            tunnel_packets,
+            tunnel_dropped,
+            tunnel_handshake_age,
+            underlay_dropped,
+            totals: Arc::default(),
         }
+    }
+
+    /// Brings a counter to a source's cumulative `total` (a kernel or
+    /// tunnel counter read again and again): it moves by the growth since
+    /// the last call, or by all of `total` when the source restarted from
+    /// zero (Prometheus sees a counter that only grows).
+    pub fn set_total(&self, counter: &IntCounterVec, labels: &[&str], total: u64) {
+        let name = counter
+            .desc()
+            .first()
+            .map(|d| d.fq_name.clone())
+            .unwrap_or_default();
+        let key = (name, labels.iter().map(|l| l.to_string()).collect());
+        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let last = totals.insert(key, total);
+        let grown = match last {
+            Some(last) if total >= last => total - last,
+            _ => total,
+        };
+        counter.with_label_values(labels).inc_by(grown);
     }
 
     /// Records one answered API request.
@@ -152,5 +225,24 @@ mod tests {
         assert!(text.contains("vpcd_api_requests_total{action=\"CreateVpc\",outcome=\"ok\"} 1"));
         assert!(text.contains("vpcd_api_request_duration_seconds_count{action=\"CreateVpc\"} 2"));
         assert!(text.contains("# TYPE vpcd_reconcile_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn set_total_follows_a_source_through_its_restart() {
+        let m = Metrics::new();
+        let labels = ["us-east-1", "us-west-2", "sent"];
+        let c = m.tunnel_bytes.clone();
+        m.set_total(&c, &labels, 100);
+        m.set_total(&c, &labels, 250);
+        assert_eq!(c.with_label_values(&labels).get(), 250);
+        // The source restarted from zero: its new 40 bytes count too.
+        m.set_total(&c, &labels, 40);
+        assert_eq!(c.with_label_values(&labels).get(), 290);
+        // Another label set is separate.
+        m.set_total(&c, &["us-west-2", "us-east-1", "sent"], 7);
+        assert_eq!(c.with_label_values(&labels).get(), 290);
+        assert!(m
+            .render()
+            .contains("vpcd_backbone_tunnel_bytes_total{direction=\"sent\",peer=\"us-east-1\",region=\"us-west-2\"} 7"));
     }
 }

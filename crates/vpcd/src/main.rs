@@ -406,6 +406,11 @@ fn start_dataplane(
         Ok(b) => b,
         Err(e) => return format!("off ({e}): control plane only"),
     };
+    if app.config.serve_metrics {
+        if let Err(e) = regions_cli::start_metrics(app, data_dir) {
+            tracing::warn!(error = %e, "the backbone's tunnel stats stay out of /metrics");
+        }
+    }
     let mut dp = match vpc_dataplane::Dataplane::new(tag.clone()) {
         Ok(dp) => dp
             .with_planning(planning)

@@ -172,3 +172,110 @@ pub fn render(s: &Status) -> String {
     }
     out
 }
+
+/// Feeds the backbone's tunnel stats into `/metrics` (`docs/metering.md`,
+/// "Metrics"): every second it reads the same status file `vpcd regions
+/// status` prints, skipping one no running backbone has written for 5 s.
+pub fn start_metrics(app: &std::sync::Arc<vpc_api::App>, data_dir: &Path) -> Result<()> {
+    let app = app.clone();
+    let dir = data_dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("backbone-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let fresh = std::fs::metadata(Status::path(&dir))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < std::time::Duration::from_secs(5));
+            if !fresh {
+                continue;
+            }
+            match Status::read(&dir) {
+                Ok(Some(status)) => export(&app.metrics, &status),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot read the backbone status"),
+            }
+        })
+        .context("starting the backbone metrics thread")?;
+    Ok(())
+}
+
+/// Sets the backbone families of `m` from one status.
+pub fn export(m: &vpc_api::Metrics, s: &Status) {
+    for t in &s.tunnels {
+        let (r, p) = (t.region.as_str(), t.peer.as_str());
+        for (direction, c) in [("sent", t.sent), ("received", t.received)] {
+            m.set_total(&m.tunnel_bytes, &[r, p, direction], c.bytes);
+            m.set_total(&m.tunnel_packets, &[r, p, direction], c.packets);
+        }
+        for (reason, n) in [
+            ("invalid_wireguard", t.invalid),
+            ("unknown_peering", t.unknown_peering),
+            ("send_failed", t.send_failed),
+        ] {
+            m.set_total(&m.tunnel_dropped, &[r, p, reason], n);
+        }
+        match t.handshake_age_ms {
+            Some(ms) => m
+                .tunnel_handshake_age
+                .with_label_values(&[r, p])
+                .set(ms as f64 / 1000.0),
+            None => {
+                let _ = m.tunnel_handshake_age.remove_label_values(&[r, p]);
+            }
+        }
+    }
+    for g in &s.gateways {
+        let r = g.region.as_str();
+        for (direction, c) in [
+            ("in", g.underlay_dropped_in),
+            ("out", g.underlay_dropped_out),
+        ] {
+            m.set_total(&m.underlay_dropped, &[r, direction], c.packets);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backbone::{Count, TunnelStatus};
+
+    #[test]
+    fn tunnel_stats_show_up_in_the_metrics_text() {
+        let m = vpc_api::Metrics::new();
+        let mut s = Status::default();
+        s.tunnels.push(TunnelStatus {
+            region: "us-east-1".into(),
+            peer: "us-west-2".into(),
+            handshake_age_ms: Some(2500),
+            sent: Count {
+                packets: 3,
+                bytes: 300,
+            },
+            received: Count {
+                packets: 2,
+                bytes: 180,
+            },
+            invalid: 1,
+            ..TunnelStatus::default()
+        });
+        export(&m, &s);
+        s.tunnels[0].sent = Count {
+            packets: 5,
+            bytes: 700,
+        };
+        export(&m, &s);
+        let text = m.render();
+        let labels = "region=\"us-east-1\"";
+        for want in [
+            format!("vpcd_backbone_tunnel_bytes_total{{direction=\"sent\",peer=\"us-west-2\",{labels}}} 700"),
+            format!("vpcd_backbone_tunnel_packets_total{{direction=\"received\",peer=\"us-west-2\",{labels}}} 2"),
+            format!("vpcd_backbone_tunnel_dropped_total{{peer=\"us-west-2\",reason=\"invalid_wireguard\",{labels}}} 1"),
+            format!("vpcd_backbone_tunnel_handshake_age_seconds{{peer=\"us-west-2\",{labels}}} 2.5"),
+        ] {
+            assert!(text.contains(&want), "{want} missing from\n{text}");
+        }
+    }
+}
