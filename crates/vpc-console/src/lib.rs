@@ -205,6 +205,7 @@ pub fn router_with(app: Arc<App>, prober: Option<Arc<dyn Prober>>) -> Router {
         .route("/console/peering/{id}", detail(pages::peering::detail))
         .route("/console/topology", list(topology::page))
         .route("/console/costs", list(pages::costs::page))
+        .route("/console/flow-logs", list(pages::flow_logs::page))
         .route(
             "/console/reach",
             list(pages::reach::form_page).post(pages::reach::run),

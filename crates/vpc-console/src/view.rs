@@ -25,6 +25,7 @@ const NAV: &[(&str, &str)] = &[
     ("topology", "Topology"),
     ("reach", "Reachability"),
     ("costs", "Costs"),
+    ("flow-logs", "Flow logs"),
 ];
 
 /// Headers every console answer carries: no scripts, no framing, no caching.

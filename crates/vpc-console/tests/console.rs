@@ -504,3 +504,141 @@ async fn costs_show_only_the_accounts_own_usage() {
     assert!(!page.body.contains("pcx-0bbbbbbbbbbbbbbbb"));
     assert!(!page.body.contains("eu-west-1a"));
 }
+
+/// Runs one EC2 action as `account` and returns the first `<tag>` value of its answer.
+fn api(app: &App, account: &str, pairs: &[(&str, &str)], tag: &str) -> String {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let xml = app
+        .dispatch(account, REGION, &Params::from_pairs(pairs), "req-flow-logs")
+        .unwrap_or_else(|f| panic!("{}: {}", f.code, f.message));
+    let open = format!("<{tag}>");
+    let at = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {tag} in {xml}"))
+        + open.len();
+    xml[at..at + xml[at..].find('<').unwrap()].to_string()
+}
+
+/// A VPC, a subnet and an interface of `account`: (vpc, eni).
+fn vpc_with_eni(app: &App, account: &str, cidr: &str, subnet: &str) -> (String, String) {
+    let vpc = api(
+        app,
+        account,
+        &[("Action", "CreateVpc"), ("CidrBlock", cidr)],
+        "vpcId",
+    );
+    let sub = api(
+        app,
+        account,
+        &[
+            ("Action", "CreateSubnet"),
+            ("VpcId", &vpc),
+            ("CidrBlock", subnet),
+        ],
+        "subnetId",
+    );
+    let eni = api(
+        app,
+        account,
+        &[("Action", "CreateNetworkInterface"), ("SubnetId", &sub)],
+        "networkInterfaceId",
+    );
+    (vpc, eni)
+}
+
+/// The flow-log page lists only the account's own flow logs, shows only the
+/// records of its interfaces from a local file two accounts share, reads
+/// its S3-layout objects, filters by interface and action, and escapes text.
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_logs_show_only_the_accounts_own_records() {
+    use std::io::Write;
+    let td = |x: &str| format!("<td>{x}</td>");
+    let (dir, app) = setup();
+    let (va, eni_a) = vpc_with_eni(&app, A.0, "10.20.0.0/16", "10.20.1.0/24");
+    let (vb, eni_b) = vpc_with_eni(&app, B.0, "10.21.0.0/16", "10.21.1.0/24");
+    let flow_log = |account: &str, vpc: &str, kind: &str, dest: &str| {
+        api(
+            &app,
+            account,
+            &[
+                ("Action", "CreateFlowLogs"),
+                ("ResourceId.1", vpc),
+                ("ResourceType", "VPC"),
+                ("TrafficType", "ALL"),
+                ("LogDestinationType", kind),
+                ("LogDestination", dest),
+            ],
+            "item",
+        )
+    };
+    let fl_a = flow_log(A.0, &va, "local-file", "shared.log");
+    let fl_b = flow_log(B.0, &vb, "local-file", "shared.log");
+    let fl_s3 = flow_log(A.0, &va, "s3", "arn:aws:s3:::bucket-a/logs");
+    let flow_dir = dir.path().join("flow-logs");
+    std::fs::create_dir_all(flow_dir.join("files")).unwrap();
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let evil = "<script>alert(1)</script>";
+    let local = format!(
+        "{header}\n\
+         2 {a} {eni_a} 10.20.1.5 10.20.1.6 40000 22 6 10 918273 1 2 ACCEPT OK\n\
+         2 {a} {eni_a} 10.20.1.5 10.20.1.7 40001 {evil} 6 1 60 1 2 REJECT OK\n\
+         2 {b} {eni_b} 10.21.1.5 10.21.1.6 40002 443 6 7 564738 1 2 ACCEPT OK\n",
+        a = A.0,
+        b = B.0
+    );
+    std::fs::write(flow_dir.join("files/shared.log"), local).unwrap();
+    let key = format!(
+        "s3/bucket-a/logs/AWSLogs/{a}/vpcflowlogs/{REGION}/2026/12/04/{a}_vpcflowlogs_{REGION}_{fl_s3}_20261204T1200Z_0badf00d.log.gz",
+        a = A.0
+    );
+    let path = flow_dir.join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    write!(
+        gz,
+        "{header}\n2 {a} {eni_a} 10.20.1.5 10.20.9.9 41000 8080 17 3 333 1 2 ACCEPT OK\n",
+        a = A.0
+    )
+    .unwrap();
+    gz.finish().unwrap();
+
+    let mut a = Browser::sign_in(&app, A).await;
+    let page = a.get("/console/flow-logs").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(body.contains(&fl_a) && body.contains(&fl_s3), "{body}");
+    assert!(!body.contains(&fl_b), "B's flow log on A's page");
+    assert!(
+        body.contains(&td("918273")) && body.contains(&td("41000")),
+        "{body}"
+    );
+    assert!(
+        !body.contains(&eni_b) && !body.contains(&td("564738")),
+        "B's record on A's page"
+    );
+    assert!(!body.contains("<script>"));
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // Filters: action, then an interface no record has.
+    let page = a.get("/console/flow-logs?action=REJECT").await;
+    assert!(page.body.contains(&td("40001")) && !page.body.contains(&td("40000")));
+    let page = a
+        .get("/console/flow-logs?interface=eni-00000000000000000")
+        .await;
+    assert!(!page.body.contains(&td("40000")) && !page.body.contains(&td("41000")));
+    let page = a.get(&format!("/console/flow-logs?flow-log={fl_s3}")).await;
+    assert!(page.body.contains(&td("41000")) && !page.body.contains(&td("40000")));
+    // B's flow log, asked for by ID, is not found for A.
+    let r = a.get(&format!("/console/flow-logs?flow-log={fl_b}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let mut b = Browser::sign_in(&app, B).await;
+    let page = b.get("/console/flow-logs").await;
+    assert!(page.body.contains(&fl_b) && page.body.contains(&td("564738")));
+    assert!(!page.body.contains(&fl_a) && !page.body.contains(&eni_a));
+}

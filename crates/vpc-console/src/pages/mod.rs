@@ -2,6 +2,7 @@
 
 pub mod costs;
 pub mod filtering;
+pub mod flow_logs;
 pub mod instances;
 pub mod network;
 pub mod peering;
