@@ -13,6 +13,9 @@ use prometheus::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// One counter series: the metric's name and its label values.
+type SeriesKey = (String, Vec<String>);
+
 /// Every metric vpcd exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -48,7 +51,7 @@ pub struct Metrics {
     pub underlay_dropped: IntCounterVec,
     /// The last cumulative value fed to each counter through
     /// [`Metrics::set_total`], so a source that restarts from zero is seen.
-    totals: Arc<Mutex<HashMap<(String, Vec<String>), u64>>>,
+    totals: Arc<Mutex<HashMap<SeriesKey, u64>>>,
 }
 
 impl Default for Metrics {
