@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """What metering costs the data path: iperf3 across an active peering between two
 accounts, on a vpcd that meters (a vpcd_meter table with per-zone-pair counters in
-both routers, read every second) against one started with VPCD_METER=0, in
+both routers, read every second), one that meters and also has a flow log
+(TrafficType ALL, S3 layout) on both VPCs, and one started with VPCD_METER=0, in
 interleaved rounds of the same run, so that a change in the machine's load hits
-both alike. Goal: metered throughput at least 0.95 of unmetered.
+all alike. Goal: metered (and metered + flow-logged) throughput at least 0.95 of
+unmetered.
 
 Run as root: scripts/bench-metering.sh. Traffic stays inside namespaces the two
 vpcds create. Figures go to docs/perf.md between the metering-bench markers.
@@ -40,12 +42,20 @@ def router(d, vpc):
 def main():
     on = dpb.Vpcd({"peering_transition_ms": 200})
     off = dpb.Vpcd({"peering_transition_ms": 200}, env={"VPCD_METER": "0"})
+    logged = dpb.Vpcd({"peering_transition_ms": 200})
     try:
         _, _, a, b = dpb.peered_pair(on)
         _, _, oa, ob = dpb.peered_pair(off)
+        la_client, lb_client, la, lb = dpb.peered_pair(logged)
+        for client, side in ((la_client, la), (lb_client, lb)):
+            answer = client.create_flow_logs(
+                ResourceType="VPC", ResourceIds=[side["vpc"]], TrafficType="ALL",
+                LogDestinationType="s3", LogDestination="arn:aws:s3:::vpcd-bench-flow-logs")
+            assert not answer.get("Unsuccessful"), answer
         dpb.wait(lambda: meter_table(router(on, a["vpc"])) is not None, 10, "the meter table")
         assert meter_table(router(off, oa["vpc"])) is None, "VPCD_METER=0 must leave no meter table"
-        cases = {"metered": (b["id"], a["id"], b["ip"]), "unmetered": (ob["id"], oa["id"], ob["ip"])}
+        cases = {"metered": (b["id"], a["id"], b["ip"]), "unmetered": (ob["id"], oa["id"], ob["ip"]),
+                 "flow_logged": (lb["id"], la["id"], lb["ip"])}
         runs = {k: [] for k in cases}
         for _ in range(ROUNDS):
             for k, c in cases.items():
@@ -56,9 +66,13 @@ def main():
     finally:
         on.close()
         off.close()
+        logged.close()
     ratio = r["metered"]["gbps"] / r["unmetered"]["gbps"]
     cpu_ratio = r["metered"]["cpu"] / r["unmetered"]["cpu"]
+    logged_ratio = r["flow_logged"]["gbps"] / r["unmetered"]["gbps"]
+    logged_cpu_ratio = r["flow_logged"]["cpu"] / r["unmetered"]["cpu"]
     print(f"metered {r['metered']}, unmetered {r['unmetered']}, ratio {ratio:.3f}, CPU/GB ratio {cpu_ratio:.3f}")
+    print(f"metered + flow log {r['flow_logged']}, ratio {logged_ratio:.3f}, CPU/GB ratio {logged_cpu_ratio:.3f}")
     print(counters)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = "\n".join([
@@ -67,15 +81,16 @@ def main():
         "## Metering overhead",
         "",
         f"`scripts/bench-metering.sh`, {now}, {ROUNDS} interleaved rounds of one {dpb.SECS} s iperf3 TCP stream",
-        "across an active peering between two accounts (same zone), on a vpcd that meters and one started",
-        "with `VPCD_METER=0`, in the same run. Median of the rounds.",
+        "across an active peering between two accounts (same zone), on a vpcd that meters, one that meters",
+        "and has a flow log (TrafficType ALL, S3 layout) on both VPCs, and one started with `VPCD_METER=0`,",
+        "in the same run. Median of the rounds.",
         "",
-        "| | metering on | metering off | on / off |",
-        "|---|---|---|---|",
-        f"| throughput (Gbit/s) | {r['metered']['gbps']:.2f} | {r['unmetered']['gbps']:.2f} | **{ratio:.3f}** |",
-        f"| CPU seconds per GB (sender + receiver) | {r['metered']['cpu']:.2f} | {r['unmetered']['cpu']:.2f} | {cpu_ratio:.3f} |",
+        "| | metering on | metering + flow log | metering off | on / off | on + flow log / off |",
+        "|---|---|---|---|---|---|",
+        f"| throughput (Gbit/s) | {r['metered']['gbps']:.2f} | {r['flow_logged']['gbps']:.2f} | {r['unmetered']['gbps']:.2f} | **{ratio:.3f}** | **{logged_ratio:.3f}** |",
+        f"| CPU seconds per GB (sender + receiver) | {r['metered']['cpu']:.2f} | {r['flow_logged']['cpu']:.2f} | {r['unmetered']['cpu']:.2f} | {cpu_ratio:.3f} | {logged_cpu_ratio:.3f} |",
         "",
-        f"Runs (Gbit/s): on {r['metered']['runs']}, off {r['unmetered']['runs']}. Goal: at least 0.95.",
+        f"Runs (Gbit/s): on {r['metered']['runs']}, on + flow log {r['flow_logged']['runs']}, off {r['unmetered']['runs']}. Goal: at least 0.95.",
         "",
         "<!-- metering-bench:end -->",
     ])
