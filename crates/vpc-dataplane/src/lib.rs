@@ -854,7 +854,18 @@ pub fn teardown(tag: &str, instance_ids: &[String]) -> Result<(), DataplaneError
         .cloned()
         .collect();
     let results = par_map(&ours, |name| run.netns_del(name));
-    for id in instance_ids {
+    // Every instance whose namespace goes loses its /etc/netns files, whether
+    // it was named by the caller or found by its owner marker.
+    let gone: BTreeSet<&str> = instance_ids
+        .iter()
+        .map(String::as_str)
+        .chain(
+            ours.iter()
+                .map(String::as_str)
+                .filter(|n| names::is_instance_ns(n)),
+        )
+        .collect();
+    for id in gone {
         if let Err(e) = resolv::remove(id) {
             tracing::warn!(instance = %id, "cannot remove its /etc/netns files: {e}");
         }
