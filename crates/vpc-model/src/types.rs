@@ -108,6 +108,22 @@ pub struct Subnet {
     /// Addresses taken by interfaces (instances come in a later issue).
     #[serde(default)]
     pub used_ips: u64,
+    /// Subnet CIDR reservations (`ops::subnet_cidr_reservation`): ranges
+    /// automatic address assignment never picks from.
+    #[serde(default)]
+    pub cidr_reservations: Vec<SubnetCidrReservation>,
+}
+
+/// A subnet CIDR reservation (`scr-…`), kept in its subnet's record and
+/// owned by the subnet's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetCidrReservation {
+    pub id: String,
+    pub cidr: ipnet::IpNet,
+    /// `prefix` or `explicit`.
+    pub reservation_type: String,
+    pub description: String,
+    pub tags: Tags,
 }
 
 /// Where a route sends matching traffic.

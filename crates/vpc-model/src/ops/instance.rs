@@ -1869,7 +1869,7 @@ mod tests {
             "The instance IDs 'i-00000000000000001, i-00000000000000002' do not exist"
         );
         assert_eq!(
-            t.run(A, |w, ctx| stop(w, ctx, &["i-x".into()]))
+            t.run(A, |w, ctx| stop(w, ctx, &["x-1".into()]))
                 .unwrap_err()
                 .code,
             "InvalidInstanceID.Malformed"

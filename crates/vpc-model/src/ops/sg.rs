@@ -1799,7 +1799,7 @@ mod tests {
             "InvalidGroup.NotFound"
         );
         assert_eq!(
-            t.run(A, |w, ctx| delete_group(w, ctx, "sg-xyz"))
+            t.run(A, |w, ctx| delete_group(w, ctx, "xyz"))
                 .unwrap_err()
                 .code,
             "InvalidGroupId.Malformed"

@@ -45,6 +45,7 @@ pub fn insert_subnet(
         map_public_ip: default_for_az,
         assign_ipv6: false,
         used_ips: 0,
+        cidr_reservations: Vec::new(),
     };
     let assoc = AclAssoc {
         id: ctx.new_id("aclassoc"),
@@ -273,7 +274,13 @@ pub fn disassociate_ipv6(
     if s.assign_ipv6 {
         w.update::<Subnet>(&s.meta.id, |s| s.assign_ipv6 = false);
     }
-    w.update::<Subnet>(&s.meta.id, |s| s.ipv6.retain(|x| x.assoc_id != assoc_id));
+    // Reservations inside the block go with it.
+    let block = ipnet::IpNet::V6(a.cidr);
+    w.update::<Subnet>(&s.meta.id, |s| {
+        s.ipv6.retain(|x| x.assoc_id != assoc_id);
+        s.cidr_reservations
+            .retain(|r| !cidr::overlaps(&r.cidr, &block));
+    });
     a.state = "disassociating".into();
     Ok((s.meta.id, a))
 }
