@@ -56,6 +56,9 @@ pub struct Vpc {
     pub dns_support: bool,
     pub dns_hostnames: bool,
     pub tenancy: String,
+    /// `enableNetworkAddressUsageMetrics` (stored and shown; vpcd has no CloudWatch).
+    #[serde(default)]
+    pub network_address_usage_metrics: bool,
     pub dhcp_options_id: String,
     pub main_route_table: String,
     pub default_acl: String,
@@ -112,6 +115,9 @@ pub struct Subnet {
     /// automatic address assignment never picks from.
     #[serde(default)]
     pub cidr_reservations: Vec<SubnetCidrReservation>,
+    /// `enableDns64` (stored and shown, see docs/api.md).
+    #[serde(default)]
+    pub enable_dns64: bool,
 }
 
 /// A subnet CIDR reservation (`scr-…`), kept in its subnet's record and
@@ -558,6 +564,9 @@ pub struct InstanceOptions {
     /// `standard` or `unlimited` for burstable types; None otherwise.
     pub cpu_credits: Option<String>,
     pub root_device_name: String,
+    /// `default` or `dedicated`: the VPC's tenancy at launch, or
+    /// `Placement.Tenancy` (ModifyVpcTenancy leaves running instances alone).
+    pub tenancy: String,
 }
 
 impl Default for InstanceOptions {
@@ -572,6 +581,7 @@ impl Default for InstanceOptions {
             metadata: MetadataOptions::default(),
             cpu_credits: None,
             root_device_name: "/dev/xvda".into(),
+            tenancy: "default".into(),
         }
     }
 }

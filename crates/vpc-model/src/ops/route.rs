@@ -662,7 +662,7 @@ fn check_list_entries(
 
 /// How many routes a table's `CreateRoute` routes of one family count for:
 /// a route to a list counts its `MaxEntries`, as in AWS.
-fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
+pub(super) fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
     let mut lists: Vec<&str> = Vec::new();
     let mut n = 0;
     for r in &rt.routes {
