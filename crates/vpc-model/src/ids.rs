@@ -73,10 +73,19 @@ mod tests {
         assert!(check("subnet", "X", "subnet-does_not_exist").is_ok());
         assert!(check("subnet", "X", "subnet-xxxxxx ").is_ok());
         assert!(check("vpc", "X", "vpc-0123456789abcdef0").is_ok());
-        for bad in ["subnet-", "subnet", "notasubnet", "vpc-0123456789abcdef0", "subnetx-1"] {
+        for bad in [
+            "subnet-",
+            "subnet",
+            "notasubnet",
+            "vpc-0123456789abcdef0",
+            "subnetx-1",
+        ] {
             let f = check("subnet", "InvalidSubnetID.Malformed", bad).unwrap_err();
             assert_eq!(f.code, "InvalidSubnetID.Malformed");
-            assert_eq!(f.message, format!("Invalid id: \"{bad}\" (expecting \"subnet-...\")"));
+            assert_eq!(
+                f.message,
+                format!("Invalid id: \"{bad}\" (expecting \"subnet-...\")")
+            );
         }
         assert!(check_strict("ami", "X", "ami-xyz").is_err());
         assert!(check_strict("ami", "X", "ami-12345678").is_ok());

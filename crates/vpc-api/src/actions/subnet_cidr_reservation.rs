@@ -77,8 +77,12 @@ fn get(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let (page, next) = query::paginate(items, r.p, |res| res.id.clone(), 5, 1000)?;
     let (v4, v6): (Vec<_>, Vec<_>) = page.into_iter().partition(|res| res.cidr.addr().is_ipv4());
     let mut x = r.xml();
-    x.set("subnetIpv4CidrReservationSet", v4, |x, res| render(x, s, res));
-    x.set("subnetIpv6CidrReservationSet", v6, |x, res| render(x, s, res));
+    x.set("subnetIpv4CidrReservationSet", v4, |x, res| {
+        render(x, s, res)
+    });
+    x.set("subnetIpv6CidrReservationSet", v6, |x, res| {
+        render(x, s, res)
+    });
     x.opt("nextToken", next.as_deref());
     r.done(x)
 }

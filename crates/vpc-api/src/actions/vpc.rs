@@ -337,12 +337,7 @@ fn modify_vpc_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result
 }
 
 fn modify_vpc_tenancy(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    ops::vpc::modify_tenancy(
-        w,
-        ctx,
-        r.p.req("VpcId")?,
-        r.p.req("InstanceTenancy")?,
-    )?;
+    ops::vpc::modify_tenancy(w, ctx, r.p.req("VpcId")?, r.p.req("InstanceTenancy")?)?;
     r.ok()
 }
 
@@ -383,6 +378,13 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
 
 fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
+    if p.bool("Ipv6Native")? == Some(true) {
+        // Refused rather than ignored: a dual-stack subnet is not what was asked for.
+        return Err(Fault::new(
+            "UnsupportedOperation",
+            "IPv6-only subnets (Ipv6Native) are not supported by vpcd yet; create a dual-stack subnet with CidrBlock and Ipv6CidrBlock.",
+        ));
+    }
     let s = ops::subnet::create_subnet(
         w,
         ctx,

@@ -74,7 +74,11 @@ pub fn lowest_free_v4_in(s: &Subnet, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4A
 }
 
 /// As `lowest_free_v4_in`, in the subnet's IPv6 block `net`.
-pub fn lowest_free_v6_in(s: &Subnet, net: &Ipv6Net, taken: &BTreeSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+pub fn lowest_free_v6_in(
+    s: &Subnet,
+    net: &Ipv6Net,
+    taken: &BTreeSet<Ipv6Addr>,
+) -> Option<Ipv6Addr> {
     let lo = u128::from(net.network()).saturating_add(4);
     let hi = u128::from(net.broadcast());
     let mut x = lo;
@@ -489,7 +493,8 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
     let mut taken = taken_v4(w, &s.meta.id);
     taken.extend(n.addrs.specific_v4());
     let next = |taken: &mut BTreeSet<Ipv4Addr>| -> Result<Ipv4Addr> {
-        let ip = lowest_free_v4_in(s, taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        let ip =
+            lowest_free_v4_in(s, taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
         taken.insert(ip);
         Ok(ip)
     };
@@ -786,7 +791,8 @@ pub fn assign_private_ips(
         .filter(|ip| !e.private_ips.iter().any(|p| p.ip == *ip))
         .collect();
     for _ in 0..n {
-        let ip = lowest_free_v4_in(&s, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+        let ip =
+            lowest_free_v4_in(&s, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
         taken.insert(ip);
         added.push(ip);
     }
@@ -1569,9 +1575,7 @@ mod tests {
             format!("The networkInterface ID '{id}' does not exist")
         );
         assert_eq!(
-            t.run(A, |w, ctx| delete(w, ctx, "zz"))
-                .unwrap_err()
-                .code,
+            t.run(A, |w, ctx| delete(w, ctx, "zz")).unwrap_err().code,
             "InvalidNetworkInterfaceID.Malformed"
         );
     }

@@ -452,7 +452,9 @@ fn check_users_fit(w: &World, ctx: &Ctx<'_>, id: &str, family: &str, max: u32) -
                 groups.push(res);
             }
         } else if let Some(rt) = resized.get::<RouteTable>(&res) {
-            if super::route::route_weight(&resized, rt, family != "IPv6") > ctx.limits.routes_per_table {
+            if super::route::route_weight(&resized, rt, family != "IPv6")
+                > ctx.limits.routes_per_table
+            {
                 tables.push(res);
             }
         }

@@ -578,11 +578,9 @@ pub(super) fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: 
 pub(super) fn quota_weight(w: &World, p: &SgPeer) -> (bool, usize) {
     match p {
         SgPeer::Cidr6(_) => (true, 1),
-        SgPeer::PrefixList(l) => w
-            .get::<ManagedPrefixList>(l)
-            .map_or((false, 1), |x| {
-                (x.address_family == "IPv6", x.max_entries as usize)
-            }),
+        SgPeer::PrefixList(l) => w.get::<ManagedPrefixList>(l).map_or((false, 1), |x| {
+            (x.address_family == "IPv6", x.max_entries as usize)
+        }),
         _ => (false, 1),
     }
 }

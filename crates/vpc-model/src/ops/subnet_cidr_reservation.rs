@@ -145,7 +145,9 @@ pub fn reservation_of(s: &Subnet, ip: IpAddr) -> Option<&SubnetCidrReservation> 
 /// `ip` itself, or the first address past the reservation holding it.
 pub fn skip_reserved_v4(s: &Subnet, mut ip: u32) -> Option<u32> {
     while let Some(r) = reservation_of(s, IpAddr::V4(Ipv4Addr::from(ip))) {
-        let IpNet::V4(n) = r.cidr else { return Some(ip) };
+        let IpNet::V4(n) = r.cidr else {
+            return Some(ip);
+        };
         ip = u32::from(n.broadcast()).checked_add(1)?;
     }
     Some(ip)
@@ -154,7 +156,9 @@ pub fn skip_reserved_v4(s: &Subnet, mut ip: u32) -> Option<u32> {
 /// As `skip_reserved_v4`, for IPv6.
 pub fn skip_reserved_v6(s: &Subnet, mut ip: u128) -> Option<u128> {
     while let Some(r) = reservation_of(s, IpAddr::V6(Ipv6Addr::from(ip))) {
-        let IpNet::V6(n) = r.cidr else { return Some(ip) };
+        let IpNet::V6(n) = r.cidr else {
+            return Some(ip);
+        };
         ip = u128::from(n.broadcast()).checked_add(1)?;
     }
     Some(ip)

@@ -399,12 +399,7 @@ pub fn set_network_address_usage_metrics(
 
 /// ModifyVpcTenancy: a VPC's tenancy may go to `default` only (AWS's rule);
 /// instances already running keep theirs.
-pub fn modify_tenancy(
-    w: &mut World,
-    ctx: &mut Ctx<'_>,
-    vpc_id: &str,
-    tenancy: &str,
-) -> Result<()> {
+pub fn modify_tenancy(w: &mut World, ctx: &mut Ctx<'_>, vpc_id: &str, tenancy: &str) -> Result<()> {
     get(w, ctx, vpc_id)?;
     if tenancy != "default" {
         return Err(Fault::invalid_param(format!(
