@@ -119,6 +119,16 @@ def test_a_prefix_list_counts_max_entries_and_a_resize_rechecks_its_users(server
         ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
             {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "PrefixListIds": [{"PrefixListId": pl2}]}])
 
+    # Nor may a CIDR rule become one naming that list (19 - 1 + 5 = 23).
+    rule = next(r for r in ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [gid]}])["SecurityGroupRules"] if r.get("CidrIpv4") == "192.0.2.13/32")
+    with expect_error("RulesPerSecurityGroupLimitExceeded"):
+        ec2.modify_security_group_rules(GroupId=gid, SecurityGroupRules=[{
+            "SecurityGroupRuleId": rule["SecurityGroupRuleId"],
+            "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "PrefixListId": pl2}}])
+    assert ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])[
+        "SecurityGroupRules"][0]["CidrIpv4"] == "192.0.2.13/32"
+
     # A route table: 3 plain routes + the list (5) = 8 of 10.
     rtb = ec2.create_route_table(VpcId=vid)["RouteTable"]["RouteTableId"]
     igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
