@@ -23,7 +23,7 @@ import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
 from labkit import VPCD_BIN, Lab
-from netprobe import last_output, netns_exec, netns_exists, ping, ping_background, ping_stats, wait_until
+from netprobe import last_output, netns_exec, netns_exists, netns_list, ping, ping_background, ping_stats, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -32,13 +32,21 @@ ICMP_ALL = {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1}
 REALIZE = 20.0
 
 
+LAUNCHED: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def lab():
     lab = Lab(etcd=3, api=2, hosts=3)
+    st = lab.status()
+    ours = [f"vpcdlab{st['lab_tag']}-"] + [f"vpcd{h['tag']}-" for h in st["hosts"]]
     try:
         yield lab
     finally:
         lab.down()
+    # `lab down` removed every namespace of the lab and its hosts' agents.
+    left = {n for n in netns_list() if any(n.startswith(p) for p in ours) or n in LAUNCHED}
+    assert not left, f"left behind: {sorted(left)}"
 
 
 def host(lab: Lab, name: str) -> dict:
@@ -72,6 +80,7 @@ def launch(ec2, subnet_id: str, sg: str | None = None) -> SimpleNamespace:
     i = ec2.run_instances(ImageId="ami-12345678", InstanceType="t3.micro", MinCount=1, MaxCount=1,
                           SubnetId=subnet_id, **kw)["Instances"][0]
     inst = SimpleNamespace(id=i["InstanceId"], ip=i["PrivateIpAddress"])
+    LAUNCHED.append(inst.id)
     wait_until(lambda: netns_exists(inst.id), timeout=REALIZE, what=f"the namespace of {inst.id}")
     return inst
 

@@ -204,6 +204,10 @@ impl Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::{eni_link, router_ns};
+    use crate::plan::{plan, plan_scope};
+    use crate::testkit::{Env, B};
+    use ipnet::IpNet;
 
     fn host(name: &str, zones: &[&str], last: u8) -> HostRecord {
         HostRecord {
@@ -247,5 +251,80 @@ mod tests {
         assert!((1..=0x00ff_ffff).contains(&v));
         assert_eq!(v, vni("vpc-0123456789abcdef0"));
         assert_eq!(vxlan_link("vpc-0123456789abcdef0"), "x-56789abcdef0");
+    }
+
+    const TAG: &str = "t0c1";
+
+    #[test]
+    fn a_remote_instance_is_reached_over_the_vxlan_link_and_only_local_ones_are_made() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let sb = e.subnet_in(&v, "10.0.2.0/24", "us-east-1b");
+        let here = e.instance(&sa, "10.0.1.10");
+        let there = e.instance(&sb, "10.0.2.10");
+        let p1 = placement("h1");
+        let mut ns = plan(&e.w, TAG).namespaces;
+        assert!(p1.localize(&e.w, &mut ns).is_empty());
+        assert!(ns.contains_key(&here.id) && !ns.contains_key(&there.id));
+        let r = &ns[&router_ns(TAG, &v.meta.id)];
+        assert!(r.links.contains_key(&eni_link(&here.eni)));
+        assert!(!r.links.contains_key(&eni_link(&there.eni)));
+        assert!(!r.addrs.iter().any(|a| a.dev == eni_link(&there.eni)));
+        let x = vxlan_link(&v.meta.id);
+        let over_x = RouteKind::Via {
+            gw: IpAddr::V6(host_link_local(Ipv4Addr::new(100, 72, 0, 2))),
+            dev: x.clone(),
+            onlink: false,
+        };
+        let dst: IpNet = "10.0.2.10/32".parse().unwrap();
+        // Every table that routed the remote interface routes it over x-.
+        let tables: Vec<u32> = r
+            .routes
+            .iter()
+            .filter(|((_, d), _)| *d == dst)
+            .map(|((t, _), k)| {
+                assert_eq!(k, &over_x);
+                *t
+            })
+            .collect();
+        assert!(tables.contains(&TABLE_PEERING) && tables.len() >= 3, "{tables:?}");
+        // What arrives from another host may reach only this VPC's interfaces (table 250).
+        assert!(r.rules.contains(&RulePlan {
+            v6: false,
+            iif: x,
+            table: TABLE_PEERING
+        }));
+        // On h2 it is the other way round.
+        let mut ns2 = plan(&e.w, TAG).namespaces;
+        placement("h2").localize(&e.w, &mut ns2);
+        assert!(ns2.contains_key(&there.id) && !ns2.contains_key(&here.id));
+    }
+
+    #[test]
+    fn localizing_an_incremental_plan_equals_localizing_the_full_one() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let w = e.vpc_as(B, "us-east-1", "10.1.0.0/16", None);
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let sb = e.subnet_in(&v, "10.0.2.0/24", "us-east-1b");
+        e.instance(&sa, "10.0.1.10");
+        e.instance(&sb, "10.0.2.10");
+        let pcx = e.peer(&v, &w, true);
+        e.route_to_pcx(&v, "10.1.0.0/16", &pcx);
+        let p1 = placement("h1");
+        let mut full = plan(&e.w, TAG).namespaces;
+        p1.localize(&e.w, &mut full);
+        // Only the router in scope: its remote links are found from the World.
+        let scope = crate::plan::Scope {
+            vpcs: [v.meta.id.clone()].into(),
+            ..Default::default()
+        };
+        let mut partial = plan_scope(&e.w, TAG, Some(&scope)).namespaces;
+        p1.localize(&e.w, &mut partial);
+        for (name, ns) in &partial {
+            assert_eq!(Some(ns), full.get(name), "{name}");
+        }
+        assert!(partial.contains_key(&router_ns(TAG, &v.meta.id)));
     }
 }
