@@ -106,7 +106,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
 
     let underlay = Underlay::new(args.underlay_netns.clone(), args.underlay_addr)
         .map_err(|e| anyhow::anyhow!("the underlay: {e}"))?;
-    let mut dp = Dataplane::new(tag.clone())?;
+    // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off, as for `vpcd serve`.
+    let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
+    let mut dp = Dataplane::new(tag.clone())?.with_big_tcp(big_tcp);
     let placement_of = |hosts: &BTreeMap<String, HostRecord>| Placement {
         local: args.host.clone(),
         hosts: hosts.clone(),
