@@ -110,7 +110,11 @@ impl Placement {
 
     /// Turns the one-host plan into this host's (see the module's doc).
     /// Returns warnings for the log.
-    pub fn localize(&self, world: &World, namespaces: &mut BTreeMap<String, NsPlan>) -> Vec<String> {
+    pub fn localize(
+        &self,
+        world: &World,
+        namespaces: &mut BTreeMap<String, NsPlan>,
+    ) -> Vec<String> {
         let mut warnings = Vec::new();
         // Where an instance went: None for this host; Some(None) when no
         // host serves its zone. Decided from the World, not from the
@@ -235,8 +239,14 @@ mod tests {
     #[test]
     fn a_zone_is_served_by_the_first_host_listing_it() {
         let p = placement("h1");
-        assert_eq!(p.host_of_zone("us-east-1a").map(|h| h.name.as_str()), Some("h1"));
-        assert_eq!(p.host_of_zone("us-east-1b").map(|h| h.name.as_str()), Some("h2"));
+        assert_eq!(
+            p.host_of_zone("us-east-1a").map(|h| h.name.as_str()),
+            Some("h1")
+        );
+        assert_eq!(
+            p.host_of_zone("us-east-1b").map(|h| h.name.as_str()),
+            Some("h2")
+        );
         assert!(p.host_of_zone("us-east-1c").is_none());
         assert_eq!(p.remote_endpoints(), [Ipv4Addr::new(100, 72, 0, 2)].into());
     }
@@ -288,7 +298,10 @@ mod tests {
                 *t
             })
             .collect();
-        assert!(tables.contains(&TABLE_PEERING) && tables.len() >= 3, "{tables:?}");
+        assert!(
+            tables.contains(&TABLE_PEERING) && tables.len() >= 3,
+            "{tables:?}"
+        );
         // What arrives from another host may reach only this VPC's interfaces (table 250).
         assert!(r.rules.contains(&RulePlan {
             v6: false,

@@ -238,7 +238,15 @@ fn up(
         }
         let store = record["store"].as_str().expect("string").to_string();
         if hosts > 0 {
-            start_hosts(&mut record, &mut started, &dir, &vpcd_bin, hosts, &store, prefix)?;
+            start_hosts(
+                &mut record,
+                &mut started,
+                &dir,
+                &vpcd_bin,
+                hosts,
+                &store,
+                prefix,
+            )?;
         }
         for i in 0..apis {
             let port = ports[2 * members + i];
@@ -307,7 +315,10 @@ fn agent_args(h: &Value, store: &str, prefix: &str) -> Vec<String> {
 fn restart_agent(dir: &Path, host: &str) -> Result<()> {
     let mut record = read_record(dir)?;
     let store = record["store"].as_str().unwrap_or_default().to_string();
-    let prefix = record["store_prefix"].as_str().unwrap_or_default().to_string();
+    let prefix = record["store_prefix"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let vpcd_bin = std::env::current_exe()?;
     let Some(h) = record["hosts"]
         .as_array_mut()

@@ -318,7 +318,8 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     .with_context(|| format!("opening state in {location}"))?;
     let meter_every = std::time::Duration::from_secs_f64(args.meter_interval_secs);
     let dataplane = if location.is_shared() {
-        "off (--store etcd: each host runs `vpcd agent`, see docs/cluster.md): control plane only".to_string()
+        "off (--store etcd: each host runs `vpcd agent`, see docs/cluster.md): control plane only"
+            .to_string()
     } else {
         start_dataplane(
             &app,
