@@ -26,7 +26,7 @@
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools, NETNS_DIR};
 use crate::placement::{self, Placement, VXLAN_PORT};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -317,13 +317,10 @@ pub fn lab_fabric_down(lab_tag: &str, hosts: &[String]) -> Result<(), CommandErr
         stderr: e.to_string(),
     })?;
     let run = Runner::new(tools);
-    let mut names: BTreeMap<String, ()> = BTreeMap::new();
-    for h in hosts {
-        names.insert(lab_host_ns(lab_tag, h), ());
-    }
-    names.insert(lab_underlay_ns(lab_tag), ());
+    let mut names: BTreeSet<String> = hosts.iter().map(|h| lab_host_ns(lab_tag, h)).collect();
+    names.insert(lab_underlay_ns(lab_tag));
     let mut first = None;
-    for ns in names.keys() {
+    for ns in &names {
         if Path::new(NETNS_DIR).join(ns).exists() {
             if let Err(e) = run.netns_del(ns) {
                 first.get_or_insert(e);
