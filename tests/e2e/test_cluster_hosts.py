@@ -12,6 +12,7 @@ one pass. Needs root and etcd; fails (does not skip) without them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from netprobe import last_output, netns_exec, netns_exists, netns_list, ping, pi
 pytestmark = pytest.mark.usefixtures("require_root")
 
 ICMP_ALL = {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1}
+INET_HOST = "198.51.100.10"
 # How long an agent may take to realize a change here (the machine is shared).
 REALIZE = 20.0
 
@@ -75,11 +77,14 @@ def allow_icmp(ec2, sg: str, cidr: str) -> None:
     ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[{**ICMP_ALL, "IpRanges": [{"CidrIp": cidr}]}])
 
 
-def launch(ec2, subnet_id: str, sg: str | None = None) -> SimpleNamespace:
+def launch(ec2, subnet_id: str, sg: str | None = None, ipv6: int = 0) -> SimpleNamespace:
     kw = {"SecurityGroupIds": [sg]} if sg else {}
+    if ipv6:
+        kw["Ipv6AddressCount"] = ipv6
     i = ec2.run_instances(ImageId="ami-12345678", InstanceType="t3.micro", MinCount=1, MaxCount=1,
                           SubnetId=subnet_id, **kw)["Instances"][0]
-    inst = SimpleNamespace(id=i["InstanceId"], ip=i["PrivateIpAddress"])
+    v6 = [a["Ipv6Address"] for n in i.get("NetworkInterfaces", []) for a in n.get("Ipv6Addresses", [])]
+    inst = SimpleNamespace(id=i["InstanceId"], ip=i["PrivateIpAddress"], v6=v6[0] if v6 else None)
     LAUNCHED.append(inst.id)
     wait_until(lambda: netns_exists(inst.id), timeout=REALIZE, what=f"the namespace of {inst.id}")
     return inst
@@ -255,3 +260,43 @@ def test_a_host_cut_off_the_underlay_loses_only_its_traffic(lab):
     finally:
         subprocess.run(["ip", "-n", underlay, "link", "set", "h-h2", "up"], check=True)
     assert ping(i1.id, i2.ip, timeout=REALIZE), last_output()
+
+
+def test_ipv6_and_a_nat_gateway_across_hosts(lab):
+    b = lab.client(0, "B")
+    vid = b.create_vpc(CidrBlock="10.79.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+
+    def v6_block():
+        d = b.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
+        return next((x["Ipv6CidrBlock"] for x in d.get("Ipv6CidrBlockAssociationSet", [])
+                     if x["Ipv6CidrBlockState"]["State"] == "associated"), None)
+
+    block = wait_for(v6_block, timeout=5, what="the VPC's IPv6 block")
+    nets = list(ipaddress.ip_network(block).subnets(new_prefix=64))
+    pub = b.create_subnet(VpcId=vid, CidrBlock="10.79.1.0/24", AvailabilityZone="us-east-1a",
+                          Ipv6CidrBlock=str(nets[0]))["Subnet"]["SubnetId"]
+    priv = b.create_subnet(VpcId=vid, CidrBlock="10.79.2.0/24", AvailabilityZone="us-east-1b",
+                           Ipv6CidrBlock=str(nets[1]))["Subnet"]["SubnetId"]
+    b.authorize_security_group_ingress(GroupId=default_sg(b, vid), IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.79.0.0/16"}], "Ipv6Ranges": [{"CidrIpv6": block}]}])
+    i1, i2 = launch(b, pub, ipv6=1), launch(b, priv, ipv6=1)
+    assert realized_by(lab, i1.id) == "h1" and realized_by(lab, i2.id) == "h2"
+    # IPv6 between hosts: the same routes over the VXLAN link, for /128s.
+    assert ping(i1.id, i2.v6, timeout=REALIZE), last_output()
+    assert ping(i2.id, i1.v6), last_output()
+
+    # A NAT gateway in h1's zone serves the private subnet on h2: NAT
+    # gateways act on every host (docs/cluster.md, "Placement").
+    igw = b.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    b.attach_internet_gateway(InternetGatewayId=igw, VpcId=vid)
+    b.create_route(RouteTableId=main_route_table(b, vid)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0",
+                   GatewayId=igw)
+    eip = b.allocate_address(Domain="vpc")
+    nat = b.create_nat_gateway(SubnetId=pub, AllocationId=eip["AllocationId"])["NatGateway"]["NatGatewayId"]
+    wait_for(lambda: b.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"] == "available",
+             timeout=10, what="the NAT gateway")
+    assert not ping(i2.id, INET_HOST, expect=False), last_output()
+    own = b.create_route_table(VpcId=vid)["RouteTable"]["RouteTableId"]
+    b.create_route(RouteTableId=own, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    b.associate_route_table(RouteTableId=own, SubnetId=priv)
+    assert ping(i2.id, INET_HOST, timeout=REALIZE), last_output()
