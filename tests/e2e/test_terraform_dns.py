@@ -11,30 +11,9 @@ what exists in between and that nothing is left.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
-import pytest
-
-from test_terraform import CLI_CONFIG, PLUGINS, _skip_reason
-
-PROVIDER = """\
-provider "aws" {
-  region                      = "%(region)s"
-  access_key                  = "%(akid)s"
-  secret_key                  = "%(secret)s"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    ec2     = "%(url)s"
-    sts     = "%(url)s"
-    route53 = "%(url)s"
-  }
-}
-"""
+from terraform_kit import Terraform, provider_block, require_terraform
 
 MAIN = """\
 terraform {
@@ -125,35 +104,15 @@ resource "aws_route53_record" "app" {
 
 
 def run_terraform(server_factory, tmp_path, main: str, check_applied, check_destroyed):
-    reason = _skip_reason()
-    if reason:
-        print(f"\nSKIP test_terraform_dns: {reason}")
-        pytest.skip(reason)
+    require_terraform("test_terraform_dns")
     t0 = time.monotonic()
     s = server_factory()
-    (tmp_path / "cli.tfrc").write_text(CLI_CONFIG % PLUGINS)
-    _, akid, secret = s.creds("A")
-    provider = PROVIDER % {"region": "us-east-1", "akid": akid, "secret": secret, "url": s.url}
-    (tmp_path / "main.tf").write_text(main + provider)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"),
-           "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("TF_LOG", None)
-
-    def tf(*args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        p = subprocess.run(["terraform", *args, "-no-color"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode in ok, (
-            f"terraform {' '.join(args)} -> {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
-            f"\n--- server log ---\n{s.log()[-2000:]}")
-        return p
-
-    tf("init", "-input=false")
-    tf("apply", "-auto-approve", "-input=false")
+    tf = Terraform(s, tmp_path, main + provider_block(s, "A", "us-east-1",
+                                                      services=("ec2", "sts", "route53")))
+    tf.init_and_apply()
     check_applied(s)
-    plan = tf("plan", "-detailed-exitcode", "-input=false", ok=(0, 2))
-    assert plan.returncode == 0, f"a second plan wants changes:\n{plan.stdout[-6000:]}"
-    tf("destroy", "-auto-approve", "-input=false")
+    tf.plan_is_empty("after the apply")
+    tf.destroy()
     check_destroyed(s)
     print(f"\nterraform init/apply/plan/destroy against vpcd: {time.monotonic() - t0:.1f}s")
 
