@@ -7,10 +7,10 @@
 //! no wire format here: the server turns an [`Outcome`] into a DNS message.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use vpc_model::ops::route53::{self, RecordData, ZoneLookup};
-use vpc_model::ops::{dns, eni};
-use vpc_model::{HostedZone, InstanceState, NetworkInterface, Vpc, World};
+use vpc_model::ops::{dns, eni, hostname};
+use vpc_model::{HostedZone, Instance, InstanceState, NetworkInterface, Vpc, World};
 
 /// The question's type, as far as the resolver distinguishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,8 @@ const MAX_CHAIN: usize = 8;
 pub enum Answer {
     /// `name A ip`.
     A { name: String, ip: Ipv4Addr },
+    /// `name AAAA ip` (a resource name's IPv6 address).
+    Aaaa { name: String, ip: Ipv6Addr },
     /// `name PTR target`.
     Ptr { name: String, target: String },
     /// A record of a Route 53 record set (`rtype` as Route 53 spells it).
@@ -226,6 +228,9 @@ pub fn reverse_zone(ip: Ipv4Addr) -> Option<String> {
 /// * `ip-a-b-c-d.<private domain>`: A = a.b.c.d, when an instance holds that
 ///   address in that region and its name is visible from `querier`
 ///   (`dns::private_name_visible`).
+/// * `i-0123456789abcdef0.<private domain>` (a resource name): A and/or
+///   AAAA as the instance's options say (`hostname::resource_name_records`),
+///   visible from `querier` as its IP names are.
 /// * `ec2-a-b-c-d.<public domain>`: A = the private or the public address
 ///   (`dns::public_name_answer`).
 /// * `d.c.b.a.in-addr.arpa`: PTR = the private name of a visible instance
@@ -259,6 +264,10 @@ fn answer_within(
             Some(_) => address(&name, ip, kind, zone),
             None => Outcome::NxDomain { zone },
         };
+    }
+    if let Some((region, id)) = hostname::parse_resource_name(&name, idx.regions()) {
+        let zone = dns::private_domain(region);
+        return resource(w, querier, region, &id, &name, kind, zone);
     }
     if let Some((region, public)) = dns::parse_public_dns_name(&name, idx.regions()) {
         let zone = dns::public_domain(region);
@@ -330,6 +339,10 @@ fn renamed(answers: Vec<Answer>, owner: &str) -> Vec<Answer> {
                 name: owner.to_string(),
                 ip,
             },
+            Answer::Aaaa { ip, .. } => Answer::Aaaa {
+                name: owner.to_string(),
+                ip,
+            },
             Answer::Ptr { target, .. } => Answer::Ptr {
                 name: owner.to_string(),
                 target,
@@ -388,6 +401,57 @@ fn from_zone(
         }
         ZoneLookup::Alias(_) | ZoneLookup::NoData => Outcome::NoData { zone: apex(z) },
         ZoneLookup::NxDomain => Outcome::NxDomain { zone: apex(z) },
+    }
+}
+
+/// What an instance's resource name answers for `querier`: NXDOMAIN unless
+/// the instance is in `region`, not terminated, its name visible from
+/// `querier` (as its IP name would be) and at least one of its record flags
+/// gives an address; NOERROR without records for a type it does not give.
+fn resource(
+    w: &World,
+    querier: &Vpc,
+    region: &str,
+    id: &str,
+    name: &str,
+    kind: QueryKind,
+    zone: String,
+) -> Outcome {
+    let found = w
+        .get::<Instance>(id)
+        .filter(|i| i.meta.region == region && i.state != InstanceState::Terminated)
+        .filter(|i| {
+            let primary = w
+                .get::<NetworkInterface>(&i.primary_eni)
+                .map(NetworkInterface::primary_ip);
+            match (w.get::<Vpc>(&i.vpc_id), primary) {
+                (Some(t), Some(ip)) => dns::private_name_visible(w, querier, t, ip),
+                _ => false,
+            }
+        })
+        .map(|i| hostname::resource_name_records(w, i));
+    let (a, aaaa) = match found {
+        Some((None, None)) | None => return Outcome::NxDomain { zone },
+        Some(records) => records,
+    };
+    let a = a.map(|ip| Answer::A {
+        name: name.to_string(),
+        ip,
+    });
+    let aaaa = aaaa.map(|ip| Answer::Aaaa {
+        name: name.to_string(),
+        ip,
+    });
+    let records: Vec<Answer> = match kind {
+        QueryKind::A => a.into_iter().collect(),
+        QueryKind::Zone("AAAA") => aaaa.into_iter().collect(),
+        QueryKind::Any => a.into_iter().chain(aaaa).collect(),
+        QueryKind::Ptr | QueryKind::Zone(_) | QueryKind::Other => Vec::new(),
+    };
+    if records.is_empty() {
+        Outcome::NoData { zone }
+    } else {
+        Outcome::Records(records)
     }
 }
 

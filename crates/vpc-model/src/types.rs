@@ -108,6 +108,33 @@ pub struct Subnet {
     /// Addresses taken by interfaces (instances come in a later issue).
     #[serde(default)]
     pub used_ips: u64,
+    /// What instances launched here get as their `PrivateDnsNameOptions`
+    /// (`privateDnsNameOptionsOnLaunch`, `ops::hostname`).
+    #[serde(default)]
+    pub private_dns_on_launch: PrivateDnsNameOptions,
+}
+
+/// The guest hostname type of an instance (`HostnameType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostnameType {
+    /// `ip-10-0-1-10.ec2.internal`.
+    #[default]
+    IpName,
+    /// `i-0123456789abcdef0.ec2.internal`.
+    ResourceName,
+}
+
+/// An instance's hostname options (`PrivateDnsNameOptions`), or a subnet's
+/// for instances launched into it (`PrivateDnsNameOptionsOnLaunch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivateDnsNameOptions {
+    pub hostname_type: HostnameType,
+    /// The resource name answers A queries (`EnableResourceNameDnsARecord`).
+    pub resource_name_a: bool,
+    /// The resource name answers AAAA queries (`EnableResourceNameDnsAAAARecord`).
+    pub resource_name_aaaa: bool,
 }
 
 /// Where a route sends matching traffic.
@@ -542,6 +569,8 @@ pub struct InstanceOptions {
     /// `standard` or `unlimited` for burstable types; None otherwise.
     pub cpu_credits: Option<String>,
     pub root_device_name: String,
+    /// Hostname type and resource-name records (`ops::hostname`).
+    pub private_dns: PrivateDnsNameOptions,
 }
 
 impl Default for InstanceOptions {
@@ -556,6 +585,7 @@ impl Default for InstanceOptions {
             metadata: MetadataOptions::default(),
             cpu_credits: None,
             root_device_name: "/dev/xvda".into(),
+            private_dns: PrivateDnsNameOptions::default(),
         }
     }
 }

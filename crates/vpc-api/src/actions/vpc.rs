@@ -337,11 +337,9 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .bool("assignIpv6AddressOnCreation", s.assign_ipv6)
         .bool("ipv6Native", false)
         .bool("enableDns64", false)
-        .open("privateDnsNameOptionsOnLaunch")
-        .leaf("hostnameType", "ip-name")
-        .bool("enableResourceNameDnsARecord", false)
-        .bool("enableResourceNameDnsAAAARecord", false)
-        .close("privateDnsNameOptionsOnLaunch")
+        .open("privateDnsNameOptionsOnLaunch");
+    super::instance::render_private_dns(x, &s.private_dns_on_launch);
+    x.close("privateDnsNameOptionsOnLaunch")
         .tags(&s.meta.tags);
 }
 
@@ -445,6 +443,15 @@ fn describe_subnets(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fau
 }
 
 fn modify_subnet_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    let hostnames = ops::hostname::PrivateDnsChange {
+        hostname_type: r.p.string("PrivateDnsHostnameTypeOnLaunch"),
+        resource_name_a: r.p.attr_bool("EnableResourceNameDnsARecordOnLaunch")?,
+        resource_name_aaaa: r.p.attr_bool("EnableResourceNameDnsAAAARecordOnLaunch")?,
+    };
+    if !hostnames.is_empty() {
+        ops::hostname::modify_subnet(w, ctx, r.p.req("SubnetId")?, &hostnames)?;
+        return r.ok();
+    }
     ops::subnet::modify_attribute(
         w,
         ctx,

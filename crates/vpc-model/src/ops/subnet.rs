@@ -45,6 +45,7 @@ pub fn insert_subnet(
         map_public_ip: default_for_az,
         assign_ipv6: false,
         used_ips: 0,
+        private_dns_on_launch: PrivateDnsNameOptions::default(),
     };
     let assoc = AclAssoc {
         id: ctx.new_id("aclassoc"),
