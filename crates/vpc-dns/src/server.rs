@@ -12,9 +12,10 @@
 //! namespaces appear after the World that asks for them).
 //!
 //! Sockets are opened by a short-lived thread that enters the router
-//! namespace (`setns`), binds with `IP_FREEBIND` (the reconciler may add the
-//! addresses a moment later) and hands the sockets to tokio; they stay in
-//! that namespace whatever thread serves them.
+//! namespace (`setns`), binds once the reconciler has put the addresses
+//! there (until then the bind fails and the next pass tries again) and hands
+//! the sockets to tokio; they stay in that namespace whatever thread serves
+//! them.
 
 use crate::error::DnsError;
 use crate::zone::{self, Answer, Index, Outcome, QueryKind};
@@ -291,6 +292,9 @@ impl Manager {
                         },
                     );
                 }
+                Err(e) if e.is_address_not_yet_there() => {
+                    tracing::debug!(vpc = %vpc, ns = %ns, "DNS server waits for its addresses: {e}")
+                }
                 Err(e) => tracing::warn!(vpc = %vpc, ns = %ns, "DNS server not started: {e}"),
             }
         }
@@ -328,8 +332,16 @@ pub fn bind_in_netns(
         .map_err(|_| DnsError::Thread("the binding thread panicked".into()))?
 }
 
-/// A non-blocking UDP socket and TCP listener at `at`, bound even before the
-/// address is configured (`IP_FREEBIND`, `IPV6_FREEBIND`).
+/// A non-blocking UDP socket and TCP listener at `at`, which must already be
+/// an address of the namespace (`EADDRNOTAVAIL` otherwise: the manager tries
+/// again on its next pass).
+///
+/// No `IP_FREEBIND`: an IPv4 socket bound to an address the namespace does
+/// not have yet, before its local routing table exists, is taken for a
+/// broadcast bind and keeps no source address, so its replies would leave
+/// from whatever address routing picks (base + 2), and a client that asked
+/// 169.254.169.253 drops them (see `tests/e2e/test_dns_names.py`,
+/// `test_every_resolver_address_answers_as_soon_as_the_vpc_has_one`).
 fn bind_pair(at: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind_err = |e| DnsError::Bind { addr: at, source: e };
@@ -337,9 +349,6 @@ fn bind_pair(at: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListen
         let s = Socket::new(Domain::for_address(at), ty, Some(proto)).map_err(bind_err)?;
         if at.is_ipv6() {
             s.set_only_v6(true).map_err(bind_err)?;
-            s.set_freebind_v6(true).map_err(bind_err)?;
-        } else {
-            s.set_freebind_v4(true).map_err(bind_err)?;
         }
         s.set_reuse_address(true).map_err(bind_err)?;
         s.set_nonblocking(true).map_err(bind_err)?;
