@@ -956,4 +956,126 @@ mod tests {
             "no fall-through from a private zone"
         );
     }
+
+    fn dns_options(e: &mut Env, i: &Inst, a: Option<bool>, aaaa: Option<bool>) {
+        let id = i.id.clone();
+        let change = hostname::PrivateDnsChange {
+            hostname_type: None,
+            resource_name_a: a,
+            resource_name_aaaa: aaaa,
+        };
+        e.run(A, EAST, |w, c| hostname::modify_instance(w, c, &id, &change));
+    }
+
+    #[test]
+    fn resource_names_answer_a_and_aaaa_as_their_flags_say() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, _) = vpc(&mut e, A, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        let (vc, _) = vpc(&mut e, A, EAST, "10.2.0.0/16", "10.2.1.0/24");
+        let i = e.launch(&sa, "10.0.1.10", false);
+        e.add_ipv6(&i.eni, "2600:1f18:1:1::10");
+        let name = hostname::resource_name(EAST, &i.id);
+        let zone = "ec2.internal";
+        let nodata = || Outcome::NoData { zone: zone.into() };
+        let aaaa = || Answer::Aaaa {
+            name: name.clone(),
+            ip: "2600:1f18:1:1::10".parse().unwrap(),
+        };
+        // Both flags off (the default): the name does not exist.
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), nx(zone));
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+        dns_options(&mut e, &i, Some(true), None);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, "10.0.1.10"));
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nodata());
+        dns_options(&mut e, &i, None, Some(true));
+        assert_eq!(
+            ask(&e, &va, &name, QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        let both = ask(&e, &va, &name, QueryKind::Any);
+        assert_eq!(
+            both,
+            Outcome::Records(vec![
+                Answer::A {
+                    name: name.clone(),
+                    ip: "10.0.1.10".parse().unwrap()
+                },
+                aaaa()
+            ])
+        );
+        dns_options(&mut e, &i, Some(false), None);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), nodata());
+        assert_eq!(ask(&e, &va, &name, QueryKind::Ptr), nodata());
+        // Case-insensitive; another region's domain, or another ID, is NXDOMAIN.
+        assert_eq!(
+            ask(&e, &va, &name.to_uppercase(), QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        let elsewhere = hostname::resource_name(WEST, &i.id);
+        assert_eq!(
+            ask(&e, &va, &elsewhere, QueryKind::Zone("AAAA")),
+            nx("us-west-2.compute.internal"),
+            "us-west-2 has no VPC: its domain is still vpcd's"
+        );
+        assert_eq!(
+            ask(
+                &e,
+                &va,
+                "i-0123456789abcdef0.ec2.internal",
+                QueryKind::Zone("AAAA")
+            ),
+            nx(zone)
+        );
+        // IP names never answer AAAA, whatever the flags.
+        assert_eq!(
+            ask(&e, &va, "ip-10-0-1-10.ec2.internal", QueryKind::Zone("AAAA")),
+            nodata()
+        );
+        // Visible from a peer as IP names are (same region, RFC 1918), not from elsewhere.
+        assert_eq!(ask(&e, &vc, &name, QueryKind::Zone("AAAA")), nx(zone));
+        e.peer(&va, &vb, true);
+        assert_eq!(
+            ask(&e, &vb, &name, QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        assert_eq!(ask(&e, &vc, &name, QueryKind::Zone("AAAA")), nx(zone));
+        // Hostnames off: gone; terminated: gone.
+        hostnames(&mut e, &va, false);
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+        hostnames(&mut e, &va, true);
+        e.set_state(&i.id, InstanceState::Terminated);
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+    }
+
+    #[test]
+    fn the_hostname_type_changes_only_while_stopped() {
+        let mut e = Env::new();
+        let (_, s) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let i = e.launch(&s, "10.0.1.10", false);
+        let change = hostname::PrivateDnsChange {
+            hostname_type: Some("resource-name".into()),
+            ..Default::default()
+        };
+        let mut w = e.w.clone();
+        let mut ids = vpc_model::ctx::SeqIds::default();
+        let limits = vpc_model::Limits::default();
+        let mut ctx = vpc_model::Ctx {
+            account: A.into(),
+            region: EAST.into(),
+            now: vpc_model::Timestamp::default(),
+            ids: &mut ids,
+            limits: &limits,
+            zones: &[],
+        };
+        let err = hostname::modify_instance(&mut w, &mut ctx, &i.id, &change).unwrap_err();
+        assert_eq!(err.code, "IncorrectInstanceState");
+        e.set_state(&i.id, InstanceState::Stopped);
+        e.run(A, EAST, |w, c| hostname::modify_instance(w, c, &i.id, &change));
+        let inst = e.w.get::<Instance>(&i.id).unwrap();
+        assert_eq!(
+            hostname::private_dns_name_of(&e.w, inst),
+            hostname::resource_name(EAST, &i.id)
+        );
+    }
 }
