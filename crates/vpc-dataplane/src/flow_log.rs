@@ -883,9 +883,9 @@ fn unlogged_addresses(w: &World, vpc_id: &str) -> BTreeSet<IpAddr> {
         "169.254.169.123",
         "fd00:ec2::253",
     ]
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect();
     if let Some(vpc) = w.get::<vpc_model::Vpc>(vpc_id) {
         for c in &vpc.cidrs {
             let base = u32::from(c.cidr.network());

@@ -344,7 +344,10 @@ pub fn bind_in_netns(
 /// `test_every_resolver_address_answers_as_soon_as_the_vpc_has_one`).
 fn bind_pair(at: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let bind_err = |e| DnsError::Bind { addr: at, source: e };
+    let bind_err = |e| DnsError::Bind {
+        addr: at,
+        source: e,
+    };
     let open = |ty, proto| -> Result<Socket, DnsError> {
         let s = Socket::new(Domain::for_address(at), ty, Some(proto)).map_err(bind_err)?;
         if at.is_ipv6() {

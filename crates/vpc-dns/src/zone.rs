@@ -964,7 +964,9 @@ mod tests {
             resource_name_a: a,
             resource_name_aaaa: aaaa,
         };
-        e.run(A, EAST, |w, c| hostname::modify_instance(w, c, &id, &change));
+        e.run(A, EAST, |w, c| {
+            hostname::modify_instance(w, c, &id, &change)
+        });
     }
 
     #[test]
@@ -1029,7 +1031,12 @@ mod tests {
         );
         // IP names never answer AAAA, whatever the flags.
         assert_eq!(
-            ask(&e, &va, "ip-10-0-1-10.ec2.internal", QueryKind::Zone("AAAA")),
+            ask(
+                &e,
+                &va,
+                "ip-10-0-1-10.ec2.internal",
+                QueryKind::Zone("AAAA")
+            ),
             nodata()
         );
         // Visible from a peer as IP names are (same region, RFC 1918), not from elsewhere.
@@ -1071,7 +1078,9 @@ mod tests {
         let err = hostname::modify_instance(&mut w, &mut ctx, &i.id, &change).unwrap_err();
         assert_eq!(err.code, "IncorrectInstanceState");
         e.set_state(&i.id, InstanceState::Stopped);
-        e.run(A, EAST, |w, c| hostname::modify_instance(w, c, &i.id, &change));
+        e.run(A, EAST, |w, c| {
+            hostname::modify_instance(w, c, &i.id, &change)
+        });
         let inst = e.w.get::<Instance>(&i.id).unwrap();
         assert_eq!(
             hostname::private_dns_name_of(&e.w, inst),

@@ -343,13 +343,13 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
     let private = primary.map(|e| e.primary_ip());
     let public = primary.and_then(|e| eni::public_ip_of(w, e));
     x.leaf("privateDnsName", &hostname::private_dns_name_of(w, i))
-    .leaf(
-        "dnsName",
-        &match (primary, public) {
-            (Some(e), Some(ip)) => eni::public_dns_of(w, e, ip),
-            _ => String::new(),
-        },
-    );
+        .leaf(
+            "dnsName",
+            &match (primary, public) {
+                (Some(e), Some(ip)) => eni::public_dns_of(w, e, ip),
+                _ => String::new(),
+            },
+        );
     let stopped_or_gone = matches!(
         i.state,
         InstanceState::Stopping
@@ -463,9 +463,12 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
 /// The members of `PrivateDnsNameOptionsResponse` (an instance's) and
 /// `PrivateDnsNameOptionsOnLaunch` (a subnet's).
 pub(crate) fn render_private_dns(x: &mut Xml, o: &vpc_model::PrivateDnsNameOptions) {
-    x.leaf("hostnameType", hostname::hostname_type_name(o.hostname_type))
-        .bool("enableResourceNameDnsARecord", o.resource_name_a)
-        .bool("enableResourceNameDnsAAAARecord", o.resource_name_aaaa);
+    x.leaf(
+        "hostnameType",
+        hostname::hostname_type_name(o.hostname_type),
+    )
+    .bool("enableResourceNameDnsARecord", o.resource_name_a)
+    .bool("enableResourceNameDnsAAAARecord", o.resource_name_aaaa);
 }
 
 /// ModifyPrivateDnsNameOptions: an instance's hostname type (stopped only)

@@ -339,8 +339,7 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .bool("enableDns64", false)
         .open("privateDnsNameOptionsOnLaunch");
     super::instance::render_private_dns(x, &s.private_dns_on_launch);
-    x.close("privateDnsNameOptionsOnLaunch")
-        .tags(&s.meta.tags);
+    x.close("privateDnsNameOptionsOnLaunch").tags(&s.meta.tags);
 }
 
 fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {

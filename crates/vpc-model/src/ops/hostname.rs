@@ -247,7 +247,9 @@ mod tests {
             hostname_type: Some("name".into()),
             ..PrivateDnsChange::default()
         };
-        let e = bad.apply(base, "PrivateDnsHostnameTypeOnLaunch").unwrap_err();
+        let e = bad
+            .apply(base, "PrivateDnsHostnameTypeOnLaunch")
+            .unwrap_err();
         assert_eq!(e.code, "InvalidParameterValue");
         assert!(e.message.contains("PrivateDnsHostnameTypeOnLaunch"), "{e}");
         assert!(PrivateDnsChange::default().is_empty());
