@@ -154,3 +154,58 @@ def test_terraform_dhcp_options_and_a_private_zone(server_factory, tmp_path):
         assert s.client("A", service="route53").list_hosted_zones()["HostedZones"] == []
 
     run_terraform(server_factory, tmp_path, MAIN, applied, destroyed)
+
+
+HOSTNAMES = """\
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "5.100.0" }
+  }
+}
+resource "aws_vpc" "v6" {
+  cidr_block                       = "10.32.0.0/16"
+  assign_generated_ipv6_cidr_block = true
+  enable_dns_hostnames             = true
+}
+resource "aws_subnet" "v6" {
+  vpc_id                                         = aws_vpc.v6.id
+  cidr_block                                     = "10.32.1.0/24"
+  ipv6_cidr_block                                = cidrsubnet(aws_vpc.v6.ipv6_cidr_block, 8, 1)
+  private_dns_hostname_type_on_launch            = "resource-name"
+  enable_resource_name_dns_a_record_on_launch    = true
+  enable_resource_name_dns_aaaa_record_on_launch = true
+}
+resource "aws_instance" "web" {
+  ami                = "ami-12345678"
+  instance_type      = "t3.micro"
+  subnet_id          = aws_subnet.v6.id
+  ipv6_address_count = 1
+  private_dns_name_options {
+    hostname_type                        = "ip-name"
+    enable_resource_name_dns_a_record    = true
+    enable_resource_name_dns_aaaa_record = false
+  }
+}
+"""
+
+
+def test_terraform_subnet_and_instance_hostname_options(server_factory, tmp_path):
+    def applied(s):
+        ec2 = s.client("A")
+        sub = [x for x in ec2.describe_subnets()["Subnets"] if x["CidrBlock"] == "10.32.1.0/24"]
+        assert len(sub) == 1, sub
+        assert sub[0]["PrivateDnsNameOptionsOnLaunch"] == {"HostnameType": "resource-name",
+                                                           "EnableResourceNameDnsARecord": True,
+                                                           "EnableResourceNameDnsAAAARecord": True}
+        insts = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+        assert len(insts) == 1, insts
+        assert insts[0]["PrivateDnsNameOptions"] == {"HostnameType": "ip-name",
+                                                     "EnableResourceNameDnsARecord": True,
+                                                     "EnableResourceNameDnsAAAARecord": False}
+        assert insts[0]["PrivateDnsName"].startswith("ip-10-32-1-"), insts[0]["PrivateDnsName"]
+
+    def destroyed(s):
+        ec2 = s.client("A")
+        assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
+
+    run_terraform(server_factory, tmp_path, HOSTNAMES, applied, destroyed)
