@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -241,6 +242,57 @@ def test_peering_is_not_transitive_across_hosts(lab):
     assert not ping(ia.id, ic.ip, expect=False), last_output()
     assert not ping(ic.id, ia.ip, expect=False), last_output()
     assert ping(ia.id, ib.ip), last_output()
+
+
+def dig(ns: str, name: str, server: str | None = None) -> SimpleNamespace:
+    """One `dig` inside a namespace (1 s timeout, one try): status (None: no answer), A records, seconds."""
+    argv = ["ip", "netns", "exec", ns, "dig", "+time=1", "+tries=1", "+noall", "+comments", "+answer"]
+    argv += [f"@{server}"] if server else []
+    start = time.monotonic()
+    p = subprocess.run(argv + [name, "A"], capture_output=True, text=True, timeout=10)
+    took = time.monotonic() - start
+    m = re.search(r"status: (\w+)", p.stdout)
+    answers = [ln.split()[4] for ln in p.stdout.splitlines()
+               if not ln.startswith(";") and len(ln.split()) >= 5 and ln.split()[3] == "A"]
+    return SimpleNamespace(status=m.group(1) if m else None, answers=answers, took=took,
+                           out=f"{' '.join(argv)} {name}\n{p.stdout}{p.stderr}")
+
+
+def test_each_host_answers_dns_for_its_own_instances(lab):
+    """Every agent runs the VPC's DNS server in its router namespace (docs/dns.md).
+
+    An instance on h1 and one on h2 in the same VPC each resolve their own
+    private name and the other's, through resolv.conf's server (base + 2) and
+    169.254.169.253, each lookup answered within a second; an unknown name gets
+    NXDOMAIN just as fast.
+    """
+    a = lab.client(0, "A")
+    v = vpc(a, "10.70.0.0/16")
+    a.modify_vpc_attribute(VpcId=v.id, EnableDnsHostnames={"Value": True})
+    i1 = launch(a, subnet(a, v, "10.70.1.0/24", "us-east-1a"))
+    i2 = launch(a, subnet(a, v, "10.70.2.0/24", "us-east-1b"))
+    assert realized_by(lab, i1.id) == "h1" and realized_by(lab, i2.id) == "h2"
+    name = {i.id: "ip-" + i.ip.replace(".", "-") + ".ec2.internal" for i in (i1, i2)}
+    for i in (i1, i2):
+        # The host's server starts once its agent has made the router namespace.
+        wait_until(lambda i=i: dig(i.id, name[i.id]).status == "NOERROR", timeout=REALIZE,
+                   what=f"the resolver answering inside {i.id}")
+    for me, other in ((i1, i2), (i2, i1)):
+        for server in (None, "10.70.0.2", "169.254.169.253"):
+            for target in (me, other):
+                r = dig(me.id, name[target.id], server)
+                assert r.status == "NOERROR" and r.answers == [target.ip], r.out
+                assert r.took < 1.0, f"{r.took:.2f}s: {r.out}"
+        r = dig(me.id, "ip-10-70-9-99.ec2.internal")        # nobody holds 10.70.9.99
+        assert r.status == "NXDOMAIN" and not r.answers, r.out
+        assert r.took < 1.0, f"{r.took:.2f}s: {r.out}"
+    # The system resolver (getent) in h1's instance finds the instance on h2.
+    start = time.monotonic()
+    p = subprocess.run(["ip", "netns", "exec", i1.id, "getent", "hosts", name[i2.id]], capture_output=True,
+                       text=True, timeout=10)
+    took = time.monotonic() - start
+    assert p.returncode == 0 and p.stdout.split() == [i2.ip, name[i2.id]], (p.returncode, p.stdout, p.stderr)
+    assert took < 1.0, f"getent took {took:.2f}s"
 
 
 def test_a_killed_agent_keeps_traffic_and_a_restarted_one_adopts_it(lab):

@@ -374,9 +374,11 @@ def test_vpc_dns_attributes(client):
         return r[name[0].upper() + name[1:]]["Value"]
 
     assert attr("enableDnsHostnames") is False
-    # One attribute per call (real AWS: "Fields for multiple attribute types specified").
-    with expect_error("InvalidParameterCombination"):
+    # One attribute per call, with real AWS's wording.
+    with expect_error("InvalidParameterCombination") as h:
         ec2.modify_vpc_attribute(VpcId=vid, EnableDnsHostnames={"Value": True}, EnableDnsSupport={"Value": True})
+    assert h.error.response["Error"]["Message"] == (
+        "Fields for multiple attribute types specified: enableDnsHostnames, enableDnsSupport")
     assert attr("enableDnsHostnames") is False
     ec2.modify_vpc_attribute(VpcId=vid, EnableDnsHostnames={"Value": True})
     assert attr("enableDnsHostnames") is True

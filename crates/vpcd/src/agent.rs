@@ -7,12 +7,16 @@
 //! (`vpc_dataplane::placement`): only this host's instances, every router
 //! with VXLAN links to the other hosts (`vpc_dataplane::underlay`). The
 //! reconciler stays level-triggered and idempotent, so a restarted agent
-//! adopts what the kernel holds without touching live traffic.
+//! adopts what the kernel holds without touching live traffic. The agent
+//! also runs the VPCs' Amazon-provided DNS servers in its router namespaces
+//! (`crate::resolver`, as `vpcd serve` does), answering from its World, so
+//! each host resolves for its own instances.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use vpc_dataplane::placement::{self, HostRecord, Placement};
 use vpc_dataplane::underlay::Underlay;
@@ -39,6 +43,11 @@ pub struct AgentArgs {
     /// default the one the host registered before, or a new one.
     #[arg(long)]
     pub tag: Option<String>,
+    /// Forward DNS questions for names outside vpcd's zones to this
+    /// resolver, HOST:PORT (as `vpcd serve --dns-upstream`). Without it
+    /// they get NXDOMAIN at once and no DNS query leaves the host.
+    #[arg(long, value_parser = crate::resolver::upstream_addr)]
+    pub dns_upstream: Option<SocketAddr>,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -114,8 +123,32 @@ pub fn run(args: AgentArgs) -> Result<()> {
         hosts: hosts.clone(),
     };
     dp.set_placement(Some(placement_of(&hosts)));
+
+    // The DNS servers answer from the World this loop last applied.
+    let published: Arc<RwLock<Arc<World>>> = Arc::new(RwLock::new(Arc::new(world.clone())));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("dns")
+        .enable_all()
+        .build()
+        .context("starting the DNS runtime")?;
+    let (dns, dns_line) = crate::resolver::start(
+        &tag,
+        args.dns_upstream,
+        None,
+        {
+            let published = published.clone();
+            Arc::new(move || {
+                published
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
+        },
+        rt.handle(),
+    );
     println!(
-        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}",
+        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}",
         args.host,
         args.zones.join(","),
         args.underlay_addr,
@@ -124,8 +157,16 @@ pub fn run(args: AgentArgs) -> Result<()> {
             .map(|n| format!(" in netns {n}"))
             .unwrap_or_default(),
     );
+    let mut world_changed = true;
     loop {
+        if world_changed {
+            *published.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(world.clone());
+        }
         pass(&mut dp, &world, &underlay);
+        if world_changed {
+            // After the pass: the routers it made can get their servers now.
+            dns.changed();
+        }
         // Level-triggered: every change, and every few seconds anyway (the
         // VXLAN links and the kernel's drift).
         let first = match updates.recv_timeout(Duration::from_secs(5)) {
@@ -134,9 +175,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => bail!("the store's update stream ended"),
         };
         let mut hosts_changed = false;
+        world_changed = false;
         for update in first.into_iter().chain(updates.try_iter()) {
             match update {
                 Update::Commit { put, removed, .. } => {
+                    world_changed = true;
                     if let Err(e) = Update::apply(&mut world, &put, &removed) {
                         tracing::error!("cannot apply a commit: {e}");
                     }
@@ -151,6 +194,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
                 }
                 Update::Reset(snap) => {
                     world = snap.world;
+                    world_changed = true;
                     if let Ok(h) = registered_hosts(&mut *store) {
                         hosts = h;
                         hosts.insert(me.name.clone(), me.clone());

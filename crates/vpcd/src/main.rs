@@ -8,6 +8,7 @@ mod cost_cli;
 mod lab;
 mod reach_cli;
 mod regions_cli;
+mod resolver;
 mod store_args;
 
 use anyhow::{Context, Result};
@@ -109,7 +110,7 @@ struct ServeArgs {
     /// Forward DNS questions for names outside vpcd's zones (EC2 names,
     /// private hosted zones) to this resolver, HOST:PORT. Without it they get
     /// NXDOMAIN at once and no DNS query leaves the machine.
-    #[arg(long, value_parser = upstream_addr)]
+    #[arg(long, value_parser = resolver::upstream_addr)]
     dns_upstream: Option<SocketAddr>,
     /// A JSON rate table to price data transfer with (default: the one in
     /// the repository, rates/aws-rates.json).
@@ -131,14 +132,6 @@ struct ServeArgs {
 }
 
 /// `HOST:PORT` resolved once, at start-up.
-fn upstream_addr(s: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    s.to_socket_addrs()
-        .map_err(|e| format!("{s}: {e} (expected HOST:PORT, e.g. 127.0.0.1:5353)"))?
-        .next()
-        .ok_or_else(|| format!("{s}: no address"))
-}
-
 /// Limits at the HTTP boundary (defaults in `vpc_api::HttpLimits::default`).
 #[derive(clap::Args, Debug, Default)]
 struct HttpArgs {
@@ -605,16 +598,13 @@ fn start_flow_logs(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, tag: &st
 /// namespaces the reconciler makes) and a thread that tells it of every
 /// published World. Must run inside the tokio runtime.
 fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -> String {
-    let service = vpc_dns::DnsService::start(
-        vpc_dns::DnsConfig {
-            tag: tag.to_string(),
-            port: 53,
-            upstream,
-            on_query: Some({
-                let queries = app.metrics.dns_queries.clone();
-                Arc::new(move |rcode| queries.with_label_values(&[rcode]).inc())
-            }),
-        },
+    let queries = app.metrics.dns_queries.clone();
+    let (service, on) = resolver::start(
+        tag,
+        upstream,
+        Some(Arc::new(move |rcode| {
+            queries.with_label_values(&[rcode]).inc()
+        })),
         {
             let app = app.clone();
             Arc::new(move || app.snapshot())
@@ -639,14 +629,7 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -
                 }
             }
         })
-        .map(|_| {
-            let outside = upstream.map_or("NXDOMAIN for other names".to_string(), |u| {
-                format!("other names forwarded to {u}")
-            });
-            format!(
-                "on (base + 2, 169.254.169.253 and fd00:ec2::253 in each VPC router, UDP and TCP 53; {outside})"
-            )
-        })
+        .map(|_| on)
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 

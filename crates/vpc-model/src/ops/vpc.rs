@@ -362,12 +362,10 @@ pub fn modify_attribute(
     let vpc = get(w, ctx, vpc_id)?.clone();
     match (dns_support, dns_hostnames) {
         (None, None) => return Err(Fault::missing("EnableDnsSupport or EnableDnsHostnames")),
-        (Some(_), Some(_)) => {
-            return Err(Fault::new(
-                "InvalidParameterCombination",
-                "Only one attribute can be modified at a time.",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(Fault::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified: enableDnsHostnames, enableDnsSupport",
+        )),
         _ => {}
     }
     let support = dns_support.unwrap_or(vpc.dns_support);
