@@ -41,6 +41,10 @@ pub struct GroupCommit {
     durable: Mutex<Durable>,
     /// Signalled whenever the committed World moves (ours or a followed commit).
     advanced: Condvar,
+    /// Which batches are settled, and whether a writer is committing one.
+    progress: Mutex<Progress>,
+    /// Signalled when a committing writer is done.
+    committer_done: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
 }
@@ -69,9 +73,40 @@ struct Durable {
     world: World,
     /// The store revision `world` is at (the base of the next commit).
     revision: Revision,
+}
+
+/// Where the batches are. Writers whose batch is settled learn it here
+/// without waiting for the store lock, which the next batch's commit holds
+/// through its sync.
+#[derive(Debug, Default)]
+struct Progress {
     /// Every batch up to this one is settled (committed or failed).
     settled: u64,
     failed: BTreeMap<u64, Failure>,
+    /// A writer is committing (or about to): the others wait for it.
+    committing: bool,
+}
+
+impl Progress {
+    fn settle(&mut self, upto: u64, failure: Option<Failure>) {
+        if let Some(failure) = failure {
+            for b in self.settled + 1..=upto {
+                self.failed.insert(b, failure);
+            }
+        }
+        self.settled = self.settled.max(upto);
+    }
+}
+
+/// Hands the committer's role back (and wakes the waiters) even if the
+/// commit panicked, so no writer waits for a committer that is gone.
+struct Committing<'a>(&'a GroupCommit);
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.progress).committing = false;
+        self.0.committer_done.notify_all();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,10 +136,10 @@ impl GroupCommit {
                 store,
                 world,
                 revision,
-                settled: 0,
-                failed: BTreeMap::new(),
             }),
             advanced: Condvar::new(),
+            progress: Mutex::new(Progress::default()),
+            committer_done: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
         }
     }
@@ -189,13 +224,35 @@ impl GroupCommit {
         }
     }
 
-    /// Commits open batches until `batch` is settled; how it failed, if it did.
+    /// Waits until `batch` is settled, committing the open batch itself when
+    /// no other writer is; how it failed, if it did. One writer commits at a
+    /// time; the others sleep until it is done and then either return (their
+    /// batch was in it) or one of them commits the next batch.
     fn wait_durable(&self, batch: u64, publish: &impl Fn(&World)) -> Option<Failure> {
-        let mut durable = lock(&self.durable);
-        while durable.settled < batch {
-            self.commit_open_batch(&mut durable, publish);
+        let mut progress = lock(&self.progress);
+        loop {
+            if progress.settled >= batch {
+                return progress.failed.get(&batch).copied();
+            }
+            if progress.committing {
+                progress = self
+                    .committer_done
+                    .wait(progress)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            progress.committing = true;
+            drop(progress);
+            {
+                let _role = Committing(self);
+                let mut durable = lock(&self.durable);
+                // A followed commit may have settled it meanwhile.
+                if lock(&self.progress).settled < batch {
+                    self.commit_open_batch(&mut durable, publish);
+                }
+            }
+            progress = lock(&self.progress);
         }
-        durable.failed.get(&batch).copied()
     }
 
     /// Closes the open batch and commits it in one transaction.
@@ -215,7 +272,7 @@ impl GroupCommit {
                 publish(&world);
                 durable.world = world;
                 durable.revision = revision;
-                durable.settled = batch;
+                lock(&self.progress).settle(batch, None);
                 self.advanced.notify_all();
             }
             Err(e) => {
@@ -233,10 +290,7 @@ impl GroupCommit {
                 staging.world = durable.world.clone();
                 staging.changes.clear();
                 staging.batch += 1;
-                for b in batch..=built_on_lost {
-                    durable.failed.insert(b, failure);
-                }
-                durable.settled = built_on_lost;
+                lock(&self.progress).settle(built_on_lost, Some(failure));
             }
         }
     }
@@ -258,8 +312,8 @@ impl GroupCommit {
             let open = staging.batch;
             staging.batch += 1;
             staging.changes.clear();
-            durable.failed.insert(open, Failure::Stale { base });
-            durable.settled = open;
+            lock(&self.progress).settle(open, Some(Failure::Stale { base }));
+            self.committer_done.notify_all();
         }
         staging.world = durable.world.clone();
         drop(staging);
