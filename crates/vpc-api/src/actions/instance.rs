@@ -373,7 +373,7 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
         .open("placement")
         .leaf("availabilityZone", &i.az)
         .leaf("groupName", "")
-        .leaf("tenancy", "default")
+        .leaf("tenancy", &i.opts.tenancy)
         .close("placement")
         .open("monitoring")
         .leaf(
@@ -543,6 +543,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         interfaces,
         availability_zone: non_empty(p, "Placement.AvailabilityZone"),
         host_id: non_empty(p, "Placement.HostId"),
+        tenancy: non_empty(p, "Placement.Tenancy"),
         key_name: non_empty(p, "KeyName"),
         client_token: non_empty(p, "ClientToken"),
         instance_tags: tags.remove("instance").unwrap_or_default(),

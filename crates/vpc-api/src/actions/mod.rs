@@ -17,6 +17,7 @@ pub mod prefix_list;
 pub mod route;
 pub mod sg;
 pub mod sg_edit;
+pub mod subnet_cidr_reservation;
 pub mod vpc;
 
 use crate::params::Params;
@@ -78,6 +79,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     defaults::ACTIONS,
     flow_log::ACTIONS,
     dhcp::ACTIONS,
+    subnet_cidr_reservation::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.
