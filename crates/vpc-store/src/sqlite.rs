@@ -474,7 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = World::default();
         let mut s = Store::open(dir.path()).unwrap();
-        let mut step = |s: &mut Store, w: &mut World, f: &dyn Fn(&mut World)| {
+        let step = |s: &mut Store, w: &mut World, f: &dyn Fn(&mut World)| {
             f(w);
             let changes = w.take_changes();
             s.commit(w, &changes).unwrap();
