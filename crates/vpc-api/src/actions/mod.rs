@@ -32,6 +32,9 @@ pub struct Req<'a> {
     pub action: &'a str,
     pub request_id: &'a str,
     pub regions: &'a Regions,
+    /// The hosts agents registered (empty on one host): which serves a
+    /// zone is shown as an instance's `Placement.HostId`.
+    pub hosts: &'a vpc_model::placement::Hosts,
 }
 
 impl Req<'_> {
