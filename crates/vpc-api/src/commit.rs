@@ -551,6 +551,12 @@ mod failure_tests {
         fn set_setting(&mut self, key: &str, value: &str) -> vpc_store::Result<()> {
             StateStore::set_setting(&mut self.store, key, value)
         }
+        fn settings_with_prefix(
+            &mut self,
+            prefix: &str,
+        ) -> vpc_store::Result<Vec<(String, String)>> {
+            StateStore::settings_with_prefix(&mut self.store, prefix)
+        }
     }
 
     /// Runs `plan` (per thread, whether each of its writes fails) on a writer
