@@ -391,6 +391,7 @@ impl Dataplane {
             }
         }
         let mut report = Report::default();
+        let mut phases = Phases::new();
         let mut failed: BTreeMap<String, CommandError> = BTreeMap::new();
 
         // 1. Namespaces that are ours and no longer planned. An instance
@@ -439,6 +440,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("delete");
         // The instances' resolver configuration (/etc/netns/<id>/resolv.conf),
         // there before their namespaces are.
         // Only the namespaces this pass visits: a VPC's DNS settings are
@@ -447,6 +449,7 @@ impl Dataplane {
             tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
         }
 
+        phases.end("resolv");
         // 2. Planned namespaces that do not exist yet.
         let missing: Vec<&NsPlan> = visit
             .iter()
@@ -454,9 +457,7 @@ impl Dataplane {
             .filter(|ns| !existing.contains(&ns.name))
             .collect();
         let results = par_map(&missing, |ns| {
-            self.run
-                .netns_add(&ns.name)
-                .and_then(|()| self.run.sysctl(&ns.name, &ns.sysctls))
+            self.run.netns_add_with(&ns.name, &ns.sysctls)
         });
         let mut created: BTreeSet<String> = BTreeSet::new();
         for (ns, r) in missing.into_iter().zip(results) {
@@ -470,6 +471,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("namespaces");
         // 3. What to converge in each namespace. `verifying` holds those
         // that are compared with the kernel only (their plan did not change).
         let mut work: BTreeMap<String, Parts> = BTreeMap::new();
@@ -550,6 +552,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("links");
         // 5. Everything else.
         let jobs: Vec<(&NsPlan, Parts, bool)> = work
             .iter()
@@ -575,6 +578,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("configure");
         // 6. Conntrack entries of addresses that left a router (after its rules changed).
         let forget: Vec<(&str, Vec<std::net::IpAddr>)> = visit
             .iter()
@@ -597,6 +601,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("conntrack");
         report.created = created.into_iter().collect();
         report.kernel_ops = self.run.ops() - ops0;
         report.duration = start.elapsed();
@@ -630,6 +635,7 @@ impl Dataplane {
                 replanned,
                 plan_us = planned.as_micros() as u64,
                 us = report.duration.as_micros() as u64,
+                phases = %phases,
                 "reconciled"
             );
             Ok(report)
@@ -774,6 +780,38 @@ impl Dataplane {
             made.push(c.peer_ns().to_string());
         }
         Ok(made)
+    }
+}
+
+/// Wall time of a reconcile pass's phases, for the debug log.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// The phase named `name` ended now.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, d)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={}ms", d.as_millis())?;
+        }
+        Ok(())
     }
 }
 

@@ -65,12 +65,14 @@ fn prepare_dir() -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the namespace `name`; an existing one is an `AlreadyExists` error.
+/// Creates the namespace `name` and runs `init` inside it (on the thread
+/// that made it, before it is visible under its name, so a reader never sees
+/// it half set up); an existing one is an `AlreadyExists` error.
 ///
 /// The file appears only once the namespace is ready to be mounted on it
 /// (the costly `unshare` comes first), so a reader that sees the name sees
 /// the namespace within microseconds, never a plain file for long.
-pub fn add(name: &str) -> io::Result<()> {
+pub fn add(name: &str, init: impl FnOnce() -> io::Result<()> + Send) -> io::Result<()> {
     prepare_dir()?;
     let file = path(name);
     if file.exists() {
@@ -83,6 +85,7 @@ pub fn add(name: &str) -> io::Result<()> {
         s.spawn(|| -> io::Result<()> {
             // Only this thread moves to the new namespace; it ends right after.
             unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
+            init()?;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -136,33 +139,35 @@ fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// Writes sysctls inside namespace `name`, in order.
-pub fn write_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<()> {
-    within(name, || {
-        for (k, v) in kv {
-            std::fs::write(sysctl_path(k), v)
-                .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
-        }
-        Ok(())
-    })
+/// Writes sysctls, in order, in the calling thread's namespace (which must
+/// be a project namespace: [`add`]'s `init`, or inside [`within`]).
+pub fn write_sysctls_here(kv: &[(String, String)]) -> io::Result<()> {
+    for (k, v) in kv {
+        std::fs::write(sysctl_path(k), v)
+            .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Brings sysctls inside namespace `name` to their values, in order, writing
 /// only those that differ; how many it wrote.
 pub fn converge_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<usize> {
-    within(name, || {
-        let mut written = 0;
-        for (k, v) in kv {
-            let path = sysctl_path(k);
-            let have = std::fs::read_to_string(&path).ok();
-            if have.as_deref().map(str::trim) != Some(v.as_str()) {
-                std::fs::write(&path, v)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
-                written += 1;
-            }
+    within(name, || converge_sysctls_here(kv))
+}
+
+/// [`converge_sysctls`] in the calling thread's namespace (inside [`within`]).
+pub fn converge_sysctls_here(kv: &[(String, String)]) -> io::Result<usize> {
+    let mut written = 0;
+    for (k, v) in kv {
+        let path = sysctl_path(k);
+        let have = std::fs::read_to_string(&path).ok();
+        if have.as_deref().map(str::trim) != Some(v.as_str()) {
+            std::fs::write(&path, v)
+                .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
+            written += 1;
         }
-        Ok(written)
-    })
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
