@@ -121,6 +121,33 @@ fn goto(chain: impl Into<String>) -> Statement<'static> {
     })
 }
 
+/// `iifname NAME` or `oifname NAME` (`key`).
+pub(crate) fn interface(key: MetaKey, name: &str) -> Statement<'static> {
+    eq(meta(key), s(name))
+}
+
+/// `counter name "NAME"`: bumps a named counter object.
+pub(crate) fn named_counter(name: &str) -> Statement<'static> {
+    Statement::Counter(stmt::Counter::Named(Cow::Owned(name.to_string())))
+}
+
+/// `HEADER FIELD { prefix, … }` (`ip saddr { 10.1.0.0/24 }`): the address
+/// lies in one of the prefixes.
+pub(crate) fn in_prefixes(
+    header: &'static str,
+    field: &'static str,
+    nets: &[IpNet],
+) -> Statement<'static> {
+    let items = nets
+        .iter()
+        .map(|n| SetItem::Element(net_expr(*n)))
+        .collect();
+    eq(
+        payload(header, field),
+        Expression::Named(NamedExpression::Set(items)),
+    )
+}
+
 /// `KEY vmap { name : verdict, … }`, or None without entries (such a rule
 /// would never match).
 fn vmap(key: MetaKey, entries: Vec<(String, Statement<'static>)>) -> Option<Rule> {
@@ -958,6 +985,7 @@ pub(crate) mod text {
                     op => format!("{left} {} {right}", name_of(&op)),
                 }
             }
+            Statement::Counter(stmt::Counter::Named(n)) => format!("counter name \"{n}\""),
             Statement::Counter(_) => "counter".into(),
             Statement::Drop(_) => "drop".into(),
             Statement::Accept(_) => "accept".into(),
@@ -989,6 +1017,56 @@ pub(crate) mod text {
             Statement::Masquerade(_) => "masquerade".into(),
             other => format!("{other:?}"),
         }
+    }
+
+    fn family(f: NfFamily) -> &'static str {
+        crate::plan::family_name(f)
+    }
+
+    /// A transaction as `nft -f` lines (`add table inet t`, `flush chain
+    /// inet t c`, `add rule inet t c …`), one a line.
+    pub(crate) fn commands(objects: &[schema::NfObject<'_>]) -> String {
+        use schema::{FlushObject, NfCmd, NfObject};
+        let what = |o: &NfListObject<'_>| match o {
+            NfListObject::Table(t) => format!("table {} {}", family(t.family), t.name),
+            NfListObject::Chain(c) => {
+                let base = match (&c._type, &c.hook, c.prio, &c.policy) {
+                    (Some(ty), Some(hook), Some(prio), Some(policy)) => format!(
+                        " {{ type {} hook {} priority {prio} ; policy {} ; }}",
+                        name_of(ty),
+                        name_of(hook),
+                        name_of(policy)
+                    ),
+                    _ => String::new(),
+                };
+                format!("chain {} {} {}{base}", family(c.family), c.table, c.name)
+            }
+            NfListObject::Counter(c) => {
+                format!("counter {} {} {}", family(c.family), c.table, c.name)
+            }
+            NfListObject::Rule(r) => format!(
+                "rule {} {} {} {}",
+                family(r.family),
+                r.table,
+                r.chain,
+                rule(&r.expr)
+            ),
+            other => format!("{other:?}"),
+        };
+        let mut out = String::new();
+        for o in objects {
+            let line = match o {
+                NfObject::CmdObject(NfCmd::Add(x)) => format!("add {}", what(x)),
+                NfObject::CmdObject(NfCmd::Delete(x)) => format!("delete {}", what(x)),
+                NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(c))) => {
+                    format!("flush chain {} {} {}", family(c.family), c.table, c.name)
+                }
+                other => format!("{other:?}"),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
     }
 
     /// A rule's statements, space separated.
