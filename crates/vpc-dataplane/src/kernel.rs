@@ -229,19 +229,8 @@ impl Runner {
 
     /// Creates a namespace under `/run/netns` (as `ip netns add` does).
     pub fn netns_add(&self, name: &str) -> Result<(), CommandError> {
-        self.netns_add_with(name, &[])
-    }
-
-    /// Creates a namespace and sets its sysctls, in order, from the thread
-    /// that made it (no second thread entering it).
-    pub fn netns_add_with(
-        &self,
-        name: &str,
-        sysctls: &[(String, String)],
-    ) -> Result<(), CommandError> {
-        self.count(1 + sysctls.len());
-        netns::add(name, || netns::write_sysctls_here(sysctls))
-            .map_err(|e| io_failure(&format!("netns add {name}"), &e))
+        self.count(1);
+        netns::add(name).map_err(|e| io_failure(&format!("netns add {name}"), &e))
     }
 
     /// Deletes a namespace (as `ip netns del` does) and its `/etc/netns` files.

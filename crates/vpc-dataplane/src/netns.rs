@@ -65,14 +65,12 @@ fn prepare_dir() -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the namespace `name` and runs `init` inside it (on the thread
-/// that made it, before it is visible under its name, so a reader never sees
-/// it half set up); an existing one is an `AlreadyExists` error.
+/// Creates the namespace `name`; an existing one is an `AlreadyExists` error.
 ///
 /// The file appears only once the namespace is ready to be mounted on it
 /// (the costly `unshare` comes first), so a reader that sees the name sees
 /// the namespace within microseconds, never a plain file for long.
-pub fn add(name: &str, init: impl FnOnce() -> io::Result<()> + Send) -> io::Result<()> {
+pub fn add(name: &str) -> io::Result<()> {
     prepare_dir()?;
     let file = path(name);
     if file.exists() {
@@ -85,7 +83,6 @@ pub fn add(name: &str, init: impl FnOnce() -> io::Result<()> + Send) -> io::Resu
         s.spawn(|| -> io::Result<()> {
             // Only this thread moves to the new namespace; it ends right after.
             unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
-            init()?;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -140,7 +137,7 @@ fn sysctl_path(key: &str) -> PathBuf {
 }
 
 /// Writes sysctls, in order, in the calling thread's namespace (which must
-/// be a project namespace: [`add`]'s `init`, or inside [`within`]).
+/// be a project namespace: inside [`within`]).
 pub fn write_sysctls_here(kv: &[(String, String)]) -> io::Result<()> {
     for (k, v) in kv {
         std::fs::write(sysctl_path(k), v)

@@ -42,46 +42,28 @@ pub fn planned<'p>(
         .collect()
 }
 
-/// Writes every planned instance's `resolv.conf` that is missing or differs
-/// (on a few threads: at scale this is thousands of small files).
+/// Writes every planned instance's `resolv.conf` that is missing or differs.
 /// Returns the instances whose file could not be written, with the error.
 pub fn write_all<'p>(
     world: &World,
     namespaces: impl IntoIterator<Item = &'p NsPlan>,
 ) -> Vec<(String, io::Error)> {
-    let files: Vec<(String, String)> = planned(world, namespaces)
-        .into_iter()
-        .filter(|(id, _)| names::is_instance_ns(id))
-        .collect();
-    let write = |(id, content): &(String, String)| -> Option<(String, io::Error)> {
-        let dir = etc_dir(id);
-        let file = dir.join("resolv.conf");
-        if std::fs::read_to_string(&file).is_ok_and(|c| c == *content) {
-            return None;
+    let mut failed = Vec::new();
+    for (id, content) in planned(world, namespaces) {
+        if !names::is_instance_ns(&id) {
+            continue;
         }
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&file, content))
-            .err()
-            .map(|e| (id.clone(), e))
-    };
-    const THREADS: usize = 4;
-    if files.len() < 2 * THREADS {
-        return files.iter().filter_map(write).collect();
+        let dir = etc_dir(&id);
+        let file = dir.join("resolv.conf");
+        if std::fs::read_to_string(&file).is_ok_and(|c| c == content) {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, content))
+        {
+            failed.push((id, e));
+        }
     }
-    let chunk = files.len().div_ceil(THREADS);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().filter_map(write).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| vec![("-".to_string(), io::Error::other("writer panicked"))])
-            })
-            .collect()
-    })
+    failed
 }
 
 /// Removes an instance namespace's `resolv.conf` and then its directory
