@@ -746,15 +746,32 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         rules.push(vec![iifname("g-*"), ct_state(&["new"]), counter(), drop()]);
     }
     // 1. Guards: no transit through a peering, no edge-to-edge routing.
+    // From a peering only to this VPC's interfaces, here or on another
+    // host (`x-`: the VPC's VXLAN link, `placement`).
     rules.push(vec![
         iifname("p-*"),
         ne(meta(MetaKey::Oifname), s("e-*")),
+        ne(meta(MetaKey::Oifname), s("x-*")),
         counter(),
         drop(),
     ]);
     rules.push(vec![
         oifname("p-*"),
         ne(meta(MetaKey::Iifname), s("e-*")),
+        counter(),
+        drop(),
+    ]);
+    // From another host's router only to an interface here.
+    rules.push(vec![
+        iifname("x-*"),
+        ne(meta(MetaKey::Oifname), s("e-*")),
+        counter(),
+        drop(),
+    ]);
+    rules.push(vec![
+        oifname("x-*"),
+        ne(meta(MetaKey::Iifname), s("e-*")),
+        ne(meta(MetaKey::Iifname), s("p-*")),
         counter(),
         drop(),
     ]);
@@ -794,7 +811,11 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     // 3. Network ACLs, stateless.
     rules.extend(vmap(MetaKey::Iifname, nacl_out));
     rules.extend(vmap(MetaKey::Oifname, nacl_in));
-    // 4. Tracked connections.
+    // 4. A peer's packet for this VPC's interface on another host: that
+    // host's router applies the checks (its conntrack sees both
+    // directions; this one sees one).
+    rules.push(vec![iifname("p-*"), oifname("x-*"), accept()]);
+    // Tracked connections.
     rules.push(vec![ct_state(&["established", "related"]), accept()]);
     rules.push(vec![ct_state(&["invalid"]), counter(), drop()]);
     // 5. Security groups for new connections.
