@@ -14,6 +14,11 @@
 4. Convergence: from the response to the last API call to the first packet.
 5. Realization of 200 VPCs with 10 instances each, then the latency of one
    security-group rule change at that scale against the same at small scale.
+6. ("realize") The data plane alone realizing that World: one reconcile
+   pass from the World to the last namespace configured
+   (crates/vpc-dataplane/examples/realize_bench.rs, no API in the way),
+   against the same example built from another commit
+   (VPCD_BASELINE_REALIZE_BIN), in interleaved rounds.
 
 Run as root: scripts/bench-dataplane.sh. Traffic stays inside namespaces this
 script's vpcd creates (plus one raw veth pair it creates and deletes itself).
@@ -513,11 +518,10 @@ def scale_block(r):
         (f"realization of {n} instances: API calls done / all namespaces wired (s)", realized, "< 5 s"),
         ("the data plane finished after the last API call (s)", behind, ""),
         ("during it: reconciler passes (of which full plans)", passes, ""),
-        ("afterwards: one periodic full pass that found nothing to change (s; in this build it also compares every "
-         "namespace with the kernel, in the baseline only with the plan)", lambda x: f"{x['periodic_pass_s']:.2f}", ""),
+        ("afterwards: one periodic full pass that found nothing to change (s; a build with drift repair compares "
+         "every namespace with the kernel)", lambda x: f"{x['periodic_pass_s']:.2f}", ""),
         ("during it: seconds planning / seconds reconciling in all (the rest of a pass is kernel work: netlink "
-         "requests and `nft` transactions; in the baseline `ip`, `nft`, `sysctl` and `nsenter` processes)",
-         seconds, ""),
+         "requests and `nft` transactions)", seconds, ""),
     ]
     lines = ["<!-- dataplane-scale-bench:start -->", "",
              "## Data plane at scale: incremental against full planning", "",
@@ -546,6 +550,9 @@ def write_perf(r):
     if "scale" in r:
         text = replace_block(text, "<!-- dataplane-scale-bench:start -->", "<!-- dataplane-scale-bench:end -->",
                              scale_block(r))
+    if "realize" in r:
+        text = replace_block(text, "<!-- dataplane-realize-bench:start -->", "<!-- dataplane-realize-bench:end -->",
+                             realize_block(r))
     if "peered_gbps" not in r and "converge_route_ms" not in r:
         path.write_text(text)
         return
@@ -584,6 +591,68 @@ def write_perf(r):
     path.write_text(text)
 
 
+REALIZE_ROUNDS = int(os.environ.get("BENCH_REALIZE_ROUNDS", "3"))
+PHASES = re.compile(r"phases\S*?=\S*?(delete=\d+ms.*?conntrack=\d+ms)")
+
+
+def realize_once(binary):
+    """One realize_bench run: its JSON line and the first pass's phases."""
+    env = dict(os.environ, RUST_LOG="vpc_dataplane=debug", NO_COLOR="1")
+    p = subprocess.run([binary, str(SCALE_VPCS), str(SCALE_INSTANCES)], capture_output=True, text=True,
+                       env=env, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"{binary} failed: {p.stderr[-2000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    phases = [m.group(1) for m in PHASES.finditer(re.sub(r"\x1b\[[0-9;]*m", "", p.stderr))]
+    out["phases"] = phases[0] if phases else ""
+    return out
+
+
+def bench_realize(results):
+    this = str(ROOT / "target/release/examples/realize_bench")
+    base = os.environ.get("VPCD_BASELINE_REALIZE_BIN")
+    runs = {"this": [], "baseline": []}
+    for _ in range(REALIZE_ROUNDS):
+        for name, binary in [("baseline", base), ("this", this)]:
+            if not binary:
+                continue
+            # Let the kernel finish tearing down the previous run's namespaces.
+            time.sleep(float(os.environ.get("BENCH_REALIZE_PAUSE", "30")))
+            load = " ".join(open("/proc/loadavg").read().split()[:3])
+            r = realize_once(binary)
+            r["load_before"] = load
+            runs[name].append(r)
+            print(name, json.dumps(r), flush=True)
+    results["realize"] = runs
+    results["realize_baseline_name"] = os.environ.get("VPCD_BASELINE_NAME", base or "")
+
+
+def realize_block(r):
+    runs = r["realize"]
+    med = statistics.median
+    lines = ["<!-- dataplane-realize-bench:start -->", "",
+             "## Data plane alone: realizing 2,000 instances", "",
+             f"Measured {datetime.date.today().isoformat()} by `scripts/bench-dataplane.sh realize` (release build, as "
+             f"root, {os.cpu_count()} cores): one reconcile pass from a World of {SCALE_VPCS} VPCs × {SCALE_INSTANCES} "
+             "instances (built through the model, no API calls) to the last namespace configured "
+             "(`crates/vpc-dataplane/examples/realize_bench.rs`), this build against the same example built from "
+             f"{r.get('realize_baseline_name') or 'a baseline commit'}, interleaved, {REALIZE_ROUNDS} rounds, "
+             "30 s apart. Phases are the reconciler's own timings of that pass.", "",
+             "| run | build | seconds | CPU s (process / nft) | phases | load average before |",
+             "|---|---|---:|---:|---|---|"]
+    for i in range(REALIZE_ROUNDS):
+        for name in ["baseline", "this"]:
+            if i < len(runs[name]):
+                x = runs[name][i]
+                cpu = f"{x['cpu_s']:.1f} / {x['children_cpu_s']:.1f}" if "cpu_s" in x else "–"
+                lines.append(f"| {i + 1} | {name} | {x['realize_s']:.2f} | {cpu} | {x['phases']} | {x['load_before']} |")
+    for name in ["baseline", "this"]:
+        if runs[name]:
+            lines.append(f"| median | {name} | {med(x['realize_s'] for x in runs[name]):.2f} | | | |")
+    lines += ["", "<!-- dataplane-realize-bench:end -->"]
+    return "\n".join(lines)
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("the data-plane benchmark needs root")
@@ -594,6 +663,8 @@ def main():
             bench_pair_and_rules(results)
         if "converge" in which:
             bench_convergence(results)
+        if "realize" in which:
+            bench_realize(results)
         if "scale" in which:
             before = " ".join(open("/proc/loadavg").read().split()[:3])
             baseline = os.environ.get("VPCD_BASELINE_BIN")

@@ -141,15 +141,29 @@ def test_group_committed_writes_survive_kill9_mid_flight(server_factory):
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
     for t in threads:
         t.start()
-    wait_for(lambda: len(acked) >= 200, timeout=30, what="200 acknowledged writes")
+    # Long enough for the background checkpointer (every 100 ms) to copy the
+    # WAL into the database several times while commits go on.
+    wait_for(lambda: len(acked) >= 600, timeout=60, what="600 acknowledged writes")
     s.kill9()
     stop.set()
     for t in threads:
         t.join(timeout=30)
 
     s.start()
-    vpcs = {v["VpcId"]: v for v in s.client("A").describe_vpcs()["Vpcs"]}
+    a = s.client("A")
+    vpcs = {v["VpcId"]: v for v in a.describe_vpcs()["Vpcs"]}
     missing = [v for v in acked if v not in vpcs]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged VPCs lost"
-    for vid in acked:  # each action is all-or-nothing: the VPC came with its tag
-        assert "writer" in tags_of(vpcs[vid])
+    # Each action is all-or-nothing, acknowledged or caught in flight by the
+    # kill: every VPC there came with its tag, its main route table, its
+    # default network ACL and its default security group.
+    ours = [v for v in vpcs.values() if "writer" in tags_of(v)]
+    assert len(ours) == len(vpcs) - 1  # all but the default VPC
+    def by_vpc(items):
+        return {i["VpcId"] for i in items}
+    tables = by_vpc(a.describe_route_tables(Filters=[{"Name": "association.main", "Values": ["true"]}])["RouteTables"])
+    acls = by_vpc(a.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]}])["NetworkAcls"])
+    groups = by_vpc(a.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"])
+    for v in ours:
+        vid = v["VpcId"]
+        assert vid in tables and vid in acls and vid in groups, f"{vid} is half there"

@@ -41,6 +41,10 @@ pub struct GroupCommit {
     durable: Mutex<Durable>,
     /// Signalled whenever the committed World moves (ours or a followed commit).
     advanced: Condvar,
+    /// Which batches are settled, and whether a writer is committing one.
+    progress: Mutex<Progress>,
+    /// Signalled when a committing writer is done.
+    committer_done: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
 }
@@ -69,9 +73,40 @@ struct Durable {
     world: World,
     /// The store revision `world` is at (the base of the next commit).
     revision: Revision,
+}
+
+/// Where the batches are. Writers whose batch is settled learn it here
+/// without waiting for the store lock, which the next batch's commit holds
+/// through its sync.
+#[derive(Debug, Default)]
+struct Progress {
     /// Every batch up to this one is settled (committed or failed).
     settled: u64,
     failed: BTreeMap<u64, Failure>,
+    /// A writer is committing (or about to): the others wait for it.
+    committing: bool,
+}
+
+impl Progress {
+    fn settle(&mut self, upto: u64, failure: Option<Failure>) {
+        if let Some(failure) = failure {
+            for b in self.settled + 1..=upto {
+                self.failed.insert(b, failure);
+            }
+        }
+        self.settled = self.settled.max(upto);
+    }
+}
+
+/// Hands the committer's role back (and wakes the waiters) even if the
+/// commit panicked, so no writer waits for a committer that is gone.
+struct Committing<'a>(&'a GroupCommit);
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.progress).committing = false;
+        self.0.committer_done.notify_all();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,10 +136,10 @@ impl GroupCommit {
                 store,
                 world,
                 revision,
-                settled: 0,
-                failed: BTreeMap::new(),
             }),
             advanced: Condvar::new(),
+            progress: Mutex::new(Progress::default()),
+            committer_done: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
         }
     }
@@ -189,13 +224,35 @@ impl GroupCommit {
         }
     }
 
-    /// Commits open batches until `batch` is settled; how it failed, if it did.
+    /// Waits until `batch` is settled, committing the open batch itself when
+    /// no other writer is; how it failed, if it did. One writer commits at a
+    /// time; the others sleep until it is done and then either return (their
+    /// batch was in it) or one of them commits the next batch.
     fn wait_durable(&self, batch: u64, publish: &impl Fn(&World)) -> Option<Failure> {
-        let mut durable = lock(&self.durable);
-        while durable.settled < batch {
-            self.commit_open_batch(&mut durable, publish);
+        let mut progress = lock(&self.progress);
+        loop {
+            if progress.settled >= batch {
+                return progress.failed.get(&batch).copied();
+            }
+            if progress.committing {
+                progress = self
+                    .committer_done
+                    .wait(progress)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            progress.committing = true;
+            drop(progress);
+            {
+                let _role = Committing(self);
+                let mut durable = lock(&self.durable);
+                // A followed commit may have settled it meanwhile.
+                if lock(&self.progress).settled < batch {
+                    self.commit_open_batch(&mut durable, publish);
+                }
+            }
+            progress = lock(&self.progress);
         }
-        durable.failed.get(&batch).copied()
     }
 
     /// Closes the open batch and commits it in one transaction.
@@ -215,7 +272,7 @@ impl GroupCommit {
                 publish(&world);
                 durable.world = world;
                 durable.revision = revision;
-                durable.settled = batch;
+                lock(&self.progress).settle(batch, None);
                 self.advanced.notify_all();
             }
             Err(e) => {
@@ -233,10 +290,7 @@ impl GroupCommit {
                 staging.world = durable.world.clone();
                 staging.changes.clear();
                 staging.batch += 1;
-                for b in batch..=built_on_lost {
-                    durable.failed.insert(b, failure);
-                }
-                durable.settled = built_on_lost;
+                lock(&self.progress).settle(built_on_lost, Some(failure));
             }
         }
     }
@@ -258,8 +312,8 @@ impl GroupCommit {
             let open = staging.batch;
             staging.batch += 1;
             staging.changes.clear();
-            durable.failed.insert(open, Failure::Stale { base });
-            durable.settled = open;
+            lock(&self.progress).settle(open, Some(Failure::Stale { base }));
+            self.committer_done.notify_all();
         }
         staging.world = durable.world.clone();
         drop(staging);
@@ -414,6 +468,266 @@ mod tests {
         let reopened = committed(&open(dir.path(), true));
         assert!(reopened.get::<RegionInit>("lost").is_none());
         assert!(reopened.get::<RegionInit>("kept").is_some());
+    }
+}
+
+/// Grouping under failures: a failing action or a failing commit.
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    use vpc_model::RegionInit;
+    use vpc_store::Store;
+
+    fn record(id: &str) -> RegionInit {
+        RegionInit {
+            id: id.to_string(),
+            default_vpc: None,
+            default_dhcp_options: None,
+        }
+    }
+
+    fn stored_ids(dir: &std::path::Path) -> BTreeSet<String> {
+        Store::open(dir)
+            .unwrap()
+            .load_world()
+            .unwrap()
+            .iter::<RegionInit>()
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// A real SQLite store whose commits fail while `failing` is set (a full
+    /// disk, an I/O error): the only way to see what a failed batch does.
+    #[derive(Debug)]
+    struct Failing {
+        store: Store,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl StateStore for Failing {
+        fn load(&mut self) -> vpc_store::Result<vpc_store::Snapshot> {
+            self.store.load()
+        }
+        fn commit(
+            &mut self,
+            base: Revision,
+            world: &World,
+            changes: &[(Kind, String)],
+        ) -> vpc_store::Result<Revision> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Invalid("injected commit failure".into()));
+            }
+            StateStore::commit(&mut self.store, base, world, changes)
+        }
+        fn follow(
+            &mut self,
+            as_of: Revision,
+        ) -> vpc_store::Result<Option<std::sync::mpsc::Receiver<Update>>> {
+            self.store.follow(as_of)
+        }
+        fn campaign(
+            &mut self,
+            name: &str,
+            holder: &str,
+        ) -> vpc_store::Result<vpc_store::Leadership> {
+            self.store.campaign(name, holder)
+        }
+        fn add_account(&mut self, id: &str, key: &str, secret: &str) -> vpc_store::Result<()> {
+            StateStore::add_account(&mut self.store, id, key, secret)
+        }
+        fn list_accounts(&mut self) -> vpc_store::Result<Vec<vpc_store::Account>> {
+            StateStore::list_accounts(&mut self.store)
+        }
+        fn find_key(&mut self, key: &str) -> vpc_store::Result<Option<(String, String)>> {
+            StateStore::find_key(&mut self.store, key)
+        }
+        fn get_setting(&mut self, key: &str) -> vpc_store::Result<Option<String>> {
+            StateStore::get_setting(&mut self.store, key)
+        }
+        fn set_setting(&mut self, key: &str, value: &str) -> vpc_store::Result<()> {
+            StateStore::set_setting(&mut self.store, key, value)
+        }
+        fn settings_with_prefix(
+            &mut self,
+            prefix: &str,
+        ) -> vpc_store::Result<Vec<(String, String)>> {
+            StateStore::settings_with_prefix(&mut self.store, prefix)
+        }
+    }
+
+    /// Runs `plan` (per thread, whether each of its writes fails) on a writer
+    /// over a fresh store; returns the ids acknowledged, the ids refused and
+    /// how many batches were committed.
+    fn run_plan(
+        dir: &std::path::Path,
+        plan: &[Vec<bool>],
+    ) -> (BTreeSet<String>, BTreeSet<String>, usize) {
+        let store = Store::open_writer(dir).unwrap();
+        let world = store.load_world().unwrap();
+        let writer = Arc::new(GroupCommit::new(Box::new(store), world, 0, true));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(plan.len()));
+        let threads: Vec<_> = plan
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(t, writes)| {
+                let (writer, commits, start) = (writer.clone(), commits.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let (mut acked, mut refused) = (BTreeSet::new(), BTreeSet::new());
+                    for (n, fails) in writes.into_iter().enumerate() {
+                        let id = format!("{t}:{n}");
+                        let op = |w: &mut World| {
+                            // Two records per action, so half of one would show.
+                            w.put(record(&id));
+                            w.put(record(&format!("{id}+")));
+                            if fails {
+                                return Err(Fault::invalid_param("refused"));
+                            }
+                            Ok(())
+                        };
+                        let published = |w: &World| {
+                            // Nothing refused is ever published.
+                            assert!(w.get::<RegionInit>(&id).is_some() != fails);
+                            commits.fetch_add(1, Ordering::Relaxed);
+                        };
+                        match writer.write(op, published) {
+                            Ok(()) => acked.insert(id),
+                            Err(f) => {
+                                assert_eq!(f.code, "InvalidParameterValue");
+                                refused.insert(id)
+                            }
+                        };
+                    }
+                    (acked, refused)
+                })
+            })
+            .collect();
+        let (mut acked, mut refused) = (BTreeSet::new(), BTreeSet::new());
+        for t in threads {
+            let (a, r) = t.join().unwrap();
+            acked.extend(a);
+            refused.extend(r);
+        }
+        let published = lock(&writer.durable)
+            .world
+            .iter::<RegionInit>()
+            .map(|r| r.id.clone())
+            .filter(|id| !id.ends_with('+'))
+            .collect::<BTreeSet<_>>();
+        assert_eq!(published, acked);
+        drop(writer);
+        (acked, refused, commits.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_failing_action_in_a_group_leaves_the_others_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        // 16 threads x 20 writes; every third write of each thread fails.
+        let plan: Vec<Vec<bool>> = (0..16)
+            .map(|_| (0..20).map(|n| n % 3 == 1).collect())
+            .collect();
+        let (acked, refused, commits) = run_plan(dir.path(), &plan);
+        assert_eq!(refused.len(), 16 * 7);
+        assert!(
+            commits < acked.len(),
+            "{commits} commits for {} writes: nothing was grouped",
+            acked.len()
+        );
+        let stored = stored_ids(dir.path());
+        for id in &acked {
+            assert!(
+                stored.contains(id) && stored.contains(&format!("{id}+")),
+                "{id} lost"
+            );
+        }
+        for id in &refused {
+            assert!(
+                !stored.contains(id) && !stored.contains(&format!("{id}+")),
+                "{id} kept"
+            );
+        }
+        assert_eq!(stored.len(), 2 * acked.len());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Whatever mix of concurrent actions fails, the store ends up with
+        /// exactly the acknowledged ones, each whole.
+        #[test]
+        fn the_store_holds_exactly_the_acknowledged_actions(
+            plan in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 1..12), 1..10)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (acked, refused, _) = run_plan(dir.path(), &plan);
+            let expected_refused = plan.iter().flatten().filter(|f| **f).count();
+            prop_assert_eq!(refused.len(), expected_refused);
+            let stored = stored_ids(dir.path());
+            let whole: BTreeSet<String> = acked
+                .iter()
+                .flat_map(|id| [id.clone(), format!("{id}+")])
+                .collect();
+            prop_assert_eq!(stored, whole);
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_fails_its_whole_batch_and_nothing_of_it_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = Arc::new(AtomicBool::new(false));
+        let store = Failing {
+            store: Store::open_writer(dir.path()).unwrap(),
+            failing: failing.clone(),
+        };
+        let world = store.store.load_world().unwrap();
+        let writer = Arc::new(GroupCommit::new(Box::new(store), world, 0, true));
+        let put = |id: String| {
+            move |w: &mut World| -> Result<(), Fault> {
+                w.put(record(&id));
+                Ok(())
+            }
+        };
+        writer.write(put("before".into()), |_| {}).unwrap();
+        // While the store fails, concurrent writers all get InternalError and
+        // publish nothing.
+        failing.store(true, Ordering::SeqCst);
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (writer, start) = (writer.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    writer
+                        .write(put(format!("lost{t}")), |_| {
+                            panic!("a failed batch was published")
+                        })
+                        .unwrap_err()
+                        .code
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), "InternalError");
+        }
+        // Staging restarted from what is durable: the next batch holds only its own write.
+        failing.store(false, Ordering::SeqCst);
+        writer
+            .write(put("after".into()), |w| {
+                assert!(w.iter::<RegionInit>().all(|r| !r.id.starts_with("lost")));
+            })
+            .unwrap();
+        drop(writer);
+        let stored = stored_ids(dir.path());
+        assert_eq!(
+            stored,
+            ["after", "before"].iter().map(|s| s.to_string()).collect()
+        );
     }
 }
 

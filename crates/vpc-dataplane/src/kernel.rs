@@ -13,6 +13,8 @@ use crate::netns;
 use crate::plan::{NsPlan, NsRole, RouteKind, RulePlan};
 use ipnet::IpNet;
 use netlink_packet_route::route::{RouteProtocol, RouteType};
+use nftables::schema::Nftables;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -30,7 +32,6 @@ pub struct Tools {
     pub nft: PathBuf,
     pub conntrack: PathBuf,
     pub sysctl: PathBuf,
-    pub nsenter: PathBuf,
 }
 
 impl Tools {
@@ -42,7 +43,6 @@ impl Tools {
             nft: find("nft")?,
             conntrack: find("conntrack")?,
             sysctl: find("sysctl")?,
-            nsenter: find("nsenter")?,
         })
     }
 }
@@ -183,12 +183,11 @@ impl Runner {
 
     /// Runs `program args…` inside a namespace.
     ///
-    /// This enters only the network namespace (`nsenter --net=/run/netns/NS`).
-    /// `ip -n` and `ip netns exec` also make a private copy of the mount
-    /// namespace and remount /sys on every call, which costs time in
-    /// proportion to the number of namespaces (each is a bind mount): about
-    /// 8 ms per call at 1,500 namespaces against 3 ms here. Neither `nft`
-    /// nor `conntrack` needs /sys.
+    /// The child is started from a thread that entered the namespace
+    /// (`netns::within`), so it is born in it: no `nsenter` or `ip netns
+    /// exec` process in between. Only the network namespace is entered;
+    /// `ip netns exec` also makes a private copy of the mount namespace and
+    /// remounts /sys, which neither `nft` nor `conntrack` needs.
     pub fn exec(
         &self,
         ns: &str,
@@ -196,11 +195,12 @@ impl Runner {
         args: &[&str],
         input: Option<&str>,
     ) -> Result<String, CommandError> {
-        let net = format!("--net={NETNS_DIR}/{ns}");
-        let p = program.to_string_lossy();
-        let mut all = vec![net.as_str(), p.as_ref()];
-        all.extend_from_slice(args);
-        self.run(&self.tools.nsenter, &all, input)
+        netns::within(ns, || Ok(self.run(program, args, input))).map_err(|source| {
+            CommandError::Spawn {
+                cmd: format!("{} (in {ns})", show(program, args)),
+                source,
+            }
+        })?
     }
 
     /// The names of all network namespaces (`ip netns list` reads the same directory).
@@ -249,7 +249,8 @@ impl Runner {
             return Ok(());
         }
         self.count(kv.len());
-        netns::write_sysctls(ns, kv).map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))
+        netns::within(ns, || netns::write_sysctls_here(kv))
+            .map_err(|e| io_failure(&format!("sysctl -w (in {ns})"), &e))
     }
 
     /// Loads an nft script (one atomic transaction) inside a namespace.
@@ -257,6 +258,19 @@ impl Runner {
         self.count(1);
         let nft = self.tools.nft.clone();
         self.exec(ns, &nft, &["-f", "-"], Some(script)).map(|_| ())
+    }
+
+    /// Loads an nftables JSON document (one atomic transaction) inside a
+    /// namespace (`nft -j -f -`).
+    pub fn nft_json(&self, ns: &str, document: &Nftables<'_>) -> Result<(), CommandError> {
+        let json = serde_json::to_string(document).map_err(|e| CommandError::Output {
+            cmd: format!("nft -j -f - (in {ns})"),
+            detail: e.to_string(),
+        })?;
+        self.count(1);
+        let nft = self.tools.nft.clone();
+        self.exec(ns, &nft, &["-j", "-f", "-"], Some(&json))
+            .map(|_| ())
     }
 
     /// `nft -j list ruleset` inside a namespace (read-only).
@@ -620,19 +634,20 @@ pub(crate) fn configure(
     } else {
         parts
     };
-    if parts.sysctls || parts.links {
-        let mut kv = Vec::new();
-        if parts.sysctls {
-            kv.extend(ns.sysctls.iter().cloned());
-        }
-        if parts.links {
-            kv.extend(link_sysctls(ns));
-        }
-        changes += converge_sysctls(&ns.name, &kv)?;
+    let mut kv = Vec::new();
+    if parts.sysctls {
+        kv.extend(ns.sysctls.iter().cloned());
     }
-    if parts.kernel() {
+    if parts.links {
+        kv.extend(link_sysctls(ns));
+    }
+    if !parts.kernel() {
+        changes += converge_sysctls(&ns.name, &kv)?;
+    } else {
         let router = matches!(ns.role, NsRole::Router { .. });
-        let nl = Netlink::open(&ns.name)?;
+        // Sysctls and the socket from one visit to the namespace.
+        let (written, nl) = Netlink::open_with(&ns.name, || netns::converge_sysctls_here(&kv))?;
+        changes += written.map_err(|e| io_failure(&format!("sysctl -w (in {})", ns.name), &e))?;
         let st = state(&nl, router && parts.rules)?;
         let index = |dev: &str| st.links.get(dev).map(|l| l.index);
         let missing = |dev: &str| CommandError::MissingLink {
@@ -721,8 +736,10 @@ pub(crate) fn configure(
     }
     run.count(changes);
     if parts.nft && !ns.nft.is_empty() && (!verify || crate::nft_state::differs(run, ns)?) {
-        let script: String = ns.nft.iter().map(|t| t.script()).collect();
-        run.nft(&ns.name, &script)?;
+        let document = Nftables {
+            objects: Cow::Owned(ns.nft.iter().flat_map(|t| t.commands()).collect()),
+        };
+        run.nft_json(&ns.name, &document)?;
         changes += 1;
     }
     Ok(changes)

@@ -431,6 +431,7 @@ impl Dataplane {
             }
         }
         let mut report = Report::default();
+        let mut phases = Phases::new();
         let mut failed: BTreeMap<String, CommandError> = BTreeMap::new();
 
         // 1. Namespaces that are ours and no longer planned. An instance
@@ -488,6 +489,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("delete");
         // The instances' resolver configuration (/etc/netns/<id>/resolv.conf),
         // there before their namespaces are.
         // Only the namespaces this pass visits: a VPC's DNS settings are
@@ -496,12 +498,16 @@ impl Dataplane {
             tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
         }
 
+        phases.end("resolv");
         // 2. Planned namespaces that do not exist yet.
         let missing: Vec<&NsPlan> = visit
             .iter()
             .map(|n| &desired[*n])
             .filter(|ns| !existing.contains(&ns.name))
             .collect();
+        // The sysctls from a second thread entering the namespace: writing
+        // them from the thread that made it (before the bind mount) measured
+        // twice as slow at 2,200 namespaces (docs/perf.md).
         let results = par_map(&missing, |ns| {
             self.run
                 .netns_add(&ns.name)
@@ -519,6 +525,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("namespaces");
         // 3. What to converge in each namespace. `verifying` holds those
         // that are compared with the kernel only (their plan did not change).
         let mut work: BTreeMap<String, Parts> = BTreeMap::new();
@@ -599,6 +606,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("links");
         // 5. Everything else.
         let jobs: Vec<(&NsPlan, Parts, bool)> = work
             .iter()
@@ -624,6 +632,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("configure");
         // 6. Conntrack entries of addresses that left a router (after its rules changed).
         let forget: Vec<(&str, Vec<std::net::IpAddr>)> = visit
             .iter()
@@ -646,6 +655,7 @@ impl Dataplane {
             }
         }
 
+        phases.end("conntrack");
         report.created = created.into_iter().collect();
         report.kernel_ops = self.run.ops() - ops0;
         report.duration = start.elapsed();
@@ -679,6 +689,7 @@ impl Dataplane {
                 replanned,
                 plan_us = planned.as_micros() as u64,
                 us = report.duration.as_micros() as u64,
+                phases = %phases,
                 "reconciled"
             );
             Ok(report)
@@ -823,6 +834,38 @@ impl Dataplane {
             made.push(c.peer_ns().to_string());
         }
         Ok(made)
+    }
+}
+
+/// Wall time of a reconcile pass's phases, for the debug log.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// The phase named `name` ended now.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, d)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={}ms", d.as_millis())?;
+        }
+        Ok(())
     }
 }
 

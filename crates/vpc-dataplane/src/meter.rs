@@ -23,9 +23,15 @@
 use crate::error::CommandError;
 use crate::kernel::Runner;
 use crate::names::{igw_link, is_safe, nat_link, peering_link, router_ns, short};
-use ipnet::{Ipv4Net, Ipv6Net};
+use crate::nft::{self, Rule};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use nftables::expr::MetaKey;
+use nftables::schema::{self, FlushObject, NfCmd, NfListObject, NfObject, Nftables};
+use nftables::stmt::Statement;
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use vpc_model::usage::{hour_of, TransferKind, Usage, UsageKey};
 use vpc_model::{ops, InternetGateway, NatGateway, Peering, Subnet, Timestamp, Vpc, World};
 
@@ -43,9 +49,9 @@ pub struct MeterPlan {
     /// Named counters and what each measures.
     pub counters: BTreeMap<String, UsageKey>,
     /// Regular chains (one per peering and direction) and their rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Vec<Rule>>,
     /// The rules of the base `forward` chain.
-    pub dispatch: Vec<String>,
+    pub dispatch: Vec<Rule>,
 }
 
 /// A VPC's subnet blocks, by zone.
@@ -73,9 +79,20 @@ fn ident(az: &str) -> String {
         .collect()
 }
 
-fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    let v: Vec<String> = items.iter().map(ToString::to_string).collect();
-    format!("{{ {} }}", v.join(", "))
+/// `HEADER saddr { … } HEADER daddr { … } counter name "COUNTER" return`.
+fn pair_rule<N: Into<IpNet> + Copy>(
+    header: &'static str,
+    from: &[N],
+    to: &[N],
+    counter: &str,
+) -> Rule {
+    let nets = |ns: &[N]| ns.iter().map(|n| (*n).into()).collect::<Vec<IpNet>>();
+    vec![
+        nft::in_prefixes(header, "saddr", &nets(from)),
+        nft::in_prefixes(header, "daddr", &nets(to)),
+        nft::named_counter(counter),
+        Statement::Return(None),
+    ]
 }
 
 /// The meter table of every VPC's router, keyed by namespace.
@@ -106,8 +123,8 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
             let link = peering_link(&p.id);
             let s = short(&p.id);
             for (dir, kind, hook) in [
-                ("out", TransferKind::PeeringOut, "oifname"),
-                ("in", TransferKind::PeeringIn, "iifname"),
+                ("out", TransferKind::PeeringOut, MetaKey::Oifname),
+                ("in", TransferKind::PeeringIn, MetaKey::Iifname),
             ] {
                 let chain = format!("pcx_{s}_{dir}");
                 let mut rules = Vec::new();
@@ -121,18 +138,10 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
                             (p4, o4, p6, o6)
                         };
                         if !s4.is_empty() && !d4.is_empty() {
-                            rules.push(format!(
-                                "ip saddr {} ip daddr {} counter name \"{counter}\" return",
-                                list(s4),
-                                list(d4)
-                            ));
+                            rules.push(pair_rule("ip", s4, d4, &counter));
                         }
                         if !s6.is_empty() && !d6.is_empty() {
-                            rules.push(format!(
-                                "ip6 saddr {} ip6 daddr {} counter name \"{counter}\" return",
-                                list(s6),
-                                list(d6)
-                            ));
+                            rules.push(pair_rule("ip6", s6, d6, &counter));
                         }
                         m.counters.insert(
                             counter,
@@ -149,7 +158,12 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
                         );
                     }
                 }
-                m.dispatch.push(format!("{hook} \"{link}\" jump {chain}"));
+                m.dispatch.push(vec![
+                    nft::interface(hook, &link),
+                    Statement::Jump(nftables::stmt::JumpTarget {
+                        target: Cow::Owned(chain.clone()),
+                    }),
+                ]);
                 m.chains.insert(chain, rules);
             }
         }
@@ -165,12 +179,14 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
         let link = igw_link(&g.meta.id);
         let s = short(&g.meta.id);
         for (dir, kind, hook) in [
-            ("out", TransferKind::InternetOut, "oifname"),
-            ("in", TransferKind::InternetIn, "iifname"),
+            ("out", TransferKind::InternetOut, MetaKey::Oifname),
+            ("in", TransferKind::InternetIn, MetaKey::Iifname),
         ] {
             let counter = format!("igw_{s}_{dir}");
-            m.dispatch
-                .push(format!("{hook} \"{link}\" counter name \"{counter}\""));
+            m.dispatch.push(vec![
+                nft::interface(hook, &link),
+                nft::named_counter(&counter),
+            ]);
             m.counters
                 .insert(counter, gateway_key(vpc, &g.meta.id, kind));
         }
@@ -186,10 +202,10 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
         let counter = format!("nat_{}", short(&n.meta.id));
         // Every byte the gateway handles leaves the router towards it once:
         // requests on their way out, replies on their way back.
-        m.dispatch.push(format!(
-            "oifname \"{}\" counter name \"{counter}\"",
-            nat_link(&n.meta.id)
-        ));
+        m.dispatch.push(vec![
+            nft::interface(MetaKey::Oifname, &nat_link(&n.meta.id)),
+            nft::named_counter(&counter),
+        ]);
         m.counters.insert(
             counter,
             gateway_key(vpc, &n.meta.id, TransferKind::NatProcessed),
@@ -220,7 +236,20 @@ pub struct MeterState {
     pub chains: BTreeSet<String>,
 }
 
-/// Reads `nft -j list table inet vpcd_meter`.
+/// A named counter as nft lists it. The `nftables` crate's `Counter`
+/// object holds its values in 32 bits, which a busy peering passes within
+/// seconds (4 GiB), so this one schema node is declared here.
+#[derive(Debug, Deserialize)]
+struct ListedCounter {
+    name: String,
+    #[serde(default)]
+    packets: u64,
+    #[serde(default)]
+    bytes: u64,
+}
+
+/// Reads `nft -j list table inet vpcd_meter`: counters into
+/// [`ListedCounter`], every other object into the crate's schema.
 pub fn parse_listing(json: &str) -> Result<MeterState, String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let items = v
@@ -229,52 +258,97 @@ pub fn parse_listing(json: &str) -> Result<MeterState, String> {
         .ok_or("no nftables array")?;
     let mut st = MeterState::default();
     for item in items {
-        if item.get("table").is_some() {
-            st.exists = true;
-        }
         if let Some(c) = item.get("counter") {
-            let name = c
-                .get("name")
-                .and_then(|n| n.as_str())
-                .ok_or("counter without a name")?;
-            let num = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            st.counters
-                .insert(name.to_string(), (num("bytes"), num("packets")));
+            let c = ListedCounter::deserialize(c).map_err(|e| format!("counter: {e}"))?;
+            st.counters.insert(c.name, (c.bytes, c.packets));
+            continue;
         }
-        if let Some(c) = item.get("chain") {
-            let name = c
-                .get("name")
-                .and_then(|n| n.as_str())
-                .ok_or("chain without a name")?;
-            if name != "forward" {
-                st.chains.insert(name.to_string());
+        if item.get("metainfo").is_some() {
+            continue;
+        }
+        let object = NfListObject::deserialize(item).map_err(|e| e.to_string())?;
+        match object {
+            NfListObject::Table(_) => st.exists = true,
+            NfListObject::Chain(c) if c.name != "forward" => {
+                st.chains.insert(c.name.into_owned());
             }
+            _ => {}
         }
     }
     Ok(st)
 }
 
+fn table() -> NfListObject<'static> {
+    NfListObject::Table(schema::Table {
+        family: NfFamily::INet,
+        name: Cow::Borrowed(TABLE),
+        handle: None,
+    })
+}
+
+fn chain(name: &str, base: bool) -> schema::Chain<'static> {
+    schema::Chain {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(TABLE),
+        name: Cow::Owned(name.to_string()),
+        newname: None,
+        handle: None,
+        _type: base.then_some(NfChainType::Filter),
+        hook: base.then_some(NfHook::Forward),
+        // After the filter (priority 0): it sees only what the filter let through.
+        prio: base.then_some(10),
+        dev: None,
+        policy: base.then_some(NfChainPolicy::Accept),
+    }
+}
+
+fn counter(name: &str) -> NfListObject<'static> {
+    NfListObject::Counter(schema::Counter {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(TABLE),
+        name: Cow::Owned(name.to_string()),
+        handle: None,
+        packets: None,
+        bytes: None,
+    })
+}
+
+fn rule(chain: &str, expr: &Rule) -> NfListObject<'static> {
+    NfListObject::Rule(schema::Rule {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(TABLE),
+        chain: Cow::Owned(chain.to_string()),
+        expr: Cow::Owned(expr.clone()),
+        handle: None,
+        index: None,
+        comment: None,
+    })
+}
+
 /// The nft transaction that turns `st` into `plan` without touching the
 /// value of any counter both keep. An empty plan removes the table.
-pub fn script(st: &MeterState, plan: &MeterPlan) -> String {
-    let t = format!("inet {TABLE}");
-    let mut s = String::new();
+pub fn commands(st: &MeterState, plan: &MeterPlan) -> Vec<NfObject<'static>> {
+    let add = |o| NfObject::CmdObject(NfCmd::Add(o));
+    let mut out = Vec::new();
     if plan.counters.is_empty() && plan.dispatch.is_empty() {
         if st.exists {
-            let _ = writeln!(s, "delete table {t}");
+            out.push(NfObject::CmdObject(NfCmd::Delete(table())));
         }
-        return s;
+        return out;
     }
-    let _ = writeln!(s, "add table {t}");
-    let _ = writeln!(
-        s,
-        "add chain {t} forward {{ type filter hook forward priority 10 ; policy accept ; }}"
-    );
-    let _ = writeln!(s, "flush chain {t} forward");
+    out.push(add(table()));
+    out.push(add(NfListObject::Chain(chain("forward", true))));
+    out.push(NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(
+        chain("forward", false),
+    ))));
     for c in &st.chains {
-        let _ = writeln!(s, "flush chain {t} {c}");
+        out.push(NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(
+            chain(c, false),
+        ))));
         if !plan.chains.contains_key(c) {
-            let _ = writeln!(s, "delete chain {t} {c}");
+            out.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Chain(
+                chain(c, false),
+            ))));
         }
     }
     for c in plan
@@ -282,27 +356,27 @@ pub fn script(st: &MeterState, plan: &MeterPlan) -> String {
         .keys()
         .filter(|c| !st.counters.contains_key(*c))
     {
-        let _ = writeln!(s, "add counter {t} {c}");
+        out.push(add(counter(c)));
     }
     for (c, rules) in &plan.chains {
         if !st.chains.contains(c) {
-            let _ = writeln!(s, "add chain {t} {c}");
+            out.push(add(NfListObject::Chain(chain(c, false))));
         }
         for r in rules {
-            let _ = writeln!(s, "add rule {t} {c} {r}");
+            out.push(add(rule(c, r)));
         }
     }
     for r in &plan.dispatch {
-        let _ = writeln!(s, "add rule {t} forward {r}");
+        out.push(add(rule("forward", r)));
     }
     for c in st
         .counters
         .keys()
         .filter(|c| !plan.counters.contains_key(*c))
     {
-        let _ = writeln!(s, "delete counter {t} {c}");
+        out.push(NfObject::CmdObject(NfCmd::Delete(counter(c))));
     }
-    s
+    out
 }
 
 /// Reads a router's meter table; a missing table is an empty state.
@@ -425,9 +499,12 @@ impl Meter {
                 poll.baselines.insert(id, *value);
             }
             if had != Some(want) || !st.exists {
-                let text = script(&st, want);
-                if !text.is_empty() {
-                    if let Err(e) = self.run.nft(ns, &text) {
+                let objects = commands(&st, want);
+                if !objects.is_empty() {
+                    let document = Nftables {
+                        objects: Cow::Owned(objects),
+                    };
+                    if let Err(e) = self.run.nft_json(ns, &document) {
                         tracing::warn!(%ns, error = %e, "cannot apply the meter table");
                         continue;
                     }

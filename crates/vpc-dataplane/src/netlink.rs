@@ -154,16 +154,30 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Received, String> {
 impl Netlink {
     /// A socket inside namespace `ns`.
     pub fn open(ns: &str) -> Result<Netlink, CommandError> {
-        let mut socket = netns::within(ns, || Socket::new(NETLINK_ROUTE))
-            .map_err(|e| failure(ns, "socket", &e))?;
+        Ok(Netlink::open_with(ns, || ())?.1)
+    }
+
+    /// Runs `first` inside namespace `ns` (on the thread that makes the
+    /// socket, so the namespace is entered once for both), then opens a
+    /// socket there.
+    pub fn open_with<R: Send>(
+        ns: &str,
+        first: impl FnOnce() -> R + Send,
+    ) -> Result<(R, Netlink), CommandError> {
+        let (first, socket) = netns::within(ns, || Ok((first(), Socket::new(NETLINK_ROUTE))))
+            .map_err(|e| failure(ns, "enter namespace", &e))?;
+        let mut socket = socket.map_err(|e| failure(ns, "socket", &e))?;
         socket
             .bind(&SocketAddr::new(0, 0))
             .map_err(|e| failure(ns, "bind", &e))?;
-        Ok(Netlink {
-            ns: ns.to_string(),
-            socket,
-            seq: Cell::new(0),
-        })
+        Ok((
+            first,
+            Netlink {
+                ns: ns.to_string(),
+                socket,
+                seq: Cell::new(0),
+            },
+        ))
     }
 
     pub fn ns(&self) -> &str {

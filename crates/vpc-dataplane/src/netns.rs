@@ -136,33 +136,35 @@ fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// Writes sysctls inside namespace `name`, in order.
-pub fn write_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<()> {
-    within(name, || {
-        for (k, v) in kv {
-            std::fs::write(sysctl_path(k), v)
-                .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
-        }
-        Ok(())
-    })
+/// Writes sysctls, in order, in the calling thread's namespace (which must
+/// be a project namespace: inside [`within`]).
+pub fn write_sysctls_here(kv: &[(String, String)]) -> io::Result<()> {
+    for (k, v) in kv {
+        std::fs::write(sysctl_path(k), v)
+            .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Brings sysctls inside namespace `name` to their values, in order, writing
 /// only those that differ; how many it wrote.
 pub fn converge_sysctls(name: &str, kv: &[(String, String)]) -> io::Result<usize> {
-    within(name, || {
-        let mut written = 0;
-        for (k, v) in kv {
-            let path = sysctl_path(k);
-            let have = std::fs::read_to_string(&path).ok();
-            if have.as_deref().map(str::trim) != Some(v.as_str()) {
-                std::fs::write(&path, v)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
-                written += 1;
-            }
+    within(name, || converge_sysctls_here(kv))
+}
+
+/// [`converge_sysctls`] in the calling thread's namespace (inside [`within`]).
+pub fn converge_sysctls_here(kv: &[(String, String)]) -> io::Result<usize> {
+    let mut written = 0;
+    for (k, v) in kv {
+        let path = sysctl_path(k);
+        let have = std::fs::read_to_string(&path).ok();
+        if have.as_deref().map(str::trim) != Some(v.as_str()) {
+            std::fs::write(&path, v)
+                .map_err(|e| io::Error::new(e.kind(), format!("{k}={v}: {e}")))?;
+            written += 1;
         }
-        Ok(written)
-    })
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1,124 +1,92 @@
 //! What the kernel holds of vpcd's nftables tables, read back as JSON
-//! (`nft -j list ruleset`, deserialized into the objects of libnftables'
-//! JSON schema that a shape needs: tables, chains, rules, sets and maps;
-//! rule expressions are not read) and reduced to each table's [`NftShape`],
-//! which the periodic pass compares with the plan's.
-//!
-//! The `nftables` crate's schema cannot read a listing with a verdict map
-//! (its set types lack `verdict`), and every router has four, so the few
-//! fields needed are declared here.
+//! (`nft -j list ruleset`): every object of a planned table is deserialized
+//! into the `nftables` crate's schema (`NfListObject`: tables, chains,
+//! rules with their statements, sets and maps with their elements) and
+//! reduced to each table's [`NftShape`], which the periodic pass compares
+//! with the plan's. Objects of other tables (the meter's, whose named
+//! counters may exceed the crate's 32-bit counter fields, or anyone else's)
+//! are not deserialized.
 
 use crate::error::CommandError;
 use crate::kernel::Runner;
-use crate::plan::{ChainShape, NftShape, NsPlan};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use crate::plan::{family_name, ChainShape, NftShape, NsPlan};
+use nftables::schema::NfListObject;
+use nftables::types::NfChainPolicy;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// `{"nftables": [...]}`.
-#[derive(Debug, Deserialize)]
-struct Listing {
-    nftables: Vec<Object>,
-}
+type TableKey = (String, String);
 
-/// One ruleset object: exactly one of these keys is present (others, such
-/// as `metainfo`, are ignored).
-#[derive(Debug, Deserialize)]
-struct Object {
-    table: Option<Named>,
-    chain: Option<Chain>,
-    rule: Option<Rule>,
-    set: Option<Set>,
-    map: Option<Set>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Named {
-    family: String,
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Chain {
-    family: String,
-    table: String,
-    name: String,
-    hook: Option<String>,
-    policy: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    family: String,
-    table: String,
-    chain: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Set {
-    family: String,
-    table: String,
-    name: String,
-    elem: Option<Vec<IgnoredAny>>,
-}
-
-/// The shape of every table in a ruleset listing, by (family, name).
-fn shapes(listing: &Listing) -> BTreeMap<(String, String), NftShape> {
-    let mut out: BTreeMap<(String, String), NftShape> = BTreeMap::new();
-    fn table<'a>(
-        out: &'a mut BTreeMap<(String, String), NftShape>,
-        family: &str,
-        name: &str,
-    ) -> &'a mut NftShape {
-        out.entry((family.to_string(), name.to_string()))
-            .or_default()
-    }
-    for o in &listing.nftables {
-        if let Some(t) = &o.table {
-            table(&mut out, &t.family, &t.name);
+/// The shape of each `wanted` table (family, name) in a ruleset listing;
+/// a table missing from the kernel is missing here.
+fn parse(json: &str, wanted: &BTreeSet<TableKey>) -> Result<BTreeMap<TableKey, NftShape>, String> {
+    let listing: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let objects = listing
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or("no nftables array")?;
+    let mut out: BTreeMap<TableKey, NftShape> = BTreeMap::new();
+    for o in objects {
+        let Some((kind, body)) = o.as_object().and_then(|m| m.iter().next()) else {
+            continue;
+        };
+        let name_key = match kind.as_str() {
+            "table" => "name",
+            "chain" | "rule" | "set" | "map" => "table",
+            _ => continue,
+        };
+        let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let key = (field("family").to_string(), field(name_key).to_string());
+        if !wanted.contains(&key) {
+            continue;
         }
-        if let Some(c) = &o.chain {
-            let policy = c.hook.as_ref().map(|_| match c.policy.as_deref() {
-                Some("drop") => "drop",
-                _ => "accept",
-            });
-            table(&mut out, &c.family, &c.table)
-                .chains
-                .insert(c.name.clone(), ChainShape { rules: 0, policy });
-        }
-        if let Some(r) = &o.rule {
-            if let Some(c) = table(&mut out, &r.family, &r.table)
-                .chains
-                .get_mut(&r.chain)
-            {
-                c.rules += 1;
+        let object: NfListObject<'_> = serde_json::from_value(o.clone())
+            .map_err(|e| format!("{kind} of table {} {}: {e}", key.0, key.1))?;
+        let shape = out.entry(key).or_default();
+        match object {
+            NfListObject::Chain(c) => {
+                let policy = c.hook.map(|_| match c.policy {
+                    Some(NfChainPolicy::Drop) => "drop",
+                    _ => "accept",
+                });
+                shape
+                    .chains
+                    .insert(c.name.into_owned(), ChainShape { rules: 0, policy });
             }
-        }
-        for s in [&o.set, &o.map].into_iter().flatten() {
-            table(&mut out, &s.family, &s.table)
-                .sets
-                .insert(s.name.clone(), s.elem.as_ref().map_or(0, Vec::len));
+            NfListObject::Rule(r) => {
+                if let Some(c) = shape.chains.get_mut(r.chain.as_ref()) {
+                    c.rules += 1;
+                }
+            }
+            NfListObject::Set(set) => {
+                let n = set.elem.as_ref().map_or(0, |e| e.len());
+                shape.sets.insert(set.name.into_owned(), n);
+            }
+            NfListObject::Map(map) => {
+                let n = map.elem.as_ref().map_or(0, |e| e.len());
+                shape.sets.insert(map.name.into_owned(), n);
+            }
+            _ => {}
         }
     }
-    out
-}
-
-/// The shapes in `nft -j list ruleset` output.
-fn parse(json: &str) -> Result<BTreeMap<(String, String), NftShape>, String> {
-    let listing: Listing = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    Ok(shapes(&listing))
+    Ok(out)
 }
 
 /// Whether any of the namespace's planned tables differs in the kernel
 /// (missing, or another shape). Other tables are not looked at.
 pub(crate) fn differs(run: &Runner, ns: &NsPlan) -> Result<bool, CommandError> {
+    let wanted: BTreeSet<TableKey> = ns
+        .nft
+        .iter()
+        .map(|t| (family_name(t.family).to_string(), t.name.to_string()))
+        .collect();
     let out = run.nft_list(&ns.name)?;
-    let kernel = parse(&out).map_err(|detail| CommandError::Output {
+    let kernel = parse(&out, &wanted).map_err(|detail| CommandError::Output {
         cmd: format!("nft -j list ruleset (in {})", ns.name),
         detail,
     })?;
     Ok(ns.nft.iter().any(|t| {
-        let have = kernel.get(&(t.family.to_string(), t.name.to_string()));
+        let have = kernel.get(&(family_name(t.family).to_string(), t.name.to_string()));
         if have != Some(&t.shape) {
             tracing::info!(ns = %ns.name, table = %t.name, "nft table differs from the plan");
             true
@@ -132,25 +100,31 @@ pub(crate) fn differs(run: &Runner, ns: &NsPlan) -> Result<bool, CommandError> {
 mod tests {
     use super::*;
 
+    /// What nft 1.0.6 listed after loading a JSON document with every
+    /// construct the data plane writes (concatenated and interval sets, an
+    /// anonymous verdict map, wildcard interface names, a log statement, a
+    /// NAT map), plus a table of someone else's with a counter too large for
+    /// the crate's schema.
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "vpcd", "handle": 2}}, {"set": {"family": "inet", "name": "eni_addr4", "table": "vpcd", "type": ["ifname", "ipv4_addr"], "handle": 1, "elem": [{"concat": ["e-1", "10.0.0.1"]}]}}, {"set": {"family": "inet", "name": "sdc_if", "table": "vpcd", "type": "ifname", "handle": 2}}, {"set": {"family": "inet", "name": "pl4", "table": "vpcd", "type": "ipv4_addr", "handle": 3, "flags": ["interval"], "elem": [{"prefix": {"addr": "10.0.0.0", "len": 8}}, "192.168.1.1"]}}, {"chain": {"family": "inet", "table": "vpcd", "name": "c", "handle": 4}}, {"chain": {"family": "inet", "table": "vpcd", "name": "forward", "handle": 6, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}, {"rule": {"family": "inet", "table": "vpcd", "chain": "c", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": {"range": [20, 30]}}}, {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"return": null}]}}, {"rule": {"family": "inet", "table": "vpcd", "chain": "forward", "handle": 7, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "p-*"}}, {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "e-*"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "vpcd", "chain": "forward", "handle": 8, "expr": [{"match": {"op": "!=", "left": {"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "ip", "field": "saddr"}}]}, "right": "@eni_addr4"}}, {"log": {"prefix": "sg:in:x", "group": 100}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "vpcd", "chain": "forward", "handle": 10, "expr": [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": {"set": [["e-1", {"goto": {"target": "c"}}], ["e-2", {"jump": {"target": "c"}}]]}}}]}}, {"rule": {"family": "inet", "table": "vpcd", "chain": "forward", "handle": 11, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "icmp", "field": "type"}}, "right": "echo-request"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@pl4"}}, {"accept": null}]}}, {"table": {"family": "ip", "name": "vpcd_nat", "handle": 3}}, {"map": {"family": "ip", "name": "pub2priv", "table": "vpcd_nat", "type": "ipv4_addr", "handle": 1, "map": "ipv4_addr", "elem": [["203.0.113.5", "10.0.1.10"]]}}, {"chain": {"family": "ip", "table": "vpcd_nat", "name": "prerouting", "handle": 2, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"rule": {"family": "ip", "table": "vpcd_nat", "chain": "prerouting", "handle": 3, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "g-*"}}, {"dnat": {"addr": {"map": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@pub2priv"}}}}]}}, {"table": {"family": "inet", "name": "other", "handle": 9}}, {"counter": {"family": "inet", "name": "big", "table": "other", "handle": 10, "packets": 5000000000, "bytes": 9000000000000}}]}"#;
+
+    fn wanted() -> BTreeSet<TableKey> {
+        BTreeSet::from([
+            ("inet".to_string(), "vpcd".to_string()),
+            ("ip".to_string(), "vpcd_nat".to_string()),
+        ])
+    }
+
     #[test]
     fn a_listing_reduces_to_chains_rules_sets_and_policies() {
-        // As nft 1.0.6 lists a small table (expressions cut short).
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-            {"table": {"family": "inet", "name": "vpcd", "handle": 1}},
-            {"map": {"family": "inet", "name": "m", "table": "vpcd", "type": "ifname", "handle": 2, "map": "verdict",
-                     "elem": [["e-1", {"goto": {"target": "c"}}], ["e-2", {"goto": {"target": "c"}}]]}},
-            {"set": {"family": "inet", "name": "s", "table": "vpcd", "type": "ifname", "handle": 3}},
-            {"chain": {"family": "inet", "table": "vpcd", "name": "c", "handle": 4}},
-            {"chain": {"family": "inet", "table": "vpcd", "name": "forward", "handle": 5, "type": "filter",
-                       "hook": "forward", "prio": 0, "policy": "drop"}},
-            {"rule": {"family": "inet", "table": "vpcd", "chain": "c", "handle": 6, "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
-            {"rule": {"family": "inet", "table": "vpcd", "chain": "forward", "handle": 7, "expr": [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@m"}}]}},
-            {"table": {"family": "ip", "name": "other", "handle": 9}}]}"#;
-        let shapes = parse(json).unwrap();
+        let shapes = parse(LISTING, &wanted()).unwrap();
         let t = &shapes[&("inet".to_string(), "vpcd".to_string())];
         assert_eq!(
             t.sets,
-            BTreeMap::from([("m".to_string(), 2), ("s".to_string(), 0)])
+            BTreeMap::from([
+                ("eni_addr4".to_string(), 1),
+                ("sdc_if".to_string(), 0),
+                ("pl4".to_string(), 2)
+            ])
         );
         assert_eq!(
             t.chains["c"],
@@ -162,14 +136,32 @@ mod tests {
         assert_eq!(
             t.chains["forward"],
             ChainShape {
-                rules: 1,
+                rules: 4,
                 policy: Some("drop")
             }
         );
-        assert_eq!(
-            shapes[&("ip".to_string(), "other".to_string())],
-            NftShape::default()
-        );
-        assert!(parse("not json").is_err());
+        let nat = &shapes[&("ip".to_string(), "vpcd_nat".to_string())];
+        assert_eq!(nat.sets, BTreeMap::from([("pub2priv".to_string(), 1)]));
+        assert_eq!(nat.chains["prerouting"].policy, Some("accept"));
+        // Someone else's table is not read, so its counter cannot fail the parse.
+        assert_eq!(shapes.len(), 2);
+        assert!(parse("not json", &wanted()).is_err());
+    }
+
+    #[test]
+    fn a_planned_table_the_kernel_lacks_is_missing() {
+        let shapes = parse(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}]}"#,
+            &wanted(),
+        )
+        .unwrap();
+        assert!(shapes.is_empty());
+    }
+
+    #[test]
+    fn an_object_of_a_planned_table_the_schema_cannot_read_is_an_error() {
+        let bad = r#"{"nftables": [{"table": {"family": "inet", "name": "vpcd", "handle": 1}},
+            {"chain": {"family": "inet", "table": "vpcd", "name": "c", "handle": 2, "policy": 7}}]}"#;
+        assert!(parse(bad, &wanted()).is_err());
     }
 }

@@ -9,6 +9,9 @@
 use crate::names::*;
 use crate::nft;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use nftables::schema::{self, NfCmd, NfListObject, NfObject};
+use nftables::types::NfFamily;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vpc_model::ops;
@@ -148,12 +151,14 @@ pub struct RulePlan {
     pub table: u32,
 }
 
-/// One nftables table: its family, name and the text between its braces.
+/// One nftables table: its family, name and what it holds (sets, maps,
+/// chains and rules in definition order, as objects of libnftables' JSON
+/// schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftTable {
-    pub family: &'static str,
+    pub family: NfFamily,
     pub name: &'static str,
-    pub body: String,
+    pub objects: Vec<NfListObject<'static>>,
     /// What the kernel must hold of it (compared on every periodic pass).
     pub shape: NftShape,
 }
@@ -177,15 +182,45 @@ pub struct ChainShape {
 }
 
 impl NftTable {
-    /// The script that replaces the table atomically: create it if missing,
-    /// delete it, define it again (one transaction with the others in a file).
-    pub fn script(&self) -> String {
-        format!(
-            "table {f} {n} {{}}\ndelete table {f} {n}\ntable {f} {n} {{\n{b}}}\n",
-            f = self.family,
-            n = self.name,
-            b = self.body
-        )
+    /// The commands that replace the table atomically: create it if
+    /// missing, delete it, define it again (one transaction with the others
+    /// in a document).
+    pub fn commands(&self) -> Vec<NfObject<'static>> {
+        let table = || {
+            NfListObject::Table(schema::Table {
+                family: self.family,
+                name: Cow::Borrowed(self.name),
+                handle: None,
+            })
+        };
+        let mut out = vec![
+            NfObject::CmdObject(NfCmd::Add(table())),
+            NfObject::CmdObject(NfCmd::Delete(table())),
+            NfObject::CmdObject(NfCmd::Add(table())),
+        ];
+        out.extend(
+            self.objects
+                .iter()
+                .map(|o| NfObject::CmdObject(NfCmd::Add(o.clone()))),
+        );
+        out
+    }
+
+    /// The family as nft names it (`inet`, `ip`).
+    pub fn family_name(&self) -> &'static str {
+        family_name(self.family)
+    }
+}
+
+/// A table family as nft names it.
+pub(crate) fn family_name(f: NfFamily) -> &'static str {
+    match f {
+        NfFamily::IP => "ip",
+        NfFamily::IP6 => "ip6",
+        NfFamily::INet => "inet",
+        NfFamily::ARP => "arp",
+        NfFamily::Bridge => "bridge",
+        NfFamily::NetDev => "netdev",
     }
 }
 
@@ -1393,12 +1428,14 @@ mod tests {
         *ts.iter().next().unwrap()
     }
 
-    fn filter(ns: &NsPlan) -> &str {
-        &ns.nft
-            .iter()
-            .find(|t| t.name == "vpcd")
-            .expect("filter")
-            .body
+    /// The filter table in nft's text syntax (`nft::text`), kept for the
+    /// test's lifetime so the helpers below can hand out slices of it.
+    fn filter(ns: &NsPlan) -> &'static str {
+        Box::leak(table_text(ns, "vpcd").into_boxed_str())
+    }
+
+    fn table_text(ns: &NsPlan, name: &str) -> String {
+        nft::text::table(ns.nft.iter().find(|t| t.name == name).expect(name))
     }
 
     fn chain<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
@@ -2018,7 +2055,7 @@ mod tests {
             iif: gl.clone(),
             table: TABLE_IGW
         }));
-        let nat = &r.nft.iter().find(|t| t.name == "vpcd_nat").unwrap().body;
+        let nat = &table_text(r, "vpcd_nat");
         assert!(
             nat.contains("elements = { 203.0.113.5 : 10.0.1.10 }"),
             "{nat}"
@@ -2119,7 +2156,7 @@ mod tests {
             noprefixroute: false
         }));
         assert_eq!(table(n, TABLE_MAIN)["0.0.0.0/0"], "via 10.0.9.1 dev eth0");
-        assert!(n.nft[0].body.contains("masquerade"));
+        assert!(nft::text::table(&n.nft[0]).contains("masquerade"));
         let r = router(&p, &v);
         let link = nat_link("nat-0000000000000bbbb");
         assert!(r.links[&link].proxy_arp);
@@ -2173,7 +2210,7 @@ mod tests {
             table: table_id(&e.main_rtb(&v)),
         }));
         // Both public addresses are mapped 1:1 at the internet gateway.
-        let nat_tbl = &r.nft.iter().find(|t| t.name == "vpcd_nat").unwrap().body;
+        let nat_tbl = &table_text(r, "vpcd_nat");
         assert!(
             nat_tbl.contains(&format!("{web_pub} : 10.0.1.10")),
             "{nat_tbl}"

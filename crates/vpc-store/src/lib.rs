@@ -246,7 +246,7 @@ impl std::fmt::Display for Location {
 /// Opens the store at `location`.
 pub fn open(location: &Location) -> Result<Box<dyn StateStore>> {
     Ok(match location {
-        Location::Dir(dir) => Box::new(Store::open(dir)?),
+        Location::Dir(dir) => Box::new(Store::open_writer(dir)?),
         Location::Etcd { endpoints, prefix } => {
             Box::new(etcd::EtcdStore::connect(endpoints, prefix)?)
         }

@@ -1,12 +1,29 @@
 //! The SQLite backend: one database (WAL) in the data directory.
 //!
-//! Resources are stored one row per record, as JSON, keyed by (kind, id). An
-//! API action's whole change list is written in one transaction, and the
-//! server answers only after `COMMIT` returns with `synchronous=FULL`, so
-//! every acknowledged write survives `kill -9` and no half-applied action is
-//! ever visible. Accounts and their access keys live in their own tables so
+//! Records are JSON bodies keyed by (kind, id), in two tables: `resources`,
+//! one row per record as of the last compaction, and `journal`, the records
+//! committed since, appended in commit order (a removed record is a row with
+//! no body). The World is `resources` with the journal replayed over it. A
+//! commit (a whole batch of actions' change lists) appends its rows to the
+//! journal in one transaction, and the server answers only after `COMMIT`
+//! returns with `synchronous=FULL`, so every acknowledged write survives
+//! `kill -9` and no half-applied action is ever visible. Appending touches
+//! the last page or two of the journal, where writing records in place
+//! would dirty one page of `resources` per record (record ids are random);
+//! that difference is most of a write's cost in SQLite. Once the journal
+//! holds twice as many rows as `resources` (and at least
+//! [`COMPACT_MIN_ROWS`]), one transaction rewrites `resources` in key order
+//! from both and empties the journal ([`Store::compact`]), so compaction
+//! rewrites each committed row a bounded number of times (at most about 1.5
+//! on average), sequentially, and a load reads at most three rows per
+//! record alive. Accounts and their access keys live in their own tables so
 //! that `vpcd account add` can write them while a server runs. One server
 //! writes a data directory, so commits never conflict.
+//!
+//! The server's store ([`Store::open_writer`]) keeps WAL checkpoints off the
+//! commit path: a [`Checkpointer`] thread with its own connection copies the
+//! WAL into the database in the background, so a commit pays for writing its
+//! own frames and one sync, never for a checkpoint.
 
 use crate::{AccessKey, Account, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -21,6 +38,93 @@ pub fn db_path(dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct Store {
     pub(crate) conn: Connection,
+    /// Background checkpoints (the server's store only); stopped on drop.
+    checkpointer: Option<Checkpointer>,
+    /// Rows in `journal` and in `resources`, to decide when to compact.
+    journal_rows: u64,
+    resources_rows: u64,
+}
+
+/// The journal is compacted once it holds this many rows and at least
+/// twice as many as `resources`.
+pub const COMPACT_MIN_ROWS: u64 = 10_000;
+
+/// Page cache per connection: the whole working set of a large World, so a
+/// commit's B-tree descent reads no page from the file (64 MiB).
+const CACHE_KIB: i64 = 64 * 1024;
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Past this many WAL frames (about 64 MiB) the checkpointer restarts the
+/// log (briefly holding writers), so a busy server's WAL cannot grow without
+/// bound; below it, checkpoints never block a commit.
+const WAL_RESTART_FRAMES: i64 = 16 * 1024;
+
+/// A thread that checkpoints the WAL of one database in the background.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Checkpointer> {
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vpcd-checkpoint".into())
+            .spawn(move || loop {
+                let last = !matches!(
+                    stopped.recv_timeout(CHECKPOINT_EVERY),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                if let Err(e) = checkpoint(&conn, last) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A server closing its store leaves it compacted, so the next start
+        // reads one table.
+        if self.checkpointer.is_some() && self.journal_rows > 0 {
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "compacting the journal on close failed");
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One background checkpoint: passive (never waits for a writer) while the
+/// WAL is small, a restart of the log once it is large or on the way out.
+fn checkpoint(conn: &Connection, restart: bool) -> Result<()> {
+    let (_busy, frames, _done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if restart || frames > WAL_RESTART_FRAMES {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 const SCHEMA: &str = "
@@ -30,6 +134,12 @@ CREATE TABLE IF NOT EXISTS resources (
     body TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    seq  INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    body TEXT
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id      TEXT PRIMARY KEY,
     created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
@@ -57,52 +167,131 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::usage::SCHEMA)?;
-        Ok(Store { conn })
+        let count = |table: &str| -> Result<u64> {
+            let n: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let (journal_rows, resources_rows) = (count("journal")?, count("resources")?);
+        Ok(Store {
+            conn,
+            checkpointer: None,
+            journal_rows,
+            resources_rows,
+        })
     }
 
-    /// Reads every stored resource into a fresh world.
+    /// Opens the store a server commits through: like [`Store::open`], with
+    /// the WAL checkpointed by a background thread instead of by commits.
+    pub fn open_writer(dir: &Path) -> Result<Store> {
+        let mut store = Store::open(dir)?;
+        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        store.checkpointer = Some(Checkpointer::start(db_path(dir))?);
+        Ok(store)
+    }
+
+    /// Reads every stored resource into a fresh world: `resources`, then the
+    /// journal replayed in commit order, in one read transaction.
     pub fn load_world(&self) -> Result<World> {
         let mut w = World::default();
-        let mut stmt = self.conn.prepare("SELECT kind, id, body FROM resources")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let kind: String = row.get(0)?;
-            let id: String = row.get(1)?;
-            let body: String = row.get(2)?;
-            let Some(k) = Kind::from_name(&kind) else {
-                return Err(StoreError::Invalid(format!(
-                    "unknown record kind {kind} for {id}"
-                )));
-            };
-            w.decode(k, &body)
-                .map_err(|source| StoreError::Decode { kind, id, source })?;
+        let tx = self.conn.unchecked_transaction()?;
+        for query in [
+            "SELECT kind, id, body FROM resources",
+            "SELECT kind, id, body FROM journal ORDER BY seq",
+        ] {
+            let mut stmt = tx.prepare(query)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let kind: String = row.get(0)?;
+                let id: String = row.get(1)?;
+                let body: Option<String> = row.get(2)?;
+                let Some(k) = Kind::from_name(&kind) else {
+                    return Err(StoreError::Invalid(format!(
+                        "unknown record kind {kind} for {id}"
+                    )));
+                };
+                match body {
+                    Some(body) => w.decode(k, &body).map_err(|source| StoreError::Decode {
+                        kind,
+                        id,
+                        source,
+                    })?,
+                    None => {
+                        w.forget(k, &id);
+                    }
+                }
+            }
         }
+        tx.commit()?;
         Ok(w)
     }
 
-    /// Writes one action's changes in a single transaction.
+    /// Writes a change list (one action's, or a batch of them) in a single
+    /// transaction: the records as they are in `world`, absent ones removed.
     pub fn commit(&mut self, world: &World, changes: &[(Kind, String)]) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
         {
-            let mut up = tx.prepare_cached(
-                "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
-            )?;
-            let mut del = tx.prepare_cached("DELETE FROM resources WHERE kind = ?1 AND id = ?2")?;
+            let mut append =
+                tx.prepare_cached("INSERT INTO journal (kind, id, body) VALUES (?1, ?2, ?3)")?;
             for (kind, id) in changes {
-                match world.encode(*kind, id) {
-                    Some(body) => up.execute(params![kind.name(), id, body])?,
-                    None => del.execute(params![kind.name(), id])?,
-                };
+                append.execute(params![kind.name(), id, world.encode(*kind, id)])?;
             }
         }
         tx.commit()?;
+        self.journal_rows += changes.len() as u64;
+        if self.journal_rows >= COMPACT_MIN_ROWS.max(2 * self.resources_rows) {
+            // The commit is durable already; a failed compaction only leaves
+            // the journal longer.
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "compacting the journal failed");
+            }
+        }
         Ok(())
+    }
+
+    /// Folds the journal into `resources` in one transaction: `resources` is
+    /// rewritten in key order with each record's newest version (removed
+    /// ones left out) and the journal is emptied.
+    pub fn compact(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS resources_next;
+             CREATE TABLE resources_next (
+                 kind TEXT NOT NULL,
+                 id   TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 PRIMARY KEY (kind, id)
+             ) WITHOUT ROWID;
+             INSERT INTO resources_next (kind, id, body)
+                 SELECT kind, id, body FROM (
+                     SELECT kind, id, body,
+                            row_number() OVER (PARTITION BY kind, id ORDER BY seq DESC) AS newest
+                     FROM (SELECT kind, id, body, 0 AS seq FROM resources
+                           UNION ALL SELECT kind, id, body, seq FROM journal))
+                 WHERE newest = 1 AND body IS NOT NULL
+                 ORDER BY kind, id;
+             DROP TABLE resources;
+             ALTER TABLE resources_next RENAME TO resources;
+             DELETE FROM journal;",
+        )?;
+        let rows: i64 = tx.query_row("SELECT count(*) FROM resources", [], |r| r.get(0))?;
+        tx.commit()?;
+        self.resources_rows = u64::try_from(rows).unwrap_or(0);
+        self.journal_rows = 0;
+        Ok(())
+    }
+
+    /// Rows waiting in the journal (what the next compaction folds in).
+    pub fn journal_rows(&self) -> u64 {
+        self.journal_rows
     }
 
     /// Adds an account with one access key.
@@ -270,6 +459,114 @@ pub(crate) fn check_account(id: &str, access_key_id: &str, secret: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vpc_model::RegionInit;
+
+    fn record(id: &str, v: &str) -> RegionInit {
+        RegionInit {
+            id: id.to_string(),
+            default_vpc: Some(v.to_string()),
+            default_dhcp_options: None,
+        }
+    }
+
+    fn contents(w: &World) -> Vec<(String, Option<String>)> {
+        w.iter::<RegionInit>()
+            .map(|r| (r.id.clone(), r.default_vpc.clone()))
+            .collect()
+    }
+
+    /// Puts, updates and removals, some before a compaction and some after,
+    /// read back alike from the journal, from `resources` and from both.
+    #[test]
+    fn the_journal_and_compaction_keep_each_records_newest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::default();
+        let mut s = Store::open(dir.path()).unwrap();
+        let step = |s: &mut Store, w: &mut World, f: &dyn Fn(&mut World)| {
+            f(w);
+            let changes = w.take_changes();
+            s.commit(w, &changes).unwrap();
+            assert_eq!(contents(&s.load_world().unwrap()), contents(w));
+        };
+        for i in 0..20 {
+            step(&mut s, &mut w, &|w| w.put(record(&format!("r{i:02}"), "1")));
+        }
+        step(&mut s, &mut w, &|w| w.put(record("r03", "2")));
+        step(&mut s, &mut w, &|w| {
+            w.remove::<RegionInit>("r04");
+        });
+        assert_eq!(s.journal_rows(), 22);
+        s.compact().unwrap();
+        assert_eq!(s.journal_rows(), 0);
+        assert_eq!(contents(&s.load_world().unwrap()), contents(&w));
+        // After the compaction: update a compacted record, remove one,
+        // bring back the removed one, then a record put and removed again.
+        step(&mut s, &mut w, &|w| w.put(record("r03", "3")));
+        step(&mut s, &mut w, &|w| {
+            w.remove::<RegionInit>("r05");
+        });
+        step(&mut s, &mut w, &|w| w.put(record("r04", "back")));
+        step(&mut s, &mut w, &|w| w.put(record("gone", "x")));
+        step(&mut s, &mut w, &|w| {
+            w.remove::<RegionInit>("gone");
+        });
+        drop(s);
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(reopened.journal_rows(), 5);
+        let loaded = reopened.load_world().unwrap();
+        assert_eq!(contents(&loaded), contents(&w));
+        assert_eq!(
+            loaded
+                .get::<RegionInit>("r03")
+                .unwrap()
+                .default_vpc
+                .as_deref(),
+            Some("3")
+        );
+        assert!(loaded.get::<RegionInit>("r05").is_none());
+        assert!(loaded.get::<RegionInit>("gone").is_none());
+    }
+
+    /// The server's store: the journal compacts itself once it is long
+    /// enough, checkpoints run in the background, and closing compacts.
+    #[test]
+    fn the_writer_compacts_on_its_own_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::default();
+        let mut s = Store::open_writer(dir.path()).unwrap();
+        let db = db_path(dir.path());
+        let fresh = std::fs::metadata(&db).unwrap().len();
+        // Batches of 100 records, past the compaction threshold.
+        let batches = COMPACT_MIN_ROWS / 100 + 5;
+        for b in 0..batches {
+            for i in 0..100 {
+                w.put(record(&format!("b{b}-{i}"), "v"));
+            }
+            let changes = w.take_changes();
+            s.commit(&w, &changes).unwrap();
+            if b == 0 {
+                // Commits never checkpoint on this connection; the
+                // checkpointer copies the WAL into the database by itself.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while std::fs::metadata(&db).unwrap().len() < fresh + 4096 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no background checkpoint"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        assert_eq!(
+            s.journal_rows(),
+            500,
+            "compacted once, at {COMPACT_MIN_ROWS} rows"
+        );
+        drop(s);
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(reopened.journal_rows(), 0, "closing compacts");
+        assert_eq!(contents(&reopened.load_world().unwrap()), contents(&w));
+    }
 
     #[test]
     fn accounts_round_trip() {

@@ -1,5 +1,16 @@
 use super::*;
+use crate::nft::text;
 use crate::testkit::{Env, A, B, EAST, WEST};
+
+/// The rules as nft text (`nft::text`).
+fn rules(rs: &[Rule]) -> Vec<String> {
+    rs.iter().map(|r| text::rule(r)).collect()
+}
+
+/// The transaction as `nft -f` lines.
+fn script(st: &MeterState, plan: &MeterPlan) -> String {
+    text::commands(&commands(st, plan))
+}
 
 const TAG: &str = "beef";
 
@@ -41,17 +52,14 @@ fn each_side_counts_its_own_traffic_by_zone_pair() {
         )
     );
     assert_eq!(
-        a.chains[&format!("pcx_{s}_out")],
+        rules(&a.chains[&format!("pcx_{s}_out")]),
         [
             format!("ip saddr {{ 10.1.1.0/24 }} ip daddr {{ 10.2.1.0/24 }} counter name \"pcx_{s}_out_us_east_1a_us_west_2a\" return"),
             format!("ip saddr {{ 10.1.2.0/24 }} ip daddr {{ 10.2.1.0/24 }} counter name \"pcx_{s}_out_us_east_1b_us_west_2a\" return"),
         ]
     );
-    assert!(a
-        .dispatch
-        .contains(&format!("oifname \"p-{s}\" jump pcx_{s}_out")));
-    assert!(a
-        .dispatch
+    assert!(rules(&a.dispatch).contains(&format!("oifname \"p-{s}\" jump pcx_{s}_out")));
+    assert!(rules(&a.dispatch)
         .iter()
         .any(|r| r.starts_with("oifname \"g-") && r.contains("_out\"")));
     // 2 zones x 1 zone x 2 directions, plus the gateway's two.
@@ -68,7 +76,7 @@ fn each_side_counts_its_own_traffic_by_zone_pair() {
         (TransferKind::PeeringIn, "us-west-2a", "us-east-1a")
     );
     assert_eq!(
-        b.chains[&format!("pcx_{s}_in")][0],
+        rules(&b.chains[&format!("pcx_{s}_in")])[0],
         format!("ip saddr {{ 10.1.1.0/24 }} ip daddr {{ 10.2.1.0/24 }} counter name \"pcx_{s}_in_us_west_2a_us_east_1a\" return")
     );
 }
@@ -87,7 +95,7 @@ fn a_deleted_peering_leaves_nothing_to_count() {
 }
 
 #[test]
-fn the_script_keeps_counters_and_removes_only_what_went_away() {
+fn the_transaction_keeps_counters_and_removes_only_what_went_away() {
     let (e, pcx, va, _) = world();
     let plans = plan(&e.w, TAG);
     let p = &plans[&router_ns(TAG, &va)];
