@@ -266,7 +266,7 @@ def test_each_host_answers_dns_for_its_own_instances(lab):
     169.254.169.253, each lookup answered within a second; an unknown name gets
     NXDOMAIN just as fast.
     """
-    a = lab.client(0, "A")
+    a = lab.client(1, "C")  # account A's us-east-1 VPC quota is spent by the other tests
     v = vpc(a, "10.70.0.0/16")
     a.modify_vpc_attribute(VpcId=v.id, EnableDnsHostnames={"Value": True})
     i1 = launch(a, subnet(a, v, "10.70.1.0/24", "us-east-1a"))
