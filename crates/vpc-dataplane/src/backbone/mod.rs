@@ -27,6 +27,7 @@
 
 pub mod keys;
 pub mod tunnel;
+pub mod udp;
 
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools, NETNS_DIR};
@@ -528,7 +529,16 @@ impl PeeringLinkType for Backbone {
             run.ip(Some(ns), &["tuntap", "add", "dev", name, "mode", "tun"])?;
             run.ip(
                 Some(ns),
-                &["link", "set", "dev", name, "txqueuelen", TUN_QUEUE],
+                &[
+                    "link",
+                    "set",
+                    "dev",
+                    name,
+                    "txqueuelen",
+                    TUN_QUEUE,
+                    "gso_max_segs",
+                    &tunnel::TUN_GSO_MAX_SEGS.to_string(),
+                ],
             )?;
         }
         // Readers of the old devices (if any) are stale now.
@@ -733,29 +743,21 @@ fn in_netns<T: Send + 'static>(
         .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
-/// The gateway socket's buffers: room for bursts the worker has not read yet
-/// (the kernel's default of about 200 KiB holds some 130 datagrams, and a
-/// datagram lost there is a TCP retransmission inside the tunnel).
-const SOCKET_BUFFER: usize = 8 << 20;
-
-/// A UDP socket bound inside a namespace.
+/// A gateway's WireGuard socket, bound inside a namespace.
 fn bind_in(ns: &str, at: SocketAddrV4) -> std::io::Result<UdpSocket> {
-    in_netns(ns, move || {
-        let sock = UdpSocket::bind(at)?;
-        use nix::sys::socket::{setsockopt, sockopt};
-        setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
-        setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
-        Ok(sock)
-    })
+    in_netns(ns, move || tunnel::bind_socket(at))
 }
 
 /// Attaches to the persistent TUN device `name` inside a namespace.
 fn open_tun(ns: &str, name: &str) -> std::io::Result<tun_rs::SyncDevice> {
     let name = name.to_string();
     in_netns(ns, move || {
+        // With offload: the router hands over whole TCP super-packets
+        // (`tunnel`), and takes coalesced ones.
         tun_rs::DeviceBuilder::new()
             .name(name)
             .inherit_enable_state()
+            .offload(true)
             .build_sync()
     })
 }
