@@ -155,7 +155,7 @@ enum Opened {
     /// A message for the peer (a handshake answer) of this many bytes, at 0.
     Reply(usize),
     Nothing,
-    Invalid,
+    Invalid(boringtun::noise::errors::WireGuardError),
     Unknown,
 }
 
@@ -289,7 +289,7 @@ impl End {
         plain.resize(data.len().max(256), 0);
         match tunn.decapsulate(Some(from.into()), data, plain) {
             TunnResult::Done => Opened::Nothing,
-            TunnResult::Err(_) => Opened::Invalid,
+            TunnResult::Err(e) => Opened::Invalid(e),
             // A handshake answer, or packets queued while it ran: the caller sends them.
             TunnResult::WriteToNetwork(p) => Opened::Reply(p.len()),
             TunnResult::WriteToTunnelV6(p, _) => match read_tag(p) {
@@ -331,7 +331,11 @@ impl End {
                     n += 1;
                 }
                 Opened::Nothing => {}
-                Opened::Invalid => relaxed_add(&self.counters.invalid, 1),
+                Opened::Invalid(e) => {
+                    tracing::debug!(region = %self.region, peer = %self.peer, error = ?e,
+                        "backbone: an invalid WireGuard datagram");
+                    relaxed_add(&self.counters.invalid, 1);
+                }
                 Opened::Unknown => relaxed_add(&self.counters.unknown_peering, 1),
             }
         }
