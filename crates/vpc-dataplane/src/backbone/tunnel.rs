@@ -25,6 +25,7 @@
 //!   segments of one flow back into a super-packet that goes into the
 //!   peering's TUN device in one write, so the receiving router, its nft
 //!   rules and conntrack see one packet per batch instead of forty.
+//!
 //! Every decrypted packet is still checked for its tag before anything is
 //! written; nothing but authenticated plaintext is ever written to a TUN
 //! device, and nothing but WireGuard messages to the socket.

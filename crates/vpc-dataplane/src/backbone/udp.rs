@@ -155,6 +155,7 @@ pub struct Received {
 }
 
 /// Receives one (possibly coalesced) batch of datagrams into `buf`.
+#[allow(clippy::ptr_arg)] // nix's recvmsg takes the control buffer as a Vec
 pub fn recv(sock: &UdpSocket, buf: &mut [u8], cmsg: &mut Vec<u8>) -> std::io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrIn>(sock.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())
