@@ -48,7 +48,7 @@ def _b64(s: str) -> str:
 
 class Lab:
     def __init__(self, etcd: int = 3, api: int = 2, serve_args: list[str] | None = None,
-                 prefix: str | None = None):
+                 prefix: str | None = None, hosts: int = 0):
         if shutil.which("etcd") is None:
             raise RuntimeError("etcd is not installed: apt-get install etcd-server (scripts/test.sh does)")
         if not VPCD_BIN.exists():
@@ -57,7 +57,7 @@ class Lab:
         self.dir = self.tmp / "lab"
         self.prefix = prefix or f"/vpcd-{os.getpid()}-{int(time.time() * 1000) % 100000}"
         argv = [str(VPCD_BIN), "lab", "up", "--data-dir", str(self.dir), "--etcd", str(etcd),
-                "--api", str(api), "--store-prefix", self.prefix, "--"]
+                "--api", str(api), "--hosts", str(hosts), "--store-prefix", self.prefix, "--"]
         argv += serve_args or []
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:

@@ -154,8 +154,10 @@ def test_bad_requests_are_refused_and_change_nothing(client):
 
     # IDs: malformed, unknown, another account's.
     with expect_error("InvalidDhcpOptionsId.Malformed") as h:
+        ec2.describe_dhcp_options(DhcpOptionsIds=["xyz"])
+    assert h.error.response["Error"]["Message"] == 'Invalid id: "xyz" (expecting "dopt-...")'
+    with expect_error("InvalidDhcpOptionID.NotFound"):
         ec2.describe_dhcp_options(DhcpOptionsIds=["dopt-xyz"])
-    assert h.error.response["Error"]["Message"] == 'Invalid id: "dopt-xyz" (expecting "dopt-...")'
     with expect_error("InvalidDhcpOptionsId.Malformed"):
         ec2.associate_dhcp_options(DhcpOptionsId="vpc-0123456789abcdef0", VpcId=vid)
     with expect_error("InvalidDhcpOptionsId.Malformed"):

@@ -52,7 +52,7 @@ def test_create_describe_delete(client, aws):
     with expect_error("InvalidEgressOnlyInternetGatewayId.NotFound"):
         ec2.delete_egress_only_internet_gateway(EgressOnlyInternetGatewayId=gid)
     with expect_error("InvalidEgressOnlyInternetGatewayId.Malformed"):
-        ec2.delete_egress_only_internet_gateway(EgressOnlyInternetGatewayId="eigw-nope")
+        ec2.delete_egress_only_internet_gateway(EgressOnlyInternetGatewayId="nope")
     with expect_error("InvalidVpcID.NotFound"):
         eigw(ec2, "vpc-0123456789abcdef0")
     with expect_error("DryRunOperation", 412):

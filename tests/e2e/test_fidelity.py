@@ -4,6 +4,8 @@ malformed group IDs, wording, zones of another region, unknown Dedicated Hosts."
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import expect_error, make_vpc
 
 
@@ -34,11 +36,11 @@ def test_associate_vpc_cidr_block_answers_associating_then_associated(client):
 def test_malformed_group_ids_use_aws_wording(client):
     ec2 = client("A")
     with expect_error("InvalidGroupId.Malformed") as h:
-        ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": ["sg-nothex"]}])
-    assert h.error.response["Error"]["Message"] == "The security group ID 'sg-nothex' is malformed"
+        ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": ["nothex"]}])
+    assert h.error.response["Error"]["Message"] == "The security group ID 'nothex' is malformed"
     with expect_error("InvalidGroupId.Malformed") as h:
-        ec2.describe_security_groups(GroupIds=["sg-xyz"])
-    assert h.error.response["Error"]["Message"] == "The security group ID 'sg-xyz' is malformed"
+        ec2.describe_security_groups(GroupIds=["xyz"])
+    assert h.error.response["Error"]["Message"] == "The security group ID 'xyz' is malformed"
     # A well-formed unknown group simply matches nothing; a wildcard is not an ID.
     assert ec2.describe_security_group_rules(
         Filters=[{"Name": "group-id", "Values": ["sg-0123456789abcdef0"]}])["SecurityGroupRules"] == []
@@ -74,3 +76,56 @@ def test_run_instances_placement(client):
         ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=sid,
                           Placement={"HostId": "host-1"})
     assert ec2.describe_instances(Filters=[{"Name": "subnet-id", "Values": [sid]}])["Reservations"] == []
+
+
+# Issue 10, item 4: an ID with its type's prefix but an ill-formed rest is
+# looked up and not found, as AWS answers; only a wrong prefix is Malformed.
+# (method, parameter name, takes a list, prefix, NotFound code, Malformed code)
+ID_KINDS = [
+    ("describe_vpcs", "VpcIds", True, "vpc", "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"),
+    ("describe_subnets", "SubnetIds", True, "subnet", "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"),
+    ("describe_route_tables", "RouteTableIds", True, "rtb", "InvalidRouteTableID.NotFound",
+     "InvalidRouteTableId.Malformed"),
+    ("describe_internet_gateways", "InternetGatewayIds", True, "igw", "InvalidInternetGatewayID.NotFound",
+     "InvalidInternetGatewayId.Malformed"),
+    ("describe_security_groups", "GroupIds", True, "sg", "InvalidGroup.NotFound", "InvalidGroupId.Malformed"),
+    ("describe_network_acls", "NetworkAclIds", True, "acl", "InvalidNetworkAclID.NotFound",
+     "InvalidNetworkAclId.Malformed"),
+    ("describe_vpc_peering_connections", "VpcPeeringConnectionIds", True, "pcx",
+     "InvalidVpcPeeringConnectionID.NotFound", "InvalidVpcPeeringConnectionId.Malformed"),
+    ("describe_instances", "InstanceIds", True, "i", "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
+    ("describe_network_interfaces", "NetworkInterfaceIds", True, "eni", "InvalidNetworkInterfaceID.NotFound",
+     "InvalidNetworkInterfaceID.Malformed"),
+    ("describe_nat_gateways", "NatGatewayIds", True, "nat", "NatGatewayNotFound", "NatGatewayMalformed"),
+    ("describe_addresses", "AllocationIds", True, "eipalloc", "InvalidAllocationID.NotFound",
+     "InvalidAllocationID.Malformed"),
+    ("describe_volumes", "VolumeIds", True, "vol", "InvalidVolume.NotFound", "InvalidVolumeID.Malformed"),
+    ("describe_managed_prefix_lists", "PrefixListIds", True, "pl", "InvalidPrefixListID.NotFound",
+     "InvalidPrefixListId.Malformed"),
+    ("describe_vpc_endpoints", "VpcEndpointIds", True, "vpce", "InvalidVpcEndpointId.NotFound",
+     "InvalidVpcEndpointId.Malformed"),
+    ("describe_egress_only_internet_gateways", "EgressOnlyInternetGatewayIds", True, "eigw",
+     "InvalidEgressOnlyInternetGatewayId.NotFound", "InvalidEgressOnlyInternetGatewayId.Malformed"),
+    ("describe_dhcp_options", "DhcpOptionsIds", True, "dopt", "InvalidDhcpOptionID.NotFound",
+     "InvalidDhcpOptionsId.Malformed"),
+    ("describe_network_insights_paths", "NetworkInsightsPathIds", True, "nip",
+     "InvalidNetworkInsightsPathId.NotFound", "InvalidNetworkInsightsPathId.Malformed"),
+    ("delete_subnet_cidr_reservation", "SubnetCidrReservationId", False, "scr",
+     "InvalidSubnetCidrReservationID.NotFound", "InvalidSubnetCidrReservationID.Malformed"),
+]
+
+
+@pytest.mark.parametrize("method,param,listed,prefix,not_found,malformed", ID_KINDS,
+                         ids=[k[3] for k in ID_KINDS])
+def test_prefix_correct_but_ill_formed_ids_are_not_found(client, method, param, listed, prefix, not_found,
+                                                         malformed):
+    ec2 = client("A")
+    call = getattr(ec2, method)
+    bad = f"{prefix}-does_not_exist"
+    with expect_error(not_found) as h:
+        call(**{param: [bad] if listed else bad})
+    assert bad in h.error.response["Error"]["Message"]
+    # A wrong or missing prefix is still Malformed.
+    for wrong in ("does_not_exist", f"{prefix}-", f"x{prefix}-0123456789abcdef0"):
+        with expect_error(malformed):
+            call(**{param: [wrong] if listed else wrong})

@@ -269,7 +269,7 @@ def test_root_volume_lifecycle(ec2, subnet):
     kept = ec2.describe_volumes(VolumeIds=[data["VolumeId"]])["Volumes"][0]
     assert kept["State"] == "available" and kept["Attachments"] == []
     with expect_error("InvalidVolumeID.Malformed"):
-        ec2.describe_volumes(VolumeIds=["vol-nope"])
+        ec2.describe_volumes(VolumeIds=["nope"])
 
 
 # ---- DescribeInstanceStatus --------------------------------------------------

@@ -215,7 +215,7 @@ def test_bad_ids_and_parameters(client):
         a.describe_vpc_peering_connections(VpcPeeringConnectionIds=["pcx-0123456789abcdef0"])
     assert "pcx-0123456789abcdef0" in h.error.response["Error"]["Message"]
     with expect_error("InvalidVpcPeeringConnectionId.Malformed"):
-        a.describe_vpc_peering_connections(VpcPeeringConnectionIds=["pcx-nothex"])
+        a.describe_vpc_peering_connections(VpcPeeringConnectionIds=["nothex"])
     with expect_error("InvalidVpcPeeringConnectionId.Malformed"):
         a.accept_vpc_peering_connection(VpcPeeringConnectionId="vpc-0123456789abcdef0")
     with expect_error("InvalidVpcPeeringConnectionID.NotFound"):
@@ -223,7 +223,7 @@ def test_bad_ids_and_parameters(client):
     with expect_error("InvalidVpcID.NotFound"):
         a.create_vpc_peering_connection(VpcId="vpc-0123456789abcdef0", PeerVpcId=va)
     with expect_error("InvalidVpcID.Malformed"):
-        a.create_vpc_peering_connection(VpcId=va, PeerVpcId="vpc-zz")
+        a.create_vpc_peering_connection(VpcId=va, PeerVpcId="zz")
     with expect_error("InvalidParameterValue"):
         a.create_vpc_peering_connection(VpcId=va, PeerVpcId=va)
     with expect_error("InvalidParameterValue"):

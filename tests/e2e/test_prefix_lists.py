@@ -48,7 +48,7 @@ def test_create_describe_and_tags(client):
     with expect_error("InvalidPrefixListID.NotFound"):
         b.get_managed_prefix_list_entries(PrefixListId=pid)
     with expect_error("InvalidPrefixListId.Malformed"):
-        ec2.describe_managed_prefix_lists(PrefixListIds=["pl-nope"])
+        ec2.describe_managed_prefix_lists(PrefixListIds=["nope"])
     with expect_error("InvalidParameterValue"):
         ec2.describe_managed_prefix_lists(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
 

@@ -246,7 +246,7 @@ def test_path_lifecycle_filters_and_errors(server, client):
         a.create_network_insights_path(Source=na.inst, Protocol="tcp", DestinationPort=22,
                                        FilterAtSource={"DestinationAddress": nb.ip})
     with expect_error("InvalidNetworkInsightsPathId.Malformed"):
-        a.describe_network_insights_paths(NetworkInsightsPathIds=["nip-nothex"])
+        a.describe_network_insights_paths(NetworkInsightsPathIds=["nothex"])
     with expect_error("DryRunOperation", 412):
         a.create_network_insights_path(Source=na.inst, Destination=nb.arn, Protocol="tcp", DryRun=True)
 

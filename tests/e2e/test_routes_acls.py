@@ -78,7 +78,7 @@ def test_route_table_lifecycle(client):
     assert any(x.get("Main") and x["RouteTableAssociationId"] == new_main for x in rtb(ec2, rid)["Associations"])
 
     with expect_error("InvalidRouteTableId.Malformed"):
-        ec2.describe_route_tables(RouteTableIds=["rtb-zz"])
+        ec2.describe_route_tables(RouteTableIds=["zz"])
     with expect_error("InvalidRouteTableID.NotFound"):
         ec2.delete_route_table(RouteTableId="rtb-0123456789abcdef0")
     with expect_error("InvalidVpcID.NotFound"):
@@ -255,7 +255,7 @@ def test_custom_network_acl(client):
     with expect_error("InvalidNetworkAclID.NotFound"):
         ec2.describe_network_acls(NetworkAclIds=[aid])
     with expect_error("InvalidNetworkAclId.Malformed"):
-        ec2.describe_network_acls(NetworkAclIds=["acl-zz"])
+        ec2.describe_network_acls(NetworkAclIds=["zz"])
     with expect_error("InvalidNetworkAclID.NotFound"):
         ec2.create_network_acl_entry(NetworkAclId="acl-0123456789abcdef0", RuleNumber=1, Protocol="-1",
                                      RuleAction="allow", Egress=False, CidrBlock="0.0.0.0/0")

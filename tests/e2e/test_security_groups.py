@@ -56,7 +56,7 @@ def test_create_and_describe_group(client):
     got = ec2.describe_security_groups(Filters=[{"Name": "tag:Name", "Values": ["web-*"]}])["SecurityGroups"]
     assert gid in {x["GroupId"] for x in got}
     with expect_error("InvalidGroupId.Malformed"):
-        ec2.describe_security_groups(GroupIds=["sg-xyz"])
+        ec2.describe_security_groups(GroupIds=["xyz"])
     with expect_error("InvalidGroup.NotFound"):
         ec2.describe_security_groups(GroupIds=["sg-0123456789abcdef0"])
 

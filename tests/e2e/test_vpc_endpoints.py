@@ -100,7 +100,7 @@ def test_gateway_endpoint_refusals(client):
     with expect_error("InvalidVpcEndpointId.NotFound"):
         ec2.modify_vpc_endpoint(VpcEndpointId="vpce-0123456789abcdef0", ResetPolicy=True)
     with expect_error("InvalidVpcEndpointId.Malformed"):
-        ec2.describe_vpc_endpoints(VpcEndpointIds=["vpce-zz"])
+        ec2.describe_vpc_endpoints(VpcEndpointIds=["zz"])
     with expect_error("DryRunOperation", 412):
         ec2.create_vpc_endpoint(VpcId=vid, ServiceName=S3, DryRun=True)
     assert ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vid, other]}])["VpcEndpoints"] == []

@@ -66,6 +66,8 @@ pub struct App {
     /// one of the cluster, on etcd).
     clock: Leadership,
     keys: RwLock<HashMap<String, (String, String)>>,
+    /// The hosts agents registered in a shared store (`host/<name>`).
+    hosts: RwLock<Arc<vpc_model::placement::Hosts>>,
     clock_offset: AtomicI64,
     next_deadline: AtomicI64,
     /// Bumped on every publish; watchers (the data plane) wait on it.
@@ -262,6 +264,9 @@ impl App {
                 keys.insert(k.access_key_id, (a.id.clone(), k.secret_access_key));
             }
         }
+        let hosts = vpc_model::placement::parse_hosts(
+            &reader.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?,
+        );
         let updates = writer.follow(snapshot.as_of)?;
         let holder = format!(
             "{}:{}",
@@ -281,6 +286,7 @@ impl App {
             },
             clock,
             keys: RwLock::new(keys),
+            hosts: RwLock::new(Arc::new(hosts)),
             clock_offset: AtomicI64::new(offset),
             next_deadline: AtomicI64::new(next),
             generation: Mutex::new(0),
@@ -314,11 +320,26 @@ impl App {
                     self.clock_offset.store(off, Ordering::SeqCst);
                 }
             }
+            let found = vpc_model::placement::parse_hosts(&[(key.clone(), value.clone())]);
+            if !found.is_empty() {
+                let mut hosts = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
+                let mut next = (**hosts).clone();
+                next.extend(found);
+                *hosts = Arc::new(next);
+            }
             return;
         }
         if let Err(e) = self.writer.follow(update, |w| self.publish(w)) {
             tracing::error!(error = %e, "cannot apply another server's commit");
         }
+    }
+
+    /// The hosts agents registered (empty on one host).
+    pub fn hosts(&self) -> Arc<vpc_model::placement::Hosts> {
+        self.hosts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether this server runs the timers now (see [`Leadership`]).
@@ -844,11 +865,13 @@ impl App {
                 return Some(Err(f));
             }
         }
+        let hosts = self.hosts();
         let req = Req {
             p: params,
             action,
             request_id,
             regions: &self.config.regions,
+            hosts: &hosts,
         };
         Some(match handler {
             Handler::Read(h) => {

@@ -292,6 +292,16 @@ fn seed(app: &App) -> Seeded {
         OWNER,
         &[("Action", "CreateNetworkAcl"), ("VpcId", &vpc)],
     );
+    s.call(
+        app,
+        OWNER,
+        &[
+            ("Action", "CreateSubnetCidrReservation"),
+            ("SubnetId", &subnet),
+            ("Cidr", "10.0.1.240/28"),
+            ("ReservationType", "explicit"),
+        ],
+    );
     let interface = first(
         &s.call(
             app,
@@ -480,6 +490,14 @@ const FLAT_NAMES: &[&str] = &[
     "PolicyDocument",
     "ResetPolicy",
     "PrivateDnsEnabled",
+    "Cidr",
+    "ReservationType",
+    "SubnetCidrReservationId",
+    "InstanceTenancy",
+    "EnableDns64.Value",
+    "EnableNetworkAddressUsageMetrics.Value",
+    "EnableLniAtDeviceIndex",
+    "MaxEntries",
 ];
 
 /// Names that take an index: `Base.N`, `Base.N.Sub`, `Base.N.Sub.M…`.
@@ -671,6 +689,9 @@ const WORDS: &[&str] = &[
     "sg-00000000000000000",
     "pcx-",
     "djF6",
+    "explicit",
+    "prefix",
+    "scr-00000000000000000",
 ];
 
 const CIDRS: &[&str] = &[

@@ -38,10 +38,12 @@ pub mod netns;
 mod nft;
 mod nft_state;
 pub mod offload;
+pub mod placement;
 pub mod plan;
 pub mod resolv;
 #[cfg(test)]
 mod testkit;
+pub mod underlay;
 
 pub use backbone::Backbone;
 pub use error::{ApplyError, CommandError, DataplaneError, StartError, TeardownError};
@@ -167,6 +169,11 @@ pub struct Dataplane {
     foreign: BTreeSet<String>,
     /// When every namespace was last compared with the kernel (drift repair).
     verified_at: Instant,
+    /// Which host this is among several sharing the World (`vpcd agent`);
+    /// None: one host realizes everything.
+    placement: Option<placement::Placement>,
+    /// The next pass plans the whole World (the placement changed).
+    replan_all: bool,
 }
 
 impl Dataplane {
@@ -192,7 +199,38 @@ impl Dataplane {
             instances: BTreeSet::new(),
             foreign: BTreeSet::new(),
             verified_at: Instant::now(),
+            placement: None,
+            replan_all: false,
         })
+    }
+
+    /// Realizes only this host's share of the World (`placement`); a new
+    /// placement takes effect on the next pass, which plans in full.
+    pub fn set_placement(&mut self, placement: Option<placement::Placement>) {
+        if self.placement != placement {
+            self.placement = placement;
+            // Plan everything again (and diff against what was applied).
+            self.replan_all = true;
+        }
+    }
+
+    /// The placement [`set_placement`](Self::set_placement) gave.
+    pub fn placement(&self) -> Option<&placement::Placement> {
+        self.placement.as_ref()
+    }
+
+    /// One plan of `world` for this host: the whole of it, or this host's
+    /// share under a placement.
+    fn plan_for_host(&self, world: &World, scope: Option<Option<&Scope>>) -> Plan {
+        let mut p = match scope {
+            None => plan::plan(world, &self.tag),
+            Some(scope) => plan::plan_scope(world, &self.tag, scope),
+        };
+        if let Some(placement) = &self.placement {
+            let warnings = placement.localize(world, &mut p.namespaces);
+            p.warnings.extend(warnings);
+        }
+        p
     }
 
     /// Replaces the peering link type (a veth by default).
@@ -280,8 +318,10 @@ impl Dataplane {
     /// safety pass or when a change affects most namespaces; otherwise only
     /// the namespaces the change can affect, keeping the others' plans.
     fn plan_pass(&mut self, world: &World) -> Pass {
+        let replan_all = std::mem::take(&mut self.replan_all);
+        let prev = self.desired.take();
         let full = |previous| {
-            let p = plan::plan(world, &self.tag);
+            let p = self.plan_for_host(world, None);
             Pass {
                 namespaces: p.namespaces,
                 warnings: p.warnings,
@@ -290,10 +330,10 @@ impl Dataplane {
                 full: true,
             }
         };
-        let Some(prev) = self.desired.take() else {
+        let Some(prev) = prev else {
             return full(BTreeMap::new());
         };
-        if self.planning == Planning::Full {
+        if self.planning == Planning::Full || replan_all {
             return full(prev.namespaces);
         }
         let full_at = prev.full_at;
@@ -303,7 +343,7 @@ impl Dataplane {
         if !safety && names.len() * 2 > prev.namespaces.len().max(16) {
             return full(prev.namespaces);
         }
-        let partial = plan::plan_scope(world, &self.tag, Some(&affected.scope));
+        let partial = self.plan_for_host(world, Some(Some(&affected.scope)));
         if safety {
             let mut incremental = prev.namespaces.clone();
             for n in &names {
@@ -418,6 +458,15 @@ impl Dataplane {
             .iter()
             .filter(|name| !desired.contains_key(*name))
             .filter(|name| !backbone::is_backbone_ns(&self.tag, name))
+            // Another host's instances share this machine in a lab: not ours.
+            .filter(|name| {
+                !names::is_instance_ns(name)
+                    || self.instances.contains(*name)
+                    || self
+                        .placement
+                        .as_ref()
+                        .is_none_or(|p| p.is_local(world, name))
+            })
             .filter(|name| {
                 name.starts_with(&prefix)
                     || (names::is_instance_ns(name)

@@ -466,8 +466,13 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         .chain(
             [
                 // 1. Guards: no transit through a peering, no edge-to-edge routing.
-                r#"iifname "p-*" oifname != "e-*" counter drop"#,
+                // From a peering only to this VPC's interfaces, here or on
+                // another host (`x-`: the VPC's VXLAN link, `placement`).
+                r#"iifname "p-*" oifname != "e-*" oifname != "x-*" counter drop"#,
                 r#"oifname "p-*" iifname != "e-*" counter drop"#,
+                // From another host's router only to an interface here.
+                r#"iifname "x-*" oifname != "e-*" counter drop"#,
+                r#"oifname "x-*" iifname != "e-*" iifname != "p-*" counter drop"#,
                 r#"iifname "g-*" oifname != "e-*" oifname != "n-*" counter drop"#,
                 r#"oifname "g-*" meta nfproto ipv4 ip saddr != @pub_src counter drop"#,
                 // 2. Source/destination check.
@@ -478,7 +483,11 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
                 // 3. Network ACLs, stateless.
                 "iifname vmap @nacl_out",
                 "oifname vmap @nacl_in",
-                // 4. Tracked connections.
+                // 4. A peer's packet for this VPC's interface on another
+                // host: that host's router applies the checks (its
+                // conntrack sees both directions; this one sees one).
+                r#"iifname "p-*" oifname "x-*" accept"#,
+                // Tracked connections.
                 "ct state established,related accept",
                 "ct state invalid counter drop",
                 // 5. Security groups for new connections.

@@ -1710,8 +1710,13 @@ mod tests {
             fwd[0],
             "type filter hook forward priority filter; policy drop;"
         );
-        assert_eq!(fwd[1], r#"iifname "p-*" oifname != "e-*" counter drop"#);
+        assert_eq!(
+            fwd[1],
+            r#"iifname "p-*" oifname != "e-*" oifname != "x-*" counter drop"#
+        );
         assert_eq!(fwd[2], r#"oifname "p-*" iifname != "e-*" counter drop"#);
+        // Another host's router (`x-`, `placement`) may deliver to interfaces only.
+        assert_eq!(fwd[3], r#"iifname "x-*" oifname != "e-*" counter drop"#);
     }
 
     #[test]

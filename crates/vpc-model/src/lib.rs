@@ -16,6 +16,7 @@ pub mod fault;
 pub mod ids;
 pub mod instance_types;
 pub mod ops;
+pub mod placement;
 pub mod region;
 pub mod rule_match;
 pub mod types;

@@ -56,6 +56,9 @@ pub struct Vpc {
     pub dns_support: bool,
     pub dns_hostnames: bool,
     pub tenancy: String,
+    /// `enableNetworkAddressUsageMetrics` (stored and shown; vpcd has no CloudWatch).
+    #[serde(default)]
+    pub network_address_usage_metrics: bool,
     pub dhcp_options_id: String,
     pub main_route_table: String,
     pub default_acl: String,
@@ -108,6 +111,25 @@ pub struct Subnet {
     /// Addresses taken by interfaces (instances come in a later issue).
     #[serde(default)]
     pub used_ips: u64,
+    /// Subnet CIDR reservations (`ops::subnet_cidr_reservation`): ranges
+    /// automatic address assignment never picks from.
+    #[serde(default)]
+    pub cidr_reservations: Vec<SubnetCidrReservation>,
+    /// `enableDns64` (stored and shown, see docs/api.md).
+    #[serde(default)]
+    pub enable_dns64: bool,
+}
+
+/// A subnet CIDR reservation (`scr-…`), kept in its subnet's record and
+/// owned by the subnet's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetCidrReservation {
+    pub id: String,
+    pub cidr: ipnet::IpNet,
+    /// `prefix` or `explicit`.
+    pub reservation_type: String,
+    pub description: String,
+    pub tags: Tags,
 }
 
 /// Where a route sends matching traffic.
@@ -542,6 +564,9 @@ pub struct InstanceOptions {
     /// `standard` or `unlimited` for burstable types; None otherwise.
     pub cpu_credits: Option<String>,
     pub root_device_name: String,
+    /// `default` or `dedicated`: the VPC's tenancy at launch, or
+    /// `Placement.Tenancy` (ModifyVpcTenancy leaves running instances alone).
+    pub tenancy: String,
 }
 
 impl Default for InstanceOptions {
@@ -556,6 +581,7 @@ impl Default for InstanceOptions {
             metadata: MetadataOptions::default(),
             cpu_credits: None,
             root_device_name: "/dev/xvda".into(),
+            tenancy: "default".into(),
         }
     }
 }

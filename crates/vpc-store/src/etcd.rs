@@ -718,9 +718,33 @@ impl crate::StateStore for EtcdStore {
             .await
         })
     }
+
+    fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.settings_with_prefix_inner(prefix)
+    }
 }
 
 impl EtcdStore {
+    fn settings_with_prefix_inner(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let c = self.client.clone();
+        let base = self.setting_key("");
+        let key = format!("{base}{prefix}");
+        block(CALL_TIMEOUT, async move {
+            let end = range_end(&key);
+            let r = get_retrying(&c, key, Some(GetOptions::new().with_range(end))).await?;
+            Ok(r.kvs()
+                .iter()
+                .map(|kv| {
+                    let k = String::from_utf8_lossy(kv.key());
+                    (
+                        k.strip_prefix(&base).unwrap_or(&k).to_string(),
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                    )
+                })
+                .collect())
+        })
+    }
+
     fn find_key_inner(&self, access_key_id: &str) -> Result<Option<(String, String)>> {
         let c = self.client.clone();
         let key = self.access_key(access_key_id);

@@ -175,6 +175,9 @@ pub trait StateStore: Send + std::fmt::Debug {
     fn find_key(&mut self, access_key_id: &str) -> Result<Option<(String, String)>>;
     fn get_setting(&mut self, key: &str) -> Result<Option<String>>;
     fn set_setting(&mut self, key: &str, value: &str) -> Result<()>;
+    /// Every setting whose key starts with `prefix` (e.g. `host/`, the
+    /// agents' registrations), by key.
+    fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>>;
 }
 
 /// Which backend holds the state.

@@ -242,6 +242,14 @@ impl crate::StateStore for Store {
     fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         Store::set_setting(self, key, value)
     }
+
+    fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 /// Checks an account id and key before either backend stores them.

@@ -27,7 +27,8 @@ pub enum LabCmd {
         /// API servers (`vpcd serve --store etcd://...`).
         #[arg(long, default_value_t = 2)]
         api: usize,
-        /// Simulated hosts with agents: not built yet (docs/cluster.md).
+        /// Simulated hosts: network namespaces on an underlay bridge of the
+        /// lab's own, each with a `vpcd agent` (needs root).
         #[arg(long, default_value_t = 0)]
         hosts: usize,
         /// The etcd key prefix the servers share.
@@ -44,6 +45,15 @@ pub enum LabCmd {
         /// Print JSON (the only format).
         #[arg(long)]
         json: bool,
+    },
+    /// Start a host's agent again (after it died or was killed); it adopts
+    /// what the kernel holds.
+    Agent {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The host's name, e.g. h2.
+        #[arg(long)]
+        host: String,
     },
     /// Stop every process the lab started and remove its files.
     Down {
@@ -62,13 +72,16 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             store_prefix,
             serve_args,
         } => {
-            if hosts > 0 {
-                bail!("--hosts: simulated hosts, agents and the VXLAN fabric are not built yet (see docs/cluster.md); run the lab without --hosts");
+            if hosts > 0 && !crate::is_root() {
+                bail!("--hosts: simulated hosts are network namespaces; run as root");
+            }
+            if hosts > MAX_HOSTS {
+                bail!("--hosts: at most {MAX_HOSTS} simulated hosts");
             }
             if etcd == 0 || api == 0 {
                 bail!("a lab needs at least one etcd member and one API server");
             }
-            let record = up(&data_dir, etcd, api, &store_prefix, &serve_args)?;
+            let record = up(&data_dir, etcd, api, hosts, &store_prefix, &serve_args)?;
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())
         }
@@ -77,8 +90,19 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())
         }
+        LabCmd::Agent { data_dir, host } => restart_agent(&data_dir, &host),
         LabCmd::Down { data_dir } => down(&data_dir),
     }
+}
+
+/// The zones a lab host serves: host `i` the `i`-th zone of each region
+/// the lab's tests use (there are six zones in us-east-1, fewer elsewhere).
+const LAB_REGIONS: &[&str] = &["us-east-1", "us-west-2", "eu-west-1"];
+const MAX_HOSTS: usize = 6;
+
+fn lab_zones(i: usize) -> Vec<String> {
+    let letter = char::from(b'a' + u8::try_from(i).unwrap_or(0));
+    LAB_REGIONS.iter().map(|r| format!("{r}{letter}")).collect()
 }
 
 fn record_path(dir: &Path) -> PathBuf {
@@ -142,6 +166,7 @@ fn up(
     dir: &Path,
     members: usize,
     apis: usize,
+    hosts: usize,
     prefix: &str,
     serve_args: &[String],
 ) -> Result<Value> {
@@ -169,6 +194,7 @@ fn up(
         "etcd": [],
         "api": [],
         "hosts": [],
+        "lab_tag": format!("{:04x}", rand::random::<u16>()),
     });
     let mut started: Vec<u32> = Vec::new();
     let result = (|| -> Result<()> {
@@ -211,6 +237,17 @@ fn up(
             )?;
         }
         let store = record["store"].as_str().expect("string").to_string();
+        if hosts > 0 {
+            start_hosts(
+                &mut record,
+                &mut started,
+                &dir,
+                &vpcd_bin,
+                hosts,
+                &store,
+                prefix,
+            )?;
+        }
         for i in 0..apis {
             let port = ports[2 * members + i];
             let log = dir.join(format!("api-{i}.log"));
@@ -253,6 +290,123 @@ fn up(
     Ok(with_liveness(record))
 }
 
+/// The command line of a host's agent.
+fn agent_args(h: &Value, store: &str, prefix: &str) -> Vec<String> {
+    let s = |k: &str| h[k].as_str().unwrap_or_default().to_string();
+    let zones: Vec<String> = h["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|z| z.as_str().map(str::to_string))
+        .collect();
+    vec![
+        "agent".into(),
+        format!("--host={}", s("name")),
+        format!("--zones={}", zones.join(",")),
+        format!("--underlay-addr={}", s("underlay_address")),
+        format!("--underlay-netns={}", s("netns")),
+        format!("--tag={}", s("tag")),
+        format!("--store={store}"),
+        format!("--store-prefix={prefix}"),
+    ]
+}
+
+/// `lab agent --host H`: starts H's agent again and records its pid.
+fn restart_agent(dir: &Path, host: &str) -> Result<()> {
+    let mut record = read_record(dir)?;
+    let store = record["store"].as_str().unwrap_or_default().to_string();
+    let prefix = record["store_prefix"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let vpcd_bin = std::env::current_exe()?;
+    let Some(h) = record["hosts"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .find(|h| h["name"] == host)
+    else {
+        bail!("the lab has no host {host:?}");
+    };
+    if let Some(pid) = agent_of(h) {
+        bail!("the agent of host {host} runs already (pid {pid})");
+    }
+    let log = PathBuf::from(h["log"].as_str().unwrap_or_default());
+    let pid = spawn(&vpcd_bin, &agent_args(h, &store, &prefix), &log)?;
+    h["agent_pid"] = json!(pid);
+    std::fs::write(record_path(dir), serde_json::to_string_pretty(&record)?)?;
+    println!("{}", serde_json::to_string_pretty(&with_liveness(record))?);
+    Ok(())
+}
+
+/// The simulated hosts: their namespaces on the lab's underlay bridge, one
+/// agent each; returns once every agent registered in the store.
+fn start_hosts(
+    record: &mut Value,
+    started: &mut Vec<u32>,
+    dir: &Path,
+    vpcd_bin: &Path,
+    hosts: usize,
+    store: &str,
+    prefix: &str,
+) -> Result<()> {
+    use vpc_dataplane::underlay;
+    let lab_tag = record["lab_tag"].as_str().expect("string").to_string();
+    let names: Vec<(String, std::net::Ipv4Addr)> = (0..hosts)
+        .map(|i| (format!("h{}", i + 1), underlay::lab_host_addr(i)))
+        .collect();
+    for (i, (name, addr)) in names.iter().enumerate() {
+        record["hosts"].as_array_mut().expect("array").push(json!({
+            "name": name,
+            "zones": lab_zones(i),
+            "underlay_address": addr.to_string(),
+            "netns": underlay::lab_host_ns(&lab_tag, name),
+            "tag": format!("{:04x}", rand::random::<u16>()),
+            "agent_pid": 0,
+            "log": dir.join(format!("agent-{name}.log")),
+        }));
+    }
+    // Recorded before anything is made, so `down` removes what was.
+    std::fs::write(record_path(dir), serde_json::to_string_pretty(&record)?)?;
+    underlay::lab_fabric_up(&lab_tag, &names).context("making the lab's underlay")?;
+    for h in record["hosts"].as_array_mut().expect("array") {
+        let args = agent_args(h, store, prefix);
+        let log = PathBuf::from(h["log"].as_str().unwrap_or_default());
+        let pid = spawn(vpcd_bin, &args, &log)?;
+        started.push(pid);
+        h["agent_pid"] = json!(pid);
+    }
+    // Every agent has registered (its record names its pid).
+    let location = vpc_store::Location::parse(Some(store), dir.to_path_buf(), prefix)?;
+    let mut st = vpc_store::open(&location)?;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    for h in record["hosts"].as_array().expect("array") {
+        let name = h["name"].as_str().unwrap_or_default();
+        let pid = h["agent_pid"].as_u64().unwrap_or(0);
+        loop {
+            let registered = st
+                .get_setting(&vpc_dataplane::placement::host_key(name))?
+                .and_then(|v| serde_json::from_str::<vpc_dataplane::placement::HostRecord>(&v).ok())
+                .is_some_and(|r| u64::from(r.pid) == pid);
+            if registered {
+                break;
+            }
+            let log = h["log"].as_str().unwrap_or_default();
+            if !alive(u32::try_from(pid).unwrap_or(0)) {
+                bail!(
+                    "the agent of host {name} (pid {pid}) exited; its log, {log}:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > give_up {
+                bail!("the agent of host {name} did not register within 30 s; see {log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -281,6 +435,14 @@ fn is_ours(pid: u32, dir: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// A host's agent, when `pid` is still it: its command line names the
+/// host's namespace (unique to the lab).
+fn agent_of(host: &Value) -> Option<u32> {
+    let pid = u32::try_from(host["agent_pid"].as_u64()?).ok()?;
+    let netns = host["netns"].as_str()?;
+    (pid != 0 && is_ours(pid, &format!("--underlay-netns={netns}"))).then_some(pid)
+}
+
 fn with_liveness(mut record: Value) -> Value {
     let dir = record["data_dir"].as_str().unwrap_or("").to_string();
     for group in ["etcd", "api"] {
@@ -289,6 +451,11 @@ fn with_liveness(mut record: Value) -> Value {
                 let pid = u32::try_from(item["pid"].as_u64().unwrap_or(0)).unwrap_or(0);
                 item["alive"] = json!(pid != 0 && is_ours(pid, &dir));
             }
+        }
+    }
+    if let Some(hosts) = record["hosts"].as_array_mut() {
+        for h in hosts {
+            h["alive"] = json!(agent_of(h).is_some());
         }
     }
     record
@@ -305,6 +472,40 @@ fn down(dir: &Path) -> Result<()> {
     let record = read_record(dir)?;
     let lab_dir = record["data_dir"].as_str().unwrap_or("").to_string();
     let mut pids: Vec<u32> = Vec::new();
+    // Agents first, then their hosts' kernel objects and the lab's underlay.
+    let hosts: Vec<Value> = record["hosts"].as_array().cloned().unwrap_or_default();
+    let agents: Vec<u32> = hosts.iter().filter_map(agent_of).collect();
+    for p in &agents {
+        signal(*p, "TERM");
+    }
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while agents.iter().any(|p| alive(*p)) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for h in &hosts {
+        if let Some(p) = agent_of(h) {
+            signal(p, "KILL");
+        }
+    }
+    let mut host_names = Vec::new();
+    for h in &hosts {
+        if let Some(tag) = h["tag"].as_str() {
+            if let Err(e) = vpc_dataplane::teardown(tag, &[]) {
+                eprintln!("removing host {}'s namespaces: {e}", h["name"]);
+            }
+        }
+        if let Some(log) = h["log"].as_str() {
+            let _ = std::fs::remove_file(log);
+        }
+        host_names.push(h["name"].as_str().unwrap_or_default().to_string());
+    }
+    if let Some(lab_tag) = record["lab_tag"].as_str() {
+        if !hosts.is_empty() {
+            vpc_dataplane::underlay::lab_fabric_down(lab_tag, &host_names)
+                .context("removing the lab's underlay")?;
+        }
+    }
+    pids.extend(agents);
     for group in ["api", "etcd"] {
         for item in record[group].as_array().into_iter().flatten() {
             if let Some(pid) = item["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) {

@@ -3,6 +3,7 @@
 //! This binary stays thin: it parses the command line and hands over to the
 //! library crates.
 
+mod agent;
 mod cost_cli;
 mod lab;
 mod reach_cli;
@@ -33,6 +34,9 @@ struct Cli {
 enum Cmd {
     /// Serve the EC2 Query API (the default command).
     Serve(ServeArgs),
+    /// Realize one host's share of a shared store's World (its zones'
+    /// instances, every router, VXLAN links to the other hosts).
+    Agent(agent::AgentArgs),
     /// Manage accounts and their access keys.
     Account {
         #[command(subcommand)]
@@ -314,7 +318,8 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     .with_context(|| format!("opening state in {location}"))?;
     let meter_every = std::time::Duration::from_secs_f64(args.meter_interval_secs);
     let dataplane = if location.is_shared() {
-        "off (--store etcd: per-host agents are not built yet, see docs/cluster.md): control plane only".to_string()
+        "off (--store etcd: each host runs `vpcd agent`, see docs/cluster.md): control plane only"
+            .to_string()
     } else {
         start_dataplane(
             &app,
@@ -704,6 +709,7 @@ fn main() -> Result<()> {
             cost_cli::run(a, &dir)
         }
         Cmd::Lab { cmd } => lab::run(cmd),
+        Cmd::Agent(a) => agent::run(a),
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
             std::process::exit(reach_cli::run(a, &dir, is_root()));

@@ -329,7 +329,13 @@ fn user_initiated(ms: i64) -> String {
 }
 
 /// One instance item. `enis` are its attached interfaces, by device index.
-fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterface]) {
+fn render_instance(
+    x: &mut Xml,
+    w: &World,
+    i: &Instance,
+    enis: &[&NetworkInterface],
+    hosts: &vpc_model::placement::Hosts,
+) {
     let primary = enis
         .iter()
         .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0));
@@ -373,7 +379,12 @@ fn render_instance(x: &mut Xml, w: &World, i: &Instance, enis: &[&NetworkInterfa
         .open("placement")
         .leaf("availabilityZone", &i.az)
         .leaf("groupName", "")
-        .leaf("tenancy", "default")
+        .leaf("tenancy", &i.opts.tenancy)
+        // On a cluster, the host serving the instance's zone (docs/cluster.md).
+        .opt(
+            "hostId",
+            vpc_model::placement::host_of_zone(hosts, &i.az).map(|h| h.name.as_str()),
+        )
         .close("placement")
         .open("monitoring")
         .leaf(
@@ -543,6 +554,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         interfaces,
         availability_zone: non_empty(p, "Placement.AvailabilityZone"),
         host_id: non_empty(p, "Placement.HostId"),
+        tenancy: non_empty(p, "Placement.Tenancy"),
         key_name: non_empty(p, "KeyName"),
         client_token: non_empty(p, "ClientToken"),
         instance_tags: tags.remove("instance").unwrap_or_default(),
@@ -566,7 +578,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         .empty("groupSet");
     x.set("instancesSet", &insts, |x, i| {
         let enis = eni::enis_of_instance(w, &i.meta.id);
-        render_instance(x, w, i, &enis);
+        render_instance(x, w, i, &enis, r.hosts);
     });
     r.done(x)
 }
@@ -769,7 +781,7 @@ fn describe_instances(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, F
             .leaf("ownerId", &g[0].meta.owner)
             .empty("groupSet");
         x.set("instancesSet", g, |x, i| {
-            render_instance(x, w, i, &enis_of(i))
+            render_instance(x, w, i, &enis_of(i), r.hosts)
         });
     });
     x.opt("nextToken", next.as_deref());

@@ -17,6 +17,7 @@ pub mod prefix_list;
 pub mod route;
 pub mod sg;
 pub mod sg_edit;
+pub mod subnet_cidr_reservation;
 pub mod vpc;
 
 use crate::params::Params;
@@ -31,6 +32,9 @@ pub struct Req<'a> {
     pub action: &'a str,
     pub request_id: &'a str,
     pub regions: &'a Regions,
+    /// The hosts agents registered (empty on one host): which serves a
+    /// zone is shown as an instance's `Placement.HostId`.
+    pub hosts: &'a vpc_model::placement::Hosts,
 }
 
 impl Req<'_> {
@@ -78,6 +82,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     defaults::ACTIONS,
     flow_log::ACTIONS,
     dhcp::ACTIONS,
+    subnet_cidr_reservation::ACTIONS,
 ];
 
 /// The handler of an EC2 action, if vpcd implements it.

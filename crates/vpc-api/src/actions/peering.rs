@@ -278,6 +278,7 @@ mod tests {
                 action: &action,
                 request_id: "r-1",
                 regions: &self.regions,
+                hosts: &Default::default(),
             };
             let mut w = self.w.clone();
             let mut ctx = Ctx {

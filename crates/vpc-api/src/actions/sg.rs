@@ -615,6 +615,7 @@ mod tests {
                     action,
                     request_id: "req-1",
                     regions: &regions,
+                    hosts: &Default::default(),
                 };
                 match handler {
                     Handler::Read(f) => f(w, ctx, &req),

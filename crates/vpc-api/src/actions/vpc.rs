@@ -22,6 +22,7 @@ pub const ACTIONS: &[(&str, Handler)] = &[
         Handler::Read(describe_vpc_attribute),
     ),
     ("ModifyVpcAttribute", Handler::Write(modify_vpc_attribute)),
+    ("ModifyVpcTenancy", Handler::Write(modify_vpc_tenancy)),
     ("CreateSubnet", Handler::Write(create_subnet)),
     ("DeleteSubnet", Handler::Write(delete_subnet)),
     ("DescribeSubnets", Handler::Read(describe_subnets)),
@@ -284,7 +285,10 @@ fn describe_vpc_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<Strin
     let (tag, val) = match attr {
         "enableDnsSupport" => ("enableDnsSupport", v.dns_support),
         "enableDnsHostnames" => ("enableDnsHostnames", v.dns_hostnames),
-        "enableNetworkAddressUsageMetrics" => ("enableNetworkAddressUsageMetrics", false),
+        "enableNetworkAddressUsageMetrics" => (
+            "enableNetworkAddressUsageMetrics",
+            v.network_address_usage_metrics,
+        ),
         other => {
             return Err(Fault::invalid_param(format!(
                 "Value ({other}) for parameter attribute is invalid. Unknown attribute."
@@ -300,6 +304,28 @@ fn describe_vpc_attribute(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<Strin
 }
 
 fn modify_vpc_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    if let Some(on) = r.p.attr_bool("EnableNetworkAddressUsageMetrics")? {
+        let mut given: Vec<&str> = [
+            ("EnableDnsHostnames", "enableDnsHostnames"),
+            ("EnableDnsSupport", "enableDnsSupport"),
+        ]
+        .into_iter()
+        .filter(|(p, _)| r.p.has(p) || r.p.has(&format!("{p}.Value")))
+        .map(|(_, n)| n)
+        .collect();
+        if !given.is_empty() {
+            given.push("enableNetworkAddressUsageMetrics");
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                format!(
+                    "Fields for multiple attribute types specified: {}",
+                    given.join(", ")
+                ),
+            ));
+        }
+        ops::vpc::set_network_address_usage_metrics(w, ctx, r.p.req("VpcId")?, on)?;
+        return r.ok();
+    }
     ops::vpc::modify_attribute(
         w,
         ctx,
@@ -307,6 +333,11 @@ fn modify_vpc_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result
         r.p.attr_bool("EnableDnsSupport")?,
         r.p.attr_bool("EnableDnsHostnames")?,
     )?;
+    r.ok()
+}
+
+fn modify_vpc_tenancy(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    ops::vpc::modify_tenancy(w, ctx, r.p.req("VpcId")?, r.p.req("InstanceTenancy")?)?;
     r.ok()
 }
 
@@ -336,7 +367,7 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .bool("mapCustomerOwnedIpOnLaunch", false)
         .bool("assignIpv6AddressOnCreation", s.assign_ipv6)
         .bool("ipv6Native", false)
-        .bool("enableDns64", false)
+        .bool("enableDns64", s.enable_dns64)
         .open("privateDnsNameOptionsOnLaunch")
         .leaf("hostnameType", "ip-name")
         .bool("enableResourceNameDnsARecord", false)
@@ -347,6 +378,13 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
 
 fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
+    if p.bool("Ipv6Native")? == Some(true) {
+        // Refused rather than ignored: a dual-stack subnet is not what was asked for.
+        return Err(Fault::new(
+            "UnsupportedOperation",
+            "IPv6-only subnets (Ipv6Native) are not supported by vpcd yet; create a dual-stack subnet with CidrBlock and Ipv6CidrBlock.",
+        ));
+    }
     let s = ops::subnet::create_subnet(
         w,
         ctx,
@@ -387,6 +425,7 @@ fn subnet_field(w: &World, s: &&Subnet, name: &str) -> Option<Vec<String>> {
         "map-public-ip-on-launch" => b(s.map_public_ip),
         "assign-ipv6-address-on-creation" => b(s.assign_ipv6),
         "ipv6-native" => b(false),
+        "enable-dns64" => b(s.enable_dns64),
         "ipv6-cidr-block-association.ipv6-cidr-block" => {
             Some(s.ipv6.iter().map(|c| c.cidr.to_string()).collect())
         }
@@ -422,6 +461,7 @@ const SUBNET_FILTERS: &[&str] = &[
     "map-public-ip-on-launch",
     "assign-ipv6-address-on-creation",
     "ipv6-native",
+    "enable-dns64",
     "ipv6-cidr-block-association.ipv6-cidr-block",
     "ipv6-cidr-block-association.association-id",
     "ipv6-cidr-block-association.state",
@@ -445,6 +485,26 @@ fn describe_subnets(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, Fau
 }
 
 fn modify_subnet_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
+    use ops::subnet::OutpostAttribute;
+    let id = r.p.req("SubnetId")?;
+    if let Some(on) = r.p.attr_bool("EnableDns64")? {
+        ops::subnet::set_dns64(w, ctx, id, on)?;
+        return r.ok();
+    }
+    let outpost = if r.p.has("CustomerOwnedIpv4Pool") {
+        Some(OutpostAttribute::MapCustomerOwnedIp(true))
+    } else if let Some(v) = r.p.attr_bool("MapCustomerOwnedIpOnLaunch")? {
+        Some(OutpostAttribute::MapCustomerOwnedIp(v))
+    } else if let Some(n) = r.p.int("EnableLniAtDeviceIndex")? {
+        Some(OutpostAttribute::EnableLniAtDeviceIndex(n))
+    } else {
+        r.p.attr_bool("DisableLniAtDeviceIndex")?
+            .map(OutpostAttribute::DisableLniAtDeviceIndex)
+    };
+    if let Some(a) = outpost {
+        ops::subnet::modify_outpost_attribute(w, ctx, id, a)?;
+        return r.ok();
+    }
     ops::subnet::modify_attribute(
         w,
         ctx,

@@ -621,7 +621,7 @@ mod tests {
         assert!(w.get::<NetworkAcl>(&a.meta.id).is_none());
         let err = delete(&mut w, &mut c, &a.meta.id).unwrap_err();
         assert_eq!(err.code, "InvalidNetworkAclID.NotFound");
-        let err = delete(&mut w, &mut c, "acl-xyz").unwrap_err();
+        let err = delete(&mut w, &mut c, "xyz").unwrap_err();
         assert_eq!(err.code, "InvalidNetworkAclId.Malformed");
     }
 

@@ -185,6 +185,7 @@ pub fn new_vpc(
         dns_support: true,
         dns_hostnames: is_default,
         tenancy: tenancy.to_string(),
+        network_address_usage_metrics: false,
         dhcp_options_id: super::dhcp::for_new_vpc(w, ctx),
         main_route_table: rtb.meta.id.clone(),
         default_acl: acl.meta.id.clone(),

@@ -232,6 +232,7 @@ mod tests {
             dns_support: support,
             dns_hostnames: hostnames,
             tenancy: "default".into(),
+            network_address_usage_metrics: false,
             dhcp_options_id: "default".into(),
             main_route_table: String::new(),
             default_acl: String::new(),

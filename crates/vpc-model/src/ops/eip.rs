@@ -527,7 +527,7 @@ mod tests {
             format!("The allocation ID '{}' does not exist", a2.meta.id)
         );
         assert_eq!(
-            t.run(A, |w, ctx| release(w, ctx, Some("eipalloc-x"), None))
+            t.run(A, |w, ctx| release(w, ctx, Some("alloc-x"), None))
                 .unwrap_err()
                 .code,
             "InvalidAllocationID.Malformed"

@@ -54,11 +54,46 @@ fn assignable(net: &Ipv4Net) -> std::ops::Range<u32> {
     lo..hi.max(lo)
 }
 
-/// The lowest assignable address of `net` not in `taken`.
-pub fn lowest_free_v4(net: &Ipv4Net, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    assignable(net)
-        .map(Ipv4Addr::from)
-        .find(|ip| !taken.contains(ip))
+/// The lowest address of subnet `s` that automatic assignment may give: assignable,
+/// not in `taken`, and in none of the subnet's CIDR reservations.
+pub fn lowest_free_v4_in(s: &Subnet, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let r = assignable(&s.cidr);
+    let mut x = r.start;
+    while x < r.end {
+        x = super::subnet_cidr_reservation::skip_reserved_v4(s, x)?;
+        if x >= r.end {
+            return None;
+        }
+        let ip = Ipv4Addr::from(x);
+        if !taken.contains(&ip) {
+            return Some(ip);
+        }
+        x += 1;
+    }
+    None
+}
+
+/// As `lowest_free_v4_in`, in the subnet's IPv6 block `net`.
+pub fn lowest_free_v6_in(
+    s: &Subnet,
+    net: &Ipv6Net,
+    taken: &BTreeSet<Ipv6Addr>,
+) -> Option<Ipv6Addr> {
+    let lo = u128::from(net.network()).saturating_add(4);
+    let hi = u128::from(net.broadcast());
+    let mut x = lo;
+    while x < hi {
+        x = super::subnet_cidr_reservation::skip_reserved_v6(s, x)?;
+        if x >= hi {
+            return None;
+        }
+        let ip = Ipv6Addr::from(x);
+        if !taken.contains(&ip) {
+            return Some(ip);
+        }
+        x += 1;
+    }
+    None
 }
 
 /// How many assignable addresses of `net` are not in `taken`.
@@ -78,21 +113,6 @@ pub fn v6_block(s: &Subnet) -> Option<Ipv6Net> {
         .iter()
         .find(|a| a.state == "associated")
         .map(|a| a.cidr)
-}
-
-/// The lowest address of `net` (after the first four) not in `taken`.
-pub fn lowest_free_v6(net: &Ipv6Net, taken: &BTreeSet<Ipv6Addr>) -> Option<Ipv6Addr> {
-    let lo = u128::from(net.network()).saturating_add(4);
-    let hi = u128::from(net.broadcast());
-    let mut x = lo;
-    while x < hi {
-        let ip = Ipv6Addr::from(x);
-        if !taken.contains(&ip) {
-            return Some(ip);
-        }
-        x += 1;
-    }
-    None
 }
 
 fn bad_ip(param: &str, s: &str) -> Fault {
@@ -474,7 +494,7 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
     taken.extend(n.addrs.specific_v4());
     let next = |taken: &mut BTreeSet<Ipv4Addr>| -> Result<Ipv4Addr> {
         let ip =
-            lowest_free_v4(&s.cidr, taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+            lowest_free_v4_in(s, taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
         taken.insert(ip);
         Ok(ip)
     };
@@ -502,7 +522,7 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
         let mut taken6 = taken_v6(w, &s.meta.id);
         taken6.extend(ipv6.iter().copied());
         for _ in 0..n.addrs.auto_ipv6 {
-            let ip = lowest_free_v6(&block, &taken6)
+            let ip = lowest_free_v6_in(s, &block, &taken6)
                 .ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
             taken6.insert(ip);
             ipv6.push(ip);
@@ -772,7 +792,7 @@ pub fn assign_private_ips(
         .collect();
     for _ in 0..n {
         let ip =
-            lowest_free_v4(&s.cidr, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
+            lowest_free_v4_in(&s, &taken).ok_or_else(|| insufficient(&s.meta.id, "addresses"))?;
         taken.insert(ip);
         added.push(ip);
     }
@@ -1555,9 +1575,7 @@ mod tests {
             format!("The networkInterface ID '{id}' does not exist")
         );
         assert_eq!(
-            t.run(A, |w, ctx| delete(w, ctx, "eni-zz"))
-                .unwrap_err()
-                .code,
+            t.run(A, |w, ctx| delete(w, ctx, "zz")).unwrap_err().code,
             "InvalidNetworkInterfaceID.Malformed"
         );
     }

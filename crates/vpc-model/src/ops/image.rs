@@ -43,7 +43,7 @@ fn fnv(s: &str) -> u64 {
 
 /// The image an `ami-` ID names; `InvalidAMIID.Malformed` for anything else.
 pub fn describe(id: &str) -> Result<Image> {
-    ids::check("ami", "InvalidAMIID.Malformed", id)?;
+    ids::check_strict("ami", "InvalidAMIID.Malformed", id)?;
     let h = fnv(id);
     // 2023-01-01T00:00:00Z plus up to two years, whole seconds.
     let created_ms = (1_672_531_200 + (h % (730 * 86_400)) as i64) * 1000;

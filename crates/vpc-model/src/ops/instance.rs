@@ -99,6 +99,8 @@ pub struct RunInstances {
     pub availability_zone: Option<String>,
     /// `Placement.HostId`: vpcd has no Dedicated Hosts, so any is unknown.
     pub host_id: Option<String>,
+    /// `Placement.Tenancy`: `default` or `dedicated` (`host` is refused).
+    pub tenancy: Option<String>,
     pub key_name: Option<String>,
     pub client_token: Option<String>,
     pub instance_tags: Tags,
@@ -333,6 +335,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         metadata,
         cpu_credits,
         root_device_name: img.root_device_name.to_string(),
+        tenancy: "default".into(),
     };
     let min = req.min_count.ok_or_else(|| Fault::missing("MinCount"))?;
     let max = req.max_count.ok_or_else(|| Fault::missing("MaxCount"))?;
@@ -457,6 +460,20 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
             "InvalidHostID.NotFound",
             format!("The host ID '{h}' does not exist"),
         ));
+    }
+    let asked_tenancy = req.tenancy.as_deref().filter(|s| !s.is_empty());
+    match asked_tenancy {
+        None | Some("default") | Some("dedicated") => {}
+        Some("host") => {
+            return Err(Fault::invalid_param(
+                "Value (host) for parameter tenancy is invalid. vpcd has no Dedicated Hosts.",
+            ))
+        }
+        Some(t) => {
+            return Err(Fault::invalid_param(format!(
+                "Value ({t}) for parameter tenancy is invalid."
+            )))
+        }
     }
     let mut order: Vec<usize> = (0..specs.len()).collect();
     order.sort_by_key(|i| devices[*i]);
@@ -706,6 +723,11 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
                 primary = id;
             }
         }
+        // A dedicated VPC's instances are dedicated whatever the request says.
+        let tenancy = match w.get::<Vpc>(&vpc_id).map(|v| v.tenancy.as_str()) {
+            Some("dedicated") => "dedicated",
+            _ => asked_tenancy.unwrap_or("default"),
+        };
         let inst = Instance {
             meta,
             reservation_id: reservation.clone(),
@@ -721,7 +743,10 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
             launch_index: u32::try_from(k).unwrap_or(u32::MAX),
             key_name: req.key_name.clone().filter(|k| !k.is_empty()),
             client_token: token.clone(),
-            opts: opts.clone(),
+            opts: InstanceOptions {
+                tenancy: tenancy.to_string(),
+                ..opts.clone()
+            },
         };
         volume::create_for_instance(w, ctx, &volumes, &iid, &az, &req.volume_tags);
         w.put(inst.clone());
@@ -1869,7 +1894,7 @@ mod tests {
             "The instance IDs 'i-00000000000000001, i-00000000000000002' do not exist"
         );
         assert_eq!(
-            t.run(A, |w, ctx| stop(w, ctx, &["i-x".into()]))
+            t.run(A, |w, ctx| stop(w, ctx, &["x-1".into()]))
                 .unwrap_err()
                 .code,
             "InvalidInstanceID.Malformed"

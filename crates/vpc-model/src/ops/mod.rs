@@ -28,6 +28,7 @@ pub mod route53;
 pub mod sg;
 pub mod sg_edit;
 pub mod subnet;
+pub mod subnet_cidr_reservation;
 pub mod tags;
 pub mod volume;
 pub mod vpc;
@@ -49,7 +50,7 @@ pub struct IdKind {
 
 impl IdKind {
     pub fn check(&self, id: &str) -> Result<(), Fault> {
-        if self.prefix == "sg" && !ids::is_well_formed("sg", id) {
+        if self.prefix == "sg" && !ids::has_prefix("sg", id) {
             // AWS words this one differently from the other `Invalid id` errors.
             return Err(Fault::new(
                 self.malformed,

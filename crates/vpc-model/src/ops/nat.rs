@@ -529,7 +529,9 @@ mod tests {
             "NatGatewayNotFound"
         );
         assert_eq!(
-            t.run(A, |w, ctx| delete(w, ctx, "nat-1")).unwrap_err().code,
+            t.run(A, |w, ctx| delete(w, ctx, "natgw-1"))
+                .unwrap_err()
+                .code,
             "NatGatewayMalformed"
         );
         // The quota counts live gateways per zone.

@@ -1136,7 +1136,8 @@ mod tests {
             format!("The vpcPeeringConnection ID '{id}' does not exist")
         );
         assert_eq!(code(e.delete(C, E1, &id)), PCX.not_found);
-        assert_eq!(code(e.accept(B, E1, "pcx-zz")), PCX.malformed);
+        assert_eq!(code(e.accept(B, E1, "zz")), PCX.malformed);
+        assert_eq!(code(e.accept(B, E1, "pcx-zz")), PCX.not_found);
         assert_eq!(e.state(&id), Some(PcxState::PendingAcceptance));
         // Accepting twice is a bad transition.
         e.accept(B, E1, &id).unwrap();

@@ -353,6 +353,7 @@ pub fn modify(
         if (max as usize) < l.entries.len() {
             return Err(too_many(l.entries.len(), max));
         }
+        check_users_fit(w, ctx, id, &l.address_family, max)?;
         l.max_entries = max;
         l.state = "modify-complete".into();
     }
@@ -434,6 +435,50 @@ pub fn restore(
     super::route::resync_list_routes(w, id, &nets);
     w.put(l.clone());
     Ok(l)
+}
+
+/// A resize must leave every security group and route table that uses the
+/// list within its quota, where the list counts its `MaxEntries` rules or
+/// routes; otherwise it fails naming the first ten that would not fit
+/// (AWS names them in the list's state message).
+fn check_users_fit(w: &World, ctx: &Ctx<'_>, id: &str, family: &str, max: u32) -> Result<()> {
+    let mut resized = w.clone();
+    resized.update::<ManagedPrefixList>(id, |l| l.max_entries = max);
+    let mut groups = Vec::new();
+    let mut tables = Vec::new();
+    for (res, _) in associations(w, id) {
+        if let Some(g) = resized.get::<SecurityGroup>(&res) {
+            if super::sg::over_rule_quota(&resized, g, ctx.limits.rules_per_security_group) {
+                groups.push(res);
+            }
+        } else if let Some(rt) = resized.get::<RouteTable>(&res) {
+            if super::route::route_weight(&resized, rt, family != "IPv6")
+                > ctx.limits.routes_per_table
+            {
+                tables.push(res);
+            }
+        }
+    }
+    let first_ten = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if !groups.is_empty() {
+        return Err(Fault::new(
+            "RulesPerSecurityGroupLimitExceeded",
+            format!(
+                "The prefix list {id} cannot be resized to {max} entries: the following resources would exceed the maximum number of rules per security group: {}",
+                first_ten(&groups)
+            ),
+        ));
+    }
+    if !tables.is_empty() {
+        return Err(Fault::new(
+            "RouteLimitExceeded",
+            format!(
+                "The prefix list {id} cannot be resized to {max} entries: the following resources would exceed the maximum number of routes per route table: {}",
+                first_ten(&tables)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The resources that reference list `id`: security groups with a rule

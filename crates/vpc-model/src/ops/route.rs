@@ -470,11 +470,8 @@ pub fn create_route(
         ));
     }
     check_not_inside_local(&rt, &dest, &t)?;
-    let same_family = rt
-        .routes
-        .iter()
-        .filter(|r| r.origin == "CreateRoute" && r.dest.addr().is_ipv4() == dest.addr().is_ipv4())
-        .count();
+    // A route to a prefix list counts as its MaxEntries routes.
+    let same_family = route_weight(w, &rt, dest.addr().is_ipv4());
     check_limit(
         same_family,
         ctx.limits.routes_per_table,
@@ -662,7 +659,7 @@ fn check_list_entries(
 
 /// How many routes a table's `CreateRoute` routes of one family count for:
 /// a route to a list counts its `MaxEntries`, as in AWS.
-fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
+pub(super) fn route_weight(w: &World, rt: &RouteTable, v4: bool) -> usize {
     let mut lists: Vec<&str> = Vec::new();
     let mut n = 0;
     for r in &rt.routes {

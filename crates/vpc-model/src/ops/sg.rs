@@ -572,8 +572,41 @@ pub(super) fn rule_label(proto: &str, from: Option<i32>, to: Option<i32>, peer: 
     }
 }
 
-fn is_v6(p: &SgPeer) -> bool {
-    matches!(p, SgPeer::Cidr6(_))
+/// Which count of the per-group rule quota a rule with peer `p` falls in
+/// (IPv6 or not) and how many rules it counts for there: a rule naming a
+/// prefix list counts the list's `MaxEntries`, as in AWS.
+pub(super) fn quota_weight(w: &World, p: &SgPeer) -> (bool, usize) {
+    match p {
+        SgPeer::Cidr6(_) => (true, 1),
+        SgPeer::PrefixList(l) => w.get::<ManagedPrefixList>(l).map_or((false, 1), |x| {
+            (x.address_family == "IPv6", x.max_entries as usize)
+        }),
+        _ => (false, 1),
+    }
+}
+
+/// The weighted rule count of `rules` in one family (`quota_weight`).
+pub(super) fn quota_count<'r>(
+    w: &World,
+    rules: impl IntoIterator<Item = &'r SgPeer>,
+    v6: bool,
+) -> usize {
+    rules
+        .into_iter()
+        .map(|p| quota_weight(w, p))
+        .filter(|(f, _)| *f == v6)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// True when a direction of group `g` holds more (weighted) rules of one
+/// family than the quota allows.
+pub(super) fn over_rule_quota(w: &World, g: &SecurityGroup, limit: usize) -> bool {
+    [&g.ingress, &g.egress].into_iter().any(|rules| {
+        [false, true]
+            .into_iter()
+            .any(|v6| quota_count(w, rules.iter().map(|r| &r.peer), v6) > limit)
+    })
 }
 
 pub(super) fn rules_of(g: &SecurityGroup, egress: bool) -> &Vec<SgRule> {
@@ -624,10 +657,11 @@ pub fn authorize(
             ));
         }
     }
-    // The quota counts each direction and each IP family separately.
+    // The quota counts each direction and each IP family separately, a
+    // prefix list as its MaxEntries rules.
     for v6 in [false, true] {
-        let have = existing.iter().filter(|r| is_v6(&r.peer) == v6).count();
-        let add = cands.iter().filter(|c| is_v6(&c.3) == v6).count();
+        let have = quota_count(w, existing.iter().map(|r| &r.peer), v6);
+        let add = quota_count(w, cands.iter().map(|c| &c.3), v6);
         if add > 0 && have + add > ctx.limits.rules_per_security_group {
             return Err(Fault::new(
                 "RulesPerSecurityGroupLimitExceeded",
@@ -1799,7 +1833,7 @@ mod tests {
             "InvalidGroup.NotFound"
         );
         assert_eq!(
-            t.run(A, |w, ctx| delete_group(w, ctx, "sg-xyz"))
+            t.run(A, |w, ctx| delete_group(w, ctx, "xyz"))
                 .unwrap_err()
                 .code,
             "InvalidGroupId.Malformed"

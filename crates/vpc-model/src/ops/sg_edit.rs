@@ -134,6 +134,16 @@ pub fn modify_rules(
             r.description = description;
         }
     }
+    // A rule turned into one naming a prefix list counts its MaxEntries.
+    let limit = ctx.limits.rules_per_security_group;
+    if super::sg::over_rule_quota(w, &g, limit)
+        && !super::sg::over_rule_quota(w, get(w, ctx, group_id)?, limit)
+    {
+        return Err(Fault::new(
+            "RulesPerSecurityGroupLimitExceeded",
+            "The maximum number of rules per security group has been reached.",
+        ));
+    }
     w.put(g);
     Ok(())
 }

@@ -45,6 +45,8 @@ pub fn insert_subnet(
         map_public_ip: default_for_az,
         assign_ipv6: false,
         used_ips: 0,
+        cidr_reservations: Vec::new(),
+        enable_dns64: false,
     };
     let assoc = AclAssoc {
         id: ctx.new_id("aclassoc"),
@@ -273,9 +275,56 @@ pub fn disassociate_ipv6(
     if s.assign_ipv6 {
         w.update::<Subnet>(&s.meta.id, |s| s.assign_ipv6 = false);
     }
-    w.update::<Subnet>(&s.meta.id, |s| s.ipv6.retain(|x| x.assoc_id != assoc_id));
+    // Reservations inside the block go with it.
+    let block = ipnet::IpNet::V6(a.cidr);
+    w.update::<Subnet>(&s.meta.id, |s| {
+        s.ipv6.retain(|x| x.assoc_id != assoc_id);
+        s.cidr_reservations
+            .retain(|r| !cidr::overlaps(&r.cidr, &block));
+    });
     a.state = "disassociating".into();
     Ok((s.meta.id, a))
+}
+
+/// The ModifySubnetAttribute attributes of subnets on AWS Outposts, which
+/// vpcd does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutpostAttribute {
+    /// `MapCustomerOwnedIpOnLaunch` (with or without `CustomerOwnedIpv4Pool`).
+    MapCustomerOwnedIp(bool),
+    /// `EnableLniAtDeviceIndex`.
+    EnableLniAtDeviceIndex(i64),
+    /// `DisableLniAtDeviceIndex`.
+    DisableLniAtDeviceIndex(bool),
+}
+
+/// Customer-owned addresses and local network interfaces exist only on
+/// Outposts subnets: turning either on is refused, turning it off (what the
+/// subnet already is) is accepted and changes nothing.
+pub fn modify_outpost_attribute(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    attr: OutpostAttribute,
+) -> Result<()> {
+    get(w, ctx, id)?;
+    match attr {
+        OutpostAttribute::MapCustomerOwnedIp(false)
+        | OutpostAttribute::DisableLniAtDeviceIndex(_) => Ok(()),
+        OutpostAttribute::MapCustomerOwnedIp(true) => Err(Fault::invalid_param(format!(
+            "Invalid value 'true' for map-customer-owned-ip-on-launch. The subnet ({id}) is not in an Outpost; customer-owned IP addresses are available on Outposts subnets only."
+        ))),
+        OutpostAttribute::EnableLniAtDeviceIndex(n) => Err(Fault::invalid_param(format!(
+            "Invalid value '{n}' for enable-lni-at-device-index. The subnet ({id}) is not in an Outpost; local network interfaces are available on Outposts subnets only."
+        ))),
+    }
+}
+
+/// `enableDns64`.
+pub fn set_dns64(w: &mut World, ctx: &mut Ctx<'_>, id: &str, on: bool) -> Result<()> {
+    get(w, ctx, id)?;
+    w.update::<Subnet>(id, |s| s.enable_dns64 = on);
+    Ok(())
 }
 
 /// AvailableIpAddressCount: usable addresses less the private IPv4

@@ -92,6 +92,7 @@ pub fn resource_type(id: &str) -> Option<&'static str> {
         "vpce" => "vpc-endpoint",
         "eigw" => "egress-only-internet-gateway",
         "dopt" => "dhcp-options",
+        "scr" => "subnet-cidr-reservation",
         _ => return None,
     })
 }
@@ -145,6 +146,17 @@ pub fn with_tags(
             let side = super::peering::visible(w, ctx, id)?;
             let mut out = Ok(());
             w.update::<Peering>(id, |p| out = f(&mut p.side_mut(side).tags));
+            out
+        }
+        "scr" => {
+            let (s, _) = super::subnet_cidr_reservation::get(w, ctx, id)?;
+            let subnet_id = s.meta.id.clone();
+            let mut out = Ok(());
+            w.update::<Subnet>(&subnet_id, |s| {
+                if let Some(r) = s.cidr_reservations.iter_mut().find(|r| r.id == id) {
+                    out = f(&mut r.tags);
+                }
+            });
             out
         }
         "sgr" => {
@@ -238,6 +250,9 @@ pub fn all_tags(w: &World, ctx: &Ctx<'_>) -> Vec<TagRow> {
     }
     for x in w.scoped::<Subnet>(a, r) {
         push(&x.meta.id, &x.meta.tags);
+        for c in &x.cidr_reservations {
+            push(&c.id, &c.tags);
+        }
     }
     for x in w.scoped::<RouteTable>(a, r) {
         push(&x.meta.id, &x.meta.tags);

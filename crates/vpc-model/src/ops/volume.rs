@@ -129,7 +129,7 @@ pub fn plan(img: &Image, mappings: &[BlockDevice]) -> Result<Vec<VolumePlan>> {
             m.snapshot_id.clone().filter(|s| !s.is_empty())
         };
         if let Some(s) = &snapshot {
-            ids::check("snap", "InvalidSnapshotID.Malformed", s)?;
+            ids::check_strict("snap", "InvalidSnapshotID.Malformed", s)?;
         }
         let size = match m.volume_size {
             Some(v) => to_u32("size", v)?,

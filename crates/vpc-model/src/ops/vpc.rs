@@ -384,3 +384,28 @@ pub fn modify_attribute(
     });
     Ok(())
 }
+
+/// `enableNetworkAddressUsageMetrics`.
+pub fn set_network_address_usage_metrics(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    vpc_id: &str,
+    on: bool,
+) -> Result<()> {
+    get(w, ctx, vpc_id)?;
+    w.update::<Vpc>(vpc_id, |v| v.network_address_usage_metrics = on);
+    Ok(())
+}
+
+/// ModifyVpcTenancy: a VPC's tenancy may go to `default` only (AWS's rule);
+/// instances already running keep theirs.
+pub fn modify_tenancy(w: &mut World, ctx: &mut Ctx<'_>, vpc_id: &str, tenancy: &str) -> Result<()> {
+    get(w, ctx, vpc_id)?;
+    if tenancy != "default" {
+        return Err(Fault::invalid_param(format!(
+            "Value ({tenancy}) for parameter instanceTenancy is invalid. The instance tenancy of a VPC can only be changed to default."
+        )));
+    }
+    w.update::<Vpc>(vpc_id, |v| v.tenancy = "default".into());
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The VXLAN underlay between hosts (`docs/cluster.md`, "Hosts and the
+//! VXLAN fabric").
+//!
+//! Every VPC router of a host that shares its World with other hosts gets
+//! one kernel VXLAN device, `x-<vpc>` (VNI [`placement::vni`] of the VPC,
+//! UDP 4789, MTU 9001). The device is created in the host's *underlay
+//! namespace* (the namespace holding the host's underlay address: a lab
+//! host's namespace, or the agent's own on a real machine), so its UDP
+//! socket lives there, and is then moved into the router namespace: the
+//! router sees an ordinary link, and the encapsulated packets leave from
+//! the underlay address. On the link the router has its host's link-local
+//! address ([`placement::host_link_local`]); broadcast and unknown frames
+//! (neighbour discovery) go to every other host's underlay address (one
+//! all-zero FDB entry per remote host), and the kernel learns each remote
+//! router's MAC from what it receives.
+//!
+//! The reconciler leaves `x-` links alone (they are not among the prefixes
+//! it owns); it plans only the routes over them and the rule sending what
+//! arrives on them to table 250. [`Underlay::converge`] keeps the devices
+//! and their FDB entries in step with the routers and the hosts.
+//!
+//! [`lab_fabric_up`] builds a lab's simulated hosts: one namespace per host
+//! with an `ul0` port on a bridge in the lab's underlay namespace, all of
+//! them vpcd's own (nothing touches the machine's real interfaces).
+
+use crate::error::CommandError;
+use crate::kernel::{Runner, Tools, NETNS_DIR};
+use crate::placement::{self, Placement, VXLAN_PORT};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// The MTU of a VXLAN link: the routers' 9001.
+const VXLAN_MTU: u32 = crate::names::MTU;
+/// The underlay's MTU: a 9001-byte inner packet plus VXLAN's 50 bytes.
+pub const UNDERLAY_MTU: u32 = 9100;
+/// The lab host's port on the underlay bridge (inside the host namespace).
+pub const HOST_LINK: &str = "ul0";
+/// The nft table counting VXLAN datagrams in a lab host's namespace.
+pub const HOST_TABLE: &str = "vpcdhost";
+
+/// Keeps the VXLAN links of one host's routers.
+#[derive(Debug)]
+pub struct Underlay {
+    run: Runner,
+    bridge_tool: PathBuf,
+    /// Where the devices are created (None: the agent's own namespace).
+    netns: Option<String>,
+    local: Ipv4Addr,
+}
+
+impl Underlay {
+    pub fn new(netns: Option<String>, local: Ipv4Addr) -> Result<Underlay, CommandError> {
+        let tools = Tools::find().map_err(|e| CommandError::Failed {
+            cmd: "finding ip, nft, nsenter".into(),
+            code: None,
+            stderr: e.to_string(),
+        })?;
+        let bridge_tool = which("bridge").ok_or_else(|| CommandError::Failed {
+            cmd: "bridge".into(),
+            code: None,
+            stderr: "iproute2's `bridge` is not installed".into(),
+        })?;
+        if let Some(ns) = &netns {
+            if !Path::new(NETNS_DIR).join(ns).exists() {
+                return Err(CommandError::Failed {
+                    cmd: format!("underlay namespace {ns}"),
+                    code: None,
+                    stderr: "no such network namespace".into(),
+                });
+            }
+        }
+        Ok(Underlay {
+            run: Runner::new(tools),
+            bridge_tool,
+            netns,
+            local,
+        })
+    }
+
+    /// Makes the missing `x-` links of these routers (namespace, VPC) and
+    /// sets every link's FDB to the other hosts. Returns how many links
+    /// were made (the reconciler's routes over them can go in now).
+    pub fn converge(
+        &self,
+        placement: &Placement,
+        routers: &[(String, String)],
+    ) -> Result<usize, CommandError> {
+        if !placement.spans_hosts() {
+            return Ok(0);
+        }
+        let remotes = placement.remote_endpoints();
+        let mut made = 0;
+        let mut first_error = None;
+        for (ns, vpc) in routers {
+            if !Path::new(NETNS_DIR).join(ns).exists() {
+                continue;
+            }
+            let r = self.converge_router(ns, vpc, &remotes);
+            match r {
+                Ok(true) => made += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(ns = %ns, "VXLAN link: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if made == 0 => Err(e),
+            _ => Ok(made),
+        }
+    }
+
+    fn converge_router(
+        &self,
+        ns: &str,
+        vpc: &str,
+        remotes: &BTreeSet<Ipv4Addr>,
+    ) -> Result<bool, CommandError> {
+        let link = placement::vxlan_link(vpc);
+        let mut made = false;
+        if !self.run.links(ns)?.contains_key(&link) {
+            let vni = placement::vni(vpc).to_string();
+            let local = self.local.to_string();
+            let port = VXLAN_PORT.to_string();
+            let mtu = VXLAN_MTU.to_string();
+            // A half-made device from an interrupted run blocks the name.
+            let _ = self.run.ip(self.netns.as_deref(), &["link", "del", &link]);
+            self.run.ip(
+                self.netns.as_deref(),
+                &[
+                    "link", "add", &link, "mtu", &mtu, "type", "vxlan", "id", &vni, "local",
+                    &local, "dstport", &port, "learning",
+                ],
+            )?;
+            self.run.ip(
+                self.netns.as_deref(),
+                &["link", "set", &link, "netns", &format!("{NETNS_DIR}/{ns}")],
+            )?;
+            let ll = format!("{}/64", placement::host_link_local(self.local));
+            self.run
+                .ip(Some(ns), &["addr", "add", &ll, "dev", &link, "nodad"])?;
+            self.run.ip(Some(ns), &["link", "set", &link, "up"])?;
+            tracing::info!(ns = %ns, link = %link, vni = %vni, "made VXLAN link");
+            made = true;
+        }
+        // Flooding (neighbour discovery) to every other host.
+        let have = self.flood_entries(ns, &link)?;
+        for r in remotes.difference(&have) {
+            self.bridge(
+                ns,
+                &[
+                    "fdb",
+                    "append",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    &link,
+                    "dst",
+                    &r.to_string(),
+                ],
+            )?;
+        }
+        for r in have.difference(remotes) {
+            self.bridge(
+                ns,
+                &[
+                    "fdb",
+                    "del",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    &link,
+                    "dst",
+                    &r.to_string(),
+                ],
+            )?;
+        }
+        Ok(made)
+    }
+
+    fn bridge(&self, ns: &str, args: &[&str]) -> Result<String, CommandError> {
+        self.run.exec(ns, &self.bridge_tool, args, None)
+    }
+
+    /// The remote ends of the link's all-zero (flooding) FDB entries.
+    fn flood_entries(&self, ns: &str, link: &str) -> Result<BTreeSet<Ipv4Addr>, CommandError> {
+        let out = self.bridge(ns, &["-j", "fdb", "show", "dev", link])?;
+        let entries: Vec<FdbEntry> = serde_json::from_str(out.trim()).unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.mac == "00:00:00:00:00:00")
+            .filter_map(|e| e.dst?.parse().ok())
+            .collect())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FdbEntry {
+    mac: String,
+    #[serde(default)]
+    dst: Option<String>,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&paths)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|p| p.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A lab's underlay namespace (the bridge joining its hosts).
+pub fn lab_underlay_ns(lab_tag: &str) -> String {
+    format!("vpcdlab{lab_tag}-ul")
+}
+
+/// A lab host's namespace (its underlay address, its VXLAN sockets).
+pub fn lab_host_ns(lab_tag: &str, host: &str) -> String {
+    format!("vpcdlab{lab_tag}-{host}")
+}
+
+/// The bridge port of a lab host.
+pub fn lab_host_port(host: &str) -> String {
+    format!("h-{host}")
+}
+
+/// A lab host's underlay address: 100.72.0.0/16, by its index.
+pub fn lab_host_addr(index: usize) -> Ipv4Addr {
+    let n = u32::try_from(index).unwrap_or(0) + 1;
+    Ipv4Addr::from(0x6448_0000u32 | (n & 0xffff))
+}
+
+/// Makes a lab's underlay: a bridge namespace and one namespace per host
+/// (`hosts`: name and underlay address) with its port on the bridge, and
+/// in each host an nft table counting VXLAN datagrams in and out
+/// (`vxlan_in`, `vxlan_out`).
+pub fn lab_fabric_up(lab_tag: &str, hosts: &[(String, Ipv4Addr)]) -> Result<(), CommandError> {
+    let tools = Tools::find().map_err(|e| CommandError::Failed {
+        cmd: "finding ip, nft, nsenter".into(),
+        code: None,
+        stderr: e.to_string(),
+    })?;
+    let run = Runner::new(tools);
+    let ul = lab_underlay_ns(lab_tag);
+    let no_v6 = |ns: &str| {
+        run.sysctl(
+            ns,
+            &[
+                ("net.ipv6.conf.all.disable_ipv6".into(), "1".into()),
+                ("net.ipv6.conf.default.disable_ipv6".into(), "1".into()),
+            ],
+        )
+    };
+    run.netns_add(&ul)?;
+    no_v6(&ul)?;
+    let mtu = UNDERLAY_MTU.to_string();
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec!["link", "add", "br0", "mtu", &mtu, "type", "bridge"],
+        vec!["link", "set", "br0", "up"],
+    ] {
+        run.ip(Some(&ul), &args)?;
+    }
+    for (name, addr) in hosts {
+        let ns = lab_host_ns(lab_tag, name);
+        let port = lab_host_port(name);
+        run.netns_add(&ns)?;
+        no_v6(&ns)?;
+        run.create_veth(&ul, &port, &ns, HOST_LINK, UNDERLAY_MTU)?;
+        run.ip(Some(&ul), &["link", "set", &port, "master", "br0", "up"])?;
+        let cidr = format!("{addr}/16");
+        for args in [
+            vec!["link", "set", "lo", "up"],
+            vec!["addr", "add", &cidr, "dev", HOST_LINK],
+            vec!["link", "set", HOST_LINK, "up"],
+        ] {
+            run.ip(Some(&ns), &args)?;
+        }
+        run.nft(&ns, &host_counters())?;
+    }
+    Ok(())
+}
+
+/// The counters of VXLAN datagrams on a lab host's underlay port.
+fn host_counters() -> String {
+    format!(
+        "table inet {HOST_TABLE} {{}}\ndelete table inet {HOST_TABLE}\ntable inet {HOST_TABLE} {{\n  counter vxlan_in {{}}\n  counter vxlan_out {{}}\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"{HOST_LINK}\" udp dport {VXLAN_PORT} counter name vxlan_in\n  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n    oifname \"{HOST_LINK}\" udp dport {VXLAN_PORT} counter name vxlan_out\n  }}\n}}\n"
+    )
+}
+
+/// Sets a lab host's bridge port down (`up == false`: the host is cut off
+/// the underlay) or up again.
+pub fn lab_host_link(lab_tag: &str, host: &str, up: bool) -> Result<(), CommandError> {
+    let tools = Tools::find().map_err(|e| CommandError::Failed {
+        cmd: "finding ip".into(),
+        code: None,
+        stderr: e.to_string(),
+    })?;
+    let run = Runner::new(tools);
+    run.ip(
+        Some(&lab_underlay_ns(lab_tag)),
+        &[
+            "link",
+            "set",
+            &lab_host_port(host),
+            if up { "up" } else { "down" },
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Removes a lab's underlay and host namespaces (whatever of them exists).
+pub fn lab_fabric_down(lab_tag: &str, hosts: &[String]) -> Result<(), CommandError> {
+    let tools = Tools::find().map_err(|e| CommandError::Failed {
+        cmd: "finding ip".into(),
+        code: None,
+        stderr: e.to_string(),
+    })?;
+    let run = Runner::new(tools);
+    let mut names: BTreeSet<String> = hosts.iter().map(|h| lab_host_ns(lab_tag, h)).collect();
+    names.insert(lab_underlay_ns(lab_tag));
+    let mut first = None;
+    for ns in &names {
+        if Path::new(NETNS_DIR).join(ns).exists() {
+            if let Err(e) = run.netns_del(ns) {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

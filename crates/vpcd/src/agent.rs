@@ -1,0 +1,194 @@
+//! `vpcd agent`: one host's data plane on a shared store (`docs/cluster.md`).
+//!
+//! The agent registers its host (name, zones, underlay address, data-plane
+//! tag, pid) under the store's setting `host/<name>`, loads the World and
+//! follows every commit with the same watch the API servers use, and on
+//! each change runs the one-host reconciler with the cluster's placement
+//! (`vpc_dataplane::placement`): only this host's instances, every router
+//! with VXLAN links to the other hosts (`vpc_dataplane::underlay`). The
+//! reconciler stays level-triggered and idempotent, so a restarted agent
+//! adopts what the kernel holds without touching live traffic.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+use vpc_dataplane::placement::{self, HostRecord, Placement};
+use vpc_dataplane::underlay::Underlay;
+use vpc_dataplane::{Dataplane, NsRole};
+use vpc_model::World;
+use vpc_store::{StateStore, Update};
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// This host's name (letters, digits and `-`, at most 12).
+    #[arg(long)]
+    pub host: String,
+    /// The availability zones this host serves, e.g. us-east-1a,us-east-1b.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub zones: Vec<String>,
+    /// This host's address on the underlay (the VXLAN tunnels' endpoint).
+    #[arg(long)]
+    pub underlay_addr: Ipv4Addr,
+    /// The network namespace holding the underlay address (a lab host's);
+    /// by default the agent's own.
+    #[arg(long)]
+    pub underlay_netns: Option<String>,
+    /// The data-plane tag (4 hex digits) of this host's namespaces; by
+    /// default the one the host registered before, or a new one.
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[command(flatten)]
+    pub store: crate::store_args::StoreArgs,
+}
+
+fn valid_host_name(name: &str) -> bool {
+    (1..=12).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Every registered host, by name.
+fn registered_hosts(store: &mut dyn StateStore) -> Result<BTreeMap<String, HostRecord>> {
+    let mut hosts = BTreeMap::new();
+    for (key, value) in store.settings_with_prefix(placement::HOST_KEY_PREFIX)? {
+        match serde_json::from_str::<HostRecord>(&value) {
+            Ok(h) => {
+                hosts.insert(h.name.clone(), h);
+            }
+            Err(e) => tracing::warn!(key = %key, "unreadable host registration: {e}"),
+        }
+    }
+    Ok(hosts)
+}
+
+pub fn run(args: AgentArgs) -> Result<()> {
+    if !valid_host_name(&args.host) {
+        bail!(
+            "--host {:?}: a host name is 1 to 12 lowercase letters, digits or '-'",
+            args.host
+        );
+    }
+    let location = args.store.location(std::path::Path::new("."))?;
+    if !location.is_shared() {
+        bail!("vpcd agent needs a shared store: --store etcd://HOST:PORT[,...]");
+    }
+    if !crate::is_root() {
+        bail!("vpcd agent realizes the data plane and must run as root");
+    }
+    let mut store = vpc_store::open(&location).with_context(|| format!("opening {location}"))?;
+    let key = placement::host_key(&args.host);
+    let before = store
+        .get_setting(&key)?
+        .and_then(|v| serde_json::from_str::<HostRecord>(&v).ok());
+    let tag = match (&args.tag, &before) {
+        (Some(t), _) => t.clone(),
+        (None, Some(h)) => h.tag.clone(),
+        (None, None) => format!("{:04x}", rand::random::<u16>()),
+    };
+    let me = HostRecord {
+        name: args.host.clone(),
+        zones: args.zones.clone(),
+        underlay: args.underlay_addr,
+        tag: tag.clone(),
+        pid: std::process::id(),
+    };
+    let snapshot = store.load()?;
+    let updates = store
+        .follow(snapshot.as_of)?
+        .context("the store streams no updates")?;
+    store.set_setting(&key, &serde_json::to_string(&me)?)?;
+    let mut hosts = registered_hosts(&mut *store)?;
+    hosts.insert(me.name.clone(), me.clone());
+    let mut world: World = snapshot.world;
+
+    let underlay = Underlay::new(args.underlay_netns.clone(), args.underlay_addr)
+        .map_err(|e| anyhow::anyhow!("the underlay: {e}"))?;
+    // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off, as for `vpcd serve`.
+    let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
+    let mut dp = Dataplane::new(tag.clone())?.with_big_tcp(big_tcp);
+    let placement_of = |hosts: &BTreeMap<String, HostRecord>| Placement {
+        local: args.host.clone(),
+        hosts: hosts.clone(),
+    };
+    dp.set_placement(Some(placement_of(&hosts)));
+    println!(
+        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}",
+        args.host,
+        args.zones.join(","),
+        args.underlay_addr,
+        args.underlay_netns
+            .as_deref()
+            .map(|n| format!(" in netns {n}"))
+            .unwrap_or_default(),
+    );
+    loop {
+        pass(&mut dp, &world, &underlay);
+        // Level-triggered: every change, and every few seconds anyway (the
+        // VXLAN links and the kernel's drift).
+        let first = match updates.recv_timeout(Duration::from_secs(5)) {
+            Ok(u) => Some(u),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => bail!("the store's update stream ended"),
+        };
+        let mut hosts_changed = false;
+        for update in first.into_iter().chain(updates.try_iter()) {
+            match update {
+                Update::Commit { put, removed, .. } => {
+                    if let Err(e) = Update::apply(&mut world, &put, &removed) {
+                        tracing::error!("cannot apply a commit: {e}");
+                    }
+                }
+                Update::Setting { key, value } => {
+                    if key.starts_with(placement::HOST_KEY_PREFIX) {
+                        if let Ok(h) = serde_json::from_str::<HostRecord>(&value) {
+                            hosts.insert(h.name.clone(), h);
+                            hosts_changed = true;
+                        }
+                    }
+                }
+                Update::Reset(snap) => {
+                    world = snap.world;
+                    if let Ok(h) = registered_hosts(&mut *store) {
+                        hosts = h;
+                        hosts.insert(me.name.clone(), me.clone());
+                        hosts_changed = true;
+                    }
+                }
+            }
+        }
+        if hosts_changed {
+            dp.set_placement(Some(placement_of(&hosts)));
+        }
+    }
+}
+
+/// One reconcile, then the VXLAN links of the routers it planned; when a
+/// link was made, once more (the routes over it can go in now).
+fn pass(dp: &mut Dataplane, world: &World, underlay: &Underlay) {
+    for _ in 0..2 {
+        if let Err(e) = dp.reconcile(world) {
+            tracing::warn!("reconcile failed; retrying on the next change: {e}");
+        }
+        let (Some(placement), Some(applied)) = (dp.placement(), dp.applied()) else {
+            return;
+        };
+        let routers: Vec<(String, String)> = applied
+            .values()
+            .filter_map(|ns| match &ns.role {
+                NsRole::Router { vpc_id } => Some((ns.name.clone(), vpc_id.clone())),
+                _ => None,
+            })
+            .collect();
+        match underlay.converge(placement, &routers) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("VXLAN links: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+"""Hosts on a cluster: `vpcd agent`s realize one shared World, instances placed by
+zone, traffic between hosts over the VXLAN underlay (docs/cluster.md).
+
+One lab for the module: three etcd members, two API servers, three simulated hosts
+(h1 serves the `a` zones, h2 the `b` zones, h3 the `c` zones), each a network
+namespace on the lab's own underlay bridge with an agent. Real packets between
+instances on different hosts; counters in the hosts' namespaces prove that they
+crossed the underlay as VXLAN. Negative cases pair with a positive control (or the
+same probe succeeding once the blocking rule is gone), so a slow agent cannot make
+one pass. Needs root and etcd; fails (does not skip) without them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
+from labkit import VPCD_BIN, Lab
+from netprobe import last_output, netns_exec, netns_exists, netns_list, ping, ping_background, ping_stats, wait_until
+
+pytestmark = pytest.mark.usefixtures("require_root")
+
+ICMP_ALL = {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1}
+INET_HOST = "198.51.100.10"
+# How long an agent may take to realize a change here (the machine is shared).
+REALIZE = 20.0
+
+
+LAUNCHED: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab(etcd=3, api=2, hosts=3)
+    st = lab.status()
+    ours = [f"vpcdlab{st['lab_tag']}-"] + [f"vpcd{h['tag']}-" for h in st["hosts"]]
+    try:
+        yield lab
+    finally:
+        lab.down()
+    # `lab down` removed every namespace of the lab and its hosts' agents.
+    left = {n for n in netns_list() if any(n.startswith(p) for p in ours) or n in LAUNCHED}
+    assert not left, f"left behind: {sorted(left)}"
+
+
+def host(lab: Lab, name: str) -> dict:
+    return next(h for h in lab.status()["hosts"] if h["name"] == name)
+
+
+def vxlan_count(lab: Lab, host_name: str, counter: str) -> int:
+    ns = host(lab, host_name)["netns"]
+    p = netns_exec(ns, "nft", "-j", "list", "counter", "inet", "vpcdhost", counter, check=True)
+    for item in json.loads(p.stdout)["nftables"]:
+        if "counter" in item:
+            return int(item["counter"]["packets"])
+    raise AssertionError(f"no counter {counter} in {p.stdout}")
+
+
+def vpc(ec2, cidr: str) -> SimpleNamespace:
+    vid = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    return SimpleNamespace(id=vid, cidr=cidr, sg=default_sg(ec2, vid), rtb=main_route_table(ec2, vid)["RouteTableId"])
+
+
+def subnet(ec2, v: SimpleNamespace, cidr: str, zone: str) -> str:
+    return ec2.create_subnet(VpcId=v.id, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+
+
+def allow_icmp(ec2, sg: str, cidr: str) -> None:
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[{**ICMP_ALL, "IpRanges": [{"CidrIp": cidr}]}])
+
+
+def launch(ec2, subnet_id: str, sg: str | None = None, ipv6: int = 0) -> SimpleNamespace:
+    kw = {"SecurityGroupIds": [sg]} if sg else {}
+    if ipv6:
+        kw["Ipv6AddressCount"] = ipv6
+    i = ec2.run_instances(ImageId="ami-12345678", InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                          SubnetId=subnet_id, **kw)["Instances"][0]
+    v6 = [a["Ipv6Address"] for n in i.get("NetworkInterfaces", []) for a in n.get("Ipv6Addresses", [])]
+    inst = SimpleNamespace(id=i["InstanceId"], ip=i["PrivateIpAddress"], v6=v6[0] if v6 else None)
+    LAUNCHED.append(inst.id)
+    wait_until(lambda: netns_exists(inst.id), timeout=REALIZE, what=f"the namespace of {inst.id}")
+    return inst
+
+
+def realized_by(lab: Lab, instance_id: str) -> str:
+    """The host whose agent made the instance's namespace (its `lo` carries the host's tag)."""
+    hosts = lab.status()["hosts"]
+
+    def owners():
+        out = subprocess.run(["ip", "-n", instance_id, "-d", "link", "show", "lo"], capture_output=True,
+                             text=True).stdout
+        return [h["name"] for h in hosts if f"alias vpcd{h['tag']}" in out]
+
+    found = wait_until(owners, timeout=REALIZE, what=f"the owner marker on {instance_id}")
+    assert len(found) == 1, found
+    return found[0]
+
+
+def peer(lab: Lab, a, b, va, vb, b_owner: str) -> str:
+    """A peering requested through server 0 and accepted through server 1, routed both ways."""
+    pcx = request_peering(a, va.id, vb.id, b_owner)
+    wait_for(lambda: b.describe_vpc_peering_connections(
+        Filters=[{"Name": "vpc-peering-connection-id", "Values": [pcx]}])["VpcPeeringConnections"],
+        timeout=5, what="the request on server 1")
+    wait_pcx(b, pcx, "pending-acceptance", timeout=5)
+    b.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    wait_pcx(a, pcx, "active", timeout=5)
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pcx)
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pcx)
+    return pcx
+
+
+def test_lab_hosts_are_namespaces_with_agents(lab):
+    st = lab.status()
+    assert [h["name"] for h in st["hosts"]] == ["h1", "h2", "h3"]
+    assert all(h["alive"] for h in st["hosts"]), st["hosts"]
+    assert len({h["agent_pid"] for h in st["hosts"]}) == 3
+    assert len({h["underlay_address"] for h in st["hosts"]}) == 3
+    assert st["hosts"][0]["zones"][0] == "us-east-1a" and st["hosts"][1]["zones"][0] == "us-east-1b"
+    for h in st["hosts"]:
+        assert netns_exists(h["netns"]), h
+        # The host's underlay port is on the lab's bridge, never on a real interface.
+        addrs = netns_exec(h["netns"], "ip", "-4", "-br", "addr", "show", "dev", "ul0", check=True).stdout
+        assert h["underlay_address"] in addrs
+
+
+def test_seed_workflow_across_hosts_crosses_the_vxlan_underlay(lab):
+    a0, b1 = lab.client(0, "A"), lab.client(1, "B")
+    va, vb = vpc(a0, "10.71.0.0/16"), vpc(b1, "10.72.0.0/16")
+    sa = subnet(a0, va, "10.71.1.0/24", "us-east-1a")
+    sb = subnet(b1, vb, "10.72.1.0/24", "us-east-1b")
+    peer(lab, a0, b1, va, vb, B_ID)
+    allow_icmp(a0, va.sg, vb.cidr)
+    allow_icmp(b1, vb.sg, va.cidr)
+    ia, ib = launch(a0, sa), launch(b1, sb)
+    assert realized_by(lab, ia.id) == "h1" and realized_by(lab, ib.id) == "h2"
+    # DescribeInstances shows where each instance runs, through either server.
+    wait_for(lambda: lab.client(1, "A").describe_instances(InstanceIds=[ia.id])["Reservations"][0]
+             ["Instances"][0]["Placement"].get("HostId") == "h1", timeout=5, what="HostId h1")
+    placed = b1.describe_instances(InstanceIds=[ib.id])["Reservations"][0]["Instances"][0]["Placement"]
+    assert placed == {**placed, "AvailabilityZone": "us-east-1b", "HostId": "h2"}, placed
+
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    assert ping(ib.id, ia.ip), last_output()
+    out1, in2 = vxlan_count(lab, "h1", "vxlan_out"), vxlan_count(lab, "h2", "vxlan_in")
+    p = netns_exec(ia.id, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1", ib.ip, timeout=15)
+    assert ping_stats(p.stdout) == (20, 20), p.stdout
+    # Twenty requests left h1 and reached h2 as VXLAN datagrams on the underlay.
+    assert vxlan_count(lab, "h1", "vxlan_out") - out1 >= 20
+    assert vxlan_count(lab, "h2", "vxlan_in") - in2 >= 20
+
+
+def test_security_group_and_network_acl_deny_across_hosts(lab):
+    a = lab.client(0, "A")
+    v = vpc(a, "10.73.0.0/16")
+    s1 = subnet(a, v, "10.73.1.0/24", "us-east-1a")
+    s2 = subnet(a, v, "10.73.2.0/24", "us-east-1b")
+    allow_icmp(a, v.sg, v.cidr)
+    closed = a.create_security_group(GroupName="closed", Description="no ingress", VpcId=v.id)["GroupId"]
+    src, dst = launch(a, s1), launch(a, s2)
+    shut = launch(a, s2, sg=closed)
+    assert realized_by(lab, src.id) == "h1" and realized_by(lab, dst.id) == realized_by(lab, shut.id) == "h2"
+    assert ping(src.id, dst.ip, timeout=REALIZE), last_output()
+    # The receiving host's router applies the closed group: no reply, while its
+    # neighbour in the same subnet answers.
+    assert not ping(src.id, shut.ip, expect=False), last_output()
+    assert ping(src.id, dst.ip), last_output()
+    allow_icmp(a, closed, v.cidr)
+    assert ping(src.id, shut.ip, timeout=REALIZE), last_output()
+
+    # A network ACL on the receiving subnet denies ICMP from the other subnet.
+    acl = a.create_network_acl(VpcId=v.id)["NetworkAcl"]["NetworkAclId"]
+    for egress in (False, True):
+        a.create_network_acl_entry(NetworkAclId=acl, RuleNumber=100, Protocol="-1", RuleAction="allow",
+                                   CidrBlock="0.0.0.0/0", Egress=egress)
+    a.create_network_acl_entry(NetworkAclId=acl, RuleNumber=50, Protocol="1", RuleAction="deny",
+                               CidrBlock="10.73.1.0/24", Egress=False, IcmpTypeCode={"Type": -1, "Code": -1})
+    assoc = a.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [s2]}])
+    old = next(x["NetworkAclAssociationId"] for x in assoc["NetworkAcls"][0]["Associations"] if x["SubnetId"] == s2)
+    a.replace_network_acl_association(AssociationId=old, NetworkAclId=acl)
+    wait_until(lambda: not ping(src.id, dst.ip, expect=False), timeout=REALIZE, what="the ACL's deny")
+    assert not ping(src.id, dst.ip, expect=False), last_output()
+    a.delete_network_acl_entry(NetworkAclId=acl, RuleNumber=50, Egress=False)
+    assert ping(src.id, dst.ip, timeout=REALIZE), last_output()
+
+
+def test_peering_is_not_transitive_across_hosts(lab):
+    a, b, c = lab.client(0, "A"), lab.client(1, "B"), lab.client(0, "C")
+    va, vb, vc = vpc(a, "10.74.0.0/16"), vpc(b, "10.75.0.0/16"), vpc(c, "10.76.0.0/16")
+    sa = subnet(a, va, "10.74.1.0/24", "us-east-1a")
+    sb = subnet(b, vb, "10.75.1.0/24", "us-east-1b")
+    sc = subnet(c, vc, "10.76.1.0/24", "us-east-1c")
+    pab = peer(lab, a, b, va, vb, B_ID)
+    pbc = peer(lab, b, c, vb, vc, C_ID)
+    # A routes C's block through its peering with B; C routes A's through B too.
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vc.cidr, VpcPeeringConnectionId=pab)
+    c.create_route(RouteTableId=vc.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pbc)
+    for ec2, v in ((a, va), (b, vb), (c, vc)):
+        allow_icmp(ec2, v.sg, "10.0.0.0/8")
+    ia, ib, ic = launch(a, sa), launch(b, sb), launch(c, sc)
+    assert [realized_by(lab, i.id) for i in (ia, ib, ic)] == ["h1", "h2", "h3"]
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    assert ping(ib.id, ic.ip, timeout=REALIZE), last_output()
+    assert not ping(ia.id, ic.ip, expect=False), last_output()
+    assert not ping(ic.id, ia.ip, expect=False), last_output()
+    assert ping(ia.id, ib.ip), last_output()
+
+
+def test_a_killed_agent_keeps_traffic_and_a_restarted_one_adopts_it(lab):
+    a = lab.client(0, "A")
+    v = vpc(a, "10.77.0.0/16")
+    s1 = subnet(a, v, "10.77.1.0/24", "us-east-1a")
+    s2 = subnet(a, v, "10.77.2.0/24", "us-east-1b")
+    allow_icmp(a, v.sg, v.cidr)
+    src, dst = launch(a, s1), launch(a, s2)
+    assert ping(src.id, dst.ip, timeout=REALIZE), last_output()
+    bg = ping_background(src.id, dst.ip, count=300, interval=0.02)
+    time.sleep(0.5)
+    h2 = host(lab, "h2")
+    os.kill(h2["agent_pid"], signal.SIGKILL)  # the lab's status vouched that this pid is h2's agent
+    wait_until(lambda: not host(lab, "h2")["alive"], timeout=5, what="the agent of h2 to die")
+    time.sleep(1.0)
+    out = subprocess.run([str(VPCD_BIN), "lab", "agent", "--data-dir", str(lab.dir), "--host", "h2"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    new_pid = host(lab, "h2")["agent_pid"]
+    assert new_pid != h2["agent_pid"] and host(lab, "h2")["alive"]
+    tx, rx = ping_stats(bg.finish(timeout=30))
+    # Not one packet lost while the agent was dead, nor while the new one adopted the kernel state.
+    assert (tx, rx) == (300, 300)
+    # The restarted agent realizes new changes on its host.
+    fresh = launch(a, s2)
+    assert realized_by(lab, fresh.id) == "h2"
+    assert ping(src.id, fresh.ip, timeout=REALIZE), last_output()
+
+
+def test_a_host_cut_off_the_underlay_loses_only_its_traffic(lab):
+    # Another region: h1, h2 and h3 serve its zones a, b and c too.
+    a = lab.client(1, "A", region="us-west-2")
+    v = vpc(a, "10.78.0.0/16")
+    s1 = subnet(a, v, "10.78.1.0/24", "us-west-2a")
+    s2 = subnet(a, v, "10.78.2.0/24", "us-west-2b")
+    s3 = subnet(a, v, "10.78.3.0/24", "us-west-2c")
+    allow_icmp(a, v.sg, v.cidr)
+    i1, i2, i3 = launch(a, s1), launch(a, s2), launch(a, s3)
+    assert ping(i1.id, i2.ip, timeout=REALIZE) and ping(i1.id, i3.ip, timeout=REALIZE), last_output()
+    underlay = f"vpcdlab{lab.status()['lab_tag']}-ul"
+    subprocess.run(["ip", "-n", underlay, "link", "set", "h-h2", "down"], check=True)
+    try:
+        assert not ping(i1.id, i2.ip, expect=False), last_output()
+        assert ping(i1.id, i3.ip), last_output()
+    finally:
+        subprocess.run(["ip", "-n", underlay, "link", "set", "h-h2", "up"], check=True)
+    assert ping(i1.id, i2.ip, timeout=REALIZE), last_output()
+
+
+def test_ipv6_and_a_nat_gateway_across_hosts(lab):
+    b = lab.client(0, "B")
+    vid = b.create_vpc(CidrBlock="10.79.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+
+    def v6_block():
+        d = b.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
+        return next((x["Ipv6CidrBlock"] for x in d.get("Ipv6CidrBlockAssociationSet", [])
+                     if x["Ipv6CidrBlockState"]["State"] == "associated"), None)
+
+    block = wait_for(v6_block, timeout=5, what="the VPC's IPv6 block")
+    nets = list(ipaddress.ip_network(block).subnets(new_prefix=64))
+    pub = b.create_subnet(VpcId=vid, CidrBlock="10.79.1.0/24", AvailabilityZone="us-east-1a",
+                          Ipv6CidrBlock=str(nets[0]))["Subnet"]["SubnetId"]
+    priv = b.create_subnet(VpcId=vid, CidrBlock="10.79.2.0/24", AvailabilityZone="us-east-1b",
+                           Ipv6CidrBlock=str(nets[1]))["Subnet"]["SubnetId"]
+    b.authorize_security_group_ingress(GroupId=default_sg(b, vid), IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.79.0.0/16"}], "Ipv6Ranges": [{"CidrIpv6": block}]}])
+    i1, i2 = launch(b, pub, ipv6=1), launch(b, priv, ipv6=1)
+    assert realized_by(lab, i1.id) == "h1" and realized_by(lab, i2.id) == "h2"
+    # IPv6 between hosts: the same routes over the VXLAN link, for /128s.
+    assert ping(i1.id, i2.v6, timeout=REALIZE), last_output()
+    assert ping(i2.id, i1.v6), last_output()
+
+    # A NAT gateway in h1's zone serves the private subnet on h2: NAT
+    # gateways act on every host (docs/cluster.md, "Placement").
+    igw = b.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    b.attach_internet_gateway(InternetGatewayId=igw, VpcId=vid)
+    b.create_route(RouteTableId=main_route_table(b, vid)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0",
+                   GatewayId=igw)
+    eip = b.allocate_address(Domain="vpc")
+    nat = b.create_nat_gateway(SubnetId=pub, AllocationId=eip["AllocationId"])["NatGateway"]["NatGatewayId"]
+    wait_for(lambda: b.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"] == "available",
+             timeout=10, what="the NAT gateway")
+    assert not ping(i2.id, INET_HOST, expect=False), last_output()
+    own = b.create_route_table(VpcId=vid)["RouteTable"]["RouteTableId"]
+    b.create_route(RouteTableId=own, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    b.associate_route_table(RouteTableId=own, SubnetId=priv)
+    assert ping(i2.id, INET_HOST, timeout=REALIZE), last_output()
