@@ -16,42 +16,9 @@ associated with an instance, and an ``aws_network_interface`` attached to one.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
-import pytest
-
-PLUGINS = Path(os.environ.get("VPCD_TF_PLUGINS", "/opt/tf-plugins"))
-
-CLI_CONFIG = """\
-provider_installation {
-  filesystem_mirror {
-    path    = "%s"
-    include = ["registry.terraform.io/hashicorp/aws"]
-  }
-  direct { exclude = ["registry.terraform.io/hashicorp/aws"] }
-}
-"""
-
-PROVIDER = """\
-provider "aws" {
-  alias                       = "%(alias)s"
-  region                      = "%(region)s"
-  access_key                  = "%(akid)s"
-  secret_key                  = "%(secret)s"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    ec2 = "%(url)s"
-    sts = "%(url)s"
-  }
-}
-"""
+from terraform_kit import Terraform, provider_block, require_terraform
 
 MAIN = """\
 terraform {
@@ -205,43 +172,14 @@ resource "aws_network_interface" "a_extra" {
 """
 
 
-def _skip_reason() -> str | None:
-    if shutil.which("terraform") is None:
-        return "terraform is not on PATH (it does not come from a package registry)"
-    if not PLUGINS.is_dir():
-        return f"no provider mirror at {PLUGINS} (hashicorp/aws 5.100.0; set VPCD_TF_PLUGINS)"
-    return None
-
-
 def test_terraform_two_accounts_with_instances_eip_and_nat(server_factory, tmp_path):
-    reason = _skip_reason()
-    if reason:
-        print(f"\nSKIP test_terraform: {reason}")
-        pytest.skip(reason)
+    require_terraform("test_terraform")
     t0 = time.monotonic()
     s = server_factory()
-    (tmp_path / "cli.tfrc").write_text(CLI_CONFIG % PLUGINS)
-    providers = ""
-    for alias, account, region in (("a", "A", "us-east-1"), ("b", "B", "us-west-2")):
-        _, akid, secret = s.creds(account)
-        providers += PROVIDER % {"alias": alias, "region": region, "akid": akid,
-                                 "secret": secret, "url": s.url}
-    (tmp_path / "main.tf").write_text(MAIN + providers)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"),
-           "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("TF_LOG", None)
-
-    def tf(*args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        p = subprocess.run(["terraform", *args, "-no-color"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode in ok, (
-            f"terraform {' '.join(args)} -> {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
-            f"\n--- server log ---\n{s.log()[-2000:]}")
-        return p
-
-    tf("init", "-input=false")
-    tf("apply", "-auto-approve", "-input=false")
+    providers = provider_block(s, "A", "us-east-1", alias="a") + \
+        provider_block(s, "B", "us-west-2", alias="b")
+    tf = Terraform(s, tmp_path, MAIN + providers)
+    tf.init_and_apply()
 
     a, b = s.client("A"), s.client("B", region="us-west-2")
     running = [i for r in a.describe_instances()["Reservations"] for i in r["Instances"]]
@@ -261,10 +199,9 @@ def test_terraform_two_accounts_with_instances_eip_and_nat(server_factory, tmp_p
     assert b.describe_instance_credit_specifications(InstanceIds=[ib["InstanceId"]])[
         "InstanceCreditSpecifications"][0]["CpuCredits"] == "standard"
 
-    plan = tf("plan", "-detailed-exitcode", "-input=false", ok=(0, 2))
-    assert plan.returncode == 0, f"a second plan wants changes:\n{plan.stdout[-6000:]}"
+    tf.plan_is_empty("after the apply")
 
-    tf("destroy", "-auto-approve", "-input=false")
+    tf.destroy()
     for ec2 in (a, b):
         assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
         states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]

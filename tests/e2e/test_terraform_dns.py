@@ -11,30 +11,9 @@ what exists in between and that nothing is left.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
-import pytest
-
-from test_terraform import CLI_CONFIG, PLUGINS, _skip_reason
-
-PROVIDER = """\
-provider "aws" {
-  region                      = "%(region)s"
-  access_key                  = "%(akid)s"
-  secret_key                  = "%(secret)s"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {
-    ec2     = "%(url)s"
-    sts     = "%(url)s"
-    route53 = "%(url)s"
-  }
-}
-"""
+from terraform_kit import Terraform, provider_block, require_terraform
 
 MAIN = """\
 terraform {
@@ -125,35 +104,15 @@ resource "aws_route53_record" "app" {
 
 
 def run_terraform(server_factory, tmp_path, main: str, check_applied, check_destroyed):
-    reason = _skip_reason()
-    if reason:
-        print(f"\nSKIP test_terraform_dns: {reason}")
-        pytest.skip(reason)
+    require_terraform("test_terraform_dns")
     t0 = time.monotonic()
     s = server_factory()
-    (tmp_path / "cli.tfrc").write_text(CLI_CONFIG % PLUGINS)
-    _, akid, secret = s.creds("A")
-    provider = PROVIDER % {"region": "us-east-1", "akid": akid, "secret": secret, "url": s.url}
-    (tmp_path / "main.tf").write_text(main + provider)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"),
-           "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("TF_LOG", None)
-
-    def tf(*args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        p = subprocess.run(["terraform", *args, "-no-color"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode in ok, (
-            f"terraform {' '.join(args)} -> {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
-            f"\n--- server log ---\n{s.log()[-2000:]}")
-        return p
-
-    tf("init", "-input=false")
-    tf("apply", "-auto-approve", "-input=false")
+    tf = Terraform(s, tmp_path, main + provider_block(s, "A", "us-east-1",
+                                                      services=("ec2", "sts", "route53")))
+    tf.init_and_apply()
     check_applied(s)
-    plan = tf("plan", "-detailed-exitcode", "-input=false", ok=(0, 2))
-    assert plan.returncode == 0, f"a second plan wants changes:\n{plan.stdout[-6000:]}"
-    tf("destroy", "-auto-approve", "-input=false")
+    tf.plan_is_empty("after the apply")
+    tf.destroy()
     check_destroyed(s)
     print(f"\nterraform init/apply/plan/destroy against vpcd: {time.monotonic() - t0:.1f}s")
 
@@ -195,3 +154,58 @@ def test_terraform_dhcp_options_and_a_private_zone(server_factory, tmp_path):
         assert s.client("A", service="route53").list_hosted_zones()["HostedZones"] == []
 
     run_terraform(server_factory, tmp_path, MAIN, applied, destroyed)
+
+
+HOSTNAMES = """\
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "5.100.0" }
+  }
+}
+resource "aws_vpc" "v6" {
+  cidr_block                       = "10.32.0.0/16"
+  assign_generated_ipv6_cidr_block = true
+  enable_dns_hostnames             = true
+}
+resource "aws_subnet" "v6" {
+  vpc_id                                         = aws_vpc.v6.id
+  cidr_block                                     = "10.32.1.0/24"
+  ipv6_cidr_block                                = cidrsubnet(aws_vpc.v6.ipv6_cidr_block, 8, 1)
+  private_dns_hostname_type_on_launch            = "resource-name"
+  enable_resource_name_dns_a_record_on_launch    = true
+  enable_resource_name_dns_aaaa_record_on_launch = true
+}
+resource "aws_instance" "web" {
+  ami                = "ami-12345678"
+  instance_type      = "t3.micro"
+  subnet_id          = aws_subnet.v6.id
+  ipv6_address_count = 1
+  private_dns_name_options {
+    hostname_type                        = "ip-name"
+    enable_resource_name_dns_a_record    = true
+    enable_resource_name_dns_aaaa_record = false
+  }
+}
+"""
+
+
+def test_terraform_subnet_and_instance_hostname_options(server_factory, tmp_path):
+    def applied(s):
+        ec2 = s.client("A")
+        sub = [x for x in ec2.describe_subnets()["Subnets"] if x["CidrBlock"] == "10.32.1.0/24"]
+        assert len(sub) == 1, sub
+        assert sub[0]["PrivateDnsNameOptionsOnLaunch"] == {"HostnameType": "resource-name",
+                                                           "EnableResourceNameDnsARecord": True,
+                                                           "EnableResourceNameDnsAAAARecord": True}
+        insts = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+        assert len(insts) == 1, insts
+        assert insts[0]["PrivateDnsNameOptions"] == {"HostnameType": "ip-name",
+                                                     "EnableResourceNameDnsARecord": True,
+                                                     "EnableResourceNameDnsAAAARecord": False}
+        assert insts[0]["PrivateDnsName"].startswith("ip-10-32-1-"), insts[0]["PrivateDnsName"]
+
+    def destroyed(s):
+        ec2 = s.client("A")
+        assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
+
+    run_terraform(server_factory, tmp_path, HOSTNAMES, applied, destroyed)

@@ -13,13 +13,9 @@ where ``terraform`` or the provider mirror is absent (see test_terraform.py).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
-import pytest
-
-from test_terraform import CLI_CONFIG, PLUGINS, PROVIDER, _skip_reason
+from terraform_kit import Terraform, provider_block, require_terraform
 
 MAIN = """\
 terraform {
@@ -229,44 +225,14 @@ output "s3_prefix_list" {
 
 
 def test_terraform_production_vpc(server_factory, tmp_path):
-    reason = _skip_reason()
-    if reason:
-        print(f"\nSKIP test_terraform_production: {reason}")
-        pytest.skip(reason)
+    require_terraform("test_terraform_production")
     t0 = time.monotonic()
     s = server_factory()
-    (tmp_path / "cli.tfrc").write_text(CLI_CONFIG % PLUGINS)
-    _, akid, secret = s.creds("A")
-    providers = PROVIDER % {"alias": "a", "region": "us-east-1", "akid": akid, "secret": secret, "url": s.url}
-    (tmp_path / "main.tf").write_text(MAIN + providers)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"),
-           "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("TF_LOG", None)
-    if os.environ.get("VPCD_TF_DEBUG_LOG"):
-        env["TF_LOG"] = "DEBUG"
-        env["TF_LOG_PATH"] = os.environ["VPCD_TF_DEBUG_LOG"]
+    tf = Terraform(s, tmp_path, MAIN + provider_block(s, "A", "us-east-1", alias="a"))
+    changed = ("-var", 'office_cidrs=["198.51.100.0/24","203.0.113.0/24","192.0.2.0/24"]',
+               "-var", "https_description=https from the offices")
 
-    def tf(*args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        started = time.monotonic()
-        p = subprocess.run(["terraform", *args, "-no-color"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-        print(f"terraform {args[0]}: {time.monotonic() - started:.1f}s")
-        if os.environ.get("VPCD_TF_SHOW"):
-            print(p.stdout[-3000:])
-        assert p.returncode in ok, (
-            f"terraform {' '.join(args)} -> {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
-            f"\n--- server log ---\n{s.log()[-2000:]}")
-        return p
-
-    def plan_is_empty(why: str):
-        plan = tf("plan", "-detailed-exitcode", "-input=false",
-                  "-var", 'office_cidrs=["198.51.100.0/24","203.0.113.0/24","192.0.2.0/24"]',
-                  "-var", "https_description=https from the offices", ok=(0, 2))
-        assert plan.returncode == 0, f"{why}: a plan wants changes:\n{plan.stdout[-6000:]}"
-
-    tf("init", "-input=false")
-    tf("apply", "-auto-approve", "-input=false")
+    tf.init_and_apply()
     ec2 = s.client("A")
     [vpc] = [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
     vid = vpc["VpcId"]
@@ -286,19 +252,16 @@ def test_terraform_production_vpc(server_factory, tmp_path):
 
     # Changes made in place: a new entry (a new version of the list, the route re-expanded)
     # and a rule's new description (ModifySecurityGroupRules).
-    tf("apply", "-auto-approve", "-input=false",
-       "-var", 'office_cidrs=["198.51.100.0/24","203.0.113.0/24","192.0.2.0/24"]',
-       "-var", "https_description=https from the offices")
+    tf("apply", "-auto-approve", "-input=false", *changed)
     got = ec2.describe_managed_prefix_lists(PrefixListIds=[pl["PrefixListId"]])["PrefixLists"][0]
     assert got["Version"] == 2
     descs = {r.get("Description") for r in ec2.describe_security_group_rules()["SecurityGroupRules"]}
     assert "https from the offices" in descs
     # Planned again: nothing to do (this also covers the first apply's state, as
     # the change touched only the list's entries and one description).
-    plan_is_empty("after the change")
+    tf.plan_is_empty("after the change", *changed)
 
-    tf("destroy", "-auto-approve", "-input=false",
-       "-var", 'office_cidrs=["198.51.100.0/24","203.0.113.0/24","192.0.2.0/24"]')
+    tf.destroy("-var", 'office_cidrs=["198.51.100.0/24","203.0.113.0/24","192.0.2.0/24"]')
     assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
     assert [p for p in ec2.describe_managed_prefix_lists()["PrefixLists"] if p["OwnerId"] != "AWS"] == []
     assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == []

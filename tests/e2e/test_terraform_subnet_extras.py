@@ -9,13 +9,9 @@ printed, where ``terraform`` or the provider mirror is absent."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
-import pytest
-
-from test_terraform import CLI_CONFIG, PLUGINS, PROVIDER, _skip_reason
+from terraform_kit import Terraform, provider_block, require_terraform
 
 MAIN = """\
 terraform {
@@ -72,40 +68,11 @@ resource "aws_ec2_subnet_cidr_reservation" "v6" {
 
 
 def test_terraform_subnet_reservations_and_attributes(server_factory, tmp_path):
-    reason = _skip_reason()
-    if reason:
-        print(f"\nSKIP test_terraform_subnet_extras: {reason}")
-        pytest.skip(reason)
+    require_terraform("test_terraform_subnet_extras")
     t0 = time.monotonic()
     s = server_factory()
-    (tmp_path / "cli.tfrc").write_text(CLI_CONFIG % PLUGINS)
-    _, akid, secret = s.creds("A")
-    providers = PROVIDER % {"alias": "a", "region": "us-east-1", "akid": akid, "secret": secret, "url": s.url}
-    (tmp_path / "main.tf").write_text(MAIN + providers)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"),
-           "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("TF_LOG", None)
-    if os.environ.get("VPCD_TF_DEBUG_LOG"):
-        env["TF_LOG"] = "DEBUG"
-        env["TF_LOG_PATH"] = os.environ["VPCD_TF_DEBUG_LOG"]
-
-    def tf(*args: str, ok=(0,)) -> subprocess.CompletedProcess:
-        started = time.monotonic()
-        p = subprocess.run(["terraform", *args, "-no-color"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-        print(f"terraform {args[0]}: {time.monotonic() - started:.1f}s")
-        assert p.returncode in ok, (
-            f"terraform {' '.join(args)} -> {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
-            f"\n--- server log ---\n{s.log()[-2000:]}")
-        return p
-
-    def plan_is_empty(why: str, *var: str):
-        plan = tf("plan", "-detailed-exitcode", "-input=false", *var, ok=(0, 2))
-        assert plan.returncode == 0, f"{why}: a plan wants changes:\n{plan.stdout[-6000:]}"
-
-    tf("init", "-input=false")
-    tf("apply", "-auto-approve", "-input=false")
+    tf = Terraform(s, tmp_path, MAIN + provider_block(s, "A", "us-east-1", alias="a"))
+    tf.init_and_apply()
     ec2 = s.client("A")
     [vpc] = [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
     vid = vpc["VpcId"]
@@ -118,15 +85,15 @@ def test_terraform_subnet_reservations_and_attributes(server_factory, tmp_path):
     assert sorted((r["Cidr"], r["ReservationType"]) for r in got["SubnetIpv4CidrReservations"]) == [
         ("10.41.1.16/28", "explicit"), ("10.41.1.64/26", "prefix")]
     assert [r["ReservationType"] for r in got["SubnetIpv6CidrReservations"]] == ["prefix"]
-    plan_is_empty("after the first apply")
+    tf.plan_is_empty("after the first apply")
 
     # The tenancy goes to default in place (ModifyVpcTenancy), not by replacement.
     tf("apply", "-auto-approve", "-input=false", "-var", "tenancy=default")
     [vpc] = [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
     assert vpc["VpcId"] == vid and vpc["InstanceTenancy"] == "default"
-    plan_is_empty("after the tenancy change", "-var", "tenancy=default")
+    tf.plan_is_empty("after the tenancy change", "-var", "tenancy=default")
 
-    tf("destroy", "-auto-approve", "-input=false", "-var", "tenancy=default")
+    tf.destroy("-var", "tenancy=default")
     assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
     print(f"\nterraform subnet reservations and attributes apply/plan/change/destroy against vpcd: "
           f"{time.monotonic() - t0:.1f}s")

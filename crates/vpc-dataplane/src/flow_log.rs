@@ -875,12 +875,17 @@ fn tcp_flags(ct: &CtEntry, is_new: bool, before: Option<&str>) -> (u8, u8) {
 }
 
 /// Addresses AWS never logs traffic to: the Amazon DNS resolver (VPC base
-/// + 2 and 169.254.169.253), instance metadata and time sync.
+/// + 2, 169.254.169.253 and fd00:ec2::253), instance metadata and time sync.
 fn unlogged_addresses(w: &World, vpc_id: &str) -> BTreeSet<IpAddr> {
-    let mut out: BTreeSet<IpAddr> = ["169.254.169.253", "169.254.169.254", "169.254.169.123"]
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let mut out: BTreeSet<IpAddr> = [
+        "169.254.169.253",
+        "169.254.169.254",
+        "169.254.169.123",
+        "fd00:ec2::253",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect();
     if let Some(vpc) = w.get::<vpc_model::Vpc>(vpc_id) {
         for c in &vpc.cidrs {
             let base = u32::from(c.cidr.network());

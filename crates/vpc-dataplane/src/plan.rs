@@ -1034,13 +1034,14 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         );
     }
 
-    // The Amazon-provided DNS server's addresses (base + 2, 169.254.169.253) on lo.
+    // The Amazon-provided DNS server's addresses (base + 2, 169.254.169.253,
+    // fd00:ec2::253) on lo.
     for a in w
         .get::<Vpc>(vpc_id)
         .map(ops::dns::resolver_addresses)
         .unwrap_or_default()
     {
-        ns.addr("lo", IpNet::V4(Ipv4Net::from(a)), false);
+        ns.addr("lo", IpNet::from(a), false);
     }
 
     // Routed addresses: (address, link) of running interfaces and NAT gateways.
@@ -2248,6 +2249,7 @@ mod tests {
         let p = plan(&e.w, TAG);
         assert!(on_lo(&p, "10.0.0.2/32"));
         assert!(on_lo(&p, "169.254.169.253/32"));
+        assert!(on_lo(&p, "fd00:ec2::253/128"));
         // Nothing in the instance: it reaches the resolver through its default route.
         assert!(p.namespaces[&a.id]
             .addrs
@@ -2257,6 +2259,7 @@ mod tests {
         let p = plan(&e.w, TAG);
         assert!(!on_lo(&p, "10.0.0.2/32"));
         assert!(!on_lo(&p, "169.254.169.253/32"));
+        assert!(!on_lo(&p, "fd00:ec2::253/128"));
         assert!(on_lo(&p, "10.0.1.1/32"), "the subnet gateway stays");
     }
 

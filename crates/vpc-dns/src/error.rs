@@ -19,3 +19,12 @@ pub enum DnsError {
     #[error("socket thread: {0}")]
     Thread(String),
 }
+
+impl DnsError {
+    /// A bind that failed because the namespace does not have the address
+    /// yet (the reconciler adds it): worth trying again shortly.
+    pub fn is_address_not_yet_there(&self) -> bool {
+        matches!(self, DnsError::Bind { source, .. }
+            if source.kind() == std::io::ErrorKind::AddrNotAvailable)
+    }
+}

@@ -5,7 +5,7 @@
 //!   `vpc_model::ops::dns` (which names exist, split horizon, what crosses a
 //!   peering). No I/O, no wire format.
 //! * [`server`] serves it with hickory-dns: one server per VPC, on UDP and
-//!   TCP port 53 at base + 2 and 169.254.169.253 inside the VPC's router
+//!   TCP port 53 at base + 2, 169.254.169.253 and fd00:ec2::253 inside the VPC's router
 //!   namespace, answering only queries from inside that VPC.
 //!
 //! The data plane puts the addresses on the router's `lo` and writes the

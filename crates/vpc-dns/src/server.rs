@@ -12,9 +12,10 @@
 //! namespaces appear after the World that asks for them).
 //!
 //! Sockets are opened by a short-lived thread that enters the router
-//! namespace (`setns`), binds with `IP_FREEBIND` (the reconciler may add the
-//! addresses a moment later) and hands the sockets to tokio; they stay in
-//! that namespace whatever thread serves them.
+//! namespace (`setns`), binds once the reconciler has put the addresses
+//! there (until then the bind fails and the next pass tries again) and hands
+//! the sockets to tokio; they stay in that namespace whatever thread serves
+//! them.
 
 use crate::error::DnsError;
 use crate::zone::{self, Answer, Index, Outcome, QueryKind};
@@ -29,7 +30,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
 use nix::sched::CloneFlags;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -182,7 +183,7 @@ impl DnsService {
 /// A running server and what it was bound for.
 struct Running {
     ns_inode: u64,
-    addrs: Vec<Ipv4Addr>,
+    addrs: Vec<IpAddr>,
     /// Dropping the server aborts its tasks and closes its sockets.
     _server: Server<VpcResolver>,
 }
@@ -211,7 +212,7 @@ impl Manager {
     }
 
     /// What should run: (VPC, router namespace, its inode, addresses).
-    fn wanted(&self) -> Vec<(String, String, u64, Vec<Ipv4Addr>)> {
+    fn wanted(&self) -> Vec<(String, String, u64, Vec<IpAddr>)> {
         let snap = self.shared.current();
         snap.world
             .iter::<Vpc>()
@@ -291,6 +292,9 @@ impl Manager {
                         },
                     );
                 }
+                Err(e) if e.is_address_not_yet_there() => {
+                    tracing::debug!(vpc = %vpc, ns = %ns, "DNS server waits for its addresses: {e}")
+                }
                 Err(e) => tracing::warn!(vpc = %vpc, ns = %ns, "DNS server not started: {e}"),
             }
         }
@@ -301,7 +305,7 @@ impl Manager {
 /// network namespace, from a thread of its own (the namespace is per thread).
 pub fn bind_in_netns(
     ns: &str,
-    addrs: &[Ipv4Addr],
+    addrs: &[IpAddr],
     port: u16,
 ) -> Result<Vec<(std::net::UdpSocket, std::net::TcpListener)>, DnsError> {
     let path = PathBuf::from(NETNS_RUN).join(ns);
@@ -320,7 +324,7 @@ pub fn bind_in_netns(
             })?;
             addrs
                 .iter()
-                .map(|a| bind_pair(SocketAddrV4::new(*a, port)))
+                .map(|a| bind_pair(SocketAddr::new(*a, port)))
                 .collect()
         })
         .map_err(|e| DnsError::Thread(e.to_string()))?
@@ -328,20 +332,30 @@ pub fn bind_in_netns(
         .map_err(|_| DnsError::Thread("the binding thread panicked".into()))?
 }
 
-/// A non-blocking UDP socket and TCP listener at `at`, bound even before the
-/// address is configured (`IP_FREEBIND`).
-fn bind_pair(at: SocketAddrV4) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+/// A non-blocking UDP socket and TCP listener at `at`, which must already be
+/// an address of the namespace (`EADDRNOTAVAIL` otherwise: the manager tries
+/// again on its next pass).
+///
+/// No `IP_FREEBIND`: an IPv4 socket bound to an address the namespace does
+/// not have yet, before its local routing table exists, is taken for a
+/// broadcast bind and keeps no source address, so its replies would leave
+/// from whatever address routing picks (base + 2), and a client that asked
+/// 169.254.169.253 drops them (see `tests/e2e/test_dns_names.py`,
+/// `test_every_resolver_address_answers_as_soon_as_the_vpc_has_one`).
+fn bind_pair(at: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind_err = |e| DnsError::Bind {
-        addr: SocketAddr::V4(at),
+        addr: at,
         source: e,
     };
     let open = |ty, proto| -> Result<Socket, DnsError> {
-        let s = Socket::new(Domain::IPV4, ty, Some(proto)).map_err(bind_err)?;
-        s.set_freebind_v4(true).map_err(bind_err)?;
+        let s = Socket::new(Domain::for_address(at), ty, Some(proto)).map_err(bind_err)?;
+        if at.is_ipv6() {
+            s.set_only_v6(true).map_err(bind_err)?;
+        }
         s.set_reuse_address(true).map_err(bind_err)?;
         s.set_nonblocking(true).map_err(bind_err)?;
-        s.bind(&SocketAddr::V4(at).into()).map_err(bind_err)?;
+        s.bind(&at.into()).map_err(bind_err)?;
         Ok(s)
     };
     let udp = open(Type::DGRAM, Protocol::UDP)?;
@@ -419,6 +433,9 @@ fn name(s: &str) -> Option<Name> {
 fn record(a: &Answer) -> Option<Record> {
     Some(match a {
         Answer::A { name: n, ip } => Record::from_rdata(name(n)?, dns::TTL, RData::A(A(*ip))),
+        Answer::Aaaa { name: n, ip } => {
+            Record::from_rdata(name(n)?, dns::TTL, RData::AAAA(AAAA(*ip)))
+        }
         Answer::Ptr { name: n, target } => {
             Record::from_rdata(name(n)?, dns::TTL, RData::PTR(PTR(name(target)?)))
         }

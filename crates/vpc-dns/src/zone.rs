@@ -7,10 +7,10 @@
 //! no wire format here: the server turns an [`Outcome`] into a DNS message.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use vpc_model::ops::route53::{self, RecordData, ZoneLookup};
-use vpc_model::ops::{dns, eni};
-use vpc_model::{HostedZone, InstanceState, NetworkInterface, Vpc, World};
+use vpc_model::ops::{dns, eni, hostname};
+use vpc_model::{HostedZone, Instance, InstanceState, NetworkInterface, Vpc, World};
 
 /// The question's type, as far as the resolver distinguishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,8 @@ const MAX_CHAIN: usize = 8;
 pub enum Answer {
     /// `name A ip`.
     A { name: String, ip: Ipv4Addr },
+    /// `name AAAA ip` (a resource name's IPv6 address).
+    Aaaa { name: String, ip: Ipv6Addr },
     /// `name PTR target`.
     Ptr { name: String, target: String },
     /// A record of a Route 53 record set (`rtype` as Route 53 spells it).
@@ -226,6 +228,9 @@ pub fn reverse_zone(ip: Ipv4Addr) -> Option<String> {
 /// * `ip-a-b-c-d.<private domain>`: A = a.b.c.d, when an instance holds that
 ///   address in that region and its name is visible from `querier`
 ///   (`dns::private_name_visible`).
+/// * `i-0123456789abcdef0.<private domain>` (a resource name): A and/or
+///   AAAA as the instance's options say (`hostname::resource_name_records`),
+///   visible from `querier` as its IP names are.
 /// * `ec2-a-b-c-d.<public domain>`: A = the private or the public address
 ///   (`dns::public_name_answer`).
 /// * `d.c.b.a.in-addr.arpa`: PTR = the private name of a visible instance
@@ -259,6 +264,10 @@ fn answer_within(
             Some(_) => address(&name, ip, kind, zone),
             None => Outcome::NxDomain { zone },
         };
+    }
+    if let Some((region, id)) = hostname::parse_resource_name(&name, idx.regions()) {
+        let zone = dns::private_domain(region);
+        return resource(w, querier, region, &id, &name, kind, zone);
     }
     if let Some((region, public)) = dns::parse_public_dns_name(&name, idx.regions()) {
         let zone = dns::public_domain(region);
@@ -330,6 +339,10 @@ fn renamed(answers: Vec<Answer>, owner: &str) -> Vec<Answer> {
                 name: owner.to_string(),
                 ip,
             },
+            Answer::Aaaa { ip, .. } => Answer::Aaaa {
+                name: owner.to_string(),
+                ip,
+            },
             Answer::Ptr { target, .. } => Answer::Ptr {
                 name: owner.to_string(),
                 target,
@@ -388,6 +401,57 @@ fn from_zone(
         }
         ZoneLookup::Alias(_) | ZoneLookup::NoData => Outcome::NoData { zone: apex(z) },
         ZoneLookup::NxDomain => Outcome::NxDomain { zone: apex(z) },
+    }
+}
+
+/// What an instance's resource name answers for `querier`: NXDOMAIN unless
+/// the instance is in `region`, not terminated, its name visible from
+/// `querier` (as its IP name would be) and at least one of its record flags
+/// gives an address; NOERROR without records for a type it does not give.
+fn resource(
+    w: &World,
+    querier: &Vpc,
+    region: &str,
+    id: &str,
+    name: &str,
+    kind: QueryKind,
+    zone: String,
+) -> Outcome {
+    let found = w
+        .get::<Instance>(id)
+        .filter(|i| i.meta.region == region && i.state != InstanceState::Terminated)
+        .filter(|i| {
+            let primary = w
+                .get::<NetworkInterface>(&i.primary_eni)
+                .map(NetworkInterface::primary_ip);
+            match (w.get::<Vpc>(&i.vpc_id), primary) {
+                (Some(t), Some(ip)) => dns::private_name_visible(w, querier, t, ip),
+                _ => false,
+            }
+        })
+        .map(|i| hostname::resource_name_records(w, i));
+    let (a, aaaa) = match found {
+        Some((None, None)) | None => return Outcome::NxDomain { zone },
+        Some(records) => records,
+    };
+    let a = a.map(|ip| Answer::A {
+        name: name.to_string(),
+        ip,
+    });
+    let aaaa = aaaa.map(|ip| Answer::Aaaa {
+        name: name.to_string(),
+        ip,
+    });
+    let records: Vec<Answer> = match kind {
+        QueryKind::A => a.into_iter().collect(),
+        QueryKind::Zone("AAAA") => aaaa.into_iter().collect(),
+        QueryKind::Any => a.into_iter().chain(aaaa).collect(),
+        QueryKind::Ptr | QueryKind::Zone(_) | QueryKind::Other => Vec::new(),
+    };
+    if records.is_empty() {
+        Outcome::NoData { zone }
+    } else {
+        Outcome::Records(records)
     }
 }
 
@@ -890,6 +954,137 @@ mod tests {
             ask(&e, &va, "ip-10-0-1-10.ec2.internal", QueryKind::A),
             nx("ec2.internal"),
             "no fall-through from a private zone"
+        );
+    }
+
+    fn dns_options(e: &mut Env, i: &Inst, a: Option<bool>, aaaa: Option<bool>) {
+        let id = i.id.clone();
+        let change = hostname::PrivateDnsChange {
+            hostname_type: None,
+            resource_name_a: a,
+            resource_name_aaaa: aaaa,
+        };
+        e.run(A, EAST, |w, c| {
+            hostname::modify_instance(w, c, &id, &change)
+        });
+    }
+
+    #[test]
+    fn resource_names_answer_a_and_aaaa_as_their_flags_say() {
+        let mut e = Env::new();
+        let (va, sa) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let (vb, _) = vpc(&mut e, A, EAST, "10.1.0.0/16", "10.1.1.0/24");
+        let (vc, _) = vpc(&mut e, A, EAST, "10.2.0.0/16", "10.2.1.0/24");
+        let i = e.launch(&sa, "10.0.1.10", false);
+        e.add_ipv6(&i.eni, "2600:1f18:1:1::10");
+        let name = hostname::resource_name(EAST, &i.id);
+        let zone = "ec2.internal";
+        let nodata = || Outcome::NoData { zone: zone.into() };
+        let aaaa = || Answer::Aaaa {
+            name: name.clone(),
+            ip: "2600:1f18:1:1::10".parse().unwrap(),
+        };
+        // Both flags off (the default): the name does not exist.
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), nx(zone));
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+        dns_options(&mut e, &i, Some(true), None);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), a(&name, "10.0.1.10"));
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nodata());
+        dns_options(&mut e, &i, None, Some(true));
+        assert_eq!(
+            ask(&e, &va, &name, QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        let both = ask(&e, &va, &name, QueryKind::Any);
+        assert_eq!(
+            both,
+            Outcome::Records(vec![
+                Answer::A {
+                    name: name.clone(),
+                    ip: "10.0.1.10".parse().unwrap()
+                },
+                aaaa()
+            ])
+        );
+        dns_options(&mut e, &i, Some(false), None);
+        assert_eq!(ask(&e, &va, &name, QueryKind::A), nodata());
+        assert_eq!(ask(&e, &va, &name, QueryKind::Ptr), nodata());
+        // Case-insensitive; another region's domain, or another ID, is NXDOMAIN.
+        assert_eq!(
+            ask(&e, &va, &name.to_uppercase(), QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        let elsewhere = hostname::resource_name(WEST, &i.id);
+        assert_eq!(
+            ask(&e, &va, &elsewhere, QueryKind::Zone("AAAA")),
+            nx("us-west-2.compute.internal"),
+            "us-west-2 has no VPC: its domain is still vpcd's"
+        );
+        assert_eq!(
+            ask(
+                &e,
+                &va,
+                "i-0123456789abcdef0.ec2.internal",
+                QueryKind::Zone("AAAA")
+            ),
+            nx(zone)
+        );
+        // IP names never answer AAAA, whatever the flags.
+        assert_eq!(
+            ask(
+                &e,
+                &va,
+                "ip-10-0-1-10.ec2.internal",
+                QueryKind::Zone("AAAA")
+            ),
+            nodata()
+        );
+        // Visible from a peer as IP names are (same region, RFC 1918), not from elsewhere.
+        assert_eq!(ask(&e, &vc, &name, QueryKind::Zone("AAAA")), nx(zone));
+        e.peer(&va, &vb, true);
+        assert_eq!(
+            ask(&e, &vb, &name, QueryKind::Zone("AAAA")),
+            Outcome::Records(vec![aaaa()])
+        );
+        assert_eq!(ask(&e, &vc, &name, QueryKind::Zone("AAAA")), nx(zone));
+        // Hostnames off: gone; terminated: gone.
+        hostnames(&mut e, &va, false);
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+        hostnames(&mut e, &va, true);
+        e.set_state(&i.id, InstanceState::Terminated);
+        assert_eq!(ask(&e, &va, &name, QueryKind::Zone("AAAA")), nx(zone));
+    }
+
+    #[test]
+    fn the_hostname_type_changes_only_while_stopped() {
+        let mut e = Env::new();
+        let (_, s) = vpc(&mut e, A, EAST, "10.0.0.0/16", "10.0.1.0/24");
+        let i = e.launch(&s, "10.0.1.10", false);
+        let change = hostname::PrivateDnsChange {
+            hostname_type: Some("resource-name".into()),
+            ..Default::default()
+        };
+        let mut w = e.w.clone();
+        let mut ids = vpc_model::ctx::SeqIds::default();
+        let limits = vpc_model::Limits::default();
+        let mut ctx = vpc_model::Ctx {
+            account: A.into(),
+            region: EAST.into(),
+            now: vpc_model::Timestamp::default(),
+            ids: &mut ids,
+            limits: &limits,
+            zones: &[],
+        };
+        let err = hostname::modify_instance(&mut w, &mut ctx, &i.id, &change).unwrap_err();
+        assert_eq!(err.code, "IncorrectInstanceState");
+        e.set_state(&i.id, InstanceState::Stopped);
+        e.run(A, EAST, |w, c| {
+            hostname::modify_instance(w, c, &i.id, &change)
+        });
+        let inst = e.w.get::<Instance>(&i.id).unwrap();
+        assert_eq!(
+            hostname::private_dns_name_of(&e.w, inst),
+            hostname::resource_name(EAST, &i.id)
         );
     }
 }

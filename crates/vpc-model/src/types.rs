@@ -118,6 +118,33 @@ pub struct Subnet {
     /// `enableDns64` (stored and shown, see docs/api.md).
     #[serde(default)]
     pub enable_dns64: bool,
+    /// What instances launched here get as their `PrivateDnsNameOptions`
+    /// (`privateDnsNameOptionsOnLaunch`, `ops::hostname`).
+    #[serde(default)]
+    pub private_dns_on_launch: PrivateDnsNameOptions,
+}
+
+/// The guest hostname type of an instance (`HostnameType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostnameType {
+    /// `ip-10-0-1-10.ec2.internal`.
+    #[default]
+    IpName,
+    /// `i-0123456789abcdef0.ec2.internal`.
+    ResourceName,
+}
+
+/// An instance's hostname options (`PrivateDnsNameOptions`), or a subnet's
+/// for instances launched into it (`PrivateDnsNameOptionsOnLaunch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivateDnsNameOptions {
+    pub hostname_type: HostnameType,
+    /// The resource name answers A queries (`EnableResourceNameDnsARecord`).
+    pub resource_name_a: bool,
+    /// The resource name answers AAAA queries (`EnableResourceNameDnsAAAARecord`).
+    pub resource_name_aaaa: bool,
 }
 
 /// A subnet CIDR reservation (`scr-…`), kept in its subnet's record and
@@ -567,6 +594,8 @@ pub struct InstanceOptions {
     /// `default` or `dedicated`: the VPC's tenancy at launch, or
     /// `Placement.Tenancy` (ModifyVpcTenancy leaves running instances alone).
     pub tenancy: String,
+    /// Hostname type and resource-name records (`ops::hostname`).
+    pub private_dns: PrivateDnsNameOptions,
 }
 
 impl Default for InstanceOptions {
@@ -582,6 +611,7 @@ impl Default for InstanceOptions {
             cpu_credits: None,
             root_device_name: "/dev/xvda".into(),
             tenancy: "default".into(),
+            private_dns: PrivateDnsNameOptions::default(),
         }
     }
 }

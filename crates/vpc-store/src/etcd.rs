@@ -46,6 +46,16 @@ const PAGE: i64 = 500;
 pub const LEADER_TTL_SECS: i64 = 2;
 /// How often a server that does not hold a role looks whether it is free.
 const LEADER_POLL: Duration = Duration::from_millis(250);
+/// How often the client pings etcd on a connection with open streams (a
+/// watch), to find a member that stopped answering. etcd refuses pings
+/// closer together than its `--grpc-keepalive-min-time` (5 s unless set):
+/// after three such pings on a connection the server sends no data on, it
+/// closes the connection with GOAWAY `too_many_pings`, which tore a quiet
+/// watch down every 4 s when this was 1 s. Keep it well above 5 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead
+/// (the watch then resumes on another member).
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -64,7 +74,7 @@ fn etcd_error(e: etcd_client::Error) -> StoreError {
 }
 
 /// Runs `f` on the client runtime and waits for it, at most `timeout`.
-fn block<T: Send + 'static>(
+pub(crate) fn block<T: Send + 'static>(
     timeout: Duration,
     f: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
@@ -187,6 +197,8 @@ pub struct EtcdStore {
     client: Client,
     prefix: String,
     endpoints: Vec<String>,
+    /// How many times a watch of this store (or a clone) broke and resumed.
+    watch_breaks: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -208,8 +220,10 @@ impl EtcdStore {
             let options = ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(2))
                 .with_timeout(REQUEST_TIMEOUT)
-                .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-                .with_keep_alive_while_idle(true);
+                .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
+                // etcd takes pings on a connection without streams as abuse
+                // whatever their interval (no PermitWithoutStream).
+                .with_keep_alive_while_idle(false);
             let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
             loop {
                 let attempt = async {
@@ -241,6 +255,7 @@ impl EtcdStore {
             client,
             prefix: prefix.to_string(),
             endpoints: endpoints.to_vec(),
+            watch_breaks: Default::default(),
         })
     }
 
@@ -267,6 +282,12 @@ impl EtcdStore {
     /// The endpoints this store talks to.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// How many times a watch started by [`crate::StateStore::follow`] on
+    /// this store (or a clone) broke and resumed from its last revision.
+    pub fn watch_breaks(&self) -> u64 {
+        self.watch_breaks.load(Ordering::Relaxed)
     }
 }
 
@@ -531,6 +552,7 @@ impl crate::StateStore for EtcdStore {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut c = self.client.clone();
         let prefix = self.prefix.clone();
+        let breaks = self.watch_breaks.clone();
         runtime().spawn(async move {
             let mut from = as_of + 1;
             loop {
@@ -552,6 +574,7 @@ impl crate::StateStore for EtcdStore {
                         }
                     }
                     Err(e) => {
+                        breaks.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, from, "etcd watch broke; resuming");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }

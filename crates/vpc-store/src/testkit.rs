@@ -73,3 +73,136 @@ impl Drop for EtcdServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A three-member etcd cluster on loopback whose members can be killed and
+/// started again (same ports, same data), to test what a follower does when
+/// the member it is connected to dies.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<Option<Child>>,
+    clients: Vec<u16>,
+    peers: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl EtcdCluster {
+    pub fn start() -> Result<EtcdCluster, String> {
+        let mut ports = Vec::new();
+        // Hold every listener until all ports are chosen, so none repeats.
+        let held: Vec<TcpListener> = (0..6)
+            .map(|_| TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        for l in &held {
+            ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
+        }
+        drop(held);
+        let dir = std::env::temp_dir().join(format!(
+            "vpcd-etcd-cluster-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
+        let mut cluster = EtcdCluster {
+            members: vec![None, None, None],
+            clients: ports[..3].to_vec(),
+            peers: ports[3..].to_vec(),
+            dir,
+        };
+        for i in 0..3 {
+            cluster.start_member(i)?;
+        }
+        // Ready when a store can talk to it (it waits for a leader).
+        crate::etcd::EtcdStore::connect(&cluster.endpoints(), "/ready")
+            .map_err(|e| e.to_string())?;
+        Ok(cluster)
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..3).map(|i| self.endpoint(i)).collect()
+    }
+
+    pub fn endpoint(&self, member: usize) -> String {
+        format!("http://127.0.0.1:{}", self.clients[member])
+    }
+
+    /// A store that talks to `member` only.
+    pub fn store_on(&self, member: usize, prefix: &str) -> crate::etcd::EtcdStore {
+        crate::etcd::EtcdStore::connect(&[self.endpoint(member)], prefix)
+            .expect("connect to the test etcd member")
+    }
+
+    /// Starts member `i` (again, on its ports and data after a kill).
+    pub fn start_member(&mut self, i: usize) -> Result<(), String> {
+        let peer = |j: usize| format!("http://127.0.0.1:{}", self.peers[j]);
+        let initial = (0..3)
+            .map(|j| format!("m{j}={}", peer(j)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let endpoint = self.endpoint(i);
+        let child = Command::new("etcd")
+            .arg(format!("--name=m{i}"))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.join(format!("m{i}")).display()
+            ))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={}", peer(i)))
+            .arg(format!("--initial-advertise-peer-urls={}", peer(i)))
+            .arg(format!("--initial-cluster={initial}"))
+            .arg("--initial-cluster-token=vpcd-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start etcd ({e}): install it (Debian: apt-get install etcd-server)")
+            })?;
+        self.members[i] = Some(child);
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.clients[i])).is_err() {
+            if Instant::now() > give_up {
+                return Err(format!("etcd member m{i} did not listen within 20 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Kills member `i` (SIGKILL, by its pid) and waits for it to be gone.
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Compacts the history of the etcd at `endpoint` up to `revision`: a watch
+/// that starts before it can no longer be served.
+pub fn compact(endpoint: &str, revision: i64) -> Result<(), String> {
+    let endpoint = endpoint.to_string();
+    crate::etcd::block(Duration::from_secs(10), async move {
+        let etcd = |e: etcd_client::Error| crate::StoreError::Etcd(e.to_string());
+        let mut c = etcd_client::Client::connect([endpoint], None)
+            .await
+            .map_err(etcd)?;
+        c.compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .map_err(etcd)?;
+        Ok(())
+    })
+    .map_err(|e| e.to_string())
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill_member(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 use vpc_model::{Kind, RegionInit, World};
-use vpc_store::testkit::EtcdServer;
+use vpc_store::testkit::{EtcdCluster, EtcdServer};
 use vpc_store::{StateStore, StoreError, Update};
 
 fn record(id: &str) -> RegionInit {
@@ -166,4 +166,149 @@ fn an_unreachable_cluster_is_a_clear_error() {
     let err = vpc_store::etcd::EtcdStore::connect(&[format!("http://127.0.0.1:{port}")], "/x")
         .unwrap_err();
     assert!(err.to_string().contains("cannot reach etcd"), "{err}");
+}
+
+/// Waits up to `within` for updates until `done` says the list is complete.
+fn collect(
+    updates: &std::sync::mpsc::Receiver<Update>,
+    within: Duration,
+    done: impl Fn(&[Update]) -> bool,
+) -> Vec<Update> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + within;
+    while !done(&got) && Instant::now() < deadline {
+        if let Ok(u) = updates.recv_timeout(Duration::from_millis(100)) {
+            got.push(u);
+        }
+    }
+    got
+}
+
+fn region_ids(world: &World) -> Vec<String> {
+    world.iter::<RegionInit>().map(|r| r.id.clone()).collect()
+}
+
+/// etcd closes a connection whose client pings more often than its
+/// `--grpc-keepalive-min-time` (GOAWAY too_many_pings); with the old 1 s
+/// keep-alive a quiet watch broke every 4 s. Three keep-alive intervals
+/// would be the strict proof of a longer interval; 12 s of quiet already
+/// covers three breaks of the old setting and one ping of the new one.
+#[test]
+fn a_quiet_watch_stays_up() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut writer, mut follower) = (etcd.store("/quiet"), etcd.store("/quiet"));
+    let snap = follower.load().unwrap();
+    let updates = follower.follow(snap.as_of).unwrap().expect("a watch");
+    std::thread::sleep(Duration::from_secs(12));
+    let mut w = World::default();
+    let r1 = put(&mut writer, 0, &mut w, "late").unwrap();
+    let got = collect(&updates, Duration::from_secs(5), |g| !g.is_empty());
+    assert!(
+        matches!(&got[..], [Update::Commit { revision, .. }] if *revision == r1),
+        "{got:?}"
+    );
+    assert_eq!(follower.watch_breaks(), 0, "the watch broke while quiet");
+}
+
+/// The member a follower watches through dies; commits go on through the
+/// others; when the member is back, the follower resumes from the last
+/// revision it saw and gets every commit made meanwhile, in order, whole.
+#[test]
+fn a_follower_whose_member_dies_misses_no_commit() {
+    let mut cluster = EtcdCluster::start().unwrap();
+    let mut follower = cluster.store_on(0, "/die");
+    let mut writer =
+        vpc_store::etcd::EtcdStore::connect(&cluster.endpoints()[1..], "/die").unwrap();
+    let snap = follower.load().unwrap();
+    let updates = follower.follow(snap.as_of).unwrap().expect("a watch");
+    let mut mirror = snap.world;
+    let mut w = World::default();
+    let r1 = put(&mut writer, 0, &mut w, "before").unwrap();
+    w.take_changes();
+    let got = collect(&updates, Duration::from_secs(5), |g| !g.is_empty());
+    assert!(
+        matches!(&got[..], [Update::Commit { revision, .. }] if *revision == r1),
+        "{got:?}"
+    );
+    cluster.kill_member(0);
+    let mut revisions = vec![];
+    let mut base = r1;
+    for n in 0..3 {
+        base = put(&mut writer, base, &mut w, &format!("during{n}")).unwrap();
+        w.take_changes();
+        revisions.push(base);
+    }
+    w.remove::<RegionInit>("before");
+    let changes = w.take_changes();
+    base = writer.commit(base, &w, &changes).unwrap();
+    revisions.push(base);
+    // Down for a while: the follower keeps trying.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.start_member(0).unwrap();
+    let got = collect(&updates, Duration::from_secs(20), |g| g.len() >= 4);
+    let seen: Vec<i64> = got
+        .iter()
+        .map(|u| match u {
+            Update::Commit { revision, .. } => *revision,
+            other => panic!("unexpected update {other:?}"),
+        })
+        .collect();
+    assert_eq!(seen, revisions);
+    for u in &got {
+        if let Update::Commit { put, removed, .. } = u {
+            Update::apply(&mut mirror, put, removed).unwrap();
+        }
+    }
+    let mut truth = region_ids(&writer.load().unwrap().world);
+    truth.sort();
+    let mut mirrored = region_ids(&mirror);
+    mirrored.sort();
+    assert_eq!(mirrored, truth);
+    assert_eq!(mirrored, ["during0", "during1", "during2"]);
+    assert!(follower.watch_breaks() >= 1, "the watch never broke");
+}
+
+/// A follower that resumes from a revision the store compacted away gets the
+/// whole state (a reset) and then goes on with the commits after it.
+#[test]
+fn a_follower_behind_a_compaction_reloads_the_whole_state() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut writer, mut follower) = (etcd.store("/compact"), etcd.store("/compact"));
+    let mut w = World::default();
+    let r1 = put(&mut writer, 0, &mut w, "old").unwrap();
+    w.take_changes();
+    let r2 = put(&mut writer, r1, &mut w, "gone").unwrap();
+    w.take_changes();
+    w.remove::<RegionInit>("gone");
+    let changes = w.take_changes();
+    let r3 = writer.commit(r2, &w, &changes).unwrap();
+    // The follower last saw r1; the history up to r3 is compacted away.
+    vpc_store::testkit::compact(&etcd.endpoint, r3).unwrap();
+    let updates = follower.follow(r1).unwrap().expect("a watch");
+    let got = collect(&updates, Duration::from_secs(5), |g| !g.is_empty());
+    let mut mirror = match &got[..] {
+        [Update::Reset(snap)] => {
+            assert!(snap.as_of >= r3, "{} < {r3}", snap.as_of);
+            assert_eq!(snap.revision, r3);
+            snap.world.clone()
+        }
+        other => panic!("expected a reset, got {other:?}"),
+    };
+    assert_eq!(region_ids(&mirror), ["old"]);
+    let r4 = put(&mut writer, r3, &mut w, "new").unwrap();
+    let got = collect(&updates, Duration::from_secs(5), |g| !g.is_empty());
+    match &got[..] {
+        [Update::Commit {
+            revision,
+            put,
+            removed,
+        }] => {
+            assert_eq!(*revision, r4);
+            Update::apply(&mut mirror, put, removed).unwrap();
+        }
+        other => panic!("unexpected updates {other:?}"),
+    }
+    let mut ids = region_ids(&mirror);
+    ids.sort();
+    assert_eq!(ids, ["new", "old"]);
 }

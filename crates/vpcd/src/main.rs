@@ -644,7 +644,7 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -
                 format!("other names forwarded to {u}")
             });
             format!(
-                "on (base + 2 and 169.254.169.253 in each VPC router, UDP and TCP 53; {outside})"
+                "on (base + 2, 169.254.169.253 and fd00:ec2::253 in each VPC router, UDP and TCP 53; {outside})"
             )
         })
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))

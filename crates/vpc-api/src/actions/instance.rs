@@ -7,7 +7,7 @@ use crate::xml::{timestamp, Xml};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use vpc_model::instance_types;
-use vpc_model::ops::{eip, eni, instance, nat, volume};
+use vpc_model::ops::{eip, eni, hostname, instance, nat, volume};
 use vpc_model::{
     Address, Ctx, Fault, Instance, InstanceState, NatGateway, NatState, NetworkInterface,
     SecurityGroup, Tags, World,
@@ -28,6 +28,10 @@ pub const ACTIONS: &[(&str, Handler)] = &[
     (
         "DescribeInstanceAttribute",
         Handler::Read(describe_instance_attribute),
+    ),
+    (
+        "ModifyPrivateDnsNameOptions",
+        Handler::Write(modify_private_dns_name_options),
     ),
     ("CreateNetworkInterface", Handler::Write(create_eni)),
     ("DeleteNetworkInterface", Handler::Write(delete_eni)),
@@ -339,23 +343,19 @@ fn render_instance(
     let primary = enis
         .iter()
         .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0));
-    let region = &i.meta.region;
     x.leaf("instanceId", &i.meta.id)
         .leaf("imageId", &i.image_id);
     render_state(x, "instanceState", i.state);
     let private = primary.map(|e| e.primary_ip());
     let public = primary.and_then(|e| eni::public_ip_of(w, e));
-    x.leaf(
-        "privateDnsName",
-        &private.map_or(String::new(), |ip| eni::private_dns_name(region, ip)),
-    )
-    .leaf(
-        "dnsName",
-        &match (primary, public) {
-            (Some(e), Some(ip)) => eni::public_dns_of(w, e, ip),
-            _ => String::new(),
-        },
-    );
+    x.leaf("privateDnsName", &hostname::private_dns_name_of(w, i))
+        .leaf(
+            "dnsName",
+            &match (primary, public) {
+                (Some(e), Some(ip)) => eni::public_dns_of(w, e, ip),
+                _ => String::new(),
+            },
+        );
     let stopped_or_gone = matches!(
         i.state,
         InstanceState::Stopping
@@ -459,11 +459,9 @@ fn render_instance(
         .leaf("platformDetails", "Linux/UNIX")
         .leaf("usageOperation", "RunInstances")
         .leaf("usageOperationUpdateTime", &timestamp(i.meta.created.0))
-        .open("privateDnsNameOptions")
-        .leaf("hostnameType", "ip-name")
-        .bool("enableResourceNameDnsARecord", false)
-        .bool("enableResourceNameDnsAAAARecord", false)
-        .close("privateDnsNameOptions")
+        .open("privateDnsNameOptions");
+    render_private_dns(x, &i.opts.private_dns);
+    x.close("privateDnsNameOptions")
         .open("maintenanceOptions")
         .leaf("autoRecovery", "default")
         .close("maintenanceOptions")
@@ -471,6 +469,37 @@ fn render_instance(
             "currentInstanceBootMode",
             ti.map_or("legacy-bios", instance_types::InstanceType::boot_mode),
         );
+}
+
+/// The members of `PrivateDnsNameOptionsResponse` (an instance's) and
+/// `PrivateDnsNameOptionsOnLaunch` (a subnet's).
+pub(crate) fn render_private_dns(x: &mut Xml, o: &vpc_model::PrivateDnsNameOptions) {
+    x.leaf(
+        "hostnameType",
+        hostname::hostname_type_name(o.hostname_type),
+    )
+    .bool("enableResourceNameDnsARecord", o.resource_name_a)
+    .bool("enableResourceNameDnsAAAARecord", o.resource_name_aaaa);
+}
+
+/// ModifyPrivateDnsNameOptions: an instance's hostname type (stopped only)
+/// and resource-name record flags.
+fn modify_private_dns_name_options(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    r: &Req<'_>,
+) -> Result<String, Fault> {
+    let p = r.p;
+    let id = p.req("InstanceId")?;
+    let change = hostname::PrivateDnsChange {
+        hostname_type: p.string("PrivateDnsHostnameType"),
+        resource_name_a: p.bool("EnableResourceNameDnsARecord")?,
+        resource_name_aaaa: p.bool("EnableResourceNameDnsAAAARecord")?,
+    };
+    hostname::modify_instance(w, ctx, id, &change)?;
+    let mut x = r.xml();
+    x.bool("return", true);
+    r.done(x)
 }
 
 /// The members of `InstanceMetadataOptionsResponse`.
@@ -569,6 +598,11 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         user_data: non_empty(p, "UserData"),
         ebs_optimized: p.bool("EbsOptimized")?,
         monitoring: p.bool("Monitoring.Enabled")?,
+        private_dns: hostname::PrivateDnsChange {
+            hostname_type: p.string("PrivateDnsNameOptions.HostnameType"),
+            resource_name_a: p.bool("PrivateDnsNameOptions.EnableResourceNameDnsARecord")?,
+            resource_name_aaaa: p.bool("PrivateDnsNameOptions.EnableResourceNameDnsAAAARecord")?,
+        },
     };
     let insts = instance::run(w, ctx, req)?;
     let mut x = r.xml();
@@ -670,8 +704,8 @@ fn instance_field(
                 .collect(),
         ),
         "private-dns-name" => Some(
-            primary
-                .map(|e| eni::private_dns_name(&i.meta.region, e.primary_ip()))
+            Some(hostname::private_dns_name_of(w, i))
+                .filter(|n| !n.is_empty())
                 .into_iter()
                 .collect(),
         ),

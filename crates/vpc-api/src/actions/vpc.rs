@@ -368,12 +368,9 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .bool("assignIpv6AddressOnCreation", s.assign_ipv6)
         .bool("ipv6Native", false)
         .bool("enableDns64", s.enable_dns64)
-        .open("privateDnsNameOptionsOnLaunch")
-        .leaf("hostnameType", "ip-name")
-        .bool("enableResourceNameDnsARecord", false)
-        .bool("enableResourceNameDnsAAAARecord", false)
-        .close("privateDnsNameOptionsOnLaunch")
-        .tags(&s.meta.tags);
+        .open("privateDnsNameOptionsOnLaunch");
+    super::instance::render_private_dns(x, &s.private_dns_on_launch);
+    x.close("privateDnsNameOptionsOnLaunch").tags(&s.meta.tags);
 }
 
 fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
@@ -489,6 +486,15 @@ fn modify_subnet_attribute(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Res
     let id = r.p.req("SubnetId")?;
     if let Some(on) = r.p.attr_bool("EnableDns64")? {
         ops::subnet::set_dns64(w, ctx, id, on)?;
+        return r.ok();
+    }
+    let hostnames = ops::hostname::PrivateDnsChange {
+        hostname_type: r.p.string("PrivateDnsHostnameTypeOnLaunch"),
+        resource_name_a: r.p.attr_bool("EnableResourceNameDnsARecordOnLaunch")?,
+        resource_name_aaaa: r.p.attr_bool("EnableResourceNameDnsAAAARecordOnLaunch")?,
+    };
+    if !hostnames.is_empty() {
+        ops::hostname::modify_subnet(w, ctx, id, &hostnames)?;
         return r.ok();
     }
     let outpost = if r.p.has("CustomerOwnedIpv4Pool") {

@@ -6,9 +6,10 @@
 //! `resolv.conf`) and the API (`privateDnsName`/`dnsName`) all take these
 //! decisions from here, so they agree.
 //!
-//! * The resolver listens at the VPC's primary CIDR base + 2 and at
-//!   169.254.169.253, while `enableDnsSupport` is on, and answers only
-//!   queries from addresses inside its own VPC ([`admits_query`]).
+//! * The resolver listens at the VPC's primary CIDR base + 2, at
+//!   169.254.169.253 and at fd00:ec2::253, while `enableDnsSupport` is on,
+//!   and answers only queries from addresses inside its own VPC
+//!   ([`admits_query`]).
 //! * Names: `ip-10-0-1-10.ec2.internal` / `ip-….<region>.compute.internal`
 //!   for every private IPv4 of an instance's interfaces;
 //!   `ec2-198-18-0-5.compute-1.amazonaws.com` /
@@ -25,10 +26,14 @@
 
 use crate::types::{PcxState, Peering, Vpc};
 use crate::world::World;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The resolver's link-local address, the same in every VPC.
 pub const LINK_LOCAL_RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 253);
+
+/// The resolver's IPv6 address (a unique local address), the same in every
+/// VPC; instances with an IPv6 address reach it.
+pub const IPV6_RESOLVER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x253);
 
 /// How long answers may be cached, in seconds (Route 53 Resolver uses 60
 /// for EC2 names).
@@ -44,11 +49,17 @@ pub fn resolver_serves(vpc: &Vpc) -> bool {
     vpc.dns_support
 }
 
-/// The addresses the VPC's resolver listens on: base + 2 and
-/// 169.254.169.253, or none while `enableDnsSupport` is off.
-pub fn resolver_addresses(vpc: &Vpc) -> Vec<Ipv4Addr> {
+/// The addresses the VPC's resolver listens on: base + 2,
+/// 169.254.169.253 and fd00:ec2::253, or none while `enableDnsSupport` is
+/// off. (AWS offers the IPv6 one to Nitro instances; in vpcd every instance
+/// with an IPv6 address reaches it.)
+pub fn resolver_addresses(vpc: &Vpc) -> Vec<IpAddr> {
     if resolver_serves(vpc) {
-        vec![resolver_ip(vpc), LINK_LOCAL_RESOLVER]
+        vec![
+            IpAddr::V4(resolver_ip(vpc)),
+            IpAddr::V4(LINK_LOCAL_RESOLVER),
+            IpAddr::V6(IPV6_RESOLVER),
+        ]
     } else {
         Vec::new()
     }
@@ -294,7 +305,11 @@ mod tests {
         assert_eq!(resolver_ip(&v), ip("10.0.0.2"));
         assert_eq!(
             resolver_addresses(&v),
-            vec![ip("10.0.0.2"), ip("169.254.169.253")]
+            vec![
+                IpAddr::V4(ip("10.0.0.2")),
+                IpAddr::V4(ip("169.254.169.253")),
+                "fd00:ec2::253".parse::<IpAddr>().unwrap()
+            ]
         );
         let off = vpc("vpc-a", "us-east-1", "10.0.0.0/16", false, false);
         assert!(resolver_addresses(&off).is_empty());

@@ -10,7 +10,7 @@
 //! transition of instances and NAT gateways; [`next_deadline`] says when the
 //! next one is due.
 
-use super::{eni, image, nat, new_meta, sg, subnet, volume, IdKind};
+use super::{eni, hostname, image, nat, new_meta, sg, subnet, volume, IdKind};
 use crate::ctx::Timestamp;
 use crate::fault::{Fault, Result};
 use crate::instance_types::{self, InstanceType};
@@ -121,6 +121,8 @@ pub struct RunInstances {
     pub ebs_optimized: Option<bool>,
     /// `Monitoring.Enabled`.
     pub monitoring: Option<bool>,
+    /// `PrivateDnsNameOptions.*` (over the subnet's options on launch).
+    pub private_dns: hostname::PrivateDnsChange,
 }
 
 /// `MetadataOptions` of RunInstances, or ModifyInstanceMetadataOptions.
@@ -336,6 +338,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         cpu_credits,
         root_device_name: img.root_device_name.to_string(),
         tenancy: "default".into(),
+        private_dns: Default::default(),
     };
     let min = req.min_count.ok_or_else(|| Fault::missing("MinCount"))?;
     let max = req.max_count.ok_or_else(|| Fault::missing("MaxCount"))?;
@@ -665,9 +668,16 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         }
     }
 
+    let primary_subnet = plans[0].subnet_id().to_string();
+    let private_dns = match w.get::<Subnet>(&primary_subnet) {
+        Some(s) => hostname::on_launch(s, &req.private_dns)?,
+        None => req
+            .private_dns
+            .apply(Default::default(), "PrivateDnsNameOptions.HostnameType")?,
+    };
+
     // Launch.
     let reservation = ctx.new_id("r");
-    let primary_subnet = plans[0].subnet_id().to_string();
     let mut out = Vec::new();
     for k in 0..n {
         let meta = new_meta(ctx, "i", req.instance_tags.clone());
@@ -745,6 +755,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
             client_token: token.clone(),
             opts: InstanceOptions {
                 tenancy: tenancy.to_string(),
+                private_dns,
                 ..opts.clone()
             },
         };
@@ -881,7 +892,7 @@ pub struct InstanceChange {
     pub ignored: bool,
 }
 
-fn not_stopped(id: &str) -> Fault {
+pub(crate) fn not_stopped(id: &str) -> Fault {
     Fault::new(
         "IncorrectInstanceState",
         format!("The instance '{id}' is not in the 'stopped' state."),

@@ -15,6 +15,7 @@ pub mod eip;
 pub mod endpoint;
 pub mod eni;
 pub mod flow_log;
+pub mod hostname;
 pub mod igw;
 pub mod image;
 pub mod insights;

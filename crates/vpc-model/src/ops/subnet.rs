@@ -47,6 +47,7 @@ pub fn insert_subnet(
         used_ips: 0,
         cidr_reservations: Vec::new(),
         enable_dns64: false,
+        private_dns_on_launch: PrivateDnsNameOptions::default(),
     };
     let assoc = AclAssoc {
         id: ctx.new_id("aclassoc"),
