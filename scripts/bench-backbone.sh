@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The encrypted inter-region backbone (root): iperf3 across an inter-region
-# peering, against a same-region peering and boringtun's own tunnel between
-# two bare namespaces, in one run. Updates docs/perf.md.
+# peering, against a same-region peering, vpcd's tunnel engine alone and
+# boringtun's own device between two bare namespaces, in one run. Updates
+# docs/perf.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for t in iperf3:iperf3 nft:nftables conntrack:conntrack ping:iputils-ping; do

@@ -534,6 +534,55 @@ pub(crate) mod request {
         }
     }
 
+    /// Creates a bridge (down).
+    pub fn add_bridge(name: &str) -> Request {
+        let mut m = LinkMessage::default();
+        m.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        Request {
+            what: format!("add bridge {name}"),
+            message: RouteNetlinkMessage::NewLink(m),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+        }
+    }
+
+    /// Sets a link (found by name) up, as a port of the bridge with index
+    /// `controller` when given.
+    pub fn set_up(name: &str, controller: Option<u32>) -> Request {
+        let mut m = LinkMessage::default();
+        m.header.change_mask = LinkFlags::Up;
+        m.header.flags = LinkFlags::Up;
+        m.attributes = vec![LinkAttribute::IfName(name.to_string())];
+        let mut what = format!("set link {name} up");
+        if let Some(c) = controller {
+            m.attributes.push(LinkAttribute::Controller(c));
+            what.push_str(&format!(" master {c}"));
+        }
+        Request {
+            what,
+            message: RouteNetlinkMessage::NewLink(m),
+            flags: 0,
+        }
+    }
+
+    /// A link's transmit queue length (packets) and the most segments one
+    /// GSO packet handed to it may have (the kernel cuts bigger ones).
+    pub fn set_queue(name: &str, txqueuelen: u32, gso_max_segs: u32) -> Request {
+        let mut m = LinkMessage::default();
+        m.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::TxQueueLen(txqueuelen),
+            LinkAttribute::GsoMaxSegs(gso_max_segs),
+        ];
+        Request {
+            what: format!("set link {name} txqueuelen {txqueuelen} gso_max_segs {gso_max_segs}"),
+            message: RouteNetlinkMessage::NewLink(m),
+            flags: 0,
+        }
+    }
+
     fn address(index: u32, addr: &IpNet) -> AddressMessage {
         let mut m = AddressMessage::default();
         m.header.family = family(addr.addr().is_ipv6());
@@ -769,6 +818,32 @@ mod tests {
         assert_eq!(m.header.table, RT_TABLE_UNSPEC);
         assert!(m.attributes.contains(&RuleAttribute::Table(65540)));
         assert!(m.attributes.contains(&RuleAttribute::Priority(1000)));
+    }
+
+    #[test]
+    fn bridge_port_and_queue_requests_name_their_link() {
+        let RouteNetlinkMessage::NewLink(m) = round_trip(&add_bridge("br0")) else {
+            panic!()
+        };
+        assert!(m
+            .attributes
+            .contains(&LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge
+            )])));
+        let RouteNetlinkMessage::NewLink(m) = round_trip(&set_up("u-1", Some(4))) else {
+            panic!()
+        };
+        assert_eq!(m.header.flags, LinkFlags::Up);
+        assert_eq!(m.header.change_mask, LinkFlags::Up);
+        assert!(m.attributes.contains(&LinkAttribute::Controller(4)));
+        assert!(m
+            .attributes
+            .contains(&LinkAttribute::IfName("u-1".to_string())));
+        let RouteNetlinkMessage::NewLink(m) = round_trip(&set_queue("p-1", 4096, 64)) else {
+            panic!()
+        };
+        assert!(m.attributes.contains(&LinkAttribute::TxQueueLen(4096)));
+        assert!(m.attributes.contains(&LinkAttribute::GsoMaxSegs(64)));
     }
 
     #[test]

@@ -27,10 +27,12 @@
 
 pub mod keys;
 pub mod tunnel;
+pub mod udp;
 
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools, NETNS_DIR};
 use crate::link::{PeeringLinkType, Veth};
+use crate::netlink::{self, request, Netlink};
 use crate::plan::PeeringLinkSpec;
 use keys::{KeyPair, KeyStore};
 use serde::{Deserialize, Serialize};
@@ -49,7 +51,7 @@ pub const UNDERLAY_MTU: u32 = 9000;
 /// The queue of a peering's TUN device, in packets: what the router may hand
 /// the worker before it reads (the kernel's 500 overflows in TCP's slow start,
 /// and each packet dropped there is retransmitted, and metered, again).
-const TUN_QUEUE: &str = "4096";
+const TUN_QUEUE: u32 = 4096;
 /// The bridge joining the gateways inside the underlay namespace.
 pub const BRIDGE: &str = "br0";
 /// The nft table of a gateway namespace.
@@ -525,11 +527,7 @@ impl PeeringLinkType for Backbone {
             (&spec.local_ns, &spec.local_name),
             (&spec.remote_ns, &spec.remote_name),
         ] {
-            run.ip(Some(ns), &["tuntap", "add", "dev", name, "mode", "tun"])?;
-            run.ip(
-                Some(ns),
-                &["link", "set", "dev", name, "txqueuelen", TUN_QUEUE],
-            )?;
+            create_tun(ns, name)?;
         }
         // Readers of the old devices (if any) are stale now.
         self.inner.lock().peerings.remove(&spec.pcx_id);
@@ -571,27 +569,19 @@ fn ensure_underlay(run: &Runner, tag: &str) -> Result<(), CommandError> {
             &ns,
             "table inet vpcdul {}\ndelete table inet vpcdul\ntable inet vpcdul {\n  chain output {\n    type filter hook output priority 0; policy drop;\n  }\n}\n",
         )?;
-        ip_lines(
-            run,
-            &ns,
-            &[
-                format!("link set lo alias {}", crate::names::owner_marker(tag)),
-                "link set lo up".into(),
-                format!("link add {BRIDGE} type bridge"),
-                format!("link set {BRIDGE} up"),
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-/// Runs each `ip` command line inside `ns` (`Runner::ip`: the backbone's
-/// bridge, TUN and gateway ports are the one place the data plane still uses
-/// iproute2 rather than its own netlink requests).
-fn ip_lines(run: &Runner, ns: &str, lines: &[String]) -> Result<(), CommandError> {
-    for line in lines {
-        let args: Vec<&str> = line.split_whitespace().collect();
-        run.ip(Some(ns), &args)?;
+        let nl = Netlink::open(&ns)?;
+        let lo = nl.links()?.get("lo").map(|l| l.index).unwrap_or(1);
+        nl.apply(vec![
+            request::set_link(
+                "lo",
+                lo,
+                None,
+                Some(&crate::names::owner_marker(tag)),
+                Some(true),
+            ),
+            request::add_bridge(BRIDGE),
+            request::set_up(BRIDGE, None),
+        ])?;
     }
     Ok(())
 }
@@ -626,21 +616,31 @@ fn ensure_gateway_ns(run: &Runner, tag: &str, region: &str) -> Result<bool, Comm
     run.delete_link(&underlay, &port)?;
     run.delete_link(&ns, GATEWAY_LINK)?;
     run.create_veth(&underlay, &port, &ns, GATEWAY_LINK, UNDERLAY_MTU)?;
-    ip_lines(
-        run,
-        &underlay,
-        &[format!("link set {port} master {BRIDGE} up")],
-    )?;
-    ip_lines(
-        run,
-        &ns,
-        &[
-            format!("link set lo alias {}", crate::names::owner_marker(tag)),
-            "link set lo up".into(),
-            format!("addr add {}/10 dev {GATEWAY_LINK}", underlay_addr(region)),
-            format!("link set {GATEWAY_LINK} up"),
-        ],
-    )?;
+    let ul = Netlink::open(&underlay)?;
+    let bridge = ul.links()?.get(BRIDGE).map(|l| l.index).ok_or_else(|| {
+        netlink::failure(
+            &underlay,
+            "find the bridge",
+            &std::io::Error::other("missing"),
+        )
+    })?;
+    ul.apply(vec![request::set_up(&port, Some(bridge))])?;
+    let nl = Netlink::open(&ns)?;
+    let links = nl.links()?;
+    let index = |name: &str| links.get(name).map(|l| l.index).unwrap_or(0);
+    let addr = ipnet::IpNet::new(underlay_addr(region).into(), 10)
+        .map_err(|e| netlink::failure(&ns, "the underlay address", &std::io::Error::other(e)))?;
+    nl.apply(vec![
+        request::set_link(
+            "lo",
+            index("lo"),
+            None,
+            Some(&crate::names::owner_marker(tag)),
+            Some(true),
+        ),
+        request::add_addr(GATEWAY_LINK, index(GATEWAY_LINK), &addr, false),
+        request::set_up(GATEWAY_LINK, None),
+    ])?;
     Ok(true)
 }
 
@@ -733,29 +733,43 @@ fn in_netns<T: Send + 'static>(
         .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
-/// The gateway socket's buffers: room for bursts the worker has not read yet
-/// (the kernel's default of about 200 KiB holds some 130 datagrams, and a
-/// datagram lost there is a TCP retransmission inside the tunnel).
-const SOCKET_BUFFER: usize = 8 << 20;
-
-/// A UDP socket bound inside a namespace.
+/// A gateway's WireGuard socket, bound inside a namespace.
 fn bind_in(ns: &str, at: SocketAddrV4) -> std::io::Result<UdpSocket> {
+    in_netns(ns, move || tunnel::bind_socket(at))
+}
+
+/// Makes the persistent TUN device `name` (down, no address: the plan
+/// configures it as any peering link) inside a namespace, with the queue
+/// and segment limit the workers expect (`tunnel`).
+fn create_tun(ns: &str, name: &str) -> Result<(), CommandError> {
+    let owned = name.to_string();
     in_netns(ns, move || {
-        let sock = UdpSocket::bind(at)?;
-        use nix::sys::socket::{setsockopt, sockopt};
-        setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
-        setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER).map_err(std::io::Error::from)?;
-        Ok(sock)
+        let dev = tun_rs::DeviceBuilder::new()
+            .name(owned)
+            .inherit_enable_state()
+            .build_sync()?;
+        dev.persist()
     })
+    .map_err(|e| netlink::failure(ns, &format!("create the TUN device {name}"), &e))?;
+    Netlink::open(ns)?
+        .apply(vec![request::set_queue(
+            name,
+            TUN_QUEUE,
+            tunnel::TUN_GSO_MAX_SEGS,
+        )])
+        .map(|_| ())
 }
 
 /// Attaches to the persistent TUN device `name` inside a namespace.
 fn open_tun(ns: &str, name: &str) -> std::io::Result<tun_rs::SyncDevice> {
     let name = name.to_string();
     in_netns(ns, move || {
+        // With offload: the router hands over whole TCP super-packets
+        // (`tunnel`), and takes coalesced ones.
         tun_rs::DeviceBuilder::new()
             .name(name)
             .inherit_enable_state()
+            .offload(true)
             .build_sync()
     })
 }
