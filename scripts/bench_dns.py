@@ -4,9 +4,9 @@
 One vpcd (release build, as root) with a VPC, NAMES instances (their IP names)
 and a Route 53 private hosted zone of ZONE_RECORDS A records associated with
 the VPC. dnsmasq is given the same names and addresses (a hosts file) and runs
-inside the querying instance's namespace, so its queries never leave that
-namespace, while queries to vpcd's resolver (the VPC's base + 2) cross the
-instance's veth to the router namespace: the set-up favours dnsmasq.
+in the VPC's router namespace, listening on the same address as vpcd's
+resolver (the VPC's base + 2) on another port, so both servers' queries and
+answers take the same path: the instance's veth and the router's hooks.
 
 vpcd and dnsmasq are pinned to core 0, dnsperf to core 1. For each server, in
 interleaved rounds: dnsperf at full speed (100 queries outstanding) for the
@@ -108,22 +108,25 @@ def main():
         dpb.wait(lambda: dpb.netns_exec(client, "dig", "+time=1", "+tries=1", "+short", "r0.bench.example",
                                         check=False).stdout.strip() == zone["r0.bench.example"], 20,
                  "the VPC resolver answering")
+        [router] = [n.split()[0] for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                         text=True, check=True).stdout.splitlines()
+                    if n.split()[0].endswith(f"-{vpc}")]
         dnsmasq = subprocess.Popen(
-            ["ip", "netns", "exec", client, "taskset", "-c", "0", "dnsmasq", "--keep-in-foreground",
+            ["ip", "netns", "exec", router, "taskset", "-c", "0", "dnsmasq", "--keep-in-foreground",
              "--conf-file=/dev/null", "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}", "--no-poll",
-             "--bind-interfaces", "--listen-address=10.90.1.10", f"--port={DNSMASQ_PORT}", "--pid-file=",
+             "--bind-interfaces", "--listen-address=10.90.0.2", f"--port={DNSMASQ_PORT}", "--pid-file=",
              "--user=root", "--local-ttl=60", "--cache-size=1000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         dpb.wait(lambda: dpb.netns_exec(client, "dig", "+time=1", "+tries=1", "+short", "-p", str(DNSMASQ_PORT),
-                                        "@10.90.1.10", "r0.bench.example", check=False).stdout.strip()
+                                        "@10.90.0.2", "r0.bench.example", check=False).stdout.strip()
                  == zone["r0.bench.example"], 10, "dnsmasq answering")
         # Every name answers the same from both before anything is measured.
         for n, ip in list(records.items())[:: max(1, len(records) // 20)]:
-            for args in (["@10.90.0.2"], ["-p", str(DNSMASQ_PORT), "@10.90.1.10"]):
+            for args in (["@10.90.0.2"], ["-p", str(DNSMASQ_PORT), "@10.90.0.2"]):
                 got = dpb.netns_exec(client, "dig", "+time=1", "+tries=1", "+short", *args, n).stdout.strip()
                 assert got == ip, (n, args, got, ip)
 
-        servers = {"vpcd": ("10.90.0.2", 53), "dnsmasq": ("10.90.1.10", DNSMASQ_PORT)}
+        servers = {"vpcd": ("10.90.0.2", 53), "dnsmasq": ("10.90.0.2", DNSMASQ_PORT)}
         res = {k: {"qps": [], "lost": 0, "lat": []} for k in servers}
         load_before = " ".join(open("/proc/loadavg").read().split()[:3])
         for _ in range(ROUNDS):
@@ -157,8 +160,8 @@ def write_perf(s, n_records, load_before, load_after):
              f"{os.cpu_count()} cores: vpcd and dnsmasq pinned to core 0, dnsperf to core 1). One VPC's resolver "
              f"(base + 2, answering from the World: {NAMES} instance IP names and a private hosted zone of "
              f"{ZONE_RECORDS} A records) against dnsmasq 2.x with the same {n_records} names in a hosts file, "
-             "running inside the querying instance's namespace (so its queries cross no veth: the set-up favours "
-             f"dnsmasq). {ROUNDS} interleaved rounds per server: dnsperf at full speed (100 outstanding, {SECS} s) "
+             "running in the VPC's router namespace on the resolver's own address (another port), so both "
+             f"servers' packets take the same veth and router hooks. {ROUNDS} interleaved rounds per server: dnsperf at full speed (100 outstanding, {SECS} s) "
              f"for the rate, then at a fixed {FIXED_QPS} queries/s ({SECS} s, every query's latency) for the "
              f"percentiles. Load average {load_before} before, {load_after} after.", "",
              "| measure | vpcd | dnsmasq | ratio | target |", "|---|---:|---:|---:|---|",
