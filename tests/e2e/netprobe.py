@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -343,6 +344,7 @@ try:
     s = socket.create_connection((ip, port), timeout=3)
     s.settimeout(3)
     f = s.makefile("rb")
+    print("connected", flush=True)
     end = time.monotonic() + duration
     last_ok = time.monotonic()
     seq = 0
@@ -390,11 +392,31 @@ class Background:
             self.proc.communicate()
 
 
-def tcp_stream(ns: str, ip: str, port: int, duration: float, interval: float = 0.02) -> Background:
+def tcp_stream(ns: str, ip: str, port: int, duration: float, interval: float = 0.02,
+               connect_within: float = 15) -> Background:
     """One TCP connection to a listener(), a line every `interval` s for `duration` s
-    (or until .finish(interrupt=True)). .finish() returns JSON: {"sent", "ok", "max_gap", "error"}.
+    (or until .finish(interrupt=True)). .finish() returns its output, whose last line is
+    JSON: {"sent", "ok", "max_gap", "error"}.
+
+    Returns only once the connection is up, so what a test does next happens to an
+    established flow (and an interrupt can never reach `ip netns exec` before Python
+    runs, which would end the stream without a word). Fails, with what the stream
+    printed, when it does not connect within `connect_within` s.
     """
-    return Background(ns, PY, "-u", "-c", _STREAM, ip, str(port), str(duration), str(interval))
+    bg = Background(ns, PY, "-u", "-c", _STREAM, ip, str(port), str(duration), str(interval))
+    fd, seen = bg.proc.stdout.fileno(), b""
+    deadline = time.monotonic() + connect_within
+    while not seen.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        chunk = os.read(fd, 1) if ready else b""
+        if not chunk:
+            bg.kill()
+            raise AssertionError(f"the TCP stream from {ns} to {ip}:{port} did not connect within "
+                                 f"{connect_within:.0f} s; it printed {seen!r}")
+        seen += chunk
+    assert seen == b"connected\n", f"the TCP stream from {ns} to {ip}:{port} failed at once: {seen!r}"
+    return bg
 
 
 def ping_background(ns: str, ip: str, count: int, interval: float = 0.02) -> Background:
