@@ -336,7 +336,9 @@ def udp_echo(ns_server: str, ns_client: str, ip: str, port: int, expect: bool = 
 # -- long-running probes (for the restart test) ------------------------------------
 
 _STREAM = r'''
-import json, socket, sys, time
+import json, signal, socket, sys, time
+# An interrupt ends the stream even where SIGINT came in ignored from the parent.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ip, port, duration, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
 res = {"sent": 0, "ok": 0, "max_gap": 0.0, "error": None}
