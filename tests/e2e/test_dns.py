@@ -7,7 +7,7 @@ vpcd (as root) serves each VPC's resolver at its primary CIDR base + 2 and at
 one try, and the test asserts how long it took: an answered lookup well under a
 second, a lookup that gets no answer never more than its one-second timeout.
 
-The VPCs use 10.80-10.89; traffic only ever goes between namespaces this module's
+The VPCs use 10.79-10.89; traffic only ever goes between namespaces this module's
 vpcd created. Needs root: the module fails (does not skip) otherwise.
 """
 
@@ -428,6 +428,87 @@ def test_private_hosted_zone_records_resolve_in_associated_vpcs_only(dp):
     status(ia.ns, "db.corp.example", "NXDOMAIN")
     ec2.modify_vpc_attribute(VpcId=va.id, EnableDnsHostnames={"Value": True})
     resolves(ia.ns, "db.corp.example", "10.88.1.99")
+
+
+BURST = r"""
+import random, socket, struct, sys, time
+server, total, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def query(qid, name):
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.connect((server, 53))
+s.settimeout(2)
+want, got, formerr = {}, {}, 0
+for window in range(total // 50):              # windows of 50 queries in flight at once
+    for i in range(window * 50, window * 50 + 50):
+        if i == 125:
+            s.send(struct.pack(">HHHHHH", 0xfff0, 0x0100, 1, 0, 0, 0) + b"\x3fbroken")  # question cut short
+        if i == 260:
+            s.send(b"\x12\x34\x01")                                                   # not even a header
+        want[i + 1] = names[i % len(names)]
+        s.send(query(i + 1, want[i + 1]))
+    try:
+        while len(got) < len(want) or (window >= 2 and not formerr):
+            r = s.recv(4096)
+            qid, flags = struct.unpack(">HH", r[:4])
+            if qid == 0xfff0:
+                formerr = flags & 0xf
+                continue
+            got[qid] = (flags & 0xf, ".".join(str(b) for b in r[-4:]))
+    except socket.timeout:
+        pass
+print(len(want), len(got), formerr)
+for qid, name in want.items():
+    print(name, *got.get(qid, ("-", "-")))
+"""
+
+
+def burst(ns: str, server: str, total: int, names: list[str]) -> tuple[list[str], list[str]]:
+    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", BURST, server, str(total), *names],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    return lines[0].split(), lines[1:]
+
+
+def test_a_burst_of_queries_with_malformed_ones_among_them_is_answered_in_full(dp):
+    """400 queries over UDP, 50 in flight at a time, with a cut-short question
+    and a 3-byte datagram among them: every query gets its own answer, the cut-short
+    one FORMERR, and the loop keeps serving; from outside the VPC (the peer
+    VPC's instance asking this VPC's resolver) nothing is answered."""
+    ec2 = dp.ec2("A")
+    v = dns_vpc(ec2, "10.79.0.0/16", "10.79.1.0/24")
+    ips = [f"10.79.1.{10 + k}" for k in range(3)]
+    insts = [dp.launch(ec2, v.subnet, ip) for ip in ips]
+    i = insts[0]
+    wait_resolver(i.ns, v.resolver)
+    counts, rows = burst(i.ns, v.resolver, 400, [private_name(ip) for ip in ips])
+    assert counts == ["400", "400", "1"], counts      # all answered; FORMERR (rcode 1) for the broken one
+    for row in rows:
+        name, rcode, ip = row.split()
+        assert rcode == "0" and private_name(ip) == name, row
+    resolves(i.ns, private_name(ips[1]), ips[1])     # still serving afterwards
+
+    # From outside the VPC: an instance of another VPC, routed to this one
+    # through a peering, gets no answer from this VPC's resolver (not even FORMERR).
+    o = dns_vpc(ec2, "10.78.0.0/16", "10.78.1.0/24")
+    out = dp.launch(ec2, o.subnet, "10.78.1.10")
+    pcx = ec2.create_vpc_peering_connection(VpcId=o.id, PeerVpcId=v.id)["VpcPeeringConnection"][
+        "VpcPeeringConnectionId"]
+    wait_pcx(ec2, pcx, "pending-acceptance")
+    ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    wait_pcx(ec2, pcx, "active")
+    ec2.create_route(RouteTableId=o.rtb, DestinationCidrBlock=v.cidr, VpcPeeringConnectionId=pcx)
+    ec2.create_route(RouteTableId=v.rtb, DestinationCidrBlock=o.cidr, VpcPeeringConnectionId=pcx)
+    ec2.authorize_security_group_ingress(GroupId=v.sg, IpPermissions=[
+        {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": o.cidr}]}])
+    dp.converge()
+    ping(out.ns, ips[0])                              # the path is there
+    counts, _ = burst(out.ns, v.resolver, 50, [private_name(ips[0])])
+    assert counts == ["50", "0", "0"], counts
+    resolves(i.ns, private_name(ips[0]), ips[0])
 
 
 def test_dns_upstream_forwards_names_outside_vpcds_zones(dp_server_factory):

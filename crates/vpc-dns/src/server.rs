@@ -13,9 +13,10 @@
 //!
 //! Sockets are opened by a short-lived thread that enters the router
 //! namespace (`setns`), binds once the reconciler has put the addresses
-//! there (until then the bind fails and the next pass tries again) and hands
-//! the sockets to tokio; they stay in that namespace whatever thread serves
-//! them.
+//! there (until then the bind fails and the next pass tries again); they stay
+//! in that namespace whatever thread serves them. TCP listeners go to a
+//! hickory-dns [`Server`] on tokio, UDP sockets to threads of their own
+//! ([`crate::udp`]); both answer through [`VpcResolver`].
 
 use crate::error::DnsError;
 use crate::zone::{self, Answer, Index, Outcome, QueryKind};
@@ -184,8 +185,10 @@ impl DnsService {
 struct Running {
     ns_inode: u64,
     addrs: Vec<IpAddr>,
-    /// Dropping the server aborts its tasks and closes its sockets.
+    /// Dropping the server aborts its TCP tasks and closes its listeners.
     _server: Server<VpcResolver>,
+    /// Dropping them stops the UDP threads and closes their sockets.
+    _udp: Vec<crate::udp::UdpLoop>,
 }
 
 struct Manager {
@@ -264,18 +267,19 @@ impl Manager {
                         shared: self.shared.clone(),
                         upstream: self.config.upstream,
                     };
+                    let udp_handler = Arc::new(handler.clone());
+                    let rt = tokio::runtime::Handle::current();
                     let mut server = Server::new(handler);
+                    let mut udp_loops = Vec::new();
                     let mut failed = None;
                     for (udp, tcp) in sockets {
-                        match (
-                            tokio::net::UdpSocket::from_std(udp),
-                            tokio::net::TcpListener::from_std(tcp),
-                        ) {
-                            (Ok(u), Ok(t)) => {
-                                server.register_socket(u);
-                                server.register_listener(t, TCP_IDLE, 64);
-                            }
-                            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                        match tokio::net::TcpListener::from_std(tcp) {
+                            Ok(t) => server.register_listener(t, TCP_IDLE, 64),
+                            Err(e) => failed = Some(e),
+                        }
+                        match crate::udp::start(udp, udp_handler.clone(), rt.clone()) {
+                            Ok(u) => udp_loops.push(u),
+                            Err(e) => failed = Some(e),
                         }
                     }
                     if let Some(e) = failed {
@@ -289,6 +293,7 @@ impl Manager {
                             ns_inode: inode,
                             addrs,
                             _server: server,
+                            _udp: udp_loops,
                         },
                     );
                 }
@@ -364,12 +369,55 @@ fn bind_pair(at: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListen
     Ok((udp.into(), tcp.into()))
 }
 
-/// Answers the queries that reach one VPC's resolver.
-#[derive(Debug)]
-struct VpcResolver {
+/// Answers the queries that reach one VPC's resolver, over TCP (through
+/// hickory's server) and UDP (through [`crate::udp`]).
+#[derive(Debug, Clone)]
+pub(crate) struct VpcResolver {
     vpc_id: String,
     shared: Shared,
     upstream: Option<SocketAddr>,
+}
+
+impl VpcResolver {
+    /// Whether a query from `src` gets an answer: it comes from inside the
+    /// VPC and the VPC's DNS support is on.
+    pub(crate) fn admits(&self, src: IpAddr) -> bool {
+        let snap = self.shared.current();
+        let admitted = snap
+            .world
+            .get::<Vpc>(&self.vpc_id)
+            .is_some_and(|v| dns::admits_query(v, src));
+        if !admitted {
+            tracing::debug!(vpc = %self.vpc_id, %src, "query not admitted");
+            self.shared.counted("dropped");
+        }
+        admitted
+    }
+
+    /// Tells the query hook an outcome.
+    pub(crate) fn counted(&self, outcome: &'static str) {
+        self.shared.counted(outcome);
+    }
+
+    /// The resolver of `vpc_id` answering from `world` (for tests).
+    #[cfg(test)]
+    pub(crate) fn for_world(
+        vpc_id: &str,
+        world: World,
+        upstream: Option<SocketAddr>,
+        on_query: Option<QueryHook>,
+    ) -> VpcResolver {
+        let world = Arc::new(world);
+        VpcResolver {
+            vpc_id: vpc_id.to_string(),
+            shared: Arc::new(Latest {
+                source: Arc::new(move || world.clone()),
+                cache: RwLock::default(),
+                on_query,
+            }),
+            upstream,
+        }
+    }
 }
 
 /// Asks `upstream` one question over UDP, from the host's network namespace
