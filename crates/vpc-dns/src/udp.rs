@@ -21,9 +21,13 @@ use crate::server::VpcResolver;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{
+    Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::Record;
-use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use std::future::Future;
@@ -73,7 +77,12 @@ pub(crate) fn start(
     Ok(UdpLoop { stop, socket })
 }
 
-fn run(socket: &Arc<UdpSocket>, stop: &AtomicBool, handler: &Arc<VpcResolver>, rt: &tokio::runtime::Handle) {
+fn run(
+    socket: &Arc<UdpSocket>,
+    stop: &AtomicBool,
+    handler: &Arc<VpcResolver>,
+    rt: &tokio::runtime::Handle,
+) {
     // Forwarded questions open tokio sockets and timers on their first poll.
     let _rt = rt.enter();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -320,7 +329,11 @@ mod tests {
         let mut answered = BTreeMap::new();
         for id in 0..500u16 {
             let host = 10 + id % 2;
-            let m = reply(answer(&r, query(id, &format!("ip-10-0-1-{host}.ec2.internal.")), inside()));
+            let m = reply(answer(
+                &r,
+                query(id, &format!("ip-10-0-1-{host}.ec2.internal.")),
+                inside(),
+            ));
             assert_eq!(m.metadata.id, id);
             assert_eq!(m.metadata.message_type, MessageType::Response);
             assert_eq!(m.metadata.response_code, ResponseCode::NoError);
@@ -350,7 +363,10 @@ mod tests {
         assert_eq!(m.metadata.id, 0x4242);
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         // Shorter than a header, or a response: no answer.
-        assert!(matches!(answer(&r, vec![1, 2, 3], inside()), Handled::Nothing));
+        assert!(matches!(
+            answer(&r, vec![1, 2, 3], inside()),
+            Handled::Nothing
+        ));
         let mut response = query(9, "ip-10-0-1-10.ec2.internal.");
         response[2] |= 0x80;
         assert!(matches!(answer(&r, response, inside()), Handled::Nothing));
@@ -358,7 +374,11 @@ mod tests {
         let outside: SocketAddr = "10.1.0.5:40000".parse().unwrap();
         assert!(matches!(answer(&r, cut, outside), Handled::Nothing));
         // And the next query is answered as ever.
-        let m = reply(answer(&r, query(10, "ip-10-0-1-11.ec2.internal."), inside()));
+        let m = reply(answer(
+            &r,
+            query(10, "ip-10-0-1-11.ec2.internal."),
+            inside(),
+        ));
         assert_eq!(addresses(&m), vec!["10.0.1.11".to_string()]);
         assert_eq!(*seen.lock().unwrap(), vec!["FORMERR", "dropped", "NOERROR"]);
     }
@@ -368,12 +388,18 @@ mod tests {
         let (r, seen) = resolver(None);
         for src in ["10.1.0.5:40000", "192.0.2.1:53", "[fd00::1]:40000"] {
             let q = query(1, "ip-10-0-1-10.ec2.internal.");
-            assert!(matches!(answer(&r, q, src.parse().unwrap()), Handled::Nothing), "{src}");
+            assert!(
+                matches!(answer(&r, q, src.parse().unwrap()), Handled::Nothing),
+                "{src}"
+            );
         }
         // Port 0 or an unspecified address cannot be answered.
         for src in ["10.0.1.10:0", "0.0.0.0:40000"] {
             let q = query(1, "ip-10-0-1-10.ec2.internal.");
-            assert!(matches!(answer(&r, q, src.parse().unwrap()), Handled::Nothing), "{src}");
+            assert!(
+                matches!(answer(&r, q, src.parse().unwrap()), Handled::Nothing),
+                "{src}"
+            );
         }
         assert_eq!(*seen.lock().unwrap(), vec!["dropped"; 3]);
     }
@@ -409,7 +435,11 @@ mod tests {
             _ => panic!("a forwarded question finished without waiting for the upstream"),
         };
         // Zone names are still answered at once meanwhile.
-        let m = reply(answer(&r, query(78, "ip-10-0-1-10.ec2.internal."), inside()));
+        let m = reply(answer(
+            &r,
+            query(78, "ip-10-0-1-10.ec2.internal."),
+            inside(),
+        ));
         assert_eq!(addresses(&m), vec!["10.0.1.10".to_string()]);
         let bytes = rt.block_on(pending.finish()).expect("an answer");
         let m = Message::from_vec(&bytes).unwrap();
