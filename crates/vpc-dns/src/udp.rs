@@ -411,12 +411,14 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        // The upstream: answers every question with 198.51.100.7.
+        // The upstream: answers every question with 198.51.100.7, 200 ms
+        // later (so the first poll cannot have the answer yet).
         let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
         let at = upstream.local_addr().unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             while let Ok((n, from)) = upstream.recv_from(&mut buf) {
+                std::thread::sleep(Duration::from_millis(200));
                 let q = Message::from_vec(&buf[..n]).unwrap();
                 let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
                 m.add_query(q.queries[0].clone());
