@@ -449,4 +449,43 @@ mod tests {
         assert!(!m.metadata.authoritative);
         assert_eq!(addresses(&m), vec!["198.51.100.7".to_string()]);
     }
+
+    #[test]
+    fn a_running_loop_ignores_outsiders_and_dropping_it_frees_its_port() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (r, seen) = resolver(None);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = sock.local_addr().unwrap();
+        let running = start(sock, r, rt.handle().clone()).unwrap();
+        // 127.0.0.1 is not inside the VPC: the loop reads the query and
+        // sends nothing.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        client
+            .send_to(&query(5, "ip-10-0-1-10.ec2.internal."), at)
+            .unwrap();
+        let mut buf = [0u8; 512];
+        assert!(
+            client.recv_from(&mut buf).is_err(),
+            "an outsider got an answer"
+        );
+        assert_eq!(*seen.lock().unwrap(), vec!["dropped"]);
+        // Dropped: the thread ends and closes the socket, so the port can be
+        // bound again by a socket without SO_REUSEADDR.
+        assert!(UdpSocket::bind(at).is_err());
+        drop(running);
+        let since = std::time::Instant::now();
+        while UdpSocket::bind(at).is_err() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the loop's socket is still open"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
