@@ -18,6 +18,10 @@
 //! checks the segment size, not the super-packet's, exactly as before.
 //! IPv6 keeps the kernel's 64 KiB default.
 //!
+//! A cluster's VXLAN links (`underlay.rs`) send at most 64 KiB (their
+//! `tso_max_size`), so only their receive side gets the fast path's size
+//! ([`vxlan_gro_target`]).
+//!
 //! iproute2 6.1 could not set `gso_ipv4_max_size` (it came in 6.3); like
 //! every other link setting it goes over rtnetlink (`netlink.rs`): the
 //! links are dumped and only the sizes that differ are set (`RTM_NEWLINK` by
