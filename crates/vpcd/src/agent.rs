@@ -12,11 +12,12 @@
 //! (`crate::resolver`, as `vpcd serve` does), answering from its World, so
 //! each host resolves for its own instances.
 
+use crate::agent_ops::{Published, CLOCK_OFFSET_KEY};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use vpc_dataplane::placement::{self, HostRecord, Placement};
 use vpc_dataplane::underlay::Underlay;
@@ -48,6 +49,10 @@ pub struct AgentArgs {
     /// they get NXDOMAIN at once and no DNS query leaves the host.
     #[arg(long, value_parser = crate::resolver::upstream_addr)]
     pub dns_upstream: Option<SocketAddr>,
+    /// Seconds between reads of this host's data-transfer counters (as
+    /// `vpcd serve --meter-interval-secs`); a crash loses at most this much.
+    #[arg(long, env = "VPCD_METER_INTERVAL_SECS", default_value_t = 60.0, value_parser = crate::positive_secs)]
+    pub meter_interval_secs: f64,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -124,8 +129,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
     };
     dp.set_placement(Some(placement_of(&hosts)));
 
-    // The DNS servers answer from the World this loop last applied.
-    let published: Arc<RwLock<Arc<World>>> = Arc::new(RwLock::new(Arc::new(world.clone())));
+    // The DNS servers and the meter work from the World this loop last applied.
+    let offset = store
+        .get_setting(CLOCK_OFFSET_KEY)?
+        .and_then(|v| v.parse().ok());
+    let published = Published::new(world.clone(), offset.unwrap_or(0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("dns")
@@ -138,17 +146,14 @@ pub fn run(args: AgentArgs) -> Result<()> {
         None,
         {
             let published = published.clone();
-            Arc::new(move || {
-                published
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            })
+            Arc::new(move || published.world())
         },
         rt.handle(),
     );
+    let meter_every = Duration::from_secs_f64(args.meter_interval_secs);
+    let meter_line = crate::agent_ops::start_meter(&published, &location, &tag, meter_every);
     println!(
-        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}",
+        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}; metering: {meter_line}",
         args.host,
         args.zones.join(","),
         args.underlay_addr,
@@ -160,7 +165,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let mut world_changed = true;
     loop {
         if world_changed {
-            *published.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(world.clone());
+            published.publish(world.clone());
         }
         pass(&mut dp, &world, &underlay);
         if world_changed {
@@ -183,6 +188,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
                     if let Err(e) = Update::apply(&mut world, &put, &removed) {
                         tracing::error!("cannot apply a commit: {e}");
                     }
+                }
+                Update::Setting { key, value } if key == CLOCK_OFFSET_KEY => {
+                    published.set_clock_offset(&value);
                 }
                 Update::Setting { key, value } => {
                     if key.starts_with(placement::HOST_KEY_PREFIX) {

@@ -4,8 +4,10 @@
 //! library crates.
 
 mod agent;
+mod agent_ops;
 mod cost_cli;
 mod lab;
+mod metering;
 mod reach_cli;
 mod regions_cli;
 mod resolver;
@@ -470,84 +472,57 @@ fn start_dataplane(
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
 
-/// Starts the thread that meters data transfer (`docs/metering.md`): it keeps
-/// every router's meter table in step with the published World and, every
-/// `every`, reads the counters and persists the usage with the counter
-/// values it was computed from, in one transaction.
+/// Starts the thread that meters data transfer (`docs/metering.md`,
+/// [`metering`]) with this data directory's store.
 fn start_meter(
     app: &Arc<vpc_api::App>,
     data_dir: &std::path::Path,
     tag: &str,
     every: std::time::Duration,
 ) -> String {
-    let opened = Store::open(data_dir).and_then(|s| {
-        let b = s.meter_baselines()?;
+    let opened = Store::open(data_dir).and_then(|mut s| {
+        let b = StateStore::meter_baselines(&mut s, "")?;
         Ok((s, b))
     });
-    let (mut store, baselines) = match opened {
+    let (store, baselines) = match opened {
         Ok(x) => x,
         Err(e) => return format!("off (cannot open the store: {e})"),
     };
-    let mut meter = match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
+    let meter = match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
         Ok(m) => m,
         Err(e) => return format!("off ({e})"),
     };
-    let app = app.clone();
-    std::thread::Builder::new()
-        .name("meter".into())
-        .spawn(move || {
-            let mut seen = u64::MAX;
-            let mut next_read = std::time::Instant::now();
-            loop {
-                let wait = next_read
-                    .saturating_duration_since(std::time::Instant::now())
-                    .min(std::time::Duration::from_secs(1));
-                // Every second at least: a router namespace the reconciler
-                // made since gets its meter table within a second.
-                let (gen, world) = app.wait_newer(seen, wait);
-                let read = std::time::Instant::now() >= next_read;
-                seen = gen;
-                let poll = meter.poll(&world, gen, app.now(), read);
-                if read {
-                    next_read += every;
-                    if next_read < std::time::Instant::now() {
-                        next_read = std::time::Instant::now() + every;
-                    }
-                }
-                if poll.usage.is_empty() && poll.baselines.is_empty() && poll.forget.is_empty() {
-                    continue;
-                }
-                let changed: Vec<_> = poll
-                    .baselines
-                    .iter()
-                    .filter(|(id, v)| meter.baseline(id) != Some(**v))
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect();
-                if poll.usage.is_empty() && changed.is_empty() && poll.forget.is_empty() {
-                    continue;
-                }
-                match store.record_usage(&poll.usage, &changed.into_iter().collect(), &poll.forget) {
-                    Ok(()) => {
-                        meter.persisted(&poll);
-                        for u in &poll.usage {
-                            let k = &u.key;
-                            let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
-                            app.metrics
-                                .transfer_bytes
-                                .with_label_values(&labels)
-                                .inc_by(u.bytes);
-                            app.metrics
-                                .transfer_packets
-                                .with_label_values(&labels)
-                                .inc_by(u.packets);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot persist metered usage; it is kept for the next read"),
-                }
-            }
-        })
-        .map(|_| format!("on (read every {:.1} s)", every.as_secs_f64()))
-        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+    metering::start(ServeMeter(app.clone()), Box::new(store), meter, every)
+}
+
+/// The meter of `vpcd serve` follows the App's published World.
+struct ServeMeter(Arc<vpc_api::App>);
+
+impl metering::MeterSource for ServeMeter {
+    fn wait_newer(&self, seen: u64, timeout: std::time::Duration) -> (u64, Arc<vpc_model::World>) {
+        self.0.wait_newer(seen, timeout)
+    }
+
+    fn now(&self) -> vpc_model::Timestamp {
+        self.0.now()
+    }
+
+    fn recorded(&self, usage: &[vpc_model::usage::Usage]) {
+        for u in usage {
+            let k = &u.key;
+            let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
+            self.0
+                .metrics
+                .transfer_bytes
+                .with_label_values(&labels)
+                .inc_by(u.bytes);
+            self.0
+                .metrics
+                .transfer_packets
+                .with_label_values(&labels)
+                .inc_by(u.packets);
+        }
+    }
 }
 
 /// Starts the thread that collects flow-log records (`docs/metering.md`):
