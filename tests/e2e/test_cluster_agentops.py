@@ -1,9 +1,11 @@
 """What the hosts' agents of a cluster do beside realizing the World (docs/cluster.md):
 they meter data transfer into the shared store, as `vpcd serve` does on one host
-(docs/metering.md), so Cost Explorer on any API server and `vpcd cost --store` report it.
+(docs/metering.md), so Cost Explorer on any API server and `vpcd cost --store` report it;
+and they write flow-log records, each by the host holding the interface.
 
 One lab: one etcd member, two API servers, two hosts (h1 serves us-east-1a, h2
-us-east-1b), the agents reading their counters every second. Account A's VPC has an
+us-east-1b), the agents reading their counters every second and writing flow-log
+windows every 2 s. Account A's VPC has an
 instance on h1, account B's an instance on h2, and the VPCs are peered: every packet
 between them crosses the peering on the sender's host and the VXLAN underlay. Needs
 root and etcd; fails (does not skip) without them.
@@ -25,6 +27,7 @@ from botocore.config import Config
 from helpers import A_ID, B_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
 from labkit import ACCOUNTS, Lab
 from netprobe import netns_exists, wait_until
+from test_flow_logs import CUSTOM, FLUSH
 from test_metering import GB, MB, RATE_CROSS_AZ, by_usage_type, ce_query, transfer, within
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -44,22 +47,25 @@ def _vpc(ec2, cidr: str, subnet_cidr: str, zone: str) -> SimpleNamespace:
 def _launch(ec2, subnet: str) -> SimpleNamespace:
     i = ec2.run_instances(ImageId="ami-12345678", InstanceType="t3.micro", MinCount=1, MaxCount=1,
                           SubnetId=subnet)["Instances"][0]
-    inst = SimpleNamespace(id=i["InstanceId"], ns=i["InstanceId"], ip=i["PrivateIpAddress"])
+    inst = SimpleNamespace(id=i["InstanceId"], ns=i["InstanceId"], ip=i["PrivateIpAddress"],
+                           eni=i["NetworkInterfaces"][0]["NetworkInterfaceId"])
     wait_until(lambda: netns_exists(inst.id), timeout=REALIZE, what=f"the namespace of {inst.id}")
     return inst
 
 
 @pytest.fixture(scope="module")
 def lab():
-    old = os.environ.get("VPCD_METER_INTERVAL_SECS")
-    os.environ["VPCD_METER_INTERVAL_SECS"] = "1"
+    env = {"VPCD_METER_INTERVAL_SECS": "1", "VPCD_FLOW_LOG_FLUSH": str(FLUSH)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         lab = Lab(etcd=1, api=2, hosts=2)
     finally:
-        if old is None:
-            os.environ.pop("VPCD_METER_INTERVAL_SECS", None)
-        else:
-            os.environ["VPCD_METER_INTERVAL_SECS"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         a, b = lab.client(0, "A"), lab.client(1, "B")
         va = _vpc(a, "10.61.0.0/16", "10.61.1.0/24", "us-east-1a")
@@ -167,3 +173,70 @@ def test_traffic_the_receiver_refuses_is_billed_to_the_sender_only(lab):
     time.sleep(3)
     in1 = metered(L, B_ID, lab.pcx, "peering-in")
     assert in1 == in0, f"refused traffic billed to the receiver: {in0} -> {in1}"
+
+
+def file_records(lab: Lab, name: str) -> list[dict]:
+    p = lab.dir / "flow-logs" / "files" / name
+    if not p.exists():
+        return []
+    lines = p.read_text().splitlines()
+    assert lines[0] == " ".join(CUSTOM), lines[0]
+    assert lines.count(lines[0]) == 1, "one header"
+    return [dict(zip(CUSTOM, ln.split(" "))) for ln in lines[1:]]
+
+
+def flow_log(ec2, vpc_id: str, name: str) -> str:
+    [fl] = ec2.create_flow_logs(ResourceIds=[vpc_id], ResourceType="VPC", TrafficType="ALL",
+                                LogDestinationType="local-file", LogDestination=name,
+                                LogFormat=" ".join("${%s}" % f for f in CUSTOM))["FlowLogIds"]
+    return fl
+
+
+def test_flow_logs_across_hosts_record_each_flow_once(lab):
+    """An accepted TCP flow and a refused UDP flow from h1 to h2: A's flow log has the
+    sender's records (written by h1), B's the receiver's (written by h2), each once."""
+    L = lab.lab
+    fa = flow_log(lab.a, lab.va.id, "agentops-a.log")
+    fb = flow_log(lab.b, lab.vb.id, "agentops-b.log")
+    hosts = {h["name"]: h for h in L.status()["hosts"]}
+    # Conntrack accounting is on in the routers that log (before the flows start).
+    for host, vpc_id in (("h1", lab.va.id), ("h2", lab.vb.id)):
+        ns = f"vpcd{hosts[host]['tag']}-{vpc_id}"
+        wait_until(lambda: subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-n",
+                                           "net.netfilter.nf_conntrack_acct"],
+                                          capture_output=True, text=True).stdout.strip() == "1",
+                   timeout=REALIZE, what=f"conntrack accounting in {ns}")
+    port = TCP_PORT
+    sent = transfer(lab.a1, lab.b2, port, 300_000)
+    refused, count = REFUSED_PORT + 1, 7
+    subprocess.run(["ip", "netns", "exec", lab.a1.ns, "python3", "-c", UDP_BLAST, lab.b2.ip,
+                    str(refused), str(count)], check=True, timeout=60)
+
+    def both():
+        a, b = file_records(L, "agentops-a.log"), file_records(L, "agentops-b.log")
+        a_out = [r for r in a if r["dstport"] == str(port) and r["flow-direction"] == "egress"]
+        b_in = [r for r in b if r["dstport"] == str(port) and r["flow-direction"] == "ingress"]
+        b_rej = [r for r in b if r["dstport"] == str(refused)]
+        done = (sum(int(r["bytes"]) for r in a_out) >= sent and sum(int(r["bytes"]) for r in b_in) >= sent
+                and sum(int(r["packets"]) for r in b_rej) >= count)
+        return (a, b) if done else None
+
+    a, b = wait_for(both, timeout=30, interval=0.5, what="the flows in both flow logs")
+    time.sleep(FLUSH + 2)  # a second host writing the same flow would have by now
+    a, b = file_records(L, "agentops-a.log"), file_records(L, "agentops-b.log")
+    a_out = [r for r in a if r["dstport"] == str(port) and r["flow-direction"] == "egress"]
+    b_in = [r for r in b if r["dstport"] == str(port) and r["flow-direction"] == "ingress"]
+    # Each flow once: bytes within 2% of the payload (doubled if two hosts wrote it).
+    within(sum(int(r["bytes"]) for r in a_out), sent, "A's egress record")
+    within(sum(int(r["bytes"]) for r in b_in), sent, "B's ingress record")
+    assert {(r["interface-id"], r["action"], r["instance-id"]) for r in a_out} == {(lab.a1.eni, "ACCEPT", lab.a1.id)}
+    assert {(r["interface-id"], r["action"], r["instance-id"]) for r in b_in} == {(lab.b2.eni, "ACCEPT", lab.b2.id)}
+    # The refused datagrams: REJECT on B's interface, by B's group, each once.
+    b_rej = [r for r in b if r["dstport"] == str(refused)]
+    assert sum(int(r["packets"]) for r in b_rej) == count, b_rej
+    assert {(r["interface-id"], r["action"], r["flow-direction"], r["protocol"], r["vpcd-dropped-by"])
+            for r in b_rej} == {(lab.b2.eni, "REJECT", "ingress", "17", lab.vb.sg)}
+    # A's own side of the refused datagrams left A: ACCEPT egress on a1, never a REJECT.
+    assert all(r["action"] == "ACCEPT" for r in a), [r for r in a if r["action"] != "ACCEPT"]
+    lab.a.delete_flow_logs(FlowLogIds=[fa])
+    lab.b.delete_flow_logs(FlowLogIds=[fb])

@@ -53,6 +53,10 @@ pub struct AgentArgs {
     /// `vpcd serve --meter-interval-secs`); a crash loses at most this much.
     #[arg(long, env = "VPCD_METER_INTERVAL_SECS", default_value_t = 60.0, value_parser = crate::positive_secs)]
     pub meter_interval_secs: f64,
+    /// Where this host writes flow-log records (the layout of `vpcd serve`'s
+    /// `<data-dir>/flow-logs/`); without it flow logs are not collected here.
+    #[arg(long)]
+    pub flow_log_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -134,6 +138,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         .get_setting(CLOCK_OFFSET_KEY)?
         .and_then(|v| v.parse().ok());
     let published = Published::new(world.clone(), offset.unwrap_or(0));
+    published.set_placement(Some(placement_of(&hosts)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("dns")
@@ -152,8 +157,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
     );
     let meter_every = Duration::from_secs_f64(args.meter_interval_secs);
     let meter_line = crate::agent_ops::start_meter(&published, &location, &tag, meter_every);
+    let flow_line = crate::agent_ops::start_flow_logs(&published, &tag, args.flow_log_dir.clone());
     println!(
-        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}; metering: {meter_line}",
+        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}; metering: {meter_line}; flow logs: {flow_line}",
         args.host,
         args.zones.join(","),
         args.underlay_addr,
@@ -213,6 +219,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         }
         if hosts_changed {
             dp.set_placement(Some(placement_of(&hosts)));
+            published.set_placement(Some(placement_of(&hosts)));
         }
     }
 }

@@ -1,18 +1,21 @@
 //! What a `vpcd agent` runs beside its reconciler (`docs/cluster.md`):
-//! the World it last applied, published to its other threads, and the
-//! data-transfer meter of its host's routers (`docs/metering.md`).
+//! the World it last applied, published to its other threads, the
+//! data-transfer meter of its host's routers and its flow-log collector
+//! (`docs/metering.md`).
 //!
-//! The meter is the one `vpcd serve` runs (`crate::metering`) with the
+//! The meter is the one `vpcd serve` runs (`crate::traffic`) with the
 //! cluster's plan (`vpc_dataplane::meter::plan_for`): each host meters the
 //! routers it holds and adds to the shared hourly sums in the store, so
 //! every API server's Cost Explorer and `vpcd cost --store` report the
 //! cluster's usage. Its counters' baselines are stored per namespace, and a
 //! host's namespaces carry its tag, so each host resumes from its own.
 
-use crate::metering::{self, MeterSource};
+use crate::traffic::{self, FlowLogSource, MeterSource};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
+use vpc_dataplane::placement::Placement;
 use vpc_model::{Timestamp, World};
 use vpc_store::Location;
 
@@ -26,6 +29,7 @@ pub struct Published {
     state: Mutex<(u64, Arc<World>)>,
     changed: Condvar,
     clock_offset_ms: AtomicI64,
+    placement: Mutex<Option<Placement>>,
 }
 
 impl Published {
@@ -34,6 +38,7 @@ impl Published {
             state: Mutex::new((0, Arc::new(world))),
             changed: Condvar::new(),
             clock_offset_ms: AtomicI64::new(clock_offset_ms),
+            placement: Mutex::new(None),
         })
     }
 
@@ -49,6 +54,14 @@ impl Published {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *s = (s.0 + 1, Arc::new(world));
         self.changed.notify_all();
+    }
+
+    /// The cluster's hosts, as the reconciler last planned with.
+    pub fn set_placement(&self, placement: Option<Placement>) {
+        *self
+            .placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = placement;
     }
 
     /// A `clock_offset_ms` setting the store streamed.
@@ -97,7 +110,30 @@ pub fn start_meter(
         Err(e) => return format!("off (cannot open the store: {e})"),
     };
     match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
-        Ok(m) => metering::start(published.clone(), store, m.across_hosts(), every),
+        Ok(m) => traffic::start_meter(published.clone(), store, m.across_hosts(), every),
         Err(e) => format!("off ({e})"),
+    }
+}
+
+impl FlowLogSource for Arc<Published> {
+    fn world(&self) -> Arc<World> {
+        Published::world(self)
+    }
+
+    fn placement(&self) -> Option<Placement> {
+        self.placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Starts the host's flow-log collector: the records of the interfaces this
+/// host holds, written under `dir` as `vpcd serve` writes them under
+/// `<data-dir>/flow-logs/` (the lab gives every host one directory).
+pub fn start_flow_logs(published: &Arc<Published>, tag: &str, dir: Option<PathBuf>) -> String {
+    match dir {
+        Some(dir) => traffic::start_flow_logs(published.clone(), tag, dir),
+        None => "off (no --flow-log-dir)".into(),
     }
 }

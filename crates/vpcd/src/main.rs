@@ -7,11 +7,11 @@ mod agent;
 mod agent_ops;
 mod cost_cli;
 mod lab;
-mod metering;
 mod reach_cli;
 mod regions_cli;
 mod resolver;
 mod store_args;
+mod traffic;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -473,7 +473,7 @@ fn start_dataplane(
 }
 
 /// Starts the thread that meters data transfer (`docs/metering.md`,
-/// [`metering`]) with this data directory's store.
+/// [`traffic`]) with this data directory's store.
 fn start_meter(
     app: &Arc<vpc_api::App>,
     data_dir: &std::path::Path,
@@ -492,13 +492,13 @@ fn start_meter(
         Ok(m) => m,
         Err(e) => return format!("off ({e})"),
     };
-    metering::start(ServeMeter(app.clone()), Box::new(store), meter, every)
+    traffic::start_meter(ServeTraffic(app.clone()), Box::new(store), meter, every)
 }
 
-/// The meter of `vpcd serve` follows the App's published World.
-struct ServeMeter(Arc<vpc_api::App>);
+/// The meter and flow logs of `vpcd serve` follow the App's published World.
+struct ServeTraffic(Arc<vpc_api::App>);
 
-impl metering::MeterSource for ServeMeter {
+impl traffic::MeterSource for ServeTraffic {
     fn wait_newer(&self, seen: u64, timeout: std::time::Duration) -> (u64, Arc<vpc_model::World>) {
         self.0.wait_newer(seen, timeout)
     }
@@ -525,48 +525,16 @@ impl metering::MeterSource for ServeMeter {
     }
 }
 
-/// Starts the thread that collects flow-log records (`docs/metering.md`):
-/// every second it reads the conntrack tables of the routers a flow log
-/// covers and writes the aggregation windows that are due under
-/// `<data-dir>/flow-logs/`. `VPCD_FLOW_LOG_FLUSH=<seconds>` writes windows
-/// that often instead of every `MaxAggregationInterval` (for tests).
+/// Starts the thread that collects flow-log records ([`traffic`]) into
+/// `<data-dir>/flow-logs/`.
 fn start_flow_logs(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, tag: &str) -> String {
-    let tools = match vpc_dataplane::Tools::find() {
-        Ok(t) => t,
-        Err(e) => return format!("off ({e})"),
-    };
-    let flush = std::env::var("VPCD_FLOW_LOG_FLUSH")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|s| *s > 0);
-    let mut collector = vpc_dataplane::flow_log::Collector::new(
-        vpc_dataplane::Runner::new(tools),
-        tag.to_string(),
-        data_dir.join("flow-logs"),
-        flush,
-    );
-    let app = app.clone();
-    std::thread::Builder::new()
-        .name("flow-logs".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            let world = app.snapshot();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            match collector.poll(&world, now) {
-                Ok(report) if !report.files.is_empty() => {
-                    tracing::debug!(?report, "flow-log records written")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read conntrack for flow logs"),
-            }
-        })
-        .map(|_| match flush {
-            Some(s) => format!("on (windows written every {s} s: VPCD_FLOW_LOG_FLUSH)"),
-            None => "on".to_string(),
-        })
-        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+    traffic::start_flow_logs(ServeTraffic(app.clone()), tag, data_dir.join("flow-logs"))
+}
+
+impl traffic::FlowLogSource for ServeTraffic {
+    fn world(&self) -> Arc<vpc_model::World> {
+        self.0.snapshot()
+    }
 }
 
 /// Starts the Amazon-provided DNS server of every VPC (inside the router

@@ -1,9 +1,11 @@
-//! The meter thread (`docs/metering.md`), shared by `vpcd serve` (one host)
-//! and `vpcd agent` (a cluster's host): it keeps every router's meter table
+//! The traffic threads of the data plane, shared by `vpcd serve` (one host)
+//! and `vpcd agent` (a cluster's host): the flow-log collector, and the
+//! meter (`docs/metering.md`), which keeps every router's meter table
 //! in step with the World it is given and, every interval, reads the
 //! counters and persists the usage with the counter values it was computed
 //! from, in one store transaction, so a crash loses at most one interval.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vpc_dataplane::meter::Meter;
@@ -23,7 +25,7 @@ pub trait MeterSource: Send + 'static {
 }
 
 /// Starts the meter thread; returns the line `serve`/`agent` print.
-pub fn start(
+pub fn start_meter(
     source: impl MeterSource,
     mut store: Box<dyn StateStore>,
     mut meter: Meter,
@@ -72,5 +74,59 @@ pub fn start(
             }
         })
         .map(|_| format!("on (read every {:.1} s)", every.as_secs_f64()))
+        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+}
+
+/// What the flow-log thread needs from the process it runs in.
+pub trait FlowLogSource: Send + 'static {
+    /// The World as last applied.
+    fn world(&self) -> Arc<World>;
+    /// On a cluster's host, the placement (only its interfaces are logged).
+    fn placement(&self) -> Option<vpc_dataplane::placement::Placement> {
+        None
+    }
+}
+
+/// Starts the thread that collects flow-log records (`docs/metering.md`):
+/// every second it reads the conntrack tables of the routers a flow log
+/// covers and writes the aggregation windows that are due under `out_dir`.
+/// `VPCD_FLOW_LOG_FLUSH=<seconds>` writes windows that often instead of
+/// every `MaxAggregationInterval` (for tests). Returns the line to print.
+pub fn start_flow_logs(source: impl FlowLogSource, tag: &str, out_dir: PathBuf) -> String {
+    let tools = match vpc_dataplane::Tools::find() {
+        Ok(t) => t,
+        Err(e) => return format!("off ({e})"),
+    };
+    let flush = std::env::var("VPCD_FLOW_LOG_FLUSH")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0);
+    let mut collector = vpc_dataplane::flow_log::Collector::new(
+        vpc_dataplane::Runner::new(tools),
+        tag.to_string(),
+        out_dir,
+        flush,
+    );
+    std::thread::Builder::new()
+        .name("flow-logs".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let world = source.world();
+            collector.set_placement(source.placement());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match collector.poll(&world, now) {
+                Ok(report) if !report.files.is_empty() => {
+                    tracing::debug!(?report, "flow-log records written")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read conntrack for flow logs"),
+            }
+        })
+        .map(|_| match flush {
+            Some(s) => format!("on (windows written every {s} s: VPCD_FLOW_LOG_FLUSH)"),
+            None => "on".to_string(),
+        })
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
