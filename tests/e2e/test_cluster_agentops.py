@@ -1,7 +1,8 @@
 """What the hosts' agents of a cluster do beside realizing the World (docs/cluster.md):
 they meter data transfer into the shared store, as `vpcd serve` does on one host
 (docs/metering.md), so Cost Explorer on any API server and `vpcd cost --store` report it;
-and they write flow-log records, each by the host holding the interface.
+they write flow-log records, each by the host holding the interface; and each serves
+its host's Prometheus metrics (`--metrics-listen`).
 
 One lab: one etcd member, two API servers, two hosts (h1 serves us-east-1a, h2
 us-east-1b), the agents reading their counters every second and writing flow-log
@@ -18,11 +19,14 @@ import io
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from types import SimpleNamespace
 
 import boto3
 import pytest
 from botocore.config import Config
+from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import A_ID, B_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
 from labkit import ACCOUNTS, Lab
@@ -190,6 +194,47 @@ def flow_log(ec2, vpc_id: str, name: str) -> str:
                                 LogDestinationType="local-file", LogDestination=name,
                                 LogFormat=" ".join("${%s}" % f for f in CUSTOM))["FlowLogIds"]
     return fl
+
+
+def scrape(addr: str) -> dict[tuple, float]:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def sample(metrics: dict, name: str, **labels) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and want <= set(ls))
+
+
+def test_each_agent_serves_its_hosts_metrics(lab):
+    """After the transfer of the first test: h1's agent exports A's peering-out, h2's
+    B's peering-in, neither the other's side; both count reconcile passes and kernel
+    objects."""
+    L = lab.lab
+    hosts = {h["name"]: h for h in L.status()["hosts"]}
+    sent = 24 * MB
+
+    def transfer_bytes(host, account, kind):
+        return sample(scrape(hosts[host]["metrics"]), "vpcd_data_transfer_bytes_total",
+                      account=account, resource=lab.pcx, kind=kind)
+
+    wait_for(lambda: transfer_bytes("h1", A_ID, "peering-out") >= sent, timeout=10, interval=0.5,
+             what="A's peering-out in h1's metrics")
+    assert transfer_bytes("h2", B_ID, "peering-in") >= sent
+    # The other host's side is not there: each byte is counted on one host.
+    assert transfer_bytes("h2", A_ID, "peering-out") < sent * 0.01
+    assert transfer_bytes("h1", B_ID, "peering-in") < sent * 0.01
+    for h in ("h1", "h2"):
+        m = scrape(hosts[h]["metrics"])
+        assert sample(m, "vpcd_reconcile_passes_total", result="ok") > 0, h
+        assert sample(m, "vpcd_kernel_objects", kind="router_namespaces") > 0, h
+    # Only /metrics is served.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{hosts['h1']['metrics']}/", timeout=10)
+    assert e.value.code == 404
 
 
 def test_flow_logs_across_hosts_record_each_flow_once(lab):

@@ -57,6 +57,10 @@ pub struct AgentArgs {
     /// `<data-dir>/flow-logs/`); without it flow logs are not collected here.
     #[arg(long)]
     pub flow_log_dir: Option<std::path::PathBuf>,
+    /// Serve this host's Prometheus metrics at http://ADDR/metrics (as
+    /// `vpcd serve --metrics`, without authentication: keep ADDR private).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -145,10 +149,19 @@ pub fn run(args: AgentArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the DNS runtime")?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(crate::agent_ops::start_metrics(addr, rt.handle())?),
+        None => None,
+    };
+    let on_query: Option<vpc_dns::QueryHook> = metrics.clone().map(|m| {
+        let hook: vpc_dns::QueryHook =
+            Arc::new(move |rcode| m.dns_queries.with_label_values(&[rcode]).inc());
+        hook
+    });
     let (dns, dns_line) = crate::resolver::start(
         &tag,
         args.dns_upstream,
-        None,
+        on_query,
         {
             let published = published.clone();
             Arc::new(move || published.world())
@@ -156,7 +169,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
         rt.handle(),
     );
     let meter_every = Duration::from_secs_f64(args.meter_interval_secs);
-    let meter_line = crate::agent_ops::start_meter(&published, &location, &tag, meter_every);
+    let meter_line =
+        crate::agent_ops::start_meter(&published, metrics.clone(), &location, &tag, meter_every);
     let flow_line = crate::agent_ops::start_flow_logs(&published, &tag, args.flow_log_dir.clone());
     println!(
         "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}; metering: {meter_line}; flow logs: {flow_line}",
@@ -173,7 +187,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         if world_changed {
             published.publish(world.clone());
         }
-        pass(&mut dp, &world, &underlay);
+        pass(&mut dp, &world, &underlay, metrics.as_deref());
         if world_changed {
             // After the pass: the routers it made can get their servers now.
             dns.changed();
@@ -226,9 +240,16 @@ pub fn run(args: AgentArgs) -> Result<()> {
 
 /// One reconcile, then the VXLAN links of the routers it planned; when a
 /// link was made, once more (the routes over it can go in now).
-fn pass(dp: &mut Dataplane, world: &World, underlay: &Underlay) {
+fn pass(
+    dp: &mut Dataplane,
+    world: &World,
+    underlay: &Underlay,
+    metrics: Option<&vpc_api::metrics::Metrics>,
+) {
     for _ in 0..2 {
-        if let Err(e) = dp.reconcile(world) {
+        let started = std::time::Instant::now();
+        let result = dp.reconcile(world);
+        if let Err(e) = crate::observe_reconcile(metrics, started, result, dp) {
             tracing::warn!("reconcile failed; retrying on the next change: {e}");
         }
         let (Some(placement), Some(applied)) = (dp.placement(), dp.applied()) else {

@@ -1,7 +1,7 @@
 //! What a `vpcd agent` runs beside its reconciler (`docs/cluster.md`):
 //! the World it last applied, published to its other threads, the
 //! data-transfer meter of its host's routers and its flow-log collector
-//! (`docs/metering.md`).
+//! (`docs/metering.md`), and its `/metrics` (`--metrics-listen`).
 //!
 //! The meter is the one `vpcd serve` runs (`crate::traffic`) with the
 //! cluster's plan (`vpc_dataplane::meter::plan_for`): each host meters the
@@ -11,10 +11,13 @@
 //! host's namespaces carry its tag, so each host resumes from its own.
 
 use crate::traffic::{self, FlowLogSource, MeterSource};
+use anyhow::Context;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
+use vpc_api::metrics::Metrics;
 use vpc_dataplane::placement::Placement;
 use vpc_model::{Timestamp, World};
 use vpc_store::Location;
@@ -72,7 +75,32 @@ impl Published {
     }
 }
 
-impl MeterSource for Arc<Published> {
+/// The meter's view of the agent: the published World and, with
+/// `--metrics-listen`, the metrics its usage feeds.
+struct AgentMeter {
+    published: Arc<Published>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl MeterSource for AgentMeter {
+    fn wait_newer(&self, seen: u64, timeout: Duration) -> (u64, Arc<World>) {
+        self.published.wait_newer(seen, timeout)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.published.now()
+    }
+
+    fn recorded(&self, usage: &[vpc_model::usage::Usage]) {
+        if let Some(m) = &self.metrics {
+            traffic::count_transfer(m, usage);
+        }
+    }
+}
+
+impl Published {
+    /// Waits until a World newer than generation `seen` is published, or
+    /// the timeout passes.
     fn wait_newer(&self, seen: u64, timeout: Duration) -> (u64, Arc<World>) {
         let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (s, _) = self
@@ -82,6 +110,7 @@ impl MeterSource for Arc<Published> {
         (s.0, s.1.clone())
     }
 
+    /// Now on the cluster's clock.
     fn now(&self) -> Timestamp {
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -94,6 +123,7 @@ impl MeterSource for Arc<Published> {
 /// line the agent prints. `VPCD_METER=0` leaves it off, as for `serve`.
 pub fn start_meter(
     published: &Arc<Published>,
+    metrics: Option<Arc<Metrics>>,
     location: &Location,
     tag: &str,
     every: Duration,
@@ -110,7 +140,13 @@ pub fn start_meter(
         Err(e) => return format!("off (cannot open the store: {e})"),
     };
     match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
-        Ok(m) => traffic::start_meter(published.clone(), store, m.across_hosts(), every),
+        Ok(m) => {
+            let source = AgentMeter {
+                published: published.clone(),
+                metrics,
+            };
+            traffic::start_meter(source, store, m.across_hosts(), every)
+        }
         Err(e) => format!("off ({e})"),
     }
 }
@@ -136,4 +172,29 @@ pub fn start_flow_logs(published: &Arc<Published>, tag: &str, dir: Option<PathBu
         Some(dir) => traffic::start_flow_logs(published.clone(), tag, dir),
         None => "off (no --flow-log-dir)".into(),
     }
+}
+
+/// Serves the host's metrics at `http://ADDR/metrics` (Prometheus text, as
+/// `vpcd serve --metrics`: reconcile passes and time, kernel objects,
+/// metered transfer, DNS queries) on `rt`. Fails at once if ADDR cannot be
+/// bound.
+pub fn start_metrics(
+    addr: SocketAddr,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<Arc<Metrics>> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("--metrics-listen {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let metrics = Arc::new(Metrics::new());
+    let served = metrics.clone();
+    rt.spawn(async move {
+        let result = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => vpc_api::metrics::serve_alone(l, served).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(metrics)
 }

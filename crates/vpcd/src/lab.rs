@@ -301,7 +301,7 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|z| z.as_str().map(str::to_string))
         .collect();
-    vec![
+    let mut args = vec![
         "agent".into(),
         format!("--host={}", s("name")),
         format!("--zones={}", zones.join(",")),
@@ -311,7 +311,12 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         format!("--store={store}"),
         format!("--store-prefix={prefix}"),
         format!("--flow-log-dir={}", dir.join("flow-logs").display()),
-    ]
+    ];
+    // A lab recorded before agents served metrics has no address for them.
+    if let Some(addr) = h["metrics"].as_str() {
+        args.push(format!("--metrics-listen={addr}"));
+    }
+    args
 }
 
 /// `lab agent --host H`: starts H's agent again and records its pid.
@@ -358,8 +363,10 @@ fn start_hosts(
     let names: Vec<(String, std::net::Ipv4Addr)> = (0..hosts)
         .map(|i| (format!("h{}", i + 1), underlay::lab_host_addr(i)))
         .collect();
+    let metrics_ports = free_ports(hosts)?;
     for (i, (name, addr)) in names.iter().enumerate() {
         record["hosts"].as_array_mut().expect("array").push(json!({
+            "metrics": format!("127.0.0.1:{}", metrics_ports[i]),
             "name": name,
             "zones": lab_zones(i),
             "underlay_address": addr.to_string(),

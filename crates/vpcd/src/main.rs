@@ -445,23 +445,8 @@ fn start_dataplane(
                 };
                 let started = std::time::Instant::now();
                 let result = dp.reconcile(&world);
-                let m = &app.metrics;
-                m.reconcile_duration
-                    .observe(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(report) => {
-                        m.reconcile_passes.with_label_values(&["ok"]).inc();
-                        tracing::debug!(?report, "reconciled")
-                    }
-                    Err(e) => {
-                        m.reconcile_passes.with_label_values(&["error"]).inc();
-                        tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
-                    }
-                }
-                for (kind, n) in dp.object_counts() {
-                    m.kernel_objects
-                        .with_label_values(&[kind])
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                if let Err(e) = observe_reconcile(Some(&app.metrics), started, result, &dp) {
+                    tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
                 }
                 seen = gen;
             }
@@ -470,6 +455,29 @@ fn start_dataplane(
             format!("on (namespaces vpcd{tag}-*, instances i-*); VPC DNS: {dns}; metering: {meter}; flow logs: {flow_logs}")
         })
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
+}
+
+/// Records one reconcile pass in `metrics` (when kept): its outcome and
+/// duration, and the kernel objects the data plane holds after it. Returns
+/// the pass's result.
+fn observe_reconcile(
+    metrics: Option<&vpc_api::metrics::Metrics>,
+    started: std::time::Instant,
+    result: Result<vpc_dataplane::Report, vpc_dataplane::DataplaneError>,
+    dp: &vpc_dataplane::Dataplane,
+) -> Result<(), vpc_dataplane::DataplaneError> {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    if let Some(m) = metrics {
+        m.reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        m.reconcile_passes.with_label_values(&[outcome]).inc();
+        for (kind, n) in dp.object_counts() {
+            m.kernel_objects
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    result.map(|report| tracing::debug!(?report, "reconciled"))
 }
 
 /// Starts the thread that meters data transfer (`docs/metering.md`,
@@ -508,20 +516,7 @@ impl traffic::MeterSource for ServeTraffic {
     }
 
     fn recorded(&self, usage: &[vpc_model::usage::Usage]) {
-        for u in usage {
-            let k = &u.key;
-            let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
-            self.0
-                .metrics
-                .transfer_bytes
-                .with_label_values(&labels)
-                .inc_by(u.bytes);
-            self.0
-                .metrics
-                .transfer_packets
-                .with_label_values(&labels)
-                .inc_by(u.packets);
-        }
+        traffic::count_transfer(&self.0.metrics, usage);
     }
 }
 

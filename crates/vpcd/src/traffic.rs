@@ -77,6 +77,22 @@ pub fn start_meter(
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
+/// Adds persisted usage to the `/metrics` transfer counters.
+pub fn count_transfer(metrics: &vpc_api::metrics::Metrics, usage: &[Usage]) {
+    for u in usage {
+        let k = &u.key;
+        let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
+        metrics
+            .transfer_bytes
+            .with_label_values(&labels)
+            .inc_by(u.bytes);
+        metrics
+            .transfer_packets
+            .with_label_values(&labels)
+            .inc_by(u.packets);
+    }
+}
+
 /// What the flow-log thread needs from the process it runs in.
 pub trait FlowLogSource: Send + 'static {
     /// The World as last applied.
