@@ -123,7 +123,7 @@ impl Env {
 
     /// A subnet in the zone named `az`.
     pub fn subnet_in(&mut self, vpc: &Vpc, cidr: &str, az: &str) -> Subnet {
-        let cidr = cidr.parse().expect("cidr");
+        let cidr = Some(cidr.parse().expect("cidr"));
         let az = az.to_string();
         let v = vpc.clone();
         self.run(&vpc.meta.owner.clone(), &vpc.meta.region.clone(), |w, c| {

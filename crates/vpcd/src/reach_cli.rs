@@ -556,7 +556,7 @@ fn matrix(w: &World, args: &ReachArgs) -> Result<i32> {
                 if args.ipv6 {
                     e.ipv6.first().map(|a| a.to_string()).unwrap_or_default()
                 } else {
-                    e.primary_ip().to_string()
+                    e.primary_ip().map(|a| a.to_string()).unwrap_or_default()
                 }
             })
             .unwrap_or_default()
@@ -724,7 +724,7 @@ fn probe_address(w: &World, q: &Query, a: &Analysis) -> Option<IpAddr> {
     if q.ipv6 {
         e.ipv6.first().map(|a| IpAddr::V6(*a))
     } else {
-        Some(IpAddr::V4(e.primary_ip()))
+        e.primary_ip().map(IpAddr::V4)
     }
 }
 

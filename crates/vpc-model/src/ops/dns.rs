@@ -190,6 +190,28 @@ pub fn private_name_visible(w: &World, querier: &Vpc, target: &Vpc, ip: Ipv4Addr
     (!p.inter_region() && is_rfc1918(ip)) || side_allows_dns(p, &target.meta.id)
 }
 
+/// Whether an instance's resource name is visible to a query that reached
+/// `querier`'s resolver: as its IP name would be (`primary_v4`, its primary
+/// private IPv4); an instance with no IPv4 (IPv6-only subnet) like a name
+/// of a non-RFC 1918 address: in its own VPC, and across an active peering
+/// only when `target`'s side allows DNS resolution from the remote VPC.
+pub fn resource_name_visible(
+    w: &World,
+    querier: &Vpc,
+    target: &Vpc,
+    primary_v4: Option<Ipv4Addr>,
+) -> bool {
+    if let Some(ip) = primary_v4 {
+        return private_name_visible(w, querier, target, ip);
+    }
+    if !names_resolve(querier) || !names_resolve(target) {
+        return false;
+    }
+    querier.meta.id == target.meta.id
+        || active_peering(w, &querier.meta.id, &target.meta.id)
+            .is_some_and(|p| side_allows_dns(p, &target.meta.id))
+}
+
 /// What the public name of an instance in `target` (public IPv4 `public`,
 /// primary private IPv4 `private`) resolves to for a query that reached
 /// `querier`'s resolver, or None when the name does not exist (`target`
