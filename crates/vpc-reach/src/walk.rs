@@ -492,9 +492,7 @@ impl<'a> Walk<'a> {
     }
 
     pub(crate) fn nat_ip(&self, n: &NatGateway) -> Option<IpAddr> {
-        self.nat_eni(n)
-            .and_then(|e| e.primary_ip())
-            .map(IpAddr::V4)
+        self.nat_eni(n).and_then(|e| e.primary_ip()).map(IpAddr::V4)
     }
 
     /// Whether the instance's namespace owns the address (any of its interfaces).
@@ -646,7 +644,8 @@ impl<'a> Walk<'a> {
             }
             if nat {
                 if let Some(n) = self.nat_of(e) {
-                    if ops::nat::is_realized(self.w, n) && e.primary_ip().map(IpAddr::V4) == Some(a) {
+                    if ops::nat::is_realized(self.w, n) && e.primary_ip().map(IpAddr::V4) == Some(a)
+                    {
                         return Some(Port::Nat(n));
                     }
                 }

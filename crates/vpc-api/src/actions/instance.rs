@@ -755,14 +755,12 @@ fn instance_field(
         "network-interface.mac-address" => over(&|e| vec![e.mac.clone()]),
         "network-interface.description" => over(&|e| vec![e.description.clone()]),
         "network-interface.source-dest-check" => over(&|e| vec![e.source_dest_check.to_string()]),
-        "network-interface.private-dns-name" => {
-            over(&|e| {
-                e.primary_ip()
-                    .map(|ip| eni::private_dns_name(&e.meta.region, ip))
-                    .into_iter()
-                    .collect()
-            })
-        }
+        "network-interface.private-dns-name" => over(&|e| {
+            e.primary_ip()
+                .map(|ip| eni::private_dns_name(&e.meta.region, ip))
+                .into_iter()
+                .collect()
+        }),
         "network-interface.group-id" => over(&|e| e.groups.clone()),
         "network-interface.group-name" => over(&|e| names(&e.groups)),
         "network-interface.addresses.private-ip-address" => {

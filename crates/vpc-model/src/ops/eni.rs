@@ -812,7 +812,9 @@ pub fn assign_private_ips(
             .iter::<NetworkInterface>()
             .find(|x| x.subnet_id == s.meta.id && x.private_ips.iter().any(|p| p.ip == *ip));
         match holder {
-            Some(h) if allow_reassignment && h.primary_ip() != Some(*ip) && !h.requester_managed => {
+            Some(h)
+                if allow_reassignment && h.primary_ip() != Some(*ip) && !h.requester_managed =>
+            {
                 moved.push((h.meta.id.clone(), *ip));
                 taken.remove(ip);
             }

@@ -149,12 +149,7 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
     )?;
     let mut s = insert_subnet(w, ctx, &vpc, net, &az, &az_id, false, req.tags);
     if req.ipv6_native {
-        // IPv6-only: every interface gets an IPv6 address, and hostnames
-        // are resource names (IP names need an IPv4 address).
-        s.ipv6_native = true;
-        s.assign_ipv6 = true;
-        s.map_public_ip = false;
-        s.private_dns_on_launch.hostname_type = HostnameType::ResourceName;
+        make_ipv6_only(&mut s);
     }
     if let Some(v6) = v6 {
         let a = Ipv6Assoc {
@@ -168,6 +163,16 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
     }
     w.put(s.clone());
     Ok(s)
+}
+
+/// What makes a new subnet (without an IPv4 block) IPv6-only: every
+/// interface gets an IPv6 address, none a public IPv4, and hostnames are
+/// resource names (IP names need an IPv4 address).
+pub fn make_ipv6_only(s: &mut Subnet) {
+    s.ipv6_native = true;
+    s.assign_ipv6 = true;
+    s.map_public_ip = false;
+    s.private_dns_on_launch.hostname_type = HostnameType::ResourceName;
 }
 
 /// Checks a new dual-stack or IPv4-only subnet's IPv4 block: given, valid,

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ctx::Limits;
 use crate::ctx::SeqIds as Seq;
@@ -145,7 +144,10 @@ fn launch_in_default_vpc() {
         )
         .unwrap();
     assert_eq!(v2[0].az, "us-east-1b");
-    assert_eq!(t.eni(&v2[0].primary_eni).primary_ip(), Some(ip("172.31.16.4")));
+    assert_eq!(
+        t.eni(&v2[0].primary_eni).primary_ip(),
+        Some(ip("172.31.16.4"))
+    );
     // Timers: pending → running.
     assert_eq!(next_deadline(&t.w), i.transition_due);
     t.step();
@@ -270,7 +272,10 @@ fn counts_addresses_and_capacity() {
     t.step();
     assert_eq!(t.inst(&id).state, InstanceState::Terminated);
     let again = t.launch(A, base(sid)).unwrap();
-    assert_eq!(t.eni(&again[0].primary_eni).primary_ip(), Some(ip("10.0.1.7")));
+    assert_eq!(
+        t.eni(&again[0].primary_eni).primary_ip(),
+        Some(ip("10.0.1.7"))
+    );
     // The region quota.
     t.limits.instances_per_region = 11;
     assert_eq!(

@@ -40,7 +40,9 @@ impl T {
     }
 
     fn advance(&mut self) {
-        self.now = self.now.plus_ms(self.limits.instance_transition_ms.max(1) * 10);
+        self.now = self
+            .now
+            .plus_ms(self.limits.instance_transition_ms.max(1) * 10);
         crate::ops::tick(&mut self.w, self.now);
     }
 
@@ -105,7 +107,9 @@ fn launch(t: &mut T, subnet: &str, itype: &str) -> Result<Vec<Instance>> {
 fn an_ipv6_only_subnet_has_no_ipv4_block_and_resource_name_hostnames() {
     let mut t = T::new();
     let (v, block) = t.vpc();
-    let s = t.create(native(&v, Some(sixty_four(&block, 1)), None)).unwrap();
+    let s = t
+        .create(native(&v, Some(sixty_four(&block, 1)), None))
+        .unwrap();
     assert!(s.ipv6_native);
     assert_eq!(s.cidr, None);
     assert!(s.assign_ipv6);
@@ -146,7 +150,10 @@ fn wrong_combinations_get_aws_errors() {
         .create(native(&v, Some(sixty_four(&block, 1)), Some("10.0.1.0/24")))
         .unwrap_err();
     assert_eq!(e.code, "InvalidParameterCombination");
-    assert!(e.message.contains("you cannot set ipv6Native to true"), "{e}");
+    assert!(
+        e.message.contains("you cannot set ipv6Native to true"),
+        "{e}"
+    );
     let e = t
         .create(native(&v, Some("2001:db8::/64".into()), None))
         .unwrap_err();
@@ -159,7 +166,9 @@ fn wrong_combinations_get_aws_errors() {
 fn attributes_that_need_ipv4_are_refused_on_an_ipv6_only_subnet() {
     let mut t = T::new();
     let (v, block) = t.vpc();
-    let s = t.create(native(&v, Some(sixty_four(&block, 1)), None)).unwrap();
+    let s = t
+        .create(native(&v, Some(sixty_four(&block, 1)), None))
+        .unwrap();
     let id = s.meta.id.clone();
     for (map, assign) in [(Some(true), None), (None, Some(false))] {
         let e = t
@@ -191,7 +200,12 @@ fn attributes_that_need_ipv4_are_refused_on_an_ipv6_only_subnet() {
     };
     t.run(|w, ctx| hostname::modify_subnet(w, ctx, &id, &aaaa))
         .unwrap();
-    assert!(t.w.get::<Subnet>(&id).unwrap().private_dns_on_launch.resource_name_aaaa);
+    assert!(
+        t.w.get::<Subnet>(&id)
+            .unwrap()
+            .private_dns_on_launch
+            .resource_name_aaaa
+    );
     // Its only IPv6 block cannot go.
     let assoc = s.ipv6[0].assoc_id.clone();
     let e = t
@@ -205,7 +219,9 @@ fn attributes_that_need_ipv4_are_refused_on_an_ipv6_only_subnet() {
 fn an_instance_gets_only_an_ipv6_address_and_a_resource_name() {
     let mut t = T::new();
     let (v, block) = t.vpc();
-    let s = t.create(native(&v, Some(sixty_four(&block, 1)), None)).unwrap();
+    let s = t
+        .create(native(&v, Some(sixty_four(&block, 1)), None))
+        .unwrap();
     let aaaa = hostname::PrivateDnsChange {
         resource_name_aaaa: Some(true),
         ..Default::default()
@@ -237,7 +253,9 @@ fn an_instance_gets_only_an_ipv6_address_and_a_resource_name() {
 fn launches_that_need_ipv4_or_xen_are_refused() {
     let mut t = T::new();
     let (v, block) = t.vpc();
-    let s = t.create(native(&v, Some(sixty_four(&block, 1)), None)).unwrap();
+    let s = t
+        .create(native(&v, Some(sixty_four(&block, 1)), None))
+        .unwrap();
     let e = launch(&mut t, &s.meta.id, "t2.micro").unwrap_err();
     assert_eq!(e.code, "UnsupportedOperation");
     assert!(e.message.contains("t2.micro"), "{e}");
