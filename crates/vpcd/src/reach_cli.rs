@@ -158,13 +158,15 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
         || [&source, &destination]
             .iter()
             .any(|e| matches!(e, Endpoint::Address(IpAddr::V6(_))));
-    let q = Query {
+    let mut q = Query {
         source,
         destination,
         protocol: protocol.into(),
         port: args.port,
         ipv6,
     };
+    // An instance of an IPv6-only subnet is reached over IPv6 only.
+    q.ipv6 |= q.has_ipv6_only_end(&world);
     let a = reach::analyze(&world, &q).map_err(|f| anyhow!("{}", f.message))?;
     let probe = if args.probe {
         Some(probe(&world, &store, &q, &a, is_root, data_dir)?)
