@@ -303,3 +303,49 @@ fn launches_that_need_ipv4_or_xen_are_refused() {
         .unwrap_err();
     assert_eq!(e.code, "InvalidParameterValue");
 }
+
+#[test]
+fn dhcpv6_gives_ipv6_only_instances_the_ipv6_resolver_only() {
+    use crate::ops::{dhcp, dns};
+    let mut t = T::new();
+    let (v, _) = t.vpc();
+    let set = t
+        .run(|w, ctx| {
+            dhcp::create(
+                w,
+                ctx,
+                vec![crate::DhcpOption {
+                    key: "domain-name-servers".into(),
+                    values: vec![
+                        "AmazonProvidedDNS".into(),
+                        "10.0.0.53".into(),
+                        "2001:db8::53".into(),
+                    ],
+                }],
+                vec![],
+            )
+        })
+        .unwrap();
+    let vid = v.meta.id.clone();
+    t.run(|w, ctx| dhcp::associate(w, ctx, &set.meta.id, &vid))
+        .unwrap();
+    let v = t.w.get::<Vpc>(&vid).unwrap().clone();
+    let dual = dhcp::resolver_config(&t.w, &v, false).nameservers;
+    assert_eq!(
+        dual,
+        vec![
+            std::net::IpAddr::V4(dns::resolver_ip(&v)),
+            "10.0.0.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap()
+        ]
+    );
+    let only = dhcp::resolver_config(&t.w, &v, true).nameservers;
+    assert_eq!(
+        only,
+        vec![
+            std::net::IpAddr::V6(dns::IPV6_RESOLVER),
+            "2001:db8::53".parse().unwrap()
+        ]
+    );
+    assert!(dhcp::resolv_conf(&t.w, &v, true).contains("nameserver fd00:ec2::253\n"));
+}
