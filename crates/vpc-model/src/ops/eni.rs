@@ -790,6 +790,9 @@ pub fn assign_private_ips(
         return Err(Fault::missing("PrivateIpAddress"));
     }
     let s = subnet::get(w, ctx, &e.subnet_id)?.clone();
+    if s.ipv6_native {
+        return Err(ipv6_only_no_v4(&s.meta.id));
+    }
     let mut wanted: Vec<Ipv4Addr> = Vec::new();
     for a in addresses {
         let ip = parse_v4("privateIpAddresses", a)?;

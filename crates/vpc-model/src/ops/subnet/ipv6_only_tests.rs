@@ -349,3 +349,28 @@ fn dhcpv6_gives_ipv6_only_instances_the_ipv6_resolver_only() {
     );
     assert!(dhcp::resolv_conf(&t.w, &v, true).contains("nameserver fd00:ec2::253\n"));
 }
+
+#[test]
+fn an_interface_in_an_ipv6_only_subnet_takes_no_ipv4_address_later_either() {
+    let mut t = T::new();
+    let (v, block) = t.vpc();
+    let s = t
+        .create(native(&v, Some(sixty_four(&block, 1)), None))
+        .unwrap();
+    let i = launch(&mut t, &s.meta.id, "t3.micro").unwrap().remove(0);
+    let eni_id = i.primary_eni.clone();
+    let e = t
+        .run(|w, ctx| eni::assign_private_ips(w, ctx, &eni_id, &[], Some(1), false))
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    let e = t
+        .run(|w, ctx| eni::assign_private_ips(w, ctx, &eni_id, &["10.0.1.10".into()], None, false))
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    assert!(t
+        .w
+        .get::<NetworkInterface>(&eni_id)
+        .unwrap()
+        .private_ips
+        .is_empty());
+}
