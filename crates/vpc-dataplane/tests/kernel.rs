@@ -1212,12 +1212,12 @@ fn ipv6_only_instances_talk_over_ipv6_only() {
     let dual = e.subnet(&va, "10.1.2.0/24");
     let ga = e.default_sg(&va);
     let gb = e.default_sg(&vb);
-    let a1 = e.launch_ipv6_only(&s6, &[ga.clone()]);
-    let a2 = e.launch_ipv6_only(&s6, &[ga.clone()]);
+    let a1 = e.launch_ipv6_only(&s6, std::slice::from_ref(&ga));
+    let a2 = e.launch_ipv6_only(&s6, std::slice::from_ref(&ga));
     let c = e.instance(&dual, "10.1.2.10");
     e.add_ipv6(&c.eni, "2600:1f18:a:2::10");
     let sb = e.ipv6_only_subnet(&vb, "2600:1f18:b:1::/64");
-    let b1 = e.launch_ipv6_only(&sb, &[gb.clone()]);
+    let b1 = e.launch_ipv6_only(&sb, std::slice::from_ref(&gb));
     lab.reconcile();
 
     // The namespace holds no IPv4 address and no IPv4 route; IPv6 goes

@@ -96,7 +96,7 @@ fn ipv6_only_instances_are_analysed_over_ipv6() {
             },
         )
     });
-    let d = t.launch_ipv6_only(&s6, &[g.meta.id.clone()]);
+    let d = t.launch_ipv6_only(&s6, std::slice::from_ref(&g.meta.id));
     t.advance();
     let mut q = tcp(&a, &d, 22);
     q.ipv6 = true;
