@@ -481,6 +481,34 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_name_without_ipv4_crosses_a_peering_only_with_the_option() {
+        let a = vpc("vpc-a", "us-east-1", "10.0.0.0/16", true, true);
+        let b = vpc("vpc-b", "us-east-1", "10.1.0.0/16", true, true);
+        // In its own VPC, always (with DNS support and hostnames).
+        let w = world(&[&a], &[]);
+        assert!(resource_name_visible(&w, &a, &a, None));
+        // Same region, no option: an IPv4 holder's name crosses (RFC 1918),
+        // an IPv6-only instance's does not; the target's option lets it.
+        let w = world(
+            &[&a, &b],
+            &[peering(&a, &b, PcxState::Active, false, false)],
+        );
+        assert!(resource_name_visible(&w, &a, &b, Some(ip("10.1.0.10"))));
+        assert!(!resource_name_visible(&w, &a, &b, None));
+        let w = world(&[&a, &b], &[peering(&a, &b, PcxState::Active, false, true)]);
+        assert!(resource_name_visible(&w, &a, &b, None));
+        assert!(
+            !resource_name_visible(&w, &b, &a, None),
+            "the option is per side"
+        );
+        let w = world(
+            &[&a, &b],
+            &[peering(&a, &b, PcxState::PendingAcceptance, true, true)],
+        );
+        assert!(!resource_name_visible(&w, &a, &b, None), "not active");
+    }
+
+    #[test]
     fn peer_public_names_resolve_private_only_with_the_targets_option() {
         let a = vpc("vpc-a", "us-east-1", "10.0.0.0/16", true, true);
         let b = vpc("vpc-b", "us-east-1", "10.1.0.0/16", true, true);
