@@ -198,6 +198,17 @@ def test_instances_get_only_an_ipv6_address(client, aws):
     v6b = j["NetworkInterfaces"][0]["Ipv6Addresses"][0]["Ipv6Address"]
     assert v6b != v6 and ipaddress.ip_address(v6b) in net
 
+    # A network interface made on its own gets the same: one IPv6 address, no IPv4.
+    eni = ec2.create_network_interface(SubnetId=sid)["NetworkInterface"]
+    assert "PrivateIpAddress" not in eni and eni["PrivateIpAddresses"] == []
+    assert len(eni["Ipv6Addresses"]) == 1
+    with expect_error("InvalidParameterValue"):
+        ec2.create_network_interface(SubnetId=sid, PrivateIpAddress="10.0.1.20")
+    with expect_error("InvalidParameterValue"):
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"],
+                                        SecondaryPrivateIpAddressCount=1)
+    ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+
     # Hostname type ip-name, an A record, an Elastic IP, a Xen type: all need IPv4.
     with expect_error("InvalidParameterValue"):
         ec2.modify_private_dns_name_options(InstanceId=iid, EnableResourceNameDnsARecord=True)
