@@ -195,6 +195,9 @@ pub struct Collector {
     /// Router namespace → its NFLOG socket (and the namespace file's inode,
     /// so a re-created namespace gets a new socket).
     drop_logs: BTreeMap<String, (u64, Socket)>,
+    /// On a cluster's host, the placement: only the interfaces this host
+    /// holds are logged here (see [`Collector::set_placement`]).
+    placement: Option<crate::placement::Placement>,
 }
 
 /// A conntrack entry's (packets, bytes) per direction and TCP state at a read.
@@ -225,6 +228,29 @@ impl Collector {
             windows: BTreeMap::new(),
             files_written: 0,
             drop_logs: BTreeMap::new(),
+            placement: None,
+        }
+    }
+
+    /// Makes this the collector of one host of a cluster (`docs/cluster.md`).
+    /// Every host has every VPC's router, and a connection between hosts
+    /// passes a router of each VPC on both; but the router of an instance's
+    /// own VPC on the instance's host sees the connection whole (both
+    /// directions) and takes its ingress decisions. So a host logs the
+    /// interfaces attached to instances it holds (the host serving their
+    /// zone), and unattached ones (a NAT gateway's, which acts on every host
+    /// for the instances there): each record is written once, by one host.
+    pub fn set_placement(&mut self, placement: Option<crate::placement::Placement>) {
+        self.placement = placement;
+    }
+
+    fn logs_here(&self, eni: &NetworkInterface) -> bool {
+        match &self.placement {
+            None => true,
+            Some(p) => {
+                eni.attachment.is_none()
+                    || p.host_of_zone(&eni.az).is_some_and(|h| h.name == p.local)
+            }
         }
     }
 
@@ -241,7 +267,7 @@ impl Collector {
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
-        for eni in w.iter::<NetworkInterface>() {
+        for eni in w.iter::<NetworkInterface>().filter(|e| self.logs_here(e)) {
             let fls: Vec<&FlowLog> = w
                 .iter::<FlowLog>()
                 .filter(|f| model::covers(f, eni))
@@ -384,7 +410,10 @@ impl Collector {
         flags: (u8, u8),
         now: i64,
     ) {
-        let ip_of = |c: &Covered<'_>| IpAddr::V4(c.eni.primary_ip());
+        // An IPv4 flow's interface holds an IPv4 address (IPv6-only ones
+        // have none and so see no IPv4 flows); the packet's own address
+        // stands in should that ever not hold.
+        let ip_of = |c: &Covered<'_>, seen: IpAddr| c.eni.primary_ip().map_or(seen, IpAddr::V4);
         let holds = |c: &Covered<'_>, a: IpAddr| match a {
             IpAddr::V4(v4) => c.eni.private_ips.iter().any(|p| p.ip == v4),
             IpAddr::V6(v6) => c.eni.ipv6.contains(&v6),
@@ -392,7 +421,7 @@ impl Collector {
         // The interface that opened the connection.
         if let Some(c) = covered.iter().find(|c| holds(c, ct.orig.src)) {
             let me = if ct.orig.src.is_ipv4() {
-                ip_of(c)
+                ip_of(c, ct.orig.src)
             } else {
                 ct.orig.src
             };
@@ -427,7 +456,7 @@ impl Collector {
         // The interface that answered (after any DNAT, the reply's source).
         if let Some(c) = covered.iter().find(|c| holds(c, ct.reply.src)) {
             let me = if ct.reply.src.is_ipv4() {
-                ip_of(c)
+                ip_of(c, ct.reply.src)
             } else {
                 ct.reply.src
             };
@@ -501,7 +530,7 @@ impl Collector {
             return;
         };
         let me = match at {
-            IpAddr::V4(_) => IpAddr::V4(c.eni.primary_ip()),
+            IpAddr::V4(_) => c.eni.primary_ip().map_or(at, IpAddr::V4),
             v6 => v6,
         };
         let key = RecordKey {

@@ -14,7 +14,7 @@ use crate::plan::{NsPlan, NsRole};
 use std::io;
 use std::path::PathBuf;
 use vpc_model::ops::dhcp;
-use vpc_model::{Instance, Vpc, World};
+use vpc_model::{Instance, Subnet, Vpc, World};
 
 /// Where `ip netns exec` looks for a namespace's own `/etc` files.
 pub const NETNS_ETC: &str = "/etc/netns";
@@ -35,7 +35,10 @@ pub fn planned<'p>(
             NsRole::Instance { instance_id } => {
                 let i = world.get::<Instance>(instance_id)?;
                 let v = world.get::<Vpc>(&i.vpc_id)?;
-                Some((instance_id.clone(), dhcp::resolv_conf(world, v)))
+                let ipv6_only = world
+                    .get::<Subnet>(&i.subnet_id)
+                    .is_some_and(|s| s.ipv6_native);
+                Some((instance_id.clone(), dhcp::resolv_conf(world, v, ipv6_only)))
             }
             _ => None,
         })
@@ -48,22 +51,31 @@ pub fn write_all<'p>(
     world: &World,
     namespaces: impl IntoIterator<Item = &'p NsPlan>,
 ) -> Vec<(String, io::Error)> {
-    let mut failed = Vec::new();
-    for (id, content) in planned(world, namespaces) {
-        if !names::is_instance_ns(&id) {
-            continue;
-        }
-        let dir = etc_dir(&id);
-        let file = dir.join("resolv.conf");
-        if std::fs::read_to_string(&file).is_ok_and(|c| c == content) {
-            continue;
-        }
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, content))
-        {
-            failed.push((id, e));
-        }
+    planned(world, namespaces)
+        .into_iter()
+        .filter_map(|(id, content)| write(&id, &content).err().map(|e| (id, e)))
+        .collect()
+}
+
+/// Writes one instance's `resolv.conf` when it is missing or differs.
+pub fn write(instance_id: &str, content: &str) -> io::Result<()> {
+    if !names::is_instance_ns(instance_id) {
+        return Ok(());
     }
-    failed
+    let dir = etc_dir(instance_id);
+    let file = dir.join("resolv.conf");
+    match std::fs::read_to_string(&file) {
+        Ok(c) if c == content => return Ok(()),
+        Ok(_) => {}
+        // A new instance: its directory is missing too.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => std::fs::create_dir_all(&dir)?,
+        },
+        Err(_) => {}
+    }
+    std::fs::write(&file, content)
 }
 
 /// Removes an instance namespace's `resolv.conf` and then its directory
