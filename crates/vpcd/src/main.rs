@@ -4,6 +4,7 @@
 //! library crates.
 
 mod agent;
+mod agent_backbone;
 mod cost_cli;
 mod lab;
 mod reach_cli;
