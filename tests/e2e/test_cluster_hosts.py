@@ -391,7 +391,8 @@ MARKER = "VPCD-CLUSTER-PLAINTEXT-4b1d"
 # Captures every frame on the lab's underlay bridge (an AF_PACKET socket in the bridge's
 # namespace sees every port) until SIGINT and prints a JSON summary: WireGuard datagrams
 # (UDP between two hosts' underlay addresses, not VXLAN, whose payload is a WireGuard
-# message: type 1-4 then three zero bytes), VXLAN datagrams, ARP, anything else, whether
+# message: type 1-4 then three zero bytes), VXLAN datagrams, ARP, the hosts' ICMP "port
+# unreachable" errors, anything else, whether
 # the marker appeared in any frame, and how many frames held the given instances'
 # addresses back to back as an IPv4 header does (a clear packet between them, outside or
 # inside VXLAN).
@@ -402,7 +403,8 @@ ips = [socket.inet_aton(x) for x in sys.argv[3].split(",")]
 pairs = [a + b for a in ips for b in ips if a != b]
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.settimeout(0.2)
-res = {"frames": 0, "wireguard": 0, "vxlan": 0, "arp": 0, "other": [], "marker": False, "clear": 0}
+res = {"frames": 0, "wireguard": 0, "vxlan": 0, "arp": 0, "unreachable": 0, "other": [], "marker": False,
+       "clear": 0}
 stop = [False]
 signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
 print(json.dumps({"ready": True}), flush=True)
@@ -435,7 +437,14 @@ while not stop[0] and time.monotonic() < end:
             continue
         desc = f"udp {src}:{sp} -> {dst}:{dp}"
     elif et == 0x0800 and len(f) >= 34:
-        desc = f"ip proto {f[23]} {socket.inet_ntoa(f[26:30])} -> {socket.inet_ntoa(f[30:34])}"
+        src, dst = socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34])
+        ihl = (f[14] & 15) * 4
+        # A host's "port unreachable" for a WireGuard datagram sent while no gateway
+        # listened there (it quotes the datagram's headers only).
+        if f[23] == 1 and src in hosts and dst in hosts and f[14 + ihl:16 + ihl] == b"\x03\x03":
+            res["unreachable"] += 1
+            continue
+        desc = f"ip proto {f[23]} {src} -> {dst}"
     else:
         desc = f"ethertype {et:#06x} ({len(f)} bytes)"
     if len(res["other"]) < 20:
@@ -509,6 +518,23 @@ def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypte
     assert got["wireguard"] >= 44, got
     assert not got["other"], got
 
+    # The receiving host's agent is killed: its gateway's workers are gone, so the
+    # peering's traffic stops (dropped at the TUN device, never sent in clear) and a
+    # restarted agent resumes it with the same keys and ports.
+    h2 = host(lab, "h2")
+    cap = UnderlayCapture(lab, ia, ib)
+    try:
+        os.kill(h2["agent_pid"], signal.SIGKILL)  # the lab's status vouched that this pid is h2's agent
+        wait_until(lambda: not host(lab, "h2")["alive"], timeout=5, what="the agent of h2 to die")
+        assert not ping(ia.id, ib.ip, expect=False), last_output()
+        out = subprocess.run([str(VPCD_BIN), "lab", "agent", "--data-dir", str(lab.dir), "--host", "h2"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    finally:
+        got = cap.finish()
+    assert not got["marker"] and got["clear"] == 0 and not got["other"], got
+
     # A security group on the receiving side denies ICMP: no reply; TCP still crosses.
     b.revoke_security_group_ingress(GroupId=vb.sg, IpPermissions=[{**ICMP_ALL, "IpRanges": [{"CidrIp": va.cidr}]}])
     wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="the group's denial")
@@ -518,3 +544,35 @@ def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypte
         a.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
         wait_until(lambda: tcp_request(ia.id, ib.ip, 7000, "gone", expect=False) is None, timeout=REALIZE,
                    what="the deleted peering to stop carrying traffic")
+
+
+def test_inter_region_peerings_across_hosts_are_not_transitive(lab):
+    # A (us-east-1, h1) peers with B (us-west-2, h2); B peers with C (eu-west-1, h3).
+    a, b = lab.client(0, "A"), lab.client(1, "B", region="us-west-2")
+    c = lab.client(0, "C", region="eu-west-1")
+    va, vb, vc = vpc(a, "10.84.0.0/16"), vpc(b, "10.85.0.0/16"), vpc(c, "10.86.0.0/16")
+    sa = subnet(a, va, "10.84.1.0/24", "us-east-1a")
+    sb = subnet(b, vb, "10.85.1.0/24", "us-west-2b")
+    sc = subnet(c, vc, "10.86.1.0/24", "eu-west-1c")
+    pab = inter_region_peer(a, b, va, vb, "us-west-2")
+    pbc = request_peering(b, vb.id, vc.id, C_ID, PeerRegion="eu-west-1")
+    wait_pcx(b, pbc, "pending-acceptance", timeout=10)
+    wait_pcx(c, pbc, "pending-acceptance", timeout=10)
+    c.accept_vpc_peering_connection(VpcPeeringConnectionId=pbc)
+    wait_pcx(b, pbc, "active", timeout=10)
+    # Routes everywhere, A's and C's through B.
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pab)
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vc.cidr, VpcPeeringConnectionId=pab)
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pab)
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=vc.cidr, VpcPeeringConnectionId=pbc)
+    c.create_route(RouteTableId=vc.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pbc)
+    c.create_route(RouteTableId=vc.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pbc)
+    for ec2, v in ((a, va), (b, vb), (c, vc)):
+        allow_icmp(ec2, v.sg, "10.0.0.0/8")
+    ia, ib, ic = launch(a, sa), launch(b, sb), launch(c, sc)
+    assert [realized_by(lab, i.id) for i in (ia, ib, ic)] == ["h1", "h2", "h3"]
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    assert ping(ib.id, ic.ip, timeout=REALIZE), last_output()
+    assert not ping(ia.id, ic.ip, expect=False), last_output()
+    assert not ping(ic.id, ia.ip, expect=False), last_output()
+    assert ping(ic.id, ib.ip), last_output()
