@@ -361,7 +361,11 @@ mod tests {
         let link = names::peering_link(&pcx);
         let dst: IpNet = "10.1.0.0/16".parse().unwrap();
         let mut p1 = placement("h1");
-        p1.hosts.get_mut("h2").unwrap().zones.push("us-west-2a".into());
+        p1.hosts
+            .get_mut("h2")
+            .unwrap()
+            .zones
+            .push("us-west-2a".into());
         // Without the backbone: the link goes, its route is a blackhole.
         let mut ns = plan(&e.w, TAG).namespaces;
         assert!(!p1.localize(&e.w, &mut ns).is_empty());

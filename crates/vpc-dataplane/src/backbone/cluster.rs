@@ -447,10 +447,8 @@ impl Inner {
                 Ok(sock) => {
                     let worker = GatewayWorker::start(region, sock).map_err(|e| e.to_string())?;
                     tracing::info!(%region, %at, public_key = %keys::public_text(&keys.public), "backbone: gateway up");
-                    st.gateways.insert(
-                        region.to_string(),
-                        LocalGateway { keys, port, worker },
-                    );
+                    st.gateways
+                        .insert(region.to_string(), LocalGateway { keys, port, worker });
                     return Ok(());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
@@ -469,7 +467,11 @@ impl Inner {
         spec: &PeeringLinkSpec,
         directory: &BTreeMap<String, HostGateways>,
     ) -> Result<(), String> {
-        let dest = st.destinations.get(&spec.pcx_id).cloned().unwrap_or_default();
+        let dest = st
+            .destinations
+            .get(&spec.pcx_id)
+            .cloned()
+            .unwrap_or_default();
         let tag = tunnel::peering_tag(&spec.pcx_id);
         if st
             .peerings
@@ -479,8 +481,18 @@ impl Inner {
             st.peerings.remove(&spec.pcx_id);
         }
         let sides_wanted = [
-            (&spec.local_ns, &spec.local_region, &spec.remote_region, &dest.from_requester),
-            (&spec.remote_ns, &spec.remote_region, &spec.local_region, &dest.from_accepter),
+            (
+                &spec.local_ns,
+                &spec.local_region,
+                &spec.remote_region,
+                &dest.from_requester,
+            ),
+            (
+                &spec.remote_ns,
+                &spec.remote_region,
+                &spec.local_region,
+                &dest.from_accepter,
+            ),
         ];
         for (ns, region, peer_region, addresses) in sides_wanted {
             let Some(g) = st.gateways.get(region.as_str()) else {
@@ -585,9 +597,9 @@ impl PeeringLinkType for ClusterBackbone {
         {
             let mut st = self.inner.lock();
             st.peerings.retain(|_, sides| {
-                !sides
-                    .iter()
-                    .any(|s| s.spec.local_name == name && (s.spec.local_ns == ns || s.spec.remote_ns == ns))
+                !sides.iter().any(|s| {
+                    s.spec.local_name == name && (s.spec.local_ns == ns || s.spec.remote_ns == ns)
+                })
             });
         }
         run.delete_link(ns, name).map(|_| ())

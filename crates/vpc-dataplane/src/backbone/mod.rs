@@ -392,9 +392,10 @@ impl Inner {
 
     fn ensure_peering(&self, st: &mut State, spec: &PeeringLinkSpec) -> Result<(), String> {
         let end_of = |st: &State, region: &str, peer: &str| {
-            st.gateways
-                .get(region)
-                .and_then(|g| g.worker.end(SocketAddrV4::new(underlay_addr(peer), WG_PORT)))
+            st.gateways.get(region).and_then(|g| {
+                g.worker
+                    .end(SocketAddrV4::new(underlay_addr(peer), WG_PORT))
+            })
         };
         let (Some(local), Some(remote)) = (
             end_of(st, &spec.local_region, &spec.remote_region),

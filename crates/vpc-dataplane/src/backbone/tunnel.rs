@@ -650,7 +650,9 @@ fn read_loop(dev: &SyncDevice, route: &Route, tag: u64, stop: &AtomicBool, event
         }
         match route {
             Route::One(end) => end.send_batch(tag, &mut bufs[..n], &sizes[..n], &mut out),
-            Route::ByDestination(d) => send_by_destination(d, tag, &mut bufs[..n], &sizes[..n], &mut out),
+            Route::ByDestination(d) => {
+                send_by_destination(d, tag, &mut bufs[..n], &sizes[..n], &mut out)
+            }
         }
     }
 }

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::testkit::{Env, A, B, EAST, WEST};
 use vpc_model::ops::route::RouteSpec;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ctx::SeqIds as Seq;
 use crate::ctx::{Limits, Timestamp};

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ctx::Limits;
 use crate::ctx::SeqIds as Seq;

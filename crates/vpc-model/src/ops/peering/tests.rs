@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ops::defaults::new_vpc;
 use crate::Limits;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ctx::{Limits, Timestamp};
 use crate::ops::peering::CreatePeering;
