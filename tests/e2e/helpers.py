@@ -165,3 +165,26 @@ def active_peering(a, b, vpc_a: str, vpc_b: str, b_owner: str = B_ID, b_region: 
 
 def tags_of(obj: dict) -> dict:
     return {t["Key"]: t["Value"] for t in obj.get("Tags", [])}
+
+
+def vpc_ipv6_block(ec2, vpc_id: str, timeout: float = 5.0) -> str:
+    """The VPC's first associated IPv6 block, once it is associated (AWS answers `associating` first)."""
+
+    def associated():
+        d = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+        return next((a["Ipv6CidrBlock"] for a in d.get("Ipv6CidrBlockAssociationSet", [])
+                     if a["Ipv6CidrBlockState"]["State"] == "associated"), None)
+
+    return wait_for(associated, timeout=timeout, what=f"an associated IPv6 block on {vpc_id}")
+
+
+def run_analysis(ec2, src: str, dst_ip: str, protocol: str = "icmp", port: int | None = None) -> dict:
+    """Creates a Network Insights path, runs an analysis of it and returns the finished analysis."""
+    kw = {"DestinationPort": port} if port is not None else {}
+    path = ec2.create_network_insights_path(Source=src, DestinationIp=dst_ip, Protocol=protocol, **kw)
+    started = ec2.start_network_insights_analysis(
+        NetworkInsightsPathId=path["NetworkInsightsPath"]["NetworkInsightsPathId"])["NetworkInsightsAnalysis"]
+    [got] = ec2.describe_network_insights_analyses(
+        NetworkInsightsAnalysisIds=[started["NetworkInsightsAnalysisId"]])["NetworkInsightsAnalyses"]
+    assert got["Status"] == "succeeded", got
+    return got

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
+from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
 from labkit import VPCD_BIN, Lab
 from netprobe import (PY, Background, last_output, listener, netns_exec, netns_exists, netns_list, ping,
                       ping_background, ping_stats, tcp_request, wait_until)
@@ -348,12 +348,7 @@ def test_ipv6_and_a_nat_gateway_across_hosts(lab):
     b = lab.client(0, "B")
     vid = b.create_vpc(CidrBlock="10.79.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
 
-    def v6_block():
-        d = b.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
-        return next((x["Ipv6CidrBlock"] for x in d.get("Ipv6CidrBlockAssociationSet", [])
-                     if x["Ipv6CidrBlockState"]["State"] == "associated"), None)
-
-    block = wait_for(v6_block, timeout=5, what="the VPC's IPv6 block")
+    block = vpc_ipv6_block(b, vid)
     nets = list(ipaddress.ip_network(block).subnets(new_prefix=64))
     pub = b.create_subnet(VpcId=vid, CidrBlock="10.79.1.0/24", AvailabilityZone="us-east-1a",
                           Ipv6CidrBlock=str(nets[0]))["Subnet"]["SubnetId"]

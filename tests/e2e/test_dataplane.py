@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import A_ID, B_ID, C_ID, active_peering, default_sg, main_route_table, request_peering, wait_for, wait_pcx
+from helpers import A_ID, B_ID, C_ID, active_peering, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
 from netprobe import Dp, last_output, listener, netns_exists, tcp_stream, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -46,13 +46,7 @@ def vpc(ec2, cidr: str, ipv6: bool = False) -> SimpleNamespace:
     v = SimpleNamespace(id=vid, cidr=cidr, sg=default_sg(ec2, vid), rtb=main_route_table(ec2, vid)["RouteTableId"],
                         v6=None)
     if ipv6:
-        def v6_block():
-            d = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
-            for a in d.get("Ipv6CidrBlockAssociationSet", []):
-                if a["Ipv6CidrBlockState"]["State"] == "associated":
-                    return a["Ipv6CidrBlock"]
-            return None
-        v.v6 = wait_for(v6_block, timeout=5, what=f"an associated IPv6 block on {vid}")
+        v.v6 = vpc_ipv6_block(ec2, vid)
     return v
 
 

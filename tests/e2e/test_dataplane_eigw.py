@@ -12,7 +12,7 @@ import ipaddress
 
 import pytest
 
-from helpers import default_sg, main_route_table, wait_for
+from helpers import default_sg, main_route_table, vpc_ipv6_block
 from netprobe import Dp, listener
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -29,13 +29,7 @@ def test_egress_only_gateway_lets_ipv6_out_and_nothing_in(dp):
     ec2 = dp.ec2("A")
     vid = ec2.create_vpc(CidrBlock="10.39.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
 
-    def v6_block():
-        for a in ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0].get("Ipv6CidrBlockAssociationSet", []):
-            if a["Ipv6CidrBlockState"]["State"] == "associated":
-                return a["Ipv6CidrBlock"]
-        return None
-
-    block = wait_for(v6_block, timeout=5, what="an IPv6 block")
+    block = vpc_ipv6_block(ec2, vid)
     sub64 = str(next(ipaddress.ip_network(block).subnets(new_prefix=64)))
     sid = ec2.create_subnet(VpcId=vid, CidrBlock="10.39.1.0/24", Ipv6CidrBlock=sub64)["Subnet"]["SubnetId"]
     sg = default_sg(ec2, vid)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from helpers import expect_error, is_id, make_vpc, tags_of, wait_for
+from helpers import expect_error, is_id, make_vpc, tags_of, run_analysis, vpc_ipv6_block
 
 
 def eigw(ec2, vpc_id: str, **kw) -> dict:
@@ -75,27 +75,11 @@ def test_quota(server_factory):
         eigw(ec2, vid)
 
 
-def analysis(ec2, src: str, dst_ip: str) -> dict:
-    path = ec2.create_network_insights_path(Source=src, DestinationIp=dst_ip, Protocol="icmp")
-    started = ec2.start_network_insights_analysis(
-        NetworkInsightsPathId=path["NetworkInsightsPath"]["NetworkInsightsPathId"])["NetworkInsightsAnalysis"]
-    [got] = ec2.describe_network_insights_analyses(
-        NetworkInsightsAnalysisIds=[started["NetworkInsightsAnalysisId"]])["NetworkInsightsAnalyses"]
-    assert got["Status"] == "succeeded", got
-    return got
-
-
 def test_routes_to_an_egress_only_gateway(client):
     ec2 = client("A")
     vid = ec2.create_vpc(CidrBlock="10.37.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
 
-    def v6_block():
-        for a in ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0].get("Ipv6CidrBlockAssociationSet", []):
-            if a["Ipv6CidrBlockState"]["State"] == "associated":
-                return a["Ipv6CidrBlock"]
-        return None
-
-    block = wait_for(v6_block, timeout=5, what="an IPv6 block")
+    block = vpc_ipv6_block(ec2, vid)
     sub64 = str(next(ipaddress.ip_network(block).subnets(new_prefix=64)))
     sid = ec2.create_subnet(VpcId=vid, CidrBlock="10.37.1.0/24", Ipv6CidrBlock=sub64)["Subnet"]["SubnetId"]
     iid = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=sid,
@@ -111,7 +95,7 @@ def test_routes_to_an_egress_only_gateway(client):
     with expect_error("InvalidEgressOnlyInternetGatewayId.NotFound"):
         ec2.create_route(RouteTableId=rtb, DestinationIpv6CidrBlock="::/0",
                          EgressOnlyInternetGatewayId="eigw-0123456789abcdef0")
-    assert analysis(ec2, iid, "2001:db8:ffff::10")["NetworkPathFound"] is False
+    assert run_analysis(ec2, iid, "2001:db8:ffff::10")["NetworkPathFound"] is False
     ec2.create_route(RouteTableId=rtb, DestinationIpv6CidrBlock="::/0", EgressOnlyInternetGatewayId=gid)
     r = [x for x in ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
          if x.get("DestinationIpv6CidrBlock") == "::/0"]
@@ -120,11 +104,11 @@ def test_routes_to_an_egress_only_gateway(client):
     by_filter = ec2.describe_route_tables(Filters=[
         {"Name": "route.egress-only-internet-gateway-id", "Values": [gid]}])["RouteTables"]
     assert [t["RouteTableId"] for t in by_filter] == [rtb]
-    got = analysis(ec2, iid, "2001:db8:ffff::10")
+    got = run_analysis(ec2, iid, "2001:db8:ffff::10")
     assert got["NetworkPathFound"] is True, got.get("Explanations")
     assert gid in [h["Component"]["Id"] for h in got["ForwardPathComponents"]]
     ec2.delete_egress_only_internet_gateway(EgressOnlyInternetGatewayId=gid)
     r = [x for x in ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
          if x.get("DestinationIpv6CidrBlock") == "::/0"]
     assert r[0]["State"] == "blackhole"
-    assert analysis(ec2, iid, "2001:db8:ffff::10")["NetworkPathFound"] is False
+    assert run_analysis(ec2, iid, "2001:db8:ffff::10")["NetworkPathFound"] is False

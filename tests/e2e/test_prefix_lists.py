@@ -5,7 +5,7 @@ AWS-managed service lists; negative cases with AWS's codes.
 
 from __future__ import annotations
 
-from helpers import A_ID, active_peering, expect_error, is_id, make_vpc, tags_of
+from helpers import A_ID, active_peering, expect_error, is_id, make_vpc, tags_of, run_analysis
 
 
 def create(ec2, name="corp", family="IPv4", max_entries=5, cidrs=(), **kw):
@@ -221,16 +221,6 @@ def test_aws_managed_service_lists(client, aws):
     assert out["PrefixList"]["PrefixListName"] == "cli"
 
 
-def analysis(ec2, src: str, dst_ip: str) -> dict:
-    path = ec2.create_network_insights_path(Source=src, DestinationIp=dst_ip, Protocol="icmp")
-    started = ec2.start_network_insights_analysis(
-        NetworkInsightsPathId=path["NetworkInsightsPath"]["NetworkInsightsPathId"])["NetworkInsightsAnalysis"]
-    [got] = ec2.describe_network_insights_analyses(
-        NetworkInsightsAnalysisIds=[started["NetworkInsightsAnalysisId"]])["NetworkInsightsAnalyses"]
-    assert got["Status"] == "succeeded", got
-    return got
-
-
 def test_routes_to_a_prefix_list(client):
     ec2 = client("A")
     va = ec2.create_vpc(CidrBlock="10.32.0.0/16")["Vpc"]["VpcId"]
@@ -272,15 +262,15 @@ def test_routes_to_a_prefix_list(client):
     assert assoc == [{"ResourceId": rta, "ResourceOwner": A_ID}]
 
     # The analyzer follows the route to the list's entry.
-    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
+    assert run_analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
     # A new version of the list moves the route: 10.33.1.0/24 is no longer routed.
     ec2.modify_managed_prefix_list(PrefixListId=pid, CurrentVersion=1,
                                    AddEntries=[{"Cidr": "10.33.2.0/24"}],
                                    RemoveEntries=[{"Cidr": "10.33.1.0/24"}])
-    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
+    assert run_analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
     ec2.modify_managed_prefix_list(PrefixListId=pid, CurrentVersion=2,
                                    AddEntries=[{"Cidr": "10.33.1.0/24"}])
-    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
+    assert run_analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is True
     # An entry that clashes with another route of a table using the list is refused.
     ec2.create_route(RouteTableId=rta, DestinationCidrBlock="10.33.9.0/24", VpcPeeringConnectionId=pcx)
     with expect_error("RouteAlreadyExists"):
@@ -292,5 +282,5 @@ def test_routes_to_a_prefix_list(client):
     ec2.delete_route(RouteTableId=rta, DestinationPrefixListId=pid)
     with expect_error("InvalidRoute.NotFound"):
         ec2.delete_route(RouteTableId=rta, DestinationPrefixListId=pid)
-    assert analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
+    assert run_analysis(ec2, ia, "10.33.1.10")["NetworkPathFound"] is False
     ec2.delete_managed_prefix_list(PrefixListId=pid)

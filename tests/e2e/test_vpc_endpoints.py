@@ -6,7 +6,7 @@ catalogue, and negative cases with AWS's codes.
 
 from __future__ import annotations
 
-from helpers import A_ID, expect_error, is_id, make_vpc, tags_of
+from helpers import A_ID, expect_error, is_id, make_vpc, tags_of, run_analysis
 
 S3 = "com.amazonaws.us-east-1.s3"
 DDB = "com.amazonaws.us-east-1.dynamodb"
@@ -164,17 +164,6 @@ def test_endpoint_services_catalogue(client, aws):
     assert cli["ServiceNames"] == [DDB]
 
 
-def analysis(ec2, src: str, dst_ip: str, port: int = 443) -> dict:
-    path = ec2.create_network_insights_path(Source=src, DestinationIp=dst_ip, Protocol="tcp",
-                                            DestinationPort=port)
-    started = ec2.start_network_insights_analysis(
-        NetworkInsightsPathId=path["NetworkInsightsPath"]["NetworkInsightsPathId"])["NetworkInsightsAnalysis"]
-    [got] = ec2.describe_network_insights_analyses(
-        NetworkInsightsAnalysisIds=[started["NetworkInsightsAnalysisId"]])["NetworkInsightsAnalyses"]
-    assert got["Status"] == "succeeded", got
-    return got
-
-
 def test_the_analyzer_follows_a_gateway_endpoint_route(client):
     ec2 = client("A")
     vid = ec2.create_vpc(CidrBlock="10.35.0.0/16")["Vpc"]["VpcId"]
@@ -184,9 +173,9 @@ def test_the_analyzer_follows_a_gateway_endpoint_route(client):
     rtb = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"][0]["RouteTableId"]
     s3_ip = ec2.get_managed_prefix_list_entries(PrefixListId=service_list_id(ec2, S3))["Entries"][0][
         "Cidr"].split("/")[0]
-    assert analysis(ec2, iid, s3_ip)["NetworkPathFound"] is False  # no route at all
+    assert run_analysis(ec2, iid, s3_ip, "tcp", 443)["NetworkPathFound"] is False  # no route at all
     eid = ec2.create_vpc_endpoint(VpcId=vid, ServiceName=S3, RouteTableIds=[rtb])["VpcEndpoint"]["VpcEndpointId"]
-    got = analysis(ec2, iid, s3_ip)
+    got = run_analysis(ec2, iid, s3_ip, "tcp", 443)
     assert got["NetworkPathFound"] is True, got.get("Explanations")
     components = [h["Component"]["Id"] for h in got["ForwardPathComponents"]]
     assert eid in components, components
@@ -194,11 +183,11 @@ def test_the_analyzer_follows_a_gateway_endpoint_route(client):
     sg = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vid]}])["SecurityGroups"][0]["GroupId"]
     ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=[
         {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    assert analysis(ec2, iid, s3_ip)["NetworkPathFound"] is False
+    assert run_analysis(ec2, iid, s3_ip, "tcp", 443)["NetworkPathFound"] is False
     ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
         "PrefixListIds": [{"PrefixListId": service_list_id(ec2, S3)}]}])
-    assert analysis(ec2, iid, s3_ip)["NetworkPathFound"] is True
-    assert analysis(ec2, iid, s3_ip, port=80)["NetworkPathFound"] is False
+    assert run_analysis(ec2, iid, s3_ip, "tcp", 443)["NetworkPathFound"] is True
+    assert run_analysis(ec2, iid, s3_ip, "tcp", 80)["NetworkPathFound"] is False
     ec2.delete_vpc_endpoints(VpcEndpointIds=[eid])
-    assert analysis(ec2, iid, s3_ip)["NetworkPathFound"] is False
+    assert run_analysis(ec2, iid, s3_ip, "tcp", 443)["NetworkPathFound"] is False

@@ -60,12 +60,14 @@ mod record;
 mod reply;
 #[cfg(test)]
 mod tests;
+mod text;
 mod walk;
 
 pub use analysis::*;
 pub use index::Index;
 pub use matrix::{matrix, matrix_with, Matrix};
 pub use record::{analyze_path, freeze, query_of};
+pub use text::rule_text;
 
 use vpc_model::fault::Fault;
 use vpc_model::world::World;

@@ -29,33 +29,19 @@ impl EtcdServer {
             std::env::temp_dir().join(format!("vpcd-etcd-test-{}-{client}", std::process::id()));
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .arg(format!("--data-dir={}", dir.display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            .arg("--max-txn-ops=100000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start etcd ({e}): install it (Debian: apt-get install etcd-server)")
-            })?;
+        let child = spawn_member(
+            "default",
+            &dir,
+            client,
+            &peer_url,
+            &format!("default={peer_url}"),
+            &["--max-txn-ops=100000"],
+        )?;
         let server = EtcdServer {
             child,
             dir,
             endpoint,
         };
-        let give_up = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-            if Instant::now() > give_up {
-                return Err("etcd did not start listening within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Ok(server)
     }
 
@@ -138,34 +124,15 @@ impl EtcdCluster {
             .map(|j| format!("m{j}={}", peer(j)))
             .collect::<Vec<_>>()
             .join(",");
-        let endpoint = self.endpoint(i);
-        let child = Command::new("etcd")
-            .arg(format!("--name=m{i}"))
-            .arg(format!(
-                "--data-dir={}",
-                self.dir.join(format!("m{i}")).display()
-            ))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={}", peer(i)))
-            .arg(format!("--initial-advertise-peer-urls={}", peer(i)))
-            .arg(format!("--initial-cluster={initial}"))
-            .arg("--initial-cluster-token=vpcd-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start etcd ({e}): install it (Debian: apt-get install etcd-server)")
-            })?;
+        let child = spawn_member(
+            &format!("m{i}"),
+            &self.dir.join(format!("m{i}")),
+            self.clients[i],
+            &peer(i),
+            &initial,
+            &["--initial-cluster-token=vpcd-test"],
+        )?;
         self.members[i] = Some(child);
-        let give_up = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.clients[i])).is_err() {
-            if Instant::now() > give_up {
-                return Err(format!("etcd member m{i} did not listen within 20 s"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Ok(())
     }
 
@@ -205,4 +172,44 @@ impl Drop for EtcdCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts one etcd member named `name` with its data in `dir`, serving
+/// clients on loopback port `client` and peers at `peer_url`, and waits until
+/// it listens.
+fn spawn_member(
+    name: &str,
+    dir: &std::path::Path,
+    client: u16,
+    peer_url: &str,
+    initial_cluster: &str,
+    extra: &[&str],
+) -> Result<Child, String> {
+    let endpoint = format!("http://127.0.0.1:{client}");
+    let mut child = Command::new("etcd")
+        .arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", dir.display()))
+        .arg(format!("--listen-client-urls={endpoint}"))
+        .arg(format!("--advertise-client-urls={endpoint}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot start etcd ({e}): install it (Debian: apt-get install etcd-server)")
+        })?;
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("etcd member {name} did not listen within 20 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }

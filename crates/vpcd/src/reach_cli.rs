@@ -18,10 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use vpc_model::ops::eni;
-use vpc_model::{
-    AnalysisHop, AnalysisRule, Instance, InstanceState, NetworkInterface, Timestamp, World,
-};
-use vpc_reach::{self as reach, Analysis, Endpoint, Protocol, Query};
+use vpc_model::{AnalysisHop, Instance, InstanceState, NetworkInterface, Timestamp, World};
+use vpc_reach::{self as reach, rule_text, Analysis, Endpoint, Protocol, Query};
 use vpc_store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -269,72 +267,6 @@ fn endpoint(w: &World, s: &str) -> Result<Endpoint> {
 }
 
 // ---- One path ------------------------------------------------------------------
-
-fn port_text(r: Option<(impl std::fmt::Display, impl std::fmt::Display)>) -> String {
-    match r {
-        Some((a, b)) if a.to_string() == b.to_string() => format!(" port {a}"),
-        Some((a, b)) => format!(" ports {a}-{b}"),
-        None => String::new(),
-    }
-}
-
-fn proto_text(p: &str) -> String {
-    match p {
-        "-1" => "all traffic".into(),
-        "6" => "tcp".into(),
-        "17" => "udp".into(),
-        "1" => "icmp".into(),
-        "58" => "icmpv6".into(),
-        p => p.into(),
-    }
-}
-
-/// One readable line for the rule that admitted or refused the packet.
-pub fn rule_text(r: &AnalysisRule) -> String {
-    match r {
-        AnalysisRule::Route {
-            route_table_id,
-            destination,
-            target,
-            state,
-            ..
-        } => format!("route {destination} → {target} ({state}) in {route_table_id}"),
-        AnalysisRule::SecurityGroupRule {
-            group_id,
-            rule_id,
-            direction,
-            protocol,
-            port_range,
-            peer,
-        } => format!(
-            "security group {group_id} {direction} rule {rule_id}: {}{} {} {peer}",
-            proto_text(protocol),
-            port_text(*port_range),
-            if direction == "ingress" { "from" } else { "to" }
-        ),
-        AnalysisRule::AclEntry {
-            acl_id,
-            rule_number,
-            egress,
-            action,
-            protocol,
-            cidr,
-            port_range,
-        } => {
-            let n = if *rule_number >= 32767 {
-                "*".to_string()
-            } else {
-                rule_number.to_string()
-            };
-            format!(
-                "network ACL {acl_id} {} rule {n}: {action} {}{} {cidr}",
-                if *egress { "outbound" } else { "inbound" },
-                proto_text(protocol),
-                port_text(*port_range),
-            )
-        }
-    }
-}
 
 fn where_text(vpc: Option<&str>, subnet: Option<&str>) -> String {
     match (vpc, subnet) {
@@ -1042,22 +974,5 @@ mod tests {
         ] {
             assert!(out.contains(want), "{want:?} not in\n{out}");
         }
-    }
-
-    #[test]
-    fn rule_lines() {
-        let r = AnalysisRule::AclEntry {
-            acl_id: "acl-1".into(),
-            rule_number: 100,
-            egress: true,
-            action: "deny".into(),
-            protocol: "6".into(),
-            cidr: "10.1.0.0/16".parse().unwrap(),
-            port_range: Some((1024, 65535)),
-        };
-        assert_eq!(
-            rule_text(&r),
-            "network ACL acl-1 outbound rule 100: deny tcp ports 1024-65535 10.1.0.0/16"
-        );
     }
 }

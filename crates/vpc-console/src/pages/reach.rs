@@ -18,46 +18,8 @@ use axum::Form;
 use maud::{html, Markup};
 use sha2::{Digest, Sha256};
 use vpc_model::ops::insights;
-use vpc_model::{AnalysisHop, AnalysisRule, Instance, InstanceState};
-
-fn rule_text(r: &AnalysisRule) -> String {
-    match r {
-        AnalysisRule::Route {
-            route_table_id,
-            destination,
-            target,
-            state,
-            ..
-        } => format!("route {destination} → {target} ({state}) in {route_table_id}"),
-        AnalysisRule::SecurityGroupRule {
-            group_id,
-            rule_id,
-            direction,
-            protocol,
-            port_range,
-            peer,
-        } => {
-            let ports =
-                port_range.map_or("all ports".to_string(), |(a, b)| format!("ports {a}-{b}"));
-            format!("{direction} rule {rule_id} of {group_id}: {protocol} {ports} {peer}")
-        }
-        AnalysisRule::AclEntry {
-            acl_id,
-            rule_number,
-            egress,
-            action,
-            protocol,
-            cidr,
-            port_range,
-        } => {
-            let dir = if *egress { "outbound" } else { "inbound" };
-            let ports = port_range.map_or(String::new(), |(a, b)| format!(" ports {a}-{b}"));
-            format!(
-                "{dir} entry {rule_number} of {acl_id}: {action} protocol {protocol} {cidr}{ports}"
-            )
-        }
-    }
-}
+use vpc_model::{AnalysisHop, Instance, InstanceState};
+use vpc_reach::rule_text;
 
 fn hops(id: &str, hops: &[AnalysisHop]) -> Markup {
     html! {

@@ -405,81 +405,12 @@ pub fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctx::SeqIds as Seq;
-    use crate::ctx::{Limits, Timestamp};
-    use crate::ops::{defaults, eni::EniSpec, igw, instance, subnet};
+
+    use crate::ops::fixture::Fixture;
+    use crate::ops::{eni::EniSpec, instance};
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";
-
-    struct T {
-        w: World,
-        ids: Seq,
-        limits: Limits,
-        zones: Vec<(String, String)>,
-    }
-
-    impl T {
-        fn new() -> T {
-            T {
-                w: World::default(),
-                ids: Seq(0),
-                limits: Limits::default(),
-                zones: vec![("us-east-1a".into(), "use1-az1".into())],
-            }
-        }
-
-        fn run_in<R>(
-            &mut self,
-            account: &str,
-            region: &str,
-            f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R,
-        ) -> R {
-            let mut ctx = Ctx {
-                account: account.into(),
-                region: region.into(),
-                now: Timestamp(1_000_000),
-                ids: &mut self.ids,
-                limits: &self.limits,
-                zones: &self.zones,
-            };
-            f(&mut self.w, &mut ctx)
-        }
-
-        fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
-            self.run_in(account, "us-east-1", f)
-        }
-
-        /// A VPC (with an internet gateway when `igw`) and a /24 subnet.
-        fn net(&mut self, account: &str, igw: bool) -> (Vpc, Subnet) {
-            self.run(account, |w, ctx| {
-                let v = defaults::new_vpc(
-                    w,
-                    ctx,
-                    "10.0.0.0/16".parse().unwrap(),
-                    None,
-                    false,
-                    "default",
-                    vec![],
-                );
-                if igw {
-                    let g = igw::create(w, ctx, vec![]).unwrap();
-                    igw::attach(w, ctx, &g.meta.id, &v.meta.id).unwrap();
-                }
-                let s = subnet::create_subnet(
-                    w,
-                    ctx,
-                    subnet::CreateSubnet {
-                        vpc_id: Some(v.meta.id.clone()),
-                        cidr_block: Some("10.0.1.0/24".into()),
-                        ..subnet::CreateSubnet::default()
-                    },
-                )
-                .unwrap();
-                (v, s)
-            })
-        }
-    }
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -487,7 +418,7 @@ mod tests {
 
     #[test]
     fn pool_is_shared_and_lowest_free() {
-        let mut t = T::new();
+        let mut t = Fixture::new();
         let a1 = t
             .run(A, |w, ctx| allocate(w, ctx, Some("vpc"), vec![]))
             .unwrap();
@@ -544,7 +475,7 @@ mod tests {
 
     #[test]
     fn associate_replaces_auto_ip_and_blocks_release() {
-        let mut t = T::new();
+        let mut t = Fixture::new();
         let (v, s) = t.net(A, true);
         t.w.update::<Subnet>(&s.meta.id, |s| s.map_public_ip = true);
         let inst = t
@@ -659,7 +590,7 @@ mod tests {
 
     #[test]
     fn associate_needs_internet_gateway_and_single_interface() {
-        let mut t = T::new();
+        let mut t = Fixture::new();
         let (_v, s) = t.net(A, false);
         let e = t
             .run(A, |w, ctx| {

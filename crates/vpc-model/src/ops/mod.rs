@@ -14,6 +14,8 @@ pub mod eigw;
 pub mod eip;
 pub mod endpoint;
 pub mod eni;
+#[cfg(test)]
+mod fixture;
 pub mod flow_log;
 pub mod hostname;
 pub mod igw;

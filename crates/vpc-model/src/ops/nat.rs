@@ -263,83 +263,17 @@ pub(crate) fn step(w: &mut World, id: &str, now: Timestamp) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctx::Limits;
-    use crate::ctx::SeqIds as Seq;
-    use crate::ops::{defaults, igw, instance, route};
+
+    use crate::ops::fixture::Fixture;
+    use crate::ops::{instance, route};
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";
 
-    struct T {
-        w: World,
-        ids: Seq,
-        limits: Limits,
-        now: Timestamp,
-        zones: Vec<(String, String)>,
-    }
-
-    impl T {
-        fn new() -> T {
-            T {
-                w: World::default(),
-                ids: Seq(0),
-                limits: Limits::default(),
-                now: Timestamp(1_000_000),
-                zones: vec![("us-east-1a".into(), "use1-az1".into())],
-            }
-        }
-
-        fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
-            let mut ctx = Ctx {
-                account: account.into(),
-                region: "us-east-1".into(),
-                now: self.now,
-                ids: &mut self.ids,
-                limits: &self.limits,
-                zones: &self.zones,
-            };
-            f(&mut self.w, &mut ctx)
-        }
-
-        fn advance(&mut self, ms: i64) {
-            self.now = self.now.plus_ms(ms);
-            instance::tick(&mut self.w, self.now);
-        }
-
-        fn net(&mut self, igw: bool) -> (Vpc, Subnet) {
-            self.run(A, |w, ctx| {
-                let v = defaults::new_vpc(
-                    w,
-                    ctx,
-                    "10.0.0.0/16".parse().unwrap(),
-                    None,
-                    false,
-                    "default",
-                    vec![],
-                );
-                if igw {
-                    let g = igw::create(w, ctx, vec![]).unwrap();
-                    igw::attach(w, ctx, &g.meta.id, &v.meta.id).unwrap();
-                }
-                let s = subnet::create_subnet(
-                    w,
-                    ctx,
-                    subnet::CreateSubnet {
-                        vpc_id: Some(v.meta.id.clone()),
-                        cidr_block: Some("10.0.1.0/24".into()),
-                        ..subnet::CreateSubnet::default()
-                    },
-                )
-                .unwrap();
-                (v, s)
-            })
-        }
-    }
-
     #[test]
     fn lifecycle_public() {
-        let mut t = T::new();
-        let (v, s) = t.net(true);
+        let mut t = Fixture::new();
+        let (v, s) = t.net(A, true);
         let a = t
             .run(A, |w, ctx| eip::allocate(w, ctx, None, vec![]))
             .unwrap();
@@ -386,7 +320,7 @@ mod tests {
         };
         t.run(A, |w, ctx| route::create_route(w, ctx, &rt, &spec))
             .unwrap();
-        let state = |t: &T| {
+        let state = |t: &Fixture| {
             let r = t.w.get::<RouteTable>(&rt).unwrap();
             route::route_state(&t.w, r, r.routes.last().unwrap())
         };
@@ -441,8 +375,8 @@ mod tests {
 
     #[test]
     fn public_without_internet_gateway_fails() {
-        let mut t = T::new();
-        let (_v, s) = t.net(false);
+        let mut t = Fixture::new();
+        let (_v, s) = t.net(A, false);
         let a = t
             .run(A, |w, ctx| eip::allocate(w, ctx, None, vec![]))
             .unwrap();
@@ -469,9 +403,9 @@ mod tests {
 
     #[test]
     fn private_and_errors() {
-        let mut t = T::new();
-        let (_v, s) = t.net(false);
-        let mk = |t: &mut T, r: CreateNat| t.run(A, |w, ctx| create(w, ctx, r));
+        let mut t = Fixture::new();
+        let (_v, s) = t.net(A, false);
+        let mk = |t: &mut Fixture, r: CreateNat| t.run(A, |w, ctx| create(w, ctx, r));
         let g = mk(
             &mut t,
             CreateNat {

@@ -1,52 +1,11 @@
 use super::*;
-use crate::ctx::SeqIds as Seq;
-use crate::ctx::{Limits, Timestamp};
-use crate::ops::{defaults, instance, subnet::CreateSubnet};
+use crate::ops::fixture::Fixture;
+use crate::ops::{instance, subnet::CreateSubnet};
 
 const A: &str = "111111111111";
 const B: &str = "222222222222";
 
-struct T {
-    w: World,
-    ids: Seq,
-    limits: Limits,
-    now: Timestamp,
-    zones: Vec<(String, String)>,
-}
-
-impl T {
-    fn new() -> T {
-        T {
-            w: World::default(),
-            ids: Seq(0),
-            limits: Limits::default(),
-            now: Timestamp(1_000_000),
-            zones: vec![
-                ("us-east-1a".into(), "use1-az1".into()),
-                ("us-east-1b".into(), "use1-az2".into()),
-            ],
-        }
-    }
-
-    fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
-        let mut ctx = Ctx {
-            account: account.into(),
-            region: "us-east-1".into(),
-            now: self.now,
-            ids: &mut self.ids,
-            limits: &self.limits,
-            zones: &self.zones,
-        };
-        f(&mut self.w, &mut ctx)
-    }
-
-    fn vpc(&mut self, account: &str, cidr: &str) -> Vpc {
-        let net = cidr.parse().unwrap();
-        self.run(account, |w, ctx| {
-            defaults::new_vpc(w, ctx, net, None, false, "default", vec![])
-        })
-    }
-
+impl Fixture {
     fn subnet(&mut self, account: &str, vpc: &str, cidr: &str, az: &str) -> Subnet {
         self.run(account, |w, ctx| {
             subnet::create_subnet(
@@ -81,7 +40,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 #[test]
 fn lowest_free_skips_reserved_and_taken() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let v = t.vpc(A, "10.0.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/28", "us-east-1a");
     let e1 = t.eni(A, in_subnet(&s)).unwrap();
@@ -157,7 +116,7 @@ fn lowest_free_skips_reserved_and_taken() {
 
 #[test]
 fn private_ip_lists_and_limits() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let v = t.vpc(A, "10.0.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
     let e = t
@@ -205,7 +164,7 @@ fn private_ip_lists_and_limits() {
 
 #[test]
 fn ipv6_addresses() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let v = t.vpc(A, "10.0.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
     assert_eq!(
@@ -288,7 +247,7 @@ fn ipv6_addresses() {
 
 #[test]
 fn groups_defaults_and_checks() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let v = t.vpc(A, "10.0.0.0/16");
     let v2 = t.vpc(A, "10.1.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
@@ -420,7 +379,7 @@ fn groups_defaults_and_checks() {
 
 #[test]
 fn attach_detach_and_views() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let v = t.vpc(A, "10.0.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/24", "us-east-1a");
     let sb = t.subnet(A, &v.meta.id, "10.0.2.0/24", "us-east-1b");
@@ -450,7 +409,7 @@ fn attach_detach_and_views() {
     let e = t.eni(A, in_subnet(&s)).unwrap();
     assert!(!is_realized(&t.w, &e));
     let other_az = t.eni(A, in_subnet(&sb)).unwrap();
-    let att = |t: &mut T, eni: &str, idx: i64| {
+    let att = |t: &mut Fixture, eni: &str, idx: i64| {
         let (eni, i) = (eni.to_string(), inst.meta.id.clone());
         t.run(A, |w, ctx| attach(w, ctx, &eni, &i, Some(idx)))
     };

@@ -1,50 +1,11 @@
 use super::*;
-use crate::ctx::Limits;
-use crate::ctx::SeqIds as Seq;
+use crate::ops::fixture::Fixture;
 use crate::ops::{defaults, eip, route, vpc};
 
 const A: &str = "111111111111";
 const B: &str = "222222222222";
 
-struct T {
-    w: World,
-    ids: Seq,
-    limits: Limits,
-    now: Timestamp,
-    zones: Vec<(String, String)>,
-}
-
-impl T {
-    fn new() -> T {
-        T {
-            w: World::default(),
-            ids: Seq(0),
-            limits: Limits::default(),
-            now: Timestamp(1_000_000),
-            zones: vec![
-                ("us-east-1a".into(), "use1-az1".into()),
-                ("us-east-1b".into(), "use1-az2".into()),
-            ],
-        }
-    }
-
-    fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
-        let mut ctx = Ctx {
-            account: account.into(),
-            region: "us-east-1".into(),
-            now: self.now,
-            ids: &mut self.ids,
-            limits: &self.limits,
-            zones: &self.zones,
-        };
-        f(&mut self.w, &mut ctx)
-    }
-
-    fn advance(&mut self, ms: i64) {
-        self.now = self.now.plus_ms(ms);
-        tick(&mut self.w, self.now);
-    }
-
+impl Fixture {
     fn step(&mut self) {
         self.advance(self.limits.instance_transition_ms);
     }
@@ -91,7 +52,7 @@ impl T {
         self.w.get::<Instance>(id).unwrap()
     }
 
-    fn eni(&self, id: &str) -> &NetworkInterface {
+    fn interface(&self, id: &str) -> &NetworkInterface {
         self.w.get::<NetworkInterface>(id).unwrap()
     }
 }
@@ -112,7 +73,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 #[test]
 fn launch_in_default_vpc() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let dv = t.init(A);
     let v = t.launch(A, base(None)).unwrap();
     assert_eq!(v.len(), 1);
@@ -123,7 +84,7 @@ fn launch_in_default_vpc() {
     assert_eq!(i.instance_type, "t3.micro");
     assert_eq!(i.vpc_id, dv.meta.id);
     assert_eq!(i.az, "us-east-1a");
-    let e = t.eni(&i.primary_eni).clone();
+    let e = t.interface(&i.primary_eni).clone();
     assert_eq!(e.subnet_id, i.subnet_id);
     assert_eq!(e.primary_ip(), ip("172.31.0.4"));
     assert_eq!(e.groups, vec![dv.default_sg.clone()]);
@@ -144,7 +105,10 @@ fn launch_in_default_vpc() {
         )
         .unwrap();
     assert_eq!(v2[0].az, "us-east-1b");
-    assert_eq!(t.eni(&v2[0].primary_eni).primary_ip(), ip("172.31.16.4"));
+    assert_eq!(
+        t.interface(&v2[0].primary_eni).primary_ip(),
+        ip("172.31.16.4")
+    );
     // Timers: pending → running.
     assert_eq!(next_deadline(&t.w), i.transition_due);
     t.step();
@@ -154,7 +118,7 @@ fn launch_in_default_vpc() {
 
 #[test]
 fn no_default_vpc_and_bad_parameters() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     assert_eq!(
         t.launch(A, base(None)).unwrap_err().code,
         "VPCIdNotSpecified"
@@ -224,7 +188,7 @@ fn no_default_vpc_and_bad_parameters() {
 
 #[test]
 fn counts_addresses_and_capacity() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/28");
     let sid = Some(s.meta.id.as_str());
     // MaxCount 30: capped at 11 by the subnet's free addresses, MinCount 2 fits.
@@ -246,12 +210,12 @@ fn counts_addresses_and_capacity() {
     );
     let ips: Vec<Ipv4Addr> = v
         .iter()
-        .map(|i| t.eni(&i.primary_eni).primary_ip())
+        .map(|i| t.interface(&i.primary_eni).primary_ip())
         .collect();
     assert_eq!(ips[0], ip("10.0.1.4"));
     assert_eq!(ips[10], ip("10.0.1.14"));
     // No public IP: the subnet does not map one.
-    assert!(t.eni(&v[0].primary_eni).public_ip.is_none());
+    assert!(t.interface(&v[0].primary_eni).public_ip.is_none());
     assert_eq!(subnet::available_ips(&t.w, &s), 0);
     let e = t.launch(A, base(sid)).unwrap_err();
     assert_eq!(e.code, "InsufficientFreeAddressesInSubnet");
@@ -269,7 +233,10 @@ fn counts_addresses_and_capacity() {
     t.step();
     assert_eq!(t.inst(&id).state, InstanceState::Terminated);
     let again = t.launch(A, base(sid)).unwrap();
-    assert_eq!(t.eni(&again[0].primary_eni).primary_ip(), ip("10.0.1.7"));
+    assert_eq!(
+        t.interface(&again[0].primary_eni).primary_ip(),
+        ip("10.0.1.7")
+    );
     // The region quota.
     t.limits.instances_per_region = 11;
     assert_eq!(
@@ -280,7 +247,7 @@ fn counts_addresses_and_capacity() {
 
 #[test]
 fn private_ip_groups_and_public_ip() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let (v2, _s2) = t.vpc_subnet(A, "10.1.0.0/16", "10.1.1.0/24");
     let sid = Some(s.meta.id.as_str());
@@ -311,7 +278,7 @@ fn private_ip_groups_and_public_ip() {
         )
         .unwrap()
         .remove(0);
-    let e = t.eni(&i.primary_eni).clone();
+    let e = t.interface(&i.primary_eni).clone();
     assert_eq!(e.primary_ip(), ip("10.0.1.10"));
     assert_eq!(e.groups, vec![v.default_sg.clone(), g.meta.id.clone()]);
     assert_eq!(i.key_name.as_deref(), Some("k"));
@@ -415,7 +382,7 @@ fn private_ip_groups_and_public_ip() {
         )
         .unwrap()
         .remove(0);
-    let e = t.eni(&i.primary_eni).clone();
+    let e = t.interface(&i.primary_eni).clone();
     assert_eq!(e.public_ip, Some(ip("198.18.0.1")));
     assert_eq!(e.private_ips.len(), 2);
     assert_eq!(e.description, "primary");
@@ -440,14 +407,17 @@ fn private_ip_groups_and_public_ip() {
         )
         .unwrap()
         .remove(0);
-    assert_eq!(t.eni(&i.primary_eni).public_ip, None);
+    assert_eq!(t.interface(&i.primary_eni).public_ip, None);
     let i = t.launch(A, base(sid)).unwrap().remove(0);
-    assert_eq!(t.eni(&i.primary_eni).public_ip, Some(ip("198.18.0.2")));
+    assert_eq!(
+        t.interface(&i.primary_eni).public_ip,
+        Some(ip("198.18.0.2"))
+    );
 }
 
 #[test]
 fn network_interface_specs() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let sid = s.meta.id.clone();
     let s2 = t.run(A, |w, ctx| {
@@ -578,7 +548,7 @@ fn network_interface_specs() {
         .unwrap();
     t.step();
     assert!(t.w.get::<NetworkInterface>(&i.primary_eni).is_none());
-    let kept = t.eni(&existing.meta.id);
+    let kept = t.interface(&existing.meta.id);
     assert!(kept.attachment.is_none());
     assert_eq!(kept.status(), "available");
     // Visible for an hour, then gone.
@@ -594,7 +564,7 @@ fn network_interface_specs() {
 
 #[test]
 fn state_machine() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let i = t.launch(A, base(Some(&s.meta.id))).unwrap().remove(0);
     let id = vec![i.meta.id.clone()];
@@ -652,7 +622,7 @@ fn state_machine() {
         )
     })
     .unwrap();
-    assert!(!t.eni(&i.primary_eni).source_dest_check);
+    assert!(!t.interface(&i.primary_eni).source_dest_check);
     let c = t.run(A, |w, ctx| terminate(w, ctx, &id)).unwrap();
     assert_eq!(c[0].current, InstanceState::ShuttingDown);
     let c = t.run(A, |w, ctx| terminate(w, ctx, &id)).unwrap();
@@ -688,7 +658,7 @@ fn state_machine() {
 
 #[test]
 fn client_token_is_idempotent() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (_v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let req = RunInstances {
         client_token: Some("tok-1".into()),
@@ -719,11 +689,11 @@ fn client_token_is_idempotent() {
 
 #[test]
 fn routes_to_instances_and_interfaces() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let i = t.launch(A, base(Some(&s.meta.id))).unwrap().remove(0);
     let rt = v.main_route_table.clone();
-    let add = |t: &mut T, dest: &str, spec: route::RouteSpec| {
+    let add = |t: &mut Fixture, dest: &str, spec: route::RouteSpec| {
         let spec = route::RouteSpec {
             destination_cidr_block: Some(dest.into()),
             ..spec
@@ -748,7 +718,7 @@ fn routes_to_instances_and_interfaces() {
         },
     )
     .unwrap();
-    let states = |t: &T| -> Vec<&'static str> {
+    let states = |t: &Fixture| -> Vec<&'static str> {
         let r = t.w.get::<RouteTable>(&rt).unwrap();
         r.routes
             .iter()
@@ -802,7 +772,7 @@ fn routes_to_instances_and_interfaces() {
 
 #[test]
 fn deletions_blocked_by_interfaces() {
-    let mut t = T::new();
+    let mut t = Fixture::with_two_zones();
     let (v, s) = t.vpc_subnet(A, "10.0.0.0/16", "10.0.1.0/24");
     let g = t
         .run(A, |w, ctx| {

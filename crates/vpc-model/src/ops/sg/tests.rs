@@ -1,63 +1,12 @@
 use super::*;
-use crate::ctx::{Limits, Timestamp};
+use crate::ctx::Timestamp;
+use crate::ops::fixture::Fixture;
 use crate::ops::peering::CreatePeering;
-
-use crate::ctx::SeqIds as Seq;
-
-struct T {
-    w: World,
-    ids: Seq,
-    limits: Limits,
-    now: Timestamp,
-    zones: Vec<(String, String)>,
-}
 
 const A: &str = "111111111111";
 const B: &str = "222222222222";
 
-impl T {
-    fn new() -> T {
-        T {
-            w: World::default(),
-            ids: Seq(0),
-            limits: Limits::default(),
-            now: Timestamp(1_000_000),
-            zones: vec![("us-east-1a".into(), "use1-az1".into())],
-        }
-    }
-
-    fn run<R>(&mut self, account: &str, f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R) -> R {
-        self.run_in(account, "us-east-1", f)
-    }
-
-    fn run_in<R>(
-        &mut self,
-        account: &str,
-        region: &str,
-        f: impl FnOnce(&mut World, &mut Ctx<'_>) -> R,
-    ) -> R {
-        let mut ctx = Ctx {
-            account: account.into(),
-            region: region.into(),
-            now: self.now,
-            ids: &mut self.ids,
-            limits: &self.limits,
-            zones: &self.zones,
-        };
-        f(&mut self.w, &mut ctx)
-    }
-
-    fn vpc(&mut self, account: &str, cidr: &str) -> Vpc {
-        self.vpc_in(account, "us-east-1", cidr)
-    }
-
-    fn vpc_in(&mut self, account: &str, region: &str, cidr: &str) -> Vpc {
-        let net = cidr.parse().unwrap();
-        self.run_in(account, region, |w, ctx| {
-            defaults::new_vpc(w, ctx, net, None, false, "default", vec![])
-        })
-    }
-
+impl Fixture {
     fn group(&mut self, account: &str, vpc: &str, name: &str) -> String {
         self.run(account, |w, ctx| {
             create_group(
@@ -76,7 +25,7 @@ impl T {
         })
     }
 
-    fn advance(&mut self) {
+    fn settle_peerings(&mut self) {
         self.now = self.now.plus_ms(self.limits.peering_transition_ms + 1);
         peering::tick(&mut self.w, self.now);
     }
@@ -98,9 +47,9 @@ impl T {
             )
             .unwrap()
         });
-        self.advance();
+        self.settle_peerings();
         self.run(ob, |w, ctx| peering::accept(w, ctx, &p.id).unwrap());
-        self.advance();
+        self.settle_peerings();
         assert_eq!(
             self.w.get::<Peering>(&p.id).unwrap().state,
             PcxState::Active
@@ -142,7 +91,7 @@ fn group_perm(group: &str, user: Option<&str>) -> Permission {
 
 #[test]
 fn create_defaults_and_errors() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "web");
     let g = t.sg(&id).clone();
@@ -157,7 +106,7 @@ fn create_defaults_and_errors() {
         arn(&g),
         format!("arn:aws:ec2:us-east-1:{A}:security-group/{id}")
     );
-    let mk = |t: &mut T, name: &str, vpc: Option<&str>| {
+    let mk = |t: &mut Fixture, name: &str, vpc: Option<&str>| {
         t.run(A, |w, ctx| {
             create_group(
                 w,
@@ -225,7 +174,7 @@ fn protocol_normalisation() {
     assert!(normalise_protocol("256").is_err());
     assert!(normalise_protocol("-2").is_err());
 
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "web");
     // 6 is tcp: a later "tcp" rule with the same ports is a duplicate.
@@ -274,7 +223,7 @@ fn protocol_normalisation() {
     assert_eq!((r[0].protocol.as_str(), r[0].from_port), ("47", None));
     assert_eq!(r[1].protocol, "-1");
     // Port checks.
-    let bad = |t: &mut T, p: Permission| {
+    let bad = |t: &mut Fixture, p: Permission| {
         t.run(A, |w, ctx| authorize(w, ctx, &id, false, &[p], vec![]))
             .unwrap_err()
             .code
@@ -307,7 +256,7 @@ fn protocol_normalisation() {
 
 #[test]
 fn authorize_revoke_duplicate() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "web");
     let p = cidr_perm("tcp", Some(22), Some(22), "10.0.5.7/16");
@@ -426,7 +375,7 @@ fn authorize_revoke_duplicate() {
 
 #[test]
 fn icmpv6_takes_ipv6_ranges_only() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "icmp6");
     for proto in ["icmpv6", "58"] {
@@ -455,7 +404,7 @@ fn icmpv6_takes_ipv6_ranges_only() {
 
 #[test]
 fn rule_quota_per_direction_and_family() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     t.limits.rules_per_security_group = 3;
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "web");
@@ -487,7 +436,7 @@ fn rule_quota_per_direction_and_family() {
 
 #[test]
 fn cross_vpc_reference_needs_active_peering() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let a = t.vpc(A, "10.0.0.0/16");
     let b = t.vpc(B, "10.1.0.0/16");
     let ga = t.group(A, &a.meta.id, "app");
@@ -546,7 +495,7 @@ fn cross_vpc_reference_needs_active_peering() {
         )
         .unwrap()
     });
-    t.advance();
+    t.settle_peerings();
     assert!(t
         .run(A, |w, ctx| authorize(
             w,
@@ -558,7 +507,7 @@ fn cross_vpc_reference_needs_active_peering() {
         ))
         .is_err());
     t.run(B, |w, ctx| peering::accept(w, ctx, &p.id).unwrap());
-    t.advance();
+    t.settle_peerings();
     let r = t
         .run(A, |w, ctx| {
             authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
@@ -601,7 +550,7 @@ fn cross_vpc_reference_needs_active_peering() {
 
 #[test]
 fn inter_region_peer_group_refused() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let a = t.vpc(A, "10.0.0.0/16");
     let b = t.vpc_in(A, "eu-west-1", "10.1.0.0/16");
     let ga = t.group(A, &a.meta.id, "app");
@@ -635,11 +584,11 @@ fn inter_region_peer_group_refused() {
         )
         .unwrap()
     });
-    t.advance();
+    t.settle_peerings();
     t.run_in(A, "eu-west-1", |w, ctx| {
         peering::accept(w, ctx, &p.id).unwrap()
     });
-    t.advance();
+    t.settle_peerings();
     assert_eq!(t.w.get::<Peering>(&p.id).unwrap().state, PcxState::Active);
     let e = t
         .run(A, |w, ctx| {
@@ -654,7 +603,7 @@ fn inter_region_peer_group_refused() {
 
 #[test]
 fn stale_after_peering_deleted_and_not_after_repeering() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let a = t.vpc(A, "10.0.0.0/16");
     let b = t.vpc(B, "10.1.0.0/16");
     let ga = t.group(A, &a.meta.id, "app");
@@ -664,7 +613,7 @@ fn stale_after_peering_deleted_and_not_after_repeering() {
         authorize(w, ctx, &ga, false, &[group_perm(&gb, Some(B))], vec![])
     })
     .unwrap();
-    let stale = |t: &mut T| {
+    let stale = |t: &mut Fixture| {
         let vpc = a.meta.id.clone();
         t.run(A, |w, ctx| stale_groups(w, ctx, &vpc)).unwrap()
     };
@@ -732,7 +681,7 @@ fn stale_after_peering_deleted_and_not_after_repeering() {
 
 #[test]
 fn delete_group_dependencies() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let a = t.vpc(A, "10.0.0.0/16");
     let b = t.vpc(A, "10.1.0.0/16");
     let web = t.group(A, &a.meta.id, "web");
@@ -794,7 +743,7 @@ fn delete_group_dependencies() {
 
 #[test]
 fn grouped_permissions_view() {
-    let mut t = T::new();
+    let mut t = Fixture::new();
     let v = t.vpc(A, "10.0.0.0/16");
     let id = t.group(A, &v.meta.id, "web");
     let perms = [
