@@ -468,7 +468,7 @@ def allow_tcp(ec2, sg: str, cidr: str, port: int) -> None:
 
 
 def inter_region_peer(a, b, va, vb, b_region: str) -> str:
-    """A (us-east-1) requests a peering with B's VPC in b_region; B accepts there. No routes."""
+    """A requests a peering with B's (account B's) VPC in b_region; B accepts there. No routes."""
     pcx = request_peering(a, va.id, vb.id, B_ID, PeerRegion=b_region)
     wait_pcx(a, pcx, "pending-acceptance", timeout=10)
     wait_pcx(b, pcx, "pending-acceptance", timeout=10)
@@ -478,7 +478,8 @@ def inter_region_peer(a, b, va, vb, b_region: str) -> str:
 
 
 def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypted(lab):
-    a, b = lab.client(0, "A"), lab.client(1, "B", region="us-west-2")
+    # Account C in us-east-1 (account A's VPC quota there is spent by the other tests).
+    a, b = lab.client(0, "C"), lab.client(1, "B", region="us-west-2")
     va, vb = vpc(a, "10.81.0.0/16"), vpc(b, "10.82.0.0/16")
     sa = subnet(a, va, "10.81.1.0/24", "us-east-1a")
     sb = subnet(b, vb, "10.82.1.0/24", "us-west-2b")
@@ -542,15 +543,15 @@ def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypte
 
 
 def test_inter_region_peerings_across_hosts_are_not_transitive(lab):
-    # A (us-east-1, h1) peers with B (us-west-2, h2); B peers with C (eu-west-1, h3).
-    a, b = lab.client(0, "A"), lab.client(1, "B", region="us-west-2")
-    c = lab.client(0, "C", region="eu-west-1")
+    # A (eu-west-1, h1) peers with B (us-west-2, h2); B peers with C (us-east-1, h3).
+    a, b = lab.client(0, "A", region="eu-west-1"), lab.client(1, "B", region="us-west-2")
+    c = lab.client(0, "C")
     va, vb, vc = vpc(a, "10.84.0.0/16"), vpc(b, "10.85.0.0/16"), vpc(c, "10.86.0.0/16")
-    sa = subnet(a, va, "10.84.1.0/24", "us-east-1a")
+    sa = subnet(a, va, "10.84.1.0/24", "eu-west-1a")
     sb = subnet(b, vb, "10.85.1.0/24", "us-west-2b")
-    sc = subnet(c, vc, "10.86.1.0/24", "eu-west-1c")
+    sc = subnet(c, vc, "10.86.1.0/24", "us-east-1c")
     pab = inter_region_peer(a, b, va, vb, "us-west-2")
-    pbc = request_peering(b, vb.id, vc.id, C_ID, PeerRegion="eu-west-1")
+    pbc = request_peering(b, vb.id, vc.id, C_ID, PeerRegion="us-east-1")
     wait_pcx(b, pbc, "pending-acceptance", timeout=10)
     wait_pcx(c, pbc, "pending-acceptance", timeout=10)
     c.accept_vpc_peering_connection(VpcPeeringConnectionId=pbc)
