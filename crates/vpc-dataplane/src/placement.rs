@@ -387,6 +387,16 @@ mod tests {
             .iter()
             .any(|((_, d), k)| *d == dst
                 && matches!(k, RouteKind::Dev(x) | RouteKind::Via { dev: x, .. } if *x == link)));
+        // What arrives on the inter-region link never leaves over VXLAN.
+        let guard = ns[&router_ns(TAG, &v.meta.id)]
+            .nft
+            .iter()
+            .flat_map(|t| &t.objects)
+            .filter(|o| matches!(o, nftables::schema::NfListObject::Rule(_)))
+            .map(|o| format!("{o:?}"))
+            .filter(|r| r.contains(&format!("{link:?}")) && r.contains("\"x-*\""))
+            .collect::<Vec<_>>();
+        assert!(guard.len() == 1 && guard[0].contains("Drop"), "{guard:?}");
         // Each side's packets go to the host of their destination instance.
         let d = &crate::backbone::cluster::destinations(&e.w, &p1)[&pcx];
         assert_eq!(
