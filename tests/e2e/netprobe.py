@@ -620,3 +620,41 @@ class Dp:
         self.converge()
         r = udp_request(self._ns(src), ip, port, expect=False)
         assert r is None, f"expected UDP {src} -> {ip}:{port} to FAIL {why}; got reply {r!r}"
+
+
+_LINK_SIZES = r"""
+import json, socket, struct
+# RTM_GETLINK dump; the IPv4 GSO/GRO sizes (IFLA_GSO_IPV4_MAX_SIZE 63,
+# IFLA_GRO_IPV4_MAX_SIZE 64) and the device's TSO limit (IFLA_TSO_MAX_SIZE 59),
+# which iproute2 6.1 does not print.
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+body = struct.pack("BxHiII", 0, 0, 0, 0, 0)
+s.send(struct.pack("IHHII", 16 + len(body), 18, 0x301, 1, 0) + body)
+names = {3: "name", 59: "tso_max", 63: "gso_ipv4_max", 64: "gro_ipv4_max"}
+links, done = {}, False
+while not done:
+    data = s.recv(1 << 16)
+    off = 0
+    while off < len(data):
+        ln, typ = struct.unpack_from("IH", data, off)
+        if typ in (2, 3):
+            done = True
+            break
+        a, info = off + 32, {}
+        while a < off + ln:
+            al, at = struct.unpack_from("HH", data, a)
+            if at == 3:
+                info["name"] = data[a + 4:a + al - 1].decode()
+            elif at in names:
+                info[names[at]] = struct.unpack_from("I", data, a + 4)[0]
+            a += (al + 3) & ~3
+        links[info.pop("name")] = info
+        off += (ln + 3) & ~3
+print(json.dumps(links))
+"""
+
+
+def link_sizes(ns: str) -> dict[str, dict[str, int]]:
+    """Each link of namespace `ns` with its IPv4 GSO/GRO sizes and TSO limit (from rtnetlink)."""
+    p = netns_exec(ns, sys.executable, "-c", _LINK_SIZES, check=True)
+    return json.loads(p.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -107,6 +108,31 @@ def test_unknown_access_key_is_auth_failure(client):
     ec2 = client("A", access_key="AKIDNOSUCHKEY0000000", secret_key="whatever")
     with expect_error("AuthFailure", 401):
         ec2.describe_vpcs()
+
+
+def test_a_store_that_cannot_answer_is_an_internal_error_not_an_auth_failure(server_factory):
+    """A key lookup the store fails is a 500 `InternalError` (SDKs retry it), never an
+    `AuthFailure` for a key that may exist; keys already known keep working meanwhile."""
+    s = server_factory()
+    s.add_account("555555555555", "AKIDE5", "secretE5", name="E")
+    assert s.client("A").describe_vpcs()["Vpcs"]  # A's key is now known to the server
+    db = sqlite3.connect(s.data_dir / "vpcd.db", timeout=10)
+    try:
+        db.execute("ALTER TABLE access_keys RENAME TO access_keys_away")
+        db.commit()
+        status, body, _ = send(signed_post(s, "E"))
+        assert status == 500, body
+        assert ec2_error(body)[0] == "InternalError"
+        assert s.client("A").describe_vpcs()["Vpcs"]
+        db.execute("ALTER TABLE access_keys_away RENAME TO access_keys")
+        db.commit()
+    finally:
+        db.close()
+    status, body, _ = send(signed_post(s, "E"))
+    assert status == 200, body
+    unknown = s.client("A", access_key="AKIDNOSUCHKEY0000001", secret_key="whatever")
+    with expect_error("AuthFailure", 401):
+        unknown.describe_vpcs()
 
 
 def test_missing_signature(server):

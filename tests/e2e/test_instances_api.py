@@ -370,6 +370,14 @@ def test_instance_attributes(ec2, subnet):
     assert ec2.describe_instance_credit_specifications(
         InstanceIds=[iid])["InstanceCreditSpecifications"] == []
     ec2.modify_instance_attribute(InstanceId=iid, Attribute="disableApiTermination", Value="false")
+    # Nothing to change, or two attributes at once (AWS's code and wording for none,
+    # as Ansible's ec2_instance reported it; docs/api.md for two).
+    with expect_error("InvalidParameterCombination") as e:
+        ec2.modify_instance_attribute(InstanceId=iid)
+    assert e.error.response["Error"]["Message"] == "No attributes specified."
+    with expect_error("InvalidParameterCombination"):
+        ec2.modify_instance_attribute(InstanceId=iid, DisableApiStop={"Value": True},
+                                      InstanceType={"Value": "m5.large"})
     ec2.terminate_instances(InstanceIds=[iid])
 
 

@@ -382,41 +382,47 @@ impl App {
             .cloned()
     }
 
-    /// Whether an access key exists; on a cache miss the store is asked off the async workers.
-    async fn knows_key(self: &Arc<Self>, akid: &str) -> bool {
+    /// Whether an access key exists; on a cache miss the store is asked off
+    /// the async workers. None when the store cannot say.
+    async fn knows_key(self: &Arc<Self>, akid: &str) -> Option<bool> {
         if self.cached_key(akid).is_some() {
-            return true;
+            return Some(true);
         }
         let (app, akid) = (self.clone(), akid.to_string());
-        tokio::task::spawn_blocking(move || app.lookup_key(&akid).is_some())
+        tokio::task::spawn_blocking(move || app.lookup_key(&akid).ok().map(|k| k.is_some()))
             .await
-            .unwrap_or(false)
+            .ok()
+            .flatten()
     }
 
-    fn lookup_key(&self, akid: &str) -> Option<(String, String)> {
+    ///
+    /// A store that cannot answer is an error, not an unknown key: the caller
+    /// answers `InternalError` (500, which SDKs retry) rather than
+    /// `AuthFailure` for a key that may well exist.
+    fn lookup_key(&self, akid: &str) -> Result<Option<(String, String)>, vpc_store::StoreError> {
         if let Some(v) = self.cached_key(akid) {
-            return Some(v);
+            return Ok(Some(v));
         }
-
         let found = self
             .reader
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .find_key(akid)
-            .ok()
-            .flatten()?;
-        self.keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(akid.to_string(), found.clone());
-        Some(found)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot look up an access key"))?;
+        if let Some(found) = &found {
+            self.keys
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(akid.to_string(), found.clone());
+        }
+        Ok(found)
     }
 
     /// The account an access key id and secret sign in as (the web console's
     /// sign-in): the same key store SigV4 verifies against, the secret compared
     /// in constant time. None for an unknown key or a wrong secret.
     pub fn account_for_secret(&self, akid: &str, secret: &str) -> Option<String> {
-        let (account, expected) = self.lookup_key(akid)?;
+        let (account, expected) = self.lookup_key(akid).ok().flatten()?;
         let (a, b) = (expected.as_bytes(), secret.as_bytes());
         let mut diff = u8::from(a.len() != b.len());
         for (x, y) in a.iter().zip(b.iter().cycle()) {
@@ -729,9 +735,13 @@ impl App {
         // Without blocking, only cached keys are known; an unknown key goes
         // to the blocking path, which asks the store (new accounts work at once).
         let mut uncached = false;
+        let mut store_failed = false;
         let verified = match sigv4::verify(&sreq, time::OffsetDateTime::now_utc(), |akid| {
             let k = if may_block {
-                self.lookup_key(akid)
+                self.lookup_key(akid).unwrap_or_else(|_| {
+                    store_failed = true;
+                    None
+                })
             } else {
                 self.cached_key(akid)
             };
@@ -739,6 +749,12 @@ impl App {
             k.map(|(_, s)| s)
         }) {
             Err(_) if uncached => return None,
+            Err(_) if store_failed => {
+                return Some(fail(Fault::new(
+                    "InternalError",
+                    "An internal error has occurred",
+                )))
+            }
             Ok(v) => v,
             Err(e) => return Some(fail(auth_fault(&e, is_sts || is_json))),
         };
@@ -1045,9 +1061,19 @@ async fn admit(app: &Arc<App>, head: &Parts) -> Result<(), Response> {
     // Before the body is read, an STS request is known only by its credential scope.
     let (akid, service) =
         sigv4::claimed_credential(&signed).map_err(|e| refusal(&auth_fault(&e, false), false))?;
-    if app.knows_key(&akid).await {
-        Ok(())
-    } else if head.headers.contains_key("x-amz-target") {
+    match app.knows_key(&akid).await {
+        Some(true) => return Ok(()),
+        Some(false) => {}
+        None => {
+            let f = Fault::new("InternalError", "An internal error has occurred");
+            return Err(if head.headers.contains_key("x-amz-target") {
+                json_error(&f, &uuid::Uuid::new_v4().to_string())
+            } else {
+                refusal(&f, service == "sts")
+            });
+        }
+    }
+    if head.headers.contains_key("x-amz-target") {
         let f = auth_fault(&AuthError::UnknownKey(akid), true);
         let mut r = json_error(&f, &uuid::Uuid::new_v4().to_string());
         r.headers_mut()

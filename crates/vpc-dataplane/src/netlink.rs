@@ -534,6 +534,20 @@ pub(crate) mod request {
         }
     }
 
+    /// Sets a link's IPv4 GRO maximum size alone (its GSO size stays).
+    pub fn set_ipv4_gro_size(name: &str, size: u32) -> Request {
+        let mut link = LinkMessage::default();
+        link.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::GroIpv4MaxSize(size),
+        ];
+        Request {
+            what: format!("set gro_ipv4_max_size of {name} to {size}"),
+            message: RouteNetlinkMessage::NewLink(link),
+            flags: 0,
+        }
+    }
+
     /// Creates a bridge (down).
     pub fn add_bridge(name: &str) -> Request {
         let mut m = LinkMessage::default();

@@ -18,6 +18,10 @@
 //! checks the segment size, not the super-packet's, exactly as before.
 //! IPv6 keeps the kernel's 64 KiB default.
 //!
+//! A cluster's VXLAN links (`underlay.rs`) send at most 64 KiB (their
+//! `tso_max_size`), so only their receive side gets the fast path's size
+//! ([`vxlan_gro_target`]).
+//!
 //! iproute2 6.1 could not set `gso_ipv4_max_size` (it came in 6.3); like
 //! every other link setting it goes over rtnetlink (`netlink.rs`): the
 //! links are dumped and only the sizes that differ are set (`RTM_NEWLINK` by
@@ -54,6 +58,39 @@ fn target(have: &Sizes, want: u32) -> Option<u32> {
         want
     };
     (have.gso_ipv4_max != size || have.gro_ipv4_max != size).then_some(size)
+}
+
+/// The IPv4 GRO size a VXLAN link should have for `want`, or None when it
+/// already has it (or the kernel reports no IPv4 sizes). Only the receive
+/// side can grow: the device sends GSO packets of at most its
+/// `tso_max_size` (64 KiB for VXLAN on Linux 6.18, which cannot be raised),
+/// but the packets it decapsulates are coalesced by its own GRO up to its
+/// `gro_ipv4_max_size`, and nothing caps that but the kernel's GRO limit.
+/// So a sender's super-packet that was segmented to go through the tunnel
+/// is forwarded by the receiving router as one 192 KiB packet again
+/// instead of three 64 KiB ones (`docs/cluster.md`, "Throughput").
+pub fn vxlan_gro_target(have: &Sizes, want: u32) -> Option<u32> {
+    if have.gso_ipv4_max == 0 {
+        return None;
+    }
+    (have.gro_ipv4_max != want).then_some(want)
+}
+
+/// Brings the IPv4 GRO size of VXLAN link `link` in namespace `ns` to `size`
+/// ([`vxlan_gro_target`]); returns whether it changed. A missing link is an
+/// error.
+pub fn converge_vxlan_gro(ns: &str, link: &str, size: u32) -> Result<bool, CommandError> {
+    let nl = Netlink::open(ns)?;
+    let have = nl.links()?;
+    let state = have.get(link).ok_or_else(|| CommandError::Failed {
+        cmd: format!("gro_ipv4_max_size of {link} (in {ns})"),
+        code: None,
+        stderr: "no such link".into(),
+    })?;
+    match vxlan_gro_target(&state.sizes, size) {
+        Some(size) => Ok(nl.apply(vec![request::set_ipv4_gro_size(link, size)])? > 0),
+        None => Ok(false),
+    }
 }
 
 /// The IPv4 offload sizes of every link in namespace `ns`.
@@ -119,5 +156,27 @@ mod tests {
         assert_eq!(target(&small, BIG_TCP_SIZE), None);
         // A kernel without IPv4 BIG TCP reports no size: nothing to set.
         assert_eq!(target(&Sizes::default(), BIG_TCP_SIZE), None);
+    }
+
+    #[test]
+    fn a_vxlan_link_gets_the_big_gro_size_and_keeps_its_gso_size() {
+        // What Linux 6.18 reports for a new VXLAN device.
+        let vxlan = Sizes {
+            gso_ipv4_max: LEGACY_SIZE,
+            gro_ipv4_max: LEGACY_SIZE,
+            tso_max: 65_536,
+        };
+        // The veth rule would leave it alone (its tso_max_size caps it) ...
+        assert_eq!(target(&vxlan, BIG_TCP_SIZE), None);
+        // ... but its receive side takes the fast path's size.
+        assert_eq!(vxlan_gro_target(&vxlan, BIG_TCP_SIZE), Some(BIG_TCP_SIZE));
+        let done = Sizes {
+            gro_ipv4_max: BIG_TCP_SIZE,
+            ..vxlan
+        };
+        assert_eq!(vxlan_gro_target(&done, BIG_TCP_SIZE), None);
+        // With the fast path off it goes back to the default.
+        assert_eq!(vxlan_gro_target(&done, LEGACY_SIZE), Some(LEGACY_SIZE));
+        assert_eq!(vxlan_gro_target(&Sizes::default(), BIG_TCP_SIZE), None);
     }
 }

@@ -25,6 +25,7 @@
 
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools, NETNS_DIR};
+use crate::offload;
 use crate::placement::{self, Placement, VXLAN_PORT};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -47,6 +48,8 @@ pub struct Underlay {
     /// Where the devices are created (None: the agent's own namespace).
     netns: Option<String>,
     local: Ipv4Addr,
+    /// The IPv4 GRO size of every link ([`offload::vxlan_gro_target`]).
+    gro_size: u32,
 }
 
 impl Underlay {
@@ -75,7 +78,24 @@ impl Underlay {
             bridge_tool,
             netns,
             local,
+            gro_size: offload::BIG_TCP_SIZE,
         })
+    }
+
+    /// With the bulk-TCP fast path off (`VPCD_BIG_TCP=0`), the links keep
+    /// the kernel's 64 KiB GRO size too.
+    pub fn with_big_tcp(mut self, on: bool) -> Self {
+        self.gro_size = if on {
+            offload::BIG_TCP_SIZE
+        } else {
+            offload::LEGACY_SIZE
+        };
+        self
+    }
+
+    /// The IPv4 GRO size the links are given.
+    pub fn gro_size(&self) -> u32 {
+        self.gro_size
     }
 
     /// Makes the missing `x-` links of these routers (namespace, VPC) and
@@ -120,7 +140,8 @@ impl Underlay {
     ) -> Result<bool, CommandError> {
         let link = placement::vxlan_link(vpc);
         let mut made = false;
-        if !self.run.links(ns)?.contains_key(&link) {
+        let links = self.run.links(ns)?;
+        if !links.contains_key(&link) {
             let vni = placement::vni(vpc).to_string();
             let local = self.local.to_string();
             let port = VXLAN_PORT.to_string();
@@ -144,6 +165,14 @@ impl Underlay {
             self.run.ip(Some(ns), &["link", "set", &link, "up"])?;
             tracing::info!(ns = %ns, link = %link, vni = %vni, "made VXLAN link");
             made = true;
+        }
+        // What arrives is coalesced up to the fast path's size (a new link,
+        // or one an earlier agent made with another setting).
+        let stale = links
+            .get(&link)
+            .is_some_and(|l| offload::vxlan_gro_target(&l.sizes, self.gro_size).is_some());
+        if made || stale {
+            offload::converge_vxlan_gro(ns, &link, self.gro_size)?;
         }
         // Flooding (neighbour discovery) to every other host.
         let have = self.flood_entries(ns, &link)?;
@@ -253,6 +282,13 @@ pub fn lab_fabric_up(lab_tag: &str, hosts: &[(String, Ipv4Addr)]) -> Result<(), 
     };
     run.netns_add(&ul)?;
     no_v6(&ul)?;
+    // The bridge stands for the hosts' physical switch: with br_netfilter
+    // loaded, every frame it forwards would also walk the (empty) IP hooks
+    // of its namespace, a per-packet cost no real switch puts on a host.
+    let nf_calls = bridge_nf_call_sysctls();
+    if Path::new(BRIDGE_NF_PROC).exists() {
+        run.sysctl(&ul, &nf_calls)?;
+    }
     let mtu = UNDERLAY_MTU.to_string();
     for args in [
         vec!["link", "set", "lo", "up"],
@@ -279,6 +315,19 @@ pub fn lab_fabric_up(lab_tag: &str, hosts: &[(String, Ipv4Addr)]) -> Result<(), 
         run.nft(&ns, &host_counters())?;
     }
     Ok(())
+}
+
+/// Where br_netfilter shows its switch (absent when the module is not
+/// loaded: then the bridge calls no IP hooks anyway).
+const BRIDGE_NF_PROC: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/// The sysctls that stop a lab's bridge from calling the IP, IPv6 and ARP
+/// netfilter hooks (per namespace since Linux 5.3).
+fn bridge_nf_call_sysctls() -> Vec<(String, String)> {
+    ["iptables", "ip6tables", "arptables"]
+        .iter()
+        .map(|t| (format!("net.bridge.bridge-nf-call-{t}"), "0".to_string()))
+        .collect()
 }
 
 /// The counters of VXLAN datagrams on a lab host's underlay port.

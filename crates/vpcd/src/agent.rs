@@ -120,10 +120,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
     hosts.insert(me.name.clone(), me.clone());
     let mut world: World = snapshot.world;
 
-    let underlay = Underlay::new(args.underlay_netns.clone(), args.underlay_addr)
-        .map_err(|e| anyhow::anyhow!("the underlay: {e}"))?;
     // VPCD_BIG_TCP=0 turns the bulk-TCP fast path off, as for `vpcd serve`.
     let big_tcp = std::env::var("VPCD_BIG_TCP").map_or(true, |v| v != "0" && v != "off");
+    let underlay = Underlay::new(args.underlay_netns.clone(), args.underlay_addr)
+        .map_err(|e| anyhow::anyhow!("the underlay: {e}"))?
+        .with_big_tcp(big_tcp);
     let data_dir = args
         .data_dir
         .clone()

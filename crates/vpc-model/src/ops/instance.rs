@@ -924,7 +924,7 @@ pub fn modify_attribute(
     .filter(|x| **x)
     .count();
     match n {
-        0 => return Err(Fault::missing("Attribute")),
+        0 => return Err(combination("No attributes specified.")),
         1 => {}
         _ => return Err(combination("Only one attribute can be modified at a time.")),
     }
