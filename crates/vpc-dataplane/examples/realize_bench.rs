@@ -1,7 +1,8 @@
 //! Data-plane realization time (root): builds a World of VPCS × INSTANCES
 //! (default 200 × 10) through the model, then times one `reconcile` from
 //! that World to the last namespace configured, and the pass after it
-//! (nothing to do). Everything runs under a random tag and is torn down at
+//! (nothing to do), and the periodic pass after that (every namespace
+//! compared with the kernel; nothing to repair). Everything runs under a random tag and is torn down at
 //! the end (also on panic). Used by `scripts/bench-dataplane.sh realize`.
 //!
 //! Usage: `realize_bench [VPCS] [INSTANCES]`; prints one JSON line.
@@ -103,18 +104,30 @@ fn main() {
     let again = dp.reconcile(&env.w).expect("second reconcile");
     let idle = t1.elapsed();
     assert!(again.is_noop(), "the second pass changed something");
+    // The periodic pass (drift repair: every namespace compared with the
+    // kernel) for the same World, which finds nothing to change.
+    let mut dp = dp.with_full_plan_every(std::time::Duration::ZERO);
+    let t2 = Instant::now();
+    let periodic = dp.reconcile(&env.w).expect("periodic reconcile");
+    let periodic_s = t2.elapsed();
+    assert!(
+        periodic.is_noop() && periodic.kernel_ops == 0,
+        "the periodic pass changed something: {periodic:?}"
+    );
     let missing = instances
         .iter()
         .filter(|i| !std::path::Path::new(&format!("/run/netns/{i}")).exists())
         .count();
     assert_eq!(missing, 0, "instance namespaces missing");
     println!(
-        "{{\"vpcs\": {vpcs}, \"instances\": {}, \"namespaces\": {}, \"realize_s\": {:.3}, \"kernel_ops\": {}, \"idle_pass_s\": {:.3}, \"cpu_s\": {:.2}, \"children_cpu_s\": {:.2}, \"load\": \"{}\"}}",
+        "{{\"vpcs\": {vpcs}, \"instances\": {}, \"namespaces\": {}, \"realize_s\": {:.3}, \"kernel_ops\": {}, \"idle_pass_s\": {:.3}, \"periodic_pass_s\": {:.3}, \"periodic_nft_listings\": {}, \"cpu_s\": {:.2}, \"children_cpu_s\": {:.2}, \"load\": \"{}\"}}",
         instances.len(),
         first.created.len(),
         realized.as_secs_f64(),
         first.kernel_ops,
         idle.as_secs_f64(),
+        periodic_s.as_secs_f64(),
+        dp.nft_listings(),
         cpu1 - cpu0,
         child1 - child0,
         load.join(" ")

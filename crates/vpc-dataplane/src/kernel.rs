@@ -74,6 +74,11 @@ pub struct Runner {
     ops: AtomicUsize,
     /// The IPv4 GSO/GRO size of every veth (`offload`): BIG TCP or the default.
     gso_ipv4_max: u32,
+    /// Namespaces whose nft tables matched the plan, at which ruleset
+    /// generation (the periodic pass lists only those changed since).
+    nft_verified: crate::nft_state::Verified,
+    /// Rulesets listed so far (`nft_list`).
+    nft_listings: AtomicUsize,
 }
 
 fn show(program: &Path, args: &[&str]) -> String {
@@ -94,6 +99,8 @@ impl Runner {
             tools,
             ops: AtomicUsize::new(0),
             gso_ipv4_max: crate::offload::BIG_TCP_SIZE,
+            nft_verified: Default::default(),
+            nft_listings: AtomicUsize::new(0),
         }
     }
 
@@ -236,6 +243,7 @@ impl Runner {
     /// Deletes a namespace (as `ip netns del` does) and its `/etc/netns` files.
     pub fn netns_del(&self, name: &str) -> Result<(), CommandError> {
         self.count(1);
+        self.nft_verified.forget(name);
         netns::del(name).map_err(|e| io_failure(&format!("netns del {name}"), &e))?;
         if let Err(e) = crate::resolv::remove(name) {
             tracing::warn!(ns = %name, "cannot remove its /etc/netns files: {e}");
@@ -273,8 +281,54 @@ impl Runner {
             .map(|_| ())
     }
 
+    /// Replaces a namespace's planned nft tables with `document` (one
+    /// transaction, `nft -j -f -`). The ruleset generation is read just
+    /// before and after, from the thread that runs `nft`: when it moved by
+    /// exactly one, the only transaction in between was this one, so the
+    /// tables are the plan's at the generation after, and the periodic pass
+    /// need not list them until another transaction comes.
+    pub(crate) fn nft_planned(
+        &self,
+        ns: &str,
+        document: &Nftables<'_>,
+    ) -> Result<(), CommandError> {
+        use crate::nft_state::generation_here;
+        self.nft_verified.forget(ns);
+        let json = serde_json::to_string(document).map_err(|e| CommandError::Output {
+            cmd: format!("nft -j -f - (in {ns})"),
+            detail: e.to_string(),
+        })?;
+        self.count(1);
+        let nft = self.tools.nft.clone();
+        let args = ["-j", "-f", "-"];
+        let (before, loaded, after) = netns::within(ns, || {
+            let before = generation_here().ok();
+            let loaded = self.run(&nft, &args, Some(&json));
+            let after = generation_here().ok();
+            Ok((before, loaded, after))
+        })
+        .map_err(|source| CommandError::Spawn {
+            cmd: format!("{} (in {ns})", show(&nft, &args)),
+            source,
+        })?;
+        loaded?;
+        if let (Some(before), Some(after)) = (before, after) {
+            if after.follows(before) {
+                self.nft_verified.matched(ns, after);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many times the data plane listed a namespace's nft ruleset to
+    /// compare it with the plan (the periodic pass).
+    pub fn nft_listings(&self) -> usize {
+        self.nft_listings.load(Ordering::Relaxed)
+    }
+
     /// `nft -j list ruleset` inside a namespace (read-only).
     pub fn nft_list(&self, ns: &str) -> Result<String, CommandError> {
+        self.nft_listings.fetch_add(1, Ordering::Relaxed);
         let nft = self.tools.nft.clone();
         self.exec(ns, &nft, &["-j", "list", "ruleset"], None)
     }
@@ -306,7 +360,10 @@ impl Runner {
         mtu: u32,
     ) -> Result<(), CommandError> {
         let nl = Netlink::open(ns)?;
-        match self.create_veths(&nl, &[(name, peer_ns, peer, mtu)])?.pop() {
+        match self
+            .create_veths(&nl, &[(name, peer_ns, peer, mtu)], false)?
+            .pop()
+        {
             Some(Err(e)) => Err(netlink::failure(
                 ns,
                 &format!("add veth {name} (peer {peer} in {peer_ns})"),
@@ -318,11 +375,15 @@ impl Runner {
 
     /// Creates veth pairs `(name, peer namespace, peer name, mtu)` from
     /// namespace `nl`, all in one pipelined batch; each one's outcome.
+    /// `planned`: links of a plan, made with the IPv4 GSO/GRO size that
+    /// `configure` would otherwise set on each end afterwards.
     pub(crate) fn create_veths(
         &self,
         nl: &Netlink,
         veths: &[(&str, &str, &str, u32)],
+        planned: bool,
     ) -> Result<Vec<std::io::Result<()>>, CommandError> {
+        let size = planned.then_some(self.gso_ipv4_max);
         let mut files = Vec::new();
         for (_, peer_ns, _, _) in veths {
             let f = std::fs::File::open(netns::path(peer_ns))
@@ -332,7 +393,7 @@ impl Runner {
         let requests = veths
             .iter()
             .zip(&files)
-            .map(|((name, _, peer, mtu), f)| request::add_veth(name, peer, f, *mtu))
+            .map(|((name, _, peer, mtu), f)| request::add_veth(name, peer, f, *mtu, size))
             .collect();
         self.count(veths.len());
         nl.execute(requests)
@@ -490,6 +551,12 @@ fn managed_route(role: &NsRole, table: u32, e: &KRouteEntry) -> bool {
     }
 }
 
+/// Whether the namespace makes any of its links (a router: its veths and
+/// peering links); the other ends only receive theirs.
+pub(crate) fn makes_links(ns: &NsPlan) -> bool {
+    ns.links.values().any(|l| l.create.is_some())
+}
+
 /// Whether vpcd manages (and so may delete) a link of this name.
 pub(crate) fn managed_link(role: &NsRole, name: &str) -> bool {
     match role {
@@ -641,12 +708,26 @@ pub(crate) fn configure(
     if parts.links {
         kv.extend(link_sysctls(ns));
     }
+    // The namespace's nft ruleset generation, read in the periodic pass.
+    let mut generation = None;
     if !parts.kernel() {
         changes += converge_sysctls(&ns.name, &kv)?;
     } else {
         let router = matches!(ns.role, NsRole::Router { .. });
-        // Sysctls and the socket from one visit to the namespace.
-        let (written, nl) = Netlink::open_with(&ns.name, || netns::converge_sysctls_here(&kv))?;
+        let nft_generation = verify && parts.nft && !ns.nft.is_empty();
+        // Sysctls, the nft ruleset generation and the socket from one visit
+        // to the namespace.
+        let (written, nl) = Netlink::open_with(&ns.name, || {
+            let written = netns::converge_sysctls_here(&kv);
+            let generation = nft_generation
+                .then(crate::nft_state::generation_here)
+                .and_then(Result::ok);
+            (written, generation)
+        })?;
+        let written = {
+            generation = written.1;
+            written.0
+        };
         changes += written.map_err(|e| io_failure(&format!("sysctl -w (in {})", ns.name), &e))?;
         let st = state(&nl, router && parts.rules)?;
         let index = |dev: &str| st.links.get(dev).map(|l| l.index);
@@ -657,6 +738,18 @@ pub(crate) fn configure(
         let mut requests: Vec<Request> = Vec::new();
         // Links this batch takes down: the kernel drops their routes itself.
         let mut going_down: BTreeSet<&str> = BTreeSet::new();
+        if parts.links && !makes_links(ns) {
+            // Links of vpcd's names that are not planned (the reconciler
+            // removes those of a namespace that makes links before it makes
+            // the missing ones); their routes go with them.
+            for name in st.links.keys() {
+                if managed_link(&ns.role, name) && !ns.links.contains_key(name) {
+                    tracing::info!(ns = %ns.name, link = %name, "removing link");
+                    requests.push(request::del_link(name));
+                    going_down.insert(name);
+                }
+            }
+        }
         if parts.links {
             for l in ns.links.values() {
                 let Some(k) = st.links.get(&l.name) else {
@@ -735,14 +828,34 @@ pub(crate) fn configure(
         }
     }
     run.count(changes);
-    if parts.nft && !ns.nft.is_empty() && (!verify || crate::nft_state::differs(run, ns)?) {
+    if parts.nft && !ns.nft.is_empty() && (!verify || nft_differs(run, ns, generation)?) {
         let document = Nftables {
             objects: Cow::Owned(ns.nft.iter().flat_map(|t| t.commands()).collect()),
         };
-        run.nft_json(&ns.name, &document)?;
+        run.nft_planned(&ns.name, &document)?;
         changes += 1;
     }
     Ok(changes)
+}
+
+/// Whether the namespace's nft tables differ from the plan: not when its
+/// ruleset generation is the one seen before a listing that matched (no
+/// nft transaction since), else as the listing says.
+fn nft_differs(
+    run: &Runner,
+    ns: &NsPlan,
+    generation: Option<crate::nft_state::Generation>,
+) -> Result<bool, CommandError> {
+    if let Some(g) = generation {
+        if run.nft_verified.unchanged(&ns.name, g) {
+            return Ok(false);
+        }
+    }
+    let differs = crate::nft_state::differs(run, ns)?;
+    if let (false, Some(g)) = (differs, generation) {
+        run.nft_verified.matched(&ns.name, g);
+    }
+    Ok(differs)
 }
 
 #[cfg(test)]

@@ -283,6 +283,13 @@ impl Dataplane {
         self.plan_mismatches
     }
 
+    /// How many nft rulesets the periodic passes listed to compare them
+    /// with the plan (those with no nft transaction since their last
+    /// matching listing, or since vpcd's own, are not listed).
+    pub fn nft_listings(&self) -> usize {
+        self.run.nft_listings()
+    }
+
     /// Turns the bulk-TCP fast path (`offload`: BIG TCP on every veth) on
     /// (the default) or off; the next full pass converges existing links.
     pub fn with_big_tcp(mut self, on: bool) -> Self {
@@ -494,8 +501,13 @@ impl Dataplane {
         // there before their namespaces are.
         // Only the namespaces this pass visits: a VPC's DNS settings are
         // among the records that make its instances' namespaces affected.
-        for (id, e) in resolv::write_all(world, visit.iter().map(|n| &desired[*n])) {
-            tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
+        // On the workers: each is a few file-system calls, 2,000 of them at scale.
+        let files = resolv::planned(world, visit.iter().map(|n| &desired[*n]));
+        let results = par_map(&files, |(id, content)| resolv::write(id, content));
+        for ((id, _), r) in files.iter().zip(results) {
+            if let Err(e) = r {
+                tracing::warn!(instance = %id, "cannot write its resolv.conf: {e}");
+            }
         }
 
         phases.end("resolv");
@@ -568,9 +580,12 @@ impl Dataplane {
             .filter(|(_, p)| p.links)
             .map(|(n, _)| &desired[n])
             .collect();
-        // A namespace made in this pass has nothing to remove.
+        // A namespace made in this pass has nothing to remove, and one that
+        // makes none of its links (an instance's, a NAT gateway's, the
+        // internet's) has its unplanned ones removed by `configure`, on the
+        // visit that dumps it anyway.
         let results = par_map(&linked, |ns| {
-            if created.contains(&ns.name) {
+            if created.contains(&ns.name) || !kernel::makes_links(ns) {
                 Ok(())
             } else {
                 self.remove_links(ns, previous(&ns.name))
@@ -793,7 +808,7 @@ impl Dataplane {
         let mut pending = missing.clone();
         if !veths.is_empty() {
             let nl = netlink::Netlink::open(&ns.name)?;
-            let outcomes = self.run.create_veths(&nl, &veths)?;
+            let outcomes = self.run.create_veths(&nl, &veths, true)?;
             let made: BTreeSet<&str> = veths
                 .iter()
                 .zip(&outcomes)

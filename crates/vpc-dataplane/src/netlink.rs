@@ -451,23 +451,39 @@ pub(crate) mod request {
     use super::*;
 
     /// Creates a veth: `name` here, `peer` in the namespace whose file is
-    /// open as `peer_ns_fd`, both with `mtu`.
-    pub fn add_veth(name: &str, peer: &str, peer_ns_fd: &std::fs::File, mtu: u32) -> Request {
+    /// open as `peer_ns_fd`, both with `mtu` and, when given, this IPv4
+    /// GSO/GRO size (`offload`; set at creation, it costs no request of
+    /// its own later).
+    pub fn add_veth(
+        name: &str,
+        peer: &str,
+        peer_ns_fd: &std::fs::File,
+        mtu: u32,
+        ipv4_size: Option<u32>,
+    ) -> Request {
+        let sizes = |attributes: &mut Vec<LinkAttribute>| {
+            if let Some(size) = ipv4_size {
+                attributes.push(LinkAttribute::GsoIpv4MaxSize(size));
+                attributes.push(LinkAttribute::GroIpv4MaxSize(size));
+            }
+        };
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes = vec![
             LinkAttribute::IfName(peer.to_string()),
             LinkAttribute::Mtu(mtu),
             LinkAttribute::NetNsFd(peer_ns_fd.as_raw_fd()),
         ];
+        sizes(&mut peer_msg.attributes);
         let mut m = LinkMessage::default();
         m.attributes = vec![
             LinkAttribute::IfName(name.to_string()),
             LinkAttribute::Mtu(mtu),
-            LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(InfoKind::Veth),
-                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-            ]),
         ];
+        sizes(&mut m.attributes);
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
         Request {
             what: format!("add veth {name} (peer {peer}, mtu {mtu})"),
             message: RouteNetlinkMessage::NewLink(m),

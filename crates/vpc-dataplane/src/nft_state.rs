@@ -6,14 +6,26 @@
 //! with the plan's. Objects of other tables (the meter's, whose named
 //! counters may exceed the crate's 32-bit counter fields, or anyone else's)
 //! are not deserialized.
+//!
+//! The listing costs an `nft` process per namespace, so the periodic pass
+//! first asks the kernel for the namespace's ruleset generation (one
+//! `NFT_MSG_GETGEN` request over netfilter netlink, [`generation_here`]):
+//! the kernel bumps it on every committed nft transaction in that
+//! namespace, by anyone. When it is still the generation seen just before
+//! a listing that matched the plan ([`Verified`]), nothing has changed
+//! since and the listing is skipped.
 
 use crate::error::CommandError;
 use crate::kernel::Runner;
 use crate::plan::{family_name, ChainShape, NftShape, NsPlan};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nftables::schema::NfListObject;
 use nftables::types::NfChainPolicy;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::sync::Mutex;
 
 type TableKey = (String, String);
 
@@ -96,6 +108,121 @@ pub(crate) fn differs(run: &Runner, ns: &NsPlan) -> Result<bool, CommandError> {
     }))
 }
 
+/// A namespace's nftables ruleset generation: which namespace (the inode
+/// of its nsfs file, so one made again under the same name is another) and
+/// the kernel's generation counter there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation {
+    namespace: u64,
+    id: u32,
+}
+
+impl Generation {
+    /// Whether this is the generation right after `before` in the same
+    /// namespace: exactly one transaction came between (the kernel skips 0
+    /// when the counter wraps).
+    pub fn follows(&self, before: Generation) -> bool {
+        let next = match before.id.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        self.namespace == before.namespace && self.id == next
+    }
+}
+
+/// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN`, and the answer's type.
+const NFT_GETGEN: u16 = (10 << 8) | 16;
+const NFT_NEWGEN: u16 = (10 << 8) | 15;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+/// `NFTA_GEN_ID`: the generation, a big-endian u32.
+const NFTA_GEN_ID: u16 = 1;
+
+/// The nftables ruleset generation of the calling thread's namespace (call
+/// it inside `netns::within`).
+pub(crate) fn generation_here() -> io::Result<Generation> {
+    let namespace = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    // nlmsghdr (length, type, flags, sequence, port) + nfgenmsg (family
+    // AF_UNSPEC, version 0, resource 0).
+    let mut request = Vec::with_capacity(20);
+    request.extend_from_slice(&20u32.to_ne_bytes());
+    request.extend_from_slice(&NFT_GETGEN.to_ne_bytes());
+    request.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(&[0, 0, 0, 0]);
+    socket.send(&request, 0)?;
+    let (answer, _) = socket.recv_from_full()?;
+    let id = parse_generation(&answer).map_err(io::Error::other)??;
+    Ok(Generation { namespace, id })
+}
+
+/// The generation in an `NFT_MSG_NEWGEN` answer, or the kernel's error.
+fn parse_generation(buf: &[u8]) -> Result<io::Result<u32>, String> {
+    let u16_at = |i: usize| buf.get(i..i + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let u32_at = |i: usize| {
+        buf.get(i..i + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let len = u32_at(0).ok_or("a truncated answer")? as usize;
+    let kind = u16_at(4).ok_or("a truncated answer")?;
+    if len > buf.len() || len < 16 {
+        return Err(format!("an answer of {len} bytes in {}", buf.len()));
+    }
+    match kind {
+        NLMSG_ERROR => {
+            let errno = u32_at(16).ok_or("a truncated error")? as i32;
+            Ok(Err(io::Error::from_raw_os_error(-errno)))
+        }
+        NFT_NEWGEN => {
+            // Attributes after the nfgenmsg: length, type, value padded to 4.
+            let mut at = 20;
+            while at + 4 <= len {
+                let alen = u16_at(at).ok_or("a truncated attribute")? as usize;
+                let atype = u16_at(at + 2).ok_or("a truncated attribute")? & 0x3fff;
+                if alen < 4 {
+                    return Err(format!("an attribute of {alen} bytes"));
+                }
+                if atype == NFTA_GEN_ID && alen >= 8 {
+                    let v = buf.get(at + 4..at + 8).ok_or("a truncated generation")?;
+                    return Ok(Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]])));
+                }
+                at += (alen + 3) & !3;
+            }
+            Err("no generation in the answer".into())
+        }
+        other => Err(format!("an answer of type {other:#x}")),
+    }
+}
+
+/// The generation each namespace's ruleset had just before it was last
+/// listed and found to match the plan.
+#[derive(Debug, Default)]
+pub(crate) struct Verified(Mutex<HashMap<String, Generation>>);
+
+impl Verified {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Generation>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the namespace's ruleset is still the one that matched.
+    pub fn unchanged(&self, ns: &str, now: Generation) -> bool {
+        self.map().get(ns) == Some(&now)
+    }
+
+    /// The listing made after generation `seen` matched the plan.
+    pub fn matched(&self, ns: &str, seen: Generation) {
+        self.map().insert(ns.to_string(), seen);
+    }
+
+    /// The namespace's tables are being replaced (or it is gone).
+    pub fn forget(&self, ns: &str) {
+        self.map().remove(ns);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +273,63 @@ mod tests {
         // Someone else's table is not read, so its counter cannot fail the parse.
         assert_eq!(shapes.len(), 2);
         assert!(parse("not json", &wanted()).is_err());
+    }
+
+    /// An `NFT_MSG_NEWGEN` answer as the kernel sends it (6.1: generation,
+    /// then the last committer's pid and name).
+    fn newgen(id: u32) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        for (t, v) in [(1u16, id.to_be_bytes()), (2, 77u32.to_be_bytes())] {
+            attrs.extend_from_slice(&8u16.to_ne_bytes());
+            attrs.extend_from_slice(&t.to_ne_bytes());
+            attrs.extend_from_slice(&v);
+        }
+        let mut m = Vec::new();
+        m.extend_from_slice(&((20 + attrs.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&NFT_NEWGEN.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[0, 0, 0, 9]);
+        m.extend_from_slice(&attrs);
+        m
+    }
+
+    #[test]
+    fn a_generation_answer_gives_its_id_and_an_error_answer_its_errno() {
+        assert_eq!(
+            parse_generation(&newgen(0x0102_0304)).unwrap().unwrap(),
+            0x0102_0304
+        );
+        let mut err = Vec::new();
+        err.extend_from_slice(&36u32.to_ne_bytes());
+        err.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        err.extend_from_slice(&[0; 10]);
+        err.extend_from_slice(&(-1i32).to_ne_bytes());
+        err.extend_from_slice(&[0; 16]);
+        let e = parse_generation(&err).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(1));
+        assert!(parse_generation(&newgen(1)[..10]).is_err());
+        let mut no_id = newgen(1);
+        no_id.truncate(20);
+        no_id[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        assert!(parse_generation(&no_id).is_err());
+    }
+
+    #[test]
+    fn a_remembered_generation_vouches_only_for_its_namespace_and_count() {
+        let v = Verified::default();
+        let g = |namespace, id| Generation { namespace, id };
+        v.matched("r", g(5, 7));
+        assert!(v.unchanged("r", g(5, 7)));
+        assert!(!v.unchanged("r", g(5, 8)), "a transaction since");
+        assert!(!v.unchanged("r", g(6, 7)), "another namespace of that name");
+        assert!(!v.unchanged("s", g(5, 7)));
+        v.forget("r");
+        assert!(!v.unchanged("r", g(5, 7)));
+        // One transaction after another, in the same namespace only.
+        assert!(g(5, 8).follows(g(5, 7)));
+        assert!(!g(5, 9).follows(g(5, 7)), "two transactions");
+        assert!(!g(6, 8).follows(g(5, 7)));
+        assert!(g(5, 1).follows(g(5, u32::MAX)), "0 is skipped");
     }
 
     #[test]

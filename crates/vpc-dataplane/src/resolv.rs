@@ -48,22 +48,31 @@ pub fn write_all<'p>(
     world: &World,
     namespaces: impl IntoIterator<Item = &'p NsPlan>,
 ) -> Vec<(String, io::Error)> {
-    let mut failed = Vec::new();
-    for (id, content) in planned(world, namespaces) {
-        if !names::is_instance_ns(&id) {
-            continue;
-        }
-        let dir = etc_dir(&id);
-        let file = dir.join("resolv.conf");
-        if std::fs::read_to_string(&file).is_ok_and(|c| c == content) {
-            continue;
-        }
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, content))
-        {
-            failed.push((id, e));
-        }
+    planned(world, namespaces)
+        .into_iter()
+        .filter_map(|(id, content)| write(&id, &content).err().map(|e| (id, e)))
+        .collect()
+}
+
+/// Writes one instance's `resolv.conf` when it is missing or differs.
+pub fn write(instance_id: &str, content: &str) -> io::Result<()> {
+    if !names::is_instance_ns(instance_id) {
+        return Ok(());
     }
-    failed
+    let dir = etc_dir(instance_id);
+    let file = dir.join("resolv.conf");
+    match std::fs::read_to_string(&file) {
+        Ok(c) if c == content => return Ok(()),
+        Ok(_) => {}
+        // A new instance: its directory is missing too.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => std::fs::create_dir_all(&dir)?,
+        },
+        Err(_) => {}
+    }
+    std::fs::write(&file, content)
 }
 
 /// Removes an instance namespace's `resolv.conf` and then its directory

@@ -1113,6 +1113,90 @@ fn the_periodic_pass_restores_a_route_and_an_nft_chain_deleted_by_hand() {
     lab.finish();
 }
 
+/// The periodic pass lists a namespace's nft ruleset only when an nft
+/// transaction happened there since vpcd last saw its tables match (its own
+/// load, or a listing): anyone's change, even to a table that is not
+/// vpcd's, makes it list once more, and a chain deleted by hand still comes
+/// back.
+#[test]
+fn the_periodic_pass_lists_only_nft_rulesets_changed_since_it_last_saw_them() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let v = e.vpc("10.0.0.0/16");
+    let s1 = e.subnet(&v, "10.0.1.0/24");
+    let a = e.instance(&s1, "10.0.1.10");
+    e.instance(&s1, "10.0.1.11");
+    lab.reconcile();
+    let router = names::router_ns(&lab.tag, &v.meta.id);
+    lab.periodic_every_pass();
+    // Nothing changed since vpcd loaded the router's tables: no listing.
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_eq!(lab.dp.nft_listings(), 0);
+    // Someone else's table: listed once, found matching, left alone…
+    by_hand(&router, &["nft", "add", "table", "inet", "mine"]);
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_eq!(lab.dp.nft_listings(), 1);
+    // …and not listed again while nothing else changes.
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_eq!(lab.dp.nft_listings(), 1);
+    // A chain of vpcd's deleted by hand: listed and replaced.
+    by_hand(
+        &router,
+        &["nft", "delete", "chain", "inet", "vpcd", "forward"],
+    );
+    let r = lab.reconcile();
+    assert_eq!(r.updated, vec![router.clone()], "{r:?}");
+    assert_eq!(lab.dp.nft_listings(), 2);
+    by_hand(
+        &router,
+        &["nft", "list", "chain", "inet", "vpcd", "forward"],
+    );
+    by_hand(&router, &["nft", "list", "table", "inet", "mine"]);
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_eq!(lab.dp.nft_listings(), 2);
+    assert_reach(&a.id, "10.0.1.11");
+    lab.finish();
+}
+
+/// A link of vpcd's names made by hand in an instance (which receives its
+/// links from the router and makes none) is removed by the periodic pass,
+/// with its routes; the planned `eth0` keeps working.
+#[test]
+fn the_periodic_pass_removes_an_unplanned_eth_link_from_an_instance() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let v = e.vpc("10.0.0.0/16");
+    let s1 = e.subnet(&v, "10.0.1.0/24");
+    let a = e.instance(&s1, "10.0.1.10");
+    e.instance(&s1, "10.0.1.11");
+    lab.reconcile();
+    by_hand(
+        &a.id,
+        &[
+            "ip", "link", "add", "eth7", "type", "veth", "peer", "name", "x-7",
+        ],
+    );
+    by_hand(&a.id, &["ip", "link", "set", "eth7", "up"]);
+    by_hand(
+        &a.id,
+        &["ip", "route", "add", "198.18.0.0/15", "dev", "eth7"],
+    );
+    lab.periodic_every_pass();
+    let r = lab.reconcile();
+    assert_eq!(r.updated, vec![a.id.clone()], "{r:?}");
+    let links = by_hand(&a.id, &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth7") && !links.contains("x-7"), "{links}");
+    assert!(!by_hand(&a.id, &["ip", "route", "show"]).contains("198.18.0.0/15"));
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    assert_reach(&a.id, "10.0.1.11");
+    lab.finish();
+}
+
 #[test]
 fn the_periodic_pass_leaves_what_vpcd_does_not_own_alone() {
     let mut lab = Lab::new();
