@@ -25,8 +25,8 @@ import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
 from labkit import VPCD_BIN, Lab
-from netprobe import (last_output, link_sizes, netns_exec, netns_exists, netns_list, ping, ping_background,
-                      ping_stats, wait_until)
+from netprobe import (PY, Background, last_output, link_sizes, listener, netns_exec, netns_exists, netns_list,
+                      ping, ping_background, ping_stats, tcp_request, wait_until)
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -438,3 +438,198 @@ def test_ipv6_and_a_nat_gateway_across_hosts(lab):
     b.create_route(RouteTableId=own, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
     b.associate_route_table(RouteTableId=own, SubnetId=priv)
     assert ping(i2.id, INET_HOST, timeout=REALIZE), last_output()
+
+
+# -- inter-region peerings across hosts (the backbone across hosts) -----------------------
+
+MARKER = "VPCD-CLUSTER-PLAINTEXT-4b1d"
+
+# Captures every frame on the lab's underlay bridge (an AF_PACKET socket in the bridge's
+# namespace sees every port) until SIGINT and prints a JSON summary: WireGuard datagrams
+# (UDP between two hosts' underlay addresses, not VXLAN, whose payload is a WireGuard
+# message: type 1-4 then three zero bytes), VXLAN datagrams, ARP, the hosts' ICMP "port
+# unreachable" errors, anything else, whether
+# the marker appeared in any frame, and how many frames held the given instances'
+# addresses back to back as an IPv4 header does (a clear packet between them, outside or
+# inside VXLAN).
+_CAPTURE = r'''
+import json, signal, socket, struct, sys, time
+marker, hosts = sys.argv[1].encode(), set(sys.argv[2].split(","))
+ips = [socket.inet_aton(x) for x in sys.argv[3].split(",")]
+pairs = [a + b for a in ips for b in ips if a != b]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.settimeout(0.2)
+res = {"frames": 0, "wireguard": 0, "vxlan": 0, "arp": 0, "unreachable": 0, "other": [], "marker": False,
+       "clear": 0}
+stop = [False]
+signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
+print(json.dumps({"ready": True}), flush=True)
+end = time.monotonic() + 120
+while not stop[0] and time.monotonic() < end:
+    try:
+        f = s.recv(65535)
+    except socket.timeout:
+        continue
+    res["frames"] += 1
+    if marker in f:
+        res["marker"] = True
+    if any(p in f for p in pairs):
+        res["clear"] += 1
+    et = struct.unpack("!H", f[12:14])[0]
+    if et == 0x0806:
+        res["arp"] += 1
+        continue
+    if et == 0x0800 and len(f) >= 42 and f[23] == 17:
+        ihl = (f[14] & 15) * 4
+        src, dst = socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34])
+        sp, dp = struct.unpack("!HH", f[14 + ihl:18 + ihl])
+        payload = f[14 + ihl + 8:]
+        if dp == 4789:
+            res["vxlan"] += 1
+            continue
+        if src in hosts and dst in hosts and len(payload) >= 32 and payload[0] in (1, 2, 3, 4) \
+                and payload[1:4] == b"\0\0\0":
+            res["wireguard"] += 1
+            continue
+        desc = f"udp {src}:{sp} -> {dst}:{dp}"
+    elif et == 0x0800 and len(f) >= 34:
+        src, dst = socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34])
+        ihl = (f[14] & 15) * 4
+        # A host's "port unreachable" for a WireGuard datagram sent while no gateway
+        # listened there (it quotes the datagram's headers only).
+        if f[23] == 1 and src in hosts and dst in hosts and f[14 + ihl:16 + ihl] == b"\x03\x03":
+            res["unreachable"] += 1
+            continue
+        desc = f"ip proto {f[23]} {src} -> {dst}"
+    else:
+        desc = f"ethertype {et:#06x} ({len(f)} bytes)"
+    if len(res["other"]) < 20:
+        res["other"].append(desc)
+print(json.dumps(res), flush=True)
+'''
+
+
+class UnderlayCapture:
+    def __init__(self, lab: Lab, *instances: SimpleNamespace):
+        st = lab.status()
+        hosts = ",".join(h["underlay_address"] for h in st["hosts"])
+        ips = ",".join(i.ip for i in instances)
+        self.bg = Background(f"vpcdlab{st['lab_tag']}-ul", PY, "-u", "-c", _CAPTURE, MARKER, hosts, ips)
+        line = self.bg.proc.stdout.readline()
+        assert "ready" in line, f"the capture did not start: {line}"
+
+    def finish(self) -> dict:
+        out = self.bg.finish(timeout=10, interrupt=True)
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def allow_tcp(ec2, sg: str, cidr: str, port: int) -> None:
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}])
+
+
+def inter_region_peer(a, b, va, vb, b_region: str) -> str:
+    """A requests a peering with B's (account B's) VPC in b_region; B accepts there. No routes."""
+    pcx = request_peering(a, va.id, vb.id, B_ID, PeerRegion=b_region)
+    wait_pcx(a, pcx, "pending-acceptance", timeout=10)
+    wait_pcx(b, pcx, "pending-acceptance", timeout=10)
+    b.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    wait_pcx(a, pcx, "active", timeout=10)
+    return pcx
+
+
+def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypted(lab):
+    # Account C in us-east-1 (account A's VPC quota there is spent by the other tests).
+    a, b = lab.client(0, "C"), lab.client(1, "B", region="us-west-2")
+    va, vb = vpc(a, "10.81.0.0/16"), vpc(b, "10.82.0.0/16")
+    sa = subnet(a, va, "10.81.1.0/24", "us-east-1a")
+    sb = subnet(b, vb, "10.82.1.0/24", "us-west-2b")
+    pcx = inter_region_peer(a, b, va, vb, "us-west-2")
+    allow_icmp(a, va.sg, vb.cidr)
+    allow_icmp(b, vb.sg, va.cidr)
+    allow_tcp(b, vb.sg, va.cidr, 7000)
+    ia, ib = launch(a, sa), launch(b, sb)
+    assert realized_by(lab, ia.id) == "h1" and realized_by(lab, ib.id) == "h2"
+
+    # No route on A's side: no reply (routes are made by hand on both sides).
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pcx)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pcx)
+    # The first packet waits for the gateways (keys published through etcd, handshake).
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+
+    with listener(ib.id, 7000):
+        cap = UnderlayCapture(lab, ia, ib)
+        try:
+            p = netns_exec(ia.id, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1", ib.ip, timeout=15)
+            assert ping_stats(p.stdout) == (20, 20), p.stdout
+            assert ping(ib.id, ia.ip), last_output()
+            reply = tcp_request(ia.id, ib.ip, 7000, MARKER)
+            assert reply is not None and MARKER in reply, last_output()
+        finally:
+            got = cap.finish()
+    # Everything between the two instances crossed the underlay inside WireGuard:
+    # no marker, no clear packet between them (not even inside VXLAN), nothing unexpected.
+    assert not got["marker"], got
+    assert got["clear"] == 0, got
+    assert got["wireguard"] >= 44, got
+    assert not got["other"], got
+
+    # The receiving host's agent is killed: its gateway's workers are gone, so the
+    # peering's traffic stops (dropped at the TUN device, never sent in clear) and a
+    # restarted agent resumes it with the same keys and ports.
+    h2 = host(lab, "h2")
+    cap = UnderlayCapture(lab, ia, ib)
+    try:
+        os.kill(h2["agent_pid"], signal.SIGKILL)  # the lab's status vouched that this pid is h2's agent
+        wait_until(lambda: not host(lab, "h2")["alive"], timeout=5, what="the agent of h2 to die")
+        assert not ping(ia.id, ib.ip, expect=False), last_output()
+        out = subprocess.run([str(VPCD_BIN), "lab", "agent", "--data-dir", str(lab.dir), "--host", "h2"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    finally:
+        got = cap.finish()
+    assert not got["marker"] and got["clear"] == 0 and not got["other"], got
+
+    # A security group on the receiving side denies ICMP: no reply; TCP still crosses.
+    b.revoke_security_group_ingress(GroupId=vb.sg, IpPermissions=[{**ICMP_ALL, "IpRanges": [{"CidrIp": va.cidr}]}])
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="the group's denial")
+    with listener(ib.id, 7000):
+        assert tcp_request(ia.id, ib.ip, 7000, "still") is not None, last_output()
+        # Deleting the peering stops its traffic.
+        a.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+        wait_until(lambda: tcp_request(ia.id, ib.ip, 7000, "gone", expect=False) is None, timeout=REALIZE,
+                   what="the deleted peering to stop carrying traffic")
+
+
+def test_inter_region_peerings_across_hosts_are_not_transitive(lab):
+    # A (eu-west-1, h1) peers with B (us-west-2, h2); B peers with C (us-east-1, h3).
+    a, b = lab.client(0, "A", region="eu-west-1"), lab.client(1, "B", region="us-west-2")
+    c = lab.client(0, "C")
+    va, vb, vc = vpc(a, "10.84.0.0/16"), vpc(b, "10.85.0.0/16"), vpc(c, "10.86.0.0/16")
+    sa = subnet(a, va, "10.84.1.0/24", "eu-west-1a")
+    sb = subnet(b, vb, "10.85.1.0/24", "us-west-2b")
+    sc = subnet(c, vc, "10.86.1.0/24", "us-east-1c")
+    pab = inter_region_peer(a, b, va, vb, "us-west-2")
+    pbc = request_peering(b, vb.id, vc.id, C_ID, PeerRegion="us-east-1")
+    wait_pcx(b, pbc, "pending-acceptance", timeout=10)
+    wait_pcx(c, pbc, "pending-acceptance", timeout=10)
+    c.accept_vpc_peering_connection(VpcPeeringConnectionId=pbc)
+    wait_pcx(b, pbc, "active", timeout=10)
+    # Routes everywhere, A's and C's through B.
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pab)
+    a.create_route(RouteTableId=va.rtb, DestinationCidrBlock=vc.cidr, VpcPeeringConnectionId=pab)
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pab)
+    b.create_route(RouteTableId=vb.rtb, DestinationCidrBlock=vc.cidr, VpcPeeringConnectionId=pbc)
+    c.create_route(RouteTableId=vc.rtb, DestinationCidrBlock=vb.cidr, VpcPeeringConnectionId=pbc)
+    c.create_route(RouteTableId=vc.rtb, DestinationCidrBlock=va.cidr, VpcPeeringConnectionId=pbc)
+    for ec2, v in ((a, va), (b, vb), (c, vc)):
+        allow_icmp(ec2, v.sg, "10.0.0.0/8")
+    ia, ib, ic = launch(a, sa), launch(b, sb), launch(c, sc)
+    assert [realized_by(lab, i.id) for i in (ia, ib, ic)] == ["h1", "h2", "h3"]
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    assert ping(ib.id, ic.ip, timeout=REALIZE), last_output()
+    assert not ping(ia.id, ic.ip, expect=False), last_output()
+    assert not ping(ic.id, ia.ip, expect=False), last_output()
+    assert ping(ic.id, ib.ip), last_output()

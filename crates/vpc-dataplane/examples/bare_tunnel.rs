@@ -113,11 +113,11 @@ fn engine(args: &[String]) -> std::io::Result<()> {
         peer_public,
         worker.sock.clone(),
     ));
-    worker.set_end(peer, Some(end.clone()));
+    worker.set_end(SocketAddrV4::new(peer, WG_PORT), Some(end.clone()));
     // The tag of one peering, the same at both ends.
     let tag = tunnel::peering_tag("pcx-0000000000000bare");
     end.attach(tag, dev.clone());
-    let _reader = TunReader::start(name, dev, end, tag)?;
+    let _reader = TunReader::start(name, dev, tunnel::Route::One(end), tag)?;
     println!("ready");
     loop {
         std::thread::park();

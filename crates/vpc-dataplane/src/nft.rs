@@ -356,6 +356,10 @@ pub(crate) struct RouterInput<'a, 'w> {
     /// not connect, `ops::eigw::internet_may_connect`): new connections
     /// arriving over it are dropped.
     pub egress_only_link: bool,
+    /// The router's inter-region peering links: what arrives on them never
+    /// leaves over the VXLAN link (it would cross the underlay in clear; the
+    /// backbone across hosts delivers it on its destination's host).
+    pub inter_region_links: Vec<String>,
 }
 
 /// Which end of a packet an address match looks at.
@@ -766,6 +770,9 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         counter(),
         drop(),
     ]);
+    for link in &inp.inter_region_links {
+        rules.push(vec![iifname(link), oifname("x-*"), counter(), drop()]);
+    }
     // From another host's router only to an interface here.
     rules.push(vec![
         iifname("x-*"),

@@ -73,6 +73,11 @@ pub struct Placement {
     pub local: String,
     /// Every registered host, by name (this one included).
     pub hosts: BTreeMap<String, HostRecord>,
+    /// Whether this host runs the backbone across hosts
+    /// (`backbone::cluster`): then inter-region peering links stay as
+    /// planned; without it their routes end here as blackholes rather than
+    /// leave the region in clear.
+    pub backbone: bool,
 }
 
 impl Placement {
@@ -137,9 +142,9 @@ impl Placement {
                 continue;
             };
             let x = vxlan_link(vpc_id);
-            // Links into remote instances, and inter-region peering links:
-            // the encrypted backbone is not run by agents, so those routes
-            // end here rather than leaving the region in clear.
+            // Links into remote instances, and inter-region peering links
+            // when this host runs no backbone: those routes end here rather
+            // than leaving the region in clear.
             let mut gone: BTreeMap<String, Option<Ipv4Addr>> = BTreeMap::new();
             for l in ns.links.values() {
                 match &l.create {
@@ -148,7 +153,7 @@ impl Placement {
                             gone.insert(l.name.clone(), host);
                         }
                     }
-                    Some(LinkCreate::Peering(spec)) if spec.inter_region => {
+                    Some(LinkCreate::Peering(spec)) if spec.inter_region && !self.backbone => {
                         warnings.push(format!(
                             "peering {}: inter-region peerings are not realized by agents",
                             spec.pcx_id
@@ -161,7 +166,7 @@ impl Placement {
             // The accepter's end of an inter-region peering has no `create`.
             let accepter_ends: Vec<String> = world
                 .iter::<vpc_model::Peering>()
-                .filter(|p| p.inter_region() && &p.accepter.vpc_id == vpc_id)
+                .filter(|p| !self.backbone && p.inter_region() && &p.accepter.vpc_id == vpc_id)
                 .map(|p| names::peering_link(&p.id))
                 .filter(|n| ns.links.get(n).is_some_and(|l| l.create.is_none()))
                 .collect();
@@ -233,6 +238,7 @@ mod tests {
             .into_iter()
             .map(|h| (h.name.clone(), h))
             .collect(),
+            backbone: false,
         }
     }
 
@@ -339,5 +345,68 @@ mod tests {
             assert_eq!(Some(ns), full.get(name), "{name}");
         }
         assert!(partial.contains_key(&router_ns(TAG, &v.meta.id)));
+    }
+
+    #[test]
+    fn inter_region_links_stay_only_on_a_host_running_the_backbone() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let w = e.vpc_as(B, "us-west-2", "10.1.0.0/16", None);
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let sw = e.subnet_in(&w, "10.1.1.0/24", "us-west-2a");
+        e.instance(&sa, "10.0.1.10");
+        e.instance(&sw, "10.1.1.10");
+        let pcx = e.peer(&v, &w, true);
+        e.route_to_pcx(&v, "10.1.0.0/16", &pcx);
+        let link = names::peering_link(&pcx);
+        let dst: IpNet = "10.1.0.0/16".parse().unwrap();
+        let mut p1 = placement("h1");
+        p1.hosts
+            .get_mut("h2")
+            .unwrap()
+            .zones
+            .push("us-west-2a".into());
+        // Without the backbone: the link goes, its route is a blackhole.
+        let mut ns = plan(&e.w, TAG).namespaces;
+        assert!(!p1.localize(&e.w, &mut ns).is_empty());
+        let r = &ns[&router_ns(TAG, &v.meta.id)];
+        assert!(!r.links.contains_key(&link));
+        assert!(r
+            .routes
+            .iter()
+            .any(|((_, d), k)| *d == dst && *k == RouteKind::Blackhole));
+        // With it: the link and its route stay as on one host.
+        p1.backbone = true;
+        let mut ns = plan(&e.w, TAG).namespaces;
+        assert!(p1.localize(&e.w, &mut ns).is_empty());
+        for vpc in [&v.meta.id, &w.meta.id] {
+            assert!(ns[&router_ns(TAG, vpc)].links.contains_key(&link), "{vpc}");
+        }
+        assert!(ns[&router_ns(TAG, &v.meta.id)]
+            .routes
+            .iter()
+            .any(|((_, d), k)| *d == dst
+                && matches!(k, RouteKind::Dev(x) | RouteKind::Via { dev: x, .. } if *x == link)));
+        // What arrives on the inter-region link never leaves over VXLAN.
+        let guard = ns[&router_ns(TAG, &v.meta.id)]
+            .nft
+            .iter()
+            .flat_map(|t| &t.objects)
+            .filter(|o| matches!(o, nftables::schema::NfListObject::Rule(_)))
+            .map(|o| format!("{o:?}"))
+            .filter(|r| r.contains(&format!("{link:?}")) && r.contains("\"x-*\""))
+            .collect::<Vec<_>>();
+        assert!(guard.len() == 1 && guard[0].contains("Drop"), "{guard:?}");
+        // Each side's packets go to the host of their destination instance.
+        let d = &crate::backbone::cluster::destinations(&e.w, &p1)[&pcx];
+        assert_eq!(
+            d.from_requester.get(&"10.1.1.10".parse().unwrap()),
+            Some(&"h2".to_string())
+        );
+        assert_eq!(
+            d.from_accepter.get(&"10.0.1.10".parse().unwrap()),
+            Some(&"h1".to_string())
+        );
+        assert_eq!((d.from_requester.len(), d.from_accepter.len()), (1, 1));
     }
 }

@@ -1170,6 +1170,12 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
         public: &public,
         members: &f.members,
         egress_only_link: eigw.is_some() && !ops::eigw::internet_may_connect(w, vpc_id),
+        inter_region_links: f
+            .peerings
+            .iter()
+            .filter(|p| p.inter_region() && pcx_links.contains_key(p.id.as_str()))
+            .map(|p| pcx_links[p.id.as_str()].0.clone())
+            .collect(),
     });
 
     // Conntrack hygiene: every routed private and public address.

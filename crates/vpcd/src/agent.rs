@@ -10,7 +10,9 @@
 //! adopts what the kernel holds without touching live traffic. The agent
 //! also runs the VPCs' Amazon-provided DNS servers in its router namespaces
 //! (`crate::resolver`, as `vpcd serve` does), answering from its World, so
-//! each host resolves for its own instances.
+//! each host resolves for its own instances. Inter-region peerings cross
+//! the backbone across hosts (`crate::agent_backbone`): encrypted between
+//! the region gateways of the hosts, never as VXLAN.
 
 use crate::agent_ops::{Published, CLOCK_OFFSET_KEY};
 use anyhow::{bail, Context, Result};
@@ -49,6 +51,11 @@ pub struct AgentArgs {
     /// they get NXDOMAIN at once and no DNS query leaves the host.
     #[arg(long, value_parser = crate::resolver::upstream_addr)]
     pub dns_upstream: Option<SocketAddr>,
+    /// Where this host's region gateways keep their WireGuard keys
+    /// (`backbone/<region>.key`); by default `agent-<host>` in vpcd's
+    /// data directory.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Seconds between reads of this host's data-transfer counters (as
     /// `vpcd serve --meter-interval-secs`); a crash loses at most this much.
     #[arg(long, env = "VPCD_METER_INTERVAL_SECS", default_value_t = 60.0, value_parser = crate::positive_secs)]
@@ -131,10 +138,25 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let underlay = Underlay::new(args.underlay_netns.clone(), args.underlay_addr)
         .map_err(|e| anyhow::anyhow!("the underlay: {e}"))?
         .with_big_tcp(big_tcp);
-    let mut dp = Dataplane::new(tag.clone())?.with_big_tcp(big_tcp);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::default_data_dir().join(format!("agent-{}", args.host)));
+    let mut backbone = crate::agent_backbone::AgentBackbone::start(
+        &args.host,
+        &args.zones,
+        args.underlay_addr,
+        args.underlay_netns.clone(),
+        &data_dir,
+        &mut *store,
+    )?;
+    let mut dp = Dataplane::new(tag.clone())?
+        .with_big_tcp(big_tcp)
+        .with_peering_link(backbone.link());
     let placement_of = |hosts: &BTreeMap<String, HostRecord>| Placement {
         local: args.host.clone(),
         hosts: hosts.clone(),
+        backbone: true,
     };
     dp.set_placement(Some(placement_of(&hosts)));
 
@@ -188,7 +210,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
         if world_changed {
             published.publish(world.clone());
         }
+        backbone.world(&world, dp.placement());
         pass(&mut dp, &world, &underlay, metrics.as_deref());
+        backbone.publish(&mut *store);
         if world_changed {
             // After the pass: the routers it made can get their servers now.
             dns.changed();
@@ -214,6 +238,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
                     published.set_clock_offset(&value);
                 }
                 Update::Setting { key, value } => {
+                    if backbone.on_setting(&key, &value) {
+                        continue;
+                    }
                     if key.starts_with(placement::HOST_KEY_PREFIX) {
                         if let Ok(h) = serde_json::from_str::<HostRecord>(&value) {
                             hosts.insert(h.name.clone(), h);
@@ -224,6 +251,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
                 Update::Reset(snap) => {
                     world = snap.world;
                     world_changed = true;
+                    backbone.reload(&mut *store);
                     if let Ok(h) = registered_hosts(&mut *store) {
                         hosts = h;
                         hosts.insert(me.name.clone(), me.clone());

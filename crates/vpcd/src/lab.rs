@@ -308,6 +308,13 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         format!("--underlay-addr={}", s("underlay_address")),
         format!("--underlay-netns={}", s("netns")),
         format!("--tag={}", s("tag")),
+        // The keys of its region gateways, beside its log in the lab's directory.
+        format!(
+            "--data-dir={}",
+            Path::new(&s("log"))
+                .with_file_name(format!("agent-{}", s("name")))
+                .display()
+        ),
         format!("--store={store}"),
         format!("--store-prefix={prefix}"),
         format!("--flow-log-dir={}", dir.join("flow-logs").display()),

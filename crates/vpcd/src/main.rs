@@ -4,6 +4,7 @@
 //! library crates.
 
 mod agent;
+mod agent_backbone;
 mod agent_ops;
 mod cost_cli;
 mod lab;

@@ -25,6 +25,7 @@
 //! vanished is rebuilt, a rotated key is picked up, and the status
 //! (`status.json` in the key directory) is written for `vpcd regions status`.
 
+pub mod cluster;
 pub mod keys;
 pub mod tunnel;
 pub mod udp;
@@ -41,7 +42,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tunnel::{End, GatewayWorker, TunReader, WG_PORT};
+use tunnel::{End, GatewayWorker, Route, TunReader, WG_PORT};
 
 /// The gateway's interface on the underlay.
 pub const GATEWAY_LINK: &str = "ul0";
@@ -301,20 +302,24 @@ impl Inner {
                 .filter(|b| publics.contains_key(*b))
                 .collect();
             let addrs: BTreeSet<Ipv4Addr> = peers.iter().map(|p| underlay_addr(p)).collect();
+            let ends: BTreeSet<SocketAddrV4> = addrs
+                .iter()
+                .map(|a| SocketAddrV4::new(*a, WG_PORT))
+                .collect();
             for stale in g
                 .worker
                 .ends
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .keys()
-                .filter(|a| !addrs.contains(a))
+                .filter(|a| !ends.contains(a))
                 .copied()
                 .collect::<Vec<_>>()
             {
                 g.worker.set_end(stale, None);
             }
             for peer in peers {
-                let addr = underlay_addr(peer);
+                let addr = SocketAddrV4::new(underlay_addr(peer), WG_PORT);
                 let want_public = publics[peer];
                 let fresh = g.worker.end(addr).is_some_and(|e| {
                     e.peer_public.as_bytes() == want_public.as_bytes()
@@ -325,7 +330,7 @@ impl Inner {
                     let end = End::new(
                         region,
                         peer,
-                        SocketAddrV4::new(addr, WG_PORT),
+                        addr,
                         &g.keys.secret,
                         want_public,
                         g.worker.sock.clone(),
@@ -387,9 +392,10 @@ impl Inner {
 
     fn ensure_peering(&self, st: &mut State, spec: &PeeringLinkSpec) -> Result<(), String> {
         let end_of = |st: &State, region: &str, peer: &str| {
-            st.gateways
-                .get(region)
-                .and_then(|g| g.worker.end(underlay_addr(peer)))
+            st.gateways.get(region).and_then(|g| {
+                g.worker
+                    .end(SocketAddrV4::new(underlay_addr(peer), WG_PORT))
+            })
         };
         let (Some(local), Some(remote)) = (
             end_of(st, &spec.local_region, &spec.remote_region),
@@ -415,7 +421,7 @@ impl Inner {
                     .map_err(|e| format!("opening {} in {ns}: {e}", spec.local_name))?,
             );
             end.attach(tag, dev.clone());
-            let reader = TunReader::start(&spec.local_name, dev, end.clone(), tag)
+            let reader = TunReader::start(&spec.local_name, dev, Route::One(end.clone()), tag)
                 .map_err(|e| e.to_string())?;
             sides.push((end, reader));
         }
@@ -586,7 +592,7 @@ fn ensure_underlay(run: &Runner, tag: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn no_ipv6() -> Vec<(String, String)> {
+pub(crate) fn no_ipv6() -> Vec<(String, String)> {
     vec![
         ("net.ipv6.conf.all.disable_ipv6".into(), "1".into()),
         ("net.ipv6.conf.default.disable_ipv6".into(), "1".into()),
@@ -716,7 +722,7 @@ fn nft_counters(run: &Runner, ns: &str) -> Result<BTreeMap<String, Count>, Comma
 }
 
 /// Runs `f` on a thread that has entered the network namespace `ns`.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
@@ -741,7 +747,7 @@ fn bind_in(ns: &str, at: SocketAddrV4) -> std::io::Result<UdpSocket> {
 /// Makes the persistent TUN device `name` (down, no address: the plan
 /// configures it as any peering link) inside a namespace, with the queue
 /// and segment limit the workers expect (`tunnel`).
-fn create_tun(ns: &str, name: &str) -> Result<(), CommandError> {
+pub(crate) fn create_tun(ns: &str, name: &str) -> Result<(), CommandError> {
     let owned = name.to_string();
     in_netns(ns, move || {
         let dev = tun_rs::DeviceBuilder::new()
@@ -761,7 +767,7 @@ fn create_tun(ns: &str, name: &str) -> Result<(), CommandError> {
 }
 
 /// Attaches to the persistent TUN device `name` inside a namespace.
-fn open_tun(ns: &str, name: &str) -> std::io::Result<tun_rs::SyncDevice> {
+pub(crate) fn open_tun(ns: &str, name: &str) -> std::io::Result<tun_rs::SyncDevice> {
     let name = name.to_string();
     in_netns(ns, move || {
         // With offload: the router hands over whole TCP super-packets

@@ -420,8 +420,9 @@ pub fn bind_socket(at: SocketAddrV4) -> std::io::Result<UdpSocket> {
 pub struct GatewayWorker {
     pub region: String,
     pub sock: Arc<UdpSocket>,
-    /// The ends of this gateway's region pairs, by the peer gateway's underlay address.
-    pub ends: Arc<RwLock<BTreeMap<Ipv4Addr, Arc<End>>>>,
+    /// The ends of this gateway's region pairs, by the peer gateway's
+    /// underlay address and port.
+    pub ends: Arc<RwLock<BTreeMap<SocketAddrV4, Arc<End>>>>,
     /// Datagrams that reached the socket from an address or port that is no peer gateway's.
     pub unexpected: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -434,7 +435,7 @@ impl GatewayWorker {
         sock.set_read_timeout(Some(Duration::from_millis(250)))?;
         udp::enable_gro(&sock);
         let sock = Arc::new(sock);
-        let ends: Arc<RwLock<BTreeMap<Ipv4Addr, Arc<End>>>> = Arc::default();
+        let ends: Arc<RwLock<BTreeMap<SocketAddrV4, Arc<End>>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let unexpected = Arc::new(AtomicU64::new(0));
         let reader = {
@@ -456,10 +457,10 @@ impl GatewayWorker {
                         let end = ends
                             .read()
                             .unwrap_or_else(|p| p.into_inner())
-                            .get(from.ip())
+                            .get(&from)
                             .cloned();
                         match end {
-                            Some(e) if from.port() == WG_PORT => {
+                            Some(e) => {
                                 let data = std::mem::take(&mut inbox.datagrams);
                                 e.receive(*from.ip(), &data[..r.len], r.segment, &mut inbox);
                                 inbox.datagrams = data;
@@ -499,7 +500,7 @@ impl GatewayWorker {
         })
     }
 
-    pub fn end(&self, peer_addr: Ipv4Addr) -> Option<Arc<End>> {
+    pub fn end(&self, peer_addr: SocketAddrV4) -> Option<Arc<End>> {
         self.ends
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -507,7 +508,7 @@ impl GatewayWorker {
             .cloned()
     }
 
-    pub fn set_end(&self, peer_addr: Ipv4Addr, end: Option<Arc<End>>) {
+    pub fn set_end(&self, peer_addr: SocketAddrV4, end: Option<Arc<End>>) {
         let mut ends = self.ends.write().unwrap_or_else(|p| p.into_inner());
         match end {
             Some(e) => {
@@ -544,11 +545,56 @@ impl std::fmt::Debug for TunReader {
     }
 }
 
+/// Where a TUN reader sends what it reads.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Everything into one session (one host: the peer region's only gateway).
+    One(Arc<End>),
+    /// Each packet into the session with the gateway of the host its
+    /// destination lives on (a cluster, `cluster`).
+    ByDestination(Arc<Destinations>),
+}
+
+/// The sessions of a peering's side in a cluster, by destination address:
+/// the peer VPC's instance addresses, each to the end whose peer gateway is
+/// on the instance's host. A packet to an address it does not hold is
+/// dropped (never sent anywhere in clear) and counted.
+#[derive(Debug, Default)]
+pub struct Destinations {
+    ends: RwLock<BTreeMap<std::net::IpAddr, Arc<End>>>,
+    pub unroutable: AtomicU64,
+}
+
+impl Destinations {
+    /// Replaces the map.
+    pub fn set(&self, ends: BTreeMap<std::net::IpAddr, Arc<End>>) {
+        *self.ends.write().unwrap_or_else(|p| p.into_inner()) = ends;
+    }
+
+    /// The current map (for comparison and status).
+    pub fn get(&self) -> BTreeMap<std::net::IpAddr, Arc<End>> {
+        self.ends.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn lookup(&self, packet: &[u8]) -> Option<Arc<End>> {
+        let dst: std::net::IpAddr = match packet.first()? >> 4 {
+            4 => <[u8; 4]>::try_from(packet.get(16..20)?).ok()?.into(),
+            6 => <[u8; 16]>::try_from(packet.get(24..40)?).ok()?.into(),
+            _ => return None,
+        };
+        self.ends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&dst)
+            .cloned()
+    }
+}
+
 impl TunReader {
     pub fn start(
         name: &str,
         dev: Arc<SyncDevice>,
-        end: Arc<End>,
+        route: Route,
         tag: u64,
     ) -> std::io::Result<TunReader> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -560,7 +606,7 @@ impl TunReader {
             let (dev, stop, event) = (dev.clone(), stop.clone(), event.clone());
             std::thread::Builder::new()
                 .name(format!("wg-tx-{name}"))
-                .spawn(move || read_loop(&dev, &end, tag, &stop, &event))?
+                .spawn(move || read_loop(&dev, &route, tag, &stop, &event))?
         };
         Ok(TunReader {
             dev,
@@ -573,7 +619,7 @@ impl TunReader {
 
 /// A TUN reader's loop: a batch is what the device has queued (up to
 /// `BATCH` packets), split out of its super-packets, sent in one go.
-fn read_loop(dev: &SyncDevice, end: &End, tag: u64, stop: &AtomicBool, event: &InterruptEvent) {
+fn read_loop(dev: &SyncDevice, route: &Route, tag: u64, stop: &AtomicBool, event: &InterruptEvent) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65536];
     // Zeroed allocations: pages are only touched when a packet lands in them.
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
@@ -592,14 +638,56 @@ fn read_loop(dev: &SyncDevice, end: &End, tag: u64, stop: &AtomicBool, event: &I
                     break;
                 }
                 // A packet tun-rs could not split: dropped, as a NIC would.
-                Err(_) => relaxed_add(&end.counters.send_failed, 1),
+                Err(_) => match route {
+                    Route::One(end) => relaxed_add(&end.counters.send_failed, 1),
+                    Route::ByDestination(d) => relaxed_add(&d.unroutable, 1),
+                },
             }
         }
         if n == 0 {
             let _ = dev.wait_readable_intr_timeout(event, Some(Duration::from_millis(500)));
             continue;
         }
-        end.send_batch(tag, &mut bufs[..n], &sizes[..n], &mut out);
+        match route {
+            Route::One(end) => end.send_batch(tag, &mut bufs[..n], &sizes[..n], &mut out),
+            Route::ByDestination(d) => {
+                send_by_destination(d, tag, &mut bufs[..n], &sizes[..n], &mut out)
+            }
+        }
+    }
+}
+
+/// Sends a batch packet by packet to the session of each one's destination:
+/// runs of packets for the same session go in one call, in order.
+fn send_by_destination(
+    d: &Destinations,
+    tag: u64,
+    bufs: &mut [Vec<u8>],
+    sizes: &[usize],
+    out: &mut Outbox,
+) {
+    let ends: Vec<Option<Arc<End>>> = bufs
+        .iter()
+        .zip(sizes)
+        .map(|(b, &n)| d.lookup(&b[TAG_LEN..TAG_LEN + n]))
+        .collect();
+    let mut i = 0;
+    while i < ends.len() {
+        let mut j = i + 1;
+        while j < ends.len()
+            && match (&ends[i], &ends[j]) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        {
+            j += 1;
+        }
+        match &ends[i] {
+            Some(end) => end.send_batch(tag, &mut bufs[i..j], &sizes[i..j], out),
+            None => relaxed_add(&d.unroutable, (j - i) as u64),
+        }
+        i = j;
     }
 }
 
