@@ -294,6 +294,10 @@ impl EtcdStore {
         security: &EtcdSecurity,
     ) -> Result<EtcdStore> {
         let eps = endpoints.to_vec();
+        // The first read is of a key this store uses, so an etcd user with
+        // a role on the prefix only (not on `/`) gets in, and one without
+        // it is told at once.
+        let probe = format!("{prefix}/rev");
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(REQUEST_TIMEOUT)
@@ -316,7 +320,7 @@ impl EtcdStore {
                     let mut c = Client::connect(eps.clone(), Some(options.clone()))
                         .await
                         .map_err(etcd_error)?;
-                    c.get("/", Some(GetOptions::new().with_keys_only().with_limit(1)))
+                    c.get(probe.as_str(), Some(GetOptions::new().with_keys_only()))
                         .await
                         .map_err(etcd_error)?;
                     Ok(c)

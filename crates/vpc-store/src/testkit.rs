@@ -78,9 +78,19 @@ impl EtcdServer {
 impl EtcdServer {
     /// Runs `etcdctl` against this server (plaintext only) with `args`.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("etcdctl")
+        self.etcdctl_as("", args)
+    }
+
+    /// [`EtcdServer::etcdctl`] logged in as `user:password` (none if empty).
+    pub fn etcdctl_as(&self, user: &str, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("etcdctl");
+        command
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
+            .arg(format!("--endpoints={}", self.endpoint));
+        if !user.is_empty() {
+            command.arg(format!("--user={user}"));
+        }
+        let out = command
             .args(args)
             .stdin(Stdio::null())
             .output()

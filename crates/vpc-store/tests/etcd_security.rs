@@ -132,6 +132,41 @@ fn etcd_users_log_in_and_a_wrong_password_fails_clearly() {
         "{err}"
     );
 
+    // A user whose role covers one prefix only: in there it works, anywhere
+    // else connecting fails and says why.
+    etcd.etcdctl_as("root:s3cret-pw", &["role", "add", "vpcd-auth"])
+        .unwrap();
+    for args in [
+        &[
+            "role",
+            "grant-permission",
+            "vpcd-auth",
+            "--prefix=true",
+            "readwrite",
+            "/auth2/",
+        ][..],
+        &["user", "add", "vpcd:vpcd-pw"],
+        &["user", "grant-role", "vpcd", "vpcd-auth"],
+    ] {
+        etcd.etcdctl_as("root:s3cret-pw", args).unwrap();
+    }
+    let limited = EtcdSecurity {
+        tls: None,
+        user: Some(EtcdUser {
+            name: "vpcd".into(),
+            password: "vpcd-pw".into(),
+        }),
+    };
+    write_and_read(
+        EtcdStore::connect_with(&eps, "/auth2", &limited).unwrap(),
+        EtcdStore::connect_with(&eps, "/auth2", &limited).unwrap(),
+    );
+    let err = EtcdStore::connect_with(&eps, "/auth", &limited)
+        .unwrap_err()
+        .to_string();
+    eprintln!("{err}");
+    assert!(err.contains("may not use this key prefix"), "{err}");
+
     // No user at all against a cluster with auth on.
     let err = EtcdStore::connect(&eps, "/auth").unwrap_err().to_string();
     eprintln!("{err}");
