@@ -557,6 +557,30 @@ mod failure_tests {
         ) -> vpc_store::Result<Vec<(String, String)>> {
             StateStore::settings_with_prefix(&mut self.store, prefix)
         }
+        fn record_usage(
+            &mut self,
+            usage: &[vpc_model::usage::Usage],
+            baselines: &std::collections::BTreeMap<vpc_store::CounterId, vpc_store::CounterValue>,
+            forget: &[vpc_store::CounterId],
+        ) -> vpc_store::Result<()> {
+            StateStore::record_usage(&mut self.store, usage, baselines, forget)
+        }
+        fn meter_baselines(
+            &mut self,
+            prefix: &str,
+        ) -> vpc_store::Result<
+            std::collections::BTreeMap<vpc_store::CounterId, vpc_store::CounterValue>,
+        > {
+            StateStore::meter_baselines(&mut self.store, prefix)
+        }
+        fn usage(
+            &mut self,
+            account: Option<&str>,
+            from: vpc_model::Timestamp,
+            to: vpc_model::Timestamp,
+        ) -> vpc_store::Result<Vec<vpc_model::usage::Usage>> {
+            StateStore::usage(&mut self.store, account, from, to)
+        }
     }
 
     /// Runs `plan` (per thread, whether each of its writes fails) on a writer

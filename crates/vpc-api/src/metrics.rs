@@ -215,6 +215,35 @@ impl Metrics {
     }
 }
 
+/// Serves `metrics` alone at `GET /metrics` on `listener` (a `vpcd agent`'s
+/// `--metrics-listen`: a host's reconciler, meter and DNS figures, no API);
+/// every other path is 404. Runs until the process ends.
+pub async fn serve_alone(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    StatusCode::OK,
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

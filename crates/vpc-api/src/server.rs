@@ -61,7 +61,7 @@ pub struct App {
     reader: Mutex<Box<dyn StateStore>>,
     /// Metered usage lives beside the SQLite state (the data plane records
     /// it); a server on etcd runs no data plane and has none.
-    usage_reader: Option<Mutex<vpc_store::Store>>,
+    usage_reader: Mutex<Box<dyn StateStore>>,
     /// Whether this server runs the timers (always, on SQLite; the elected
     /// one of the cluster, on etcd).
     clock: Leadership,
@@ -280,10 +280,11 @@ impl App {
             world: ArcSwap::from_pointee(world.clone()),
             writer: GroupCommit::new(writer, world, snapshot.revision, config.group_commit),
             reader: Mutex::new(reader),
-            usage_reader: match location {
-                Location::Dir(dir) => Some(Mutex::new(vpc_store::Store::open(dir)?)),
-                Location::Etcd { .. } => None,
-            },
+            // Its own connection: a Cost Explorer query never waits for a commit.
+            usage_reader: Mutex::new(match location {
+                Location::Dir(dir) => Box::new(vpc_store::Store::open(dir)?),
+                Location::Etcd { .. } => vpc_store::open(location)?,
+            }),
             clock,
             keys: RwLock::new(keys),
             hosts: RwLock::new(Arc::new(hosts)),
@@ -922,13 +923,10 @@ impl App {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Usage>, vpc_store::StoreError> {
-        match &self.usage_reader {
-            Some(store) => store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .usage(account, from, to),
-            None => Ok(Vec::new()),
-        }
+        self.usage_reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .usage(account, from, to)
     }
 
     /// Cost Explorer (`X-Amz-Target: AWSInsightsIndexService.*`) for `account`.

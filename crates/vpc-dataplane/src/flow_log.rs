@@ -195,6 +195,9 @@ pub struct Collector {
     /// Router namespace → its NFLOG socket (and the namespace file's inode,
     /// so a re-created namespace gets a new socket).
     drop_logs: BTreeMap<String, (u64, Socket)>,
+    /// On a cluster's host, the placement: only the interfaces this host
+    /// holds are logged here (see [`Collector::set_placement`]).
+    placement: Option<crate::placement::Placement>,
 }
 
 /// A conntrack entry's (packets, bytes) per direction and TCP state at a read.
@@ -225,6 +228,29 @@ impl Collector {
             windows: BTreeMap::new(),
             files_written: 0,
             drop_logs: BTreeMap::new(),
+            placement: None,
+        }
+    }
+
+    /// Makes this the collector of one host of a cluster (`docs/cluster.md`).
+    /// Every host has every VPC's router, and a connection between hosts
+    /// passes a router of each VPC on both; but the router of an instance's
+    /// own VPC on the instance's host sees the connection whole (both
+    /// directions) and takes its ingress decisions. So a host logs the
+    /// interfaces attached to instances it holds (the host serving their
+    /// zone), and unattached ones (a NAT gateway's, which acts on every host
+    /// for the instances there): each record is written once, by one host.
+    pub fn set_placement(&mut self, placement: Option<crate::placement::Placement>) {
+        self.placement = placement;
+    }
+
+    fn logs_here(&self, eni: &NetworkInterface) -> bool {
+        match &self.placement {
+            None => true,
+            Some(p) => {
+                eni.attachment.is_none()
+                    || p.host_of_zone(&eni.az).is_some_and(|h| h.name == p.local)
+            }
         }
     }
 
@@ -241,7 +267,7 @@ impl Collector {
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
-        for eni in w.iter::<NetworkInterface>() {
+        for eni in w.iter::<NetworkInterface>().filter(|e| self.logs_here(e)) {
             let fls: Vec<&FlowLog> = w
                 .iter::<FlowLog>()
                 .filter(|f| model::covers(f, eni))

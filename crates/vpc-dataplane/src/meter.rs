@@ -95,8 +95,25 @@ fn pair_rule<N: Into<IpNet> + Copy>(
     ]
 }
 
-/// The meter table of every VPC's router, keyed by namespace.
+/// The meter table of every VPC's router, keyed by namespace (one host).
 pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
+    plan_for(w, tag, false)
+}
+
+/// The meter table of every VPC's router; `cross_host` for a host of a
+/// cluster (`docs/cluster.md`), whose routers reach the VPC's instances on
+/// other hosts over VXLAN links.
+///
+/// A peering is crossed on the sender's host, where both VPCs' routers
+/// are (every host has every router), so `peering-out` is counted there as
+/// on one host, once. The receiver's ingress rules, though, are enforced by
+/// its router on the destination instance's host: `peering-in` is counted
+/// on the peering link only for packets that stay on this host, and for
+/// the others when they arrive over the VPC's VXLAN link on the
+/// destination's host, from the peer's subnets, after that router's filter
+/// let them in. So each byte is counted once per side, and what a receiver
+/// refuses is not counted, as on one host.
+pub fn plan_for(w: &World, tag: &str, cross_host: bool) -> BTreeMap<String, MeterPlan> {
     let mut out: BTreeMap<String, MeterPlan> = BTreeMap::new();
     let mut zones: BTreeMap<String, Zones> = BTreeMap::new();
     let mut zones_for = |vpc: &str| {
@@ -158,12 +175,27 @@ pub fn plan(w: &World, tag: &str) -> BTreeMap<String, MeterPlan> {
                         );
                     }
                 }
-                m.dispatch.push(vec![
-                    nft::interface(hook, &link),
+                let jump = || {
                     Statement::Jump(nftables::stmt::JumpTarget {
                         target: Cow::Owned(chain.clone()),
-                    }),
-                ]);
+                    })
+                };
+                if cross_host && kind == TransferKind::PeeringIn {
+                    // Across hosts the receiver's router on the instance's
+                    // host takes the ingress decision: count there, what
+                    // arrives on the VXLAN link and its filter let through,
+                    // and here only what stays on this host.
+                    let vxlan = crate::placement::vxlan_link(&own.vpc_id);
+                    m.dispatch.push(vec![
+                        nft::interface(hook, &link),
+                        nft::interface_ne(MetaKey::Oifname, &vxlan),
+                        jump(),
+                    ]);
+                    m.dispatch
+                        .push(vec![nft::interface(MetaKey::Iifname, &vxlan), jump()]);
+                } else {
+                    m.dispatch.push(vec![nft::interface(hook, &link), jump()]);
+                }
                 m.chains.insert(chain, rules);
             }
         }
@@ -416,6 +448,8 @@ pub struct Meter {
     baselines: BTreeMap<CounterId, CounterValue>,
     /// The plan of the World last polled, and that World's generation.
     desired: Option<(u64, BTreeMap<String, MeterPlan>)>,
+    /// Whether this is a cluster host's meter ([`plan_for`]).
+    cross_host: bool,
 }
 
 impl Meter {
@@ -431,7 +465,14 @@ impl Meter {
             applied: BTreeMap::new(),
             baselines,
             desired: None,
+            cross_host: false,
         })
+    }
+
+    /// The meter of a cluster host ([`plan_for`] with `cross_host`).
+    pub fn across_hosts(mut self) -> Meter {
+        self.cross_host = true;
+        self
     }
 
     /// Brings every router's meter table up to date with `w` (published as
@@ -443,7 +484,7 @@ impl Meter {
     /// creates later gets its table on the first poll that sees it.
     pub fn poll(&mut self, w: &World, generation: u64, now: Timestamp, read_all: bool) -> Poll {
         if self.desired.as_ref().is_none_or(|(g, _)| *g != generation) {
-            self.desired = Some((generation, plan(w, &self.tag)));
+            self.desired = Some((generation, plan_for(w, &self.tag, self.cross_host)));
         }
         let desired = match &self.desired {
             Some((_, d)) => d.clone(),

@@ -126,6 +126,11 @@ pub(crate) fn interface(key: MetaKey, name: &str) -> Statement<'static> {
     eq(meta(key), s(name))
 }
 
+/// `KEY != "NAME"` on an interface name (`oifname != "x-…"`).
+pub(crate) fn interface_ne(key: MetaKey, name: &str) -> Statement<'static> {
+    ne(meta(key), s(name))
+}
+
 /// `counter name "NAME"`: bumps a named counter object.
 pub(crate) fn named_counter(name: &str) -> Statement<'static> {
     Statement::Counter(stmt::Counter::Named(Cow::Owned(name.to_string())))

@@ -18,6 +18,9 @@
 //! servers learn of a commit from a watch on `P/` (one watch response holds
 //! all the events of one revision, so a commit arrives whole).
 //!
+//! Metered usage and the meters' baselines live under `P/usage/` and
+//! `P/meter/` (see the `usage` module).
+//!
 //! The client is async (tonic); the store is used from blocking threads, so
 //! every call runs on a small runtime of its own and the caller waits.
 
@@ -35,6 +38,8 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 use vpc_model::{Kind, World};
+
+mod usage;
 
 /// How long one request to etcd may take before the caller gets an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -266,6 +271,8 @@ pub struct EtcdStore {
     endpoints: Vec<String>,
     /// How many times a watch of this store (or a clone) broke and resumed.
     watch_breaks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// This connection's name as a meter (`P/meter-writer/<writer>`).
+    writer: String,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -356,6 +363,7 @@ impl EtcdStore {
             prefix: prefix.to_string(),
             endpoints: endpoints.to_vec(),
             watch_breaks: Default::default(),
+            writer: commit_token(),
         })
     }
 
@@ -844,6 +852,31 @@ impl crate::StateStore for EtcdStore {
 
     fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>> {
         self.settings_with_prefix_inner(prefix)
+    }
+
+    fn record_usage(
+        &mut self,
+        usage: &[vpc_model::usage::Usage],
+        baselines: &std::collections::BTreeMap<crate::CounterId, crate::CounterValue>,
+        forget: &[crate::CounterId],
+    ) -> Result<()> {
+        self.record_usage_inner(usage, baselines, forget)
+    }
+
+    fn meter_baselines(
+        &mut self,
+        namespace_prefix: &str,
+    ) -> Result<std::collections::BTreeMap<crate::CounterId, crate::CounterValue>> {
+        self.meter_baselines_inner(namespace_prefix)
+    }
+
+    fn usage(
+        &mut self,
+        account: Option<&str>,
+        from: vpc_model::Timestamp,
+        to: vpc_model::Timestamp,
+    ) -> Result<Vec<vpc_model::usage::Usage>> {
+        self.usage_inner(account, from, to)
     }
 }
 

@@ -22,10 +22,12 @@ pub use sqlite::{db_path, Store};
 mod usage;
 pub use usage::{CounterId, CounterValue};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use vpc_model::{Kind, World};
+use vpc_model::usage::Usage;
+use vpc_model::{Kind, Timestamp, World};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -178,6 +180,30 @@ pub trait StateStore: Send + std::fmt::Debug {
     /// Every setting whose key starts with `prefix` (e.g. `host/`, the
     /// agents' registrations), by key.
     fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>>;
+
+    /// Adds metered usage to the hourly sums and moves the counters'
+    /// baselines (removing those in `forget`), all or nothing, so no byte is
+    /// counted twice or lost across a restart (`docs/metering.md`). Several
+    /// meters (one per host) may add to the same sums at once.
+    fn record_usage(
+        &mut self,
+        usage: &[Usage],
+        baselines: &BTreeMap<CounterId, CounterValue>,
+        forget: &[CounterId],
+    ) -> Result<()>;
+    /// The recorded baseline of every counter whose namespace starts with
+    /// `namespace_prefix` (one host's: its namespaces carry its tag).
+    fn meter_baselines(
+        &mut self,
+        namespace_prefix: &str,
+    ) -> Result<BTreeMap<CounterId, CounterValue>>;
+    /// Hourly usage within `[from, to)`: one account's, or everyone's.
+    fn usage(
+        &mut self,
+        account: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Usage>>;
 }
 
 /// Which backend holds the state.

@@ -439,6 +439,33 @@ impl crate::StateStore for Store {
         let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn record_usage(
+        &mut self,
+        usage: &[vpc_model::usage::Usage],
+        baselines: &std::collections::BTreeMap<crate::CounterId, crate::CounterValue>,
+        forget: &[crate::CounterId],
+    ) -> Result<()> {
+        Store::record_usage(self, usage, baselines, forget)
+    }
+
+    fn meter_baselines(
+        &mut self,
+        namespace_prefix: &str,
+    ) -> Result<std::collections::BTreeMap<crate::CounterId, crate::CounterValue>> {
+        let mut all = Store::meter_baselines(self)?;
+        all.retain(|(ns, _), _| ns.starts_with(namespace_prefix));
+        Ok(all)
+    }
+
+    fn usage(
+        &mut self,
+        account: Option<&str>,
+        from: vpc_model::Timestamp,
+        to: vpc_model::Timestamp,
+    ) -> Result<Vec<vpc_model::usage::Usage>> {
+        Store::usage(self, account, from, to)
+    }
 }
 
 /// Checks an account id and key before either backend stores them.

@@ -312,3 +312,106 @@ fn a_follower_behind_a_compaction_reloads_the_whole_state() {
     ids.sort();
     assert_eq!(ids, ["new", "old"]);
 }
+
+fn usage_of(account: &str, hour: i64, bytes: u64) -> vpc_model::usage::Usage {
+    use vpc_model::usage::{TransferKind, Usage, UsageKey};
+    Usage {
+        key: UsageKey {
+            account: account.into(),
+            region: "us-east-1".into(),
+            vpc_id: "vpc-1".into(),
+            resource_id: "pcx-1".into(),
+            kind: TransferKind::PeeringOut,
+            az: "us-east-1a".into(),
+            peer_region: "us-east-1".into(),
+            peer_az: "us-east-1b".into(),
+        },
+        hour: vpc_model::Timestamp(hour * vpc_model::Timestamp::HOUR),
+        bytes,
+        packets: 1,
+    }
+}
+
+#[test]
+fn meters_on_several_hosts_add_to_one_sum_without_losing_an_update() {
+    use std::collections::BTreeMap;
+    let etcd = EtcdServer::start().unwrap();
+    // Four hosts' meters, each adding 25 records of 1000 bytes to the same
+    // hourly sum at once, and moving its own baselines with them.
+    let writers: Vec<_> = (0..4)
+        .map(|h| {
+            let mut store = etcd.store("/u");
+            std::thread::spawn(move || {
+                for i in 1..=25u64 {
+                    let mut base = BTreeMap::new();
+                    base.insert(
+                        (format!("vpcd{h:04x}-vpc-1"), "c".to_string()),
+                        (i * 1000, i),
+                    );
+                    store
+                        .record_usage(&[usage_of("111111111111", 5, 1000)], &base, &[])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut reader = etcd.store("/u");
+    let hour = vpc_model::Timestamp::HOUR;
+    let all = reader
+        .usage(
+            None,
+            vpc_model::Timestamp(0),
+            vpc_model::Timestamp(10 * hour),
+        )
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!((all[0].bytes, all[0].packets), (100_000, 100));
+    // Only hours that start in the range, one account's only.
+    assert!(reader
+        .usage(
+            None,
+            vpc_model::Timestamp(6 * hour),
+            vpc_model::Timestamp(10 * hour)
+        )
+        .unwrap()
+        .is_empty());
+    assert!(reader
+        .usage(
+            Some("222222222222"),
+            vpc_model::Timestamp(0),
+            vpc_model::Timestamp(10 * hour)
+        )
+        .unwrap()
+        .is_empty());
+    // Each host reads back its own baselines; a forgotten one is gone.
+    let mine = reader.meter_baselines("vpcd0002-").unwrap();
+    assert_eq!(
+        mine.into_iter().collect::<Vec<_>>(),
+        [(
+            ("vpcd0002-vpc-1".to_string(), "c".to_string()),
+            (25_000, 25)
+        )]
+    );
+    assert_eq!(reader.meter_baselines("vpcd").unwrap().len(), 4);
+    reader
+        .record_usage(
+            &[],
+            &BTreeMap::new(),
+            &[("vpcd0002-vpc-1".into(), "c".into())],
+        )
+        .unwrap();
+    assert!(reader.meter_baselines("vpcd0002-").unwrap().is_empty());
+    // Another prefix (another vpcd on the same etcd) sees none of it.
+    let mut other = etcd.store("/other");
+    assert!(other
+        .usage(
+            None,
+            vpc_model::Timestamp(0),
+            vpc_model::Timestamp(10 * hour)
+        )
+        .unwrap()
+        .is_empty());
+}

@@ -12,11 +12,12 @@
 //! (`crate::resolver`, as `vpcd serve` does), answering from its World, so
 //! each host resolves for its own instances.
 
+use crate::agent_ops::{Published, CLOCK_OFFSET_KEY};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use vpc_dataplane::placement::{self, HostRecord, Placement};
 use vpc_dataplane::underlay::Underlay;
@@ -48,6 +49,18 @@ pub struct AgentArgs {
     /// they get NXDOMAIN at once and no DNS query leaves the host.
     #[arg(long, value_parser = crate::resolver::upstream_addr)]
     pub dns_upstream: Option<SocketAddr>,
+    /// Seconds between reads of this host's data-transfer counters (as
+    /// `vpcd serve --meter-interval-secs`); a crash loses at most this much.
+    #[arg(long, env = "VPCD_METER_INTERVAL_SECS", default_value_t = 60.0, value_parser = crate::positive_secs)]
+    pub meter_interval_secs: f64,
+    /// Where this host writes flow-log records (the layout of `vpcd serve`'s
+    /// `<data-dir>/flow-logs/`); without it flow logs are not collected here.
+    #[arg(long)]
+    pub flow_log_dir: Option<std::path::PathBuf>,
+    /// Serve this host's Prometheus metrics at http://ADDR/metrics (as
+    /// `vpcd serve --metrics`, without authentication: keep ADDR private).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -125,31 +138,43 @@ pub fn run(args: AgentArgs) -> Result<()> {
     };
     dp.set_placement(Some(placement_of(&hosts)));
 
-    // The DNS servers answer from the World this loop last applied.
-    let published: Arc<RwLock<Arc<World>>> = Arc::new(RwLock::new(Arc::new(world.clone())));
+    // The DNS servers and the meter work from the World this loop last applied.
+    let offset = store
+        .get_setting(CLOCK_OFFSET_KEY)?
+        .and_then(|v| v.parse().ok());
+    let published = Published::new(world.clone(), offset.unwrap_or(0));
+    published.set_placement(Some(placement_of(&hosts)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("dns")
         .enable_all()
         .build()
         .context("starting the DNS runtime")?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(crate::agent_ops::start_metrics(addr, rt.handle())?),
+        None => None,
+    };
+    let on_query: Option<vpc_dns::QueryHook> = metrics.clone().map(|m| {
+        let hook: vpc_dns::QueryHook =
+            Arc::new(move |rcode| m.dns_queries.with_label_values(&[rcode]).inc());
+        hook
+    });
     let (dns, dns_line) = crate::resolver::start(
         &tag,
         args.dns_upstream,
-        None,
+        on_query,
         {
             let published = published.clone();
-            Arc::new(move || {
-                published
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            })
+            Arc::new(move || published.world())
         },
         rt.handle(),
     );
+    let meter_every = Duration::from_secs_f64(args.meter_interval_secs);
+    let meter_line =
+        crate::agent_ops::start_meter(&published, metrics.clone(), &location, &tag, meter_every);
+    let flow_line = crate::agent_ops::start_flow_logs(&published, &tag, args.flow_log_dir.clone());
     println!(
-        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}",
+        "vpcd agent: host {} serving {} (underlay {}{}), namespaces vpcd{tag}-*; state in {location}; DNS {dns_line}; metering: {meter_line}; flow logs: {flow_line}",
         args.host,
         args.zones.join(","),
         args.underlay_addr,
@@ -161,9 +186,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let mut world_changed = true;
     loop {
         if world_changed {
-            *published.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(world.clone());
+            published.publish(world.clone());
         }
-        pass(&mut dp, &world, &underlay);
+        pass(&mut dp, &world, &underlay, metrics.as_deref());
         if world_changed {
             // After the pass: the routers it made can get their servers now.
             dns.changed();
@@ -184,6 +209,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
                     if let Err(e) = Update::apply(&mut world, &put, &removed) {
                         tracing::error!("cannot apply a commit: {e}");
                     }
+                }
+                Update::Setting { key, value } if key == CLOCK_OFFSET_KEY => {
+                    published.set_clock_offset(&value);
                 }
                 Update::Setting { key, value } => {
                     if key.starts_with(placement::HOST_KEY_PREFIX) {
@@ -206,15 +234,23 @@ pub fn run(args: AgentArgs) -> Result<()> {
         }
         if hosts_changed {
             dp.set_placement(Some(placement_of(&hosts)));
+            published.set_placement(Some(placement_of(&hosts)));
         }
     }
 }
 
 /// One reconcile, then the VXLAN links of the routers it planned; when a
 /// link was made, once more (the routes over it can go in now).
-fn pass(dp: &mut Dataplane, world: &World, underlay: &Underlay) {
+fn pass(
+    dp: &mut Dataplane,
+    world: &World,
+    underlay: &Underlay,
+    metrics: Option<&vpc_api::metrics::Metrics>,
+) {
     for _ in 0..2 {
-        if let Err(e) = dp.reconcile(world) {
+        let started = std::time::Instant::now();
+        let result = dp.reconcile(world);
+        if let Err(e) = crate::observe_reconcile(metrics, started, result, dp) {
             tracing::warn!("reconcile failed; retrying on the next change: {e}");
         }
         let (Some(placement), Some(applied)) = (dp.placement(), dp.applied()) else {

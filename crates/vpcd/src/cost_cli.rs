@@ -1,12 +1,13 @@
 //! `vpcd cost`: metered data transfer and what it costs, per peering (and
-//! gateway), as a table or CSV, read from a data directory's store.
+//! gateway), as a table or CSV, read from a data directory's store or a
+//! cluster's (`--store etcd://…`, where the hosts' agents record it).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use vpc_model::ops::cost::{self, CostRow, RateTable};
 use vpc_model::usage::{Date, TransferKind};
 use vpc_model::Timestamp;
-use vpc_store::Store;
+use vpc_store::{Location, StateStore, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct CostArgs {
@@ -27,6 +28,8 @@ pub struct CostArgs {
     /// Comma-separated values instead of a table.
     #[arg(long)]
     pub csv: bool,
+    #[command(flatten)]
+    pub store: crate::store_args::StoreArgs,
 }
 
 /// The rate table in `path`, or the one in the repository.
@@ -68,7 +71,15 @@ fn direction(r: &CostRow) -> String {
 
 pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
     let rates = load_rates(a.rates.as_deref())?;
-    let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let location = a.store.location(dir)?;
+    let mut store: Box<dyn StateStore> = match &location {
+        Location::Dir(d) => {
+            Box::new(Store::open(d).with_context(|| format!("opening {}", d.display()))?)
+        }
+        Location::Etcd { .. } => {
+            vpc_store::open(&location).with_context(|| format!("opening {location}"))?
+        }
+    };
     let offset: i64 = store
         .get_setting("clock_offset_ms")?
         .and_then(|v| v.parse().ok())

@@ -290,8 +290,10 @@ fn up(
     Ok(with_liveness(record))
 }
 
-/// The command line of a host's agent.
-fn agent_args(h: &Value, store: &str, prefix: &str) -> Vec<String> {
+/// The command line of a host's agent. Every host writes its flow-log
+/// records under the lab's `flow-logs/` (one machine: one directory, as a
+/// shared file system would be for real hosts).
+fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
     let s = |k: &str| h[k].as_str().unwrap_or_default().to_string();
     let zones: Vec<String> = h["zones"]
         .as_array()
@@ -299,7 +301,7 @@ fn agent_args(h: &Value, store: &str, prefix: &str) -> Vec<String> {
         .flatten()
         .filter_map(|z| z.as_str().map(str::to_string))
         .collect();
-    vec![
+    let mut args = vec![
         "agent".into(),
         format!("--host={}", s("name")),
         format!("--zones={}", zones.join(",")),
@@ -308,7 +310,13 @@ fn agent_args(h: &Value, store: &str, prefix: &str) -> Vec<String> {
         format!("--tag={}", s("tag")),
         format!("--store={store}"),
         format!("--store-prefix={prefix}"),
-    ]
+        format!("--flow-log-dir={}", dir.join("flow-logs").display()),
+    ];
+    // A lab recorded before agents served metrics has no address for them.
+    if let Some(addr) = h["metrics"].as_str() {
+        args.push(format!("--metrics-listen={addr}"));
+    }
+    args
 }
 
 /// `lab agent --host H`: starts H's agent again and records its pid.
@@ -332,7 +340,7 @@ fn restart_agent(dir: &Path, host: &str) -> Result<()> {
         bail!("the agent of host {host} runs already (pid {pid})");
     }
     let log = PathBuf::from(h["log"].as_str().unwrap_or_default());
-    let pid = spawn(&vpcd_bin, &agent_args(h, &store, &prefix), &log)?;
+    let pid = spawn(&vpcd_bin, &agent_args(h, &store, &prefix, dir), &log)?;
     h["agent_pid"] = json!(pid);
     std::fs::write(record_path(dir), serde_json::to_string_pretty(&record)?)?;
     println!("{}", serde_json::to_string_pretty(&with_liveness(record))?);
@@ -355,8 +363,10 @@ fn start_hosts(
     let names: Vec<(String, std::net::Ipv4Addr)> = (0..hosts)
         .map(|i| (format!("h{}", i + 1), underlay::lab_host_addr(i)))
         .collect();
+    let metrics_ports = free_ports(hosts)?;
     for (i, (name, addr)) in names.iter().enumerate() {
         record["hosts"].as_array_mut().expect("array").push(json!({
+            "metrics": format!("127.0.0.1:{}", metrics_ports[i]),
             "name": name,
             "zones": lab_zones(i),
             "underlay_address": addr.to_string(),
@@ -370,7 +380,7 @@ fn start_hosts(
     std::fs::write(record_path(dir), serde_json::to_string_pretty(&record)?)?;
     underlay::lab_fabric_up(&lab_tag, &names).context("making the lab's underlay")?;
     for h in record["hosts"].as_array_mut().expect("array") {
-        let args = agent_args(h, store, prefix);
+        let args = agent_args(h, store, prefix, dir);
         let log = PathBuf::from(h["log"].as_str().unwrap_or_default());
         let pid = spawn(vpcd_bin, &args, &log)?;
         started.push(pid);

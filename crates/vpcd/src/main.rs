@@ -4,12 +4,14 @@
 //! library crates.
 
 mod agent;
+mod agent_ops;
 mod cost_cli;
 mod lab;
 mod reach_cli;
 mod regions_cli;
 mod resolver;
 mod store_args;
+mod traffic;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -443,23 +445,8 @@ fn start_dataplane(
                 };
                 let started = std::time::Instant::now();
                 let result = dp.reconcile(&world);
-                let m = &app.metrics;
-                m.reconcile_duration
-                    .observe(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(report) => {
-                        m.reconcile_passes.with_label_values(&["ok"]).inc();
-                        tracing::debug!(?report, "reconciled")
-                    }
-                    Err(e) => {
-                        m.reconcile_passes.with_label_values(&["error"]).inc();
-                        tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
-                    }
-                }
-                for (kind, n) in dp.object_counts() {
-                    m.kernel_objects
-                        .with_label_values(&[kind])
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                if let Err(e) = observe_reconcile(Some(&app.metrics), started, result, &dp) {
+                    tracing::warn!(error = %e, "reconcile failed; retrying on the next change")
                 }
                 seen = gen;
             }
@@ -470,128 +457,79 @@ fn start_dataplane(
         .unwrap_or_else(|e| format!("off (cannot start the reconciler: {e})"))
 }
 
-/// Starts the thread that meters data transfer (`docs/metering.md`): it keeps
-/// every router's meter table in step with the published World and, every
-/// `every`, reads the counters and persists the usage with the counter
-/// values it was computed from, in one transaction.
+/// Records one reconcile pass in `metrics` (when kept): its outcome and
+/// duration, and the kernel objects the data plane holds after it. Returns
+/// the pass's result.
+fn observe_reconcile(
+    metrics: Option<&vpc_api::metrics::Metrics>,
+    started: std::time::Instant,
+    result: Result<vpc_dataplane::Report, vpc_dataplane::DataplaneError>,
+    dp: &vpc_dataplane::Dataplane,
+) -> Result<(), vpc_dataplane::DataplaneError> {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    if let Some(m) = metrics {
+        m.reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        m.reconcile_passes.with_label_values(&[outcome]).inc();
+        for (kind, n) in dp.object_counts() {
+            m.kernel_objects
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    result.map(|report| tracing::debug!(?report, "reconciled"))
+}
+
+/// Starts the thread that meters data transfer (`docs/metering.md`,
+/// [`traffic`]) with this data directory's store.
 fn start_meter(
     app: &Arc<vpc_api::App>,
     data_dir: &std::path::Path,
     tag: &str,
     every: std::time::Duration,
 ) -> String {
-    let opened = Store::open(data_dir).and_then(|s| {
-        let b = s.meter_baselines()?;
+    let opened = Store::open(data_dir).and_then(|mut s| {
+        let b = StateStore::meter_baselines(&mut s, "")?;
         Ok((s, b))
     });
-    let (mut store, baselines) = match opened {
+    let (store, baselines) = match opened {
         Ok(x) => x,
         Err(e) => return format!("off (cannot open the store: {e})"),
     };
-    let mut meter = match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
+    let meter = match vpc_dataplane::meter::Meter::new(tag.to_string(), baselines) {
         Ok(m) => m,
         Err(e) => return format!("off ({e})"),
     };
-    let app = app.clone();
-    std::thread::Builder::new()
-        .name("meter".into())
-        .spawn(move || {
-            let mut seen = u64::MAX;
-            let mut next_read = std::time::Instant::now();
-            loop {
-                let wait = next_read
-                    .saturating_duration_since(std::time::Instant::now())
-                    .min(std::time::Duration::from_secs(1));
-                // Every second at least: a router namespace the reconciler
-                // made since gets its meter table within a second.
-                let (gen, world) = app.wait_newer(seen, wait);
-                let read = std::time::Instant::now() >= next_read;
-                seen = gen;
-                let poll = meter.poll(&world, gen, app.now(), read);
-                if read {
-                    next_read += every;
-                    if next_read < std::time::Instant::now() {
-                        next_read = std::time::Instant::now() + every;
-                    }
-                }
-                if poll.usage.is_empty() && poll.baselines.is_empty() && poll.forget.is_empty() {
-                    continue;
-                }
-                let changed: Vec<_> = poll
-                    .baselines
-                    .iter()
-                    .filter(|(id, v)| meter.baseline(id) != Some(**v))
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect();
-                if poll.usage.is_empty() && changed.is_empty() && poll.forget.is_empty() {
-                    continue;
-                }
-                match store.record_usage(&poll.usage, &changed.into_iter().collect(), &poll.forget) {
-                    Ok(()) => {
-                        meter.persisted(&poll);
-                        for u in &poll.usage {
-                            let k = &u.key;
-                            let labels = [k.kind.name(), &k.resource_id, &k.vpc_id, &k.account];
-                            app.metrics
-                                .transfer_bytes
-                                .with_label_values(&labels)
-                                .inc_by(u.bytes);
-                            app.metrics
-                                .transfer_packets
-                                .with_label_values(&labels)
-                                .inc_by(u.packets);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot persist metered usage; it is kept for the next read"),
-                }
-            }
-        })
-        .map(|_| format!("on (read every {:.1} s)", every.as_secs_f64()))
-        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+    traffic::start_meter(ServeTraffic(app.clone()), Box::new(store), meter, every)
 }
 
-/// Starts the thread that collects flow-log records (`docs/metering.md`):
-/// every second it reads the conntrack tables of the routers a flow log
-/// covers and writes the aggregation windows that are due under
-/// `<data-dir>/flow-logs/`. `VPCD_FLOW_LOG_FLUSH=<seconds>` writes windows
-/// that often instead of every `MaxAggregationInterval` (for tests).
+/// The meter and flow logs of `vpcd serve` follow the App's published World.
+struct ServeTraffic(Arc<vpc_api::App>);
+
+impl traffic::MeterSource for ServeTraffic {
+    fn wait_newer(&self, seen: u64, timeout: std::time::Duration) -> (u64, Arc<vpc_model::World>) {
+        self.0.wait_newer(seen, timeout)
+    }
+
+    fn now(&self) -> vpc_model::Timestamp {
+        self.0.now()
+    }
+
+    fn recorded(&self, usage: &[vpc_model::usage::Usage]) {
+        traffic::count_transfer(&self.0.metrics, usage);
+    }
+}
+
+/// Starts the thread that collects flow-log records ([`traffic`]) into
+/// `<data-dir>/flow-logs/`.
 fn start_flow_logs(app: &Arc<vpc_api::App>, data_dir: &std::path::Path, tag: &str) -> String {
-    let tools = match vpc_dataplane::Tools::find() {
-        Ok(t) => t,
-        Err(e) => return format!("off ({e})"),
-    };
-    let flush = std::env::var("VPCD_FLOW_LOG_FLUSH")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|s| *s > 0);
-    let mut collector = vpc_dataplane::flow_log::Collector::new(
-        vpc_dataplane::Runner::new(tools),
-        tag.to_string(),
-        data_dir.join("flow-logs"),
-        flush,
-    );
-    let app = app.clone();
-    std::thread::Builder::new()
-        .name("flow-logs".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            let world = app.snapshot();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            match collector.poll(&world, now) {
-                Ok(report) if !report.files.is_empty() => {
-                    tracing::debug!(?report, "flow-log records written")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read conntrack for flow logs"),
-            }
-        })
-        .map(|_| match flush {
-            Some(s) => format!("on (windows written every {s} s: VPCD_FLOW_LOG_FLUSH)"),
-            None => "on".to_string(),
-        })
-        .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
+    traffic::start_flow_logs(ServeTraffic(app.clone()), tag, data_dir.join("flow-logs"))
+}
+
+impl traffic::FlowLogSource for ServeTraffic {
+    fn world(&self) -> Arc<vpc_model::World> {
+        self.0.snapshot()
+    }
 }
 
 /// Starts the Amazon-provided DNS server of every VPC (inside the router

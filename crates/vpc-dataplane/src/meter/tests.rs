@@ -82,6 +82,47 @@ fn each_side_counts_its_own_traffic_by_zone_pair() {
 }
 
 #[test]
+fn across_hosts_peering_in_is_counted_where_the_receiver_decides() {
+    let (e, pcx, va, vb) = world();
+    let s = short(&pcx);
+    let one = plan(&e.w, TAG);
+    let many = plan_for(&e.w, TAG, true);
+    for vpc in [&va, &vb] {
+        let ns = router_ns(TAG, vpc);
+        let x = crate::placement::vxlan_link(vpc);
+        let d = rules(&many[&ns].dispatch);
+        // Out: on the peering link, as on one host (the sender's host
+        // crosses the peering).
+        assert!(
+            d.contains(&format!("oifname \"p-{s}\" jump pcx_{s}_out")),
+            "{d:?}"
+        );
+        // In: on the peering link only what stays here; what goes on to
+        // another host is counted there, on arrival over VXLAN.
+        assert!(
+            d.contains(&format!(
+                "iifname \"p-{s}\" oifname != \"{x}\" jump pcx_{s}_in"
+            )),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&format!("iifname \"{x}\" jump pcx_{s}_in")),
+            "{d:?}"
+        );
+        assert!(
+            !d.contains(&format!("iifname \"p-{s}\" jump pcx_{s}_in")),
+            "{d:?}"
+        );
+        // Counters and chains are the same: one host's usage keys.
+        assert_eq!(many[&ns].counters, one[&ns].counters);
+        assert_eq!(many[&ns].chains, one[&ns].chains);
+    }
+    assert!(!rules(&one[&router_ns(TAG, &va)].dispatch)
+        .iter()
+        .any(|r| r.contains("x-")));
+}
+
+#[test]
 fn a_deleted_peering_leaves_nothing_to_count() {
     let (mut e, pcx, va, vb) = world();
     let v = e.w.get::<Vpc>(&va).unwrap().clone();
