@@ -39,6 +39,11 @@ impl EtcdServer {
         Self::start_serving("https", &extra)
     }
 
+    /// A plaintext etcd with `extra` flags (e.g. `--auth-token-ttl=1`).
+    pub fn start_with(extra: &[String]) -> Result<EtcdServer, String> {
+        Self::start_serving("http", extra)
+    }
+
     fn start_serving(scheme: &str, extra: &[String]) -> Result<EtcdServer, String> {
         let (client, peer) = (
             free_port().map_err(|e| e.to_string())?,

@@ -172,3 +172,22 @@ fn etcd_users_log_in_and_a_wrong_password_fails_clearly() {
     eprintln!("{err}");
     assert!(err.contains("authentication enabled"), "{err}");
 }
+
+#[test]
+fn an_expired_login_token_is_renewed() {
+    // etcd forgets a simple token after --auth-token-ttl seconds unused.
+    let etcd = EtcdServer::start_with(&["--auth-token-ttl=1".into()]).unwrap();
+    etcd.enable_auth("ttl-pw").unwrap();
+    let security = EtcdSecurity {
+        tls: None,
+        user: Some(EtcdUser {
+            name: "root".into(),
+            password: "ttl-pw".into(),
+        }),
+    };
+    let eps = [etcd.endpoint.clone()];
+    let store = EtcdStore::connect_with(&eps, "/ttl", &security).unwrap();
+    let again = EtcdStore::connect_with(&eps, "/ttl", &security).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    write_and_read(store, again);
+}
