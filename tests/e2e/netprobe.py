@@ -538,7 +538,8 @@ class Dp:
         def addressed():
             out = subprocess.run(["ip", "-n", inst.ns, "addr", "show", "dev", "eth0"], capture_output=True,
                                  text=True).stdout
-            if f"inet {inst.ip}/" not in out or ",UP" not in out:
+            # An instance of an IPv6-only subnet has no IPv4 address (inst.ip is None).
+            if (inst.ip and f"inet {inst.ip}/" not in out) or ",UP" not in out:
                 return False
             for a in inst.ipv6:
                 lines = [ln for ln in out.splitlines() if f"inet6 {a}/" in ln]

@@ -2,8 +2,8 @@
 through the real Terraform CLI and hashicorp/aws against vpcd:
 `aws_ec2_subnet_cidr_reservation` (IPv4 explicit and prefix, IPv6), an
 `aws_vpc` with `enable_network_address_usage_metrics` whose tenancy goes from
-`dedicated` to `default` in place (ModifyVpcTenancy), and an `aws_subnet` with
-`enable_dns64`. ``apply``, the in-place change, ``plan -detailed-exitcode``
+`dedicated` to `default` in place (ModifyVpcTenancy), an `aws_subnet` with
+`enable_dns64`, and an IPv6-only `aws_subnet` (`ipv6_native`). ``apply``, the in-place change, ``plan -detailed-exitcode``
 (nothing to do), ``destroy``; boto3 checks in between. Skipped, with the reason
 printed, where ``terraform`` or the provider mirror is absent."""
 
@@ -43,6 +43,16 @@ resource "aws_subnet" "main" {
   availability_zone = "us-east-1a"
 }
 
+resource "aws_subnet" "v6only" {
+  provider                                       = aws.a
+  vpc_id                                         = aws_vpc.main.id
+  ipv6_native                                    = true
+  ipv6_cidr_block                                = cidrsubnet(aws_vpc.main.ipv6_cidr_block, 8, 2)
+  assign_ipv6_address_on_creation                = true
+  enable_resource_name_dns_aaaa_record_on_launch = true
+  availability_zone                              = "us-east-1a"
+}
+
 resource "aws_ec2_subnet_cidr_reservation" "appliances" {
   provider         = aws.a
   subnet_id        = aws_subnet.main.id
@@ -79,8 +89,15 @@ def test_terraform_subnet_reservations_and_attributes(server_factory, tmp_path):
     assert vpc["InstanceTenancy"] == "dedicated"
     assert ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableNetworkAddressUsageMetrics")[
         "EnableNetworkAddressUsageMetrics"]["Value"] is True
-    [sub] = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"]
+    [sub] = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]},
+                                          {"Name": "ipv6-native", "Values": ["false"]}])["Subnets"]
     assert sub["EnableDns64"] is True
+    [v6only] = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]},
+                                             {"Name": "ipv6-native", "Values": ["true"]}])["Subnets"]
+    assert "CidrBlock" not in v6only and v6only["AssignIpv6AddressOnCreation"] is True
+    assert v6only["PrivateDnsNameOptionsOnLaunch"] == {"HostnameType": "resource-name",
+                                                       "EnableResourceNameDnsARecord": False,
+                                                       "EnableResourceNameDnsAAAARecord": True}
     got = ec2.get_subnet_cidr_reservations(SubnetId=sub["SubnetId"])
     assert sorted((r["Cidr"], r["ReservationType"]) for r in got["SubnetIpv4CidrReservations"]) == [
         ("10.41.1.16/28", "explicit"), ("10.41.1.64/26", "prefix")]

@@ -162,15 +162,12 @@ def test_a_prefix_list_counts_max_entries_and_a_resize_rechecks_its_users(server
     assert ec2.modify_managed_prefix_list(PrefixListId=pl, MaxEntries=2)["PrefixList"]["MaxEntries"] == 2
 
 
-def test_ipv6_native_subnets_are_refused_not_ignored(client):
+def test_ipv6_native_false_is_a_dual_stack_subnet(client):
+    # Ipv6Native=true is covered by test_ipv6_native_subnets.py.
     ec2 = client("A")
     vid = make_vpc(ec2, AmazonProvidedIpv6CidrBlock=True)
     v = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]
     block = v["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"].replace("00::/56", "00::/64")
-    before = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"]
-    with expect_error("UnsupportedOperation"):
-        ec2.create_subnet(VpcId=vid, Ipv6Native=True, Ipv6CidrBlock=block)
-    assert ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"] == before
     s = ec2.create_subnet(VpcId=vid, Ipv6Native=False, CidrBlock=v["CidrBlock"].replace(".0.0/16", ".1.0/24"),
                           Ipv6CidrBlock=block)["Subnet"]
-    assert s["Ipv6Native"] is False
+    assert s["Ipv6Native"] is False and s["CidrBlock"] == v["CidrBlock"].replace(".0.0/16", ".1.0/24")

@@ -368,9 +368,9 @@ fn vpc_box(b: &VpcBox<'_>, collapse: bool) -> Markup {
                 @for (s, is, sy, h) in subnet_slots(b) {
                     g.subnet {
                         a href={ "/console/subnets/" (s.meta.id) } {
-                            title { (s.meta.id) " " (s.cidr) }
+                            title { (s.meta.id) " " (crate::view::subnet_block(s)) }
                             rect x=(b.x + 8) y=(sy) width=(b.w - 16) height=(h) rx="4" {}
-                            text.subnet-title x=(b.x + 14) y=(sy + 14) { (s.meta.id) " " (s.cidr) " " (s.az) }
+                            text.subnet-title x=(b.x + 14) y=(sy + 14) { (s.meta.id) " " (crate::view::subnet_block(s)) " " (s.az) }
                         }
                         @for (k, i) in is.iter().take(MAX_CHIPS).enumerate() {
                             @let cx = b.x + 14 + (k % CHIPS_PER_ROW) as i64 * ((b.w - 28) / CHIPS_PER_ROW as i64);

@@ -199,6 +199,16 @@ pub fn name_of(tags: &[Tag]) -> Option<&str> {
 }
 
 /// The name cell: the `Name` tag or a dash.
+/// A subnet's address block as a list shows it: its IPv4 CIDR, or for an
+/// IPv6-only subnet its IPv6 block marked as such.
+pub fn subnet_block(s: &vpc_model::Subnet) -> String {
+    match (s.cidr, s.ipv6.first()) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(a)) => format!("{} (IPv6-only)", a.cidr),
+        (None, None) => "IPv6-only".to_string(),
+    }
+}
+
 pub fn name_cell(tags: &[Tag]) -> Markup {
     html! { @match name_of(tags) { Some(n) => span.name { (n) }, None => span.muted { "–" } } }
 }

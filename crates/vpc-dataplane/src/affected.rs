@@ -495,10 +495,10 @@ pub(crate) mod tests {
     /// A fresh private address in the subnet.
     fn free_ip(w: &World, s: &Subnet, k: u8) -> String {
         let taken = vpc_model::ops::eni::taken_v4(w, &s.meta.id);
-        let base = u32::from(s.cidr.network());
+        let base = s.cidr.map_or(0, |c| u32::from(c.network()));
         (10..250u32)
             .map(|i| std::net::Ipv4Addr::from(base + (i + u32::from(k)) % 240 + 4))
-            .find(|ip| !taken.contains(ip) && s.cidr.contains(ip))
+            .find(|ip| !taken.contains(ip) && s.v4_contains(ip))
             .map(|ip| ip.to_string())
             .unwrap_or_else(|| std::net::Ipv4Addr::from(base + 9).to_string())
     }
@@ -862,7 +862,7 @@ pub(crate) mod tests {
                 // An Elastic IP on an interface's primary or another address.
                 if let Some(x) = nth::<NetworkInterface>(w, a) {
                     let private = if b % 2 == 0 {
-                        Some(x.primary_ip())
+                        x.primary_ip()
                     } else {
                         x.private_ips.last().map(|p| p.ip)
                     };

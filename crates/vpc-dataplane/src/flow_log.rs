@@ -410,7 +410,10 @@ impl Collector {
         flags: (u8, u8),
         now: i64,
     ) {
-        let ip_of = |c: &Covered<'_>| IpAddr::V4(c.eni.primary_ip());
+        // An IPv4 flow's interface holds an IPv4 address (IPv6-only ones
+        // have none and so see no IPv4 flows); the packet's own address
+        // stands in should that ever not hold.
+        let ip_of = |c: &Covered<'_>, seen: IpAddr| c.eni.primary_ip().map_or(seen, IpAddr::V4);
         let holds = |c: &Covered<'_>, a: IpAddr| match a {
             IpAddr::V4(v4) => c.eni.private_ips.iter().any(|p| p.ip == v4),
             IpAddr::V6(v6) => c.eni.ipv6.contains(&v6),
@@ -418,7 +421,7 @@ impl Collector {
         // The interface that opened the connection.
         if let Some(c) = covered.iter().find(|c| holds(c, ct.orig.src)) {
             let me = if ct.orig.src.is_ipv4() {
-                ip_of(c)
+                ip_of(c, ct.orig.src)
             } else {
                 ct.orig.src
             };
@@ -453,7 +456,7 @@ impl Collector {
         // The interface that answered (after any DNAT, the reply's source).
         if let Some(c) = covered.iter().find(|c| holds(c, ct.reply.src)) {
             let me = if ct.reply.src.is_ipv4() {
-                ip_of(c)
+                ip_of(c, ct.reply.src)
             } else {
                 ct.reply.src
             };
@@ -527,7 +530,7 @@ impl Collector {
             return;
         };
         let me = match at {
-            IpAddr::V4(_) => IpAddr::V4(c.eni.primary_ip()),
+            IpAddr::V4(_) => c.eni.primary_ip().map_or(at, IpAddr::V4),
             v6 => v6,
         };
         let key = RecordKey {

@@ -61,7 +61,7 @@ fn zones_of(w: &World, vpc_id: &str) -> Zones {
     let mut out: Zones = BTreeMap::new();
     for s in w.iter::<Subnet>().filter(|s| s.vpc_id == vpc_id) {
         let e = out.entry(s.az.clone()).or_default();
-        e.0.push(s.cidr);
+        e.0.extend(s.cidr);
         e.1.extend(
             s.ipv6
                 .iter()

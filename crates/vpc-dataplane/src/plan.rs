@@ -357,6 +357,8 @@ pub(crate) struct RealNat<'w> {
     pub nat: &'w NatGateway,
     pub subnet: &'w Subnet,
     pub ip: Ipv4Addr,
+    /// The subnet's IPv4 block (a NAT gateway lives in one that has one).
+    pub cidr: Ipv4Net,
     pub link: String,
     pub ns: String,
 }
@@ -698,6 +700,10 @@ impl<'w> Facts<'w> {
                 self.warn(format!("NAT gateway {:?}: unsafe ID", n.meta.id));
                 continue;
             }
+            let (Some(ip), Some(cidr)) = (eni.primary_ip(), subnet.cidr) else {
+                self.warn(format!("NAT gateway {}: no IPv4 address", n.meta.id));
+                continue;
+            };
             let link = nat_link(&n.meta.id);
             if !seen.insert((n.vpc_id.clone(), link.clone())) {
                 self.warn(format!("NAT gateway {}: link name {link} taken", n.meta.id));
@@ -707,7 +713,8 @@ impl<'w> Facts<'w> {
             self.nats.push(RealNat {
                 nat: n,
                 subnet,
-                ip: eni.primary_ip(),
+                ip,
+                cidr,
                 link,
                 ns: nat_ns(self.tag, &n.meta.id),
             });
@@ -1061,10 +1068,17 @@ fn router(f: &Facts<'_>, vpc_id: &str, warnings: &mut Vec<String>) -> NsPlan {
     }
 
     // Subnet gateways on lo.
-    for s in f.subnets_by_vpc.get(vpc_id).into_iter().flatten() {
+    // (IPv6-only subnets have none: IPv6 instances route via fe80::1.)
+    for c in f
+        .subnets_by_vpc
+        .get(vpc_id)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.cidr)
+    {
         ns.addr(
             "lo",
-            IpNet::V4(Ipv4Net::new(gateway(s.cidr), 32).expect("valid")),
+            IpNet::V4(Ipv4Net::new(gateway(c), 32).expect("valid")),
             false,
         );
     }
@@ -1282,11 +1296,12 @@ fn instance(f: &Facts<'_>, i: &Instance) -> NsPlan {
     let up = i.is_up();
     for e in f.enis_of_instance(&i.meta.id) {
         ns.link(&e.dev, MTU, up, false, None);
-        let prefix = e.subnet.cidr.prefix_len();
-        for a in e.v4() {
+        // An interface in an IPv6-only subnet has no IPv4 address or route.
+        let v4_block = e.subnet.cidr;
+        for (a, c) in e.v4().filter_map(|a| Some((a, v4_block?))) {
             ns.addr(
                 &e.dev,
-                IpNet::V4(Ipv4Net::new(a, prefix).expect("valid prefix")),
+                IpNet::V4(Ipv4Net::new(a, c.prefix_len()).expect("valid prefix")),
                 false,
             );
         }
@@ -1295,14 +1310,16 @@ fn instance(f: &Facts<'_>, i: &Instance) -> NsPlan {
         }
         // Routes through a down link cannot exist; the kernel drops them.
         if up && e.device_index == 0 {
-            ns.routes.insert(
-                (TABLE_MAIN, default_v4()),
-                RouteKind::Via {
-                    gw: IpAddr::V4(gateway(e.subnet.cidr)),
-                    dev: e.dev.clone(),
-                    onlink: false,
-                },
-            );
+            if let Some(c) = v4_block {
+                ns.routes.insert(
+                    (TABLE_MAIN, default_v4()),
+                    RouteKind::Via {
+                        gw: IpAddr::V4(gateway(c)),
+                        dev: e.dev.clone(),
+                        onlink: false,
+                    },
+                );
+            }
             if e.v6().next().is_some() {
                 ns.routes.insert(
                     (TABLE_MAIN, default_v6()),
@@ -1330,13 +1347,13 @@ fn nat_gateway(tag: &str, n: &RealNat<'_>) -> NsPlan {
     ns.link("eth0", MTU, true, false, None);
     ns.addr(
         "eth0",
-        IpNet::V4(Ipv4Net::new(n.ip, n.subnet.cidr.prefix_len()).expect("valid prefix")),
+        IpNet::V4(Ipv4Net::new(n.ip, n.cidr.prefix_len()).expect("valid prefix")),
         false,
     );
     ns.routes.insert(
         (TABLE_MAIN, default_v4()),
         RouteKind::Via {
-            gw: IpAddr::V4(gateway(n.subnet.cidr)),
+            gw: IpAddr::V4(gateway(n.cidr)),
             dev: "eth0".into(),
             onlink: false,
         },

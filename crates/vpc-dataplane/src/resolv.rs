@@ -14,7 +14,7 @@ use crate::plan::{NsPlan, NsRole};
 use std::io;
 use std::path::PathBuf;
 use vpc_model::ops::dhcp;
-use vpc_model::{Instance, Vpc, World};
+use vpc_model::{Instance, Subnet, Vpc, World};
 
 /// Where `ip netns exec` looks for a namespace's own `/etc` files.
 pub const NETNS_ETC: &str = "/etc/netns";
@@ -35,7 +35,10 @@ pub fn planned<'p>(
             NsRole::Instance { instance_id } => {
                 let i = world.get::<Instance>(instance_id)?;
                 let v = world.get::<Vpc>(&i.vpc_id)?;
-                Some((instance_id.clone(), dhcp::resolv_conf(world, v)))
+                let ipv6_only = world
+                    .get::<Subnet>(&i.subnet_id)
+                    .is_some_and(|s| s.ipv6_native);
+                Some((instance_id.clone(), dhcp::resolv_conf(world, v, ipv6_only)))
             }
             _ => None,
         })

@@ -123,7 +123,7 @@ impl Env {
 
     /// A subnet in the zone named `az`.
     pub fn subnet_in(&mut self, vpc: &Vpc, cidr: &str, az: &str) -> Subnet {
-        let cidr = cidr.parse().expect("cidr");
+        let cidr = Some(cidr.parse().expect("cidr"));
         let az = az.to_string();
         let v = vpc.clone();
         self.run(&vpc.meta.owner.clone(), &vpc.meta.region.clone(), |w, c| {
@@ -138,6 +138,55 @@ impl Env {
                 vec![],
             ))
         })
+    }
+
+    /// An IPv6-only subnet (`Ipv6Native`) with the /64 `block`.
+    pub fn ipv6_only_subnet(&mut self, vpc: &Vpc, block: &str) -> Subnet {
+        let cidr = block.parse().expect("v6 cidr");
+        let v = vpc.clone();
+        self.run(&vpc.meta.owner.clone(), &vpc.meta.region.clone(), |w, c| {
+            let mut s = subnet::insert_subnet(w, c, &v, None, "az-a", "az-1", false, vec![]);
+            s.ipv6.push(Ipv6Assoc {
+                assoc_id: c.new_id("subnet-cidr-assoc"),
+                cidr,
+                state: "associated".into(),
+                pool: "Amazon".into(),
+                border_group: c.region.clone(),
+            });
+            subnet::make_ipv6_only(&mut s);
+            w.put(s.clone());
+            Ok(s)
+        })
+    }
+
+    /// Launches an instance into an IPv6-only subnet through the model
+    /// (RunInstances) in `groups`, and waits until it runs; its `ip` is the
+    /// IPv6 address it was given.
+    pub fn launch_ipv6_only(&mut self, s: &Subnet, groups: &[String]) -> Inst {
+        let req = ops::instance::RunInstances {
+            image_id: Some("ami-0123456789abcdef0".into()),
+            min_count: Some(1),
+            max_count: Some(1),
+            subnet_id: Some(s.meta.id.clone()),
+            group_ids: groups.to_vec(),
+            ..Default::default()
+        };
+        let i = self
+            .run(&s.meta.owner.clone(), &s.meta.region.clone(), |w, c| {
+                ops::instance::run(w, c, req)
+            })
+            .remove(0);
+        self.advance(1_000);
+        let e = self.w.get::<NetworkInterface>(&i.primary_eni).expect("eni");
+        assert!(
+            e.private_ips.is_empty(),
+            "an IPv4 address in an IPv6-only subnet"
+        );
+        Inst {
+            id: i.meta.id.clone(),
+            eni: i.primary_eni.clone(),
+            ip: e.ipv6.first().expect("an IPv6 address").to_string(),
+        }
     }
 
     /// A running instance with one interface (device index 0) at `ip` in the

@@ -558,7 +558,7 @@ impl Built {
                 let b = &self.vpcs[usize::from(v) % nv];
                 b.subnets[usize::from(s) % b.subnets.len()]
                     .subnet
-                    .cidr
+                    .cidr?
                     .to_string()
             }
             CidrG::Host(i) => {
@@ -577,8 +577,7 @@ impl Built {
 
 fn primary_ip(w: &World, instance: &str) -> Option<Ipv4Addr> {
     let i = w.get::<Instance>(instance)?;
-    w.get::<NetworkInterface>(&i.primary_eni)
-        .map(NetworkInterface::primary_ip)
+    w.get::<NetworkInterface>(&i.primary_eni)?.primary_ip()
 }
 
 fn ports_of(p: PortsG) -> (i64, i64) {
@@ -1137,7 +1136,7 @@ fn dump(w: &World, b: &Built) -> String {
                 s,
                 "  subnet {} {} rtb={} acl={}",
                 sub.meta.id,
-                sub.cidr,
+                sub.cidr.map(|c| c.to_string()).unwrap_or_default(),
                 rtb,
                 acl_of(&sub.meta.id).unwrap_or_default()
             );
@@ -1154,7 +1153,7 @@ fn dump(w: &World, b: &Built) -> String {
                     "    {} {} {} public={} state={} groups={:?}",
                     inst.map(|i| i.meta.id.as_str()).unwrap_or("-"),
                     e.meta.id,
-                    e.primary_ip(),
+                    e.primary_ip().map(|p| p.to_string()).unwrap_or_default(),
                     ops::eni::public_ip_of(w, e)
                         .map(|p| p.to_string())
                         .unwrap_or("-".into()),

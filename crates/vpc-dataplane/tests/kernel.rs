@@ -83,8 +83,16 @@ impl Lab {
 
     /// Starts a TCP listener on `port` inside `ns` (killed on drop).
     fn listen(&mut self, ns: &str, port: u16) {
+        self.listen_on(ns, port, false);
+    }
+
+    /// As `listen`, on IPv6 when `v6` (nc listens on IPv4 only by default).
+    fn listen_on(&mut self, ns: &str, port: u16, v6: bool) {
+        let family: &[&str] = if v6 { &["-6"] } else { &[] };
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "nc", "-lk", &port.to_string()])
+            .args(["netns", "exec", ns, "nc"])
+            .args(family)
+            .args(["-lk", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1266,5 +1274,102 @@ fn the_periodic_pass_leaves_what_vpcd_does_not_own_alone() {
     by_hand(&router, &["nft", "list", "chain", "inet", "mine", "input"]);
     assert!(by_hand(&a.id, &["ip", "route", "show", "table", "100"]).contains("198.18.0.0/15"));
     assert_reach(&a.id, "10.0.1.11");
+    lab.finish();
+}
+
+/// IPv6-only (`Ipv6Native`) subnets: instances launched through the model
+/// get only an IPv6 address and a default IPv6 route; ping and TCP over
+/// IPv6 reach IPv6-only and dual-stack instances of the VPC and, where
+/// routes exist, across a peering; security groups and network ACLs apply.
+#[test]
+fn ipv6_only_instances_talk_over_ipv6_only() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let va = e.vpc_as(
+        testkit::A,
+        testkit::EAST,
+        "10.1.0.0/16",
+        Some("2600:1f18:a::/56"),
+    );
+    let vb = e.vpc_as(B, testkit::EAST, "10.2.0.0/16", Some("2600:1f18:b::/56"));
+    let s6 = e.ipv6_only_subnet(&va, "2600:1f18:a:1::/64");
+    let dual = e.subnet(&va, "10.1.2.0/24");
+    let ga = e.default_sg(&va);
+    let gb = e.default_sg(&vb);
+    let a1 = e.launch_ipv6_only(&s6, std::slice::from_ref(&ga));
+    let a2 = e.launch_ipv6_only(&s6, std::slice::from_ref(&ga));
+    let c = e.instance(&dual, "10.1.2.10");
+    e.add_ipv6(&c.eni, "2600:1f18:a:2::10");
+    let sb = e.ipv6_only_subnet(&vb, "2600:1f18:b:1::/64");
+    let b1 = e.launch_ipv6_only(&sb, std::slice::from_ref(&gb));
+    lab.reconcile();
+
+    // The namespace holds no IPv4 address and no IPv4 route; IPv6 goes
+    // through the router's link-local gateway.
+    let v4 = by_hand(
+        &a1.id,
+        &["ip", "-4", "-o", "addr", "show", "scope", "global"],
+    );
+    assert!(v4.trim().is_empty(), "IPv4 in an IPv6-only instance: {v4}");
+    let r4 = by_hand(&a1.id, &["ip", "-4", "route", "show"]);
+    assert!(
+        r4.trim().is_empty(),
+        "IPv4 routes in an IPv6-only instance: {r4}"
+    );
+    let r6 = by_hand(&a1.id, &["ip", "-6", "route", "show", "default"]);
+    assert!(r6.contains("via fe80::1"), "no default IPv6 route: {r6}");
+    let addrs = by_hand(
+        &a1.id,
+        &["ip", "-6", "-o", "addr", "show", "scope", "global"],
+    );
+    assert!(addrs.contains(&a1.ip), "{addrs}");
+
+    // Inside the VPC: IPv6-only to IPv6-only, to dual-stack and back; TCP too.
+    assert_reach(&a1.id, &a2.ip);
+    assert_reach(&a1.id, "2600:1f18:a:2::10");
+    assert_reach(&c.id, &a1.ip);
+    lab.listen_on(&a2.id, 8080, true);
+    assert!(tcp(&a1.id, &a2.ip, 8080), "TCP over IPv6 refused");
+    // No IPv4 path exists from it at all.
+    assert_blocked(&a1.id, "10.1.2.10");
+
+    // A peering without routes: nothing passes; with routes both ways and
+    // B's group admitting A's block, ping6 passes.
+    let pcx = lab.env.peer(&va, &vb, true);
+    lab.reconcile();
+    assert_blocked(&a1.id, &b1.ip);
+    lab.env.route_to_pcx(&va, "2600:1f18:b::/56", &pcx);
+    lab.env.route_to_pcx(&vb, "2600:1f18:a::/56", &pcx);
+    lab.reconcile();
+    assert_blocked(&a1.id, &b1.ip);
+    lab.env
+        .allow(&gb, false, "icmpv6", Some((-1, -1)), "2600:1f18:a::/56");
+    lab.reconcile();
+    assert_reach(&a1.id, &b1.ip);
+
+    // A network ACL deny on the IPv6-only subnet stops the dual-stack
+    // subnet's traffic; the subnet's own traffic never meets its ACL.
+    lab.env.acl_entry(
+        &s6,
+        50,
+        "-1",
+        "deny",
+        false,
+        "2600:1f18:a:2::/64",
+        None,
+        None,
+    );
+    lab.reconcile();
+    assert_blocked(&c.id, &a1.ip);
+    assert_reach(&a2.id, &a1.ip);
+
+    // The security group: without its ingress rules, ping6 and TCP fail.
+    lab.env.revoke_all_ingress(&ga);
+    lab.reconcile();
+    assert_blocked(&a2.id, &a1.ip);
+    assert!(
+        !tcp(&a1.id, &a2.ip, 8080),
+        "TCP passed a group with no rules"
+    );
     lab.finish();
 }

@@ -421,11 +421,9 @@ fn resource(
         .get::<Instance>(id)
         .filter(|i| i.meta.region == region && i.state != InstanceState::Terminated)
         .filter(|i| {
-            let primary = w
-                .get::<NetworkInterface>(&i.primary_eni)
-                .map(NetworkInterface::primary_ip);
+            let primary = w.get::<NetworkInterface>(&i.primary_eni);
             match (w.get::<Vpc>(&i.vpc_id), primary) {
-                (Some(t), Some(ip)) => dns::private_name_visible(w, querier, t, ip),
+                (Some(t), Some(e)) => dns::resource_name_visible(w, querier, t, e.primary_ip()),
                 _ => false,
             }
         })

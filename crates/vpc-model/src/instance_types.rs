@@ -52,6 +52,12 @@ pub struct InstanceType {
 }
 
 impl InstanceType {
+    /// Whether the type can run in an IPv6-only subnet: AWS supports
+    /// IPv6-only interfaces on Nitro-based types only.
+    pub fn supports_ipv6_only(&self) -> bool {
+        self.family.hypervisor == "nitro"
+    }
+
     pub fn cores(&self) -> u32 {
         (self.vcpus / self.family.threads_per_core).max(1)
     }

@@ -100,9 +100,14 @@ impl Vpc {
 pub struct Subnet {
     pub meta: Meta,
     pub vpc_id: String,
-    pub cidr: Ipv4Net,
+    /// The IPv4 block; `None` for an IPv6-only (`Ipv6Native`) subnet.
+    pub cidr: Option<Ipv4Net>,
     #[serde(default)]
     pub ipv6: Vec<Ipv6Assoc>,
+    /// An IPv6-only subnet (`Ipv6Native`): no IPv4 block, interfaces get
+    /// only IPv6 addresses, hostnames are resource names.
+    #[serde(default)]
+    pub ipv6_native: bool,
     pub az: String,
     pub az_id: String,
     pub default_for_az: bool,
@@ -122,6 +127,21 @@ pub struct Subnet {
     /// (`privateDnsNameOptionsOnLaunch`, `ops::hostname`).
     #[serde(default)]
     pub private_dns_on_launch: PrivateDnsNameOptions,
+}
+
+impl Subnet {
+    /// True when the subnet's IPv4 block (if any) overlaps `net`.
+    pub fn v4_overlaps(&self, net: &Ipv4Net) -> bool {
+        self.cidr
+            .as_ref()
+            .is_some_and(|c| crate::cidr::overlaps_v4(c, net))
+    }
+
+    /// True when `ip` lies in the subnet's IPv4 block (never, for an
+    /// IPv6-only subnet).
+    pub fn v4_contains(&self, ip: &std::net::Ipv4Addr) -> bool {
+        self.cidr.as_ref().is_some_and(|c| c.contains(ip))
+    }
 }
 
 /// The guest hostname type of an instance (`HostnameType`).
@@ -715,13 +735,14 @@ pub struct NetworkInterface {
 }
 
 impl NetworkInterface {
-    pub fn primary_ip(&self) -> std::net::Ipv4Addr {
+    /// The primary private IPv4 address; `None` for an interface in an
+    /// IPv6-only subnet, which has no IPv4 address at all.
+    pub fn primary_ip(&self) -> Option<std::net::Ipv4Addr> {
         self.private_ips
             .iter()
             .find(|p| p.primary)
             .or(self.private_ips.first())
             .map(|p| p.ip)
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
     }
 
     pub fn status(&self) -> &'static str {

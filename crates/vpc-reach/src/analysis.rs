@@ -60,6 +60,24 @@ pub struct Query {
 }
 
 impl Query {
+    /// Whether an instance or interface end of the query has IPv6
+    /// addresses and no IPv4 one (it is in an IPv6-only subnet), so that
+    /// the question can only be about IPv6. Callers that pick the family
+    /// for the user (a Network Insights path, the CLI) use it; the
+    /// evaluator itself analyses the family the query names.
+    pub fn has_ipv6_only_end(&self, w: &vpc_model::World) -> bool {
+        [&self.source, &self.destination].iter().any(|e| {
+            let eni = match e {
+                Endpoint::Instance(id) => w
+                    .get::<vpc_model::Instance>(id)
+                    .and_then(|i| w.get::<vpc_model::NetworkInterface>(&i.primary_eni)),
+                Endpoint::NetworkInterface(id) => w.get::<vpc_model::NetworkInterface>(id),
+                Endpoint::Address(_) => None,
+            };
+            eni.is_some_and(|e| e.primary_ip().is_none() && !e.ipv6.is_empty())
+        })
+    }
+
     /// An IPv4 query.
     pub fn new(
         source: Endpoint,

@@ -99,7 +99,7 @@ impl<'a> Walk<'a> {
                 let public = match (source, private) {
                     (None, IpAddr::V4(p)) => ops::eni::public_ip_of(w, e)
                         .map(IpAddr::V4)
-                        .filter(|_| e.primary_ip() == p),
+                        .filter(|_| e.primary_ip() == Some(p)),
                     _ => None,
                 };
                 let kind = TargetKind::Eni(e);

@@ -237,8 +237,9 @@ impl Index {
                 }
             }
         }
-        for s in w.iter::<Subnet>() {
-            let gw = Ipv4Addr::from(u32::from(s.cidr.network()).wrapping_add(1));
+        for s in w.iter::<Subnet>().filter_map(|s| Some((s, s.cidr?))) {
+            let (s, cidr) = s;
+            let gw = Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1));
             index.router_addrs.insert((RecordId::new(&s.vpc_id), gw));
         }
         for a in w.iter::<NetworkAcl>() {
@@ -345,7 +346,7 @@ impl Index {
             };
             let ip = e.primary_ip();
             for (private, public) in pubs_of(e) {
-                if private == ip {
+                if Some(private) == ip {
                     map(self, &n.vpc_id, private, public);
                 }
             }

@@ -187,7 +187,7 @@ impl Prefixes {
             }
         }
         for s in w.iter::<Subnet>() {
-            all.insert(IpNet::V4(s.cidr.trunc()));
+            all.extend(s.cidr.map(|c| IpNet::V4(c.trunc())));
             all.extend(s.ipv6.iter().map(|a| IpNet::V6(a.cidr.trunc())));
         }
         for v in w.iter::<Vpc>() {
@@ -251,7 +251,7 @@ struct InterfaceSignature {
     subnet: String,
     groups: Vec<String>,
     sdc: bool,
-    v4: Vec<u32>,
+    v4: Option<Vec<u32>>,
     v6: Option<Vec<u32>>,
     public: Option<Vec<u32>>,
 }
@@ -303,7 +303,7 @@ fn signature(
             let mapped = index
                 .pub2priv
                 .get(&pb)
-                .is_some_and(|(_, pv)| *pv == e.primary_ip());
+                .is_some_and(|(_, pv)| Some(*pv) == e.primary_ip());
             if !mine || (ops::eni::is_instance_interface_up(w, e) && !mapped) {
                 return own();
             }
@@ -321,7 +321,7 @@ fn signature(
             subnet: e.subnet_id.clone(),
             groups,
             sdc: e.source_dest_check,
-            v4: p.of(IpAddr::V4(e.primary_ip())),
+            v4: e.primary_ip().map(|a| p.of(IpAddr::V4(a))),
             v6: e.ipv6.first().map(|a| p.of(IpAddr::V6(*a))),
             public: public.map(|a| p.of(IpAddr::V4(a))),
         });

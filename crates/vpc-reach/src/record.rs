@@ -17,7 +17,9 @@ fn bad(param: &str, v: &str) -> Fault {
 /// Analyses a path over the whole world (as a local administrator sees
 /// it) and freezes the result; `start_analysis` redacts it for its owner.
 pub fn analyze_path(w: &World, p: &NetworkInsightsPath) -> Result<AnalysisResult> {
-    let q = query_of(p)?;
+    let mut q = query_of(p)?;
+    // An end in an IPv6-only subnet has only IPv6 to be reached over.
+    q.ipv6 |= q.has_ipv6_only_end(w);
     Ok(freeze(w, &crate::analyze(w, &q)?))
 }
 
@@ -26,7 +28,9 @@ pub fn analyze_path(w: &World, p: &NetworkInsightsPath) -> Result<AnalysisResult
 /// The destination is the destination resource, else the destination
 /// address (`DestinationIp`, else a filter's `DestinationAddress`). A filter's
 /// destination port range is analysed at its first port. IPv6 is analysed
-/// when an address given is IPv6 (a vpcd extension; AWS analyses IPv4 only).
+/// when an address given is IPv6, or ([`analyze_path`]) when an end is an
+/// instance or interface of an IPv6-only subnet (vpcd extensions; AWS
+/// analyses IPv4 only).
 pub fn query_of(p: &NetworkInsightsPath) -> Result<Query> {
     let source = endpoint(&p.source).ok_or_else(|| bad("Source", &p.source))?;
     let dest_address = p

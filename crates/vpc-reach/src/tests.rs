@@ -326,6 +326,11 @@ impl T {
         });
     }
 
+    /// The evaluator's refusal of a query.
+    fn reach_err(&self, q: &Query) -> Fault {
+        analyze(&self.w, q).expect_err("the query must be refused")
+    }
+
     fn reach(&self, q: &Query) -> Analysis {
         let a = analyze(&self.w, q).unwrap();
         // The verdict-only mode agrees.
@@ -1420,3 +1425,4 @@ fn a_thousand_vpcs() {
 }
 
 mod decisions;
+mod ipv6_only;

@@ -32,7 +32,7 @@ pub(crate) fn eni_addr(e: &NetworkInterface, v6: bool) -> Option<IpAddr> {
     if v6 {
         e.ipv6.first().map(|a| IpAddr::V6(*a))
     } else {
-        e.private_ips.first().map(|_| IpAddr::V4(e.primary_ip()))
+        e.primary_ip().map(IpAddr::V4)
     }
 }
 
@@ -492,7 +492,7 @@ impl<'a> Walk<'a> {
     }
 
     pub(crate) fn nat_ip(&self, n: &NatGateway) -> Option<IpAddr> {
-        self.nat_eni(n).map(|e| IpAddr::V4(e.primary_ip()))
+        self.nat_eni(n).and_then(|e| e.primary_ip()).map(IpAddr::V4)
     }
 
     /// Whether the instance's namespace owns the address (any of its interfaces).
@@ -513,7 +513,7 @@ impl<'a> Walk<'a> {
         for e in self.enis_of_instance(&inst.meta.id) {
             if let IpAddr::V4(d) = dst {
                 if w.get::<Subnet>(&e.subnet_id)
-                    .is_some_and(|s| s.cidr.contains(&d))
+                    .is_some_and(|s| s.v4_contains(&d))
                 {
                     return Some(e);
                 }
@@ -522,7 +522,8 @@ impl<'a> Walk<'a> {
                 first = Some(e);
             }
         }
-        first.filter(|e| !dst.is_ipv6() || !e.ipv6.is_empty())
+        // An IPv6-only interface has no IPv4 address and so no IPv4 route.
+        first.filter(|e| eni_addr(e, dst.is_ipv6()).is_some())
     }
 
     pub(crate) fn subnet_of(&self, p: Port<'a>) -> Option<&'a Subnet> {
@@ -643,7 +644,8 @@ impl<'a> Walk<'a> {
             }
             if nat {
                 if let Some(n) = self.nat_of(e) {
-                    if ops::nat::is_realized(self.w, n) && IpAddr::V4(e.primary_ip()) == a {
+                    if ops::nat::is_realized(self.w, n) && e.primary_ip().map(IpAddr::V4) == Some(a)
+                    {
                         return Some(Port::Nat(n));
                     }
                 }

@@ -156,13 +156,15 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
         || [&source, &destination]
             .iter()
             .any(|e| matches!(e, Endpoint::Address(IpAddr::V6(_))));
-    let q = Query {
+    let mut q = Query {
         source,
         destination,
         protocol: protocol.into(),
         port: args.port,
         ipv6,
     };
+    // An instance of an IPv6-only subnet is reached over IPv6 only.
+    q.ipv6 |= q.has_ipv6_only_end(&world);
     let a = reach::analyze(&world, &q).map_err(|f| anyhow!("{}", f.message))?;
     let probe = if args.probe {
         Some(probe(&world, &store, &q, &a, is_root, data_dir)?)
@@ -488,7 +490,7 @@ fn matrix(w: &World, args: &ReachArgs) -> Result<i32> {
                 if args.ipv6 {
                     e.ipv6.first().map(|a| a.to_string()).unwrap_or_default()
                 } else {
-                    e.primary_ip().to_string()
+                    e.primary_ip().map(|a| a.to_string()).unwrap_or_default()
                 }
             })
             .unwrap_or_default()
@@ -656,7 +658,7 @@ fn probe_address(w: &World, q: &Query, a: &Analysis) -> Option<IpAddr> {
     if q.ipv6 {
         e.ipv6.first().map(|a| IpAddr::V6(*a))
     } else {
-        Some(IpAddr::V4(e.primary_ip()))
+        e.primary_ip().map(IpAddr::V4)
     }
 }
 

@@ -21,13 +21,8 @@ fn create_default_vpc(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<S
 }
 
 fn create_default_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
-    if r.p.bool("Ipv6Native")? == Some(true) {
-        return Err(Fault::new(
-            "InvalidParameterCombination",
-            "An IPv6-only default subnet needs an IPv6 block on the default VPC; vpcd's default VPC has none.",
-        ));
-    }
-    let s = ops::defaults::create_default_subnet(w, ctx, r.p.req("AvailabilityZone")?)?;
+    let native = r.p.bool("Ipv6Native")?.unwrap_or(false);
+    let s = ops::defaults::create_default_subnet(w, ctx, r.p.req("AvailabilityZone")?, native)?;
     let mut x = r.xml();
     x.open("subnet");
     render_subnet(&mut x, w, &s);

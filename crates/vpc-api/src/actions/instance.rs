@@ -199,7 +199,7 @@ fn public_of<'w>(
     if let Some(a) = eni::eip_of(w, &e.meta.id, private) {
         return Some((a.public_ip, Some(a)));
     }
-    if private == e.primary_ip() {
+    if Some(private) == e.primary_ip() {
         return e.public_ip.map(|ip| (ip, None));
     }
     None
@@ -250,8 +250,12 @@ fn render_instance_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
         .leaf("ownerId", &e.meta.owner)
         .leaf("status", e.status())
         .leaf("macAddress", &e.mac)
-        .leaf("privateIpAddress", &ip.to_string())
-        .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
+        .opt("privateIpAddress", ip.map(|ip| ip.to_string()).as_deref())
+        .opt(
+            "privateDnsName",
+            ip.map(|ip| eni::private_dns_name(&e.meta.region, ip))
+                .as_deref(),
+        )
         .bool("sourceDestCheck", e.source_dest_check);
     render_groups(x, w, &e.groups);
     if let Some(a) = &e.attachment {
@@ -264,7 +268,9 @@ fn render_instance_eni(x: &mut Xml, w: &World, e: &NetworkInterface) {
             .num("networkCardIndex", 0)
             .close("attachment");
     }
-    render_association(x, w, e, ip, false);
+    if let Some(ip) = ip {
+        render_association(x, w, e, ip, false);
+    }
     render_private_ips(x, w, e, false);
     x.leaf("interfaceType", &e.interface_type);
 }
@@ -300,8 +306,12 @@ fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface, now: vpc_model::Time
     x.bool("requesterManaged", e.requester_managed)
         .leaf("status", e.status())
         .leaf("macAddress", &e.mac)
-        .leaf("privateIpAddress", &ip.to_string())
-        .leaf("privateDnsName", &eni::private_dns_name(&e.meta.region, ip))
+        .opt("privateIpAddress", ip.map(|ip| ip.to_string()).as_deref())
+        .opt(
+            "privateDnsName",
+            ip.map(|ip| eni::private_dns_name(&e.meta.region, ip))
+                .as_deref(),
+        )
         .bool("sourceDestCheck", e.source_dest_check);
     render_groups(x, w, &e.groups);
     if let Some((a, status)) = shown_attachment(w, e, now) {
@@ -316,7 +326,9 @@ fn render_eni(x: &mut Xml, w: &World, e: &NetworkInterface, now: vpc_model::Time
             .bool("deleteOnTermination", a.delete_on_termination)
             .close("attachment");
     }
-    render_association(x, w, e, ip, true);
+    if let Some(ip) = ip {
+        render_association(x, w, e, ip, true);
+    }
     x.tags(&e.meta.tags);
     render_private_ips(x, w, e, true);
     x.empty("ipv4PrefixSet")
@@ -346,7 +358,7 @@ fn render_instance(
     x.leaf("instanceId", &i.meta.id)
         .leaf("imageId", &i.image_id);
     render_state(x, "instanceState", i.state);
-    let private = primary.map(|e| e.primary_ip());
+    let private = primary.and_then(|e| e.primary_ip());
     let public = primary.and_then(|e| eni::public_ip_of(w, e));
     x.leaf("privateDnsName", &hostname::private_dns_name_of(w, i))
         .leaf(
@@ -692,7 +704,8 @@ fn instance_field(
         "availability-zone" => one(&i.az),
         "private-ip-address" => Some(
             primary
-                .map(|e| e.primary_ip().to_string())
+                .and_then(|e| e.primary_ip())
+                .map(|ip| ip.to_string())
                 .into_iter()
                 .collect(),
         ),
@@ -742,9 +755,12 @@ fn instance_field(
         "network-interface.mac-address" => over(&|e| vec![e.mac.clone()]),
         "network-interface.description" => over(&|e| vec![e.description.clone()]),
         "network-interface.source-dest-check" => over(&|e| vec![e.source_dest_check.to_string()]),
-        "network-interface.private-dns-name" => {
-            over(&|e| vec![eni::private_dns_name(&e.meta.region, e.primary_ip())])
-        }
+        "network-interface.private-dns-name" => over(&|e| {
+            e.primary_ip()
+                .map(|ip| eni::private_dns_name(&e.meta.region, ip))
+                .into_iter()
+                .collect()
+        }),
         "network-interface.group-id" => over(&|e| e.groups.clone()),
         "network-interface.group-name" => over(&|e| names(&e.groups)),
         "network-interface.addresses.private-ip-address" => {
@@ -1053,7 +1069,7 @@ fn eni_field(
     let att = |f: &dyn Fn(&vpc_model::EniAttachment) -> String| -> Option<Vec<String>> {
         Some(shown.iter().map(|(a, _)| f(a)).collect())
     };
-    let primary_public = || public_of(w, e, e.primary_ip());
+    let primary_public = || public_of(w, e, e.primary_ip()?);
     match name {
         "network-interface-id" => one(&e.meta.id),
         "subnet-id" => one(&e.subnet_id),
@@ -1074,7 +1090,12 @@ fn eni_field(
         "private-ip-address" | "addresses.private-ip-address" => {
             Some(e.private_ips.iter().map(|p| p.ip.to_string()).collect())
         }
-        "private-dns-name" => one(&eni::private_dns_name(&e.meta.region, e.primary_ip())),
+        "private-dns-name" => Some(
+            e.primary_ip()
+                .map(|ip| eni::private_dns_name(&e.meta.region, ip))
+                .into_iter()
+                .collect(),
+        ),
         "addresses.primary" => Some(
             e.private_ips
                 .iter()
@@ -1280,8 +1301,8 @@ fn render_nat(x: &mut Xml, w: &World, g: &NatGateway) {
     x.set("natGatewayAddressSet", [()], |x, ()| {
         x.opt("allocationId", g.allocation_id.as_deref())
             .leaf("networkInterfaceId", &g.eni_id);
-        if let Some(e) = e {
-            x.leaf("privateIp", &e.primary_ip().to_string());
+        if let Some(ip) = e.and_then(|e| e.primary_ip()) {
+            x.leaf("privateIp", &ip.to_string());
         }
         if let Some(a) = a {
             x.leaf("publicIp", &a.public_ip.to_string());

@@ -355,7 +355,7 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .leaf("state", "available")
         .leaf("ownerId", &s.meta.owner)
         .leaf("vpcId", &s.vpc_id)
-        .leaf("cidrBlock", &s.cidr.to_string());
+        .opt("cidrBlock", s.cidr.map(|c| c.to_string()).as_deref());
     x.set("ipv6CidrBlockAssociationSet", &s.ipv6, |x, c| {
         render_v6_assoc(x, c, false)
     });
@@ -366,7 +366,7 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
         .bool("mapPublicIpOnLaunch", s.map_public_ip)
         .bool("mapCustomerOwnedIpOnLaunch", false)
         .bool("assignIpv6AddressOnCreation", s.assign_ipv6)
-        .bool("ipv6Native", false)
+        .bool("ipv6Native", s.ipv6_native)
         .bool("enableDns64", s.enable_dns64)
         .open("privateDnsNameOptionsOnLaunch");
     super::instance::render_private_dns(x, &s.private_dns_on_launch);
@@ -375,13 +375,6 @@ pub fn render_subnet(x: &mut Xml, w: &World, s: &Subnet) {
 
 fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String, Fault> {
     let p = r.p;
-    if p.bool("Ipv6Native")? == Some(true) {
-        // Refused rather than ignored: a dual-stack subnet is not what was asked for.
-        return Err(Fault::new(
-            "UnsupportedOperation",
-            "IPv6-only subnets (Ipv6Native) are not supported by vpcd yet; create a dual-stack subnet with CidrBlock and Ipv6CidrBlock.",
-        ));
-    }
     let s = ops::subnet::create_subnet(
         w,
         ctx,
@@ -389,6 +382,7 @@ fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
             vpc_id: p.string("VpcId"),
             cidr_block: p.string("CidrBlock"),
             ipv6_cidr_block: p.string("Ipv6CidrBlock"),
+            ipv6_native: p.bool("Ipv6Native")?.unwrap_or(false),
             availability_zone: p.string("AvailabilityZone"),
             availability_zone_id: p.string("AvailabilityZoneId"),
             tags: p.tag_specs("subnet")?,
@@ -414,14 +408,14 @@ fn subnet_field(w: &World, s: &&Subnet, name: &str) -> Option<Vec<String>> {
         "vpc-id" => one(&s.vpc_id),
         "owner-id" => one(&s.meta.owner),
         "state" => one("available"),
-        "cidr" | "cidr-block" | "cidrBlock" => one(&s.cidr.to_string()),
+        "cidr" | "cidr-block" | "cidrBlock" => Some(s.cidr.iter().map(|c| c.to_string()).collect()),
         "availability-zone" | "availabilityZone" => one(&s.az),
         "availability-zone-id" | "availabilityZoneId" => one(&s.az_id),
         "available-ip-address-count" => one(&ops::subnet::available_ips(w, s).to_string()),
         "default-for-az" | "defaultForAz" => b(s.default_for_az),
         "map-public-ip-on-launch" => b(s.map_public_ip),
         "assign-ipv6-address-on-creation" => b(s.assign_ipv6),
-        "ipv6-native" => b(false),
+        "ipv6-native" => b(s.ipv6_native),
         "enable-dns64" => b(s.enable_dns64),
         "ipv6-cidr-block-association.ipv6-cidr-block" => {
             Some(s.ipv6.iter().map(|c| c.cidr.to_string()).collect())

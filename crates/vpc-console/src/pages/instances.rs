@@ -81,7 +81,7 @@ pub fn list(c: &Console, v: &Viewer, r: &PageReq) -> Response {
                 label { "Image " input name="ImageId" value=(DEFAULT_IMAGE) required; }
                 label { "Instance type " select name="InstanceType" { option { "t3.micro" } option { "t3.small" } option { "m5.large" } } }
                 label { "Subnet " select name="SubnetId" id="instance-subnet" {
-                    @for s in &subnets { option value=(s.meta.id) selected[s.meta.id == subnet_pick] { (s.meta.id) " " (s.cidr) " (" (s.vpc_id) ")" } }
+                    @for s in &subnets { option value=(s.meta.id) selected[s.meta.id == subnet_pick] { (s.meta.id) " " (crate::view::subnet_block(s)) " (" (s.vpc_id) ")" } }
                 } }
                 label { "Security groups "
                     select name="SecurityGroupId.1" id="instance-group" {

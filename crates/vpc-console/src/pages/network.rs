@@ -142,7 +142,7 @@ fn subnet_table(rows: &[&Subnet]) -> maud::Markup {
                     td { (name_cell(&s.meta.tags)) }
                     td { (link("subnets", &s.meta.id)) }
                     td { (link("vpcs", &s.vpc_id)) }
-                    td { (s.cidr) }
+                    td { (crate::view::subnet_block(s)) }
                     td { (s.az) }
                     td { (available_ips(s)) }
                     td { (if s.map_public_ip { "Yes" } else { "No" }) }
@@ -154,7 +154,10 @@ fn subnet_table(rows: &[&Subnet]) -> maud::Markup {
 
 /// Addresses left in a subnet (AWS keeps five).
 fn available_ips(s: &Subnet) -> u64 {
-    let total = 1u64 << (32 - u32::from(s.cidr.prefix_len()));
+    let Some(c) = s.cidr else {
+        return 0;
+    };
+    let total = 1u64 << (32 - u32::from(c.prefix_len()));
     total.saturating_sub(5).saturating_sub(s.used_ips)
 }
 
@@ -198,7 +201,7 @@ pub fn subnet(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             dl.facts {
                 dt { "Subnet ID" } dd { (id) }
                 dt { "VPC" } dd { (link("vpcs", &s.vpc_id)) }
-                dt { "IPv4 CIDR" } dd { (s.cidr) }
+                dt { "IPv4 CIDR" } dd { (crate::view::subnet_block(s)) }
                 dt { "Availability Zone" } dd { (s.az) " (" (s.az_id) ")" }
                 dt { "Available IPv4 addresses" } dd { (available_ips(s)) }
                 dt { "Route table" } dd { @if let Some(t) = rt { (link("route-tables", &t.meta.id)) } }
@@ -286,7 +289,7 @@ pub fn gateways(c: &Console, v: &Viewer, _r: &PageReq) -> Response {
             (action_form(v, "CreateNatGateway", here, Some("natGatewayId"), "row", html! {
                 input type="hidden" name="NameType" value="natgateway";
                 label { "Name tag " input name="Name"; }
-                label { "Subnet " select name="SubnetId" { @for s in &subnets { option value=(s.meta.id) { (s.meta.id) " " (s.cidr) } } } }
+                label { "Subnet " select name="SubnetId" { @for s in &subnets { option value=(s.meta.id) { (s.meta.id) " " (crate::view::subnet_block(s)) } } } }
                 label { "Connectivity " select name="ConnectivityType" { option value="public" { "Public" } option value="private" { "Private" } } }
                 label { "Elastic IP " select name="AllocationId" { option value="" { "(none: private NAT)" } @for a in &eips { option value=(a.meta.id) { (a.meta.id) " " (a.public_ip) } } } }
                 button type="submit" { "Create NAT gateway" }

@@ -182,7 +182,7 @@ pub fn table(c: &Console, v: &Viewer, r: &PageReq) -> Response {
             }
             (action_form(v, "AssociateRouteTable", &here, None, "row", html! {
                 input type="hidden" name="RouteTableId" value=(id);
-                label { "Subnet " select name="SubnetId" id="associate-subnet" { @for s in &subnets { option value=(s.meta.id) { (s.meta.id) " " (s.cidr) } } } }
+                label { "Subnet " select name="SubnetId" id="associate-subnet" { @for s in &subnets { option value=(s.meta.id) { (s.meta.id) " " (crate::view::subnet_block(s)) } } } }
                 button type="submit" { "Associate subnet" }
             }))
             (tag_editor(v, id, &t.meta.tags, &here))

@@ -795,7 +795,9 @@ fn model_launched_instances_nat_gateway_and_elastic_ips() {
     let r = router(&p, &v);
     let g = e.w.get::<NatGateway>(&nat).unwrap();
     let nat_eni = e.w.get::<NetworkInterface>(&g.eni_id).unwrap();
-    let nat_ip = nat_eni.primary_ip();
+    let nat_ip = nat_eni
+        .primary_ip()
+        .expect("a NAT gateway has an IPv4 address");
     let nat_pub = ops::eni::public_ip_of(&e.w, nat_eni).expect("NAT gateway's Elastic IP");
     let web_pub =
         e.w.get::<NetworkInterface>(&web.eni)

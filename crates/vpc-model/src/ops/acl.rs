@@ -533,7 +533,7 @@ mod tests {
             w,
             c,
             &v,
-            "10.0.1.0/24".parse::<Ipv4Net>().unwrap(),
+            Some("10.0.1.0/24".parse::<Ipv4Net>().unwrap()),
             "us-east-1a",
             "use1-az1",
             false,

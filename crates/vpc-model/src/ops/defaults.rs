@@ -243,7 +243,7 @@ fn make_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Vpc {
     for (i, (az, az_id)) in zones.iter().enumerate() {
         let third = u8::try_from(i * 16).unwrap_or(0);
         let cidr = Ipv4Net::new(std::net::Ipv4Addr::new(172, 31, third, 0), 20).expect("valid");
-        super::subnet::insert_subnet(w, ctx, &vpc, cidr, az, az_id, true, Vec::new());
+        super::subnet::insert_subnet(w, ctx, &vpc, Some(cidr), az, az_id, true, Vec::new());
     }
     vpc
 }
@@ -278,7 +278,15 @@ pub fn create_default_vpc(w: &mut World, ctx: &mut Ctx<'_>) -> Result<Vpc> {
 
 /// CreateDefaultSubnet: a default /20 of the default VPC in `zone`, when the
 /// zone has none.
-pub fn create_default_subnet(w: &mut World, ctx: &mut Ctx<'_>, zone: &str) -> Result<Subnet> {
+///
+/// With `ipv6_native` the subnet is IPv6-only: the lowest free /64 of the
+/// default VPC's IPv6 block (which the caller must have associated first).
+pub fn create_default_subnet(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    zone: &str,
+    ipv6_native: bool,
+) -> Result<Subnet> {
     let (az, az_id) = ctx
         .zones
         .iter()
@@ -306,11 +314,18 @@ pub fn create_default_subnet(w: &mut World, ctx: &mut Ctx<'_>, zone: &str) -> Re
             format!("A default subnet already exists in availability zone {az}."),
         ));
     }
+    if ipv6_native {
+        let taken: Vec<Ipv6Net> = subnets
+            .iter()
+            .flat_map(|s| s.ipv6.iter().map(|a| a.cidr))
+            .collect();
+        return default_ipv6_only_subnet(w, ctx, &vpc, &taken, &az);
+    }
     let free = (0u8..16)
         .map(|i| Ipv4Net::new(std::net::Ipv4Addr::new(172, 31, i * 16, 0), 20).expect("valid"))
         .find(|c| {
             vpc.v4_blocks().any(|b| crate::cidr::contains_v4(&b, c))
-                && !subnets.iter().any(|s| crate::cidr::overlaps_v4(&s.cidr, c))
+                && !subnets.iter().any(|s| s.v4_overlaps(c))
         })
         .ok_or_else(|| {
             Fault::new(
@@ -328,10 +343,50 @@ pub fn create_default_subnet(w: &mut World, ctx: &mut Ctx<'_>, zone: &str) -> Re
         w,
         ctx,
         &vpc,
-        free,
+        Some(free),
         &az,
         &az_id,
         true,
         Vec::new(),
     ))
+}
+
+/// CreateDefaultSubnet with `Ipv6Native`: an IPv6-only default subnet in
+/// the lowest /64 of the default VPC's IPv6 block no subnet holds.
+fn default_ipv6_only_subnet(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    vpc: &Vpc,
+    taken: &[Ipv6Net],
+    az: &str,
+) -> Result<Subnet> {
+    let block = vpc.v6_blocks().next().ok_or_else(|| {
+        Fault::new(
+            "InvalidParameterCombination",
+            "An IPv6-only default subnet needs an IPv6 CIDR block on the default VPC: associate one with AssociateVpcCidrBlock first.",
+        )
+    })?;
+    let free = block
+        .subnets(64)
+        .map_err(|_| Fault::invalid_param("The default VPC's IPv6 block is smaller than a /64."))?
+        .find(|c| !taken.iter().any(|t| crate::cidr::overlaps_v6(t, c)))
+        .ok_or_else(|| {
+            Fault::new(
+                "InsufficientFreeAddressesInSubnet",
+                "The default VPC has no free /64 block for a default subnet.",
+            )
+        })?;
+    let s = super::subnet::create_subnet(
+        w,
+        ctx,
+        super::subnet::CreateSubnet {
+            vpc_id: Some(vpc.meta.id.clone()),
+            ipv6_cidr_block: Some(free.to_string()),
+            ipv6_native: true,
+            availability_zone: Some(az.to_string()),
+            ..Default::default()
+        },
+    )?;
+    w.update::<Subnet>(&s.meta.id, |x| x.default_for_az = true);
+    Ok(w.get::<Subnet>(&s.meta.id).cloned().unwrap_or(s))
 }

@@ -261,8 +261,10 @@ pub struct ResolverConfig {
 
 /// What DHCP gives an instance of `vpc`: its set's `domain-name-servers`
 /// (`AmazonProvidedDNS` = base + 2) and `domain-name` (the search list).
-/// A VPC on `default` (or whose set is gone) gets neither.
-pub fn resolver_config(w: &World, vpc: &Vpc) -> ResolverConfig {
+/// A VPC on `default` (or whose set is gone) gets neither. An instance of
+/// an IPv6-only subnet (`ipv6_only`) gets them by DHCPv6: `AmazonProvidedDNS`
+/// is fd00:ec2::253 and IPv4 servers, which it cannot reach, are left out.
+pub fn resolver_config(w: &World, vpc: &Vpc, ipv6_only: bool) -> ResolverConfig {
     let Some(set) = w.get::<DhcpOptions>(&vpc.dhcp_options_id) else {
         return ResolverConfig {
             nameservers: Vec::new(),
@@ -273,12 +275,15 @@ pub fn resolver_config(w: &World, vpc: &Vpc) -> ResolverConfig {
         .values("domain-name-servers")
         .iter()
         .filter_map(|v| {
-            if v == AMAZON_PROVIDED_DNS {
+            if v == AMAZON_PROVIDED_DNS && ipv6_only {
+                Some(IpAddr::V6(dns::IPV6_RESOLVER))
+            } else if v == AMAZON_PROVIDED_DNS {
                 Some(IpAddr::V4(dns::resolver_ip(vpc)))
             } else {
                 v.parse().ok()
             }
         })
+        .filter(|ip: &IpAddr| !ipv6_only || ip.is_ipv6())
         .collect();
     let search = set
         .values("domain-name")
@@ -293,9 +298,10 @@ pub fn resolver_config(w: &World, vpc: &Vpc) -> ResolverConfig {
     }
 }
 
-/// The `/etc/resolv.conf` an instance of `vpc` gets.
-pub fn resolv_conf(w: &World, vpc: &Vpc) -> String {
-    let c = resolver_config(w, vpc);
+/// The `/etc/resolv.conf` an instance of `vpc` gets (`ipv6_only`: one in
+/// an IPv6-only subnet, see [`resolver_config`]).
+pub fn resolv_conf(w: &World, vpc: &Vpc, ipv6_only: bool) -> String {
+    let c = resolver_config(w, vpc, ipv6_only);
     let mut out = format!(
         "# written by vpcd: DHCP options {} of {}\n",
         vpc.dhcp_options_id, vpc.meta.id

@@ -190,6 +190,28 @@ pub fn private_name_visible(w: &World, querier: &Vpc, target: &Vpc, ip: Ipv4Addr
     (!p.inter_region() && is_rfc1918(ip)) || side_allows_dns(p, &target.meta.id)
 }
 
+/// Whether an instance's resource name is visible to a query that reached
+/// `querier`'s resolver: as its IP name would be (`primary_v4`, its primary
+/// private IPv4); an instance with no IPv4 (IPv6-only subnet) like a name
+/// of a non-RFC 1918 address: in its own VPC, and across an active peering
+/// only when `target`'s side allows DNS resolution from the remote VPC.
+pub fn resource_name_visible(
+    w: &World,
+    querier: &Vpc,
+    target: &Vpc,
+    primary_v4: Option<Ipv4Addr>,
+) -> bool {
+    if let Some(ip) = primary_v4 {
+        return private_name_visible(w, querier, target, ip);
+    }
+    if !names_resolve(querier) || !names_resolve(target) {
+        return false;
+    }
+    querier.meta.id == target.meta.id
+        || active_peering(w, &querier.meta.id, &target.meta.id)
+            .is_some_and(|p| side_allows_dns(p, &target.meta.id))
+}
+
 /// What the public name of an instance in `target` (public IPv4 `public`,
 /// primary private IPv4 `private`) resolves to for a query that reached
 /// `querier`'s resolver, or None when the name does not exist (`target`
@@ -456,6 +478,34 @@ mod tests {
         assert!(!private_name_visible(&w, &a, &c, ip("100.64.0.10")));
         let w = world(&[&a, &c], &[peering(&a, &c, PcxState::Active, false, true)]);
         assert!(private_name_visible(&w, &a, &c, ip("100.64.0.10")));
+    }
+
+    #[test]
+    fn a_resource_name_without_ipv4_crosses_a_peering_only_with_the_option() {
+        let a = vpc("vpc-a", "us-east-1", "10.0.0.0/16", true, true);
+        let b = vpc("vpc-b", "us-east-1", "10.1.0.0/16", true, true);
+        // In its own VPC, always (with DNS support and hostnames).
+        let w = world(&[&a], &[]);
+        assert!(resource_name_visible(&w, &a, &a, None));
+        // Same region, no option: an IPv4 holder's name crosses (RFC 1918),
+        // an IPv6-only instance's does not; the target's option lets it.
+        let w = world(
+            &[&a, &b],
+            &[peering(&a, &b, PcxState::Active, false, false)],
+        );
+        assert!(resource_name_visible(&w, &a, &b, Some(ip("10.1.0.10"))));
+        assert!(!resource_name_visible(&w, &a, &b, None));
+        let w = world(&[&a, &b], &[peering(&a, &b, PcxState::Active, false, true)]);
+        assert!(resource_name_visible(&w, &a, &b, None));
+        assert!(
+            !resource_name_visible(&w, &b, &a, None),
+            "the option is per side"
+        );
+        let w = world(
+            &[&a, &b],
+            &[peering(&a, &b, PcxState::PendingAcceptance, true, true)],
+        );
+        assert!(!resource_name_visible(&w, &a, &b, None), "not active");
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub fn link(
     for o in others {
         w.update::<Address>(&o, unlink);
     }
-    if private == eni.primary_ip() && eni.public_ip.is_some() {
+    if Some(private) == eni.primary_ip() && eni.public_ip.is_some() {
         w.update::<NetworkInterface>(&eni.meta.id, |e| e.public_ip = None);
     }
     let assoc = ctx.new_id("eipassoc");
@@ -271,7 +271,12 @@ pub fn associate(w: &mut World, ctx: &mut Ctx<'_>, req: Associate) -> Result<Str
         ));
     }
     let private = match req.private_ip.as_deref().filter(|s| !s.is_empty()) {
-        None => e.primary_ip(),
+        None => e.primary_ip().ok_or_else(|| {
+            Fault::invalid_param(format!(
+                "The network interface '{}' has no private IPv4 address (its subnet is IPv6-only); an Elastic IP address cannot be associated with it.",
+                e.meta.id
+            ))
+        })?,
         Some(s) => {
             let ip: Ipv4Addr = s.trim().parse().map_err(|_| {
                 Fault::invalid_param(format!(
@@ -518,7 +523,7 @@ mod tests {
         assert_eq!(eni::public_ip_of(&t.w, &e), Some(ip("198.18.0.2")));
         assert_eq!(
             eni::public_ips_of(&t.w, &e),
-            vec![(e.primary_ip(), ip("198.18.0.2"))]
+            vec![(e.primary_ip().unwrap(), ip("198.18.0.2"))]
         );
         // The auto-assigned address went back to the pool.
         let b = t.run(A, |w, ctx| allocate(w, ctx, None, vec![])).unwrap();

@@ -57,7 +57,7 @@ fn assignable(net: &Ipv4Net) -> std::ops::Range<u32> {
 /// The lowest address of subnet `s` that automatic assignment may give: assignable,
 /// not in `taken`, and in none of the subnet's CIDR reservations.
 pub fn lowest_free_v4_in(s: &Subnet, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    let r = assignable(&s.cidr);
+    let r = assignable(s.cidr.as_ref()?);
     let mut x = r.start;
     while x < r.end {
         x = super::subnet_cidr_reservation::skip_reserved_v4(s, x)?;
@@ -96,8 +96,12 @@ pub fn lowest_free_v6_in(
     None
 }
 
-/// How many assignable addresses of `net` are not in `taken`.
-pub fn free_v4(net: &Ipv4Net, taken: &BTreeSet<Ipv4Addr>) -> u64 {
+/// How many assignable IPv4 addresses of subnet `s` are not in `taken`
+/// (none in an IPv6-only subnet).
+pub fn free_v4(s: &Subnet, taken: &BTreeSet<Ipv4Addr>) -> u64 {
+    let Some(net) = &s.cidr else {
+        return 0;
+    };
     let r = assignable(net);
     let total = u64::from(r.end - r.start);
     let used = taken
@@ -127,12 +131,12 @@ fn in_use(ip: impl std::fmt::Display) -> Fault {
 
 /// Checks that `ip` may be given to a new interface in subnet `s`.
 pub fn check_v4(s: &Subnet, ip: Ipv4Addr, taken: &BTreeSet<Ipv4Addr>) -> Result<()> {
-    if !s.cidr.contains(&ip) {
+    let Some(net) = s.cidr.as_ref().filter(|c| c.contains(&ip)) else {
         return Err(Fault::invalid_param(format!(
             "Address {ip} does not fall within the subnet's address range"
         )));
-    }
-    if !assignable(&s.cidr).contains(&u32::from(ip)) {
+    };
+    if !assignable(net).contains(&u32::from(ip)) {
         return Err(Fault::invalid_param(format!(
             "Address {ip} is in subnet's reserved address range"
         )));
@@ -197,6 +201,8 @@ impl EniSpec {
 /// A checked plan for a new interface's addresses: the specific ones, and how many to pick.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddrPlan {
+    /// No IPv4 address at all: an interface in an IPv6-only subnet.
+    pub ipv6_only: bool,
     pub primary: Option<Ipv4Addr>,
     pub secondaries: Vec<Ipv4Addr>,
     pub auto_secondaries: usize,
@@ -207,7 +213,7 @@ pub struct AddrPlan {
 impl AddrPlan {
     /// How many IPv4 addresses the subnet must still provide.
     pub fn auto_v4(&self) -> usize {
-        usize::from(self.primary.is_none()) + self.auto_secondaries
+        usize::from(self.primary.is_none() && !self.ipv6_only) + self.auto_secondaries
     }
 
     /// The IPv4 addresses asked for by value.
@@ -308,6 +314,12 @@ pub fn plan_addresses_within(
             )));
         }
     }
+    if s.ipv6_native
+        && (top.is_some() || !listed.is_empty() || spec.secondary_count.is_some_and(|n| n > 0))
+    {
+        return Err(ipv6_only_no_v4(&s.meta.id));
+    }
+    plan.ipv6_only = s.ipv6_native;
     let marked: Vec<Ipv4Addr> = listed.iter().filter(|x| x.1).map(|x| x.0).collect();
     if marked.len() > 1 || (top.is_some() && marked.iter().any(|m| Some(*m) != top)) {
         return Err(Fault::new(
@@ -333,7 +345,7 @@ pub fn plan_addresses_within(
         check_v4(s, ip, &taken)?;
     }
     plan.auto_secondaries = count_param("secondaryPrivateIpAddressCount", spec.secondary_count)?;
-    let total = 1 + plan.secondaries.len() + plan.auto_secondaries;
+    let total = usize::from(!plan.ipv6_only) + plan.secondaries.len() + plan.auto_secondaries;
     if total > lim.v4 {
         return Err(v4_limit_exceeded(lim.v4));
     }
@@ -371,10 +383,23 @@ pub fn plan_addresses_within(
         // AssignIpv6AddressOnCreation gives every new interface one address.
         plan.auto_ipv6 = 1;
     }
+    if plan.ipv6_only && plan.ipv6.is_empty() && plan.auto_ipv6 == 0 {
+        return Err(Fault::invalid_param(format!(
+            "Value (0) for parameter ipv6AddressCount is invalid. An interface in the IPv6-only subnet '{}' needs at least one IPv6 address.",
+            s.meta.id
+        )));
+    }
     if plan.ipv6.len() + plan.auto_ipv6 > lim.v6 {
         return Err(v6_limit_exceeded(lim.v6));
     }
     Ok(plan)
+}
+
+/// A private IPv4 address asked for in an IPv6-only subnet.
+pub fn ipv6_only_no_v4(subnet_id: &str) -> Fault {
+    Fault::invalid_param(format!(
+        "The subnet '{subnet_id}' is IPv6-only: network interfaces in it cannot have private IPv4 addresses."
+    ))
 }
 
 fn parse_v4(param: &str, s: &str) -> Result<Ipv4Addr> {
@@ -499,13 +524,14 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
         Ok(ip)
     };
     let primary = match n.addrs.primary {
-        Some(ip) => ip,
-        None => next(&mut taken)?,
+        Some(ip) => Some(ip),
+        None if n.addrs.ipv6_only => None,
+        None => Some(next(&mut taken)?),
     };
-    let mut private_ips = vec![PrivateIp {
-        ip: primary,
-        primary: true,
-    }];
+    let mut private_ips: Vec<PrivateIp> = primary
+        .map(|ip| PrivateIp { ip, primary: true })
+        .into_iter()
+        .collect();
     for ip in &n.addrs.secondaries {
         private_ips.push(PrivateIp {
             ip: *ip,
@@ -527,6 +553,9 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
             taken6.insert(ip);
             ipv6.push(ip);
         }
+    }
+    if n.public_ip && n.addrs.ipv6_only {
+        return Err(public_ip_in_ipv6_only(&s.meta.id));
     }
     let public_ip = if n.public_ip {
         Some(eip::next_public_ip(w)?)
@@ -554,6 +583,13 @@ pub fn insert(w: &mut World, ctx: &mut Ctx<'_>, n: NewEni) -> Result<NetworkInte
     };
     w.put(e.clone());
     Ok(e)
+}
+
+/// A public IPv4 address asked for in an IPv6-only subnet.
+pub fn public_ip_in_ipv6_only(subnet_id: &str) -> Fault {
+    Fault::invalid_param(format!(
+        "Invalid value 'true' for associatePublicIpAddress. The subnet '{subnet_id}' is IPv6-only and has no IPv4 addresses."
+    ))
 }
 
 /// Removes an interface and disassociates any Elastic IP from it.
@@ -594,7 +630,7 @@ pub fn create(w: &mut World, ctx: &mut Ctx<'_>, spec: EniSpec) -> Result<Network
     let description = spec.description.clone().unwrap_or_default();
     check_description(&description)?;
     super::tags::validate(&spec.tags, ctx.limits.tags_per_resource)?;
-    if (free_v4(&s.cidr, &taken_v4(w, &s.meta.id)) as usize)
+    if (free_v4(&s, &taken_v4(w, &s.meta.id)) as usize)
         < addrs.auto_v4() + addrs.specific_v4().count()
     {
         return Err(insufficient(&s.meta.id, "addresses"));
@@ -754,6 +790,9 @@ pub fn assign_private_ips(
         return Err(Fault::missing("PrivateIpAddress"));
     }
     let s = subnet::get(w, ctx, &e.subnet_id)?.clone();
+    if s.ipv6_native {
+        return Err(ipv6_only_no_v4(&s.meta.id));
+    }
     let mut wanted: Vec<Ipv4Addr> = Vec::new();
     for a in addresses {
         let ip = parse_v4("privateIpAddresses", a)?;
@@ -776,7 +815,9 @@ pub fn assign_private_ips(
             .iter::<NetworkInterface>()
             .find(|x| x.subnet_id == s.meta.id && x.private_ips.iter().any(|p| p.ip == *ip));
         match holder {
-            Some(h) if allow_reassignment && h.primary_ip() != *ip && !h.requester_managed => {
+            Some(h)
+                if allow_reassignment && h.primary_ip() != Some(*ip) && !h.requester_managed =>
+            {
                 moved.push((h.meta.id.clone(), *ip));
                 taken.remove(ip);
             }
@@ -1028,7 +1069,8 @@ pub fn eip_of<'w>(w: &'w World, eni_id: &str, private: Ipv4Addr) -> Option<&'w A
 /// The public IPv4 address the interface's primary private address is reachable at:
 /// the associated Elastic IP if any, else the auto-assigned public IP.
 pub fn public_ip_of(w: &World, eni: &NetworkInterface) -> Option<Ipv4Addr> {
-    eip_of(w, &eni.meta.id, eni.primary_ip())
+    let primary = eni.primary_ip()?;
+    eip_of(w, &eni.meta.id, primary)
         .map(|a| a.public_ip)
         .or(eni.public_ip)
 }
@@ -1050,7 +1092,9 @@ pub fn public_ips_of(w: &World, eni: &NetworkInterface) -> Vec<(Ipv4Addr, Ipv4Ad
 /// auto-assigned public IP ([`public_ip_of`]); a secondary only at its
 /// Elastic IP.
 pub fn public_ips_given(eni: &NetworkInterface, eips: &[&Address]) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-    let primary = eni.primary_ip();
+    let Some(primary) = eni.primary_ip() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let eip = eips
         .iter()

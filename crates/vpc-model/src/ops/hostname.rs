@@ -19,6 +19,10 @@
 //!   changing it touches no running instance. `ModifyPrivateDnsNameOptions`
 //!   ([`modify_instance`]) changes one instance: the hostname type only while
 //!   it is stopped, the record flags at any time.
+//! * In an IPv6-only subnet hostnames are resource names and there is no
+//!   IPv4 address for an A record: `ip-name` and the A-record flag are
+//!   refused there, at every one of the three places above
+//!   ([`check_in_subnet`]).
 
 use super::{eni, instance, subnet};
 use crate::fault::{Fault, Result};
@@ -85,10 +89,43 @@ pub fn hostname_type_name(t: HostnameType) -> &'static str {
 /// `PrivateDnsNameOptionsOnLaunch` with RunInstances' `PrivateDnsNameOptions`
 /// over it.
 pub fn on_launch(subnet: &Subnet, req: &PrivateDnsChange) -> Result<PrivateDnsNameOptions> {
-    req.apply(
+    let out = req.apply(
         subnet.private_dns_on_launch,
         "PrivateDnsNameOptions.HostnameType",
-    )
+    )?;
+    check_in_subnet(
+        subnet,
+        &out,
+        "PrivateDnsNameOptions.HostnameType",
+        "PrivateDnsNameOptions.EnableResourceNameDnsARecord",
+    )?;
+    Ok(out)
+}
+
+/// The options `o` in subnet `s`: an IPv6-only subnet allows neither
+/// `ip-name` hostnames nor resource-name A records (there is no IPv4
+/// address). `type_param` and `a_param` name the parameters in the error.
+pub fn check_in_subnet(
+    s: &Subnet,
+    o: &PrivateDnsNameOptions,
+    type_param: &str,
+    a_param: &str,
+) -> Result<()> {
+    if !s.ipv6_native {
+        return Ok(());
+    }
+    let id = &s.meta.id;
+    if o.hostname_type == HostnameType::IpName {
+        return Err(Fault::invalid_param(format!(
+            "Invalid value 'ip-name' for {type_param}. Instances in the IPv6-only subnet ({id}) must use resource-name hostnames."
+        )));
+    }
+    if o.resource_name_a {
+        return Err(Fault::invalid_param(format!(
+            "Invalid value 'true' for {a_param}. The IPv6-only subnet ({id}) has no IPv4 addresses for DNS A records."
+        )));
+    }
+    Ok(())
 }
 
 /// ModifySubnetAttribute with `PrivateDnsHostnameTypeOnLaunch`,
@@ -102,6 +139,12 @@ pub fn modify_subnet(
 ) -> Result<()> {
     let s = subnet::get(w, ctx, id)?;
     let new = change.apply(s.private_dns_on_launch, "PrivateDnsHostnameTypeOnLaunch")?;
+    check_in_subnet(
+        s,
+        &new,
+        "PrivateDnsHostnameTypeOnLaunch",
+        "EnableResourceNameDnsARecordOnLaunch",
+    )?;
     if new != s.private_dns_on_launch {
         w.update::<Subnet>(id, |s| s.private_dns_on_launch = new);
     }
@@ -125,6 +168,14 @@ pub fn modify_instance(
         ));
     }
     let new = change.apply(i.opts.private_dns, "PrivateDnsHostnameType")?;
+    if let Some(s) = w.get::<Subnet>(&i.subnet_id) {
+        check_in_subnet(
+            s,
+            &new,
+            "PrivateDnsHostnameType",
+            "EnableResourceNameDnsARecord",
+        )?;
+    }
     if new.hostname_type != i.opts.private_dns.hostname_type && i.state != InstanceState::Stopped {
         return Err(instance::not_stopped(id));
     }
@@ -171,7 +222,11 @@ pub fn resource_name_records(w: &World, i: &Instance) -> (Option<Ipv4Addr>, Opti
         return (None, None);
     };
     let o = i.opts.private_dns;
-    let a = o.resource_name_a.then(|| e.primary_ip());
+    let a = if o.resource_name_a {
+        e.primary_ip()
+    } else {
+        None
+    };
     let aaaa = if o.resource_name_aaaa {
         e.ipv6.first().copied()
     } else {
@@ -189,7 +244,10 @@ pub fn private_dns_name_of(w: &World, i: &Instance) -> String {
     };
     match i.opts.private_dns.hostname_type {
         HostnameType::ResourceName => resource_name(&i.meta.region, &i.meta.id),
-        HostnameType::IpName => eni::private_dns_name(&i.meta.region, e.primary_ip()),
+        HostnameType::IpName => e
+            .primary_ip()
+            .map(|ip| eni::private_dns_name(&i.meta.region, ip))
+            .unwrap_or_default(),
     }
 }
 

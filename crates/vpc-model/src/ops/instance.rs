@@ -237,6 +237,21 @@ pub fn instance_type(t: &str) -> Result<&'static InstanceType> {
         .ok_or_else(|| Fault::invalid_param(format!("Invalid value '{t}' for InstanceType.")))
 }
 
+/// Refuses a type that cannot have an interface in the IPv6-only subnet
+/// `subnet_id` (Xen-based types: AWS runs IPv6-only on Nitro only).
+pub fn check_type_for_ipv6_only(t: &InstanceType, subnet_id: &str) -> Result<()> {
+    if t.supports_ipv6_only() {
+        return Ok(());
+    }
+    Err(Fault::new(
+        "UnsupportedOperation",
+        format!(
+            "IPv6-only subnets are not supported on {}: subnet '{subnet_id}' needs a Nitro-based instance type.",
+            t.name
+        ),
+    ))
+}
+
 /// Checks a `CpuCredits` value against the type: burstable types only.
 fn check_credits(t: &InstanceType, c: &str) -> Result<()> {
     if !matches!(c, "standard" | "unlimited") {
@@ -523,6 +538,9 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
                     "The associatePublicIPAddress parameter cannot be specified for an existing network interface.",
                 ));
             }
+            if let Some(sub) = w.get::<Subnet>(&e.subnet_id).filter(|x| x.ipv6_native) {
+                check_type_for_ipv6_only(ti, &sub.meta.id)?;
+            }
             Plan::Existing {
                 device,
                 eni: e,
@@ -544,6 +562,12 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
                 &s.eni.group_names,
                 "SecurityGroupsPerInstanceLimitExceeded",
             )?;
+            if subnet.ipv6_native {
+                check_type_for_ipv6_only(ti, &subnet.meta.id)?;
+                if s.associate_public_ip == Some(true) {
+                    return Err(eni::public_ip_in_ipv6_only(&subnet.meta.id));
+                }
+            }
             let addrs = eni::plan_addresses_within(w, &subnet, &s.eni, addr_limits)?;
             let description = s.eni.description.clone().unwrap_or_default();
             if description.chars().count() > 255 {
@@ -654,7 +678,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         if *auto == 0 {
             continue;
         }
-        let free = usize::try_from(eni::free_v4(&s.cidr, &eni::taken_v4(w, id)))
+        let free = usize::try_from(eni::free_v4(s, &eni::taken_v4(w, id)))
             .unwrap_or(usize::MAX)
             .saturating_sub(*specific);
         n = n.min(free / auto);
@@ -943,6 +967,12 @@ pub fn modify_attribute(
             return Err(not_stopped(id));
         }
         let attached = eni::enis_of_instance(w, id);
+        if let Some(e) = attached
+            .iter()
+            .find(|e| w.get::<Subnet>(&e.subnet_id).is_some_and(|s| s.ipv6_native))
+        {
+            check_type_for_ipv6_only(ti, &e.subnet_id)?;
+        }
         if attached.len() > ti.max_interfaces {
             return Err(eni::attachment_limit(attached.len(), &t));
         }

@@ -13,6 +13,8 @@ pub struct CreateSubnet {
     pub vpc_id: Option<String>,
     pub cidr_block: Option<String>,
     pub ipv6_cidr_block: Option<String>,
+    /// `Ipv6Native`: an IPv6-only subnet.
+    pub ipv6_native: bool,
     pub availability_zone: Option<String>,
     pub availability_zone_id: Option<String>,
     pub tags: Tags,
@@ -28,7 +30,7 @@ pub fn insert_subnet(
     w: &mut World,
     ctx: &mut Ctx<'_>,
     vpc: &Vpc,
-    cidr: Ipv4Net,
+    cidr: Option<Ipv4Net>,
     az: &str,
     az_id: &str,
     default_for_az: bool,
@@ -39,6 +41,7 @@ pub fn insert_subnet(
         vpc_id: vpc.meta.id.clone(),
         cidr,
         ipv6: Vec::new(),
+        ipv6_native: false,
         az: az.to_string(),
         az_id: az_id.to_string(),
         default_for_az,
@@ -96,31 +99,24 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
         .as_deref()
         .ok_or_else(|| Fault::missing("VpcId"))?;
     let vpc = vpc::get(w, ctx, vpc_id)?.clone();
-    let cidr_s = req
-        .cidr_block
-        .as_deref()
-        .ok_or_else(|| Fault::missing("CidrBlock"))?;
-    let net = cidr::parse_v4(cidr_s).ok_or_else(|| {
-        Fault::invalid_param(format!(
-            "Value ({cidr_s}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
-        ))
-    })?;
-    if !(16..=28).contains(&net.prefix_len())
-        || !vpc.v4_blocks().any(|b| cidr::contains_v4(&b, &net))
-    {
-        return Err(Fault::new(
-            "InvalidSubnet.Range",
-            format!("The CIDR '{cidr_s}' is invalid."),
-        ));
-    }
-    if w.iter::<Subnet>()
-        .any(|s| s.vpc_id == vpc_id && cidr::overlaps_v4(&s.cidr, &net))
-    {
-        return Err(Fault::new(
-            "InvalidSubnet.Conflict",
-            format!("The CIDR '{cidr_s}' conflicts with another subnet"),
-        ));
-    }
+    let net = if req.ipv6_native {
+        // AWS's wording (moto's AWS-verified tests).
+        if req.ipv6_cidr_block.is_none() {
+            return Err(Fault::new(
+                "MissingParameter",
+                "Either 'ipv6CidrBlock' or 'ipv6IpamPoolId' should be provided.",
+            ));
+        }
+        if req.cidr_block.is_some() {
+            return Err(Fault::new(
+                "InvalidParameterCombination",
+                "When specifying ipv4 parameters, cidrBlock or ipv4IpamPoolId, you cannot set ipv6Native to true.",
+            ));
+        }
+        None
+    } else {
+        Some(check_subnet_v4(w, &vpc, req.cidr_block.as_deref())?)
+    };
     let v6 = match &req.ipv6_cidr_block {
         Some(s) => Some(check_subnet_v6(&vpc, w, s, None)?),
         None => None,
@@ -152,6 +148,9 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
         "subnets",
     )?;
     let mut s = insert_subnet(w, ctx, &vpc, net, &az, &az_id, false, req.tags);
+    if req.ipv6_native {
+        make_ipv6_only(&mut s);
+    }
     if let Some(v6) = v6 {
         let a = Ipv6Assoc {
             assoc_id: ctx.new_id("subnet-cidr-assoc"),
@@ -161,9 +160,47 @@ pub fn create_subnet(w: &mut World, ctx: &mut Ctx<'_>, req: CreateSubnet) -> Res
             border_group: ctx.region.clone(),
         };
         s.ipv6.push(a);
-        w.put(s.clone());
     }
+    w.put(s.clone());
     Ok(s)
+}
+
+/// What makes a new subnet (without an IPv4 block) IPv6-only: every
+/// interface gets an IPv6 address, none a public IPv4, and hostnames are
+/// resource names (IP names need an IPv4 address).
+pub fn make_ipv6_only(s: &mut Subnet) {
+    s.ipv6_native = true;
+    s.assign_ipv6 = true;
+    s.map_public_ip = false;
+    s.private_dns_on_launch.hostname_type = HostnameType::ResourceName;
+}
+
+/// Checks a new dual-stack or IPv4-only subnet's IPv4 block: given, valid,
+/// /16 to /28 inside one of the VPC's blocks, overlapping no other subnet.
+fn check_subnet_v4(w: &World, vpc: &Vpc, cidr_s: Option<&str>) -> Result<Ipv4Net> {
+    let cidr_s = cidr_s.ok_or_else(|| Fault::missing("CidrBlock"))?;
+    let net = cidr::parse_v4(cidr_s).ok_or_else(|| {
+        Fault::invalid_param(format!(
+            "Value ({cidr_s}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
+        ))
+    })?;
+    if !(16..=28).contains(&net.prefix_len())
+        || !vpc.v4_blocks().any(|b| cidr::contains_v4(&b, &net))
+    {
+        return Err(Fault::new(
+            "InvalidSubnet.Range",
+            format!("The CIDR '{cidr_s}' is invalid."),
+        ));
+    }
+    if w.iter::<Subnet>()
+        .any(|s| s.vpc_id == vpc.meta.id && s.v4_overlaps(&net))
+    {
+        return Err(Fault::new(
+            "InvalidSubnet.Conflict",
+            format!("The CIDR '{cidr_s}' conflicts with another subnet"),
+        ));
+    }
+    Ok(net)
 }
 
 pub fn delete_subnet(w: &mut World, ctx: &mut Ctx<'_>, id: &str) -> Result<()> {
@@ -208,6 +245,16 @@ pub fn modify_attribute(
         return Err(Fault::missing(
             "MapPublicIpOnLaunch or AssignIpv6AddressOnCreation",
         ));
+    }
+    if s.ipv6_native && assign_ipv6 == Some(false) {
+        return Err(Fault::invalid_param(format!(
+            "Invalid value 'false' for assign-ipv6-address-on-creation. The subnet ({id}) is IPv6-only: every interface in it gets an IPv6 address."
+        )));
+    }
+    if s.ipv6_native && map_public_ip == Some(true) {
+        return Err(Fault::invalid_param(format!(
+            "Invalid value 'true' for map-public-ip-on-launch. The subnet ({id}) is IPv6-only and has no IPv4 addresses."
+        )));
     }
     if assign_ipv6 == Some(true) && s.ipv6.is_empty() {
         return Err(Fault::invalid_param(format!(
@@ -273,6 +320,15 @@ pub fn disassociate_ipv6(
         .find(|a| a.assoc_id == assoc_id)
         .cloned()
         .expect("found above");
+    if s.ipv6_native {
+        return Err(Fault::new(
+            "OperationNotPermitted",
+            format!(
+                "The IPv6 CIDR block of the IPv6-only subnet '{}' cannot be disassociated.",
+                s.meta.id
+            ),
+        ));
+    }
     if s.assign_ipv6 {
         w.update::<Subnet>(&s.meta.id, |s| s.assign_ipv6 = false);
     }
@@ -336,5 +392,9 @@ pub fn available_ips(w: &World, s: &Subnet) -> u64 {
         .filter(|e| e.subnet_id == s.meta.id)
         .map(|e| e.private_ips.len() as u64)
         .sum::<u64>();
-    cidr::usable_v4(&s.cidr).saturating_sub(used)
+    s.cidr
+        .map_or(0, |c| cidr::usable_v4(&c).saturating_sub(used))
 }
+
+#[cfg(test)]
+mod ipv6_only_tests;

@@ -42,7 +42,7 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 /// True when `net` lies wholly inside one of the subnet's blocks.
 fn within(s: &Subnet, net: &IpNet) -> bool {
     match net {
-        IpNet::V4(n) => cidr::contains_v4(&s.cidr, n),
+        IpNet::V4(n) => s.cidr.is_some_and(|c| cidr::contains_v4(&c, n)),
         IpNet::V6(n) => s
             .ipv6
             .iter()

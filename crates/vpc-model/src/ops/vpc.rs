@@ -318,7 +318,7 @@ pub fn disassociate_cidr(
     let in_use = match block {
         IpNet::V4(b) => w
             .iter::<Subnet>()
-            .any(|s| s.vpc_id == vpc.meta.id && cidr::overlaps_v4(&s.cidr, &b)),
+            .any(|s| s.vpc_id == vpc.meta.id && s.v4_overlaps(&b)),
         IpNet::V6(b) => w.iter::<Subnet>().any(|s| {
             s.vpc_id == vpc.meta.id && s.ipv6.iter().any(|x| cidr::overlaps_v6(&x.cidr, &b))
         }),

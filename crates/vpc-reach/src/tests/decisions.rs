@@ -159,7 +159,9 @@ fn agree(w: &World) {
         );
     }
     for e in w.iter::<NetworkInterface>() {
-        let a = IpAddr::V4(e.primary_ip());
+        let Some(a) = e.primary_ip().map(IpAddr::V4) else {
+            continue;
+        };
         let routed = match walk.routed(&e.vpc_id, a, true) {
             Some(Port::Eni(x)) => x.meta.id == e.meta.id,
             Some(Port::Nat(n)) => n.eni_id == e.meta.id,

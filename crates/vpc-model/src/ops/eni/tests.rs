@@ -44,13 +44,13 @@ fn lowest_free_skips_reserved_and_taken() {
     let v = t.vpc(A, "10.0.0.0/16");
     let s = t.subnet(A, &v.meta.id, "10.0.1.0/28", "us-east-1a");
     let e1 = t.eni(A, in_subnet(&s)).unwrap();
-    assert_eq!(e1.primary_ip(), ip("10.0.1.4"));
+    assert_eq!(e1.primary_ip(), Some(ip("10.0.1.4")));
     assert_eq!(e1.status(), "available");
     assert_eq!(e1.groups, vec![v.default_sg.clone()]);
     assert!(e1.mac.starts_with("02:"));
     assert!(e1.source_dest_check);
     let e2 = t.eni(A, in_subnet(&s)).unwrap();
-    assert_eq!(e2.primary_ip(), ip("10.0.1.5"));
+    assert_eq!(e2.primary_ip(), Some(ip("10.0.1.5")));
     assert_ne!(e1.mac, e2.mac);
     // A specific address, then the gap below it is still used first.
     let e3 = t
@@ -110,7 +110,7 @@ fn lowest_free_skips_reserved_and_taken() {
     t.run(A, |w, ctx| delete(w, ctx, &e2.meta.id)).unwrap();
     assert_eq!(
         t.eni(A, in_subnet(&s)).unwrap().primary_ip(),
-        ip("10.0.1.5")
+        Some(ip("10.0.1.5"))
     );
 }
 
@@ -128,7 +128,7 @@ fn private_ip_lists_and_limits() {
             },
         )
         .unwrap();
-    assert_eq!(e.primary_ip(), ip("10.0.1.21"));
+    assert_eq!(e.primary_ip(), Some(ip("10.0.1.21")));
     assert_eq!(e.private_ips[1].ip, ip("10.0.1.20"));
     assert!(!e.private_ips[1].primary);
     let two_primaries = EniSpec {

@@ -86,7 +86,7 @@ fn launch_in_default_vpc() {
     assert_eq!(i.az, "us-east-1a");
     let e = t.interface(&i.primary_eni).clone();
     assert_eq!(e.subnet_id, i.subnet_id);
-    assert_eq!(e.primary_ip(), ip("172.31.0.4"));
+    assert_eq!(e.primary_ip(), Some(ip("172.31.0.4")));
     assert_eq!(e.groups, vec![dv.default_sg.clone()]);
     // Default subnets map public IPs on launch.
     assert_eq!(e.public_ip, Some(ip("198.18.0.1")));
@@ -107,7 +107,7 @@ fn launch_in_default_vpc() {
     assert_eq!(v2[0].az, "us-east-1b");
     assert_eq!(
         t.interface(&v2[0].primary_eni).primary_ip(),
-        ip("172.31.16.4")
+        Some(ip("172.31.16.4"))
     );
     // Timers: pending → running.
     assert_eq!(next_deadline(&t.w), i.transition_due);
@@ -210,7 +210,7 @@ fn counts_addresses_and_capacity() {
     );
     let ips: Vec<Ipv4Addr> = v
         .iter()
-        .map(|i| t.interface(&i.primary_eni).primary_ip())
+        .map(|i| t.interface(&i.primary_eni).primary_ip().unwrap())
         .collect();
     assert_eq!(ips[0], ip("10.0.1.4"));
     assert_eq!(ips[10], ip("10.0.1.14"));
@@ -235,7 +235,7 @@ fn counts_addresses_and_capacity() {
     let again = t.launch(A, base(sid)).unwrap();
     assert_eq!(
         t.interface(&again[0].primary_eni).primary_ip(),
-        ip("10.0.1.7")
+        Some(ip("10.0.1.7"))
     );
     // The region quota.
     t.limits.instances_per_region = 11;
@@ -279,7 +279,7 @@ fn private_ip_groups_and_public_ip() {
         .unwrap()
         .remove(0);
     let e = t.interface(&i.primary_eni).clone();
-    assert_eq!(e.primary_ip(), ip("10.0.1.10"));
+    assert_eq!(e.primary_ip(), Some(ip("10.0.1.10")));
     assert_eq!(e.groups, vec![v.default_sg.clone(), g.meta.id.clone()]);
     assert_eq!(i.key_name.as_deref(), Some("k"));
     for (req, code) in [
