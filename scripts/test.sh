@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 echo "== installing test dependencies"
 need=()
-for tool in ip:iproute2 nft:nftables conntrack:conntrack iperf3:iperf3 ping:iputils-ping nc:netcat-openbsd dig:dnsutils getent:libc-bin dnsmasq:dnsmasq-base etcd:etcd-server protoc:protobuf-compiler; do
+for tool in ip:iproute2 nft:nftables conntrack:conntrack iperf3:iperf3 ping:iputils-ping nc:netcat-openbsd dig:dnsutils getent:libc-bin dnsmasq:dnsmasq-base etcd:etcd-server etcdctl:etcd-client openssl:openssl protoc:protobuf-compiler; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

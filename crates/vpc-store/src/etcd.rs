@@ -25,7 +25,10 @@
 //! every call runs on a small runtime of its own and the caller waits.
 
 use crate::sqlite::check_account;
-use crate::{AccessKey, Account, Leadership, Result, Revision, Snapshot, StoreError, Update};
+use crate::{
+    AccessKey, Account, EtcdSecurity, EtcdTls, Leadership, Result, Revision, Snapshot, StoreError,
+    Update,
+};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     WatchOptions,
@@ -74,8 +77,72 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// The error with its causes (tonic hides the TLS reason in the source chain).
 fn etcd_error(e: etcd_client::Error) -> StoreError {
-    StoreError::Etcd(e.to_string())
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    StoreError::Etcd(text)
+}
+
+/// What a connection error says about a setting that retrying cannot fix
+/// (TLS trust, TLS on one side only, credentials), in words for the operator.
+fn refusal(error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    if e.contains("authentication failed") || e.contains("invalid user id or password") {
+        Some("wrong etcd user or password (--etcd-user, VPCD_ETCD_PASSWORD)")
+    } else if e.contains("user name is empty") || e.contains("user name not found") {
+        Some("etcd has authentication enabled: give --etcd-user and the password in VPCD_ETCD_PASSWORD")
+    } else if e.contains("permission denied") {
+        Some("the etcd user may not use this key prefix (grant it a role on it)")
+    } else if e.contains("alert: badcertificate") || e.contains("alert: certificaterequired") {
+        Some("etcd did not accept vpcd's client certificate (etcd has --client-cert-auth: give --etcd-cert and --etcd-key signed by its --trusted-ca-file)")
+    } else if e.contains("unknownissuer")
+        || e.contains("invalid peer certificate")
+        || e.contains("certificate")
+    {
+        Some("the etcd member's TLS certificate is not trusted or does not match (check --etcd-ca, --etcd-cert, --etcd-key)")
+    } else if e.contains("invalidcontenttype") || e.contains("corrupt message") {
+        Some("TLS to a plaintext etcd (use etcd:// without --etcd-ca)")
+    } else if e.contains("frame with invalid size")
+        || e.contains("connection reset")
+        || e.contains("broken pipe")
+        || e.contains("connection closed")
+        || e.contains("http2 error")
+        || e.contains("h2 protocol error")
+    {
+        Some("the connection was dropped during set-up: does etcd expect TLS (etcds:// with --etcd-ca) or a client certificate?")
+    } else {
+        None
+    }
+}
+
+/// Reads the PEM files TLS needs.
+fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            StoreError::Invalid(format!("{flag} {}: cannot read it: {e}", path.display()))
+        })
+    };
+    let mut options = etcd_client::TlsOptions::new();
+    if let Some(ca) = &tls.ca {
+        options =
+            options.ca_certificate(etcd_client::Certificate::from_pem(read("--etcd-ca", ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(etcd_client::Identity::from_pem(
+            read("--etcd-cert", cert)?,
+            read("--etcd-key", key)?,
+        ));
+    }
+    Ok(options)
 }
 
 /// Runs `f` on the client runtime and waits for it, at most `timeout`.
@@ -222,22 +289,45 @@ impl EtcdStore {
     /// cluster answers. A cluster that listens but has no leader yet (it is
     /// just forming) is given up to 20 s; nothing listening fails at once.
     pub fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
+        Self::connect_with(endpoints, prefix, &EtcdSecurity::default())
+    }
+
+    /// [`EtcdStore::connect`] with TLS and/or an etcd user. A certificate
+    /// the client does not trust, a TLS/plaintext mismatch or a refused
+    /// user fails at once with what went wrong, not after the retries.
+    pub fn connect_with(
+        endpoints: &[String],
+        prefix: &str,
+        security: &EtcdSecurity,
+    ) -> Result<EtcdStore> {
         let eps = endpoints.to_vec();
+        // The first read is of a key this store uses, so an etcd user with
+        // a role on the prefix only (not on `/`) gets in, and one without
+        // it is told at once.
+        let probe = format!("{prefix}/rev");
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
+            // etcd takes pings on a connection without streams as abuse
+            // whatever their interval (no PermitWithoutStream).
+            .with_keep_alive_while_idle(false);
+        if let Some(tls) = &security.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
+        if let Some(user) = &security.user {
+            options = options
+                .with_user(user.name.clone(), user.password.clone())
+                .with_auto_token_refresh(true);
+        }
         let client = block(Duration::from_secs(25), async move {
-            let options = ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_timeout(REQUEST_TIMEOUT)
-                .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
-                // etcd takes pings on a connection without streams as abuse
-                // whatever their interval (no PermitWithoutStream).
-                .with_keep_alive_while_idle(false);
             let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
             loop {
                 let attempt = async {
                     let mut c = Client::connect(eps.clone(), Some(options.clone()))
                         .await
                         .map_err(etcd_error)?;
-                    c.get("/", Some(GetOptions::new().with_keys_only().with_limit(1)))
+                    c.get(probe.as_str(), Some(GetOptions::new().with_keys_only()))
                         .await
                         .map_err(etcd_error)?;
                     Ok(c)
@@ -246,6 +336,7 @@ impl EtcdStore {
                     Ok(c) => return Ok(c),
                     Err(StoreError::Etcd(e))
                         if !e.contains("Connection refused")
+                            && refusal(&e).is_none()
                             && tokio::time::Instant::now() < give_up =>
                     {
                         tracing::info!(error = %e, "etcd does not answer yet; retrying");
@@ -256,7 +347,16 @@ impl EtcdStore {
             }
         })
         .map_err(|e| {
-            StoreError::Etcd(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
+            let e = e.to_string();
+            match refusal(&e) {
+                Some(why) => StoreError::Etcd(format!(
+                    "etcd at {} refused vpcd: {why} ({e})",
+                    endpoints.join(",")
+                )),
+                None => {
+                    StoreError::Etcd(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
+                }
+            }
         })?;
         Ok(EtcdStore {
             client,

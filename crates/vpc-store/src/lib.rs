@@ -216,25 +216,69 @@ pub enum Location {
     Etcd {
         endpoints: Vec<String>,
         prefix: String,
+        security: EtcdSecurity,
     },
 }
 
+/// How vpcd talks to etcd beyond plaintext: TLS (`etcds://` or the
+/// `--etcd-ca/--etcd-cert/--etcd-key` flags) and etcd's user/password
+/// authentication. The default is plaintext without authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EtcdSecurity {
+    /// TLS to every member; `None` is plaintext.
+    pub tls: Option<EtcdTls>,
+    /// An etcd user (the cluster has `auth enable` on).
+    pub user: Option<EtcdUser>,
+}
+
+/// TLS to etcd: the CA that signed the members' certificates, and the
+/// client certificate and key when the members ask for one
+/// (`--client-cert-auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EtcdTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// An etcd user and its password (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdUser")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 impl Location {
-    /// `etcd://HOST:PORT[,HOST:PORT…]` (with `prefix`), or the data directory.
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (plaintext) or `etcds://…` (TLS; give
+    /// the CA with [`Location::with_security`]) under `prefix`, or the data
+    /// directory.
     pub fn parse(store: Option<&str>, data_dir: PathBuf, prefix: &str) -> Result<Location> {
         let Some(spec) = store.filter(|s| !s.is_empty() && *s != "sqlite") else {
             return Ok(Location::Dir(data_dir));
         };
-        let Some(rest) = spec.strip_prefix("etcd://") else {
+        let (rest, tls) = if let Some(rest) = spec.strip_prefix("etcd://") {
+            (rest, None)
+        } else if let Some(rest) = spec.strip_prefix("etcds://") {
+            (rest, Some(EtcdTls::default()))
+        } else {
             return Err(StoreError::Invalid(format!(
-                "--store {spec:?}: expected etcd://HOST:PORT[,HOST:PORT...] or sqlite"
+                "--store {spec:?}: expected etcd://HOST:PORT[,HOST:PORT...], etcds://... or sqlite"
             )));
         };
         let endpoints: Vec<String> = rest
             .split(',')
             .map(str::trim)
             .filter(|e| !e.is_empty())
-            .map(|e| format!("http://{}", e.trim_end_matches('/')))
+            .map(|e| e.trim_end_matches('/').to_string())
             .collect();
         if endpoints.is_empty() {
             return Err(StoreError::Invalid(format!(
@@ -247,10 +291,66 @@ impl Location {
                 "store prefix {prefix:?} must start with '/' and name something, e.g. /vpcd"
             )));
         }
+        let security = EtcdSecurity { tls, user: None };
         Ok(Location::Etcd {
-            endpoints,
+            endpoints: endpoints_for(&endpoints, &security),
             prefix: prefix.to_string(),
+            security,
         })
+    }
+
+    /// The same etcd location with TLS (when `tls` is given, whatever the
+    /// scheme) and a user. Checks that the pieces fit: TLS needs the CA, a
+    /// client certificate needs its key. The SQLite location takes neither.
+    pub fn with_security(self, tls: Option<EtcdTls>, user: Option<EtcdUser>) -> Result<Location> {
+        match self {
+            Location::Dir(dir) => {
+                if tls.is_some() || user.is_some() {
+                    return Err(StoreError::Invalid(
+                        "--etcd-ca/--etcd-cert/--etcd-key/--etcd-user apply to --store etcd://... only"
+                            .into(),
+                    ));
+                }
+                Ok(Location::Dir(dir))
+            }
+            Location::Etcd {
+                endpoints,
+                prefix,
+                security,
+            } => {
+                let security = EtcdSecurity {
+                    tls: tls.or(security.tls),
+                    user: user.or(security.user),
+                };
+                if let Some(t) = &security.tls {
+                    if t.ca.is_none() {
+                        return Err(StoreError::Invalid(
+                            "TLS to etcd needs --etcd-ca FILE (the CA that signed the etcd members' certificates)"
+                                .into(),
+                        ));
+                    }
+                    if t.cert.is_some() != t.key.is_some() {
+                        return Err(StoreError::Invalid(
+                            "a client certificate for etcd needs both --etcd-cert and --etcd-key"
+                                .into(),
+                        ));
+                    }
+                }
+                let hosts: Vec<String> = endpoints
+                    .iter()
+                    .map(|e| {
+                        e.split_once("://")
+                            .map_or(e.as_str(), |(_, h)| h)
+                            .to_string()
+                    })
+                    .collect();
+                Ok(Location::Etcd {
+                    endpoints: endpoints_for(&hosts, &security),
+                    prefix,
+                    security,
+                })
+            }
+        }
     }
 
     pub fn is_shared(&self) -> bool {
@@ -258,11 +358,23 @@ impl Location {
     }
 }
 
+/// Client URLs for `HOST:PORT`s (`https://` with TLS).
+fn endpoints_for(hosts: &[String], security: &EtcdSecurity) -> Vec<String> {
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    hosts.iter().map(|h| format!("{scheme}://{h}")).collect()
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Dir(d) => write!(f, "{}", db_path(d).display()),
-            Location::Etcd { endpoints, prefix } => {
+            Location::Etcd {
+                endpoints, prefix, ..
+            } => {
                 write!(f, "etcd {} under {prefix}", endpoints.join(","))
             }
         }
@@ -273,9 +385,11 @@ impl std::fmt::Display for Location {
 pub fn open(location: &Location) -> Result<Box<dyn StateStore>> {
     Ok(match location {
         Location::Dir(dir) => Box::new(Store::open_writer(dir)?),
-        Location::Etcd { endpoints, prefix } => {
-            Box::new(etcd::EtcdStore::connect(endpoints, prefix)?)
-        }
+        Location::Etcd {
+            endpoints,
+            prefix,
+            security,
+        } => Box::new(etcd::EtcdStore::connect_with(endpoints, prefix, security)?),
     })
 }
 
@@ -306,9 +420,43 @@ mod tests {
                     "http://127.0.0.1:2379".into(),
                     "http://127.0.0.1:2479".into()
                 ],
-                prefix: "/x".into()
+                prefix: "/x".into(),
+                security: EtcdSecurity::default(),
             }
         );
+        // etcds:// needs the CA; a client certificate needs its key.
+        let tls = Location::parse(Some("etcds://h:1"), dir.clone(), "/vpcd").unwrap();
+        assert!(tls.clone().with_security(None, None).is_err());
+        let ca = Some(EtcdTls {
+            ca: Some("/ca.pem".into()),
+            ..Default::default()
+        });
+        match tls.clone().with_security(ca.clone(), None).unwrap() {
+            Location::Etcd {
+                endpoints,
+                security,
+                ..
+            } => {
+                assert_eq!(endpoints, vec!["https://h:1".to_string()]);
+                assert_eq!(security.tls, ca);
+            }
+            other => panic!("{other:?}"),
+        }
+        let half = Some(EtcdTls {
+            ca: Some("/ca.pem".into()),
+            cert: Some("/c.pem".into()),
+            key: None,
+        });
+        assert!(tls.with_security(half, None).is_err());
+        // The flags turn TLS on for etcd:// too; SQLite takes none of them.
+        let plain = Location::parse(Some("etcd://h:1"), dir.clone(), "/vpcd").unwrap();
+        match plain.with_security(ca.clone(), None).unwrap() {
+            Location::Etcd { endpoints, .. } => {
+                assert_eq!(endpoints, vec!["https://h:1".to_string()])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Location::Dir(dir.clone()).with_security(ca, None).is_err());
         assert!(Location::parse(Some("postgres://x"), dir.clone(), "/vpcd").is_err());
         assert!(Location::parse(Some("etcd://"), dir.clone(), "/vpcd").is_err());
         assert!(Location::parse(Some("etcd://h:1"), dir, "vpcd").is_err());

@@ -21,21 +21,49 @@ fn free_port() -> std::io::Result<u16> {
 
 impl EtcdServer {
     pub fn start() -> Result<EtcdServer, String> {
+        Self::start_serving("http", &[])
+    }
+
+    /// An etcd that serves clients over TLS only, with the server
+    /// certificate from `certs`; with `client_certs` it also demands a
+    /// client certificate signed by the test CA (`--client-cert-auth`).
+    pub fn start_tls(certs: &TestCerts, client_certs: bool) -> Result<EtcdServer, String> {
+        let mut extra = vec![
+            format!("--cert-file={}", certs.server_cert.display()),
+            format!("--key-file={}", certs.server_key.display()),
+        ];
+        if client_certs {
+            extra.push("--client-cert-auth".into());
+            extra.push(format!("--trusted-ca-file={}", certs.ca.display()));
+        }
+        Self::start_serving("https", &extra)
+    }
+
+    /// A plaintext etcd with `extra` flags (e.g. `--auth-token-ttl=1`).
+    pub fn start_with(extra: &[String]) -> Result<EtcdServer, String> {
+        Self::start_serving("http", extra)
+    }
+
+    fn start_serving(scheme: &str, extra: &[String]) -> Result<EtcdServer, String> {
         let (client, peer) = (
             free_port().map_err(|e| e.to_string())?,
             free_port().map_err(|e| e.to_string())?,
         );
         let dir =
             std::env::temp_dir().join(format!("vpcd-etcd-test-{}-{client}", std::process::id()));
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut args = vec!["--max-txn-ops=100000".to_string()];
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = spawn_member(
             "default",
             &dir,
+            &endpoint,
             client,
             &peer_url,
             &format!("default={peer_url}"),
-            &["--max-txn-ops=100000"],
+            &args,
         )?;
         let server = EtcdServer {
             child,
@@ -49,6 +77,167 @@ impl EtcdServer {
     pub fn store(&self, prefix: &str) -> crate::etcd::EtcdStore {
         crate::etcd::EtcdStore::connect(std::slice::from_ref(&self.endpoint), prefix)
             .expect("connect to the test etcd")
+    }
+}
+
+impl EtcdServer {
+    /// Runs `etcdctl` against this server (plaintext only) with `args`.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String, String> {
+        self.etcdctl_as("", args)
+    }
+
+    /// [`EtcdServer::etcdctl`] logged in as `user:password` (none if empty).
+    pub fn etcdctl_as(&self, user: &str, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint));
+        if !user.is_empty() {
+            command.arg(format!("--user={user}"));
+        }
+        let out = command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run etcdctl ({e}): install it (Debian: apt-get install etcd-client)"
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "etcdctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Turns etcd's authentication on with a `root` user whose password is
+    /// `password`; from then on every client must log in.
+    pub fn enable_auth(&self, password: &str) -> Result<(), String> {
+        self.etcdctl(&["user", "add", &format!("root:{password}")])?;
+        self.etcdctl(&["auth", "enable"])?;
+        Ok(())
+    }
+}
+
+/// Certificates made at test time with the `openssl` command: a CA, a
+/// server certificate for 127.0.0.1 signed by it, a client certificate
+/// signed by it, and a second CA that signed nothing the server uses.
+#[derive(Debug)]
+pub struct TestCerts {
+    dir: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    pub other_ca: std::path::PathBuf,
+    pub server_cert: std::path::PathBuf,
+    pub server_key: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+impl TestCerts {
+    pub fn generate() -> Result<TestCerts, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "vpcd-etcd-certs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let certs = TestCerts {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            dir,
+        };
+        let d = |name: &str| certs.dir.join(name).display().to_string();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (ca, name) in [("ca", "vpcd-test-ca"), ("other-ca", "vpcd-other-ca")] {
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            let (key, pem, subj) = (
+                d(&format!("{ca}.key")),
+                d(&format!("{ca}.pem")),
+                format!("/CN={name}"),
+            );
+            args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+            openssl(&args)?;
+        }
+        for (who, cn, usage) in [
+            (
+                "server",
+                "etcd",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth",
+            ),
+            ("client", "vpcd", "extendedKeyUsage=clientAuth"),
+        ] {
+            let (key, csr, pem, ext) = (
+                d(&format!("{who}.key")),
+                d(&format!("{who}.csr")),
+                d(&format!("{who}.pem")),
+                d(&format!("{who}.ext")),
+            );
+            std::fs::write(&ext, usage).map_err(|e| format!("{ext}: {e}"))?;
+            let mut args = vec!["req"];
+            args.extend(ec);
+            let subj = format!("/CN={cn}");
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(&args)?;
+            let (ca, ca_key) = (d("ca.pem"), d("ca.key"));
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ])?;
+        }
+        Ok(certs)
+    }
+}
+
+fn openssl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!("cannot run openssl ({e}): install it (Debian: apt-get install openssl)")
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -127,6 +316,7 @@ impl EtcdCluster {
         let child = spawn_member(
             &format!("m{i}"),
             &self.dir.join(format!("m{i}")),
+            &self.endpoint(i),
             self.clients[i],
             &peer(i),
             &initial,
@@ -175,17 +365,17 @@ impl Drop for EtcdCluster {
 }
 
 /// Starts one etcd member named `name` with its data in `dir`, serving
-/// clients on loopback port `client` and peers at `peer_url`, and waits until
-/// it listens.
+/// clients at `endpoint` (loopback port `client`) and peers at `peer_url`,
+/// and waits until it listens.
 fn spawn_member(
     name: &str,
     dir: &std::path::Path,
+    endpoint: &str,
     client: u16,
     peer_url: &str,
     initial_cluster: &str,
     extra: &[&str],
 ) -> Result<Child, String> {
-    let endpoint = format!("http://127.0.0.1:{client}");
     let mut child = Command::new("etcd")
         .arg(format!("--name={name}"))
         .arg(format!("--data-dir={}", dir.display()))

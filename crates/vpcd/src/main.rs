@@ -572,7 +572,19 @@ fn start_dns(app: &Arc<vpc_api::App>, tag: &str, upstream: Option<SocketAddr>) -
         .unwrap_or_else(|e| format!("off (cannot start its thread: {e})"))
 }
 
-fn main() -> Result<()> {
+/// Errors end the process with one line: what failed and why (its causes,
+/// joined with ": "), without a backtrace.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpcd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VPCD_LOG")
