@@ -62,7 +62,7 @@ block = "\n".join([
     "instances) realised with a fresh data plane each, then up to 12 probes per "
     "topology (ping, TCP connect, UDP echo, from an explicit client port) compared "
     "with `reach::analyze_opts`'s verdict. The test is "
-    "`crates/vpc-dataplane/tests/differential.rs`.",
+    "`crates/vpc-dataplane/tests/differential/`.",
     "",
     "| date | topologies | tuples probed | reachable | disagreements | seconds | seed | result |",
     "|---|---:|---:|---:|---:|---:|---:|---|",
