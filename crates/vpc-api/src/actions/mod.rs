@@ -4,6 +4,7 @@
 //! [`lookup`] and [`all_actions`] are both driven by those lists, so they cannot drift.
 
 pub mod acl;
+pub mod address;
 pub mod compute;
 pub mod defaults;
 pub mod dhcp;
@@ -73,6 +74,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     acl::ACTIONS,
     peering::ACTIONS,
     instance::ACTIONS,
+    address::ACTIONS,
     compute::ACTIONS,
     insights::ACTIONS,
     prefix_list::ACTIONS,
