@@ -38,10 +38,10 @@
 
 use super::keys::{self, KeyPair, KeyStore};
 use super::tunnel::{self, Destinations, End, GatewayWorker, Route, TunReader, WG_PORT};
-use super::{create_tun, in_netns, open_tun};
+use super::{create_link_pair, in_netns, open_tun};
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools};
-use crate::link::{PeeringLinkType, Veth};
+use crate::link::PeeringLinkType;
 use crate::placement::Placement;
 use crate::plan::PeeringLinkSpec;
 use base64::Engine as _;
@@ -579,17 +579,9 @@ impl PeeringLinkType for ClusterBackbone {
     }
 
     fn create(&self, run: &Runner, spec: &PeeringLinkSpec) -> Result<(), CommandError> {
-        if !spec.inter_region {
-            return Veth.create(run, spec);
+        if create_link_pair(run, spec)? {
+            self.inner.lock().peerings.remove(&spec.pcx_id);
         }
-        let _ = run.delete_link(&spec.remote_ns, &spec.remote_name);
-        for (ns, name) in [
-            (&spec.local_ns, &spec.local_name),
-            (&spec.remote_ns, &spec.remote_name),
-        ] {
-            create_tun(ns, name)?;
-        }
-        self.inner.lock().peerings.remove(&spec.pcx_id);
         Ok(())
     }
 

@@ -522,21 +522,10 @@ impl PeeringLinkType for Backbone {
     }
 
     fn create(&self, run: &Runner, spec: &PeeringLinkSpec) -> Result<(), CommandError> {
-        if !spec.inter_region {
-            return Veth.create(run, spec);
+        if create_link_pair(run, spec)? {
+            // Readers of the old devices (if any) are stale now.
+            self.inner.lock().peerings.remove(&spec.pcx_id);
         }
-        // A persistent TUN device in each router; the gateways' workers
-        // attach to them (converge). Until then the kernel drops what is
-        // routed to them.
-        let _ = run.delete_link(&spec.remote_ns, &spec.remote_name);
-        for (ns, name) in [
-            (&spec.local_ns, &spec.local_name),
-            (&spec.remote_ns, &spec.remote_name),
-        ] {
-            create_tun(ns, name)?;
-        }
-        // Readers of the old devices (if any) are stale now.
-        self.inner.lock().peerings.remove(&spec.pcx_id);
         Ok(())
     }
 
@@ -559,6 +548,25 @@ impl PeeringLinkType for Backbone {
             .collect();
         self.inner.converge(&mut st);
     }
+}
+
+/// Makes a peering's pair of links: a veth pair within a region; across
+/// regions a persistent TUN device in each router, which the gateways'
+/// workers attach to (converge; until then the kernel drops what is routed
+/// to them). True when it made TUN devices.
+pub(crate) fn create_link_pair(run: &Runner, spec: &PeeringLinkSpec) -> Result<bool, CommandError> {
+    if !spec.inter_region {
+        Veth.create(run, spec)?;
+        return Ok(false);
+    }
+    let _ = run.delete_link(&spec.remote_ns, &spec.remote_name);
+    for (ns, name) in [
+        (&spec.local_ns, &spec.local_name),
+        (&spec.remote_ns, &spec.remote_name),
+    ] {
+        create_tun(ns, name)?;
+    }
+    Ok(true)
 }
 
 /// Makes the underlay namespace and its bridge if they are missing.
