@@ -344,7 +344,7 @@ impl GroupCommit {
                     self.install(&mut durable, s.world, s.revision, &publish);
                 }
             }
-            Update::Setting { .. } => {}
+            Update::Setting { .. } | Update::SettingRemoved { .. } => {}
         }
         Ok(())
     }
@@ -556,6 +556,22 @@ mod failure_tests {
             prefix: &str,
         ) -> vpc_store::Result<Vec<(String, String)>> {
             StateStore::settings_with_prefix(&mut self.store, prefix)
+        }
+        fn hold_setting(
+            &mut self,
+            key: &str,
+            value: &str,
+            ttl: i64,
+        ) -> vpc_store::Result<vpc_store::HeldSetting> {
+            StateStore::hold_setting(&mut self.store, key, value, ttl)
+        }
+        fn remove_settings(
+            &mut self,
+            base: Revision,
+            keys: &[String],
+            unless: &[String],
+        ) -> vpc_store::Result<Revision> {
+            StateStore::remove_settings(&mut self.store, base, keys, unless)
         }
         fn record_usage(
             &mut self,
