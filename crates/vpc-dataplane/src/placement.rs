@@ -3,11 +3,16 @@
 //!
 //! The rule, decided here and nowhere else:
 //!
-//! * an **availability zone is served by one host**: the first host, by
-//!   name, whose registration lists it. So every instance of a subnet is on
-//!   the same host, and traffic inside a subnet never crosses the underlay;
-//! * an **instance** lives on the host serving its zone (none when no host
-//!   serves it: it is recorded, not realized);
+//! * an **instance** lives on the host RunInstances placed it on
+//!   (`vpc_model::placement::place`: the first live host, by name, serving
+//!   its zone), recorded in the instance, whatever becomes of that host's
+//!   liveness later; one recorded without a host (launched before any host
+//!   registered) lives on the first registered host, by name, serving its
+//!   zone; an instance whose host is not registered is realized nowhere.
+//!   While a zone's first host is live, every instance of a subnet is on
+//!   it, and traffic inside the subnet never crosses the underlay; new
+//!   instances placed on another host while it was not live reach the
+//!   others over the VXLAN link like any remote instance;
 //! * **routers, NAT gateways and the simulated internet** are on every host.
 //!   Each host's copy of a VPC's router reaches the VPC's instances on other
 //!   hosts over the VPC's VXLAN link `x-<vpc>` (one VNI per VPC, see
@@ -35,7 +40,7 @@ use vpc_model::{Instance, World};
 /// The UDP port of the VXLAN underlay (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 
-pub use vpc_model::placement::{host_key, HostRecord, HOST_KEY_PREFIX};
+pub use vpc_model::placement::{alive_key, host_key, HostRecord, Liveness, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX};
 
 /// A VPC router's VXLAN link to the VPC's routers on other hosts.
 pub fn vxlan_link(vpc_id: &str) -> String {
@@ -81,14 +86,28 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The host serving a zone: the first by name that lists it.
+    /// The host serving a zone for instances recorded without a host: the
+    /// first by name that lists it.
     pub fn host_of_zone(&self, zone: &str) -> Option<&HostRecord> {
         vpc_model::placement::host_of_zone(&self.hosts, zone)
     }
 
-    /// The host an instance lives on.
+    /// The host an instance lives on (`vpc_model::placement::host_of_instance`).
     pub fn host_of_instance(&self, inst: &Instance) -> Option<&HostRecord> {
-        self.host_of_zone(&inst.az)
+        vpc_model::placement::host_of_instance(&self.hosts, inst)
+    }
+
+    /// The host of the instance an interface is attached to (None for an
+    /// unattached interface or a NAT gateway's).
+    pub fn host_of_interface(
+        &self,
+        world: &World,
+        eni: &vpc_model::NetworkInterface,
+    ) -> Option<&HostRecord> {
+        let a = eni.attachment.as_ref()?;
+        world
+            .get::<Instance>(&a.instance_id)
+            .and_then(|i| self.host_of_instance(i))
     }
 
     /// Whether the instance (by ID) is realized on this host.

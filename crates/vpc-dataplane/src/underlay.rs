@@ -50,6 +50,9 @@ pub struct Underlay {
     local: Ipv4Addr,
     /// The IPv4 GRO size of every link ([`offload::vxlan_gro_target`]).
     gro_size: u32,
+    /// Whether the links were swept since the cluster shrank to this host
+    /// alone (then nothing else needs their forwarding entries).
+    swept_alone: std::sync::atomic::AtomicBool,
 }
 
 impl Underlay {
@@ -79,6 +82,7 @@ impl Underlay {
             netns,
             local,
             gro_size: offload::BIG_TCP_SIZE,
+            swept_alone: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -99,16 +103,35 @@ impl Underlay {
     }
 
     /// Makes the missing `x-` links of these routers (namespace, VPC) and
-    /// sets every link's FDB to the other hosts. Returns how many links
-    /// were made (the reconciler's routes over them can go in now).
+    /// sets every link's FDB to the other hosts: flooding to each, and no
+    /// entry (flooding or learned) towards an address that is no longer a
+    /// host's (a removed host), whose neighbour entry goes too. Returns how
+    /// many links were made (the reconciler's routes over them can go in
+    /// now).
     pub fn converge(
         &self,
         placement: &Placement,
         routers: &[(String, String)],
     ) -> Result<usize, CommandError> {
+        use std::sync::atomic::Ordering;
         if !placement.spans_hosts() {
+            // Alone now: links left from when there were others keep no
+            // entry towards them (once; links are made only with others).
+            if !self.swept_alone.swap(true, Ordering::SeqCst) {
+                for (ns, vpc) in routers {
+                    let link = placement::vxlan_link(vpc);
+                    let has_link = Path::new(NETNS_DIR).join(ns).exists()
+                        && self.run.links(ns).is_ok_and(|l| l.contains_key(&link));
+                    if has_link {
+                        if let Err(e) = self.forget_others(ns, &link, &BTreeSet::new()) {
+                            tracing::warn!(ns = %ns, "VXLAN link: {e}");
+                        }
+                    }
+                }
+            }
             return Ok(0);
         }
+        self.swept_alone.store(false, Ordering::SeqCst);
         let remotes = placement.remote_endpoints();
         let mut made = 0;
         let mut first_error = None;
@@ -175,7 +198,7 @@ impl Underlay {
             offload::converge_vxlan_gro(ns, &link, self.gro_size)?;
         }
         // Flooding (neighbour discovery) to every other host.
-        let have = self.flood_entries(ns, &link)?;
+        let have = self.forget_others(ns, &link, remotes)?;
         for r in remotes.difference(&have) {
             self.bridge(
                 ns,
@@ -190,35 +213,55 @@ impl Underlay {
                 ],
             )?;
         }
-        for r in have.difference(remotes) {
+        Ok(made)
+    }
+
+    /// Removes every FDB entry of `link` towards an address not in
+    /// `remotes` (flooding and learned ones), and the router's neighbour
+    /// entry for each such host; returns the remote ends of the flooding
+    /// entries that stay.
+    fn forget_others(
+        &self,
+        ns: &str,
+        link: &str,
+        remotes: &BTreeSet<Ipv4Addr>,
+    ) -> Result<BTreeSet<Ipv4Addr>, CommandError> {
+        let entries = self.fdb_entries(ns, link)?;
+        let mut gone: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        for (mac, dst) in &entries {
+            if remotes.contains(dst) {
+                continue;
+            }
             self.bridge(
                 ns,
-                &[
-                    "fdb",
-                    "del",
-                    "00:00:00:00:00:00",
-                    "dev",
-                    &link,
-                    "dst",
-                    &r.to_string(),
-                ],
+                &["fdb", "del", mac, "dev", link, "dst", &dst.to_string()],
             )?;
+            gone.insert(*dst);
         }
-        Ok(made)
+        for dst in &gone {
+            let ll = placement::host_link_local(*dst).to_string();
+            // Absent already (never resolved, or expired): nothing to do.
+            let _ = self.run.ip(Some(ns), &["-6", "neigh", "del", &ll, "dev", link]);
+            tracing::info!(ns = %ns, link = %link, host = %dst, "forgot a host that left the cluster");
+        }
+        Ok(entries
+            .into_iter()
+            .filter(|(mac, dst)| mac == "00:00:00:00:00:00" && remotes.contains(dst))
+            .map(|(_, dst)| dst)
+            .collect())
     }
 
     fn bridge(&self, ns: &str, args: &[&str]) -> Result<String, CommandError> {
         self.run.exec(ns, &self.bridge_tool, args, None)
     }
 
-    /// The remote ends of the link's all-zero (flooding) FDB entries.
-    fn flood_entries(&self, ns: &str, link: &str) -> Result<BTreeSet<Ipv4Addr>, CommandError> {
+    /// The link's FDB entries that lead to a remote end: (MAC, address).
+    fn fdb_entries(&self, ns: &str, link: &str) -> Result<Vec<(String, Ipv4Addr)>, CommandError> {
         let out = self.bridge(ns, &["-j", "fdb", "show", "dev", link])?;
         let entries: Vec<FdbEntry> = serde_json::from_str(out.trim()).unwrap_or_default();
         Ok(entries
             .into_iter()
-            .filter(|e| e.mac == "00:00:00:00:00:00")
-            .filter_map(|e| e.dst?.parse().ok())
+            .filter_map(|e| Some((e.mac, e.dst?.parse().ok()?)))
             .collect())
     }
 }
