@@ -126,10 +126,9 @@ pub fn status_for(code: &str) -> StatusCode {
         "MissingContentLength" => StatusCode::LENGTH_REQUIRED,
         "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
         // Capacity errors are server errors (5xx), as EC2 lists them.
-        "InternalError"
-        | "InternalFailure"
-        | "ServerInternal"
-        | "InsufficientInstanceCapacity" => StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError" | "InternalFailure" | "ServerInternal" | "InsufficientInstanceCapacity" => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         "ServiceUnavailable" | "Unavailable" | "RequestLimitExceeded" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -249,7 +248,9 @@ fn read_hosts(
 ) -> Result<vpc_model::placement::HostDirectory, vpc_store::StoreError> {
     let mut settings = store.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?;
     settings.extend(store.settings_with_prefix(vpc_model::placement::ALIVE_KEY_PREFIX)?);
-    Ok(vpc_model::placement::HostDirectory::from_settings(&settings))
+    Ok(vpc_model::placement::HostDirectory::from_settings(
+        &settings,
+    ))
 }
 
 impl App {
@@ -346,7 +347,8 @@ impl App {
             }
             Update::Reset(_) => {
                 // The stream lost its place: the settings may have moved too.
-                let read = read_hosts(&mut **self.reader.lock().unwrap_or_else(PoisonError::into_inner));
+                let read =
+                    read_hosts(&mut **self.reader.lock().unwrap_or_else(PoisonError::into_inner));
                 match read {
                     Ok(d) => {
                         *self.hosts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(d);

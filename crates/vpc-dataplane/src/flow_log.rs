@@ -268,7 +268,10 @@ impl Collector {
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
-        for eni in w.iter::<NetworkInterface>().filter(|e| self.logs_here(w, e)) {
+        for eni in w
+            .iter::<NetworkInterface>()
+            .filter(|e| self.logs_here(w, e))
+        {
             let fls: Vec<&FlowLog> = w
                 .iter::<FlowLog>()
                 .filter(|f| model::covers(f, eni))

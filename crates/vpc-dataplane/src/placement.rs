@@ -40,7 +40,9 @@ use vpc_model::{Instance, World};
 /// The UDP port of the VXLAN underlay (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 
-pub use vpc_model::placement::{alive_key, host_key, HostRecord, Liveness, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX};
+pub use vpc_model::placement::{
+    alive_key, host_key, HostRecord, Liveness, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX,
+};
 
 /// A VPC router's VXLAN link to the VPC's routers on other hosts.
 pub fn vxlan_link(vpc_id: &str) -> String {
@@ -337,6 +339,49 @@ mod tests {
         let mut ns2 = plan(&e.w, TAG).namespaces;
         placement("h2").localize(&e.w, &mut ns2);
         assert!(ns2.contains_key(&there.id) && !ns2.contains_key(&here.id));
+    }
+
+    #[test]
+    fn an_instance_stays_on_the_host_it_was_placed_on_within_its_subnet() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let first = e.instance(&sa, "10.0.1.10");
+        let second = e.instance(&sa, "10.0.1.11");
+        // Placed on h2 while h1, the zone's first host, was not live.
+        let mut rec = e.w.get::<Instance>(&second.id).unwrap().clone();
+        rec.host = Some("h2".into());
+        e.w.put(rec);
+        let p1 = placement("h1");
+        assert_eq!(
+            p1.host_of_instance(e.w.get::<Instance>(&first.id).unwrap())
+                .map(|h| h.name.as_str()),
+            Some("h1")
+        );
+        let mut ns = plan(&e.w, TAG).namespaces;
+        p1.localize(&e.w, &mut ns);
+        assert!(ns.contains_key(&first.id) && !ns.contains_key(&second.id));
+        // h1's router reaches the other instance of the same subnet over x-.
+        let r = &ns[&router_ns(TAG, &v.meta.id)];
+        let dst: IpNet = "10.0.1.11/32".parse().unwrap();
+        let over_x = RouteKind::Via {
+            gw: IpAddr::V6(host_link_local(Ipv4Addr::new(100, 72, 0, 2))),
+            dev: vxlan_link(&v.meta.id),
+            onlink: false,
+        };
+        assert!(r.routes.iter().any(|((_, d), k)| *d == dst && *k == over_x));
+        let mut ns2 = plan(&e.w, TAG).namespaces;
+        placement("h2").localize(&e.w, &mut ns2);
+        assert!(ns2.contains_key(&second.id) && !ns2.contains_key(&first.id));
+        // Placed on a host no longer registered: realized nowhere.
+        let mut rec = e.w.get::<Instance>(&second.id).unwrap().clone();
+        rec.host = Some("h9".into());
+        e.w.put(rec);
+        for local in ["h1", "h2"] {
+            let mut ns = plan(&e.w, TAG).namespaces;
+            placement(local).localize(&e.w, &mut ns);
+            assert!(!ns.contains_key(&second.id), "{local}");
+        }
     }
 
     #[test]

@@ -241,7 +241,9 @@ impl Underlay {
         for dst in &gone {
             let ll = placement::host_link_local(*dst).to_string();
             // Absent already (never resolved, or expired): nothing to do.
-            let _ = self.run.ip(Some(ns), &["-6", "neigh", "del", &ll, "dev", link]);
+            let _ = self
+                .run
+                .ip(Some(ns), &["-6", "neigh", "del", &ll, "dev", link]);
             tracing::info!(ns = %ns, link = %link, host = %dst, "forgot a host that left the cluster");
         }
         Ok(entries

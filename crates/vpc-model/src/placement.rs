@@ -184,7 +184,10 @@ pub fn instances_on<'w>(world: &'w World, hosts: &Hosts, name: &str) -> Vec<&'w 
     world
         .iter::<Instance>()
         .filter(|i| i.state != InstanceState::Terminated)
-        .filter(|i| host_of_instance(hosts, i).is_some_and(|h| h.name == name) || i.host.as_deref() == Some(name))
+        .filter(|i| {
+            host_of_instance(hosts, i).is_some_and(|h| h.name == name)
+                || i.host.as_deref() == Some(name)
+        })
         .collect()
 }
 
@@ -260,7 +263,13 @@ mod tests {
         assert!(place(&ghost, "us-east-1a", "t3.micro", &zones()).is_err());
         // No host registered: nothing to place on (one host, or API servers only).
         assert_eq!(
-            place(&HostDirectory::default(), "us-east-1a", "t3.micro", &zones()).unwrap(),
+            place(
+                &HostDirectory::default(),
+                "us-east-1a",
+                "t3.micro",
+                &zones()
+            )
+            .unwrap(),
             None
         );
     }

@@ -9,6 +9,7 @@
 //! | `P/accounts/<id>`       | an account (created with its first key)       |
 //! | `P/keys/<akid>`         | `{"account":…,"secret":…}`                    |
 //! | `P/settings/<name>`     | a setting, e.g. `clock_offset_ms`             |
+//! | `P/settings/alive/<h>`  | a host's liveness, on its agent's lease       |
 //! | `P/leader/<role>`       | the holder of a role, on its lease            |
 //!
 //! A commit is one etcd transaction: `if mod_revision(P/rev) == base then
@@ -981,7 +982,9 @@ impl crate::StateStore for EtcdStore {
                         }
                     }
                     // Whatever stood in the way is gone now: try again.
-                    Err(StoreError::Etcd("the guarded removal raced; retrying".into()))
+                    Err(StoreError::Etcd(
+                        "the guarded removal raced; retrying".into(),
+                    ))
                 }
             })
             .await

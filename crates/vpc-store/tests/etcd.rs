@@ -449,14 +449,20 @@ fn a_removed_setting_reaches_followers_and_a_guarded_removal_moves_the_marker() 
 
     // A stale base removes nothing.
     let stale = writer.remove_settings(base - 1, &["host/h1".into()], &[]);
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
     // A setting that must be absent is there: nothing removed, and it is named.
     let held = writer.remove_settings(base, &["host/h2".into()], &["alive/h2".into()]);
     assert!(
         matches!(&held, Err(StoreError::SettingPresent(k)) if k == "alive/h2"),
         "{held:?}"
     );
-    assert_eq!(writer.get_setting("host/h2").unwrap().as_deref(), Some("two"));
+    assert_eq!(
+        writer.get_setting("host/h2").unwrap().as_deref(),
+        Some("two")
+    );
 
     // The removal of h1's registration and gateways is one revision that
     // moves the commit marker; followers get both removals, then the commit.
@@ -510,11 +516,13 @@ fn a_held_setting_lives_while_renewed_and_lapses_when_its_holder_stops() {
         follower.get_setting("alive/h1").unwrap().as_deref(),
         Some("123")
     );
-    assert!(next_matching(&updates, Duration::from_secs(2), |u| match u {
-        Update::Setting { key, value } if key == "alive/h1" && value == "123" => Some(()),
-        _ => None,
-    })
-    .is_some());
+    assert!(
+        next_matching(&updates, Duration::from_secs(2), |u| match u {
+            Update::Setting { key, value } if key == "alive/h1" && value == "123" => Some(()),
+            _ => None,
+        })
+        .is_some()
+    );
     // Renewed: still there after three TTLs.
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
@@ -551,9 +559,19 @@ fn sqlite_refuses_a_held_setting_and_removes_guarded() {
     ));
     StateStore::set_setting(&mut store, "host/h1", "x").unwrap();
     StateStore::set_setting(&mut store, "alive/h1", "1").unwrap();
-    let refused = StateStore::remove_settings(&mut store, 0, &["host/h1".into()], &["alive/h1".into()]);
-    assert!(matches!(refused, Err(StoreError::SettingPresent(_))), "{refused:?}");
-    assert!(StateStore::get_setting(&mut store, "host/h1").unwrap().is_some());
-    StateStore::remove_settings(&mut store, 0, &["host/h1".into(), "alive/h1".into()], &[]).unwrap();
-    assert!(StateStore::settings_with_prefix(&mut store, "").unwrap().iter().all(|(k, _)| k != "host/h1" && k != "alive/h1"));
+    let refused =
+        StateStore::remove_settings(&mut store, 0, &["host/h1".into()], &["alive/h1".into()]);
+    assert!(
+        matches!(refused, Err(StoreError::SettingPresent(_))),
+        "{refused:?}"
+    );
+    assert!(StateStore::get_setting(&mut store, "host/h1")
+        .unwrap()
+        .is_some());
+    StateStore::remove_settings(&mut store, 0, &["host/h1".into(), "alive/h1".into()], &[])
+        .unwrap();
+    assert!(StateStore::settings_with_prefix(&mut store, "")
+        .unwrap()
+        .iter()
+        .all(|(k, _)| k != "host/h1" && k != "alive/h1"));
 }

@@ -141,7 +141,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
         pid: me.pid,
     })?;
     let _liveness = store
-        .hold_setting(&placement::alive_key(&args.host), &liveness, args.liveness_ttl_secs)
+        .hold_setting(
+            &placement::alive_key(&args.host),
+            &liveness,
+            args.liveness_ttl_secs,
+        )
         .context("keeping the host's liveness in the store")?;
     let mut hosts = registered_hosts(&mut *store)?;
     hosts.insert(me.name.clone(), me.clone());
