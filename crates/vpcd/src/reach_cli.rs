@@ -691,7 +691,6 @@ while time.monotonic() < deadline:
 sys.exit(1)
 "#;
 
-/// Sends a real packet from the source's namespace and reports whether it got through.
 /// The tag of the data plane whose namespaces the probe uses: the one a
 /// data directory's `vpcd serve` recorded, or on a cluster the tag of the
 /// host the source instance is placed on (its agent realized it there).
@@ -735,6 +734,7 @@ fn data_plane_tag(
     Ok(host.tag.clone())
 }
 
+/// Sends a real packet from the source's namespace and reports whether it got through.
 pub(crate) fn probe(
     w: &World,
     store: &mut dyn StateStore,
