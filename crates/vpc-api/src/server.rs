@@ -68,7 +68,7 @@ pub struct App {
     keys: RwLock<HashMap<String, (String, String)>>,
     /// The hosts agents registered in a shared store (`host/<name>`) and
     /// which are live (`alive/<name>`).
-    hosts: crate::actions::HostsCell,
+    hosts: Arc<crate::actions::HostsCell>,
     clock_offset: AtomicI64,
     next_deadline: AtomicI64,
     /// Bumped on every publish; watchers (the data plane) wait on it.
@@ -300,7 +300,7 @@ impl App {
             }),
             clock,
             keys: RwLock::new(keys),
-            hosts: RwLock::new(Arc::new(hosts)),
+            hosts: Arc::new(RwLock::new(Arc::new(hosts))),
             clock_offset: AtomicI64::new(offset),
             next_deadline: AtomicI64::new(next),
             generation: Mutex::new(0),
@@ -310,6 +310,19 @@ impl App {
             config,
         });
         app.metrics.set_hosts(&app.hosts());
+        {
+            // A writer that reloads the World itself (its follower lagged)
+            // reads the hosts again too, so a re-run never places on a host
+            // removed meanwhile.
+            let (cell, metrics) = (app.hosts.clone(), app.metrics.clone());
+            app.writer.on_reload(move |store| match read_hosts(store) {
+                Ok(d) => {
+                    metrics.set_hosts(&d);
+                    *cell.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(d);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the hosts again"),
+            });
+        }
         if let Some(updates) = updates {
             let weak = Arc::downgrade(&app);
             std::thread::Builder::new()
