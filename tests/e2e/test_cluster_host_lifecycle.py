@@ -279,3 +279,18 @@ def test_a_host_is_removed_only_when_dead_and_empty_and_comes_back_with_its_agen
     back = launch(c1, sd)
     assert back.host == "h3" and realized_by(lab, back.id) == "h3"
     assert ping(ib.id, back.ip, timeout=REALIZE), last_output()
+
+
+def test_host_commands_need_a_cluster_store(tmp_path):
+    # Without --store (SQLite in a data directory) there are no hosts: one clear line.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VPCD_STORE")}
+    for args in (["list"], ["remove", "h1"]):
+        out = subprocess.run([str(VPCD_BIN), "host", *args], capture_output=True, text=True, timeout=30,
+                             env=env, cwd=tmp_path)
+        assert out.returncode != 0, out
+        assert out.stderr.strip() == ("vpcd: hosts exist only on a cluster: give --store etcd://HOST:PORT[,...] "
+                                      "(or VPCD_STORE)"), out.stderr
+    # `vpcd host remove` needs the host's name.
+    out = subprocess.run([str(VPCD_BIN), "host", "remove", "--store", "etcd://127.0.0.1:1"], capture_output=True,
+                         text=True, timeout=30, env=env, cwd=tmp_path)
+    assert out.returncode != 0 and "<NAME>" in out.stderr, out.stderr
