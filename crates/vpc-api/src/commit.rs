@@ -54,8 +54,11 @@ pub struct GroupCommit {
     after_reload: std::sync::OnceLock<ReloadHook>,
 }
 
+/// A function of the store, run after a reload.
+type ReloadFn = dyn Fn(&mut dyn StateStore) + Send + Sync;
+
 /// What [`GroupCommit::on_reload`] runs.
-pub struct ReloadHook(Box<dyn Fn(&mut dyn StateStore) + Send + Sync>);
+pub struct ReloadHook(Box<ReloadFn>);
 
 impl std::fmt::Debug for ReloadHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
