@@ -10,6 +10,7 @@ fails (does not skip) without them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -93,6 +94,15 @@ def host_live_metric(lab: Lab, i: int) -> dict:
             name = line.split('host="', 1)[1].split('"', 1)[0]
             got[name] = int(float(line.rsplit(" ", 1)[1]))
     return got
+
+
+def etcd_delete(lab: Lab, key: str) -> int:
+    """Deletes a key by hand through etcd's JSON gateway (as `etcdctl del` would); how many went."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    url = lab.live_etcd()[0]
+    req = urllib.request.Request(f"{url}/v3/kv/deleterange", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return int(json.loads(r.read()).get("deleted", 0))
 
 
 def vpc(ec2, cidr: str) -> SimpleNamespace:
@@ -230,6 +240,10 @@ def test_a_host_is_removed_only_when_dead_and_empty_and_comes_back_with_its_agen
     wait_until(lambda: h3["underlay_address"] in vxlan_peers(lab, "h2"), timeout=REALIZE,
                what="h2's VXLAN entries towards h3")
 
+    # A live agent whose registration is deleted by hand registers again.
+    assert etcd_delete(lab, f"{lab.prefix}/settings/host/h3") == 1
+    wait_until(lambda: lab.etcd_get(f"{lab.prefix}/settings/host/h3"), timeout=REALIZE,
+               what="h3's agent to register again")
     # Refused while its agent is live.
     out = vpcd_host(lab, "remove", "h3")
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1, out
