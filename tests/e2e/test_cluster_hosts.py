@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
-from labkit import VPCD_BIN, Lab
+from labkit import VPCD_BIN, Lab, sample, samples, scrape
 from netprobe import (PY, Background, last_output, link_sizes, listener, netns_exec, netns_exists, netns_list,
                       ping, ping_background, ping_stats, tcp_request, wait_until)
 
@@ -440,6 +440,101 @@ def test_ipv6_and_a_nat_gateway_across_hosts(lab):
     assert ping(i2.id, INET_HOST, timeout=REALIZE), last_output()
 
 
+# -- a middlebox on another host -----------------------------------------------------------
+
+def forwarded(ns: str) -> int:
+    """The instance's own count of IPv4 packets it forwarded (`Ip: ForwDatagrams`)."""
+    p = netns_exec(ns, "cat", "/proc/net/snmp", check=True)
+    head, values = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("Ip:")][:2]
+    return int(values[head.index("ForwDatagrams")])
+
+
+def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
+    """docs/cluster.md, "Middleboxes across hosts": a route whose target is an interface on
+    another host hands the packet to that interface, as on one host.
+
+    One VPC over three hosts: A (h1) and C (h1) route each other's and B's (h3) subnets
+    through middlebox M (h2), and B and C route A's subnet through M. M forwards (its own
+    routes, ip_forward on). With M's source/destination check on nothing passes; off, ping
+    and TCP pass both ways and M's own forwarding counter grows by every request and
+    reply, also between A and C on the same host; a security group on M that admits
+    nothing stops it again, and so does the check turned back on.
+    """
+    b = lab.client(1, "B", region="eu-west-1")
+    v = vpc(b, "10.87.0.0/16")
+    sa, sm = subnet(b, v, "10.87.1.0/24", "eu-west-1a"), subnet(b, v, "10.87.2.0/24", "eu-west-1b")
+    sb, sc = subnet(b, v, "10.87.3.0/24", "eu-west-1c"), subnet(b, v, "10.87.4.0/24", "eu-west-1a")
+    allow_icmp(b, v.sg, v.cidr)
+    allow_tcp(b, v.sg, v.cidr, 7000)
+    closed = b.create_security_group(GroupName="mbox-closed", Description="no ingress", VpcId=v.id)["GroupId"]
+    ia, im, ib, ic = launch(b, sa), launch(b, sm), launch(b, sb), launch(b, sc)
+    assert [realized_by(lab, i.id) for i in (ia, im, ib, ic)] == ["h1", "h2", "h3", "h1"]
+    eni_m = b.describe_instances(InstanceIds=[im.id])["Reservations"][0]["Instances"][0][
+        "NetworkInterfaces"][0]["NetworkInterfaceId"]
+    # M forwards, as a middlebox's OS is configured to (and sends no redirects).
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0"):
+        netns_exec(im.id, "sysctl", "-qw", key, check=True)
+    tables = {}
+    for name, sub in (("a", sa), ("b", sb), ("c", sc)):
+        rt = b.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
+        b.associate_route_table(RouteTableId=rt, SubnetId=sub)
+        tables[name] = rt
+    cidr = {sa: "10.87.1.0/24", sb: "10.87.3.0/24", sc: "10.87.4.0/24"}
+    for name, through in (("a", [sb, sc]), ("b", [sa]), ("c", [sa])):
+        for dst in through:
+            b.create_route(RouteTableId=tables[name], DestinationCidrBlock=cidr[dst], NetworkInterfaceId=eni_m)
+
+    # Controls: M itself is reached from both sides, directly.
+    assert ping(ia.id, im.ip, timeout=REALIZE) and ping(ib.id, im.ip, timeout=REALIZE), last_output()
+    # The check on (the default): M's router refuses packets for another address.
+    f0 = forwarded(im.id)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    assert not ping(ia.id, ic.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": False})
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    in2 = vxlan_count(lab, "h2", "vxlan_in")
+    f0 = forwarded(im.id)
+    p = netns_exec(ia.id, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1", ib.ip, timeout=15)
+    assert ping_stats(p.stdout) == (20, 20), p.stdout
+    # Every request and every reply went through M (on h2) and so crossed into h2.
+    assert forwarded(im.id) - f0 >= 40, (f0, forwarded(im.id))
+    assert vxlan_count(lab, "h2", "vxlan_in") - in2 >= 40
+    # A and C share h1, and their traffic still goes through M on h2.
+    assert ping(ia.id, ic.ip, timeout=REALIZE), last_output()
+    f0 = forwarded(im.id)
+    p = netns_exec(ic.id, "ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "1", ia.ip, timeout=15)
+    assert ping_stats(p.stdout) == (10, 10), p.stdout
+    assert forwarded(im.id) - f0 >= 20, (f0, forwarded(im.id))
+    # TCP, opened from either end.
+    f0 = forwarded(im.id)
+    with listener(ib.id, 7000):
+        reply = tcp_request(ia.id, ib.ip, 7000, "through-the-middlebox")
+        assert reply is not None and "through-the-middlebox" in reply, last_output()
+    with listener(ia.id, 7000):
+        assert tcp_request(ib.id, ia.ip, 7000, "back") is not None, last_output()
+    assert forwarded(im.id) - f0 >= 10, (f0, forwarded(im.id))
+
+    # A group on M that admits nothing: M's host's router refuses what is routed to M.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[closed])
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="M's closed group")
+    f0 = forwarded(im.id)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[v.sg])
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+
+    # The check back on: nothing passes again.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": True})
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="the check back on")
+    f0 = forwarded(im.id)
+    assert not ping(ib.id, ia.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+    assert ping(ia.id, im.ip), last_output()
+
+
 # -- inter-region peerings across hosts (the backbone across hosts) -----------------------
 
 MARKER = "VPCD-CLUSTER-PLAINTEXT-4b1d"
@@ -574,6 +669,33 @@ def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypte
     assert got["clear"] == 0, got
     assert got["wireguard"] >= 44, got
     assert not got["other"], got
+
+    # Each agent reports its gateways and sessions as `vpcd serve` does: `vpcd regions
+    # status --data-dir <the agent's>` and the tunnel families of its /metrics.
+    def regions(h: str, *extra: str) -> str:
+        return lab.vpcd("regions", "status", "--data-dir", host(lab, h)["data_dir"], *extra).stdout
+
+    def session(st: dict, region: str, peer: str, peer_host: str) -> dict | None:
+        return next((t for t in st["tunnels"] if (t["region"], t["peer"], t.get("peer_host"))
+                     == (region, peer, peer_host)), None)
+
+    for h, region, peer, other in (("h1", "us-east-1", "us-west-2", "h2"), ("h2", "us-west-2", "us-east-1", "h1")):
+        st = wait_until(lambda: (lambda st: st if (session(st, region, peer, other) or {}).get("sent", {})
+                                 .get("packets", 0) >= 21 else None)(json.loads(regions(h, "--json"))),
+                        timeout=5, what=f"{h}'s status showing the session with {other}")
+        gw = next(g for g in st["gateways"] if g["region"] == region)
+        assert gw["host"] == h and gw["underlay_address"] == host(lab, h)["underlay_address"], gw
+        assert gw["wireguard_in"] is None, gw  # no nft table of its own on a cluster host
+        t = session(st, region, peer, other)
+        assert pcx in t["peerings"] and t["received"]["packets"] >= 21 and t["handshake_age_ms"] is not None, t
+        assert t["peer_endpoint"].split(":")[0] == host(lab, other)["underlay_address"], t
+        text = regions(h)
+        assert f"{min(region, peer)}<->{max(region, peer)}" in text and f"with host {other}" in text, text
+        addr = host(lab, h)["metrics"]
+        wait_until(lambda: sample(scrape(addr), "vpcd_backbone_tunnel_packets_total", region=region, peer=peer,
+                                  direction="sent") >= 21, timeout=5, what=f"the tunnel's packets in {h}'s /metrics")
+        ages = samples(scrape(addr), "vpcd_backbone_tunnel_handshake_age_seconds", region=region, peer=peer)
+        assert len(ages) == 1 and 0 <= ages[0] < 180, ages
 
     # The receiving host's agent is killed: its gateway's workers are gone, so the
     # peering's traffic stops (dropped at the TUN device, never sent in clear) and a
