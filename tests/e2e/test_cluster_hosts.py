@@ -25,8 +25,8 @@ import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
 from labkit import VPCD_BIN, Lab, sample, samples, scrape
-from netprobe import (PY, Background, last_output, link_sizes, listener, netns_exec, netns_exists, netns_list,
-                      ping, ping_background, ping_stats, tcp_request, wait_until)
+from netprobe import (PY, Background, forwarded, last_output, link_sizes, listener, make_middlebox, netns_exec,
+                      netns_exists, netns_list, ping, ping_background, ping_stats, tcp_request, wait_until)
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -442,13 +442,6 @@ def test_ipv6_and_a_nat_gateway_across_hosts(lab):
 
 # -- a middlebox on another host -----------------------------------------------------------
 
-def forwarded(ns: str) -> int:
-    """The instance's own count of IPv4 packets it forwarded (`Ip: ForwDatagrams`)."""
-    p = netns_exec(ns, "cat", "/proc/net/snmp", check=True)
-    head, values = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("Ip:")][:2]
-    return int(values[head.index("ForwDatagrams")])
-
-
 def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     """docs/cluster.md, "Middleboxes across hosts": a route whose target is an interface on
     another host hands the packet to that interface, as on one host.
@@ -471,10 +464,7 @@ def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     assert [realized_by(lab, i.id) for i in (ia, im, ib, ic)] == ["h1", "h2", "h3", "h1"]
     eni_m = b.describe_instances(InstanceIds=[im.id])["Reservations"][0]["Instances"][0][
         "NetworkInterfaces"][0]["NetworkInterfaceId"]
-    # M forwards, as a middlebox's OS is configured to (and sends no redirects).
-    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-                "net.ipv4.conf.eth0.send_redirects=0"):
-        netns_exec(im.id, "sysctl", "-qw", key, check=True)
+    make_middlebox(im.id)
     tables = {}
     for name, sub in (("a", sa), ("b", sb), ("c", sc)):
         rt = b.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
