@@ -499,6 +499,10 @@ def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     assert not ping(ia.id, ib.ip, expect=False), last_output()
     assert not ping(ia.id, ic.ip, expect=False), last_output()
     assert forwarded(im.id) == f0
+    # The analyzer, on the cluster's state, says so too, and its probe agrees.
+    denied = reach_on_cluster(lab, ia.id, ib.id)
+    assert denied.returncode == 1, denied.stderr
+    assert json.loads(denied.stdout)["probe"]["agrees"] is True, denied.stdout
 
     b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": False})
     assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
