@@ -332,4 +332,52 @@ mod tests {
             assert!(text.contains(&want), "{want} missing from\n{text}");
         }
     }
+
+    fn session(peer_host: &str, sent: u64, age: Option<u64>) -> TunnelStatus {
+        TunnelStatus {
+            region: "us-east-1".into(),
+            peer: "us-west-2".into(),
+            handshake_age_ms: age,
+            sent: Count {
+                packets: sent,
+                bytes: sent * 100,
+            },
+            peerings: vec!["pcx-1".into()],
+            peer_host: Some(peer_host.into()),
+            peer_endpoint: Some(format!("100.72.0.{}:52000", &peer_host[1..])),
+            ..TunnelStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_hosts_sessions_add_up_per_pair_and_one_restarting_re_adds_nothing() {
+        let m = vpc_api::Metrics::new();
+        let mut s = Status::default();
+        s.tunnels = vec![session("h2", 10, Some(4000)), session("h3", 5, Some(1500))];
+        export(&m, &s);
+        // h3's session restarts from zero and sends 2; h2's goes on to 12.
+        s.tunnels = vec![session("h2", 12, Some(5000)), session("h3", 2, None)];
+        export(&m, &s);
+        let text = m.render();
+        let labels = "peer=\"us-west-2\",region=\"us-east-1\"";
+        for want in [
+            // 12 + (5 + 2): each session followed on its own.
+            format!("vpcd_backbone_tunnel_packets_total{{direction=\"sent\",{labels}}} 19"),
+            // The most recent handshake of the pair.
+            format!("vpcd_backbone_tunnel_handshake_age_seconds{{{labels}}} 5"),
+        ] {
+            assert!(text.contains(&want), "{want} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("vpcd_backbone_underlay_dropped_packets_total{"),
+            "{text}"
+        );
+        // The table sums the pair and lists each session with its host.
+        let table = render(&s);
+        assert!(
+            table.contains("us-east-1<->us-west-2\t5.0s ago\t14/1400\t-"),
+            "{table}"
+        );
+        assert!(table.contains("session us-east-1->us-west-2 with host h3 (100.72.0.3:52000)\thandshake never\tsent 2/200"), "{table}");
+    }
 }
