@@ -352,8 +352,10 @@ mod tests {
     #[test]
     fn a_cluster_hosts_sessions_add_up_per_pair_and_one_restarting_re_adds_nothing() {
         let m = vpc_api::Metrics::new();
-        let mut s = Status::default();
-        s.tunnels = vec![session("h2", 10, Some(4000)), session("h3", 5, Some(1500))];
+        let mut s = Status {
+            tunnels: vec![session("h2", 10, Some(4000)), session("h3", 5, Some(1500))],
+            ..Status::default()
+        };
         export(&m, &s);
         // h3's session restarts from zero and sends 2; h2's goes on to 12.
         s.tunnels = vec![session("h2", 12, Some(5000)), session("h3", 2, None)];
