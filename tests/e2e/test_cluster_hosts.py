@@ -463,34 +463,39 @@ def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     """docs/cluster.md, "Middleboxes across hosts": a route whose target is an interface on
     another host hands the packet to that interface, as on one host.
 
-    One VPC over three hosts: A (h1) and C (h1) route each other's and B's (h3) subnets
-    through middlebox M (h2), and B and C route A's subnet through M. M forwards (its own
-    routes, ip_forward on). With M's source/destination check on nothing passes; off, ping
-    and TCP pass both ways and M's own forwarding counter grows by every request and
-    reply, also between A and C on the same host; a security group on M that admits
-    nothing stops it again, and so does the check turned back on.
+    One dual-stack VPC over three hosts: A (h1) and C (h1) route each other's and B's (h3)
+    subnets through middlebox M (h2), and B and C route A's subnet through M. M forwards
+    (its own routes, forwarding on). With M's source/destination check on nothing passes;
+    off, ping (IPv4 and IPv6) and TCP pass both ways and M's own forwarding counters grow
+    by every request and reply, also between A and C on the same host; a security group on
+    M that admits nothing stops it again, and so does the check turned back on.
     """
     b = lab.client(1, "B", region="eu-west-1")
-    v = vpc(b, "10.87.0.0/16")
-    sa, sm = subnet(b, v, "10.87.1.0/24", "eu-west-1a"), subnet(b, v, "10.87.2.0/24", "eu-west-1b")
-    sb, sc = subnet(b, v, "10.87.3.0/24", "eu-west-1c"), subnet(b, v, "10.87.4.0/24", "eu-west-1a")
+    vid = b.create_vpc(CidrBlock="10.87.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+    v = SimpleNamespace(id=vid, cidr="10.87.0.0/16", sg=default_sg(b, vid), v6=vpc_ipv6_block(b, vid))
+    nets = list(ipaddress.ip_network(v.v6).subnets(new_prefix=64))
+    subnets = {}
+    for k, zone in ((1, "eu-west-1a"), (2, "eu-west-1b"), (3, "eu-west-1c"), (4, "eu-west-1a")):
+        subnets[k] = (b.create_subnet(VpcId=vid, CidrBlock=f"10.87.{k}.0/24", AvailabilityZone=zone,
+                                      Ipv6CidrBlock=str(nets[k]))["Subnet"]["SubnetId"], f"10.87.{k}.0/24", str(nets[k]))
+    sa, sm, sb, sc = (subnets[k][0] for k in (1, 2, 3, 4))
     allow_icmp(b, v.sg, v.cidr)
     allow_tcp(b, v.sg, v.cidr, 7000)
+    b.authorize_security_group_ingress(GroupId=v.sg, IpPermissions=[
+        {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": v.v6}]}])
     closed = b.create_security_group(GroupName="mbox-closed", Description="no ingress", VpcId=v.id)["GroupId"]
-    ia, im, ib, ic = launch(b, sa), launch(b, sm), launch(b, sb), launch(b, sc)
+    ia, im, ib, ic = (launch(b, sub, ipv6=1) for sub in (sa, sm, sb, sc))
     assert [realized_by(lab, i.id) for i in (ia, im, ib, ic)] == ["h1", "h2", "h3", "h1"]
     eni_m = b.describe_instances(InstanceIds=[im.id])["Reservations"][0]["Instances"][0][
         "NetworkInterfaces"][0]["NetworkInterfaceId"]
     make_middlebox(im.id)
-    tables = {}
-    for name, sub in (("a", sa), ("b", sb), ("c", sc)):
+    # A and C route B's and each other's subnets through M; B routes A's through M.
+    for k, through in ((1, (3, 4)), (3, (1,)), (4, (1,))):
         rt = b.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
-        b.associate_route_table(RouteTableId=rt, SubnetId=sub)
-        tables[name] = rt
-    cidr = {sa: "10.87.1.0/24", sb: "10.87.3.0/24", sc: "10.87.4.0/24"}
-    for name, through in (("a", [sb, sc]), ("b", [sa]), ("c", [sa])):
+        b.associate_route_table(RouteTableId=rt, SubnetId=subnets[k][0])
         for dst in through:
-            b.create_route(RouteTableId=tables[name], DestinationCidrBlock=cidr[dst], NetworkInterfaceId=eni_m)
+            b.create_route(RouteTableId=rt, DestinationCidrBlock=subnets[dst][1], NetworkInterfaceId=eni_m)
+            b.create_route(RouteTableId=rt, DestinationIpv6CidrBlock=subnets[dst][2], NetworkInterfaceId=eni_m)
 
     # Controls: M itself is reached from both sides, directly.
     assert ping(ia.id, im.ip, timeout=REALIZE) and ping(ib.id, im.ip, timeout=REALIZE), last_output()
@@ -513,6 +518,12 @@ def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     # Every request and every reply went through M (on h2) and so crossed into h2.
     assert forwarded(im.id) - f0 >= 40, (f0, forwarded(im.id))
     assert vxlan_count(lab, "h2", "vxlan_in") - in2 >= 40
+    # IPv6 alike.
+    assert ping(ia.id, ib.v6, timeout=REALIZE), last_output()
+    f6 = forwarded(im.id, v6=True)
+    p = netns_exec(ib.id, "ping", "-6", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "1", ia.v6, timeout=15)
+    assert ping_stats(p.stdout) == (10, 10), p.stdout
+    assert forwarded(im.id, v6=True) - f6 >= 20, (f6, forwarded(im.id, v6=True))
     # A and C share h1, and their traffic still goes through M on h2.
     assert ping(ia.id, ic.ip, timeout=REALIZE), last_output()
     f0 = forwarded(im.id)
