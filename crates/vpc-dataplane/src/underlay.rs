@@ -126,11 +126,13 @@ impl Underlay {
             if !Path::new(NETNS_DIR).join(ns).exists() {
                 continue;
             }
-            let r = self.converge_router(ns, &r.vpc, &remotes).and_then(|made| {
-                self.converge_middleboxes(ns, &r.vpc, &r.middleboxes)
-                    .map(|_| made)
-            });
-            match r {
+            let result = self
+                .converge_router(ns, &r.vpc, &remotes)
+                .and_then(|(made, links)| {
+                    self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
+                        .map(|_| made)
+                });
+            match result {
                 Ok(true) => made += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -150,7 +152,7 @@ impl Underlay {
         ns: &str,
         vpc: &str,
         remotes: &BTreeSet<Ipv4Addr>,
-    ) -> Result<bool, CommandError> {
+    ) -> Result<(bool, BTreeSet<String>), CommandError> {
         let link = placement::vxlan_link(vpc);
         let mut made = false;
         let links = self.run.links(ns)?;
@@ -217,26 +219,31 @@ impl Underlay {
                 ],
             )?;
         }
-        Ok(made)
+        // The router's links now (a new `x-` link came without middlebox links).
+        let names = links
+            .into_keys()
+            .filter(|n| !made || !n.starts_with("m-"))
+            .collect();
+        Ok((made, names))
     }
 
     /// Makes the router's wanted middlebox links on its `x-` link and
-    /// removes the others.
+    /// removes the others (`links`: the router's links).
     fn converge_middleboxes(
         &self,
         ns: &str,
         vpc: &str,
         wanted: &BTreeSet<String>,
+        links: &BTreeSet<String>,
     ) -> Result<(), CommandError> {
         let x = placement::vxlan_link(vpc);
-        let links = self.run.links(ns)?;
-        for name in links.keys().filter(|n| n.starts_with("m-")) {
+        for name in links.iter().filter(|n| n.starts_with("m-")) {
             if !wanted.contains(name) {
                 self.run.ip(Some(ns), &["link", "del", name])?;
                 tracing::info!(ns = %ns, link = %name, "removed middlebox link");
             }
         }
-        for name in wanted.iter().filter(|n| !links.contains_key(*n)) {
+        for name in wanted.iter().filter(|n| !links.contains(*n)) {
             let addr = format!("{}/64", placement::middlebox_address(name));
             for args in [
                 vec![
