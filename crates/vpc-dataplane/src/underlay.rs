@@ -14,10 +14,18 @@
 //! all-zero FDB entry per remote host), and the kernel learns each remote
 //! router's MAC from what it receives.
 //!
-//! The reconciler leaves `x-` links alone (they are not among the prefixes
-//! it owns); it plans only the routes over them and the rule sending what
-//! arrives on them to table 250. [`Underlay::converge`] keeps the devices
-//! and their FDB entries in step with the routers and the hosts.
+//! A router holding an interface that a route of the VPC targets (a
+//! middlebox) also gets, for each such interface, a macvlan `m-<eni>` on its
+//! `x-` link ([`placement::middlebox_link`]) with the address
+//! [`placement::middlebox_address`] (no automatic link-local address):
+//! other hosts' routes through that interface lead there, and what arrives
+//! on it is handed to the interface (`placement`).
+//!
+//! The reconciler leaves `x-` and `m-` links alone (they are not among the
+//! prefixes it owns); it plans only the routes over them and the rules
+//! sending what arrives on them to table 250 or to a middlebox's table.
+//! [`Underlay::converge`] keeps the devices and their FDB entries in step
+//! with the routers and the hosts.
 //!
 //! [`lab_fabric_up`] builds a lab's simulated hosts: one namespace per host
 //! with an `ul0` port on a bridge in the lab's underlay namespace, all of
@@ -102,29 +110,29 @@ impl Underlay {
         self.gro_size
     }
 
-    /// Makes the missing `x-` links of these routers (namespace, VPC) and
-    /// sets every link's FDB to the other hosts: flooding to each, and no
-    /// entry (flooding or learned) towards an address that is no longer a
-    /// host's (a removed host), whose neighbour entry goes too. Returns how
-    /// many links were made (the reconciler's routes over them can go in
-    /// now).
+    /// Makes the missing `x-` links of these routers and sets every link's
+    /// FDB to the other hosts (flooding to each, and no entry, flooding or
+    /// learned, towards an address that is no longer a host's, a removed
+    /// host, whose neighbour entry goes too), and makes each router's
+    /// middlebox links (removing those no longer wanted). Returns how many
+    /// `x-` links were made (the reconciler's routes over them can go in now).
     pub fn converge(
         &self,
         placement: &Placement,
-        routers: &[(String, String)],
+        routers: &[VxlanRouter],
     ) -> Result<usize, CommandError> {
         use std::sync::atomic::Ordering;
         if !placement.spans_hosts() {
             // Alone now: links left from when there were others keep no
             // entry towards them (once; links are made only with others).
             if !self.swept_alone.swap(true, Ordering::SeqCst) {
-                for (ns, vpc) in routers {
-                    let link = placement::vxlan_link(vpc);
-                    let has_link = Path::new(NETNS_DIR).join(ns).exists()
-                        && self.run.links(ns).is_ok_and(|l| l.contains_key(&link));
+                for r in routers {
+                    let link = placement::vxlan_link(&r.vpc);
+                    let has_link = Path::new(NETNS_DIR).join(&r.ns).exists()
+                        && self.run.links(&r.ns).is_ok_and(|l| l.contains_key(&link));
                     if has_link {
-                        if let Err(e) = self.forget_others(ns, &link, &BTreeSet::new()) {
-                            tracing::warn!(ns = %ns, "VXLAN link: {e}");
+                        if let Err(e) = self.forget_others(&r.ns, &link, &BTreeSet::new()) {
+                            tracing::warn!(ns = %r.ns, "VXLAN link: {e}");
                         }
                     }
                 }
@@ -135,12 +143,18 @@ impl Underlay {
         let remotes = placement.remote_endpoints();
         let mut made = 0;
         let mut first_error = None;
-        for (ns, vpc) in routers {
+        for r in routers {
+            let ns = &r.ns;
             if !Path::new(NETNS_DIR).join(ns).exists() {
                 continue;
             }
-            let r = self.converge_router(ns, vpc, &remotes);
-            match r {
+            let result = self
+                .converge_router(ns, &r.vpc, &remotes)
+                .and_then(|(made, links)| {
+                    self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
+                        .map(|_| made)
+                });
+            match result {
                 Ok(true) => made += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -160,7 +174,7 @@ impl Underlay {
         ns: &str,
         vpc: &str,
         remotes: &BTreeSet<Ipv4Addr>,
-    ) -> Result<bool, CommandError> {
+    ) -> Result<(bool, BTreeSet<String>), CommandError> {
         let link = placement::vxlan_link(vpc);
         let mut made = false;
         let links = self.run.links(ns)?;
@@ -213,7 +227,45 @@ impl Underlay {
                 ],
             )?;
         }
-        Ok(made)
+        // The router's links now (a new `x-` link came without middlebox links).
+        let names = links
+            .into_keys()
+            .filter(|n| !made || !n.starts_with("m-"))
+            .collect();
+        Ok((made, names))
+    }
+
+    /// Makes the router's wanted middlebox links on its `x-` link and
+    /// removes the others (`links`: the router's links).
+    fn converge_middleboxes(
+        &self,
+        ns: &str,
+        vpc: &str,
+        wanted: &BTreeSet<String>,
+        links: &BTreeSet<String>,
+    ) -> Result<(), CommandError> {
+        let x = placement::vxlan_link(vpc);
+        for name in links.iter().filter(|n| n.starts_with("m-")) {
+            if !wanted.contains(name) {
+                self.run.ip(Some(ns), &["link", "del", name])?;
+                tracing::info!(ns = %ns, link = %name, "removed middlebox link");
+            }
+        }
+        for name in wanted.iter().filter(|n| !links.contains(*n)) {
+            let addr = format!("{}/64", placement::middlebox_address(name));
+            for args in [
+                vec![
+                    "link", "add", "link", &x, "name", name, "type", "macvlan", "mode", "private",
+                ],
+                vec!["link", "set", name, "addrgenmode", "none"],
+                vec!["addr", "add", &addr, "dev", name, "nodad"],
+                vec!["link", "set", name, "up"],
+            ] {
+                self.run.ip(Some(ns), &args)?;
+            }
+            tracing::info!(ns = %ns, link = %name, address = %addr, "made middlebox link");
+        }
+        Ok(())
     }
 
     /// Removes every FDB entry of `link` towards an address not in
@@ -266,6 +318,16 @@ impl Underlay {
             .filter_map(|e| Some((e.mac, e.dst?.parse().ok()?)))
             .collect())
     }
+}
+
+/// A router of this host, as [`Underlay::converge`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanRouter {
+    /// Its namespace.
+    pub ns: String,
+    pub vpc: String,
+    /// Its middlebox links ([`placement::middlebox_links`] of its plan).
+    pub middleboxes: BTreeSet<String>,
 }
 
 #[derive(serde::Deserialize)]
