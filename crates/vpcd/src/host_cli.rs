@@ -31,12 +31,25 @@ pub enum HostCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Remove the kernel objects a host's agent made on this machine (its
+    /// routers', NAT gateways', gateways' and internet namespaces, and its
+    /// instances' namespaces), as `vpcd teardown` does for a data directory.
+    /// Run it on that host, after stopping its agent and before `host remove`
+    /// (the registration names the host's data-plane tag). Refused while its
+    /// agent is live.
+    Teardown {
+        /// The host's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 pub fn run(cmd: HostCmd) -> Result<()> {
     match cmd {
         HostCmd::List { json, store } => list(&store, json),
         HostCmd::Remove { name, store } => remove(&store, &name),
+        HostCmd::Teardown { name, store } => teardown(&store, &name),
     }
 }
 
@@ -163,4 +176,33 @@ fn remove(args: &StoreArgs, name: &str) -> Result<()> {
         }
     }
     bail!("host {name}: the cluster kept changing; nothing was removed, try again")
+}
+
+fn teardown(args: &StoreArgs, name: &str) -> Result<()> {
+    let mut store = open(args)?;
+    let world = store.load()?.world;
+    let (dir, pids) = directory(&mut *store)?;
+    let Some(host) = dir.hosts.get(name) else {
+        bail!("no host {name:?} is registered (`vpcd host list` shows the hosts); its data-plane tag is known only while it is");
+    };
+    if dir.live.contains(name) {
+        let pid = pids
+            .get(name)
+            .map(|p| format!(", pid {p}"))
+            .unwrap_or_default();
+        bail!(
+            "host {name} is live (its agent{pid} holds its liveness lease): stop the agent first, or it rebuilds what is removed"
+        );
+    }
+    let ids: Vec<String> = placement::instances_on(&world, &dir.hosts, name)
+        .iter()
+        .map(|i| i.meta.id.clone())
+        .collect();
+    vpc_dataplane::teardown(&host.tag, &ids)
+        .with_context(|| format!("removing host {name}'s kernel objects"))?;
+    println!(
+        "removed the kernel objects of host {name} (tag {}) on this machine",
+        host.tag
+    );
+    Ok(())
 }
