@@ -49,6 +49,8 @@ pub(crate) struct LinkState {
     pub up: bool,
     pub alias: Option<String>,
     pub sizes: Sizes,
+    /// Its hardware address (empty for a link without one).
+    pub mac: Vec<u8>,
 }
 
 /// A route as a dump reports it (only what the data plane compares).
@@ -296,12 +298,14 @@ impl Netlink {
                 up: l.header.flags.contains(LinkFlags::Up),
                 alias: None,
                 sizes: Sizes::default(),
+                mac: Vec::new(),
             };
             for a in l.attributes {
                 match a {
                     LinkAttribute::IfName(n) => name = Some(n),
                     LinkAttribute::Mtu(m) => st.mtu = m,
                     LinkAttribute::IfAlias(a) => st.alias = Some(a),
+                    LinkAttribute::Address(m) => st.mac = m,
                     LinkAttribute::GsoIpv4MaxSize(v) => st.sizes.gso_ipv4_max = v,
                     LinkAttribute::GroIpv4MaxSize(v) => st.sizes.gro_ipv4_max = v,
                     LinkAttribute::TsoMaxSize(v) => st.sizes.tso_max = v,

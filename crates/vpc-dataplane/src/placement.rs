@@ -119,6 +119,33 @@ pub fn middlebox_address(link: &str) -> Ipv6Addr {
     )
 }
 
+/// A middlebox link's MAC: the locally administered unicast prefix `0a`
+/// and the low 40 bits of the interface's short ID (the bits
+/// [`middlebox_address`] takes), so a link made again keeps its MAC and
+/// other hosts' neighbour entries for its address stay right. No vendor
+/// uses a locally administered MAC; vpcd's other links (veths, `x-`) get
+/// the kernel's random ones, locally administered too but random over 46
+/// bits, so a clash with one is as unlikely as between two random ones.
+/// Two middlebox links of a VPC clash only if their interfaces' short IDs
+/// share their low 40 bits.
+pub fn middlebox_mac(link: &str) -> [u8; 6] {
+    let a = middlebox_address(link).segments();
+    let [_, _, _, _, _, s5, s6, s7] = a;
+    let [_, b1] = s5.to_be_bytes();
+    let [b2, b3] = s6.to_be_bytes();
+    let [b4, b5] = s7.to_be_bytes();
+    [0x0a, b1, b2, b3, b4, b5]
+}
+
+/// [`middlebox_mac`] as `ip` writes it (`0a:12:34:56:78:9a`).
+pub fn middlebox_mac_text(link: &str) -> String {
+    middlebox_mac(link)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The middlebox links a localized router plan receives on (those of its
 /// rules' `m-` links), for `underlay` to make.
 pub fn middlebox_links(ns: &NsPlan) -> BTreeSet<String> {
@@ -552,6 +579,12 @@ mod tests {
             middlebox_address("m-56789abcdef0"),
             "fe80::6d62:5678:9abc:def0".parse::<Ipv6Addr>().unwrap()
         );
+        // So are MACs: locally administered unicast, from the same short ID.
+        assert_eq!(middlebox_mac_text("m-56789abcdef0"), "0a:78:9a:bc:de:f0");
+        assert_eq!(middlebox_mac(&m_link), middlebox_mac(&m_link.clone()));
+        let first = middlebox_mac(&m_link)[0];
+        assert_eq!((first & 0x02, first & 0x01), (0x02, 0));
+        assert_ne!(middlebox_mac("m-56789abcdef0"), middlebox_mac("m-56789abcdef1"));
         // One host: nothing of this.
         let mut alone = placement("h2");
         alone.hosts.remove("h1");

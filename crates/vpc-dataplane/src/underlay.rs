@@ -32,11 +32,13 @@
 //! them vpcd's own (nothing touches the machine's real interfaces).
 
 use crate::error::CommandError;
-use crate::kernel::{Runner, Tools, NETNS_DIR};
+use crate::kernel::{KLink, Runner, Tools, NETNS_DIR};
+use crate::netlink::Netlink;
 use crate::offload;
 use crate::placement::{self, Placement, VXLAN_PORT};
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// The MTU of a VXLAN link: the routers' 9001.
@@ -114,8 +116,11 @@ impl Underlay {
     /// FDB to the other hosts (flooding to each, and no entry, flooding or
     /// learned, towards an address that is no longer a host's, a removed
     /// host, whose neighbour entry goes too), and makes each router's
-    /// middlebox links (removing those no longer wanted). Returns how many
-    /// `x-` links were made (the reconciler's routes over them can go in now).
+    /// middlebox links (removing those no longer wanted, making again
+    /// those left half made). Returns how many `x-` links were made (the
+    /// reconciler's routes over them can go in now), also when another
+    /// router or a middlebox link failed (logged; the error is returned
+    /// only when nothing was made).
     pub fn converge(
         &self,
         placement: &Placement,
@@ -124,17 +129,32 @@ impl Underlay {
         use std::sync::atomic::Ordering;
         if !placement.spans_hosts() {
             // Alone now: links left from when there were others keep no
-            // entry towards them (once; links are made only with others).
+            // entry towards them, and middlebox links go (their rules and
+            // tables leave the plan with the other hosts). An `x-` link
+            // stays: without FDB entries it reaches nobody and carries no
+            // route; it serves again if hosts join, and goes with its
+            // router's namespace. Once (links are made only with others),
+            // again next pass if something failed.
             if !self.swept_alone.swap(true, Ordering::SeqCst) {
+                let mut failed = false;
                 for r in routers {
-                    let link = placement::vxlan_link(&r.vpc);
-                    let has_link = Path::new(NETNS_DIR).join(&r.ns).exists()
-                        && self.run.links(&r.ns).is_ok_and(|l| l.contains_key(&link));
-                    if has_link {
-                        if let Err(e) = self.forget_others(&r.ns, &link, &BTreeSet::new()) {
-                            tracing::warn!(ns = %r.ns, "VXLAN link: {e}");
-                        }
+                    if !Path::new(NETNS_DIR).join(&r.ns).exists() {
+                        continue;
                     }
+                    let swept = self.run.links(&r.ns).and_then(|links| {
+                        let link = placement::vxlan_link(&r.vpc);
+                        if links.contains_key(&link) {
+                            self.forget_others(&r.ns, &link, &BTreeSet::new())?;
+                        }
+                        self.converge_middleboxes(&r.ns, &r.vpc, &BTreeSet::new(), &links)
+                    });
+                    if let Err(e) = swept {
+                        tracing::warn!(ns = %r.ns, "VXLAN link: {e}");
+                        failed = true;
+                    }
+                }
+                if failed {
+                    self.swept_alone.store(false, Ordering::SeqCst);
                 }
             }
             return Ok(0);
@@ -148,19 +168,16 @@ impl Underlay {
             if !Path::new(NETNS_DIR).join(ns).exists() {
                 continue;
             }
+            // An `x-` link made counts even if a middlebox link then fails.
             let result = self
                 .converge_router(ns, &r.vpc, &remotes)
-                .and_then(|(made, links)| {
+                .and_then(|(made_here, links)| {
+                    made += usize::from(made_here);
                     self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
-                        .map(|_| made)
                 });
-            match result {
-                Ok(true) => made += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(ns = %ns, "VXLAN link: {e}");
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = result {
+                tracing::warn!(ns = %ns, "VXLAN link: {e}");
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
@@ -169,15 +186,17 @@ impl Underlay {
         }
     }
 
+    /// Makes the router's `x-` link if missing and sets its FDB; returns
+    /// whether it was made and the router's links as they are now.
     fn converge_router(
         &self,
         ns: &str,
         vpc: &str,
         remotes: &BTreeSet<Ipv4Addr>,
-    ) -> Result<(bool, BTreeSet<String>), CommandError> {
+    ) -> Result<(bool, BTreeMap<String, KLink>), CommandError> {
         let link = placement::vxlan_link(vpc);
         let mut made = false;
-        let links = self.run.links(ns)?;
+        let mut links = self.run.links(ns)?;
         if !links.contains_key(&link) {
             let vni = placement::vni(vpc).to_string();
             let local = self.local.to_string();
@@ -227,44 +246,93 @@ impl Underlay {
                 ],
             )?;
         }
-        // The router's links now (a new `x-` link came without middlebox links).
-        let names = links
-            .into_keys()
-            .filter(|n| !made || !n.starts_with("m-"))
-            .collect();
-        Ok((made, names))
+        // A new `x-` link came without middlebox links (those on a link of
+        // the name before it went with it).
+        if made {
+            links.retain(|n, _| !n.starts_with("m-"));
+        }
+        Ok((made, links))
     }
 
     /// Makes the router's wanted middlebox links on its `x-` link and
-    /// removes the others (`links`: the router's links).
+    /// removes the others (`links`: the router's links). A wanted link that
+    /// is down, lacks its address or has another MAC (half made: an agent
+    /// stopped between the steps, or a step failed) is removed and made
+    /// again. A failure is logged and the other links are still seen to;
+    /// the first is returned.
     fn converge_middleboxes(
         &self,
         ns: &str,
         vpc: &str,
         wanted: &BTreeSet<String>,
-        links: &BTreeSet<String>,
+        links: &BTreeMap<String, KLink>,
     ) -> Result<(), CommandError> {
         let x = placement::vxlan_link(vpc);
-        for name in links.iter().filter(|n| n.starts_with("m-")) {
-            if !wanted.contains(name) {
-                self.run.ip(Some(ns), &["link", "del", name])?;
-                tracing::info!(ns = %ns, link = %name, "removed middlebox link");
+        let mut first_error = None;
+        for name in links.keys().filter(|n| n.starts_with("m-")) {
+            if wanted.contains(name) {
+                continue;
+            }
+            match self.run.ip(Some(ns), &["link", "del", name]) {
+                Ok(_) => tracing::info!(ns = %ns, link = %name, "removed middlebox link"),
+                Err(e) => {
+                    tracing::warn!(ns = %ns, link = %name, "removing middlebox link: {e}");
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        for name in wanted.iter().filter(|n| !links.contains(*n)) {
-            let addr = format!("{}/64", placement::middlebox_address(name));
-            for args in [
-                vec![
-                    "link", "add", "link", &x, "name", name, "type", "macvlan", "mode", "private",
-                ],
-                vec!["link", "set", name, "addrgenmode", "none"],
-                vec!["addr", "add", &addr, "dev", name, "nodad"],
-                vec!["link", "set", name, "up"],
-            ] {
-                self.run.ip(Some(ns), &args)?;
+        // The addresses, read only when a wanted link exists already.
+        let mut addrs: Option<Vec<(u32, IpNet)>> = None;
+        for name in wanted {
+            let addr = placement::middlebox_address(name);
+            let mac = placement::middlebox_mac(name);
+            if let Some(l) = links.get(name) {
+                if addrs.is_none() {
+                    match Netlink::open(ns).and_then(|nl| nl.addrs()) {
+                        Ok(a) => addrs = Some(a),
+                        Err(e) => return Err(first_error.unwrap_or(e)),
+                    }
+                }
+                let has_addr = addrs
+                    .iter()
+                    .flatten()
+                    .any(|(i, a)| *i == l.index && a.addr() == IpAddr::V6(addr));
+                if l.up && has_addr && l.mac == mac {
+                    continue;
+                }
+                tracing::warn!(ns = %ns, link = %name, up = l.up, has_addr, "middlebox link half made: making it again");
+                if let Err(e) = self.run.ip(Some(ns), &["link", "del", name]) {
+                    tracing::warn!(ns = %ns, link = %name, "removing middlebox link: {e}");
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             }
-            tracing::info!(ns = %ns, link = %name, address = %addr, "made middlebox link");
+            if let Err(e) = self.make_middlebox(ns, &x, name) {
+                tracing::warn!(ns = %ns, link = %name, "making middlebox link: {e}");
+                first_error.get_or_insert(e);
+            }
         }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Makes middlebox link `name` on `x-` link `x`: its MAC and address
+    /// from the interface's short ID ([`placement::middlebox_mac`],
+    /// [`placement::middlebox_address`]), no automatic link-local address.
+    fn make_middlebox(&self, ns: &str, x: &str, name: &str) -> Result<(), CommandError> {
+        let addr = format!("{}/64", placement::middlebox_address(name));
+        let mac = placement::middlebox_mac_text(name);
+        for args in [
+            vec![
+                "link", "add", "link", x, "name", name, "address", &mac, "type", "macvlan", "mode",
+                "private",
+            ],
+            vec!["link", "set", name, "addrgenmode", "none"],
+            vec!["addr", "add", &addr, "dev", name, "nodad"],
+            vec!["link", "set", name, "up"],
+        ] {
+            self.run.ip(Some(ns), &args)?;
+        }
+        tracing::info!(ns = %ns, link = %name, address = %addr, mac = %mac, "made middlebox link");
         Ok(())
     }
 
