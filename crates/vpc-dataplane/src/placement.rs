@@ -584,7 +584,10 @@ mod tests {
         assert_eq!(middlebox_mac(&m_link), middlebox_mac(&m_link.clone()));
         let first = middlebox_mac(&m_link)[0];
         assert_eq!((first & 0x02, first & 0x01), (0x02, 0));
-        assert_ne!(middlebox_mac("m-56789abcdef0"), middlebox_mac("m-56789abcdef1"));
+        assert_ne!(
+            middlebox_mac("m-56789abcdef0"),
+            middlebox_mac("m-56789abcdef1")
+        );
         // One host: nothing of this.
         let mut alone = placement("h2");
         alone.hosts.remove("h1");

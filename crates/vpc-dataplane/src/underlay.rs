@@ -17,9 +17,11 @@
 //! A router holding an interface that a route of the VPC targets (a
 //! middlebox) also gets, for each such interface, a macvlan `m-<eni>` on its
 //! `x-` link ([`placement::middlebox_link`]) with the address
-//! [`placement::middlebox_address`] (no automatic link-local address):
-//! other hosts' routes through that interface lead there, and what arrives
-//! on it is handed to the interface (`placement`).
+//! [`placement::middlebox_address`] (no automatic link-local address) and
+//! the MAC [`placement::middlebox_mac`]: other hosts' routes through that
+//! interface lead there, and what arrives on it is handed to the interface
+//! (`placement`). One found half made (down, without its address, another
+//! MAC) is made again; they all go when the cluster shrinks to one host.
 //!
 //! The reconciler leaves `x-` and `m-` links alone (they are not among the
 //! prefixes it owns); it plans only the routes over them and the rules
@@ -169,12 +171,12 @@ impl Underlay {
                 continue;
             }
             // An `x-` link made counts even if a middlebox link then fails.
-            let result = self
-                .converge_router(ns, &r.vpc, &remotes)
-                .and_then(|(made_here, links)| {
-                    made += usize::from(made_here);
-                    self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
-                });
+            let result =
+                self.converge_router(ns, &r.vpc, &remotes)
+                    .and_then(|(made_here, links)| {
+                        made += usize::from(made_here);
+                        self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
+                    });
             if let Err(e) = result {
                 tracing::warn!(ns = %ns, "VXLAN link: {e}");
                 first_error.get_or_insert(e);

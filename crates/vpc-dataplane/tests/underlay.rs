@@ -47,7 +47,11 @@ impl Fabric {
             .args(["netns", "add", &fabric.router])
             .output()
             .expect("ip netns add");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         fabric
     }
 
@@ -176,13 +180,19 @@ fn half_made_middlebox_links_are_made_again_and_go_when_the_cluster_shrinks() {
     let x = placement::vxlan_link(VPC);
 
     // First pass: the x- link and both middlebox links, whole.
-    assert_eq!(ul.converge(&two, &f.router(&[M1, M2])).expect("converge"), 1);
+    assert_eq!(
+        ul.converge(&two, &f.router(&[M1, M2])).expect("converge"),
+        1
+    );
     f.assert_whole(M1);
     f.assert_whole(M2);
     let index = |m: &str| by_hand(&f.router, &["cat", &format!("/sys/class/net/{m}/ifindex")]);
     let (i1, i2) = (index(M1), index(M2));
     // A pass with nothing to do makes nothing again.
-    assert_eq!(ul.converge(&two, &f.router(&[M1, M2])).expect("converge"), 0);
+    assert_eq!(
+        ul.converge(&two, &f.router(&[M1, M2])).expect("converge"),
+        0
+    );
     assert_eq!((index(M1), index(M2)), (i1, i2));
 
     // Half made, as an agent stopped between the steps leaves them: M1
@@ -191,11 +201,16 @@ fn half_made_middlebox_links_are_made_again_and_go_when_the_cluster_shrinks() {
     by_hand(&f.router, &["ip", "link", "del", M1]);
     by_hand(
         &f.router,
-        &["ip", "link", "add", "link", &x, "name", M1, "type", "macvlan", "mode", "private"],
+        &[
+            "ip", "link", "add", "link", &x, "name", M1, "type", "macvlan", "mode", "private",
+        ],
     );
     by_hand(&f.router, &["ip", "link", "set", M2, "down"]);
     assert_ne!(f.links()[M1].1, placement::middlebox_mac_text(M1));
-    assert_eq!(ul.converge(&two, &f.router(&[M1, M2])).expect("converge"), 0);
+    assert_eq!(
+        ul.converge(&two, &f.router(&[M1, M2])).expect("converge"),
+        0
+    );
     f.assert_whole(M1);
     f.assert_whole(M2);
     // Up but its address gone: made again too.
@@ -208,7 +223,8 @@ fn half_made_middlebox_links_are_made_again_and_go_when_the_cluster_shrinks() {
     by_hand(&f.router, &["ip", "link", "del", &x]);
     let bad = "m-0123456789abcdef0";
     assert_eq!(
-        ul.converge(&two, &f.router(&[M1, bad])).expect("x- made counts"),
+        ul.converge(&two, &f.router(&[M1, bad]))
+            .expect("x- made counts"),
         1
     );
     f.assert_whole(M1);
