@@ -562,6 +562,71 @@ def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
     assert ping(ia.id, im.ip), last_output()
 
 
+def test_a_reply_through_a_middlebox_on_another_host_that_the_request_did_not_pass(lab):
+    """docs/cluster.md, "Middleboxes across hosts", asymmetric routing: A (h1) reaches B (h1)
+    directly, and B's route table sends A's subnet back through middlebox M (h2). M's host's
+    router never saw the request, so the reply (an ICMP echo reply, a TCP SYN-ACK) is not part
+    of any connection it tracks: M's security groups decide, as AWS's would. With M's group
+    admitting the VPC, ping and TCP work and every reply is forwarded by M; with M's group
+    admitting nothing, neither works and M forwards nothing.
+    """
+    b = lab.client(1, "B", region="eu-west-1")
+    vid = b.create_vpc(CidrBlock="10.89.0.0/16")["Vpc"]["VpcId"]
+    sg = default_sg(b, vid)
+    sa, sm, sb = (b.create_subnet(VpcId=vid, CidrBlock=f"10.89.{k}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+                  for k, zone in ((1, "eu-west-1a"), (2, "eu-west-1b"), (3, "eu-west-1a")))
+    allow_icmp(b, sg, "10.89.0.0/16")
+    allow_tcp(b, sg, "10.89.0.0/16", 7000)
+    # M's groups: one admitting everything from the VPC (a reply's destination port is the
+    # client's), one admitting nothing.
+    open_ = b.create_security_group(GroupName="mbox-open", Description="the VPC", VpcId=vid)["GroupId"]
+    b.authorize_security_group_ingress(GroupId=open_, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.89.0.0/16"}]}])
+    closed = b.create_security_group(GroupName="mbox-closed", Description="no ingress", VpcId=vid)["GroupId"]
+    ia, ib = launch(b, sa), launch(b, sb)
+    im = launch(b, sm, sg=open_)
+    assert [realized_by(lab, i.id) for i in (ia, im, ib)] == ["h1", "h2", "h1"]
+    eni_m = b.describe_instances(InstanceIds=[im.id])["Reservations"][0]["Instances"][0][
+        "NetworkInterfaces"][0]["NetworkInterfaceId"]
+    make_middlebox(im.id)
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": False})
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+
+    # B's replies to A go through M; A's requests go to B directly.
+    rt = b.create_route_table(VpcId=vid)["RouteTable"]["RouteTableId"]
+    b.associate_route_table(RouteTableId=rt, SubnetId=sb)
+    b.create_route(RouteTableId=rt, DestinationCidrBlock="10.89.1.0/24", NetworkInterfaceId=eni_m)
+    wait_until(lambda: forwarded_after(im.id, lambda: ping(ia.id, ib.ip, timeout=2)),
+               timeout=REALIZE, what="B's replies through M")
+    f0 = forwarded(im.id)
+    p = netns_exec(ia.id, "ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "1", ib.ip, timeout=15)
+    assert ping_stats(p.stdout) == (10, 10), p.stdout
+    assert forwarded(im.id) - f0 >= 10, (f0, forwarded(im.id))
+    f0 = forwarded(im.id)
+    with listener(ib.id, 7000):
+        reply = tcp_request(ia.id, ib.ip, 7000, "asymmetric")
+        assert reply is not None and "asymmetric" in reply, last_output()
+    assert forwarded(im.id) - f0 >= 2, (f0, forwarded(im.id))
+
+    # M's group admitting nothing: the replies stop at M's host's router.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[closed])
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="M's closed group")
+    f0 = forwarded(im.id)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    with listener(ib.id, 7000):
+        assert tcp_request(ia.id, ib.ip, 7000, "closed", expect=False) is None, last_output()
+    assert forwarded(im.id) == f0
+    # Open again: it works again.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[open_])
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+
+
+def forwarded_after(ns: str, probe) -> bool:
+    """Whether `probe()` succeeds and ns forwarded something meanwhile."""
+    f0 = forwarded(ns)
+    return bool(probe()) and forwarded(ns) > f0
+
+
 # -- inter-region peerings across hosts (the backbone across hosts) -----------------------
 
 MARKER = "VPCD-CLUSTER-PLAINTEXT-4b1d"

@@ -839,6 +839,30 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
     rules.push(vec![iifname("p-*"), oifname("x-*"), accept()]);
     // Tracked connections.
     rules.push(vec![ct_state(&["established", "related"]), accept()]);
+    // Asymmetric routing through a middlebox across hosts
+    // (`docs/cluster.md`, "Middleboxes across hosts"): a reply whose
+    // request did not pass this router (a TCP SYN-ACK, an ICMP echo reply)
+    // is invalid here. What arrives on a middlebox link goes only to its
+    // interface (guard 1): the middlebox's groups' ingress decides, as
+    // AWS's would. What a middlebox (its check off) then sends on to
+    // another host is still invalid here: its groups' egress decides, and
+    // the destination's router drops it there unless it tracks the
+    // connection (it arrives on `x-`, not `m-`).
+    rules.push(vec![
+        iifname("m-*"),
+        ct_state(&["invalid"]),
+        goto("sg_ingress"),
+    ]);
+    if let Some(dispatch) = vmap(MetaKey::Iifname, sgout.clone()) {
+        let mut rule = vec![
+            iifname("e-*"),
+            ne(meta(MetaKey::Iifname), s("@sdc_if")),
+            oifname("x-*"),
+            ct_state(&["invalid"]),
+        ];
+        rule.extend(dispatch);
+        rules.push(rule);
+    }
     rules.push(vec![ct_state(&["invalid"]), counter(), drop()]);
     // 5. Security groups for new connections.
     rules.extend(vmap(MetaKey::Iifname, sgout));

@@ -367,6 +367,28 @@ fn no_transit_table_250_holds_only_own_interfaces() {
     assert_eq!(fwd[2], r#"oifname "p-*" iifname != "e-*" counter drop"#);
     // Another host's router (`x-`, `placement`) may deliver to interfaces only.
     assert_eq!(fwd[3], r#"iifname "x-*" oifname != "e-*" counter drop"#);
+    // Invalid packets are dropped after the tracked ones are accepted, but
+    // for an untracked reply through a middlebox across hosts
+    // (`docs/cluster.md`): its groups decide, ingress on `m-`, egress
+    // towards `x-` from an interface with its check off.
+    let at = |r: &str| {
+        fwd.iter()
+            .position(|l| *l == r)
+            .unwrap_or_else(|| panic!("no {r:?} in {fwd:#?}"))
+    };
+    let established = at("ct state established : related accept");
+    let from_m = at(r#"iifname "m-*" ct state invalid goto sg_ingress"#);
+    let dropped = at("ct state invalid counter drop");
+    let to_x = fwd
+        .iter()
+        .position(|l| {
+            l.starts_with(
+                r#"iifname "e-*" iifname != @sdc_if oifname "x-*" ct state invalid iifname vmap {"#,
+            )
+        })
+        .expect("the middlebox's egress for an untracked reply");
+    assert!(established < from_m && from_m < to_x && to_x < dropped);
+    assert_eq!(fwd.iter().filter(|l| l.contains("invalid")).count(), 3);
 }
 
 #[test]
