@@ -13,7 +13,8 @@
 //!
 //! This crate is the only one that touches the kernel's networking: links,
 //! addresses, routes and policy rules over rtnetlink ([`netlink`], sockets
-//! made inside each namespace), sysctls through the namespace's `/proc/sys`,
+//! made inside each namespace), sysctls through a private procfs seen from
+//! inside the namespace ([`netns`]),
 //! namespaces as bind mounts under `/run/netns` ([`netns`]), nftables with
 //! one `nft -f` transaction per changed namespace (read back with
 //! `nft -j list ruleset`), and `conntrack -D`. It never touches the host

@@ -146,15 +146,40 @@ fn sysctl_path(key: &str) -> PathBuf {
 /// namespace cost close to a millisecond, and these walks were most of the
 /// data plane's CPU time (docs/perf.md). So the keys are opened through a
 /// private instance of procfs, mounted nowhere (a detached mount made with
-/// `fsopen`/`fsmount`, gone when its descriptor is closed), whose dentries
-/// are this visit's alone: a constant cost. Where that is refused, `/proc/sys`
-/// is used, each key relative to an open directory of its first two levels
-/// (`net/ipv4`), so a visit walks each chain once, not once per key.
+/// `fsopen`/`fsmount`, gone when the last descriptor of it is closed), which
+/// serves [`PRIVATE_PROC_VISITS`] visits and is then replaced: its chains
+/// stay that short, and its making and unmounting (an RCU grace period) are
+/// shared by as many visits. Where that is refused, `/proc/sys` is used, each
+/// key relative to an open directory of its first two levels (`net/ipv4`),
+/// so a visit walks each chain once, not once per key.
 #[derive(Default)]
 struct SysctlTree {
     /// The private procfs: None before the first key, Some(None) when refused.
-    proc: Option<Option<std::os::fd::OwnedFd>>,
+    proc: Option<Option<std::sync::Arc<std::os::fd::OwnedFd>>>,
     dirs: Vec<(String, std::os::fd::OwnedFd)>,
+}
+
+/// How many namespace visits one private procfs serves.
+const PRIVATE_PROC_VISITS: usize = 64;
+
+/// The private procfs of this visit: the current one, or a new one when it
+/// has served [`PRIVATE_PROC_VISITS`] visits (the old one goes when its last
+/// visit ends). None when procfs cannot be mounted so.
+fn shared_private_proc() -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+    type Current = Option<(std::sync::Arc<std::os::fd::OwnedFd>, usize)>;
+    static CURRENT: Mutex<Current> = Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    match current.as_mut() {
+        Some((proc, visits)) if *visits < PRIVATE_PROC_VISITS => {
+            *visits += 1;
+            Some(proc.clone())
+        }
+        _ => {
+            let proc = std::sync::Arc::new(private_proc().ok()?);
+            *current = Some((proc.clone(), 1));
+            Some(proc)
+        }
+    }
 }
 
 /// A new instance of procfs, attached nowhere.
@@ -184,8 +209,8 @@ impl SysctlTree {
         } else {
             OFlag::O_RDONLY
         } | OFlag::O_CLOEXEC;
-        if let Some(proc) = self.proc.get_or_insert_with(|| private_proc().ok()) {
-            return openat(&*proc, format!("sys/{path}").as_str(), mode, Mode::empty())
+        if let Some(proc) = self.proc.get_or_insert_with(shared_private_proc) {
+            return openat(&**proc, format!("sys/{path}").as_str(), mode, Mode::empty())
                 .map(std::fs::File::from)
                 .map_err(nix_io);
         }
