@@ -294,4 +294,42 @@ mod tests {
             std::path::PathBuf::from("/proc/sys/net/ipv4/conf/e-1234/proxy_arp")
         );
     }
+
+    /// (Root.) A key written through the private procfs is the namespace's
+    /// own, as `/proc/sys` shows it there, and the way without one (relative
+    /// to `/proc/sys/net/ipv6`) reads and writes the same file.
+    #[test]
+    fn sysctls_through_a_private_procfs_are_the_namespaces_own() {
+        use super::*;
+        let name = format!("vpcdtest{:x}-sysctl", std::process::id());
+        add(&name).expect("a namespace (the test needs root)");
+        let key = "net.ipv6.conf.default.accept_dad";
+        let host_before = std::fs::read_to_string(sysctl_path(key)).expect("the host's value");
+        let seen = within(&name, || {
+            let mut private = SysctlTree::default();
+            let mut fallback = SysctlTree {
+                proc: Some(None),
+                dirs: Vec::new(),
+            };
+            assert!(private
+                .proc
+                .get_or_insert_with(shared_private_proc)
+                .is_some());
+            private.write(key, "0")?;
+            let after_private = (
+                fallback.read(key)?,
+                std::fs::read_to_string(sysctl_path(key))?,
+            );
+            fallback.write(key, "2")?;
+            Ok((after_private, private.read(key)?))
+        });
+        let host_after = std::fs::read_to_string(sysctl_path(key)).expect("the host's value");
+        del(&name).expect("remove the namespace");
+        let ((fallback_read, proc_sys_read), private_read) = seen.expect("in the namespace");
+        assert_eq!(fallback_read, "0");
+        assert_eq!(proc_sys_read.trim(), "0");
+        assert_eq!(private_read, "2");
+        // The host's own value was never touched.
+        assert_eq!(host_before, host_after);
+    }
 }

@@ -1424,7 +1424,10 @@ fn sysctls_and_link_states_hold_from_creation_and_the_periodic_pass_restores_sys
     assert_eq!(router_links.len(), 2, "{links}");
     for l in &router_links {
         assert!(link_flags(&router, l).contains(&"UP".to_string()), "{l}");
-        assert_eq!(sysctl_of(&router, &format!("net.ipv4.conf.{l}.proxy_arp")), "1");
+        assert_eq!(
+            sysctl_of(&router, &format!("net.ipv4.conf.{l}.proxy_arp")),
+            "1"
+        );
         assert_eq!(
             sysctl_of(&router, &format!("net.ipv4.neigh.{l}.proxy_delay")),
             "0"
@@ -1456,7 +1459,10 @@ fn sysctls_and_link_states_hold_from_creation_and_the_periodic_pass_restores_sys
     assert_eq!(updated, want, "{r:?}");
     assert_eq!(r.kernel_ops, 3, "{r:?}");
     assert_eq!(sysctl_of(&router, "net.ipv4.ip_forward"), "1");
-    assert_eq!(sysctl_of(&router, &format!("net.ipv4.conf.{e0}.proxy_arp")), "1");
+    assert_eq!(
+        sysctl_of(&router, &format!("net.ipv4.conf.{e0}.proxy_arp")),
+        "1"
+    );
     assert_eq!(sysctl_of(&a.id, "net.ipv6.conf.all.accept_dad"), "0");
     assert_reach(&a.id, "10.0.1.1");
     let r = lab.reconcile();
