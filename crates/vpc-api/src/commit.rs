@@ -274,6 +274,12 @@ impl GroupCommit {
                 durable.revision = revision;
                 lock(&self.progress).settle(batch, None);
                 self.advanced.notify_all();
+                // The batch's writers answer now; the store's upkeep step
+                // (a slice of a compaction) runs while the next batch fills.
+                self.committer_done.notify_all();
+                if let Err(e) = durable.store.maintain() {
+                    tracing::warn!(error = %e, "store upkeep failed");
+                }
             }
             Err(e) => {
                 let failure = match e {
@@ -347,6 +353,24 @@ impl GroupCommit {
             Update::Setting { .. } => {}
         }
         Ok(())
+    }
+
+    /// Runs the store's upkeep (compaction steps) while no write is
+    /// staged, for at most `budget`: the background ticker calls it, so a
+    /// compaction that the last writes started finishes while the server is
+    /// idle. A writer that arrives waits for one step at most.
+    pub fn maintain(&self, budget: Duration) {
+        let until = Instant::now() + budget;
+        while Instant::now() < until && lock(&self.staging).changes.is_empty() {
+            match lock(&self.durable).store.maintain() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store upkeep failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Runs `f` on the store while no batch is being committed.

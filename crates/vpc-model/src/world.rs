@@ -412,6 +412,56 @@ impl World {
         }
     }
 
+    /// Up to `limit` records of `kind` in ID order, starting after `after`
+    /// (from the first when None), each as (ID, the body [`World::encode`]
+    /// gives). The store writes a compacted copy of the World with this, a
+    /// slice at a time, in its key order.
+    pub fn encode_after(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, String)> {
+        fn enc<R: Record>(w: &World, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
+            use std::ops::Bound;
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            R::table(w)
+                .map
+                .range::<_, str>((from, Bound::Unbounded))
+                .take(limit)
+                .map(|(id, r)| {
+                    let body = serde_json::to_string(&**r).expect("model types serialise");
+                    (id.clone(), body)
+                })
+                .collect()
+        }
+        match kind {
+            Kind::Vpc => enc::<Vpc>(self, after, limit),
+            Kind::Subnet => enc::<Subnet>(self, after, limit),
+            Kind::RouteTable => enc::<RouteTable>(self, after, limit),
+            Kind::InternetGateway => enc::<InternetGateway>(self, after, limit),
+            Kind::SecurityGroup => enc::<SecurityGroup>(self, after, limit),
+            Kind::NetworkAcl => enc::<NetworkAcl>(self, after, limit),
+            Kind::Peering => enc::<Peering>(self, after, limit),
+            Kind::RegionInit => enc::<RegionInit>(self, after, limit),
+            Kind::Instance => enc::<Instance>(self, after, limit),
+            Kind::NetworkInterface => enc::<NetworkInterface>(self, after, limit),
+            Kind::NatGateway => enc::<NatGateway>(self, after, limit),
+            Kind::Address => enc::<Address>(self, after, limit),
+            Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, after, limit),
+            Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, after, limit),
+            Kind::Volume => enc::<Volume>(self, after, limit),
+            Kind::FlowLog => enc::<FlowLog>(self, after, limit),
+            Kind::Detachment => enc::<Detachment>(self, after, limit),
+            Kind::PrefixList => enc::<ManagedPrefixList>(self, after, limit),
+            Kind::VpcEndpoint => enc::<VpcEndpoint>(self, after, limit),
+            Kind::EgressOnlyInternetGateway => enc::<EgressOnlyInternetGateway>(self, after, limit),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, after, limit),
+            Kind::HostedZone => enc::<HostedZone>(self, after, limit),
+            Kind::ZoneChange => enc::<ZoneChange>(self, after, limit),
+        }
+    }
+
     /// Loads one stored record.
     pub fn decode(&mut self, kind: Kind, body: &str) -> Result<(), serde_json::Error> {
         fn dec<R: Record>(w: &mut World, body: &str) -> Result<(), serde_json::Error> {
@@ -533,6 +583,31 @@ mod tests {
         );
         v.meta.id = id.into();
         v
+    }
+
+    #[test]
+    fn encode_after_walks_a_kind_in_id_order_a_slice_at_a_time() {
+        let mut w = World::default();
+        for id in ["b", "a", "d", "c"] {
+            w.put(RegionInit {
+                id: id.into(),
+                default_vpc: None,
+                default_dhcp_options: None,
+            });
+        }
+        let ids = |v: Vec<(String, String)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(w.encode_after(Kind::RegionInit, None, 3)),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            ids(w.encode_after(Kind::RegionInit, Some("b"), 3)),
+            ["c", "d"]
+        );
+        assert!(w.encode_after(Kind::RegionInit, Some("d"), 3).is_empty());
+        assert!(w.encode_after(Kind::Vpc, None, 3).is_empty());
+        let (_, body) = &w.encode_after(Kind::RegionInit, Some("a"), 1)[0];
+        assert_eq!(Some(body.clone()), w.encode(Kind::RegionInit, "b"));
     }
 
     #[test]
