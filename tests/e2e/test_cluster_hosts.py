@@ -265,6 +265,17 @@ def test_security_group_and_network_acl_deny_across_hosts(lab):
     # neighbour in the same subnet answers.
     assert not ping(src.id, shut.ip, expect=False), last_output()
     assert ping(src.id, dst.ip), last_output()
+    # `vpcd reach` reads the cluster's state from etcd, explains the denial,
+    # and its probe sends real packets between the hosts and agrees.
+    denied = reach_on_cluster(lab, src.id, shut.id)
+    assert denied.returncode == 1, denied.stderr
+    verdict = json.loads(denied.stdout)
+    assert verdict["reachable"] is False
+    assert closed in json.dumps(verdict["explanations"]), verdict["explanations"]
+    assert verdict["probe"] == {**verdict["probe"], "delivered": False, "agrees": True}, verdict["probe"]
+    admitted = reach_on_cluster(lab, src.id, dst.id)
+    assert admitted.returncode == 0, admitted.stderr
+    assert json.loads(admitted.stdout)["probe"]["delivered"] is True
     allow_icmp(a, closed, v.cidr)
     assert ping(src.id, shut.ip, timeout=REALIZE), last_output()
 
@@ -282,6 +293,12 @@ def test_security_group_and_network_acl_deny_across_hosts(lab):
     assert not ping(src.id, dst.ip, expect=False), last_output()
     a.delete_network_acl_entry(NetworkAclId=acl, RuleNumber=50, Egress=False)
     assert ping(src.id, dst.ip, timeout=REALIZE), last_output()
+
+
+def reach_on_cluster(lab: Lab, src: str, dst: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VPCD_BIN), "reach", src, dst, "--protocol", "icmp", "--probe", "--json",
+                           "--store", lab.record["store"], "--store-prefix", lab.prefix],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_peering_is_not_transitive_across_hosts(lab):

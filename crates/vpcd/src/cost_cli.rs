@@ -6,8 +6,6 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use vpc_model::ops::cost::{self, CostRow, RateTable};
 use vpc_model::usage::{Date, TransferKind};
-use vpc_model::Timestamp;
-use vpc_store::{Location, StateStore, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct CostArgs {
@@ -71,24 +69,8 @@ fn direction(r: &CostRow) -> String {
 
 pub fn run(a: CostArgs, dir: &Path) -> Result<()> {
     let rates = load_rates(a.rates.as_deref())?;
-    let location = a.store.location(dir)?;
-    let mut store: Box<dyn StateStore> = match &location {
-        Location::Dir(d) => {
-            Box::new(Store::open(d).with_context(|| format!("opening {}", d.display()))?)
-        }
-        Location::Etcd { .. } => {
-            vpc_store::open(&location).with_context(|| format!("opening {location}"))?
-        }
-    };
-    let offset: i64 = store
-        .get_setting("clock_offset_ms")?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let today = Date::of(Timestamp(real + offset));
+    let mut store = a.store.open_reader(dir)?;
+    let today = Date::of(crate::store_args::store_now(store.as_mut())?);
     let start = day(a.start.as_deref(), Date { day: 1, ..today }, "start")?;
     let end = day(a.end.as_deref(), today.next_day(), "end")?;
     if start >= end {

@@ -17,10 +17,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use vpc_dataplane::placement::Placement;
 use vpc_model::ops::eni;
-use vpc_model::{AnalysisHop, Instance, InstanceState, NetworkInterface, Timestamp, World};
+use vpc_model::{AnalysisHop, Instance, InstanceState, NetworkInterface, World};
 use vpc_reach::{self as reach, rule_text, Analysis, Endpoint, Protocol, Query};
-use vpc_store::Store;
+use vpc_store::{StateStore, Store};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -62,6 +63,8 @@ pub struct ReachArgs {
     /// Also send a real packet through the data plane and compare (root, realized data plane).
     #[arg(long)]
     pub probe: bool,
+    #[command(flatten)]
+    pub store: crate::store_args::StoreArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +140,8 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
                 "--probe analyses one pair; it cannot be used with --matrix",
             ));
         }
-        let (world, _) = load(data_dir)?;
+        let mut store = args.store.open_reader(data_dir)?;
+        let world = crate::store_args::load_current_world(store.as_mut())?;
         return matrix(&world, args);
     }
     if !args.vpcs.is_empty() || args.format.is_some() {
@@ -149,7 +153,8 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
     let Some(protocol) = args.protocol else {
         return Err(usage("--protocol tcp|udp|icmp is required"));
     };
-    let (world, store) = load(data_dir)?;
+    let mut store = args.store.open_reader(data_dir)?;
+    let world = crate::store_args::load_current_world(store.as_mut())?;
     let source = endpoint(&world, src)?;
     let destination = endpoint(&world, dst)?;
     let ipv6 = args.ipv6
@@ -167,7 +172,7 @@ fn run_inner(args: &ReachArgs, data_dir: &Path, is_root: bool) -> Result<i32> {
     q.ipv6 |= q.has_ipv6_only_end(&world);
     let a = reach::analyze(&world, &q).map_err(|f| anyhow!("{}", f.message))?;
     let probe = if args.probe {
-        Some(probe(&world, &store, &q, &a, is_root, data_dir)?)
+        Some(probe(&world, store.as_mut(), &q, &a, is_root, data_dir)?)
     } else {
         None
     };
@@ -214,31 +219,7 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-// ---- Loading -----------------------------------------------------------------
-
-/// The data directory's state with every timer due by now applied.
-fn load(dir: &Path) -> Result<(World, Store)> {
-    if !vpc_store::db_path(dir).exists() {
-        bail!(
-            "no vpcd state in {} (no vpcd.db); give the server's --data-dir",
-            dir.display()
-        );
-    }
-    let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let mut world = store
-        .load_world()
-        .with_context(|| format!("reading the state in {}", dir.display()))?;
-    let offset: i64 = store
-        .get_setting("clock_offset_ms")?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    vpc_model::ops::tick(&mut world, Timestamp(real.saturating_add(offset)));
-    Ok((world, store))
-}
+// ---- Endpoints -------------------------------------------------------------
 
 /// SRC/DST: an instance or interface ID (or ARN), or an IP address.
 fn endpoint(w: &World, s: &str) -> Result<Endpoint> {
@@ -710,10 +691,53 @@ while time.monotonic() < deadline:
 sys.exit(1)
 "#;
 
+/// The tag of the data plane whose namespaces the probe uses: the one a
+/// data directory's `vpcd serve` recorded, or on a cluster the tag of the
+/// host the source instance is placed on (its agent realized it there).
+fn data_plane_tag(
+    w: &World,
+    store: &mut dyn StateStore,
+    q: &Query,
+    data_dir: &Path,
+) -> Result<String> {
+    if let Some(tag) = store.get_setting("dp_tag")? {
+        return Ok(tag);
+    }
+    let hosts = vpc_model::placement::parse_hosts(
+        &store.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?,
+    );
+    if hosts.is_empty() {
+        bail!(
+            "--probe needs a realized data plane, and {} has never run one (start `vpcd serve` as root without --no-dataplane, or agents on a cluster)",
+            data_dir.display()
+        );
+    }
+    let placement = Placement {
+        local: String::new(),
+        hosts,
+        backbone: false,
+    };
+    let source = instance_ns(w, &q.source, "")
+        .and_then(|id| w.get::<Instance>(&id))
+        .ok_or_else(|| {
+            anyhow!(
+                "--probe needs the source to be an instance (or an address or interface of one)"
+            )
+        })?;
+    let host = placement.host_of_instance(source).ok_or_else(|| {
+        anyhow!(
+            "--probe: no registered host serves {}'s zone {}",
+            source.meta.id,
+            source.az
+        )
+    })?;
+    Ok(host.tag.clone())
+}
+
 /// Sends a real packet from the source's namespace and reports whether it got through.
 pub(crate) fn probe(
     w: &World,
-    store: &Store,
+    store: &mut dyn StateStore,
     q: &Query,
     a: &Analysis,
     is_root: bool,
@@ -722,12 +746,7 @@ pub(crate) fn probe(
     if !is_root {
         bail!("--probe needs root: it runs commands inside the instances' network namespaces");
     }
-    let Some(tag) = store.get_setting("dp_tag")? else {
-        bail!(
-            "--probe needs a realized data plane, and {} has never run one (start `vpcd serve` as root without --no-dataplane)",
-            data_dir.display()
-        );
-    };
+    let tag = data_plane_tag(w, store, q, data_dir)?;
     let src_ns = instance_ns(w, &q.source, &tag).ok_or_else(|| {
         anyhow!("--probe needs the source to be an instance (or an address or interface of one)")
     })?;
@@ -736,7 +755,7 @@ pub(crate) fn probe(
     let exists = |ns: &str| Path::new("/run/netns").join(ns).exists();
     if !exists(&src_ns) {
         bail!(
-            "--probe needs a realized data plane: namespace {src_ns} does not exist (is `vpcd serve` running as root on {}, and is the instance running?)",
+            "--probe needs a realized data plane: namespace {src_ns} does not exist on this machine (is `vpcd serve` running as root on {}, or on a cluster this host's agent, and is the instance running?)",
             data_dir.display()
         );
     }
@@ -883,8 +902,8 @@ impl vpc_console::Prober for ConsoleProber {
             port,
         );
         let a = vpc_reach::analyze(w, &q).map_err(|f| f.message)?;
-        let store = Store::open(&self.data_dir).map_err(|e| e.to_string())?;
-        probe(w, &store, &q, &a, true, &self.data_dir)
+        let mut store = Store::open(&self.data_dir).map_err(|e| e.to_string())?;
+        probe(w, &mut store, &q, &a, true, &self.data_dir)
             .map(|r| r.delivered)
             .map_err(|e| format!("{e:#}"))
     }

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use vpc_store::{EtcdTls, EtcdUser, Location};
+use vpc_model::{Timestamp, World};
+use vpc_store::{EtcdTls, EtcdUser, Location, StateStore, Store};
 
 /// Where state lives: SQLite in the data directory (the default) or an etcd
 /// cluster shared by several servers.
@@ -71,6 +72,27 @@ impl StoreArgs {
         Ok(location.with_security(tls, self.etcd_user()?)?)
     }
 
+    /// Opens the state for a command that only reads it: the data
+    /// directory's SQLite file (which must exist: a reader never creates
+    /// one) or the etcd cluster of `--store`.
+    pub fn open_reader(&self, data_dir: &Path) -> anyhow::Result<Box<dyn StateStore>> {
+        let location = self.location(data_dir)?;
+        Ok(match &location {
+            Location::Dir(dir) => {
+                if !vpc_store::db_path(dir).exists() {
+                    anyhow::bail!(
+                        "no vpcd state in {} (no vpcd.db); give the server's --data-dir, or --store for a cluster",
+                        dir.display()
+                    );
+                }
+                Box::new(Store::open(dir).with_context(|| format!("opening {}", dir.display()))?)
+            }
+            Location::Etcd { .. } => {
+                vpc_store::open(&location).with_context(|| format!("opening {location}"))?
+            }
+        })
+    }
+
     fn etcd_user(&self) -> anyhow::Result<Option<EtcdUser>> {
         let Some(name) = self.etcd_user.clone() else {
             return Ok(None);
@@ -90,4 +112,27 @@ impl StoreArgs {
         };
         Ok(Some(EtcdUser { name, password }))
     }
+}
+
+/// Now on the store's clock: the wall clock plus the offset a test clock
+/// (`serve --test-clock`) recorded in the store.
+pub fn store_now(store: &mut dyn StateStore) -> anyhow::Result<Timestamp> {
+    let offset: i64 = store
+        .get_setting("clock_offset_ms")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Ok(Timestamp(real.saturating_add(offset)))
+}
+
+/// The stored World with every timer due by now applied (what an API
+/// server would answer from).
+pub fn load_current_world(store: &mut dyn StateStore) -> anyhow::Result<World> {
+    let mut world = store.load().context("reading the stored state")?.world;
+    let now = store_now(store)?;
+    vpc_model::ops::tick(&mut world, now);
+    Ok(world)
 }
