@@ -69,7 +69,7 @@ pub enum CompactionPhase {
 enum Compaction {
     Build {
         /// The World as of journal row `upto`.
-        snapshot: World,
+        snapshot: Box<World>,
         upto: i64,
         /// Kinds in the store's key order (by name), and where in them the
         /// next slice starts: this kind, after this ID.
@@ -330,7 +330,7 @@ impl Store {
             kinds.sort_by_key(|k| k.name());
             self.appended_since_step = changes.len() as u64;
             self.compaction = Some(Compaction::Build {
-                snapshot: world.clone(),
+                snapshot: Box::new(world.clone()),
                 upto,
                 kinds,
                 kind: 0,
