@@ -410,6 +410,11 @@ mod tests {
 
     /// 16 threads × 25 writes; returns how many commits they took.
     fn hammer(writer: &Arc<GroupCommit>) -> usize {
+        hammer_with(writer, 25)
+    }
+
+    /// 16 threads × `each` writes of one record; how many commits they took.
+    fn hammer_with(writer: &Arc<GroupCommit>, each: usize) -> usize {
         let commits = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(16));
         let threads: Vec<_> = (0..16)
@@ -417,7 +422,7 @@ mod tests {
                 let (writer, commits, start) = (writer.clone(), commits.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    for n in 0..25 {
+                    for n in 0..each {
                         let id = format!("{t}:{n}");
                         let published = |w: &World| {
                             assert!(w.get::<RegionInit>(&id).is_some());
@@ -450,6 +455,44 @@ mod tests {
         drop(writer);
         let reopened = open(dir.path(), true);
         assert_eq!(committed(&reopened).iter::<RegionInit>().count(), 400);
+    }
+
+    /// Past the compaction threshold, the server's store compacts between
+    /// batches (and, once the writers stop, from `maintain`) while the
+    /// writers go on; everything written is there, and the journal holds
+    /// only what came after the compaction began.
+    #[test]
+    fn the_store_compacts_between_batches_while_writers_go_on() {
+        let stored = |dir: &std::path::Path| -> std::collections::BTreeSet<String> {
+            Store::open(dir)
+                .unwrap()
+                .load_world()
+                .unwrap()
+                .iter::<RegionInit>()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_writer(dir.path()).unwrap();
+        let world = store.load_world().unwrap();
+        let writer = Arc::new(GroupCommit::new(Box::new(store), world, 0, true));
+        let each = 700;
+        let writes = 16 * each;
+        assert!(writes as u64 > vpc_store::sqlite::COMPACT_MIN_ROWS);
+        hammer_with(&writer, each);
+        writer.maintain(Duration::from_secs(30));
+        assert!(
+            Store::open(dir.path()).unwrap().journal_rows()
+                <= (writes as u64) - vpc_store::sqlite::COMPACT_MIN_ROWS + 16,
+            "no compaction ran"
+        );
+        assert_eq!(stored(dir.path()).len(), writes);
+        assert_eq!(committed(&writer).iter::<RegionInit>().count(), writes);
+        drop(writer);
+        let expected: std::collections::BTreeSet<String> = (0..16)
+            .flat_map(|t| (0..each).map(move |n| format!("{t}:{n}")))
+            .collect();
+        assert_eq!(stored(dir.path()), expected);
     }
 
     #[test]
