@@ -11,6 +11,9 @@ store with ``vpcd account add --store ...``, and gives:
   JSON gateway (``/v3/kv/range``), e.g. to see how often a record changed;
 * ``clock_leader()``: the pid of the API server holding the clock role.
 
+``scrape(addr)`` reads an agent's (or a server's) ``/metrics``; ``samples`` are
+one family's samples with the given labels and ``sample`` their sum.
+
 ``down()`` runs ``vpcd lab down`` (which stops only the pids it recorded).
 etcd must be installed (Debian ``etcd-server``); without it the lab fails with
 that message.
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 VPCD_BIN = REPO / (os.environ.get("VPCD_BIN") or "target/debug/vpcd")
@@ -150,3 +154,23 @@ class Lab:
             subprocess.run([str(VPCD_BIN), "lab", "down", "--data-dir", str(self.dir)],
                            capture_output=True, text=True, timeout=60)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def scrape(addr: str) -> dict[tuple, float]:
+    """Every sample of http://ADDR/metrics, by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def samples(metrics: dict, name: str, **labels) -> list[float]:
+    """The samples of `name` carrying these labels."""
+    want = set(labels.items())
+    return [v for (n, ls), v in metrics.items() if n == name and want <= set(ls)]
+
+
+def sample(metrics: dict, name: str, **labels) -> float:
+    """The sum of the samples of `name` carrying these labels (0 when there is none)."""
+    return sum(samples(metrics, name, **labels))

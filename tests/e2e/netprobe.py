@@ -144,6 +144,25 @@ def ping(ns: str, ip: str, v6: bool | None = None, expect: bool = True, size: in
         time.sleep(0.1)  # e.g. the namespace or a local route is not there yet
 
 
+def forwarded(ns: str, v6: bool = False) -> int:
+    """The namespace's own count of packets it forwarded: IPv4's `Ip: ForwDatagrams`, or
+    IPv6's `Ip6OutForwDatagrams`."""
+    if v6:
+        p = netns_exec(ns, "cat", "/proc/net/snmp6", check=True)
+        return int(next(ln.split()[1] for ln in p.stdout.splitlines() if ln.startswith("Ip6OutForwDatagrams")))
+    p = netns_exec(ns, "cat", "/proc/net/snmp", check=True)
+    head, values = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("Ip:")][:2]
+    return int(values[head.index("ForwDatagrams")])
+
+
+def make_middlebox(ns: str) -> None:
+    """Configures an instance's OS to forward (IPv4 and IPv6), as a middlebox's is, without
+    IPv4 redirects."""
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0", "net.ipv6.conf.all.forwarding=1"):
+        netns_exec(ns, "sysctl", "-qw", key, check=True)
+
+
 def ping_stats(output: str) -> tuple[int, int]:
     """(transmitted, received) from ping's summary line."""
     for line in output.splitlines():

@@ -26,10 +26,9 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.config import Config
-from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import A_ID, B_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx
-from labkit import ACCOUNTS, Lab
+from labkit import ACCOUNTS, Lab, sample, scrape
 from netprobe import netns_exists, wait_until
 from test_flow_logs import CUSTOM, FLUSH
 from test_metering import GB, MB, RATE_CROSS_AZ, by_usage_type, ce_query, transfer, within
@@ -194,19 +193,6 @@ def flow_log(ec2, vpc_id: str, name: str) -> str:
                                 LogDestinationType="local-file", LogDestination=name,
                                 LogFormat=" ".join("${%s}" % f for f in CUSTOM))["FlowLogIds"]
     return fl
-
-
-def scrape(addr: str) -> dict[tuple, float]:
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
-        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
-        text = r.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
-
-
-def sample(metrics: dict, name: str, **labels) -> float:
-    want = set(labels.items())
-    return sum(v for (n, ls), v in metrics.items() if n == name and want <= set(ls))
 
 
 def test_each_agent_serves_its_hosts_metrics(lab):

@@ -24,9 +24,9 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
-from labkit import VPCD_BIN, Lab
-from netprobe import (PY, Background, last_output, link_sizes, listener, netns_exec, netns_exists, netns_list,
-                      ping, ping_background, ping_stats, tcp_request, wait_until)
+from labkit import VPCD_BIN, Lab, sample, samples, scrape
+from netprobe import (PY, Background, forwarded, last_output, link_sizes, listener, make_middlebox, netns_exec,
+                      netns_exists, netns_list, ping, ping_background, ping_stats, tcp_request, wait_until)
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -457,6 +457,106 @@ def test_ipv6_and_a_nat_gateway_across_hosts(lab):
     assert ping(i2.id, INET_HOST, timeout=REALIZE), last_output()
 
 
+# -- a middlebox on another host -----------------------------------------------------------
+
+def test_a_route_through_a_middlebox_on_another_host_goes_through_it(lab):
+    """docs/cluster.md, "Middleboxes across hosts": a route whose target is an interface on
+    another host hands the packet to that interface, as on one host.
+
+    One dual-stack VPC over three hosts: A (h1) and C (h1) route each other's and B's (h3)
+    subnets through middlebox M (h2), and B and C route A's subnet through M. M forwards
+    (its own routes, forwarding on). With M's source/destination check on nothing passes;
+    off, ping (IPv4 and IPv6) and TCP pass both ways and M's own forwarding counters grow
+    by every request and reply, also between A and C on the same host; a security group on
+    M that admits nothing stops it again, and so does the check turned back on.
+    """
+    b = lab.client(1, "B", region="eu-west-1")
+    vid = b.create_vpc(CidrBlock="10.87.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]["VpcId"]
+    v = SimpleNamespace(id=vid, cidr="10.87.0.0/16", sg=default_sg(b, vid), v6=vpc_ipv6_block(b, vid))
+    nets = list(ipaddress.ip_network(v.v6).subnets(new_prefix=64))
+    subnets = {}
+    for k, zone in ((1, "eu-west-1a"), (2, "eu-west-1b"), (3, "eu-west-1c"), (4, "eu-west-1a")):
+        subnets[k] = (b.create_subnet(VpcId=vid, CidrBlock=f"10.87.{k}.0/24", AvailabilityZone=zone,
+                                      Ipv6CidrBlock=str(nets[k]))["Subnet"]["SubnetId"], f"10.87.{k}.0/24", str(nets[k]))
+    sa, sm, sb, sc = (subnets[k][0] for k in (1, 2, 3, 4))
+    allow_icmp(b, v.sg, v.cidr)
+    allow_tcp(b, v.sg, v.cidr, 7000)
+    b.authorize_security_group_ingress(GroupId=v.sg, IpPermissions=[
+        {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": v.v6}]}])
+    closed = b.create_security_group(GroupName="mbox-closed", Description="no ingress", VpcId=v.id)["GroupId"]
+    ia, im, ib, ic = (launch(b, sub, ipv6=1) for sub in (sa, sm, sb, sc))
+    assert [realized_by(lab, i.id) for i in (ia, im, ib, ic)] == ["h1", "h2", "h3", "h1"]
+    eni_m = b.describe_instances(InstanceIds=[im.id])["Reservations"][0]["Instances"][0][
+        "NetworkInterfaces"][0]["NetworkInterfaceId"]
+    make_middlebox(im.id)
+    # A and C route B's and each other's subnets through M; B routes A's through M.
+    for k, through in ((1, (3, 4)), (3, (1,)), (4, (1,))):
+        rt = b.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
+        b.associate_route_table(RouteTableId=rt, SubnetId=subnets[k][0])
+        for dst in through:
+            b.create_route(RouteTableId=rt, DestinationCidrBlock=subnets[dst][1], NetworkInterfaceId=eni_m)
+            b.create_route(RouteTableId=rt, DestinationIpv6CidrBlock=subnets[dst][2], NetworkInterfaceId=eni_m)
+
+    # Controls: M itself is reached from both sides, directly.
+    assert ping(ia.id, im.ip, timeout=REALIZE) and ping(ib.id, im.ip, timeout=REALIZE), last_output()
+    # The check on (the default): M's router refuses packets for another address.
+    f0 = forwarded(im.id)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    assert not ping(ia.id, ic.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+    # The analyzer, on the cluster's state, says so too, and its probe agrees.
+    denied = reach_on_cluster(lab, ia.id, ib.id)
+    assert denied.returncode == 1, denied.stderr
+    assert json.loads(denied.stdout)["probe"]["agrees"] is True, denied.stdout
+
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": False})
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+    in2 = vxlan_count(lab, "h2", "vxlan_in")
+    f0 = forwarded(im.id)
+    p = netns_exec(ia.id, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1", ib.ip, timeout=15)
+    assert ping_stats(p.stdout) == (20, 20), p.stdout
+    # Every request and every reply went through M (on h2) and so crossed into h2.
+    assert forwarded(im.id) - f0 >= 40, (f0, forwarded(im.id))
+    assert vxlan_count(lab, "h2", "vxlan_in") - in2 >= 40
+    # IPv6 alike.
+    assert ping(ia.id, ib.v6, timeout=REALIZE), last_output()
+    f6 = forwarded(im.id, v6=True)
+    p = netns_exec(ib.id, "ping", "-6", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "1", ia.v6, timeout=15)
+    assert ping_stats(p.stdout) == (10, 10), p.stdout
+    assert forwarded(im.id, v6=True) - f6 >= 20, (f6, forwarded(im.id, v6=True))
+    # A and C share h1, and their traffic still goes through M on h2.
+    assert ping(ia.id, ic.ip, timeout=REALIZE), last_output()
+    f0 = forwarded(im.id)
+    p = netns_exec(ic.id, "ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "1", ia.ip, timeout=15)
+    assert ping_stats(p.stdout) == (10, 10), p.stdout
+    assert forwarded(im.id) - f0 >= 20, (f0, forwarded(im.id))
+    # TCP, opened from either end.
+    f0 = forwarded(im.id)
+    with listener(ib.id, 7000):
+        reply = tcp_request(ia.id, ib.ip, 7000, "through-the-middlebox")
+        assert reply is not None and "through-the-middlebox" in reply, last_output()
+    with listener(ia.id, 7000):
+        assert tcp_request(ib.id, ia.ip, 7000, "back") is not None, last_output()
+    assert forwarded(im.id) - f0 >= 10, (f0, forwarded(im.id))
+
+    # A group on M that admits nothing: M's host's router refuses what is routed to M.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[closed])
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="M's closed group")
+    f0 = forwarded(im.id)
+    assert not ping(ia.id, ib.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, Groups=[v.sg])
+    assert ping(ia.id, ib.ip, timeout=REALIZE), last_output()
+
+    # The check back on: nothing passes again.
+    b.modify_network_interface_attribute(NetworkInterfaceId=eni_m, SourceDestCheck={"Value": True})
+    wait_until(lambda: not ping(ia.id, ib.ip, expect=False), timeout=REALIZE, what="the check back on")
+    f0 = forwarded(im.id)
+    assert not ping(ib.id, ia.ip, expect=False), last_output()
+    assert forwarded(im.id) == f0
+    assert ping(ia.id, im.ip), last_output()
+
+
 # -- inter-region peerings across hosts (the backbone across hosts) -----------------------
 
 MARKER = "VPCD-CLUSTER-PLAINTEXT-4b1d"
@@ -591,6 +691,33 @@ def test_an_inter_region_peering_across_hosts_crosses_the_underlay_only_encrypte
     assert got["clear"] == 0, got
     assert got["wireguard"] >= 44, got
     assert not got["other"], got
+
+    # Each agent reports its gateways and sessions as `vpcd serve` does: `vpcd regions
+    # status --data-dir <the agent's>` and the tunnel families of its /metrics.
+    def regions(h: str, *extra: str) -> str:
+        return lab.vpcd("regions", "status", "--data-dir", host(lab, h)["data_dir"], *extra).stdout
+
+    def session(st: dict, region: str, peer: str, peer_host: str) -> dict | None:
+        return next((t for t in st["tunnels"] if (t["region"], t["peer"], t.get("peer_host"))
+                     == (region, peer, peer_host)), None)
+
+    for h, region, peer, other in (("h1", "us-east-1", "us-west-2", "h2"), ("h2", "us-west-2", "us-east-1", "h1")):
+        st = wait_until(lambda: (lambda st: st if (session(st, region, peer, other) or {}).get("sent", {})
+                                 .get("packets", 0) >= 21 else None)(json.loads(regions(h, "--json"))),
+                        timeout=5, what=f"{h}'s status showing the session with {other}")
+        gw = next(g for g in st["gateways"] if g["region"] == region)
+        assert gw["host"] == h and gw["underlay_address"] == host(lab, h)["underlay_address"], gw
+        assert gw["wireguard_in"] is None, gw  # no nft table of its own on a cluster host
+        t = session(st, region, peer, other)
+        assert pcx in t["peerings"] and t["received"]["packets"] >= 21 and t["handshake_age_ms"] is not None, t
+        assert t["peer_endpoint"].split(":")[0] == host(lab, other)["underlay_address"], t
+        text = regions(h)
+        assert f"{min(region, peer)}<->{max(region, peer)}" in text and f"with host {other}" in text, text
+        addr = host(lab, h)["metrics"]
+        wait_until(lambda: sample(scrape(addr), "vpcd_backbone_tunnel_packets_total", region=region, peer=peer,
+                                  direction="sent") >= 21, timeout=5, what=f"the tunnel's packets in {h}'s /metrics")
+        ages = samples(scrape(addr), "vpcd_backbone_tunnel_handshake_age_seconds", region=region, peer=peer)
+        assert len(ages) == 1 and 0 <= ages[0] < 180, ages
 
     # The receiving host's agent is killed: its gateway's workers are gone, so the
     # peering's traffic stops (dropped at the TUN device, never sent in clear) and a

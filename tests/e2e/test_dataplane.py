@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import A_ID, B_ID, C_ID, active_peering, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
-from netprobe import Dp, last_output, listener, netns_exists, tcp_stream, wait_until
+from netprobe import Dp, forwarded, last_output, listener, make_middlebox, netns_exists, ping_stats, tcp_stream, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -569,6 +569,52 @@ def test_source_destination_check(dp):
     a.modify_network_interface_attribute(NetworkInterfaceId=i1.eni, SourceDestCheck={"Value": True})
     dp.no_ping(i1, i2.ip, "SourceDestCheck back on", source=spoofed)
     dp.ok_ping(i1, i2.ip, "its own address still works")
+
+
+def test_a_route_through_a_middlebox_goes_through_it(dp):
+    """A route whose target is an interface hands the packet to it whatever its destination
+    (the one-host twin of test_cluster_hosts.py's middlebox test): A and B route each
+    other's subnets through M, which forwards. The check on: nothing passes; off: ping and
+    TCP pass both ways and M's own forwarding counter counts every request and reply; a
+    group on M that admits nothing stops it again."""
+    a = dp.ec2("A")
+    v = vpc(a, "10.42.0.0/16")
+    sa, sm, sb = subnet(a, v, "10.42.1.0/24"), subnet(a, v, "10.42.2.0/24"), subnet(a, v, "10.42.3.0/24")
+    allow(a, v.sg, "icmp", v.cidr)
+    allow(a, v.sg, "tcp", v.cidr, port=7000)
+    closed = a.create_security_group(GroupName="mbox-closed", Description="no ingress", VpcId=v.id)["GroupId"]
+    ia, im, ib = dp.launch(a, sa, "10.42.1.10"), dp.launch(a, sm, "10.42.2.10"), dp.launch(a, sb, "10.42.3.10")
+    make_middlebox(im.ns)
+    for sub, dst in ((sa, "10.42.3.0/24"), (sb, "10.42.1.0/24")):
+        rt = a.create_route_table(VpcId=v.id)["RouteTable"]["RouteTableId"]
+        a.associate_route_table(RouteTableId=rt, SubnetId=sub)
+        route(a, rt, dst, NetworkInterfaceId=im.eni)
+
+    dp.ok_ping(ia, im.ip, "M itself, directly")
+    f0 = forwarded(im.ns)
+    dp.no_ping(ia, ib.ip, "M's source/destination check is on")
+    assert forwarded(im.ns) == f0
+
+    a.modify_network_interface_attribute(NetworkInterfaceId=im.eni, SourceDestCheck={"Value": False})
+    dp.ok_ping(ia, ib.ip, "through M, its check off")
+    f0 = forwarded(im.ns)
+    p = subprocess.run(["ip", "netns", "exec", ia.ns, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1",
+                        ib.ip], capture_output=True, text=True, timeout=15)
+    assert ping_stats(p.stdout) == (20, 20), p.stdout
+    assert forwarded(im.ns) - f0 >= 40, (f0, forwarded(im.ns))
+    f0 = forwarded(im.ns)
+    with listener(ib.ns, 7000):
+        dp.ok_tcp(ia, ib.ip, 7000, "through M")
+    with listener(ia.ns, 7000):
+        dp.ok_tcp(ib, ia.ip, 7000, "back through M")
+    assert forwarded(im.ns) - f0 >= 10, (f0, forwarded(im.ns))
+
+    a.modify_network_interface_attribute(NetworkInterfaceId=im.eni, Groups=[closed])
+    f0 = forwarded(im.ns)
+    dp.no_ping(ia, ib.ip, "M's group admits nothing")
+    assert forwarded(im.ns) == f0
+    a.modify_network_interface_attribute(NetworkInterfaceId=im.eni, Groups=[v.sg])
+    dp.ok_ping(ia, ib.ip, "M's group back")
 
 
 # -- 13. stop, start, terminate ----------------------------------------------------------

@@ -180,12 +180,32 @@ impl Metrics {
     /// the last call, or by all of `total` when the source restarted from
     /// zero (Prometheus sees a counter that only grows).
     pub fn set_total(&self, counter: &IntCounterVec, labels: &[&str], total: u64) {
+        self.set_source_total(counter, labels, "", total);
+    }
+
+    /// As [`set_total`](Self::set_total), for one of several sources that
+    /// add to the same labels (each followed on its own, by `source`: one
+    /// restarting from zero adds only its own count again).
+    pub fn set_source_total(
+        &self,
+        counter: &IntCounterVec,
+        labels: &[&str],
+        source: &str,
+        total: u64,
+    ) {
         let name = counter
             .desc()
             .first()
             .map(|d| d.fq_name.clone())
             .unwrap_or_default();
-        let key = (name, labels.iter().map(|l| l.to_string()).collect());
+        let key = (
+            name,
+            labels
+                .iter()
+                .map(|l| l.to_string())
+                .chain((!source.is_empty()).then(|| format!("source={source}")))
+                .collect(),
+        );
         let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
         let last = totals.insert(key, total);
         let grown = match last {

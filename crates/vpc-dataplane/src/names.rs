@@ -7,6 +7,9 @@ pub const RULE_PREF: u32 = 1000;
 pub const TABLE_PEERING: u32 = 250;
 /// The table for packets arriving from the internet gateway (after DNAT).
 pub const TABLE_IGW: u32 = 251;
+/// Tables of a cluster router's middlebox links (`placement::middlebox_link`)
+/// start here, clear of the route tables' (`TABLE_BASE` + 30 bits).
+pub const TABLE_MIDDLEBOX_BASE: u32 = 0x8000_0000;
 /// The kernel's main table.
 pub const TABLE_MAIN: u32 = 254;
 /// Route-table IDs start here, well clear of the kernel's and our fixed ones.

@@ -787,6 +787,16 @@ fn filter(inp: &RouterInput<'_, '_>) -> NftTable {
         counter(),
         drop(),
     ]);
+    // Through a middlebox link (another host's route through an interface
+    // here, `placement::middlebox_link`) only to an interface (its table
+    // holds the one route to that interface); nothing is routed out of one.
+    rules.push(vec![
+        iifname("m-*"),
+        ne(meta(MetaKey::Oifname), s("e-*")),
+        counter(),
+        drop(),
+    ]);
+    rules.push(vec![oifname("m-*"), counter(), drop()]);
     rules.push(vec![
         iifname("g-*"),
         ne(meta(MetaKey::Oifname), s("e-*")),

@@ -24,9 +24,21 @@
 //! router's tables, including the peering table 250 that keeps peering
 //! non-transitive); packets from `x-` are looked up in table 250 too, so a
 //! packet another host's router sent here can reach only this VPC's own
-//! interfaces. It is pure.
+//! interfaces.
+//!
+//! A route whose target is an interface (a **middlebox**: an instance with
+//! the source/destination check off, forwarding) hands the packet to that
+//! interface whatever its destination, so it cannot arrive on `x-` (table
+//! 250 would deliver it to its destination and skip the middlebox). Each
+//! router holding a local interface that some route of the VPC targets has
+//! a link of its own for it on the VXLAN segment, [`middlebox_link`]
+//! `m-<eni>` (a macvlan on `x-`, made by `underlay`), with the address
+//! [`middlebox_address`]; another host's route through that interface leads
+//! to this address over `x-`, and what arrives on `m-<eni>` is looked up in
+//! a table of its own holding one default route: to the interface, as the
+//! one-host route does. It is pure.
 
-use crate::names::{self, TABLE_PEERING};
+use crate::names::{self, TABLE_MIDDLEBOX_BASE, TABLE_PEERING};
 use crate::plan::{LinkCreate, NsPlan, NsRole, RouteKind, RulePlan};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -66,6 +78,50 @@ pub fn host_link_local(underlay: Ipv4Addr) -> Ipv6Addr {
     )
 }
 
+/// The link on which a router receives, from other hosts, what their routes
+/// send through its interface `eni_link` (`e-<eni>` → `m-<eni>`); None for
+/// a link that is not an interface's.
+pub fn middlebox_link(eni_link: &str) -> Option<String> {
+    eni_link.strip_prefix("e-").map(|s| format!("m-{s}"))
+}
+
+/// The interface link a middlebox link leads to (`m-<eni>` → `e-<eni>`).
+pub fn middlebox_target(link: &str) -> Option<String> {
+    link.strip_prefix("m-").map(|s| format!("e-{s}"))
+}
+
+/// A middlebox link's address on the VXLAN segment: `fe80::6d62:` and the
+/// 48 bits of the interface's short ID (its link name's hex), so it is as
+/// unique in the VPC as the link names are, distinct from every host's
+/// [`host_link_local`] and needs no allocation.
+pub fn middlebox_address(link: &str) -> Ipv6Addr {
+    let short = link.get(2..).unwrap_or(link);
+    let bits = u64::from_str_radix(short, 16)
+        .ok()
+        .filter(|_| short.len() == 12)
+        .unwrap_or_else(|| u64::from(names::fnv1a32(short)));
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        0x6d62,
+        (bits >> 32) as u16,
+        (bits >> 16) as u16,
+        bits as u16,
+    )
+}
+
+/// The middlebox links a localized router plan receives on (those of its
+/// rules' `m-` links), for `underlay` to make.
+pub fn middlebox_links(ns: &NsPlan) -> BTreeSet<String> {
+    ns.rules
+        .iter()
+        .filter(|r| r.iif.starts_with("m-"))
+        .map(|r| r.iif.clone())
+        .collect()
+}
+
 /// The hosts of a cluster, seen from one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -78,6 +134,12 @@ pub struct Placement {
     /// planned; without it their routes end here as blackholes rather than
     /// leave the region in clear.
     pub backbone: bool,
+}
+
+/// The preferred kernel table of a middlebox link (before collision probing):
+/// clear of the route tables' range.
+fn middlebox_table(link: &str) -> u32 {
+    TABLE_MIDDLEBOX_BASE + (names::fnv1a32(link) & 0x3fff_ffff)
 }
 
 impl Placement {
@@ -173,20 +235,44 @@ impl Placement {
             for n in accepter_ends {
                 gone.insert(n, None);
             }
+            // This router's interfaces that a route of the VPC targets (a
+            // route through an interface is the only `Via` on an `e-`
+            // link), with the next hop per family: other hosts may route
+            // through them.
+            let mut middleboxes: BTreeMap<String, [Option<IpAddr>; 2]> = BTreeMap::new();
+            for kind in ns.routes.values() {
+                if let RouteKind::Via { gw, dev, .. } = kind {
+                    if dev.starts_with("e-")
+                        && !gone.contains_key(dev)
+                        && ns.links.contains_key(dev)
+                    {
+                        middleboxes.entry(dev.clone()).or_default()[usize::from(gw.is_ipv6())] =
+                            Some(*gw);
+                    }
+                }
+            }
             for name in gone.keys() {
                 ns.links.remove(name);
             }
             ns.addrs.retain(|a| !gone.contains_key(&a.dev));
             ns.rules.retain(|r| !gone.contains_key(&r.iif));
             for kind in ns.routes.values_mut() {
-                let dev = match kind {
-                    RouteKind::Dev(d) | RouteKind::Via { dev: d, .. } => d.clone(),
+                let (dev, through) = match kind {
+                    RouteKind::Dev(d) => (d.clone(), false),
+                    RouteKind::Via { dev: d, .. } => (d.clone(), true),
                     RouteKind::Blackhole => continue,
                 };
                 if let Some(host) = gone.get(&dev) {
-                    *kind = match host {
-                        Some(addr) if self.spans_hosts() => RouteKind::Via {
-                            gw: IpAddr::V6(host_link_local(*addr)),
+                    // Through another host's interface (a middlebox): to
+                    // its own link there; to its address: to that host's router.
+                    let gw = match (host, through) {
+                        (Some(_), true) => middlebox_link(&dev).map(|m| middlebox_address(&m)),
+                        (Some(addr), false) => Some(host_link_local(*addr)),
+                        (None, _) => None,
+                    };
+                    *kind = match gw {
+                        Some(gw) if self.spans_hosts() => RouteKind::Via {
+                            gw: IpAddr::V6(gw),
                             dev: x.clone(),
                             onlink: false,
                         },
@@ -202,6 +288,38 @@ impl Placement {
                         table: TABLE_PEERING,
                     });
                 }
+                let mut used = BTreeSet::new();
+                for (eni_link, hops) in &middleboxes {
+                    let Some(m) = middlebox_link(eni_link) else {
+                        continue;
+                    };
+                    let mut table = middlebox_table(&m);
+                    while !used.insert(table) {
+                        table = TABLE_MIDDLEBOX_BASE
+                            + ((table - TABLE_MIDDLEBOX_BASE + 1) & 0x3fff_ffff);
+                    }
+                    for (v6, hop) in hops.iter().enumerate() {
+                        let dst = if v6 == 1 {
+                            "::/0".parse().expect("valid")
+                        } else {
+                            "0.0.0.0/0".parse().expect("valid")
+                        };
+                        let kind = match hop {
+                            Some(gw) => RouteKind::Via {
+                                gw: *gw,
+                                dev: eni_link.clone(),
+                                onlink: true,
+                            },
+                            None => RouteKind::Blackhole,
+                        };
+                        ns.routes.insert((table, dst), kind);
+                        ns.rules.insert(RulePlan {
+                            v6: v6 == 1,
+                            iif: m.clone(),
+                            table,
+                        });
+                    }
+                }
             }
         }
         warnings.sort();
@@ -215,7 +333,7 @@ mod tests {
     use super::*;
     use crate::names::{eni_link, router_ns};
     use crate::plan::{plan, plan_scope};
-    use crate::testkit::{Env, B};
+    use crate::testkit::{Env, Inst, B};
     use ipnet::IpNet;
 
     fn host(name: &str, zones: &[&str], last: u8) -> HostRecord {
@@ -320,6 +438,107 @@ mod tests {
         assert!(ns2.contains_key(&there.id) && !ns2.contains_key(&here.id));
     }
 
+    /// A VPC with A (us-east-1a: h1) whose subnet routes 10.0.3.0/24
+    /// through middlebox M (us-east-1b: h2), and B in 10.0.3.0/24 (h1).
+    fn middlebox_world() -> (Env, vpc_model::Vpc, Inst, Inst, Inst) {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let sm = e.subnet_in(&v, "10.0.2.0/24", "us-east-1b");
+        let sb = e.subnet_in(&v, "10.0.3.0/24", "us-east-1a");
+        let a = e.instance(&sa, "10.0.1.10");
+        let m = e.instance(&sm, "10.0.2.10");
+        let b = e.instance(&sb, "10.0.3.10");
+        e.w.update::<vpc_model::NetworkInterface>(&m.eni, |x| x.source_dest_check = false);
+        let rt = e.own_table(&sa);
+        e.route_in(
+            &v,
+            &rt,
+            "10.0.3.0/24",
+            vpc_model::ops::route::RouteSpec {
+                network_interface_id: Some(m.eni.clone()),
+                ..Default::default()
+            },
+        );
+        (e, v, a, m, b)
+    }
+
+    #[test]
+    fn a_route_through_a_middlebox_on_another_host_leads_to_its_own_link_there() {
+        let (e, v, a, m, _b) = middlebox_world();
+        let e_m = eni_link(&m.eni);
+        let m_link = middlebox_link(&e_m).unwrap();
+        assert_eq!(middlebox_target(&m_link).as_deref(), Some(e_m.as_str()));
+        let x = vxlan_link(&v.meta.id);
+        let dst: IpNet = "10.0.3.0/24".parse().unwrap();
+        // h1, the sender's host: the route leads to M's link on the segment,
+        // not to h2's router (whose table 250 would skip M).
+        let mut ns1 = plan(&e.w, TAG).namespaces;
+        assert!(placement("h1").localize(&e.w, &mut ns1).is_empty());
+        let r1 = &ns1[&router_ns(TAG, &v.meta.id)];
+        let through: Vec<&RouteKind> = r1
+            .routes
+            .iter()
+            .filter(|((_, d), _)| *d == dst)
+            .map(|(_, k)| k)
+            .collect();
+        assert_eq!(
+            through,
+            vec![&RouteKind::Via {
+                gw: IpAddr::V6(middlebox_address(&m_link)),
+                dev: x.clone(),
+                onlink: false,
+            }]
+        );
+        assert!(middlebox_links(r1).is_empty());
+        assert!(r1.links.contains_key(&eni_link(&a.eni)));
+        // h2, the middlebox's host: what arrives on m-<eni> goes to M, whatever
+        // its destination, and only there.
+        let mut ns2 = plan(&e.w, TAG).namespaces;
+        assert!(placement("h2").localize(&e.w, &mut ns2).is_empty());
+        let r2 = &ns2[&router_ns(TAG, &v.meta.id)];
+        assert_eq!(middlebox_links(r2), [m_link.clone()].into());
+        let tables: BTreeSet<u32> = r2
+            .rules
+            .iter()
+            .filter(|r| r.iif == m_link)
+            .map(|r| r.table)
+            .collect();
+        assert_eq!(tables.len(), 1);
+        let t = *tables.iter().next().unwrap();
+        assert!(t >= TABLE_MIDDLEBOX_BASE);
+        let routes: Vec<(&IpNet, &RouteKind)> = r2.table(t).collect();
+        assert_eq!(
+            routes,
+            vec![
+                (
+                    &"0.0.0.0/0".parse::<IpNet>().unwrap(),
+                    &RouteKind::Via {
+                        gw: "10.0.2.10".parse().unwrap(),
+                        dev: e_m.clone(),
+                        onlink: true
+                    }
+                ),
+                (&"::/0".parse::<IpNet>().unwrap(), &RouteKind::Blackhole),
+            ]
+        );
+        // Addresses are distinct from every host's and stable.
+        assert_ne!(
+            middlebox_address(&m_link),
+            host_link_local(Ipv4Addr::new(100, 72, 0, 2))
+        );
+        assert_eq!(
+            middlebox_address("m-56789abcdef0"),
+            "fe80::6d62:5678:9abc:def0".parse::<Ipv6Addr>().unwrap()
+        );
+        // One host: nothing of this.
+        let mut alone = placement("h2");
+        alone.hosts.remove("h1");
+        let mut ns3 = plan(&e.w, TAG).namespaces;
+        alone.localize(&e.w, &mut ns3);
+        assert!(middlebox_links(&ns3[&router_ns(TAG, &v.meta.id)]).is_empty());
+    }
+
     #[test]
     fn localizing_an_incremental_plan_equals_localizing_the_full_one() {
         let mut e = Env::new();
@@ -331,20 +550,37 @@ mod tests {
         e.instance(&sb, "10.0.2.10");
         let pcx = e.peer(&v, &w, true);
         e.route_to_pcx(&v, "10.1.0.0/16", &pcx);
-        let p1 = placement("h1");
-        let mut full = plan(&e.w, TAG).namespaces;
-        p1.localize(&e.w, &mut full);
-        // Only the router in scope: its remote links are found from the World.
-        let scope = crate::plan::Scope {
-            vpcs: [v.meta.id.clone()].into(),
-            ..Default::default()
-        };
-        let mut partial = plan_scope(&e.w, TAG, Some(&scope)).namespaces;
-        p1.localize(&e.w, &mut partial);
-        for (name, ns) in &partial {
-            assert_eq!(Some(ns), full.get(name), "{name}");
+        for host in ["h1", "h2"] {
+            let p1 = placement(host);
+            let mut full = plan(&e.w, TAG).namespaces;
+            p1.localize(&e.w, &mut full);
+            // Only the router in scope: its remote links are found from the World.
+            let scope = crate::plan::Scope {
+                vpcs: [v.meta.id.clone()].into(),
+                ..Default::default()
+            };
+            let mut partial = plan_scope(&e.w, TAG, Some(&scope)).namespaces;
+            p1.localize(&e.w, &mut partial);
+            for (name, ns) in &partial {
+                assert_eq!(Some(ns), full.get(name), "{name}");
+            }
+            assert!(partial.contains_key(&router_ns(TAG, &v.meta.id)));
         }
-        assert!(partial.contains_key(&router_ns(TAG, &v.meta.id)));
+        // With middleboxes on both sides of the underlay.
+        let (e, v, ..) = middlebox_world();
+        for host in ["h1", "h2"] {
+            let p = placement(host);
+            let mut full = plan(&e.w, TAG).namespaces;
+            p.localize(&e.w, &mut full);
+            let scope = crate::plan::Scope {
+                vpcs: [v.meta.id.clone()].into(),
+                ..Default::default()
+            };
+            let mut partial = plan_scope(&e.w, TAG, Some(&scope)).namespaces;
+            p.localize(&e.w, &mut partial);
+            let r = router_ns(TAG, &v.meta.id);
+            assert_eq!(partial.get(&r), full.get(&r), "{host}");
+        }
     }
 
     #[test]

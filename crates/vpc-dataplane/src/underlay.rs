@@ -14,10 +14,18 @@
 //! all-zero FDB entry per remote host), and the kernel learns each remote
 //! router's MAC from what it receives.
 //!
-//! The reconciler leaves `x-` links alone (they are not among the prefixes
-//! it owns); it plans only the routes over them and the rule sending what
-//! arrives on them to table 250. [`Underlay::converge`] keeps the devices
-//! and their FDB entries in step with the routers and the hosts.
+//! A router holding an interface that a route of the VPC targets (a
+//! middlebox) also gets, for each such interface, a macvlan `m-<eni>` on its
+//! `x-` link ([`placement::middlebox_link`]) with the address
+//! [`placement::middlebox_address`] (no automatic link-local address):
+//! other hosts' routes through that interface lead there, and what arrives
+//! on it is handed to the interface (`placement`).
+//!
+//! The reconciler leaves `x-` and `m-` links alone (they are not among the
+//! prefixes it owns); it plans only the routes over them and the rules
+//! sending what arrives on them to table 250 or to a middlebox's table.
+//! [`Underlay::converge`] keeps the devices and their FDB entries in step
+//! with the routers and the hosts.
 //!
 //! [`lab_fabric_up`] builds a lab's simulated hosts: one namespace per host
 //! with an `ul0` port on a bridge in the lab's underlay namespace, all of
@@ -98,13 +106,14 @@ impl Underlay {
         self.gro_size
     }
 
-    /// Makes the missing `x-` links of these routers (namespace, VPC) and
-    /// sets every link's FDB to the other hosts. Returns how many links
-    /// were made (the reconciler's routes over them can go in now).
+    /// Makes the missing `x-` links of these routers and sets every link's
+    /// FDB to the other hosts, and makes each router's middlebox links
+    /// (removing those no longer wanted). Returns how many `x-` links were
+    /// made (the reconciler's routes over them can go in now).
     pub fn converge(
         &self,
         placement: &Placement,
-        routers: &[(String, String)],
+        routers: &[VxlanRouter],
     ) -> Result<usize, CommandError> {
         if !placement.spans_hosts() {
             return Ok(0);
@@ -112,12 +121,18 @@ impl Underlay {
         let remotes = placement.remote_endpoints();
         let mut made = 0;
         let mut first_error = None;
-        for (ns, vpc) in routers {
+        for r in routers {
+            let ns = &r.ns;
             if !Path::new(NETNS_DIR).join(ns).exists() {
                 continue;
             }
-            let r = self.converge_router(ns, vpc, &remotes);
-            match r {
+            let result = self
+                .converge_router(ns, &r.vpc, &remotes)
+                .and_then(|(made, links)| {
+                    self.converge_middleboxes(ns, &r.vpc, &r.middleboxes, &links)
+                        .map(|_| made)
+                });
+            match result {
                 Ok(true) => made += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -137,7 +152,7 @@ impl Underlay {
         ns: &str,
         vpc: &str,
         remotes: &BTreeSet<Ipv4Addr>,
-    ) -> Result<bool, CommandError> {
+    ) -> Result<(bool, BTreeSet<String>), CommandError> {
         let link = placement::vxlan_link(vpc);
         let mut made = false;
         let links = self.run.links(ns)?;
@@ -204,7 +219,45 @@ impl Underlay {
                 ],
             )?;
         }
-        Ok(made)
+        // The router's links now (a new `x-` link came without middlebox links).
+        let names = links
+            .into_keys()
+            .filter(|n| !made || !n.starts_with("m-"))
+            .collect();
+        Ok((made, names))
+    }
+
+    /// Makes the router's wanted middlebox links on its `x-` link and
+    /// removes the others (`links`: the router's links).
+    fn converge_middleboxes(
+        &self,
+        ns: &str,
+        vpc: &str,
+        wanted: &BTreeSet<String>,
+        links: &BTreeSet<String>,
+    ) -> Result<(), CommandError> {
+        let x = placement::vxlan_link(vpc);
+        for name in links.iter().filter(|n| n.starts_with("m-")) {
+            if !wanted.contains(name) {
+                self.run.ip(Some(ns), &["link", "del", name])?;
+                tracing::info!(ns = %ns, link = %name, "removed middlebox link");
+            }
+        }
+        for name in wanted.iter().filter(|n| !links.contains(*n)) {
+            let addr = format!("{}/64", placement::middlebox_address(name));
+            for args in [
+                vec![
+                    "link", "add", "link", &x, "name", name, "type", "macvlan", "mode", "private",
+                ],
+                vec!["link", "set", name, "addrgenmode", "none"],
+                vec!["addr", "add", &addr, "dev", name, "nodad"],
+                vec!["link", "set", name, "up"],
+            ] {
+                self.run.ip(Some(ns), &args)?;
+            }
+            tracing::info!(ns = %ns, link = %name, address = %addr, "made middlebox link");
+        }
+        Ok(())
     }
 
     fn bridge(&self, ns: &str, args: &[&str]) -> Result<String, CommandError> {
@@ -221,6 +274,16 @@ impl Underlay {
             .filter_map(|e| e.dst?.parse().ok())
             .collect())
     }
+}
+
+/// A router of this host, as [`Underlay::converge`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanRouter {
+    /// Its namespace.
+    pub ns: String,
+    pub vpc: String,
+    /// Its middlebox links ([`placement::middlebox_links`] of its plan).
+    pub middleboxes: BTreeSet<String>,
 }
 
 #[derive(serde::Deserialize)]

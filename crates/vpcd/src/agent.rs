@@ -22,7 +22,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 use vpc_dataplane::placement::{self, HostRecord, Placement};
-use vpc_dataplane::underlay::Underlay;
+use vpc_dataplane::underlay::{Underlay, VxlanRouter};
 use vpc_dataplane::{Dataplane, NsRole};
 use vpc_model::World;
 use vpc_store::{StateStore, Update};
@@ -176,6 +176,14 @@ pub fn run(args: AgentArgs) -> Result<()> {
         Some(addr) => Some(crate::agent_ops::start_metrics(addr, rt.handle())?),
         None => None,
     };
+    // The backbone's status file (`vpcd regions status --data-dir`) into /metrics.
+    if let Some(m) = &metrics {
+        let m = m.clone();
+        let export = move |s: &vpc_dataplane::backbone::Status| crate::regions_cli::export(&m, s);
+        if let Err(e) = crate::regions_cli::start_metrics(export, &data_dir) {
+            tracing::warn!(error = %e, "the backbone's tunnel stats stay out of /metrics");
+        }
+    }
     let on_query: Option<vpc_dns::QueryHook> = metrics.clone().map(|m| {
         let hook: vpc_dns::QueryHook =
             Arc::new(move |rcode| m.dns_queries.with_label_values(&[rcode]).inc());
@@ -284,10 +292,14 @@ fn pass(
         let (Some(placement), Some(applied)) = (dp.placement(), dp.applied()) else {
             return;
         };
-        let routers: Vec<(String, String)> = applied
+        let routers: Vec<VxlanRouter> = applied
             .values()
             .filter_map(|ns| match &ns.role {
-                NsRole::Router { vpc_id } => Some((ns.name.clone(), vpc_id.clone())),
+                NsRole::Router { vpc_id } => Some(VxlanRouter {
+                    ns: ns.name.clone(),
+                    vpc: vpc_id.clone(),
+                    middleboxes: placement::middlebox_links(ns),
+                }),
                 _ => None,
             })
             .collect();

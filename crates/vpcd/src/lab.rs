@@ -308,13 +308,8 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         format!("--underlay-addr={}", s("underlay_address")),
         format!("--underlay-netns={}", s("netns")),
         format!("--tag={}", s("tag")),
-        // The keys of its region gateways, beside its log in the lab's directory.
-        format!(
-            "--data-dir={}",
-            Path::new(&s("log"))
-                .with_file_name(format!("agent-{}", s("name")))
-                .display()
-        ),
+        // The keys and status of its region gateways, in the lab's directory.
+        format!("--data-dir={}", agent_data_dir(h).display()),
         format!("--store={store}"),
         format!("--store-prefix={prefix}"),
         format!("--flow-log-dir={}", dir.join("flow-logs").display()),
@@ -324,6 +319,16 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         args.push(format!("--metrics-listen={addr}"));
     }
     args
+}
+
+/// A host's agent's data directory (`data_dir` in the record; beside its
+/// log for a lab recorded before hosts listed it).
+fn agent_data_dir(h: &Value) -> PathBuf {
+    match h["data_dir"].as_str() {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(h["log"].as_str().unwrap_or_default())
+            .with_file_name(format!("agent-{}", h["name"].as_str().unwrap_or_default())),
+    }
 }
 
 /// `lab agent --host H`: starts H's agent again and records its pid.
@@ -380,6 +385,7 @@ fn start_hosts(
             "netns": underlay::lab_host_ns(&lab_tag, name),
             "tag": format!("{:04x}", rand::random::<u16>()),
             "agent_pid": 0,
+            "data_dir": dir.join(format!("agent-{name}")),
             "log": dir.join(format!("agent-{name}.log")),
         }));
     }

@@ -408,7 +408,10 @@ fn start_dataplane(
         Err(e) => return format!("off ({e}): control plane only"),
     };
     if app.config.serve_metrics {
-        if let Err(e) = regions_cli::start_metrics(app, data_dir) {
+        let app = app.clone();
+        let export =
+            move |s: &vpc_dataplane::backbone::Status| regions_cli::export(&app.metrics, s);
+        if let Err(e) = regions_cli::start_metrics(export, data_dir) {
             tracing::warn!(error = %e, "the backbone's tunnel stats stay out of /metrics");
         }
     }

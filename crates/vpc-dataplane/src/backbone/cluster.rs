@@ -31,6 +31,10 @@
 //!   state) and an inter-region packet crosses the underlay only inside
 //!   WireGuard: never as VXLAN.
 //!
+//! Every second the supervisor also writes the status `vpcd regions status
+//! --data-dir <the agent's>` prints (`status.json` beside the keys, as on one
+//! host): each gateway, and each session with the peer gateway's host.
+//!
 //! While no reader runs (the agent restarting, a gateway's socket being
 //! rebound) the TUN devices have no reader and the kernel drops what is
 //! routed to them. A restarted agent loads the same keys, binds the same
@@ -38,7 +42,9 @@
 
 use super::keys::{self, KeyPair, KeyStore};
 use super::tunnel::{self, Destinations, End, GatewayWorker, Route, TunReader, WG_PORT};
-use super::{create_link_pair, in_netns, open_tun};
+use super::{
+    create_link_pair, in_netns, open_tun, write_status, GatewayStatus, Status, TunnelStatus,
+};
 use crate::error::CommandError;
 use crate::kernel::{Runner, Tools};
 use crate::link::PeeringLinkType;
@@ -48,7 +54,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tun_rs::SyncDevice;
@@ -169,6 +175,8 @@ struct Inner {
     /// The regions this host serves.
     regions: BTreeSet<String>,
     keys: KeyStore,
+    /// Where the status is written (`Status::path`).
+    data_dir: PathBuf,
     state: Mutex<State>,
 }
 
@@ -237,6 +245,7 @@ impl ClusterBackbone {
             underlay_ns,
             regions,
             keys: KeyStore::new(data_dir),
+            data_dir: data_dir.to_path_buf(),
             state: Mutex::new(State::default()),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
@@ -247,6 +256,11 @@ impl ClusterBackbone {
                 let Some(inner) = weak.upgrade() else { break };
                 let mut st = inner.lock();
                 inner.converge(&mut st);
+                let status = inner.status(&st);
+                drop(st);
+                if let Err(e) = write_status(&inner.data_dir, &status) {
+                    tracing::debug!("cannot write the backbone status: {e}");
+                }
             });
         Ok(ClusterBackbone { inner })
     }
@@ -327,6 +341,65 @@ impl Inner {
                 })
                 .collect(),
         }
+    }
+
+    /// What `vpcd regions status` prints: this host's gateways and their
+    /// sessions, each with its peer gateway's host.
+    fn status(&self, st: &State) -> Status {
+        let mut out = Status::default();
+        let mut directory = st.directory.clone();
+        directory.insert(self.host.clone(), self.own(st));
+        for (region, g) in &st.gateways {
+            out.gateways.push(GatewayStatus {
+                region: region.clone(),
+                namespace: self.underlay_ns.clone().unwrap_or_default(),
+                underlay_address: self.underlay,
+                public_key: keys::public_text(&g.keys.public),
+                wireguard_in: None,
+                wireguard_out: None,
+                underlay_dropped_in: None,
+                underlay_dropped_out: None,
+                unexpected_datagrams: g
+                    .worker
+                    .unexpected
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                host: Some(self.host.clone()),
+            });
+            let ends: Vec<Arc<End>> = g
+                .worker
+                .ends
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for e in ends {
+                let peerings = st
+                    .peerings
+                    .iter()
+                    .filter(|(_, sides)| {
+                        sides
+                            .iter()
+                            .any(|s| s.attached.iter().any(|x| Arc::ptr_eq(x, &e)))
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let mut t = TunnelStatus::of(&e, peerings);
+                t.peer_host = directory
+                    .values()
+                    .find(|hg| {
+                        hg.underlay == *e.peer_addr.ip()
+                            && hg
+                                .gateways
+                                .get(&e.peer)
+                                .is_some_and(|ep| ep.port == e.peer_addr.port())
+                    })
+                    .map(|hg| hg.host.clone());
+                t.peer_endpoint = Some(e.peer_addr.to_string());
+                out.tunnels.push(t);
+            }
+        }
+        out
     }
 
     /// Brings gateways, sessions and TUN readers to what `st.wanted` needs.

@@ -96,17 +96,25 @@ pub struct Count {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayStatus {
     pub region: String,
+    /// The gateway's namespace; on a cluster host, the namespace holding
+    /// the host's underlay address (empty: the agent's own).
     pub namespace: String,
     pub underlay_address: Ipv4Addr,
     pub public_key: String,
-    /// UDP WireGuard packets admitted in and out on the underlay.
-    pub wireguard_in: Count,
-    pub wireguard_out: Count,
-    /// Everything else on the underlay, dropped by the gateway's nft table.
-    pub underlay_dropped_in: Count,
-    pub underlay_dropped_out: Count,
+    /// UDP WireGuard packets admitted in and out on the underlay (None on
+    /// a cluster host: its gateway has no namespace, so no nft table, of
+    /// its own).
+    pub wireguard_in: Option<Count>,
+    pub wireguard_out: Option<Count>,
+    /// Everything else on the underlay, dropped by the gateway's nft table
+    /// (None on a cluster host, as above).
+    pub underlay_dropped_in: Option<Count>,
+    pub underlay_dropped_out: Option<Count>,
     /// Datagrams that reached the WireGuard socket from no peer gateway.
     pub unexpected_datagrams: u64,
+    /// The cluster host running the gateway (None on one host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One end of a region pair's tunnel: `region`'s view of its session with `peer`.
@@ -126,6 +134,40 @@ pub struct TunnelStatus {
     pub send_failed: u64,
     /// The peerings this pair carries.
     pub peerings: Vec<String>,
+    /// On a cluster host: the host of the peer gateway this session is with
+    /// (one session per peer region's gateway on each host), and its
+    /// endpoint on the underlay. None on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_endpoint: Option<String>,
+}
+
+impl TunnelStatus {
+    /// One session's status from its end's counters.
+    pub(crate) fn of(e: &End, peerings: Vec<String>) -> TunnelStatus {
+        let c = &e.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        TunnelStatus {
+            region: e.region.clone(),
+            peer: e.peer.clone(),
+            handshake_age_ms: e.handshake_age().map(|d| d.as_millis() as u64),
+            sent: Count {
+                packets: load(&c.sent.packets),
+                bytes: load(&c.sent.bytes),
+            },
+            received: Count {
+                packets: load(&c.received.packets),
+                bytes: load(&c.received.bytes),
+            },
+            invalid: load(&c.invalid),
+            unknown_peering: load(&c.unknown_peering),
+            send_failed: load(&c.send_failed),
+            peerings,
+            peer_host: None,
+            peer_endpoint: None,
+        }
+    }
 }
 
 /// What `vpcd regions status` prints.
@@ -456,14 +498,15 @@ impl Inner {
                 namespace: ns.clone(),
                 underlay_address: underlay_addr(region),
                 public_key: keys::public_text(&g.keys.public),
-                wireguard_in: get("wireguard_in"),
-                wireguard_out: get("wireguard_out"),
-                underlay_dropped_in: get("underlay_dropped_in"),
-                underlay_dropped_out: get("underlay_dropped_out"),
+                wireguard_in: Some(get("wireguard_in")),
+                wireguard_out: Some(get("wireguard_out")),
+                underlay_dropped_in: Some(get("underlay_dropped_in")),
+                underlay_dropped_out: Some(get("underlay_dropped_out")),
                 unexpected_datagrams: g
                     .worker
                     .unexpected
                     .load(std::sync::atomic::Ordering::Relaxed),
+                host: None,
             });
             let ends: Vec<Arc<End>> = g
                 .worker
@@ -474,39 +517,20 @@ impl Inner {
                 .cloned()
                 .collect();
             for e in ends {
-                let c = &e.counters;
-                let load =
-                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 let peerings = st
                     .peerings
                     .values()
                     .filter(|p| p.sides.iter().any(|(x, _)| Arc::ptr_eq(x, &e)))
                     .map(|p| p.spec.pcx_id.clone())
                     .collect();
-                out.tunnels.push(TunnelStatus {
-                    region: e.region.clone(),
-                    peer: e.peer.clone(),
-                    handshake_age_ms: e.handshake_age().map(|d| d.as_millis() as u64),
-                    sent: Count {
-                        packets: load(&c.sent.packets),
-                        bytes: load(&c.sent.bytes),
-                    },
-                    received: Count {
-                        packets: load(&c.received.packets),
-                        bytes: load(&c.received.bytes),
-                    },
-                    invalid: load(&c.invalid),
-                    unknown_peering: load(&c.unknown_peering),
-                    send_failed: load(&c.send_failed),
-                    peerings,
-                });
+                out.tunnels.push(TunnelStatus::of(&e, peerings));
             }
         }
         out
     }
 }
 
-fn write_status(data_dir: &Path, status: &Status) -> std::io::Result<()> {
+pub(crate) fn write_status(data_dir: &Path, status: &Status) -> std::io::Result<()> {
     let path = Status::path(data_dir);
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
