@@ -43,8 +43,12 @@ pub struct GroupCommit {
     advanced: Condvar,
     /// Which batches are settled, and whether a writer is committing one.
     progress: Mutex<Progress>,
-    /// Signalled when a committing writer is done.
+    /// Signalled when a committing writer is done: the writers of the open
+    /// batch wait on it (one of them commits next).
     committer_done: Condvar,
+    /// Signalled when a batch is settled: the writers of the batch being
+    /// committed wait on it, so a commit wakes only the writers it concerns.
+    batch_settled: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
 }
@@ -85,6 +89,8 @@ struct Progress {
     failed: BTreeMap<u64, Failure>,
     /// A writer is committing (or about to): the others wait for it.
     committing: bool,
+    /// The batch that writer commits (the open one when it took the role).
+    closing: u64,
 }
 
 impl Progress {
@@ -106,6 +112,7 @@ impl Drop for Committing<'_> {
     fn drop(&mut self) {
         lock(&self.0.progress).committing = false;
         self.0.committer_done.notify_all();
+        self.0.batch_settled.notify_all();
     }
 }
 
@@ -140,6 +147,7 @@ impl GroupCommit {
             advanced: Condvar::new(),
             progress: Mutex::new(Progress::default()),
             committer_done: Condvar::new(),
+            batch_settled: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
         }
     }
@@ -235,13 +243,20 @@ impl GroupCommit {
                 return progress.failed.get(&batch).copied();
             }
             if progress.committing {
-                progress = self
-                    .committer_done
-                    .wait(progress)
-                    .unwrap_or_else(PoisonError::into_inner);
+                // A writer whose batch is being committed waits for it to
+                // settle; one in the open batch waits for the committer
+                // role to be free.
+                let wake = if batch <= progress.closing {
+                    &self.batch_settled
+                } else {
+                    &self.committer_done
+                };
+                progress = wake.wait(progress).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
+            // Nobody commits and `batch` is not settled: it is the open batch.
             progress.committing = true;
+            progress.closing = batch;
             drop(progress);
             {
                 let _role = Committing(self);
@@ -276,7 +291,7 @@ impl GroupCommit {
                 self.advanced.notify_all();
                 // The batch's writers answer now; the store's upkeep step
                 // (a slice of a compaction) runs while the next batch fills.
-                self.committer_done.notify_all();
+                self.batch_settled.notify_all();
                 if let Err(e) = durable.store.maintain() {
                     tracing::warn!(error = %e, "store upkeep failed");
                 }
@@ -297,6 +312,7 @@ impl GroupCommit {
                 staging.changes.clear();
                 staging.batch += 1;
                 lock(&self.progress).settle(built_on_lost, Some(failure));
+                self.batch_settled.notify_all();
             }
         }
     }
@@ -320,6 +336,7 @@ impl GroupCommit {
             staging.changes.clear();
             lock(&self.progress).settle(open, Some(Failure::Stale { base }));
             self.committer_done.notify_all();
+            self.batch_settled.notify_all();
         }
         staging.world = durable.world.clone();
         drop(staging);
