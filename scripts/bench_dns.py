@@ -53,12 +53,20 @@ def dnsperf(ns, server, port, qfile, extra):
     return p.stdout
 
 
-def rate(ns, server, port, qfile):
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate(ns, server, port, qfile, pid):
+    cpu_before = cpu_seconds(pid)
     out = dnsperf(ns, server, port, qfile, ["-q", "100"])
+    cpu = cpu_seconds(pid) - cpu_before
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
     lost = int(re.search(r"Queries lost:\s+(\d+)", out).group(1))
-    noerror = re.search(r"NOERROR (\d+)", out)
-    return qps, lost, int(noerror.group(1)) if noerror else 0
+    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    return qps, lost, cpu / max(completed, 1) * 1e6
 
 
 def latencies(ns, server, port, qfile):
@@ -126,19 +134,21 @@ def main():
                 got = dpb.netns_exec(client, "dig", "+time=1", "+tries=1", "+short", *args, n).stdout.strip()
                 assert got == ip, (n, args, got, ip)
 
-        servers = {"vpcd": ("10.90.0.2", 53), "dnsmasq": ("10.90.0.2", DNSMASQ_PORT)}
-        res = {k: {"qps": [], "lost": 0, "lat": []} for k in servers}
+        servers = {"vpcd": ("10.90.0.2", 53, d.proc.pid), "dnsmasq": ("10.90.0.2", DNSMASQ_PORT, dnsmasq.pid)}
+        res = {k: {"qps": [], "lost": 0, "lat": [], "cpu_us": []} for k in servers}
         load_before = " ".join(open("/proc/loadavg").read().split()[:3])
         for _ in range(ROUNDS):
-            for name, (ip, port) in servers.items():
-                qps, lost, _ok = rate(client, ip, port, str(qfile))
+            for name, (ip, port, pid) in servers.items():
+                qps, lost, cpu_us = rate(client, ip, port, str(qfile), pid)
                 res[name]["qps"].append(qps)
                 res[name]["lost"] += lost
+                res[name]["cpu_us"].append(cpu_us)
                 res[name]["lat"] += latencies(client, ip, port, str(qfile))
         load_after = " ".join(open("/proc/loadavg").read().split()[:3])
         summary = {}
         for name, r in res.items():
             summary[name] = {"qps": statistics.median(r["qps"]), "qps_all": r["qps"], "lost": r["lost"],
+                             "cpu_us": statistics.median(r["cpu_us"]),
                              "p50_us": pct(r["lat"], 50), "p99_us": pct(r["lat"], 99),
                              "max_us": max(r["lat"]), "n": len(r["lat"])}
         print(summary)
@@ -168,6 +178,8 @@ def write_perf(s, n_records, load_before, load_after):
              f"| queries per second, median of {ROUNDS} (each run) | {v['qps']:,.0f} ({', '.join(f'{q:,.0f}' for q in v['qps_all'])}) | "
              f"{m['qps']:,.0f} ({', '.join(f'{q:,.0f}' for q in m['qps_all'])}) | {v['qps'] / m['qps']:.2f}× | ≥ dnsmasq |",
              f"| queries lost at full speed (all rounds) | {v['lost']} | {m['lost']} | | |",
+             f"| server CPU time per answered query at full speed (µs, user + system, median) | "
+             f"{v['cpu_us']:.2f} | {m['cpu_us']:.2f} | {v['cpu_us'] / m['cpu_us']:.2f}× | |",
              f"| latency p50 at {FIXED_QPS}/s (µs, {v['n']:,} / {m['n']:,} queries) | {v['p50_us']:.0f} | {m['p50_us']:.0f} | | |",
              f"| latency p99 at {FIXED_QPS}/s (µs) | {v['p99_us']:.0f} | {m['p99_us']:.0f} | | < 1000 µs |",
              f"| latency max at {FIXED_QPS}/s (µs) | {v['max_us']:.0f} | {m['max_us']:.0f} | | |",

@@ -51,6 +51,23 @@ pub struct GroupCommit {
     batch_settled: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
+    /// Called with the store after this writer reloaded the World itself
+    /// (the follower lagged), before the reloaded World is installed: the
+    /// server reads again what the follower would have brought with the
+    /// commits (the hosts' settings), so a re-run sees both.
+    after_reload: std::sync::OnceLock<ReloadHook>,
+}
+
+/// A function of the store, run after a reload.
+type ReloadFn = dyn Fn(&mut dyn StateStore) + Send + Sync;
+
+/// What [`GroupCommit::on_reload`] runs.
+pub struct ReloadHook(Box<ReloadFn>);
+
+impl std::fmt::Debug for ReloadHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadHook")
+    }
 }
 
 #[derive(Debug)]
@@ -149,7 +166,14 @@ impl GroupCommit {
             committer_done: Condvar::new(),
             batch_settled: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
+            after_reload: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Runs `hook` with the store whenever this writer reloads the World
+    /// itself because its follower lagged (set once).
+    pub fn on_reload(&self, hook: impl Fn(&mut dyn StateStore) + Send + Sync + 'static) {
+        let _ = self.after_reload.set(ReloadHook(Box::new(hook)));
     }
 
     /// Runs `operation` as one all-or-nothing action and returns its result
@@ -224,6 +248,9 @@ impl GroupCommit {
                         now = s.revision,
                         "the follower lags; reloaded the World"
                     );
+                    if let Some(hook) = self.after_reload.get() {
+                        (hook.0)(&mut *durable.store);
+                    }
                     self.install(&mut durable, s.world, s.revision, publish);
                 }
                 Ok(_) => {}
@@ -367,7 +394,7 @@ impl GroupCommit {
                     self.install(&mut durable, s.world, s.revision, &publish);
                 }
             }
-            Update::Setting { .. } => {}
+            Update::Setting { .. } | Update::SettingRemoved { .. } => {}
         }
         Ok(())
     }
@@ -641,6 +668,22 @@ mod failure_tests {
         ) -> vpc_store::Result<Vec<(String, String)>> {
             StateStore::settings_with_prefix(&mut self.store, prefix)
         }
+        fn hold_setting(
+            &mut self,
+            key: &str,
+            value: &str,
+            ttl: i64,
+        ) -> vpc_store::Result<vpc_store::HeldSetting> {
+            StateStore::hold_setting(&mut self.store, key, value, ttl)
+        }
+        fn remove_settings(
+            &mut self,
+            base: Revision,
+            keys: &[String],
+            unless: &[String],
+        ) -> vpc_store::Result<Revision> {
+            StateStore::remove_settings(&mut self.store, base, keys, unless)
+        }
         fn record_usage(
             &mut self,
             usage: &[vpc_model::usage::Usage],
@@ -872,6 +915,53 @@ mod cluster_tests {
         w.get::<RegionInit>("counter")
             .and_then(|r| r.default_vpc.as_deref())
             .map_or(0, |v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn a_writer_whose_follower_lags_reloads_and_runs_its_hook_before_re_running() {
+        let record = |id: &str| RegionInit {
+            id: id.to_string(),
+            default_vpc: None,
+            default_dhcp_options: None,
+        };
+        let etcd = EtcdServer::start().unwrap();
+        // No follower: a conflict makes the writer reload the World itself.
+        let mut store = etcd.store("/lag");
+        let snap = store.load().unwrap();
+        let gc = GroupCommit::new(Box::new(store), snap.world, snap.revision, true);
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let hook_saw = seen.clone();
+        gc.on_reload(move |store| {
+            let v = store.get_setting("marker").unwrap();
+            hook_saw.store(
+                v.map_or(0, |v| v.parse().unwrap()),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        });
+        let mut other = etcd.store("/lag");
+        let mut w = World::default();
+        w.put(record("elsewhere"));
+        other
+            .commit(snap.revision, &w, &w.clone().take_changes())
+            .unwrap();
+        other.set_setting("marker", "7").unwrap();
+        // The write runs on the stale World, conflicts, reloads (the hook
+        // reading the setting then), and runs again on the fresh World.
+        let runs = std::sync::atomic::AtomicU64::new(0);
+        gc.write(
+            |w| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                w.put(record("mine"));
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 7);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let stored = etcd.store("/lag").load().unwrap().world;
+        assert!(stored.get::<RegionInit>("elsewhere").is_some());
+        assert!(stored.get::<RegionInit>("mine").is_some());
     }
 
     #[test]

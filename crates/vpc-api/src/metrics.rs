@@ -30,6 +30,10 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// `vpcd_kernel_objects{kind}`: namespaces, links, addresses, routes, rules, nft tables.
     pub kernel_objects: IntGaugeVec,
+    /// `vpcd_host_live{host}`: on an API server of a cluster, each
+    /// registered host as this server sees it: 1 live, 0 not (a removed
+    /// host has no series).
+    pub host_live: IntGaugeVec,
     /// `vpcd_data_transfer_bytes_total{kind, resource, vpc, account}`, from the meter.
     pub transfer_bytes: IntCounterVec,
     /// `vpcd_data_transfer_packets_total{kind, resource, vpc, account}`.
@@ -156,6 +160,14 @@ impl Metrics {
             &["kind"],
         ));
         must(registry.register(Box::new(kernel_objects.clone())));
+        let host_live = must(IntGaugeVec::new(
+            Opts::new(
+                "vpcd_host_live",
+                "Registered hosts as this API server sees them: 1 when the host's agent holds its liveness lease.",
+            ),
+            &["host"],
+        ));
+        must(registry.register(Box::new(host_live.clone())));
         Metrics {
             registry,
             api_requests,
@@ -163,6 +175,7 @@ impl Metrics {
             reconcile_passes,
             reconcile_duration,
             kernel_objects,
+            host_live,
             transfer_bytes,
             transfer_packets,
             dns_queries,
@@ -213,6 +226,16 @@ impl Metrics {
             _ => total,
         };
         counter.with_label_values(labels).inc_by(grown);
+    }
+
+    /// Shows the registered hosts and their liveness (`vpcd_host_live`).
+    pub fn set_hosts(&self, hosts: &vpc_model::placement::HostDirectory) {
+        self.host_live.reset();
+        for name in hosts.hosts.keys() {
+            self.host_live
+                .with_label_values(&[name])
+                .set(i64::from(hosts.is_live(name)));
+        }
     }
 
     /// Records one answered API request.

@@ -66,8 +66,9 @@ pub struct App {
     /// one of the cluster, on etcd).
     clock: Leadership,
     keys: RwLock<HashMap<String, (String, String)>>,
-    /// The hosts agents registered in a shared store (`host/<name>`).
-    hosts: RwLock<Arc<vpc_model::placement::Hosts>>,
+    /// The hosts agents registered in a shared store (`host/<name>`) and
+    /// which are live (`alive/<name>`).
+    hosts: Arc<crate::actions::HostsCell>,
     clock_offset: AtomicI64,
     next_deadline: AtomicI64,
     /// Bumped on every publish; watchers (the data plane) wait on it.
@@ -86,12 +87,7 @@ impl std::fmt::Debug for App {
     }
 }
 
-fn real_now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use vpc_store::clock::{wall_clock_ms as real_now_ms, CLOCK_OFFSET_KEY};
 
 /// The one EC2 API version vpcd speaks (its shapes and semantics).
 pub const EC2_API_VERSION: &str = "2016-11-15";
@@ -124,7 +120,10 @@ pub fn status_for(code: &str) -> StatusCode {
         "RequestTimeout" => StatusCode::REQUEST_TIMEOUT,
         "MissingContentLength" => StatusCode::LENGTH_REQUIRED,
         "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
-        "InternalError" | "InternalFailure" | "ServerInternal" => StatusCode::INTERNAL_SERVER_ERROR,
+        // Capacity errors are server errors (5xx), as EC2 lists them.
+        "InternalError" | "InternalFailure" | "ServerInternal" | "InsufficientInstanceCapacity" => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         "ServiceUnavailable" | "Unavailable" | "RequestLimitExceeded" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -238,6 +237,17 @@ fn auth_fault(e: &AuthError, sts: bool) -> Fault {
     }
 }
 
+/// The hosts' registrations and liveness settings in the store.
+fn read_hosts(
+    store: &mut dyn StateStore,
+) -> Result<vpc_model::placement::HostDirectory, vpc_store::StoreError> {
+    let mut settings = store.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?;
+    settings.extend(store.settings_with_prefix(vpc_model::placement::ALIVE_KEY_PREFIX)?);
+    Ok(vpc_model::placement::HostDirectory::from_settings(
+        &settings,
+    ))
+}
+
 impl App {
     /// Opens the store in the data directory and loads the state.
     pub fn open(config: Config) -> Result<Arc<App>, vpc_store::StoreError> {
@@ -252,10 +262,7 @@ impl App {
         let mut writer = vpc_store::open(location)?;
         let mut reader = vpc_store::open(location)?;
         let snapshot = writer.load()?;
-        let offset = writer
-            .get_setting("clock_offset_ms")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let offset = vpc_store::clock::stored_offset_ms(&mut *writer)?;
         let world = snapshot.world;
         let next = ops::next_deadline(&world).map_or(i64::MAX, |t| t.0);
         let mut keys = HashMap::new();
@@ -264,9 +271,7 @@ impl App {
                 keys.insert(k.access_key_id, (a.id.clone(), k.secret_access_key));
             }
         }
-        let hosts = vpc_model::placement::parse_hosts(
-            &reader.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?,
-        );
+        let hosts = read_hosts(&mut *reader)?;
         let updates = writer.follow(snapshot.as_of)?;
         let holder = format!(
             "{}:{}",
@@ -287,7 +292,7 @@ impl App {
             }),
             clock,
             keys: RwLock::new(keys),
-            hosts: RwLock::new(Arc::new(hosts)),
+            hosts: Arc::new(RwLock::new(Arc::new(hosts))),
             clock_offset: AtomicI64::new(offset),
             next_deadline: AtomicI64::new(next),
             generation: Mutex::new(0),
@@ -296,6 +301,20 @@ impl App {
             metrics: crate::metrics::Metrics::new(),
             config,
         });
+        app.metrics.set_hosts(&app.hosts());
+        {
+            // A writer that reloads the World itself (its follower lagged)
+            // reads the hosts again too, so a re-run never places on a host
+            // removed meanwhile.
+            let (cell, metrics) = (app.hosts.clone(), app.metrics.clone());
+            app.writer.on_reload(move |store| match read_hosts(store) {
+                Ok(d) => {
+                    metrics.set_hosts(&d);
+                    *cell.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(d);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the hosts again"),
+            });
+        }
         if let Some(updates) = updates {
             let weak = Arc::downgrade(&app);
             std::thread::Builder::new()
@@ -314,29 +333,56 @@ impl App {
     }
 
     /// Applies what another server committed (or a setting it changed).
+    /// Settings come before the commit of their revision, so a World is
+    /// published only after the hosts it was made with.
     fn follow(&self, update: Update) {
-        if let Update::Setting { key, value } = &update {
-            if key == "clock_offset_ms" {
-                if let Ok(off) = value.parse() {
-                    self.clock_offset.store(off, Ordering::SeqCst);
+        match &update {
+            Update::Setting { key, value } => {
+                if key == CLOCK_OFFSET_KEY {
+                    if let Ok(off) = value.parse() {
+                        self.clock_offset.store(off, Ordering::SeqCst);
+                    }
+                }
+                self.change_hosts(|d| d.set(key, value));
+                return;
+            }
+            Update::SettingRemoved { key } => {
+                self.change_hosts(|d| d.remove(key));
+                return;
+            }
+            Update::Reset(_) => {
+                // The stream lost its place: the settings may have moved too.
+                let read =
+                    read_hosts(&mut **self.reader.lock().unwrap_or_else(PoisonError::into_inner));
+                match read {
+                    Ok(d) => {
+                        *self.hosts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(d);
+                        self.metrics.set_hosts(&self.hosts());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the hosts again"),
                 }
             }
-            let found = vpc_model::placement::parse_hosts(&[(key.clone(), value.clone())]);
-            if !found.is_empty() {
-                let mut hosts = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
-                let mut next = (**hosts).clone();
-                next.extend(found);
-                *hosts = Arc::new(next);
-            }
-            return;
+            Update::Commit { .. } => {}
         }
         if let Err(e) = self.writer.follow(update, |w| self.publish(w)) {
             tracing::error!(error = %e, "cannot apply another server's commit");
         }
     }
 
-    /// The hosts agents registered (empty on one host).
-    pub fn hosts(&self) -> Arc<vpc_model::placement::Hosts> {
+    /// Applies `f` to a copy of the host directory and installs it if `f`
+    /// says it changed something.
+    fn change_hosts(&self, f: impl FnOnce(&mut vpc_model::placement::HostDirectory) -> bool) {
+        let mut hosts = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = (**hosts).clone();
+        if f(&mut next) {
+            *hosts = Arc::new(next);
+            drop(hosts);
+            self.metrics.set_hosts(&self.hosts());
+        }
+    }
+
+    /// The hosts agents registered and which are live (empty on one host).
+    pub fn hosts(&self) -> Arc<vpc_model::placement::HostDirectory> {
         self.hosts
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -605,7 +651,7 @@ impl App {
             .ok_or_else(|| Fault::invalid_param("clock offset out of range"))?;
         self.clock_offset.store(off, Ordering::SeqCst);
         self.writer
-            .with_store(|s| s.set_setting("clock_offset_ms", &off.to_string()))
+            .with_store(|s| s.set_setting(CLOCK_OFFSET_KEY, &off.to_string()))
             .map_err(|e| Fault::new("InternalError", e.to_string()))?;
         self.tick();
         // In a cluster the leader applies the timers: wait (a little) until
@@ -884,13 +930,12 @@ impl App {
                 return Some(Err(f));
             }
         }
-        let hosts = self.hosts();
         let req = Req {
             p: params,
             action,
             request_id,
             regions: &self.config.regions,
-            hosts: &hosts,
+            hosts: &self.hosts,
         };
         Some(match handler {
             Handler::Read(h) => {

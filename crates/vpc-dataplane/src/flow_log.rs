@@ -237,19 +237,20 @@ impl Collector {
     /// passes a router of each VPC on both; but the router of an instance's
     /// own VPC on the instance's host sees the connection whole (both
     /// directions) and takes its ingress decisions. So a host logs the
-    /// interfaces attached to instances it holds (the host serving their
-    /// zone), and unattached ones (a NAT gateway's, which acts on every host
+    /// interfaces attached to instances it holds (the host each was
+    /// placed on), and unattached ones (a NAT gateway's, which acts on every host
     /// for the instances there): each record is written once, by one host.
     pub fn set_placement(&mut self, placement: Option<crate::placement::Placement>) {
         self.placement = placement;
     }
 
-    fn logs_here(&self, eni: &NetworkInterface) -> bool {
+    fn logs_here(&self, w: &World, eni: &NetworkInterface) -> bool {
         match &self.placement {
             None => true,
             Some(p) => {
                 eni.attachment.is_none()
-                    || p.host_of_zone(&eni.az).is_some_and(|h| h.name == p.local)
+                    || p.host_of_interface(w, eni)
+                        .is_some_and(|h| h.name == p.local)
             }
         }
     }
@@ -267,7 +268,10 @@ impl Collector {
             return Ok(PollReport::default());
         }
         let mut per_vpc: BTreeMap<&str, Vec<Covered<'_>>> = BTreeMap::new();
-        for eni in w.iter::<NetworkInterface>().filter(|e| self.logs_here(e)) {
+        for eni in w
+            .iter::<NetworkInterface>()
+            .filter(|e| self.logs_here(w, e))
+        {
             let fls: Vec<&FlowLog> = w
                 .iter::<FlowLog>()
                 .filter(|f| model::covers(f, eni))

@@ -3,11 +3,16 @@
 //!
 //! The rule, decided here and nowhere else:
 //!
-//! * an **availability zone is served by one host**: the first host, by
-//!   name, whose registration lists it. So every instance of a subnet is on
-//!   the same host, and traffic inside a subnet never crosses the underlay;
-//! * an **instance** lives on the host serving its zone (none when no host
-//!   serves it: it is recorded, not realized);
+//! * an **instance** lives on the host RunInstances placed it on
+//!   (`vpc_model::placement::place`: the first live host, by name, serving
+//!   its zone), recorded in the instance, whatever becomes of that host's
+//!   liveness later; one recorded without a host (launched before any host
+//!   registered) lives on the first registered host, by name, serving its
+//!   zone; an instance whose host is not registered is realized nowhere.
+//!   While a zone's first host is live, every instance of a subnet is on
+//!   it, and traffic inside the subnet never crosses the underlay; new
+//!   instances placed on another host while it was not live reach the
+//!   others over the VXLAN link like any remote instance;
 //! * **routers, NAT gateways and the simulated internet** are on every host.
 //!   Each host's copy of a VPC's router reaches the VPC's instances on other
 //!   hosts over the VPC's VXLAN link `x-<vpc>` (one VNI per VPC, see
@@ -47,7 +52,9 @@ use vpc_model::{Instance, World};
 /// The UDP port of the VXLAN underlay (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 
-pub use vpc_model::placement::{host_key, HostRecord, HOST_KEY_PREFIX};
+pub use vpc_model::placement::{
+    alive_key, host_key, HostRecord, Liveness, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX,
+};
 
 /// A VPC router's VXLAN link to the VPC's routers on other hosts.
 pub fn vxlan_link(vpc_id: &str) -> String {
@@ -143,14 +150,28 @@ fn middlebox_table(link: &str) -> u32 {
 }
 
 impl Placement {
-    /// The host serving a zone: the first by name that lists it.
+    /// The host serving a zone for instances recorded without a host: the
+    /// first by name that lists it.
     pub fn host_of_zone(&self, zone: &str) -> Option<&HostRecord> {
         vpc_model::placement::host_of_zone(&self.hosts, zone)
     }
 
-    /// The host an instance lives on.
+    /// The host an instance lives on (`vpc_model::placement::host_of_instance`).
     pub fn host_of_instance(&self, inst: &Instance) -> Option<&HostRecord> {
-        self.host_of_zone(&inst.az)
+        vpc_model::placement::host_of_instance(&self.hosts, inst)
+    }
+
+    /// The host of the instance an interface is attached to (None for an
+    /// unattached interface or a NAT gateway's).
+    pub fn host_of_interface(
+        &self,
+        world: &World,
+        eni: &vpc_model::NetworkInterface,
+    ) -> Option<&HostRecord> {
+        let a = eni.attachment.as_ref()?;
+        world
+            .get::<Instance>(&a.instance_id)
+            .and_then(|i| self.host_of_instance(i))
     }
 
     /// Whether the instance (by ID) is realized on this host.
@@ -537,6 +558,49 @@ mod tests {
         let mut ns3 = plan(&e.w, TAG).namespaces;
         alone.localize(&e.w, &mut ns3);
         assert!(middlebox_links(&ns3[&router_ns(TAG, &v.meta.id)]).is_empty());
+    }
+
+    #[test]
+    fn an_instance_stays_on_the_host_it_was_placed_on_within_its_subnet() {
+        let mut e = Env::new();
+        let v = e.vpc("10.0.0.0/16");
+        let sa = e.subnet_in(&v, "10.0.1.0/24", "us-east-1a");
+        let first = e.instance(&sa, "10.0.1.10");
+        let second = e.instance(&sa, "10.0.1.11");
+        // Placed on h2 while h1, the zone's first host, was not live.
+        let mut rec = e.w.get::<Instance>(&second.id).unwrap().clone();
+        rec.host = Some("h2".into());
+        e.w.put(rec);
+        let p1 = placement("h1");
+        assert_eq!(
+            p1.host_of_instance(e.w.get::<Instance>(&first.id).unwrap())
+                .map(|h| h.name.as_str()),
+            Some("h1")
+        );
+        let mut ns = plan(&e.w, TAG).namespaces;
+        p1.localize(&e.w, &mut ns);
+        assert!(ns.contains_key(&first.id) && !ns.contains_key(&second.id));
+        // h1's router reaches the other instance of the same subnet over x-.
+        let r = &ns[&router_ns(TAG, &v.meta.id)];
+        let dst: IpNet = "10.0.1.11/32".parse().unwrap();
+        let over_x = RouteKind::Via {
+            gw: IpAddr::V6(host_link_local(Ipv4Addr::new(100, 72, 0, 2))),
+            dev: vxlan_link(&v.meta.id),
+            onlink: false,
+        };
+        assert!(r.routes.iter().any(|((_, d), k)| *d == dst && *k == over_x));
+        let mut ns2 = plan(&e.w, TAG).namespaces;
+        placement("h2").localize(&e.w, &mut ns2);
+        assert!(ns2.contains_key(&second.id) && !ns2.contains_key(&first.id));
+        // Placed on a host no longer registered: realized nowhere.
+        let mut rec = e.w.get::<Instance>(&second.id).unwrap().clone();
+        rec.host = Some("h9".into());
+        e.w.put(rec);
+        for local in ["h1", "h2"] {
+            let mut ns = plan(&e.w, TAG).namespaces;
+            placement(local).localize(&e.w, &mut ns);
+            assert!(!ns.contains_key(&second.id), "{local}");
+        }
     }
 
     #[test]

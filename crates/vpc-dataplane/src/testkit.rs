@@ -228,6 +228,7 @@ impl Env {
             key_name: None,
             client_token: None,
             opts: Default::default(),
+            host: None,
         };
         self.w.put(inst);
         self.eni(&id, s, ip, 0, groups);

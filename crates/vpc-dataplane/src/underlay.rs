@@ -58,6 +58,9 @@ pub struct Underlay {
     local: Ipv4Addr,
     /// The IPv4 GRO size of every link ([`offload::vxlan_gro_target`]).
     gro_size: u32,
+    /// Whether the links were swept since the cluster shrank to this host
+    /// alone (then nothing else needs their forwarding entries).
+    swept_alone: std::sync::atomic::AtomicBool,
 }
 
 impl Underlay {
@@ -87,6 +90,7 @@ impl Underlay {
             netns,
             local,
             gro_size: offload::BIG_TCP_SIZE,
+            swept_alone: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -107,17 +111,35 @@ impl Underlay {
     }
 
     /// Makes the missing `x-` links of these routers and sets every link's
-    /// FDB to the other hosts, and makes each router's middlebox links
-    /// (removing those no longer wanted). Returns how many `x-` links were
-    /// made (the reconciler's routes over them can go in now).
+    /// FDB to the other hosts (flooding to each, and no entry, flooding or
+    /// learned, towards an address that is no longer a host's, a removed
+    /// host, whose neighbour entry goes too), and makes each router's
+    /// middlebox links (removing those no longer wanted). Returns how many
+    /// `x-` links were made (the reconciler's routes over them can go in now).
     pub fn converge(
         &self,
         placement: &Placement,
         routers: &[VxlanRouter],
     ) -> Result<usize, CommandError> {
+        use std::sync::atomic::Ordering;
         if !placement.spans_hosts() {
+            // Alone now: links left from when there were others keep no
+            // entry towards them (once; links are made only with others).
+            if !self.swept_alone.swap(true, Ordering::SeqCst) {
+                for r in routers {
+                    let link = placement::vxlan_link(&r.vpc);
+                    let has_link = Path::new(NETNS_DIR).join(&r.ns).exists()
+                        && self.run.links(&r.ns).is_ok_and(|l| l.contains_key(&link));
+                    if has_link {
+                        if let Err(e) = self.forget_others(&r.ns, &link, &BTreeSet::new()) {
+                            tracing::warn!(ns = %r.ns, "VXLAN link: {e}");
+                        }
+                    }
+                }
+            }
             return Ok(0);
         }
+        self.swept_alone.store(false, Ordering::SeqCst);
         let remotes = placement.remote_endpoints();
         let mut made = 0;
         let mut first_error = None;
@@ -190,27 +212,13 @@ impl Underlay {
             offload::converge_vxlan_gro(ns, &link, self.gro_size)?;
         }
         // Flooding (neighbour discovery) to every other host.
-        let have = self.flood_entries(ns, &link)?;
+        let have = self.forget_others(ns, &link, remotes)?;
         for r in remotes.difference(&have) {
             self.bridge(
                 ns,
                 &[
                     "fdb",
                     "append",
-                    "00:00:00:00:00:00",
-                    "dev",
-                    &link,
-                    "dst",
-                    &r.to_string(),
-                ],
-            )?;
-        }
-        for r in have.difference(remotes) {
-            self.bridge(
-                ns,
-                &[
-                    "fdb",
-                    "del",
                     "00:00:00:00:00:00",
                     "dev",
                     &link,
@@ -260,18 +268,54 @@ impl Underlay {
         Ok(())
     }
 
+    /// Removes every FDB entry of `link` towards an address not in
+    /// `remotes` (flooding and learned ones), and the router's neighbour
+    /// entry for each such host; returns the remote ends of the flooding
+    /// entries that stay.
+    fn forget_others(
+        &self,
+        ns: &str,
+        link: &str,
+        remotes: &BTreeSet<Ipv4Addr>,
+    ) -> Result<BTreeSet<Ipv4Addr>, CommandError> {
+        let entries = self.fdb_entries(ns, link)?;
+        let mut gone: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        for (mac, dst) in &entries {
+            if remotes.contains(dst) {
+                continue;
+            }
+            self.bridge(
+                ns,
+                &["fdb", "del", mac, "dev", link, "dst", &dst.to_string()],
+            )?;
+            gone.insert(*dst);
+        }
+        for dst in &gone {
+            let ll = placement::host_link_local(*dst).to_string();
+            // Absent already (never resolved, or expired): nothing to do.
+            let _ = self
+                .run
+                .ip(Some(ns), &["-6", "neigh", "del", &ll, "dev", link]);
+            tracing::info!(ns = %ns, link = %link, host = %dst, "forgot a host that left the cluster");
+        }
+        Ok(entries
+            .into_iter()
+            .filter(|(mac, dst)| mac == "00:00:00:00:00:00" && remotes.contains(dst))
+            .map(|(_, dst)| dst)
+            .collect())
+    }
+
     fn bridge(&self, ns: &str, args: &[&str]) -> Result<String, CommandError> {
         self.run.exec(ns, &self.bridge_tool, args, None)
     }
 
-    /// The remote ends of the link's all-zero (flooding) FDB entries.
-    fn flood_entries(&self, ns: &str, link: &str) -> Result<BTreeSet<Ipv4Addr>, CommandError> {
+    /// The link's FDB entries that lead to a remote end: (MAC, address).
+    fn fdb_entries(&self, ns: &str, link: &str) -> Result<Vec<(String, Ipv4Addr)>, CommandError> {
         let out = self.bridge(ns, &["-j", "fdb", "show", "dev", link])?;
         let entries: Vec<FdbEntry> = serde_json::from_str(out.trim()).unwrap_or_default();
         Ok(entries
             .into_iter()
-            .filter(|e| e.mac == "00:00:00:00:00:00")
-            .filter_map(|e| e.dst?.parse().ok())
+            .filter_map(|e| Some((e.mac, e.dst?.parse().ok()?)))
             .collect())
     }
 }

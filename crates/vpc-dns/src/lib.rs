@@ -8,11 +8,13 @@
 //!   53 at base + 2, 169.254.169.253 and fd00:ec2::253 inside the VPC's
 //!   router namespace, answering only queries from inside that VPC; TCP
 //!   through hickory-dns's server, UDP through `udp` (a thread per socket
-//!   that receives, answers and sends with no task hand-off).
+//!   that receives, answers and sends with no task hand-off, remembering
+//!   encoded answers per World in `cache`).
 //!
 //! The data plane puts the addresses on the router's `lo` and writes the
 //! instances' `resolv.conf`; this crate only listens and answers.
 
+mod cache;
 pub mod error;
 pub mod server;
 mod udp;

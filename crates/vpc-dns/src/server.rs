@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -55,6 +56,11 @@ const NETNS_RUN: &str = "/run/netns";
 pub struct Snapshot {
     pub world: Arc<World>,
     pub index: Index,
+    /// Different for every snapshot built (a World seen again after another
+    /// gets a new one): an answer remembered under one generation is the
+    /// answer to the same question for as long as `current` returns that
+    /// generation (`crate::cache`).
+    pub generation: u64,
 }
 
 /// Settings of the DNS service.
@@ -98,6 +104,8 @@ pub type WorldSource = Arc<dyn Fn() -> Arc<World> + Send + Sync>;
 struct Latest {
     source: WorldSource,
     cache: RwLock<Arc<Snapshot>>,
+    /// The last generation given to a snapshot.
+    generations: AtomicU64,
     on_query: Option<QueryHook>,
 }
 
@@ -130,6 +138,7 @@ impl Latest {
         let snap = Arc::new(Snapshot {
             index: Index::build(&world),
             world,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
         });
         match self.cache.write() {
             Ok(mut g) => *g = snap.clone(),
@@ -161,6 +170,7 @@ impl DnsService {
         let shared: Shared = Arc::new(Latest {
             source,
             cache: RwLock::default(),
+            generations: AtomicU64::new(0),
             on_query: config.on_query.clone(),
         });
         let changed = Arc::new(Notify::new());
@@ -379,14 +389,23 @@ pub(crate) struct VpcResolver {
 }
 
 impl VpcResolver {
-    /// Whether a query from `src` gets an answer: it comes from inside the
-    /// VPC and the VPC's DNS support is on.
-    pub(crate) fn admits(&self, src: IpAddr) -> bool {
-        let snap = self.shared.current();
-        let admitted = snap
-            .world
+    /// The latest published World and its index.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.current()
+    }
+
+    /// Whether a query from `src` gets an answer in `snap`: it comes from
+    /// inside the VPC and the VPC's DNS support is on.
+    pub(crate) fn admits_in(&self, snap: &Snapshot, src: IpAddr) -> bool {
+        snap.world
             .get::<Vpc>(&self.vpc_id)
-            .is_some_and(|v| dns::admits_query(v, src));
+            .is_some_and(|v| dns::admits_query(v, src))
+    }
+
+    /// Whether a query from `src` gets an answer now; tells the query hook
+    /// `dropped` when it does not.
+    pub(crate) fn admits(&self, src: IpAddr) -> bool {
+        let admitted = self.admits_in(&self.shared.current(), src);
         if !admitted {
             tracing::debug!(vpc = %self.vpc_id, %src, "query not admitted");
             self.shared.counted("dropped");
@@ -399,6 +418,130 @@ impl VpcResolver {
         self.shared.counted(outcome);
     }
 
+    /// What this resolver makes of `request` in `snap`, with nothing sent
+    /// and nothing counted yet.
+    pub(crate) fn decide(&self, snap: &Snapshot, request: &Request) -> Decision {
+        // Only queries from inside the VPC, and only while DNS support is on:
+        // anything else gets no answer at all.
+        let admitted = snap
+            .world
+            .get::<Vpc>(&self.vpc_id)
+            .filter(|v| dns::admits_query(v, request.src().ip()));
+        let Some(vpc) = admitted else {
+            return Decision::Dropped;
+        };
+        let edns = request.edns.is_some().then(|| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(1232);
+            edns
+        });
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        let query = match request.queries.queries() {
+            [q] if request.metadata.op_code == OpCode::Query
+                && request.metadata.message_type == MessageType::Query =>
+            {
+                q
+            }
+            _ => {
+                let (code, outcome) = if request.metadata.op_code == OpCode::Query {
+                    (ResponseCode::FormErr, "FORMERR")
+                } else {
+                    (ResponseCode::NotImp, "NOTIMP")
+                };
+                metadata.response_code = code;
+                return Decision::Local(LocalAnswer {
+                    metadata,
+                    answers: Vec::new(),
+                    negative: Vec::new(),
+                    edns,
+                    outcome,
+                });
+            }
+        };
+        metadata.recursion_available = true;
+        let qname = query.name().to_string();
+        let outcome = zone::answer(
+            &snap.index,
+            &snap.world,
+            vpc,
+            &qname,
+            kind_of(query.query_type()),
+        );
+        let (answers, negative) = match (outcome, self.upstream) {
+            (Outcome::Outside, Some(upstream)) => {
+                metadata.authoritative = false;
+                return Decision::Forward(Forwarded {
+                    upstream,
+                    metadata,
+                    edns,
+                });
+            }
+            (Outcome::Records(rs), _) => {
+                metadata.authoritative = true;
+                (rs.iter().filter_map(record).collect(), Vec::new())
+            }
+            (Outcome::NoData { zone }, _) => {
+                metadata.authoritative = true;
+                (Vec::new(), soa(&zone).into_iter().collect())
+            }
+            (Outcome::NxDomain { zone }, _) => {
+                metadata.authoritative = true;
+                metadata.response_code = ResponseCode::NXDomain;
+                (Vec::new(), soa(&zone).into_iter().collect())
+            }
+            (Outcome::Outside, None) => {
+                metadata.response_code = ResponseCode::NXDomain;
+                (Vec::new(), Vec::new())
+            }
+        };
+        Decision::Local(LocalAnswer {
+            outcome: outcome_name(metadata.response_code),
+            metadata,
+            answers,
+            negative,
+            edns,
+        })
+    }
+
+    /// Asks the upstream `request`'s question and sends its answer
+    /// (SERVFAIL when none came in time).
+    pub(crate) async fn forward_and_send<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        forwarded: Forwarded,
+        mut response: R,
+    ) -> ResponseInfo {
+        let Forwarded {
+            upstream,
+            mut metadata,
+            edns,
+        } = forwarded;
+        let (answers, negative) = match request.queries.queries() {
+            [query] => match forward(upstream, query.original()).await {
+                Some(r) => {
+                    metadata.response_code = r.metadata.response_code;
+                    (r.answers, r.authorities)
+                }
+                None => {
+                    tracing::debug!(vpc = %self.vpc_id, %upstream, "no answer from the upstream resolver");
+                    metadata.response_code = ResponseCode::ServFail;
+                    (Vec::new(), Vec::new())
+                }
+            },
+            _ => {
+                metadata.response_code = ResponseCode::ServFail;
+                (Vec::new(), Vec::new())
+            }
+        };
+        self.shared.counted(outcome_name(metadata.response_code));
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+        let msg = builder.build(metadata, answers.iter(), [], negative.iter(), []);
+        send(&mut response, msg, request).await
+    }
+
     /// The resolver of `vpc_id` answering from `world` (for tests).
     #[cfg(test)]
     pub(crate) fn for_world(
@@ -408,15 +551,94 @@ impl VpcResolver {
         on_query: Option<QueryHook>,
     ) -> VpcResolver {
         let world = Arc::new(world);
+        Self::for_source(vpc_id, Arc::new(move || world.clone()), upstream, on_query)
+    }
+
+    /// The resolver of `vpc_id` answering from the World `source` returns
+    /// at each query (for tests).
+    #[cfg(test)]
+    pub(crate) fn for_source(
+        vpc_id: &str,
+        source: WorldSource,
+        upstream: Option<SocketAddr>,
+        on_query: Option<QueryHook>,
+    ) -> VpcResolver {
         VpcResolver {
             vpc_id: vpc_id.to_string(),
             shared: Arc::new(Latest {
-                source: Arc::new(move || world.clone()),
+                source,
                 cache: RwLock::default(),
+                generations: AtomicU64::new(0),
                 on_query,
             }),
             upstream,
         }
+    }
+}
+
+/// What a resolver makes of one request ([`VpcResolver::decide`]).
+pub(crate) enum Decision {
+    /// Not from inside the VPC, or its DNS support is off: no answer at all.
+    Dropped,
+    /// Answered from the World at once (or FORMERR / NOTIMP).
+    Local(LocalAnswer),
+    /// A name outside vpcd's zones, for the upstream resolver.
+    Forward(Forwarded),
+}
+
+/// An answer made from the World alone: the same request bytes get the same
+/// answer for as long as the World is the same.
+pub(crate) struct LocalAnswer {
+    metadata: Metadata,
+    answers: Vec<Record>,
+    negative: Vec<Record>,
+    edns: Option<Edns>,
+    /// What the query hook is told.
+    pub(crate) outcome: &'static str,
+}
+
+impl LocalAnswer {
+    /// The response to `request`, to encode.
+    pub(crate) fn message<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> hickory_server::zone_handler::MessageResponse<
+        'a,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    > {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &self.edns {
+            builder.edns(e);
+        }
+        builder.build(
+            self.metadata,
+            self.answers.iter(),
+            std::iter::empty(),
+            self.negative.iter(),
+            std::iter::empty(),
+        )
+    }
+}
+
+/// A question for the upstream and the response's header so far.
+pub(crate) struct Forwarded {
+    upstream: SocketAddr,
+    metadata: Metadata,
+    edns: Option<Edns>,
+}
+
+/// What the query hook is told for a response code.
+fn outcome_name(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::Refused => "REFUSED",
+        _ => "other",
     }
 }
 
@@ -572,101 +794,18 @@ impl RequestHandler for VpcResolver {
         mut response: R,
     ) -> ResponseInfo {
         let snap = self.shared.current();
-        // Only queries from inside the VPC, and only while DNS support is on:
-        // anything else gets no answer at all.
-        let admitted = snap
-            .world
-            .get::<Vpc>(&self.vpc_id)
-            .filter(|v| dns::admits_query(v, request.src().ip()));
-        let Some(vpc) = admitted else {
-            tracing::debug!(vpc = %self.vpc_id, src = %request.src(), "query not admitted");
-            self.shared.counted("dropped");
-            return dropped(request);
-        };
-        let mut edns = Edns::new();
-        edns.set_max_payload(1232);
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if request.edns.is_some() {
-            builder.edns(&edns);
-        }
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.recursion_available = true;
-        let queries = request.queries.queries();
-        let query = match queries {
-            [q] if request.metadata.op_code == OpCode::Query
-                && request.metadata.message_type == MessageType::Query =>
-            {
-                q
-            }
-            _ => {
-                let (code, name) = if request.metadata.op_code == OpCode::Query {
-                    (ResponseCode::FormErr, "FORMERR")
-                } else {
-                    (ResponseCode::NotImp, "NOTIMP")
-                };
-                self.shared.counted(name);
-                return send(
-                    &mut response,
-                    builder.error_msg(&request.metadata, code),
-                    request,
-                )
-                .await;
-            }
-        };
-        let qname = query.name().to_string();
-        let outcome = zone::answer(
-            &snap.index,
-            &snap.world,
-            vpc,
-            &qname,
-            kind_of(query.query_type()),
-        );
-        let (answers, negative): (Vec<Record>, Vec<Record>) = match (&outcome, self.upstream) {
-            (Outcome::Outside, Some(upstream)) => {
-                metadata.authoritative = false;
-                match forward(upstream, query.original()).await {
-                    Some(r) => {
-                        metadata.response_code = r.metadata.response_code;
-                        (r.answers, r.authorities)
-                    }
-                    None => {
-                        tracing::debug!(vpc = %self.vpc_id, %upstream, "no answer from the upstream resolver");
-                        metadata.response_code = ResponseCode::ServFail;
-                        (Vec::new(), Vec::new())
-                    }
-                }
-            }
-            (Outcome::Records(rs), _) => {
-                metadata.authoritative = true;
-                (rs.iter().filter_map(record).collect(), Vec::new())
-            }
-            (Outcome::NoData { zone }, _) => {
-                metadata.authoritative = true;
-                (Vec::new(), soa(zone).into_iter().collect())
-            }
-            (Outcome::NxDomain { zone }, _) => {
-                metadata.authoritative = true;
-                metadata.response_code = ResponseCode::NXDomain;
-                (Vec::new(), soa(zone).into_iter().collect())
-            }
-            (Outcome::Outside, None) => {
-                metadata.response_code = ResponseCode::NXDomain;
-                (Vec::new(), Vec::new())
-            }
-        };
-        self.shared.counted(match metadata.response_code {
-            ResponseCode::NoError => "NOERROR",
-            ResponseCode::NXDomain => "NXDOMAIN",
-            ResponseCode::ServFail => "SERVFAIL",
-            ResponseCode::Refused => "REFUSED",
-            _ => "other",
-        });
-        let msg = builder.build(metadata, answers.iter(), [], negative.iter(), []);
-        match response.send_response(msg).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(vpc = %self.vpc_id, "cannot send a DNS response: {e}");
+        match self.decide(&snap, request) {
+            Decision::Dropped => {
+                tracing::debug!(vpc = %self.vpc_id, src = %request.src(), "query not admitted");
+                self.shared.counted("dropped");
                 dropped(request)
+            }
+            Decision::Local(answer) => {
+                self.shared.counted(answer.outcome);
+                send(&mut response, answer.message(request), request).await
+            }
+            Decision::Forward(forwarded) => {
+                self.forward_and_send(request, forwarded, response).await
             }
         }
     }

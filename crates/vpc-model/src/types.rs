@@ -567,6 +567,11 @@ pub struct Instance {
     /// Attributes that change nothing in the network (shown as set).
     #[serde(default)]
     pub opts: InstanceOptions,
+    /// The host it was placed on when several hosts share the World
+    /// (`placement::place`); None on one host, or when no host was
+    /// registered at launch (then the host serving its zone holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// An instance's metadata-service options (`MetadataOptions`).

@@ -9,6 +9,7 @@
 //! | `P/accounts/<id>`       | an account (created with its first key)       |
 //! | `P/keys/<akid>`         | `{"account":…,"secret":…}`                    |
 //! | `P/settings/<name>`     | a setting, e.g. `clock_offset_ms`             |
+//! | `P/settings/alive/<h>`  | a host's liveness, on its agent's lease       |
 //! | `P/leader/<role>`       | the holder of a role, on its lease            |
 //!
 //! A commit is one etcd transaction: `if mod_revision(P/rev) == base then
@@ -573,6 +574,14 @@ async fn watch_once(
                         return Ok(WatchEnd::Closed);
                     }
                 }
+                (KeyKind::Setting(name), EventType::Delete) => {
+                    let update = Update::SettingRemoved {
+                        key: name.to_string(),
+                    };
+                    if tx.send(update).is_err() {
+                        return Ok(WatchEnd::Closed);
+                    }
+                }
                 _ => {}
             }
             *from = revision + 1;
@@ -854,6 +863,134 @@ impl crate::StateStore for EtcdStore {
         self.settings_with_prefix_inner(prefix)
     }
 
+    fn hold_setting(
+        &mut self,
+        key: &str,
+        value: &str,
+        ttl_secs: i64,
+    ) -> Result<crate::HeldSetting> {
+        let c = self.client.clone();
+        let (key, value) = (self.setting_key(key), value.to_string());
+        let ttl = ttl_secs.max(1);
+        let first = {
+            let (c, key, value) = (c.clone(), key.clone(), value.clone());
+            block(CALL_TIMEOUT, async move {
+                with_retries(|_| {
+                    let (mut c, key, value) = (c.clone(), key.clone(), value.clone());
+                    async move { put_on_lease(&mut c, &key, &value, ttl).await }
+                })
+                .await
+            })?
+        };
+        let (held, stop) = crate::HeldSetting::new();
+        runtime().spawn(async move {
+            let mut c = c;
+            let mut lease = Some(first);
+            while !stop.load(Ordering::SeqCst) {
+                let id = match lease.take() {
+                    Some(id) => id,
+                    None => match put_on_lease(&mut c, &key, &value, ttl).await {
+                        Ok(id) => {
+                            tracing::info!(key, "put the setting again on a new lease");
+                            id
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, key, "cannot put the setting on a lease; retrying");
+                            tokio::time::sleep(lease_period(ttl)).await;
+                            continue;
+                        }
+                    },
+                };
+                if let Err(e) = keep_lease(&mut c, id, ttl, &stop).await {
+                    tracing::warn!(error = %e, key, "the setting's lease was lost");
+                }
+            }
+        });
+        Ok(held)
+    }
+
+    fn remove_settings(
+        &mut self,
+        base: Revision,
+        keys: &[String],
+        unless: &[String],
+    ) -> Result<Revision> {
+        let rev_key = self.rev_key();
+        let token = commit_token();
+        let unless: Vec<String> = unless.iter().map(|k| self.setting_key(k)).collect();
+        let mut ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::delete(self.setting_key(k), None))
+            .collect();
+        ops.push(TxnOp::put(rev_key.clone(), token.clone(), None));
+        let mut guards = vec![Compare::mod_revision(
+            rev_key.clone(),
+            CompareOp::Equal,
+            base,
+        )];
+        guards.extend(
+            unless
+                .iter()
+                .map(|k| Compare::create_revision(k.clone(), CompareOp::Equal, 0)),
+        );
+        let txn = Txn::new().when(guards).and_then(ops);
+        let (c, base_prefix) = (self.client.clone(), self.setting_key(""));
+        block(CALL_TIMEOUT, async move {
+            with_retries(|attempt| {
+                let (mut c, txn, rev_key, token, unless, base_prefix) = (
+                    c.clone(),
+                    txn.clone(),
+                    rev_key.clone(),
+                    token.clone(),
+                    unless.clone(),
+                    base_prefix.clone(),
+                );
+                async move {
+                    if attempt > 0 {
+                        // As for a commit: an earlier attempt may have landed.
+                        let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
+                        if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
+                            return match first_commit_after(&mut c, &rev_key, base).await? {
+                                Some((revision, value)) if value == token.as_bytes() => {
+                                    Ok(revision)
+                                }
+                                Some(_) => Err(StoreError::Conflict { base }),
+                                None => Err(StoreError::Etcd(
+                                    "cannot tell whether the removal landed".into(),
+                                )),
+                            };
+                        }
+                    }
+                    let r = c.txn(txn).await.map_err(etcd_error)?;
+                    if r.succeeded() {
+                        return r.header().map(|h| h.revision()).ok_or_else(|| {
+                            StoreError::Etcd("transaction answer without a header".into())
+                        });
+                    }
+                    let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
+                    if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
+                        return Err(StoreError::Conflict { base });
+                    }
+                    for k in &unless {
+                        let r = c
+                            .get(k.clone(), Some(GetOptions::new().with_keys_only()))
+                            .await
+                            .map_err(etcd_error)?;
+                        if !r.kvs().is_empty() {
+                            let name = k.strip_prefix(&base_prefix).unwrap_or(k);
+                            return Err(StoreError::SettingPresent(name.to_string()));
+                        }
+                    }
+                    // Whatever stood in the way is gone now: try again.
+                    Err(StoreError::Etcd(
+                        "the guarded removal raced; retrying".into(),
+                    ))
+                }
+            })
+            .await
+        })
+    }
+
     fn record_usage(
         &mut self,
         usage: &[vpc_model::usage::Usage],
@@ -912,6 +1049,47 @@ impl EtcdStore {
                 .map(|k| (k.account, k.secret)))
         })
     }
+}
+
+/// How often a lease of `ttl` seconds is renewed: three times per TTL.
+fn lease_period(ttl: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ttl).unwrap_or(1).max(1) * 1000 / 3)
+}
+
+/// Grants a lease of `ttl` seconds and puts `key` = `value` on it.
+async fn put_on_lease(c: &mut Client, key: &str, value: &str, ttl: i64) -> Result<i64> {
+    let lease = c.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
+    if let Err(e) = c
+        .put(key, value, Some(PutOptions::new().with_lease(lease)))
+        .await
+    {
+        let _ = c.lease_revoke(lease).await;
+        return Err(etcd_error(e));
+    }
+    Ok(lease)
+}
+
+/// Keeps lease `id` alive until a renewal fails, etcd says it expired, or
+/// `stop` is raised (then the lease lapses by itself).
+async fn keep_lease(
+    c: &mut Client,
+    id: i64,
+    ttl: i64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let (mut keeper, mut answers) = c.lease_keep_alive(id).await.map_err(etcd_error)?;
+    let period = lease_period(ttl);
+    while !stop.load(Ordering::SeqCst) {
+        keeper.keep_alive().await.map_err(etcd_error)?;
+        match tokio::time::timeout(period * 2, answers.message()).await {
+            Ok(Ok(Some(a))) if a.ttl() > 0 => {}
+            Ok(Ok(_)) => return Err(StoreError::Etcd("lease expired".into())),
+            Ok(Err(e)) => return Err(etcd_error(e)),
+            Err(_) => return Err(StoreError::Etcd("no keep-alive answer".into())),
+        }
+        tokio::time::sleep(period).await;
+    }
+    Ok(())
 }
 
 /// One round of the election for `key`: if it is free, take it on a fresh

@@ -13,6 +13,7 @@
 //! [`StoreError::Conflict`] and nothing is written, so no update is ever
 //! lost. Accounts, access keys and settings live in the store too.
 
+pub mod clock;
 pub mod etcd;
 pub mod sqlite;
 pub mod testkit;
@@ -54,6 +55,9 @@ pub enum StoreError {
     AccountExists(String),
     #[error("access key {0} is already in use")]
     KeyExists(String),
+    /// A guarded removal found this setting present; nothing was removed.
+    #[error("setting {0} exists")]
+    SettingPresent(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -98,6 +102,9 @@ pub enum Update {
     },
     /// A setting changed (e.g. the simulated clock's offset).
     Setting { key: String, value: String },
+    /// A setting was removed (a host deregistered, or a liveness setting
+    /// whose holder died: see [`StateStore::hold_setting`]).
+    SettingRemoved { key: String },
     /// The stream lost its place (e.g. the store compacted past it): this is
     /// the whole state now.
     Reset(Box<Snapshot>),
@@ -145,6 +152,24 @@ impl Leadership {
     }
 }
 
+/// A setting kept on a lease ([`StateStore::hold_setting`]): renewed until
+/// this is dropped.
+#[derive(Debug)]
+pub struct HeldSetting(Arc<AtomicBool>);
+
+impl HeldSetting {
+    pub(crate) fn new() -> (HeldSetting, Arc<AtomicBool>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        (HeldSetting(stop.clone()), stop)
+    }
+}
+
+impl Drop for HeldSetting {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The store interface: the change-list commit, the load, the stream of
 /// other writers' commits; and accounts, keys and settings.
 pub trait StateStore: Send + std::fmt::Debug {
@@ -187,6 +212,30 @@ pub trait StateStore: Send + std::fmt::Debug {
     /// Every setting whose key starts with `prefix` (e.g. `host/`, the
     /// agents' registrations), by key.
     fn settings_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>>;
+
+    /// Sets `key` to `value` for as long as this process lives: on etcd the
+    /// setting is on a lease of `ttl_secs` that a background task keeps
+    /// alive, so when the process dies (or is cut off from etcd for longer
+    /// than the lease) etcd removes it and every follower gets
+    /// [`Update::SettingRemoved`]; a lost lease is replaced and the setting
+    /// put again. Returns once the setting is stored. A store with one
+    /// process (SQLite) has nobody to tell and refuses.
+    /// Dropping the returned [`HeldSetting`] stops the renewals (the lease
+    /// then lapses as if the process had died).
+    fn hold_setting(&mut self, key: &str, value: &str, ttl_secs: i64) -> Result<HeldSetting>;
+
+    /// Removes the settings `keys` (absent ones are skipped) and moves the
+    /// commit marker, all at once, if no commit came after `base` and none
+    /// of the settings `unless` exists; otherwise removes nothing and fails
+    /// with [`StoreError::Conflict`] (a later commit: look again) or
+    /// [`StoreError::SettingPresent`]. Moving the marker makes every commit
+    /// built on an older World run again after its writer saw the removal.
+    fn remove_settings(
+        &mut self,
+        base: Revision,
+        keys: &[String],
+        unless: &[String],
+    ) -> Result<Revision>;
 
     /// Adds metered usage to the hourly sums and moves the counters'
     /// baselines (removing those in `forget`), all or nothing, so no byte is

@@ -686,6 +686,41 @@ impl crate::StateStore for Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn hold_setting(
+        &mut self,
+        key: &str,
+        _value: &str,
+        _ttl_secs: i64,
+    ) -> Result<crate::HeldSetting> {
+        Err(StoreError::Invalid(format!(
+            "setting {key}: a setting held while a process lives needs a shared store (--store etcd://...)"
+        )))
+    }
+
+    fn remove_settings(
+        &mut self,
+        base: crate::Revision,
+        keys: &[String],
+        unless: &[String],
+    ) -> Result<crate::Revision> {
+        let tx = self.conn.transaction()?;
+        for key in unless {
+            let present: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM settings WHERE key = ?1)",
+                [key],
+                |r| r.get(0),
+            )?;
+            if present {
+                return Err(StoreError::SettingPresent(key.clone()));
+            }
+        }
+        for key in keys {
+            tx.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        }
+        tx.commit()?;
+        Ok(base)
+    }
+
     fn record_usage(
         &mut self,
         usage: &[vpc_model::usage::Usage],

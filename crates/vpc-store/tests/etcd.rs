@@ -415,3 +415,163 @@ fn meters_on_several_hosts_add_to_one_sum_without_losing_an_update() {
         .unwrap()
         .is_empty());
 }
+
+/// The next update within `timeout` that `pick` accepts (others are skipped).
+fn next_matching<T>(
+    updates: &std::sync::mpsc::Receiver<Update>,
+    timeout: Duration,
+    mut pick: impl FnMut(&Update) -> Option<T>,
+) -> Option<(T, Instant)> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(u) = updates.recv_timeout(Duration::from_millis(50)) {
+            if let Some(t) = pick(&u) {
+                return Some((t, Instant::now()));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_removed_setting_reaches_followers_and_a_guarded_removal_moves_the_marker() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut writer, mut follower) = (etcd.store("/rm"), etcd.store("/rm"));
+    writer.set_setting("host/h1", "one").unwrap();
+    writer.set_setting("gateway/h1", "gw").unwrap();
+    writer.set_setting("host/h2", "two").unwrap();
+    writer.set_setting("alive/h2", "pid").unwrap();
+    let mut w = World::default();
+    let base = put(&mut writer, 0, &mut w, "r1").unwrap();
+    let snap = follower.load().unwrap();
+    assert_eq!(snap.revision, base);
+    let updates = follower.follow(snap.as_of).unwrap().unwrap();
+
+    // A stale base removes nothing.
+    let stale = writer.remove_settings(base - 1, &["host/h1".into()], &[]);
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    // A setting that must be absent is there: nothing removed, and it is named.
+    let held = writer.remove_settings(base, &["host/h2".into()], &["alive/h2".into()]);
+    assert!(
+        matches!(&held, Err(StoreError::SettingPresent(k)) if k == "alive/h2"),
+        "{held:?}"
+    );
+    assert_eq!(
+        writer.get_setting("host/h2").unwrap().as_deref(),
+        Some("two")
+    );
+
+    // The removal of h1's registration and gateways is one revision that
+    // moves the commit marker; followers get both removals, then the commit.
+    let r = writer
+        .remove_settings(
+            base,
+            &["host/h1".into(), "gateway/h1".into()],
+            &["alive/h1".into()],
+        )
+        .unwrap();
+    assert!(r > base);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 3 && Instant::now() < deadline {
+        if let Ok(u) = updates.recv_timeout(Duration::from_millis(50)) {
+            got.push(u);
+        }
+    }
+    let removed: Vec<&str> = got
+        .iter()
+        .filter_map(|u| match u {
+            Update::SettingRemoved { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed.len(), 2, "{got:?}");
+    assert!(removed.contains(&"host/h1") && removed.contains(&"gateway/h1"));
+    assert!(
+        matches!(got.last(), Some(Update::Commit { revision, put, removed }) if *revision == r && put.is_empty() && removed.is_empty()),
+        "{got:?}"
+    );
+    assert_eq!(writer.get_setting("host/h1").unwrap(), None);
+    assert_eq!(
+        follower.settings_with_prefix("host/").unwrap(),
+        vec![("host/h2".to_string(), "two".to_string())]
+    );
+    // A commit built on the World before the removal now conflicts.
+    let late = put(&mut writer, base, &mut w, "r2");
+    assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+    put(&mut writer, r, &mut w, "r2").unwrap();
+}
+
+#[test]
+fn a_held_setting_lives_while_renewed_and_lapses_when_its_holder_stops() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut holder, mut follower) = (etcd.store("/live"), etcd.store("/live"));
+    let snap = follower.load().unwrap();
+    let updates = follower.follow(snap.as_of).unwrap().unwrap();
+    let held = holder.hold_setting("alive/h1", "123", 2).unwrap();
+    assert_eq!(
+        follower.get_setting("alive/h1").unwrap().as_deref(),
+        Some("123")
+    );
+    assert!(
+        next_matching(&updates, Duration::from_secs(2), |u| match u {
+            Update::Setting { key, value } if key == "alive/h1" && value == "123" => Some(()),
+            _ => None,
+        })
+        .is_some()
+    );
+    // Renewed: still there after three TTLs.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        follower.get_setting("alive/h1").unwrap().as_deref(),
+        Some("123")
+    );
+    // The holder stops renewing (as when it dies): etcd removes the setting
+    // after the lease's TTL and followers are told.
+    let stopped = Instant::now();
+    drop(held);
+    let (_, at) = next_matching(&updates, Duration::from_secs(10), |u| match u {
+        Update::SettingRemoved { key } if key == "alive/h1" => Some(()),
+        _ => None,
+    })
+    .expect("the lapsed setting's removal");
+    let after = at - stopped;
+    assert!(after >= Duration::from_millis(500), "{after:?}");
+    assert_eq!(follower.get_setting("alive/h1").unwrap(), None);
+    // A new holder puts it again.
+    let _again = holder.hold_setting("alive/h1", "456", 2).unwrap();
+    assert_eq!(
+        follower.get_setting("alive/h1").unwrap().as_deref(),
+        Some("456")
+    );
+}
+
+#[test]
+fn sqlite_refuses_a_held_setting_and_removes_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = vpc_store::Store::open_writer(dir.path()).unwrap();
+    assert!(matches!(
+        StateStore::hold_setting(&mut store, "alive/h1", "1", 2),
+        Err(StoreError::Invalid(_))
+    ));
+    StateStore::set_setting(&mut store, "host/h1", "x").unwrap();
+    StateStore::set_setting(&mut store, "alive/h1", "1").unwrap();
+    let refused =
+        StateStore::remove_settings(&mut store, 0, &["host/h1".into()], &["alive/h1".into()]);
+    assert!(
+        matches!(refused, Err(StoreError::SettingPresent(_))),
+        "{refused:?}"
+    );
+    assert!(StateStore::get_setting(&mut store, "host/h1")
+        .unwrap()
+        .is_some());
+    StateStore::remove_settings(&mut store, 0, &["host/h1".into(), "alive/h1".into()], &[])
+        .unwrap();
+    assert!(StateStore::settings_with_prefix(&mut store, "")
+        .unwrap()
+        .iter()
+        .all(|(k, _)| k != "host/h1" && k != "alive/h1"));
+}

@@ -68,6 +68,11 @@ pub struct AgentArgs {
     /// `vpcd serve --metrics`, without authentication: keep ADDR private).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Seconds the host's liveness outlives the agent (`alive/<host>`, on an
+    /// etcd lease renewed three times per period): after the agent dies,
+    /// new instances stop going to this host once it lapsed.
+    #[arg(long, env = "VPCD_LIVENESS_TTL_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=300))]
+    pub liveness_ttl_secs: i64,
     #[command(flatten)]
     pub store: crate::store_args::StoreArgs,
 }
@@ -128,7 +133,20 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let updates = store
         .follow(snapshot.as_of)?
         .context("the store streams no updates")?;
-    store.set_setting(&key, &serde_json::to_string(&me)?)?;
+    let registration = serde_json::to_string(&me)?;
+    store.set_setting(&key, &registration)?;
+    // Live while this process runs: new instances may be placed here.
+    let liveness = serde_json::to_string(&placement::Liveness {
+        host: args.host.clone(),
+        pid: me.pid,
+    })?;
+    let _liveness = store
+        .hold_setting(
+            &placement::alive_key(&args.host),
+            &liveness,
+            args.liveness_ttl_secs,
+        )
+        .context("keeping the host's liveness in the store")?;
     let mut hosts = registered_hosts(&mut *store)?;
     hosts.insert(me.name.clone(), me.clone());
     let mut world: World = snapshot.world;
@@ -161,10 +179,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
     dp.set_placement(Some(placement_of(&hosts)));
 
     // The DNS servers and the meter work from the World this loop last applied.
-    let offset = store
-        .get_setting(CLOCK_OFFSET_KEY)?
-        .and_then(|v| v.parse().ok());
-    let published = Published::new(world.clone(), offset.unwrap_or(0));
+    let offset = vpc_store::clock::stored_offset_ms(&mut *store)?;
+    let published = Published::new(world.clone(), offset);
     published.set_placement(Some(placement_of(&hosts)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -244,6 +260,22 @@ pub fn run(args: AgentArgs) -> Result<()> {
                 }
                 Update::Setting { key, value } if key == CLOCK_OFFSET_KEY => {
                     published.set_clock_offset(&value);
+                }
+                Update::SettingRemoved { key } => {
+                    if backbone.on_setting_removed(&key) {
+                        continue;
+                    }
+                    if key == placement::host_key(&args.host) {
+                        // Removed while this agent runs (`vpcd host remove`
+                        // refuses that; etcdctl does not): register again.
+                        tracing::warn!("this host's registration was removed; registering again");
+                        if let Err(e) = store.set_setting(&key, &registration) {
+                            tracing::warn!("cannot register again: {e}");
+                        }
+                    } else if let Some(name) = key.strip_prefix(placement::HOST_KEY_PREFIX) {
+                        // A host left the cluster: its VXLAN peers go on the next pass.
+                        hosts_changed |= hosts.remove(name).is_some();
+                    }
                 }
                 Update::Setting { key, value } => {
                     if backbone.on_setting(&key, &value) {

@@ -68,6 +68,21 @@ impl AgentBackbone {
         true
     }
 
+    /// Takes a removed store setting; true when it was a host's gateways.
+    /// This host's own, removed while it runs, is published again on the
+    /// next pass.
+    pub fn on_setting_removed(&mut self, key: &str) -> bool {
+        let Some(host) = key.strip_prefix(GATEWAY_KEY_PREFIX) else {
+            return false;
+        };
+        if host == self.host {
+            self.published = None;
+        } else {
+            self.link.set_host(host, None);
+        }
+        true
+    }
+
     /// Hands the backbone where the peered VPCs' instances live.
     pub fn world(&self, world: &World, placement: Option<&Placement>) {
         if let Some(p) = placement {

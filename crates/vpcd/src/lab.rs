@@ -47,13 +47,17 @@ pub enum LabCmd {
         json: bool,
     },
     /// Start a host's agent again (after it died or was killed); it adopts
-    /// what the kernel holds.
+    /// what the kernel holds. Returns once the host is registered and live.
     Agent {
         #[arg(long)]
         data_dir: PathBuf,
         /// The host's name, e.g. h2.
         #[arg(long)]
         host: String,
+        /// Serve these zones from now on (recorded for later restarts), e.g.
+        /// us-east-1c,us-east-1a to let h3 take new instances of zone a too.
+        #[arg(long, value_delimiter = ',')]
+        zones: Option<Vec<String>>,
     },
     /// Stop every process the lab started and remove its files.
     Down {
@@ -90,7 +94,11 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())
         }
-        LabCmd::Agent { data_dir, host } => restart_agent(&data_dir, &host),
+        LabCmd::Agent {
+            data_dir,
+            host,
+            zones,
+        } => restart_agent(&data_dir, &host, zones),
         LabCmd::Down { data_dir } => down(&data_dir),
     }
 }
@@ -99,6 +107,10 @@ pub fn run(cmd: LabCmd) -> Result<()> {
 /// the lab's tests use (there are six zones in us-east-1, fewer elsewhere).
 const LAB_REGIONS: &[&str] = &["us-east-1", "us-west-2", "eu-west-1"];
 const MAX_HOSTS: usize = 6;
+/// The lab's agents' liveness lease (`vpcd agent --liveness-ttl-secs`):
+/// short, so that tests see a killed agent's host stop taking new
+/// instances within seconds.
+const LAB_LIVENESS_TTL_SECS: u32 = 3;
 
 fn lab_zones(i: usize) -> Vec<String> {
     let letter = char::from(b'a' + u8::try_from(i).unwrap_or(0));
@@ -313,6 +325,7 @@ fn agent_args(h: &Value, store: &str, prefix: &str, dir: &Path) -> Vec<String> {
         format!("--store={store}"),
         format!("--store-prefix={prefix}"),
         format!("--flow-log-dir={}", dir.join("flow-logs").display()),
+        format!("--liveness-ttl-secs={LAB_LIVENESS_TTL_SECS}"),
     ];
     // A lab recorded before agents served metrics has no address for them.
     if let Some(addr) = h["metrics"].as_str() {
@@ -331,8 +344,9 @@ fn agent_data_dir(h: &Value) -> PathBuf {
     }
 }
 
-/// `lab agent --host H`: starts H's agent again and records its pid.
-fn restart_agent(dir: &Path, host: &str) -> Result<()> {
+/// `lab agent --host H`: starts H's agent again (with other zones, when
+/// given), records its pid and waits until the host is registered and live.
+fn restart_agent(dir: &Path, host: &str, zones: Option<Vec<String>>) -> Result<()> {
     let mut record = read_record(dir)?;
     let store = record["store"].as_str().unwrap_or_default().to_string();
     let prefix = record["store_prefix"]
@@ -351,12 +365,55 @@ fn restart_agent(dir: &Path, host: &str) -> Result<()> {
     if let Some(pid) = agent_of(h) {
         bail!("the agent of host {host} runs already (pid {pid})");
     }
+    if let Some(zones) = zones {
+        if zones.is_empty() {
+            bail!("--zones: name at least one zone");
+        }
+        h["zones"] = json!(zones);
+    }
     let log = PathBuf::from(h["log"].as_str().unwrap_or_default());
     let pid = spawn(&vpcd_bin, &agent_args(h, &store, &prefix, dir), &log)?;
     h["agent_pid"] = json!(pid);
+    let started = h.clone();
     std::fs::write(record_path(dir), serde_json::to_string_pretty(&record)?)?;
+    let location = vpc_store::Location::parse(Some(&store), dir.to_path_buf(), &prefix)?;
+    let mut st = vpc_store::open(&location)?;
+    wait_registered(&mut *st, &started)?;
     println!("{}", serde_json::to_string_pretty(&with_liveness(record))?);
     Ok(())
+}
+
+/// Waits until the agent `h` records registered its host and holds its
+/// liveness (both naming its pid), so that the API servers place on it.
+fn wait_registered(st: &mut dyn vpc_store::StateStore, h: &Value) -> Result<()> {
+    use vpc_dataplane::placement::{alive_key, host_key, HostRecord, Liveness};
+    let name = h["name"].as_str().unwrap_or_default();
+    let pid = h["agent_pid"].as_u64().unwrap_or(0);
+    let log = h["log"].as_str().unwrap_or_default();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        let registered = st
+            .get_setting(&host_key(name))?
+            .and_then(|v| serde_json::from_str::<HostRecord>(&v).ok())
+            .is_some_and(|r| u64::from(r.pid) == pid);
+        let live = st
+            .get_setting(&alive_key(name))?
+            .and_then(|v| serde_json::from_str::<Liveness>(&v).ok())
+            .is_some_and(|l| u64::from(l.pid) == pid);
+        if registered && live {
+            return Ok(());
+        }
+        if !alive(u32::try_from(pid).unwrap_or(0)) {
+            bail!(
+                "the agent of host {name} (pid {pid}) exited; its log, {log}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > give_up {
+            bail!("the agent of host {name} did not register within 30 s; see {log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The simulated hosts: their namespaces on the lab's underlay bridge, one
@@ -399,33 +456,11 @@ fn start_hosts(
         started.push(pid);
         h["agent_pid"] = json!(pid);
     }
-    // Every agent has registered (its record names its pid).
+    // Every agent has registered and is live (its records name its pid).
     let location = vpc_store::Location::parse(Some(store), dir.to_path_buf(), prefix)?;
     let mut st = vpc_store::open(&location)?;
-    let give_up = Instant::now() + Duration::from_secs(30);
     for h in record["hosts"].as_array().expect("array") {
-        let name = h["name"].as_str().unwrap_or_default();
-        let pid = h["agent_pid"].as_u64().unwrap_or(0);
-        loop {
-            let registered = st
-                .get_setting(&vpc_dataplane::placement::host_key(name))?
-                .and_then(|v| serde_json::from_str::<vpc_dataplane::placement::HostRecord>(&v).ok())
-                .is_some_and(|r| u64::from(r.pid) == pid);
-            if registered {
-                break;
-            }
-            let log = h["log"].as_str().unwrap_or_default();
-            if !alive(u32::try_from(pid).unwrap_or(0)) {
-                bail!(
-                    "the agent of host {name} (pid {pid}) exited; its log, {log}:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            if Instant::now() > give_up {
-                bail!("the agent of host {name} did not register within 30 s; see {log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_registered(&mut *st, h)?;
     }
     Ok(())
 }
@@ -476,12 +511,37 @@ fn with_liveness(mut record: Value) -> Value {
             }
         }
     }
+    // What the store says of each host: registered, and live (its agent's
+    // liveness lease held); null when the store does not answer.
+    let in_store = match record["hosts"].as_array() {
+        Some(hosts) if !hosts.is_empty() => store_view(&record),
+        _ => None,
+    };
     if let Some(hosts) = record["hosts"].as_array_mut() {
         for h in hosts {
             h["alive"] = json!(agent_of(h).is_some());
+            let name = h["name"].as_str().unwrap_or_default().to_string();
+            let (registered, live) = match &in_store {
+                Some(d) => (json!(d.hosts.contains_key(&name)), json!(d.is_live(&name))),
+                None => (Value::Null, Value::Null),
+            };
+            h["registered"] = registered;
+            h["live"] = live;
         }
     }
     record
+}
+
+/// The hosts' registrations and liveness in the lab's store, if it answers.
+fn store_view(record: &Value) -> Option<vpc_model::placement::HostDirectory> {
+    use vpc_model::placement::{HostDirectory, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX};
+    let store = record["store"].as_str()?;
+    let prefix = record["store_prefix"].as_str()?;
+    let location = vpc_store::Location::parse(Some(store), PathBuf::from("."), prefix).ok()?;
+    let mut st = vpc_store::open(&location).ok()?;
+    let mut settings = st.settings_with_prefix(HOST_KEY_PREFIX).ok()?;
+    settings.extend(st.settings_with_prefix(ALIVE_KEY_PREFIX).ok()?);
+    Some(HostDirectory::from_settings(&settings))
 }
 
 fn signal(pid: u32, sig: &str) {

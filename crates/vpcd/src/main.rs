@@ -7,6 +7,7 @@ mod agent;
 mod agent_backbone;
 mod agent_ops;
 mod cost_cli;
+mod host_cli;
 mod lab;
 mod reach_cli;
 mod regions_cli;
@@ -68,6 +69,11 @@ enum Cmd {
     },
     /// Metered data transfer and its cost per peering and gateway (a table, or --csv).
     Cost(cost_cli::CostArgs),
+    /// A cluster's hosts: list them, or deregister one that is gone for good.
+    Host {
+        #[command(subcommand)]
+        cmd: host_cli::HostCmd,
+    },
     /// A cluster on this machine: an etcd cluster and several API servers (docs/cluster.md).
     Lab {
         #[command(subcommand)]
@@ -339,6 +345,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         (!args.no_dataplane && is_root()).then(|| {
             Arc::new(reach_cli::ConsoleProber {
                 data_dir: data_dir.clone(),
+                location: location.clone(),
             }) as _
         });
     let console = vpc_console::router_with(app.clone(), prober);
@@ -646,6 +653,7 @@ fn run() -> Result<()> {
             cost_cli::run(a, &dir)
         }
         Cmd::Lab { cmd } => lab::run(cmd),
+        Cmd::Host { cmd } => host_cli::run(cmd),
         Cmd::Agent(a) => agent::run(a),
         Cmd::Reach(a) => {
             let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);

@@ -380,10 +380,10 @@ fn render_instance(
         .leaf("availabilityZone", &i.az)
         .leaf("groupName", "")
         .leaf("tenancy", &i.opts.tenancy)
-        // On a cluster, the host serving the instance's zone (docs/cluster.md).
+        // On a cluster, the host it was placed on (docs/cluster.md).
         .opt(
             "hostId",
-            vpc_model::placement::host_of_zone(hosts, &i.az).map(|h| h.name.as_str()),
+            vpc_model::placement::host_name_of_instance(hosts, i),
         )
         .close("placement")
         .open("monitoring")
@@ -604,7 +604,8 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
             resource_name_aaaa: p.bool("PrivateDnsNameOptions.EnableResourceNameDnsAAAARecord")?,
         },
     };
-    let insts = instance::run(w, ctx, req)?;
+    let hosts = r.hosts_now();
+    let insts = instance::run_placed(w, ctx, req, &hosts)?;
     let mut x = r.xml();
     let first = &insts[0];
     x.leaf("reservationId", &first.reservation_id)
@@ -612,7 +613,7 @@ fn run_instances(w: &mut World, ctx: &mut Ctx<'_>, r: &Req<'_>) -> Result<String
         .empty("groupSet");
     x.set("instancesSet", &insts, |x, i| {
         let enis = eni::enis_of_instance(w, &i.meta.id);
-        render_instance(x, w, i, &enis, r.hosts);
+        render_instance(x, w, i, &enis, &hosts.hosts);
     });
     r.done(x)
 }
@@ -813,13 +814,14 @@ fn describe_instances(w: &World, ctx: &Ctx<'_>, r: &Req<'_>) -> Result<String, F
             _ => groups.push(vec![i]),
         }
     }
+    let hosts = r.hosts_now();
     let mut x = r.xml();
     x.set("reservationSet", &groups, |x, g| {
         x.leaf("reservationId", &g[0].reservation_id)
             .leaf("ownerId", &g[0].meta.owner)
             .empty("groupSet");
         x.set("instancesSet", g, |x, i| {
-            render_instance(x, w, i, &enis_of(i), r.hosts)
+            render_instance(x, w, i, &enis_of(i), &hosts.hosts)
         });
     });
     x.opt("nextToken", next.as_deref());

@@ -33,12 +33,26 @@ pub struct Req<'a> {
     pub action: &'a str,
     pub request_id: &'a str,
     pub regions: &'a Regions,
-    /// The hosts agents registered (empty on one host): which serves a
-    /// zone is shown as an instance's `Placement.HostId`.
-    pub hosts: &'a vpc_model::placement::Hosts,
+    /// The hosts agents registered and which are live, as this server's
+    /// store follower keeps them (empty on one host). RunInstances places
+    /// with it; an instance's host is shown as its `Placement.HostId`.
+    pub hosts: &'a HostsCell,
 }
 
+/// The cluster's hosts as one server sees them now. A write reads it on
+/// each run, so a run repeated after a conflict sees what the follower
+/// brought meanwhile (a host removed, a lease lapsed).
+pub type HostsCell = std::sync::RwLock<std::sync::Arc<vpc_model::placement::HostDirectory>>;
+
 impl Req<'_> {
+    /// The hosts as the follower has them at this moment.
+    pub fn hosts_now(&self) -> std::sync::Arc<vpc_model::placement::HostDirectory> {
+        self.hosts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// A response body for this action, with `requestId` written.
     pub fn xml(&self) -> Xml {
         Xml::response(self.action, self.request_id)

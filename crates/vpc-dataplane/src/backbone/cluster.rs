@@ -126,7 +126,10 @@ pub fn destinations(world: &World, placement: &Placement) -> BTreeMap<String, Pe
             .attachment
             .as_ref()
             .is_some_and(|a| a.instance_id.starts_with("i-"));
-        let Some(host) = placement.host_of_zone(&eni.az).filter(|_| on_instance) else {
+        let Some(host) = placement
+            .host_of_interface(world, eni)
+            .filter(|_| on_instance)
+        else {
             continue;
         };
         let m = by_vpc.entry(eni.vpc_id.as_str()).or_default();

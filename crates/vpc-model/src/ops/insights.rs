@@ -685,6 +685,7 @@ mod tests {
                 key_name: None,
                 client_token: None,
                 opts: Default::default(),
+                host: None,
             });
         }
         w.take_changes();

@@ -312,6 +312,17 @@ fn default_subnet(w: &World, ctx: &Ctx<'_>, az: Option<&str>) -> Result<Subnet> 
 /// RunInstances. Returns the launched instances (or, for a repeated
 /// `ClientToken`, the ones that token launched before).
 pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<Instance>> {
+    run_placed(w, ctx, req, &crate::placement::HostDirectory::default())
+}
+
+/// RunInstances on a cluster: the instances go to a live host serving their
+/// zone ([`crate::placement::place`]), recorded in [`Instance::host`].
+pub fn run_placed(
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+    req: RunInstances,
+    hosts: &crate::placement::HostDirectory,
+) -> Result<Vec<Instance>> {
     let image = req
         .image_id
         .as_deref()
@@ -692,6 +703,9 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
         }
     }
 
+    let region_zones: Vec<String> = ctx.zones.iter().map(|z| z.0.clone()).collect();
+    let host = crate::placement::place(hosts, &az, &itype, &region_zones)?;
+
     let primary_subnet = plans[0].subnet_id().to_string();
     let private_dns = match w.get::<Subnet>(&primary_subnet) {
         Some(s) => hostname::on_launch(s, &req.private_dns)?,
@@ -782,6 +796,7 @@ pub fn run(w: &mut World, ctx: &mut Ctx<'_>, req: RunInstances) -> Result<Vec<In
                 private_dns,
                 ..opts.clone()
             },
+            host: host.clone(),
         };
         volume::create_for_instance(w, ctx, &volumes, &iid, &az, &req.volume_tags);
         w.put(inst.clone());
