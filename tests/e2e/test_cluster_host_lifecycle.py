@@ -248,6 +248,9 @@ def test_a_host_is_removed_only_when_dead_and_empty_and_comes_back_with_its_agen
     out = vpcd_host(lab, "remove", "h3")
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1, out
     assert "host h3 is live" in out.stderr, out.stderr
+    out = vpcd_host(lab, "teardown", "h3")
+    assert out.returncode != 0 and "host h3 is live" in out.stderr, out.stderr
+    assert netns_exists(idd.id)
     # Refused while an instance is placed on it, dead or not.
     kill_agent(lab, "h3")
     lapsed(lab, "h3")
@@ -259,6 +262,19 @@ def test_a_host_is_removed_only_when_dead_and_empty_and_comes_back_with_its_agen
     assert lab.etcd_get(f"{lab.prefix}/settings/host/h3") is not None
     # An unknown host is refused too.
     out = vpcd_host(lab, "remove", "h9")
+    assert out.returncode != 0 and 'no host "h9" is registered' in out.stderr, out.stderr
+
+    # Its kernel objects go with `host teardown` (the agent is stopped): the
+    # instance's namespace and every namespace of h3's data-plane tag, and
+    # nothing of another host's.
+    h3_prefix = f"vpcd{h3['tag']}-"
+    assert any(n.startswith(h3_prefix) for n in netns_list())
+    out = vpcd_host(lab, "teardown", "h3")
+    assert out.returncode == 0 and "removed the kernel objects of host h3" in out.stdout, out
+    assert not netns_exists(idd.id)
+    assert not [n for n in netns_list() if n.startswith(h3_prefix)]
+    assert netns_exists(ib.id) and any(n.startswith(f"vpcd{host(lab, 'h2')['tag']}-") for n in netns_list())
+    out = vpcd_host(lab, "teardown", "h9")
     assert out.returncode != 0 and 'no host "h9" is registered' in out.stderr, out.stderr
 
     # Terminated, the host can go: its registration and gateway records leave the

@@ -276,6 +276,11 @@ def test_security_group_and_network_acl_deny_across_hosts(lab):
     admitted = reach_on_cluster(lab, src.id, dst.id)
     assert admitted.returncode == 0, admitted.stderr
     assert json.loads(admitted.stdout)["probe"]["delivered"] is True
+    # A mistyped prefix is an error, not an empty cluster.
+    wrong = subprocess.run([str(VPCD_BIN), "reach", src.id, dst.id, "--protocol", "icmp", "--store",
+                            lab.record["store"], "--store-prefix", lab.prefix + "-typo"],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "no vpcd state" in wrong.stderr and "--store-prefix" in wrong.stderr, wrong
     allow_icmp(a, closed, v.cidr)
     assert ping(src.id, shut.ip, timeout=REALIZE), last_output()
 

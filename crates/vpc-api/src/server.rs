@@ -87,12 +87,7 @@ impl std::fmt::Debug for App {
     }
 }
 
-fn real_now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use vpc_store::clock::{wall_clock_ms as real_now_ms, CLOCK_OFFSET_KEY};
 
 /// The one EC2 API version vpcd speaks (its shapes and semantics).
 pub const EC2_API_VERSION: &str = "2016-11-15";
@@ -267,10 +262,7 @@ impl App {
         let mut writer = vpc_store::open(location)?;
         let mut reader = vpc_store::open(location)?;
         let snapshot = writer.load()?;
-        let offset = writer
-            .get_setting("clock_offset_ms")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let offset = vpc_store::clock::stored_offset_ms(&mut *writer)?;
         let world = snapshot.world;
         let next = ops::next_deadline(&world).map_or(i64::MAX, |t| t.0);
         let mut keys = HashMap::new();
@@ -346,7 +338,7 @@ impl App {
     fn follow(&self, update: Update) {
         match &update {
             Update::Setting { key, value } => {
-                if key == "clock_offset_ms" {
+                if key == CLOCK_OFFSET_KEY {
                     if let Ok(off) = value.parse() {
                         self.clock_offset.store(off, Ordering::SeqCst);
                     }
@@ -657,7 +649,7 @@ impl App {
             .ok_or_else(|| Fault::invalid_param("clock offset out of range"))?;
         self.clock_offset.store(off, Ordering::SeqCst);
         self.writer
-            .with_store(|s| s.set_setting("clock_offset_ms", &off.to_string()))
+            .with_store(|s| s.set_setting(CLOCK_OFFSET_KEY, &off.to_string()))
             .map_err(|e| Fault::new("InternalError", e.to_string()))?;
         self.tick();
         // In a cluster the leader applies the timers: wait (a little) until

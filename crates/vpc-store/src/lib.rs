@@ -13,6 +13,7 @@
 //! [`StoreError::Conflict`] and nothing is written, so no update is ever
 //! lost. Accounts, access keys and settings live in the store too.
 
+pub mod clock;
 pub mod etcd;
 pub mod sqlite;
 pub mod testkit;

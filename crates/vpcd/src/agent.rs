@@ -179,10 +179,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
     dp.set_placement(Some(placement_of(&hosts)));
 
     // The DNS servers and the meter work from the World this loop last applied.
-    let offset = store
-        .get_setting(CLOCK_OFFSET_KEY)?
-        .and_then(|v| v.parse().ok());
-    let published = Published::new(world.clone(), offset.unwrap_or(0));
+    let offset = vpc_store::clock::stored_offset_ms(&mut *store)?;
+    let published = Published::new(world.clone(), offset);
     published.set_placement(Some(placement_of(&hosts)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -23,7 +23,7 @@ use vpc_model::{Timestamp, World};
 use vpc_store::Location;
 
 /// The setting that holds the simulated clock's offset (as the API servers').
-pub const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
+pub use vpc_store::clock::CLOCK_OFFSET_KEY;
 
 /// The World the agent's reconciler last applied, with a generation that
 /// grows on every change, and the cluster clock's offset.
@@ -112,10 +112,7 @@ impl Published {
 
     /// Now on the cluster's clock.
     fn now(&self) -> Timestamp {
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp(real.saturating_add(self.clock_offset_ms.load(Ordering::Relaxed)))
+        vpc_store::clock::now_with_offset(self.clock_offset_ms.load(Ordering::Relaxed))
     }
 }
 

@@ -345,6 +345,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         (!args.no_dataplane && is_root()).then(|| {
             Arc::new(reach_cli::ConsoleProber {
                 data_dir: data_dir.clone(),
+                location: location.clone(),
             }) as _
         });
     let console = vpc_console::router_with(app.clone(), prober);

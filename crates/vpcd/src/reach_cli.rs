@@ -17,11 +17,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use vpc_dataplane::placement::Placement;
 use vpc_model::ops::eni;
 use vpc_model::{AnalysisHop, Instance, InstanceState, NetworkInterface, World};
 use vpc_reach::{self as reach, rule_text, Analysis, Endpoint, Protocol, Query};
-use vpc_store::{StateStore, Store};
+use vpc_store::{Location, StateStore, Store};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -712,11 +711,6 @@ fn data_plane_tag(
             data_dir.display()
         );
     }
-    let placement = Placement {
-        local: String::new(),
-        hosts,
-        backbone: false,
-    };
     let source = instance_ns(w, &q.source, "")
         .and_then(|id| w.get::<Instance>(&id))
         .ok_or_else(|| {
@@ -724,7 +718,7 @@ fn data_plane_tag(
                 "--probe needs the source to be an instance (or an address or interface of one)"
             )
         })?;
-    let host = placement.host_of_instance(source).ok_or_else(|| {
+    let host = vpc_model::placement::host_of_instance(&hosts, source).ok_or_else(|| {
         anyhow!(
             "--probe: no registered host serves {}'s zone {}",
             source.meta.id,
@@ -868,6 +862,9 @@ pub(crate) fn probe(
 #[derive(Debug)]
 pub(crate) struct ConsoleProber {
     pub(crate) data_dir: std::path::PathBuf,
+    /// Where the server's state lives: the data directory, or a cluster's
+    /// etcd (then the probe finds the source instance's host there).
+    pub(crate) location: Location,
 }
 
 impl vpc_console::Prober for ConsoleProber {
@@ -902,8 +899,11 @@ impl vpc_console::Prober for ConsoleProber {
             port,
         );
         let a = vpc_reach::analyze(w, &q).map_err(|f| f.message)?;
-        let mut store = Store::open(&self.data_dir).map_err(|e| e.to_string())?;
-        probe(w, &mut store, &q, &a, true, &self.data_dir)
+        let mut store: Box<dyn StateStore> = match &self.location {
+            Location::Dir(dir) => Box::new(Store::open(dir).map_err(|e| e.to_string())?),
+            shared => vpc_store::open(shared).map_err(|e| e.to_string())?,
+        };
+        probe(w, &mut *store, &q, &a, true, &self.data_dir)
             .map(|r| r.delivered)
             .map_err(|e| format!("{e:#}"))
     }

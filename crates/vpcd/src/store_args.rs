@@ -88,7 +88,17 @@ impl StoreArgs {
                 Box::new(Store::open(dir).with_context(|| format!("opening {}", dir.display()))?)
             }
             Location::Etcd { .. } => {
-                vpc_store::open(&location).with_context(|| format!("opening {location}"))?
+                let mut store =
+                    vpc_store::open(&location).with_context(|| format!("opening {location}"))?;
+                // A mistyped --store-prefix would otherwise read as an empty
+                // cluster (no usage, no instances) instead of failing.
+                if store.load()?.revision == 0 && store.list_accounts()?.is_empty() {
+                    anyhow::bail!(
+                        "no vpcd state in {location}: nothing was ever written under prefix {}; check --store-prefix",
+                        self.store_prefix
+                    );
+                }
+                store
             }
         })
     }
@@ -117,15 +127,8 @@ impl StoreArgs {
 /// Now on the store's clock: the wall clock plus the offset a test clock
 /// (`serve --test-clock`) recorded in the store.
 pub fn store_now(store: &mut dyn StateStore) -> anyhow::Result<Timestamp> {
-    let offset: i64 = store
-        .get_setting("clock_offset_ms")?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Ok(Timestamp(real.saturating_add(offset)))
+    let offset = vpc_store::clock::stored_offset_ms(store)?;
+    Ok(vpc_store::clock::now_with_offset(offset))
 }
 
 /// The stored World with every timer due by now applied (what an API
