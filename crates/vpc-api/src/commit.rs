@@ -43,8 +43,12 @@ pub struct GroupCommit {
     advanced: Condvar,
     /// Which batches are settled, and whether a writer is committing one.
     progress: Mutex<Progress>,
-    /// Signalled when a committing writer is done.
+    /// Signalled when a committing writer is done: the writers of the open
+    /// batch wait on it (one of them commits next).
     committer_done: Condvar,
+    /// Signalled when a batch is settled: the writers of the batch being
+    /// committed wait on it, so a commit wakes only the writers it concerns.
+    batch_settled: Condvar,
     /// Taken around a whole write when batching is off (the baseline).
     one_at_a_time: Option<Mutex<()>>,
     /// Called with the store after this writer reloaded the World itself
@@ -102,6 +106,8 @@ struct Progress {
     failed: BTreeMap<u64, Failure>,
     /// A writer is committing (or about to): the others wait for it.
     committing: bool,
+    /// The batch that writer commits (the open one when it took the role).
+    closing: u64,
 }
 
 impl Progress {
@@ -123,6 +129,7 @@ impl Drop for Committing<'_> {
     fn drop(&mut self) {
         lock(&self.0.progress).committing = false;
         self.0.committer_done.notify_all();
+        self.0.batch_settled.notify_all();
     }
 }
 
@@ -157,6 +164,7 @@ impl GroupCommit {
             advanced: Condvar::new(),
             progress: Mutex::new(Progress::default()),
             committer_done: Condvar::new(),
+            batch_settled: Condvar::new(),
             one_at_a_time: (!batching).then(|| Mutex::new(())),
             after_reload: std::sync::OnceLock::new(),
         }
@@ -262,13 +270,20 @@ impl GroupCommit {
                 return progress.failed.get(&batch).copied();
             }
             if progress.committing {
-                progress = self
-                    .committer_done
-                    .wait(progress)
-                    .unwrap_or_else(PoisonError::into_inner);
+                // A writer whose batch is being committed waits for it to
+                // settle; one in the open batch waits for the committer
+                // role to be free.
+                let wake = if batch <= progress.closing {
+                    &self.batch_settled
+                } else {
+                    &self.committer_done
+                };
+                progress = wake.wait(progress).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
+            // Nobody commits and `batch` is not settled: it is the open batch.
             progress.committing = true;
+            progress.closing = batch;
             drop(progress);
             {
                 let _role = Committing(self);
@@ -301,6 +316,12 @@ impl GroupCommit {
                 durable.revision = revision;
                 lock(&self.progress).settle(batch, None);
                 self.advanced.notify_all();
+                // The batch's writers answer now; the store's upkeep step
+                // (a slice of a compaction) runs while the next batch fills.
+                self.batch_settled.notify_all();
+                if let Err(e) = durable.store.maintain() {
+                    tracing::warn!(error = %e, "store upkeep failed");
+                }
             }
             Err(e) => {
                 let failure = match e {
@@ -318,6 +339,7 @@ impl GroupCommit {
                 staging.changes.clear();
                 staging.batch += 1;
                 lock(&self.progress).settle(built_on_lost, Some(failure));
+                self.batch_settled.notify_all();
             }
         }
     }
@@ -341,6 +363,7 @@ impl GroupCommit {
             staging.changes.clear();
             lock(&self.progress).settle(open, Some(Failure::Stale { base }));
             self.committer_done.notify_all();
+            self.batch_settled.notify_all();
         }
         staging.world = durable.world.clone();
         drop(staging);
@@ -374,6 +397,24 @@ impl GroupCommit {
             Update::Setting { .. } | Update::SettingRemoved { .. } => {}
         }
         Ok(())
+    }
+
+    /// Runs the store's upkeep (compaction steps) while no write is
+    /// staged, for at most `budget`: the background ticker calls it, so a
+    /// compaction that the last writes started finishes while the server is
+    /// idle. A writer that arrives waits for one step at most.
+    pub fn maintain(&self, budget: Duration) {
+        let until = Instant::now() + budget;
+        while Instant::now() < until && lock(&self.staging).changes.is_empty() {
+            match lock(&self.durable).store.maintain() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store upkeep failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Runs `f` on the store while no batch is being committed.
@@ -413,6 +454,11 @@ mod tests {
 
     /// 16 threads × 25 writes; returns how many commits they took.
     fn hammer(writer: &Arc<GroupCommit>) -> usize {
+        hammer_with(writer, 25)
+    }
+
+    /// 16 threads × `each` writes of one record; how many commits they took.
+    fn hammer_with(writer: &Arc<GroupCommit>, each: usize) -> usize {
         let commits = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(16));
         let threads: Vec<_> = (0..16)
@@ -420,7 +466,7 @@ mod tests {
                 let (writer, commits, start) = (writer.clone(), commits.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    for n in 0..25 {
+                    for n in 0..each {
                         let id = format!("{t}:{n}");
                         let published = |w: &World| {
                             assert!(w.get::<RegionInit>(&id).is_some());
@@ -453,6 +499,44 @@ mod tests {
         drop(writer);
         let reopened = open(dir.path(), true);
         assert_eq!(committed(&reopened).iter::<RegionInit>().count(), 400);
+    }
+
+    /// Past the compaction threshold, the server's store compacts between
+    /// batches (and, once the writers stop, from `maintain`) while the
+    /// writers go on; everything written is there, and the journal holds
+    /// only what came after the compaction began.
+    #[test]
+    fn the_store_compacts_between_batches_while_writers_go_on() {
+        let stored = |dir: &std::path::Path| -> std::collections::BTreeSet<String> {
+            Store::open(dir)
+                .unwrap()
+                .load_world()
+                .unwrap()
+                .iter::<RegionInit>()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_writer(dir.path()).unwrap();
+        let world = store.load_world().unwrap();
+        let writer = Arc::new(GroupCommit::new(Box::new(store), world, 0, true));
+        let each = 700;
+        let writes = 16 * each;
+        assert!(writes as u64 > vpc_store::sqlite::COMPACT_MIN_ROWS);
+        hammer_with(&writer, each);
+        writer.maintain(Duration::from_secs(30));
+        assert!(
+            Store::open(dir.path()).unwrap().journal_rows()
+                <= (writes as u64) - vpc_store::sqlite::COMPACT_MIN_ROWS + 16,
+            "no compaction ran"
+        );
+        assert_eq!(stored(dir.path()).len(), writes);
+        assert_eq!(committed(&writer).iter::<RegionInit>().count(), writes);
+        drop(writer);
+        let expected: std::collections::BTreeSet<String> = (0..16)
+            .flat_map(|t| (0..each).map(move |n| format!("{t}:{n}")))
+            .collect();
+        assert_eq!(stored(dir.path()), expected);
     }
 
     #[test]

@@ -608,8 +608,10 @@ impl App {
         )
     }
 
-    /// Applies due peering timers (the background ticker calls this).
+    /// Applies due peering timers and runs the store's upkeep while no
+    /// write waits (the background ticker calls this).
     pub fn tick(&self) {
+        self.writer.maintain(std::time::Duration::from_millis(20));
         if self.is_clock_leader() && self.now().0 >= self.next_deadline.load(Ordering::Relaxed) {
             let r = self.write(
                 "000000000000",

@@ -360,10 +360,14 @@ impl Runner {
         mtu: u32,
     ) -> Result<(), CommandError> {
         let nl = Netlink::open(ns)?;
-        match self
-            .create_veths(&nl, &[(name, peer_ns, peer, mtu)], false)?
-            .pop()
-        {
+        let veth = NewVeth {
+            name,
+            peer_ns,
+            peer,
+            mtu,
+            up: false,
+        };
+        match self.create_veths(&nl, &[veth], false)?.pop() {
             Some(Err(e)) => Err(netlink::failure(
                 ns,
                 &format!("add veth {name} (peer {peer} in {peer_ns})"),
@@ -373,27 +377,28 @@ impl Runner {
         }
     }
 
-    /// Creates veth pairs `(name, peer namespace, peer name, mtu)` from
-    /// namespace `nl`, all in one pipelined batch; each one's outcome.
-    /// `planned`: links of a plan, made with the IPv4 GSO/GRO size that
-    /// `configure` would otherwise set on each end afterwards.
+    /// Creates veth pairs from namespace `nl`, all in one pipelined batch;
+    /// each one's outcome. `planned`: links of a plan, made with the IPv4
+    /// GSO/GRO size that `configure` would otherwise set on each end
+    /// afterwards.
     pub(crate) fn create_veths(
         &self,
         nl: &Netlink,
-        veths: &[(&str, &str, &str, u32)],
+        veths: &[NewVeth<'_>],
         planned: bool,
     ) -> Result<Vec<std::io::Result<()>>, CommandError> {
         let size = planned.then_some(self.gso_ipv4_max);
         let mut files = Vec::new();
-        for (_, peer_ns, _, _) in veths {
-            let f = std::fs::File::open(netns::path(peer_ns))
-                .map_err(|e| netlink::failure(nl.ns(), &format!("open namespace {peer_ns}"), &e))?;
+        for v in veths {
+            let f = std::fs::File::open(netns::path(v.peer_ns)).map_err(|e| {
+                netlink::failure(nl.ns(), &format!("open namespace {}", v.peer_ns), &e)
+            })?;
             files.push(f);
         }
         let requests = veths
             .iter()
             .zip(&files)
-            .map(|((name, _, peer, mtu), f)| request::add_veth(name, peer, f, *mtu, size))
+            .map(|(v, f)| request::add_veth(v, f, size))
             .collect();
         self.count(veths.len());
         nl.execute(requests)
@@ -416,6 +421,20 @@ impl Runner {
     pub(crate) fn links(&self, ns: &str) -> Result<BTreeMap<String, KLink>, CommandError> {
         Netlink::open(ns)?.links()
     }
+}
+
+/// A veth pair to create: `name` in the namespace that creates it, `peer`
+/// in namespace `peer_ns`, both with `mtu`; `name` is up at once when its
+/// plan says so (no request of its own later). The peer cannot be: the
+/// kernel configures it before the two ends know each other, and a veth
+/// without its other end refuses to come up (`ENOTCONN`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewVeth<'a> {
+    pub name: &'a str,
+    pub peer_ns: &'a str,
+    pub peer: &'a str,
+    pub mtu: u32,
+    pub up: bool,
 }
 
 fn io_failure(cmd: &str, e: &std::io::Error) -> CommandError {

@@ -13,7 +13,8 @@
 //!
 //! This crate is the only one that touches the kernel's networking: links,
 //! addresses, routes and policy rules over rtnetlink ([`netlink`], sockets
-//! made inside each namespace), sysctls through the namespace's `/proc/sys`,
+//! made inside each namespace), sysctls through a private procfs seen from
+//! inside the namespace ([`netns`]),
 //! namespaces as bind mounts under `/run/netns` ([`netns`]), nftables with
 //! one `nft -f` transaction per changed namespace (read back with
 //! `nft -j list ruleset`), and `conntrack -D`. It never touches the host
@@ -623,10 +624,17 @@ impl Dataplane {
 
         phases.end("links");
         // 5. Everything else.
+        // A namespace made in this pass got its sysctls as it was made:
+        // `configure` does not read them back (every read of a namespace's
+        // `/proc/sys` costs a walk over every namespace's entries in the
+        // kernel, docs/perf.md).
         let jobs: Vec<(&NsPlan, Parts, bool)> = work
             .iter()
             .filter(|(n, _)| !failed.contains_key(*n))
-            .map(|(n, p)| (&desired[n], *p, verifying.contains(n)))
+            .map(|(n, p)| {
+                let sysctls = p.sysctls && !created.contains(n);
+                (&desired[n], Parts { sysctls, ..*p }, verifying.contains(n))
+            })
             .collect();
         let results = par_map(&jobs, |(ns, parts, verify)| {
             kernel::configure(&self.run, ns, *parts, *verify)
@@ -793,15 +801,17 @@ impl Dataplane {
         }
         // Veths in one pipelined netlink batch; whatever that leaves missing
         // goes one by one.
-        let veths: Vec<(&str, &str, &str, u32)> = missing
+        // This end is made up when its plan says so.
+        let veths: Vec<kernel::NewVeth<'_>> = missing
             .iter()
             .filter_map(|(name, c)| match c {
-                LinkCreate::Veth { peer_ns, peer_name } => Some((
-                    *name,
-                    peer_ns.as_str(),
-                    peer_name.as_str(),
-                    ns.links[*name].mtu.unwrap_or(names::MTU),
-                )),
+                LinkCreate::Veth { peer_ns, peer_name } => Some(kernel::NewVeth {
+                    name,
+                    peer_ns,
+                    peer: peer_name,
+                    mtu: ns.links[*name].mtu.unwrap_or(names::MTU),
+                    up: ns.links[*name].up,
+                }),
                 LinkCreate::Peering(_) => None,
             })
             .collect();
@@ -813,7 +823,7 @@ impl Dataplane {
                 .iter()
                 .zip(&outcomes)
                 .filter(|(_, o)| o.is_ok())
-                .map(|((name, ..), _)| *name)
+                .map(|(v, _)| v.name)
                 .collect();
             pending.retain(|(name, _)| !made.contains(name));
         }

@@ -454,17 +454,16 @@ fn family(v6: bool) -> AddressFamily {
 pub(crate) mod request {
     use super::*;
 
-    /// Creates a veth: `name` here, `peer` in the namespace whose file is
-    /// open as `peer_ns_fd`, both with `mtu` and, when given, this IPv4
-    /// GSO/GRO size (`offload`; set at creation, it costs no request of
-    /// its own later).
+    /// Creates a veth: `v.name` here, `v.peer` in the namespace whose file
+    /// is open as `peer_ns_fd`, both with `v.mtu`, `v.name` up when `v` says
+    /// so, and, when given, this IPv4 GSO/GRO size (`offload`; set at creation,
+    /// it costs no request of its own later).
     pub fn add_veth(
-        name: &str,
-        peer: &str,
+        v: &crate::kernel::NewVeth<'_>,
         peer_ns_fd: &std::fs::File,
-        mtu: u32,
         ipv4_size: Option<u32>,
     ) -> Request {
+        let (name, peer, mtu) = (v.name, v.peer, v.mtu);
         let sizes = |attributes: &mut Vec<LinkAttribute>| {
             if let Some(size) = ipv4_size {
                 attributes.push(LinkAttribute::GsoIpv4MaxSize(size));
@@ -479,6 +478,11 @@ pub(crate) mod request {
         ];
         sizes(&mut peer_msg.attributes);
         let mut m = LinkMessage::default();
+        // The kernel applies the header's flags once both ends are made.
+        if v.up {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
+        }
         m.attributes = vec![
             LinkAttribute::IfName(name.to_string()),
             LinkAttribute::Mtu(mtu),

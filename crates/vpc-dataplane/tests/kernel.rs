@@ -1373,3 +1373,99 @@ fn ipv6_only_instances_talk_over_ipv6_only() {
     );
     lab.finish();
 }
+
+/// The flags of a link as `ip -o link show` gives them (`UP`, `LOWER_UP`, …).
+fn link_flags(ns: &str, link: &str) -> Vec<String> {
+    let out = by_hand(ns, &["ip", "-o", "link", "show", "dev", link]);
+    let flags = out
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(flags, _)| flags.to_string())
+        .unwrap_or_default();
+    flags.split(',').map(str::to_string).collect()
+}
+
+/// A sysctl of a namespace, as `sysctl` reads it from `/proc/sys`.
+fn sysctl_of(ns: &str, key: &str) -> String {
+    by_hand(ns, &["sysctl", "-n", key]).trim().to_string()
+}
+
+/// Sysctls are written as a namespace is made and as its links are (through
+/// a private procfs: the values must be the namespace's own, as everyone
+/// else reads them); a veth's creating end is made up only when planned up
+/// and the other end follows its own plan (a stopped instance's stays
+/// down); sysctls changed by hand are restored by the periodic pass alone.
+#[test]
+fn sysctls_and_link_states_hold_from_creation_and_the_periodic_pass_restores_sysctls() {
+    let mut lab = Lab::new();
+    let e = &mut lab.env;
+    let v = e.vpc("10.0.0.0/16");
+    let s = e.subnet(&v, "10.0.1.0/24");
+    let a = e.instance(&s, "10.0.1.10");
+    let b = e.instance(&s, "10.0.1.11");
+    e.set_state(&b.id, InstanceState::Stopped);
+    let r = lab.reconcile();
+    assert_eq!(r.created.len(), 3, "{r:?}");
+    let router = names::router_ns(&lab.tag, &v.meta.id);
+    assert_eq!(sysctl_of(&router, "net.ipv4.ip_forward"), "1");
+    assert_eq!(sysctl_of(&router, "net.ipv4.conf.all.rp_filter"), "0");
+    assert_eq!(sysctl_of(&router, "net.ipv6.conf.default.accept_dad"), "0");
+    for i in [&a.id, &b.id] {
+        assert_eq!(sysctl_of(i, "net.ipv6.conf.all.accept_dad"), "0", "{i}");
+        assert_eq!(sysctl_of(i, "net.ipv6.conf.default.accept_dad"), "0", "{i}");
+    }
+    let links = by_hand(&router, &["ip", "-o", "link", "show"]);
+    let router_links: Vec<String> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("e-"))
+        .collect();
+    assert_eq!(router_links.len(), 2, "{links}");
+    for l in &router_links {
+        assert!(link_flags(&router, l).contains(&"UP".to_string()), "{l}");
+        assert_eq!(
+            sysctl_of(&router, &format!("net.ipv4.conf.{l}.proxy_arp")),
+            "1"
+        );
+        assert_eq!(
+            sysctl_of(&router, &format!("net.ipv4.neigh.{l}.proxy_delay")),
+            "0"
+        );
+    }
+    assert!(link_flags(&a.id, "eth0").contains(&"UP".to_string()));
+    assert!(!link_flags(&b.id, "eth0").contains(&"UP".to_string()));
+    assert_reach(&a.id, "10.0.1.1");
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+
+    // By hand: a namespace-wide sysctl of the router and of an instance,
+    // and a link's.
+    let e0 = &router_links[0];
+    by_hand(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    by_hand(
+        &router,
+        &["sysctl", "-qw", &format!("net.ipv4.conf.{e0}.proxy_arp=0")],
+    );
+    by_hand(&a.id, &["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=1"]);
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    lab.periodic_every_pass();
+    let r = lab.reconcile();
+    let mut updated = r.updated.clone();
+    updated.sort();
+    let mut want = vec![router.clone(), a.id.clone()];
+    want.sort();
+    assert_eq!(updated, want, "{r:?}");
+    assert_eq!(r.kernel_ops, 3, "{r:?}");
+    assert_eq!(sysctl_of(&router, "net.ipv4.ip_forward"), "1");
+    assert_eq!(
+        sysctl_of(&router, &format!("net.ipv4.conf.{e0}.proxy_arp")),
+        "1"
+    );
+    assert_eq!(sysctl_of(&a.id, "net.ipv6.conf.all.accept_dad"), "0");
+    assert_reach(&a.id, "10.0.1.1");
+    let r = lab.reconcile();
+    assert!(r.is_noop() && r.kernel_ops == 0, "{r:?}");
+    lab.finish();
+}

@@ -99,7 +99,10 @@ fn run(
                         | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                continue
+                // Idle: answers of a World that is no longer the latest
+                // are of no use, give their memory back.
+                cache.keep_only(handler.snapshot().generation);
+                continue;
             }
             Err(e) => {
                 if !stop.load(Ordering::SeqCst) {
@@ -205,13 +208,16 @@ pub(crate) fn answer(
                 return Handled::Nothing;
             }
             tracing::debug!(%src, "malformed DNS query: {e}");
-            handler.counted("FORMERR");
             let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
                 return Handled::Nothing;
             };
             let response = MessageResponseBuilder::new(&queries, None)
                 .error_msg(&header.metadata, ResponseCode::FormErr);
-            encode(response, out);
+            if let Encoded::ServFail(_) = encode(response, out) {
+                handler.counted("SERVFAIL");
+            } else {
+                handler.counted("FORMERR");
+            }
             return Handled::Reply;
         }
     };
@@ -222,9 +228,14 @@ pub(crate) fn answer(
             Handled::Nothing
         }
         Decision::Local(local) => {
-            encode(local.message(&request), out);
-            cache.insert(snap.generation, bytes, out, local.outcome);
-            handler.counted(local.outcome);
+            match encode(local.message(&request), out) {
+                Encoded::Made(_) => {
+                    cache.insert(snap.generation, bytes, out, local.outcome);
+                    handler.counted(local.outcome);
+                }
+                // Not the answer: never remembered, and told as what was sent.
+                Encoded::ServFail(_) => handler.counted("SERVFAIL"),
+            }
             Handled::Reply
         }
         Decision::Forward(forwarded) => {
@@ -259,7 +270,7 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let mut bytes = Vec::with_capacity(512);
-        let info = encode(response, &mut bytes);
+        let info = encode(response, &mut bytes).info();
         match self.0.lock() {
             Ok(mut g) => *g = Some(bytes),
             Err(p) => *p.into_inner() = Some(bytes),
@@ -268,10 +279,27 @@ impl ResponseHandler for Capture {
     }
 }
 
+/// What [`encode`] put in its buffer.
+#[derive(Debug)]
+enum Encoded {
+    /// The answer.
+    Made(ResponseInfo),
+    /// A bare SERVFAIL header in its place: the answer could not be encoded.
+    ServFail(ResponseInfo),
+}
+
+impl Encoded {
+    fn info(self) -> ResponseInfo {
+        match self {
+            Encoded::Made(info) | Encoded::ServFail(info) => info,
+        }
+    }
+}
+
 /// Encodes the answer into `bytes` (emptied first), limited to what a UDP
 /// answer may be (the EDNS payload size, else 512; truncated with TC set
-/// past it), as hickory's UDP server encodes it; SERVFAIL if it cannot be
-/// encoded.
+/// past it), as hickory's UDP server encodes it; a bare SERVFAIL if it
+/// cannot be encoded (the question alone past the limit), which it says.
 fn encode<'a>(
     response: MessageResponse<
         '_,
@@ -282,13 +310,13 @@ fn encode<'a>(
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
     bytes: &mut Vec<u8>,
-) -> ResponseInfo {
+) -> Encoded {
     let id = response.metadata().id;
     bytes.clear();
     let mut encoder = BinEncoder::new(bytes);
     encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
     match response.destructive_emit(&mut encoder) {
-        Ok(info) => info,
+        Ok(info) => Encoded::Made(info),
         Err(e) => {
             tracing::warn!("cannot encode a DNS response: {e}");
             bytes.clear();
@@ -300,7 +328,7 @@ fn encode<'a>(
             };
             let mut encoder = BinEncoder::new(bytes);
             let _ = header.emit(&mut encoder);
-            ResponseInfo::from(header)
+            Encoded::ServFail(ResponseInfo::from(header))
         }
     }
 }
@@ -480,9 +508,12 @@ mod tests {
         // later (so the first poll cannot have the answer yet).
         let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
         let at = upstream.local_addr().unwrap();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let upstream_asked = asked.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             while let Ok((n, from)) = upstream.recv_from(&mut buf) {
+                upstream_asked.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));
                 let q = Message::from_vec(&buf[..n]).unwrap();
                 let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
@@ -509,6 +540,57 @@ mod tests {
         assert_eq!(m.metadata.id, 77);
         assert!(!m.metadata.authoritative);
         assert_eq!(addresses(&m), vec!["198.51.100.7".to_string()]);
+        // The same question again is forwarded again: upstream answers are
+        // never remembered (only the zone name asked above is).
+        assert_eq!(r.cache.len(), 1);
+        let pending = match r.answer(query(79, "www.example.com."), inside()) {
+            Got::Waits(p) => p,
+            _ => panic!("the second ask did not go to the upstream"),
+        };
+        let bytes = rt.block_on(pending.finish()).expect("an answer");
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.id, 79);
+        assert_eq!(addresses(&m), vec!["198.51.100.7".to_string()]);
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "the upstream was asked twice"
+        );
+        assert_eq!(r.cache.len(), 1, "the forwarded answer was remembered");
+        assert_eq!(r.cache.hits(), 0);
+    }
+
+    #[test]
+    fn an_answer_that_cannot_be_encoded_is_servfail_and_never_remembered() {
+        let (mut r, seen) = resolver(None);
+        // Nine questions of ~60 bytes: FORMERR (more than one question), but
+        // the echoed questions alone are past the 512 bytes of a UDP answer
+        // without EDNS, so it cannot be encoded.
+        let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
+        for i in 0..9 {
+            let name = format!("q{i}-{}.ec2.internal.", "x".repeat(50));
+            m.add_query(Query::query(
+                Name::from_ascii(&name).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let big = m.to_vec().unwrap();
+        assert!(big.len() > 512);
+        for id in [0x5151u16, 0x5252] {
+            let mut q = big.clone();
+            q[..2].copy_from_slice(&id.to_be_bytes());
+            let got = reply(r.answer(q, inside()));
+            assert_eq!(got.metadata.id, id);
+            assert_eq!(got.metadata.response_code, ResponseCode::ServFail);
+            assert!(got.queries.is_empty());
+        }
+        assert_eq!(r.cache.len(), 0, "the fallback was remembered");
+        assert_eq!(r.cache.hits(), 0);
+        // Told as what was sent.
+        assert_eq!(*seen.lock().unwrap(), vec!["SERVFAIL", "SERVFAIL"]);
+        // A request that fits is answered and remembered as ever.
+        reply(r.answer(query(1, "ip-10-0-1-10.ec2.internal."), inside()));
+        assert_eq!(r.cache.len(), 1);
     }
 
     #[test]
@@ -605,14 +687,14 @@ mod tests {
             };
             let mut again = first.clone();
             again[..2].copy_from_slice(&(0x8000 + i as u16).to_be_bytes());
-            let remembered_before = cached.cache.len();
+            let hits_before = cached.cache.hits();
             let remembered = match cached.answer(again.clone(), inside()) {
                 Got::Reply(b) => b,
                 _ => panic!("request {i}: no answer the second time"),
             };
             assert_eq!(
-                cached.cache.len(),
-                remembered_before,
+                cached.cache.hits(),
+                hits_before + 1,
                 "request {i}: not a hit"
             );
             // A resolver that never saw the request answers it the same, byte for byte.
@@ -633,7 +715,13 @@ mod tests {
         // The question is echoed as sent, whatever the case.
         let upper = query_with(3, "IP-10-0-1-10.EC2.Internal.", RecordType::A, true, None);
         for _ in 0..2 {
+            let hits_before = cached.cache.hits();
             let m = reply(cached.answer(upper.clone(), inside()));
+            assert_eq!(
+                cached.cache.hits(),
+                hits_before + 1,
+                "remembered from above"
+            );
             assert_eq!(
                 m.queries[0].name().to_string(),
                 "IP-10-0-1-10.EC2.Internal."
@@ -653,13 +741,23 @@ mod tests {
         let q = query(1, "ip-10-0-1-10.ec2.internal.");
         reply(r.answer(q.clone(), inside()));
         reply(r.answer(q.clone(), inside()));
-        assert_eq!(r.cache.len(), 1);
-        for src in ["10.1.0.5:40000", "[fd00::1]:40000", "10.0.1.10:0"] {
+        assert_eq!((r.cache.len(), r.cache.hits()), (1, 1));
+        for src in ["10.1.0.5:40000", "[fd00::1]:40000"] {
+            let hits_before = r.cache.hits();
             assert!(
                 matches!(r.answer(q.clone(), src.parse().unwrap()), Got::Nothing),
                 "{src}"
             );
+            assert_eq!(
+                r.cache.hits(),
+                hits_before + 1,
+                "{src}: found, then refused"
+            );
         }
+        assert!(matches!(
+            r.answer(q.clone(), "10.0.1.10:0".parse().unwrap()),
+            Got::Nothing
+        ));
         assert_eq!(
             *seen.lock().unwrap(),
             vec!["NOERROR", "NOERROR", "dropped", "dropped"]
@@ -786,12 +884,14 @@ mod tests {
     /// gives the answer's code and addresses; both asks must agree.
     fn ask_twice(r: &mut Sock, name: &str) -> (ResponseCode, Vec<String>) {
         let mut got = Vec::new();
+        let mut hits = Vec::new();
         for id in [1, 2] {
             let m = reply(r.answer(query(id, name), "10.0.1.10:40000".parse().unwrap()));
             got.push((m.metadata.response_code, addresses(&m)));
+            hits.push(r.cache.hits());
         }
         assert_eq!(got[0], got[1], "{name}: the remembered answer differs");
-        assert!(r.cache.len() > 0, "nothing remembered");
+        assert_eq!(hits[1], hits[0] + 1, "{name}: the second ask was not a hit");
         got.remove(0)
     }
 
@@ -883,5 +983,21 @@ mod tests {
         published.publish(&p.e.w);
         assert_eq!(ask_twice(&mut r, own), before);
         assert_eq!(r.cache.len(), 1);
+    }
+
+    #[test]
+    fn an_idle_socket_forgets_the_answers_of_an_older_world() {
+        let p = peered();
+        let published = Published::default();
+        published.publish(&p.e.w);
+        let mut r = published.resolver_of(&p.a);
+        ask_twice(&mut r, "ip-10-0-1-10.ec2.internal.");
+        assert_eq!(r.cache.len(), 1);
+        // What the loop does when a second passes without a datagram.
+        r.cache.keep_only(r.handler.snapshot().generation);
+        assert_eq!(r.cache.len(), 1, "the World did not change");
+        published.publish(&p.e.w);
+        r.cache.keep_only(r.handler.snapshot().generation);
+        assert_eq!(r.cache.len(), 0, "a new World: the old answers are gone");
     }
 }

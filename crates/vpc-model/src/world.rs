@@ -106,6 +106,9 @@ pub struct Table<T: Clone> {
     map: OrdMap<String, Arc<T>>,
     /// How many records each (owner, region) holds, for quotas without a scan.
     per_scope: imbl::HashMap<(String, String), usize>,
+    /// The records with a timed transition ([`Record::deadline`]), by when
+    /// it is due, so the timers find what is due without a scan.
+    due: imbl::OrdSet<(crate::Timestamp, String)>,
 }
 
 impl<T: Clone> Default for Table<T> {
@@ -113,6 +116,7 @@ impl<T: Clone> Default for Table<T> {
         Table {
             map: OrdMap::new(),
             per_scope: imbl::HashMap::new(),
+            due: imbl::OrdSet::new(),
         }
     }
 }
@@ -132,16 +136,56 @@ impl<T: Record> Table<T> {
 
     fn insert(&mut self, r: T) {
         let id = r.id().to_string();
-        let old = self.map.get(&id).and_then(|old| scope_key(&**old));
+        let (old, old_due) = match self.map.get(&id) {
+            Some(old) => (scope_key(&**old), old.deadline()),
+            None => (None, None),
+        };
         self.count(old, -1);
         self.count(scope_key(&r), 1);
+        self.reschedule(&id, old_due, r.deadline());
         self.map.insert(id, Arc::new(r));
     }
 
     fn remove(&mut self, id: &str) -> Option<T> {
         let r = self.map.remove(id)?;
         self.count(scope_key(&*r), -1);
+        self.reschedule(id, r.deadline(), None);
         Some(Arc::unwrap_or_clone(r))
+    }
+
+    /// Moves a record's entry in `due` from `old` to `new`.
+    fn reschedule(
+        &mut self,
+        id: &str,
+        old: Option<crate::Timestamp>,
+        new: Option<crate::Timestamp>,
+    ) {
+        if old == new {
+            return;
+        }
+        if let Some(t) = old {
+            self.due.remove(&(t, id.to_string()));
+        }
+        if let Some(t) = new {
+            self.due.insert((t, id.to_string()));
+        }
+    }
+
+    /// The IDs of the records whose transition is due by `now`, in ID order.
+    pub fn due_by(&self, now: crate::Timestamp) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .due
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// When the earliest transition of any record is due.
+    pub fn next_due(&self) -> Option<crate::Timestamp> {
+        self.due.get_min().map(|(t, _)| *t)
     }
 
     /// How many records `owner` holds in `region` (records with an owner).
@@ -202,6 +246,11 @@ pub trait Record: 'static + Clone + Serialize + DeserializeOwned + std::fmt::Deb
     }
     fn table(w: &World) -> &Table<Self>;
     fn table_mut(w: &mut World) -> &mut Table<Self>;
+    /// When this record next changes by itself (a timer), if ever: what
+    /// `ops::tick` applies. The table keeps its records indexed by it.
+    fn deadline(&self) -> Option<crate::Timestamp> {
+        None
+    }
 }
 
 /// Records with an owner and a region (everything but bookkeeping rows).
@@ -236,7 +285,39 @@ macro_rules! record {
             }
         }
     };
+    ($ty:ty, $kind:expr, $field:ident, meta, $d:ident => $deadline:expr) => {
+        impl Record for $ty {
+            const KIND: Kind = $kind;
+            fn id(&self) -> &str {
+                self.meta.id.as_str()
+            }
+            fn scope(&self) -> Option<(&str, &str)> {
+                Some((self.meta.owner.as_str(), self.meta.region.as_str()))
+            }
+            fn table(w: &World) -> &Table<Self> {
+                &w.$field
+            }
+            fn table_mut(w: &mut World) -> &mut Table<Self> {
+                &mut w.$field
+            }
+            fn deadline(&self) -> Option<crate::Timestamp> {
+                let $d = self;
+                $deadline
+            }
+        }
+        impl Owned for $ty {
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+            fn meta_mut(&mut self) -> &mut Meta {
+                &mut self.meta
+            }
+        }
+    };
     ($ty:ty, $kind:expr, $field:ident, $r:ident => $id:expr) => {
+        record!($ty, $kind, $field, $r => $id, _d => None);
+    };
+    ($ty:ty, $kind:expr, $field:ident, $r:ident => $id:expr, $d:ident => $deadline:expr) => {
         impl Record for $ty {
             const KIND: Kind = $kind;
             fn id(&self) -> &str {
@@ -249,6 +330,10 @@ macro_rules! record {
             fn table_mut(w: &mut World) -> &mut Table<Self> {
                 &mut w.$field
             }
+            fn deadline(&self) -> Option<crate::Timestamp> {
+                let $d = self;
+                $deadline
+            }
         }
     };
 }
@@ -259,10 +344,10 @@ record!(RouteTable, Kind::RouteTable, route_tables, meta);
 record!(InternetGateway, Kind::InternetGateway, igws, meta);
 record!(SecurityGroup, Kind::SecurityGroup, sgs, meta);
 record!(NetworkAcl, Kind::NetworkAcl, acls, meta);
-record!(Peering, Kind::Peering, peerings, r => r.id.as_str());
-record!(Instance, Kind::Instance, instances, meta);
+record!(Peering, Kind::Peering, peerings, r => r.id.as_str(), p => crate::ops::peering::deadline(p));
+record!(Instance, Kind::Instance, instances, meta, i => i.transition_due);
 record!(NetworkInterface, Kind::NetworkInterface, enis, meta);
-record!(NatGateway, Kind::NatGateway, nat_gateways, meta);
+record!(NatGateway, Kind::NatGateway, nat_gateways, meta, g => crate::ops::nat::deadline(g));
 record!(Address, Kind::Address, addresses, meta);
 record!(
     NetworkInsightsPath,
@@ -278,7 +363,7 @@ record!(
 );
 record!(Volume, Kind::Volume, volumes, meta);
 record!(FlowLog, Kind::FlowLog, flow_logs, meta);
-record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str());
+record!(Detachment, Kind::Detachment, detachments, r => r.id.as_str(), d => Some(d.until));
 record!(RegionInit, Kind::RegionInit, inits, r => r.id.as_str());
 record!(ManagedPrefixList, Kind::PrefixList, prefix_lists, meta);
 record!(VpcEndpoint, Kind::VpcEndpoint, endpoints, meta);
@@ -351,13 +436,14 @@ impl World {
         let Some(r) = table.map.get_mut(id) else {
             return false;
         };
-        let before = scope_key(&**r);
+        let (before, due_before) = (scope_key(&**r), r.deadline());
         f(Arc::make_mut(r));
-        let after = scope_key(&**r);
+        let (after, due_after) = (scope_key(&**r), r.deadline());
         if before != after {
             table.count(before, -1);
             table.count(after, 1);
         }
+        table.reschedule(id, due_before, due_after);
         self.changes.push((R::KIND, id.to_string()));
         true
     }
@@ -409,6 +495,56 @@ impl World {
             Kind::DhcpOptions => enc::<DhcpOptions>(self, id),
             Kind::HostedZone => enc::<HostedZone>(self, id),
             Kind::ZoneChange => enc::<ZoneChange>(self, id),
+        }
+    }
+
+    /// Up to `limit` records of `kind` in ID order, starting after `after`
+    /// (from the first when None), each as (ID, the body [`World::encode`]
+    /// gives). The store writes a compacted copy of the World with this, a
+    /// slice at a time, in its key order.
+    pub fn encode_after(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, String)> {
+        fn enc<R: Record>(w: &World, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
+            use std::ops::Bound;
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            R::table(w)
+                .map
+                .range::<_, str>((from, Bound::Unbounded))
+                .take(limit)
+                .map(|(id, r)| {
+                    let body = serde_json::to_string(&**r).expect("model types serialise");
+                    (id.clone(), body)
+                })
+                .collect()
+        }
+        match kind {
+            Kind::Vpc => enc::<Vpc>(self, after, limit),
+            Kind::Subnet => enc::<Subnet>(self, after, limit),
+            Kind::RouteTable => enc::<RouteTable>(self, after, limit),
+            Kind::InternetGateway => enc::<InternetGateway>(self, after, limit),
+            Kind::SecurityGroup => enc::<SecurityGroup>(self, after, limit),
+            Kind::NetworkAcl => enc::<NetworkAcl>(self, after, limit),
+            Kind::Peering => enc::<Peering>(self, after, limit),
+            Kind::RegionInit => enc::<RegionInit>(self, after, limit),
+            Kind::Instance => enc::<Instance>(self, after, limit),
+            Kind::NetworkInterface => enc::<NetworkInterface>(self, after, limit),
+            Kind::NatGateway => enc::<NatGateway>(self, after, limit),
+            Kind::Address => enc::<Address>(self, after, limit),
+            Kind::NetworkInsightsPath => enc::<NetworkInsightsPath>(self, after, limit),
+            Kind::NetworkInsightsAnalysis => enc::<NetworkInsightsAnalysis>(self, after, limit),
+            Kind::Volume => enc::<Volume>(self, after, limit),
+            Kind::FlowLog => enc::<FlowLog>(self, after, limit),
+            Kind::Detachment => enc::<Detachment>(self, after, limit),
+            Kind::PrefixList => enc::<ManagedPrefixList>(self, after, limit),
+            Kind::VpcEndpoint => enc::<VpcEndpoint>(self, after, limit),
+            Kind::EgressOnlyInternetGateway => enc::<EgressOnlyInternetGateway>(self, after, limit),
+            Kind::DhcpOptions => enc::<DhcpOptions>(self, after, limit),
+            Kind::HostedZone => enc::<HostedZone>(self, after, limit),
+            Kind::ZoneChange => enc::<ZoneChange>(self, after, limit),
         }
     }
 
@@ -533,6 +669,87 @@ mod tests {
         );
         v.meta.id = id.into();
         v
+    }
+
+    /// The deadline index follows every way a record changes, so the
+    /// timers' lookups agree with a scan of the table.
+    #[test]
+    fn the_deadline_index_follows_puts_updates_and_removals() {
+        use crate::Timestamp;
+        let detachment = |id: &str, until: i64| Detachment {
+            id: id.into(),
+            eni_id: "eni-1".into(),
+            attachment: EniAttachment {
+                id: id.into(),
+                instance_id: "i-1".into(),
+                device_index: 1,
+                delete_on_termination: false,
+                attached_at: Timestamp(0),
+            },
+            until: Timestamp(until),
+        };
+        let scan = |w: &World, now: i64| -> Vec<String> {
+            w.iter::<Detachment>()
+                .filter(|d| d.until <= Timestamp(now))
+                .map(|d| d.id.clone())
+                .collect()
+        };
+        let mut w = World::default();
+        assert_eq!(w.detachments.next_due(), None);
+        w.put(detachment("c", 30));
+        w.put(detachment("a", 10));
+        w.load(detachment("b", 20));
+        w.put(detachment("c", 5)); // replaced: earlier now
+        w.update::<Detachment>("a", |d| d.until = Timestamp(25));
+        for now in [0, 5, 10, 20, 25, 40] {
+            assert_eq!(
+                w.detachments.due_by(Timestamp(now)),
+                scan(&w, now),
+                "at {now}"
+            );
+        }
+        assert_eq!(w.detachments.next_due(), Some(Timestamp(5)));
+        w.remove::<Detachment>("c");
+        w.forget(Kind::Detachment, "b");
+        assert_eq!(w.detachments.due_by(Timestamp(100)), ["a"]);
+        assert_eq!(w.detachments.next_due(), Some(Timestamp(25)));
+        // A clone keeps its own index.
+        let before = w.clone();
+        w.remove::<Detachment>("a");
+        assert_eq!(w.detachments.next_due(), None);
+        assert_eq!(before.detachments.next_due(), Some(Timestamp(25)));
+        // Kinds without timers have nothing indexed.
+        w.put(RegionInit {
+            id: "r".into(),
+            default_vpc: None,
+            default_dhcp_options: None,
+        });
+        assert_eq!(w.inits.next_due(), None);
+    }
+
+    #[test]
+    fn encode_after_walks_a_kind_in_id_order_a_slice_at_a_time() {
+        let mut w = World::default();
+        for id in ["b", "a", "d", "c"] {
+            w.put(RegionInit {
+                id: id.into(),
+                default_vpc: None,
+                default_dhcp_options: None,
+            });
+        }
+        let ids = |v: Vec<(String, String)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(w.encode_after(Kind::RegionInit, None, 3)),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            ids(w.encode_after(Kind::RegionInit, Some("b"), 3)),
+            ["c", "d"]
+        );
+        assert!(w.encode_after(Kind::RegionInit, Some("d"), 3).is_empty());
+        assert!(w.encode_after(Kind::Vpc, None, 3).is_empty());
+        let (_, body) = &w.encode_after(Kind::RegionInit, Some("a"), 1)[0];
+        assert_eq!(Some(body.clone()), w.encode(Kind::RegionInit, "b"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod etcd;
 pub mod sqlite;
 pub mod testkit;
 
-pub use sqlite::{db_path, Store};
+pub use sqlite::{db_path, CompactionPhase, Store};
 
 mod usage;
 pub use usage::{CounterId, CounterValue};
@@ -186,6 +186,13 @@ pub trait StateStore: Send + std::fmt::Debug {
         world: &World,
         changes: &[(Kind, String)],
     ) -> Result<Revision>;
+
+    /// Does one small step of the store's own upkeep (SQLite: compacting
+    /// its journal), which must not hold commits for long; returns whether
+    /// more is left. Called between commits, once the last one is answered.
+    fn maintain(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 
     /// Streams what other writers commit after `as_of` (a [`Snapshot::as_of`]);
     /// None when this store has no other writer.

@@ -10,25 +10,81 @@
 //! `kill -9` and no half-applied action is ever visible. Appending touches
 //! the last page or two of the journal, where writing records in place
 //! would dirty one page of `resources` per record (record ids are random);
-//! that difference is most of a write's cost in SQLite. Once the journal
-//! holds twice as many rows as `resources` (and at least
-//! [`COMPACT_MIN_ROWS`]), one transaction rewrites `resources` in key order
-//! from both and empties the journal ([`Store::compact`]), so compaction
-//! rewrites each committed row a bounded number of times (at most about 1.5
-//! on average), sequentially, and a load reads at most three rows per
-//! record alive. Accounts and their access keys live in their own tables so
-//! that `vpcd account add` can write them while a server runs. One server
-//! writes a data directory, so commits never conflict.
+//! that difference is most of a write's cost in SQLite. Accounts and their
+//! access keys live in their own tables so that `vpcd account add` can
+//! write them while a server runs. One server writes a data directory, so
+//! commits never conflict.
 //!
-//! The server's store ([`Store::open_writer`]) keeps WAL checkpoints off the
-//! commit path: a [`Checkpointer`] thread with its own connection copies the
-//! WAL into the database in the background, so a commit pays for writing its
-//! own frames and one sync, never for a checkpoint.
+//! **Compaction** folds the journal into `resources` once the journal holds
+//! twice as many rows as `resources` (and at least [`COMPACT_MIN_ROWS`]),
+//! so each committed row is rewritten a bounded number of times (about 1.5
+//! on average), sequentially, and a load reads at most three rows per record
+//! alive. It never holds commits for long: the server's store
+//! ([`Store::open_writer`]) runs it a small step at a time between commits
+//! ([`Store::maintain`]), each step its own short transaction:
+//!
+//! 1. *build*: the commit that crosses the threshold keeps the World it
+//!    committed (a cheap clone; its journal position is `upto`) and the
+//!    steps write that World into a new table, `resources_next`, in key
+//!    order, a slice at a time. Loads ignore `resources_next`;
+//! 2. *swap*: the step that writes the last slice also renames `resources`
+//!    to `resources_old` and `resources_next` to `resources`, in the same
+//!    transaction. The journal is untouched, so a load still replays every
+//!    row of it over the new `resources`: a row at or before `upto` writes
+//!    a record's version again or an older one that a later row of the
+//!    same record supersedes, which leaves the World as it was;
+//! 3. *cleanup*: the steps delete `resources_old` and the journal rows up to
+//!    `upto`, a slice at a time, oldest first.
+//!
+//! So at every moment, a `kill -9` included, the tables a load reads hold
+//! exactly the committed World, and compaction's own transactions need no
+//! sync of their own: a WAL keeps its transactions in order, and the next
+//! commit's sync makes them durable with it. A server that starts after a
+//! crash drops a half-built `resources_next` or a leftover `resources_old`.
+//! Commits append to the journal throughout; the steps are paced by the
+//! rows committed ([`STEP_ROWS`], or four times the rows appended since the
+//! last step), so a compaction finishes long before the next is due.
+//!
+//! The server's store also keeps WAL checkpoints off the commit path: a
+//! [`Checkpointer`] thread with its own connection copies the WAL into the
+//! database in the background, so a commit pays for writing its own frames
+//! and one sync, never for a checkpoint.
 
 use crate::{AccessKey, Account, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use vpc_model::{Kind, World};
+
+/// Where a compaction under way is (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactionPhase {
+    /// Writing `resources_next` from the World at the journal position it started at.
+    Build,
+    /// `resources` is the new table; deleting the old one and the journal's folded rows.
+    Cleanup,
+}
+
+/// A compaction under way, advanced by [`Store::maintain`].
+#[derive(Debug)]
+enum Compaction {
+    Build {
+        /// The World as of journal row `upto`.
+        snapshot: Box<World>,
+        upto: i64,
+        /// Kinds in the store's key order (by name), and where in them the
+        /// next slice starts: this kind, after this ID.
+        kinds: Vec<Kind>,
+        kind: usize,
+        after: Option<String>,
+        /// Rows written to `resources_next` so far.
+        written: u64,
+    },
+    Cleanup {
+        upto: i64,
+        /// `resources_old` still exists.
+        old_left: bool,
+    },
+}
 
 /// The database file inside a data directory.
 pub fn db_path(dir: &Path) -> PathBuf {
@@ -43,11 +99,20 @@ pub struct Store {
     /// Rows in `journal` and in `resources`, to decide when to compact.
     journal_rows: u64,
     resources_rows: u64,
+    /// The compaction under way (the server's store only).
+    compaction: Option<Compaction>,
+    /// Rows committed since the last compaction step, to pace the steps.
+    appended_since_step: u64,
 }
 
 /// The journal is compacted once it holds this many rows and at least
 /// twice as many as `resources`.
 pub const COMPACT_MIN_ROWS: u64 = 10_000;
+/// The fewest rows one compaction step writes or deletes (a step does four
+/// times the rows committed since the previous one when that is more): a
+/// step's transaction takes a millisecond or two, which is what it can add
+/// to the commit after it.
+pub const STEP_ROWS: u64 = 256;
 
 /// Page cache per connection: the whole working set of a large World, so a
 /// commit's B-tree descent reads no page from the file (64 MiB).
@@ -97,7 +162,7 @@ impl Drop for Store {
     fn drop(&mut self) {
         // A server closing its store leaves it compacted, so the next start
         // reads one table.
-        if self.checkpointer.is_some() && self.journal_rows > 0 {
+        if self.checkpointer.is_some() && (self.journal_rows > 0 || self.compaction.is_some()) {
             if let Err(e) = self.compact() {
                 tracing::warn!(error = %e, "compacting the journal on close failed");
             }
@@ -181,13 +246,21 @@ impl Store {
             checkpointer: None,
             journal_rows,
             resources_rows,
+            compaction: None,
+            appended_since_step: 0,
         })
     }
 
     /// Opens the store a server commits through: like [`Store::open`], with
-    /// the WAL checkpointed by a background thread instead of by commits.
+    /// the WAL checkpointed by a background thread instead of by commits,
+    /// and the journal compacted step by step ([`Store::maintain`]). Drops
+    /// what a compaction cut short by a crash left behind.
     pub fn open_writer(dir: &Path) -> Result<Store> {
         let mut store = Store::open(dir)?;
+        store.conn.execute_batch(
+            "DROP TABLE IF EXISTS resources_next;
+             DROP TABLE IF EXISTS resources_old;",
+        )?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         store.checkpointer = Some(Checkpointer::start(db_path(dir))?);
         Ok(store)
@@ -231,6 +304,8 @@ impl Store {
 
     /// Writes a change list (one action's, or a batch of them) in a single
     /// transaction: the records as they are in `world`, absent ones removed.
+    /// `world` is the whole committed state after the change: the server's
+    /// store compacts from it once the journal is long enough.
     pub fn commit(&mut self, world: &World, changes: &[(Kind, String)]) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
@@ -243,22 +318,189 @@ impl Store {
                 append.execute(params![kind.name(), id, world.encode(*kind, id)])?;
             }
         }
+        let upto = tx.last_insert_rowid();
         tx.commit()?;
         self.journal_rows += changes.len() as u64;
-        if self.journal_rows >= COMPACT_MIN_ROWS.max(2 * self.resources_rows) {
-            // The commit is durable already; a failed compaction only leaves
-            // the journal longer.
-            if let Err(e) = self.compact() {
-                tracing::warn!(error = %e, "compacting the journal failed");
-            }
+        self.appended_since_step += changes.len() as u64;
+        if self.checkpointer.is_some()
+            && self.compaction.is_none()
+            && self.journal_rows >= COMPACT_MIN_ROWS.max(2 * self.resources_rows)
+        {
+            let mut kinds = Kind::ALL.to_vec();
+            kinds.sort_by_key(|k| k.name());
+            self.appended_since_step = changes.len() as u64;
+            self.compaction = Some(Compaction::Build {
+                snapshot: Box::new(world.clone()),
+                upto,
+                kinds,
+                kind: 0,
+                after: None,
+                written: 0,
+            });
         }
         Ok(())
     }
 
-    /// Folds the journal into `resources` in one transaction: `resources` is
-    /// rewritten in key order with each record's newest version (removed
-    /// ones left out) and the journal is emptied.
+    /// Where the compaction under way is, if one is.
+    pub fn compaction(&self) -> Option<CompactionPhase> {
+        match self.compaction {
+            None => None,
+            Some(Compaction::Build { .. }) => Some(CompactionPhase::Build),
+            Some(Compaction::Cleanup { .. }) => Some(CompactionPhase::Cleanup),
+        }
+    }
+
+    /// Runs one step of the compaction under way, in its own short
+    /// transaction; returns whether more steps are left. The server calls it
+    /// after each commit, once that commit's writers are answered, and when
+    /// idle. A failed step changes nothing and is tried again next time.
+    pub fn maintain(&mut self) -> Result<bool> {
+        let Some(mut compaction) = self.compaction.take() else {
+            self.appended_since_step = 0;
+            return Ok(false);
+        };
+        let budget = STEP_ROWS.max(4 * self.appended_since_step);
+        // A step's transaction is made durable by the next commit's sync
+        // (see the module's documentation), so it does not sync itself.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let step = self.step(&mut compaction, budget);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        match step {
+            Ok(done) => {
+                self.appended_since_step = 0;
+                if !done {
+                    self.compaction = Some(compaction);
+                }
+                Ok(!done)
+            }
+            Err(e) => {
+                self.compaction = Some(compaction);
+                Err(e)
+            }
+        }
+    }
+
+    /// One step of `compaction` over at most `budget` rows; whether the
+    /// compaction is finished. `compaction` and the row counts move on only
+    /// if the step's transaction committed.
+    fn step(&mut self, compaction: &mut Compaction, budget: u64) -> Result<bool> {
+        let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+        let tx = self.conn.transaction()?;
+        match compaction {
+            Compaction::Build {
+                snapshot,
+                upto,
+                kinds,
+                kind,
+                after,
+                written,
+            } => {
+                if *kind == 0 && after.is_none() && *written == 0 {
+                    tx.execute_batch(
+                        "DROP TABLE IF EXISTS resources_next;
+                         CREATE TABLE resources_next (
+                             kind TEXT NOT NULL,
+                             id   TEXT NOT NULL,
+                             body TEXT NOT NULL,
+                             PRIMARY KEY (kind, id)
+                         ) WITHOUT ROWID;",
+                    )?;
+                }
+                let (mut at, mut from, mut count) = (*kind, after.clone(), *written);
+                let mut left = limit;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO resources_next (kind, id, body) VALUES (?1, ?2, ?3)",
+                    )?;
+                    while left > 0 && at < kinds.len() {
+                        let name = kinds[at].name();
+                        let slice = snapshot.encode_after(kinds[at], from.as_deref(), left);
+                        for (id, body) in &slice {
+                            insert.execute(params![name, id, body])?;
+                        }
+                        left -= slice.len();
+                        count += slice.len() as u64;
+                        if left > 0 {
+                            // This kind is done.
+                            at += 1;
+                            from = None;
+                        } else {
+                            from = slice.last().map(|(id, _)| id.clone());
+                        }
+                    }
+                }
+                let built = at == kinds.len();
+                if built {
+                    tx.execute_batch(
+                        "ALTER TABLE resources RENAME TO resources_old;
+                         ALTER TABLE resources_next RENAME TO resources;",
+                    )?;
+                }
+                tx.commit()?;
+                if built {
+                    self.resources_rows = count;
+                    *compaction = Compaction::Cleanup {
+                        upto: *upto,
+                        old_left: true,
+                    };
+                } else {
+                    (*kind, *after, *written) = (at, from, count);
+                }
+                Ok(false)
+            }
+            Compaction::Cleanup { upto, old_left } => {
+                let mut left = limit;
+                let mut old_gone = false;
+                if *old_left {
+                    let deleted = tx.execute(
+                        "DELETE FROM resources_old WHERE (kind, id) IN
+                             (SELECT kind, id FROM resources_old ORDER BY kind, id LIMIT ?1)",
+                        [i64::try_from(left).unwrap_or(i64::MAX)],
+                    )?;
+                    if deleted < left {
+                        tx.execute_batch("DROP TABLE resources_old")?;
+                        old_gone = true;
+                    }
+                    left -= deleted;
+                }
+                let mut journal_deleted = 0;
+                let mut journal_done = false;
+                if left > 0 {
+                    let first: Option<i64> =
+                        tx.query_row("SELECT min(seq) FROM journal", [], |r| r.get(0))?;
+                    match first {
+                        Some(first) if first <= *upto => {
+                            let n = i64::try_from(left).unwrap_or(i64::MAX);
+                            let last = (*upto).min(first.saturating_add(n - 1));
+                            journal_deleted =
+                                tx.execute("DELETE FROM journal WHERE seq <= ?1", [last])?;
+                            journal_done = last == *upto;
+                        }
+                        _ => journal_done = true,
+                    }
+                }
+                tx.commit()?;
+                self.journal_rows = self.journal_rows.saturating_sub(journal_deleted as u64);
+                if old_gone {
+                    *old_left = false;
+                }
+                Ok(!*old_left && journal_done)
+            }
+        }
+    }
+
+    /// Folds the whole journal into `resources` now: finishes the
+    /// compaction under way, then, if the journal still holds rows, rewrites
+    /// `resources` in key order with each record's newest version (removed
+    /// ones left out) and empties the journal, in one transaction (which
+    /// holds commits while it runs: a server does this only on close).
     pub fn compact(&mut self) -> Result<()> {
+        while self.compaction.is_some() {
+            self.maintain()?;
+        }
+        if self.journal_rows == 0 {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -399,6 +641,10 @@ impl crate::StateStore for Store {
     ) -> Result<crate::Revision> {
         Store::commit(self, world, changes)?;
         Ok(0)
+    }
+
+    fn maintain(&mut self) -> Result<bool> {
+        Store::maintain(self)
     }
 
     fn follow(
@@ -589,23 +835,45 @@ mod tests {
         assert!(loaded.get::<RegionInit>("gone").is_none());
     }
 
-    /// The server's store: the journal compacts itself once it is long
-    /// enough, checkpoints run in the background, and closing compacts.
+    /// The server's store: the journal compacts itself, a step at a time
+    /// between commits, once it is long enough; a load in any phase reads
+    /// exactly the committed World; checkpoints run in the background;
+    /// closing compacts.
     #[test]
-    fn the_writer_compacts_on_its_own_and_on_close() {
+    fn the_writer_compacts_step_by_step_between_commits_and_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = World::default();
         let mut s = Store::open_writer(dir.path()).unwrap();
         let db = db_path(dir.path());
         let fresh = std::fs::metadata(&db).unwrap().len();
-        // Batches of 100 records, past the compaction threshold.
-        let batches = COMPACT_MIN_ROWS / 100 + 5;
-        for b in 0..batches {
+        let mut phases = vec![None];
+        let mut steps = 0;
+        // Batches of 100 records (some replacing or removing older ones),
+        // past the compaction threshold and far enough for it to finish.
+        for b in 0..200 {
             for i in 0..100 {
                 w.put(record(&format!("b{b}-{i}"), "v"));
             }
+            if b > 10 {
+                w.put(record(&format!("b{}-0", b - 10), "again"));
+                w.remove::<RegionInit>(&format!("b{}-1", b - 10));
+            }
             let changes = w.take_changes();
             s.commit(&w, &changes).unwrap();
+            if s.compaction().is_some() {
+                steps += 1;
+            }
+            s.maintain().unwrap();
+            if phases.last() != Some(&s.compaction()) {
+                phases.push(s.compaction());
+            }
+            if b % 7 == 0 {
+                assert_eq!(
+                    contents(&s.load_world().unwrap()),
+                    contents(&w),
+                    "batch {b}"
+                );
+            }
             if b == 0 {
                 // Commits never checkpoint on this connection; the
                 // checkpointer copies the WAL into the database by itself.
@@ -620,10 +888,30 @@ mod tests {
             }
         }
         assert_eq!(
-            s.journal_rows(),
-            500,
-            "compacted once, at {COMPACT_MIN_ROWS} rows"
+            phases,
+            [
+                None,
+                Some(CompactionPhase::Build),
+                Some(CompactionPhase::Cleanup),
+                None
+            ]
         );
+        assert!(steps > 20, "{steps} steps: the compaction ran in slices");
+        // The journal holds what was committed after the compaction began;
+        // `resources` holds the World as of then, and nothing else is left.
+        assert!(s.journal_rows() < 200 * 102 - COMPACT_MIN_ROWS);
+        let tables: Vec<String> = s
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'resources%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(tables, ["resources"]);
+        assert_eq!(contents(&s.load_world().unwrap()), contents(&w));
         drop(s);
         let reopened = Store::open(dir.path()).unwrap();
         assert_eq!(reopened.journal_rows(), 0, "closing compacts");

@@ -964,11 +964,7 @@ fn forget_detachments(w: &mut World, eni_id: &str) {
 
 /// Removes the detachments no longer shown. Returns whether any went.
 pub fn expire_detachments(w: &mut World, now: crate::Timestamp) -> bool {
-    let ids: Vec<String> = w
-        .iter::<Detachment>()
-        .filter(|d| d.until <= now)
-        .map(|d| d.id.clone())
-        .collect();
+    let ids = w.detachments.due_by(now);
     for id in &ids {
         w.remove::<Detachment>(id);
     }

@@ -1236,16 +1236,9 @@ pub fn tick(w: &mut World, now: Timestamp) -> bool {
     // Each round moves every due record one step along a chain of at most
     // three steps, so the bound is never reached in practice.
     for _ in 0..8 {
-        let due_i: Vec<String> = w
-            .iter::<Instance>()
-            .filter(|i| i.transition_due.is_some_and(|d| d <= now))
-            .map(|i| i.meta.id.clone())
-            .collect();
-        let due_n: Vec<String> = w
-            .iter::<NatGateway>()
-            .filter(|g| nat::deadline(g).is_some_and(|d| d <= now))
-            .map(|g| g.meta.id.clone())
-            .collect();
+        // The tables index their records by deadline: no scan.
+        let due_i = w.instances.due_by(now);
+        let due_n = w.nat_gateways.due_by(now);
         if eni::expire_detachments(w, now) {
             changed = true;
         }
@@ -1265,11 +1258,14 @@ pub fn tick(w: &mut World, now: Timestamp) -> bool {
 
 /// The earliest pending transition of any instance or NAT gateway.
 pub fn next_deadline(w: &World) -> Option<Timestamp> {
-    w.iter::<Instance>()
-        .filter_map(|i| i.transition_due)
-        .chain(w.iter::<NatGateway>().filter_map(nat::deadline))
-        .chain(w.iter::<Detachment>().map(|d| d.until))
-        .min()
+    [
+        w.instances.next_due(),
+        w.nat_gateways.next_due(),
+        w.detachments.next_due(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 #[cfg(test)]

@@ -567,11 +567,7 @@ pub fn tick(w: &mut World, now: Timestamp) -> bool {
     // Each round moves every due connection one step along a finite chain
     // (at most three steps), so this bound is never reached in practice.
     for _ in 0..8 {
-        let due: Vec<String> = w
-            .iter::<Peering>()
-            .filter(|p| deadline(p).is_some_and(|d| d <= now))
-            .map(|p| p.id.clone())
-            .collect();
+        let due = w.peerings.due_by(now);
         if due.is_empty() {
             break;
         }
@@ -654,7 +650,7 @@ pub fn deadline(p: &Peering) -> Option<Timestamp> {
 
 /// The earliest deadline of any connection.
 pub fn next_deadline(w: &World) -> Option<Timestamp> {
-    w.iter::<Peering>().filter_map(deadline).min()
+    w.peerings.next_due()
 }
 
 /// What happens to a VPC's connections when the VPC is deleted.
