@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ROOMY_LIMITS
+from conftest import ROOMY_LIMITS, VPCD_BIN
 from helpers import B_ID, make_vpc, pcx, request_peering, tags_of, wait_for, wait_pcx
 
 
@@ -167,3 +169,53 @@ def test_group_committed_writes_survive_kill9_mid_flight(server_factory):
     for v in ours:
         vid = v["VpcId"]
         assert vid in tables and vid in acls and vid in groups, f"{vid} is half there"
+
+
+def test_commands_beside_a_writing_server_lose_nothing_and_a_second_server_is_refused(server_factory):
+    """`vpcd account add`/`list` on the data directory while the server writes
+    (and compacts its journal) change nothing of the server's state; a second
+    `vpcd serve` on the same directory fails at once with one clear line."""
+    s = server_factory(limits={**ROOMY_LIMITS, "vpcs_per_region": 10000})
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer(n: int):
+        c = s.client("A")
+        i = 0
+        while not stop.is_set() and i < 600:
+            acked.append(c.create_vpc(CidrBlock=f"10.{n}.{i % 256}.0/24")["Vpc"]["VpcId"])
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    added = []
+    try:
+        # 4,800 VPCs are about 24,000 journal rows: past the compaction
+        # threshold, so the commands run while it builds and cleans up.
+        for k in range(25):
+            acct = f"{900000000000 + k}"
+            p = s.vpcd("account", "add", "--data-dir", str(s.data_dir), "--id", acct,
+                       "--access-key-id", f"AKIAE2EBESIDE{k:07d}", "--secret-access-key", "x" * 40, check=False)
+            assert p.returncode == 0, p.stderr
+            added.append(acct)
+            assert acct in s.vpcd("account", "list", "--data-dir", str(s.data_dir)).stdout
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    second = subprocess.run([str(VPCD_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(s.data_dir),
+                             "--no-dataplane"], capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0, second
+    assert "another vpcd server writes" in second.stderr and "vpcd.lock" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert s.client("A").describe_vpcs(MaxResults=5)["Vpcs"], "the first server still serves"
+
+    s.kill9()
+    s.start()
+    vpcs = {v["VpcId"] for v in s.client("A").describe_vpcs()["Vpcs"]}
+    missing = [v for v in acked if v not in vpcs]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged VPCs lost"
+    listed = s.vpcd("account", "list", "--data-dir", str(s.data_dir)).stdout
+    assert all(a in listed for a in added)

@@ -259,7 +259,7 @@ impl App {
     /// On a shared store it follows the other servers' commits and joins
     /// the election for the clock work.
     pub fn open_at(config: Config, location: &Location) -> Result<Arc<App>, vpc_store::StoreError> {
-        let mut writer = vpc_store::open(location)?;
+        let mut writer = vpc_store::open_writer(location)?;
         let mut reader = vpc_store::open(location)?;
         let snapshot = writer.load()?;
         let offset = vpc_store::clock::stored_offset_ms(&mut *writer)?;

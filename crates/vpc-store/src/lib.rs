@@ -58,6 +58,9 @@ pub enum StoreError {
     /// A guarded removal found this setting present; nothing was removed.
     #[error("setting {0} exists")]
     SettingPresent(String),
+    /// Another process holds the data directory's writer lock.
+    #[error("another vpcd server writes {path} (it holds {lock}); stop it first, or give another --data-dir")]
+    InUse { path: PathBuf, lock: PathBuf },
     #[error("{0}")]
     Invalid(String),
 }
@@ -437,8 +440,26 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// Opens the store at `location`.
+/// Opens the store at `location` for a command or a helper thread: in a
+/// data directory, a plain connection ([`Store::open`]) that never compacts,
+/// so it is safe beside the server that writes there. The server's own
+/// store is [`open_writer`].
 pub fn open(location: &Location) -> Result<Box<dyn StateStore>> {
+    Ok(match location {
+        Location::Dir(dir) => Box::new(Store::open(dir)?),
+        Location::Etcd {
+            endpoints,
+            prefix,
+            security,
+        } => Box::new(etcd::EtcdStore::connect_with(endpoints, prefix, security)?),
+    })
+}
+
+/// Opens the store the server commits through: in a data directory the one
+/// writer ([`Store::open_writer`]: background checkpoints, compaction, and
+/// the directory's writer lock, so a second server fails to start instead of
+/// compacting beside the first); on etcd as [`open`].
+pub fn open_writer(location: &Location) -> Result<Box<dyn StateStore>> {
     Ok(match location {
         Location::Dir(dir) => Box::new(Store::open_writer(dir)?),
         Location::Etcd {

@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use vpc_model::{Kind, World};
 
 /// Where a compaction under way is (see the module's documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CompactionPhase {
     /// Writing `resources_next` from the World at the journal position it started at.
     Build,
@@ -103,6 +103,9 @@ pub struct Store {
     compaction: Option<Compaction>,
     /// Rows committed since the last compaction step, to pace the steps.
     appended_since_step: u64,
+    /// The data directory's writer lock (the server's store only), held
+    /// while the store is open: one process compacts a data directory.
+    writer_lock: Option<std::fs::File>,
 }
 
 /// The journal is compacted once it holds this many rows and at least
@@ -179,6 +182,36 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Takes the data directory's writer lock (`vpcd.lock`, an exclusive
+/// `flock` the kernel drops when the process dies, `kill -9` included).
+fn lock_writer(dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join("vpcd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Invalid(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// One background checkpoint: passive (never waits for a writer) while the
 /// WAL is small, a restart of the log once it is large or on the way out.
 fn checkpoint(conn: &Connection, restart: bool) -> Result<()> {
@@ -248,6 +281,7 @@ impl Store {
             resources_rows,
             compaction: None,
             appended_since_step: 0,
+            writer_lock: None,
         })
     }
 
@@ -256,7 +290,9 @@ impl Store {
     /// and the journal compacted step by step ([`Store::maintain`]). Drops
     /// what a compaction cut short by a crash left behind.
     pub fn open_writer(dir: &Path) -> Result<Store> {
+        let lock = lock_writer(dir)?;
         let mut store = Store::open(dir)?;
+        store.writer_lock = Some(lock);
         store.conn.execute_batch(
             "DROP TABLE IF EXISTS resources_next;
              DROP TABLE IF EXISTS resources_old;",
@@ -362,9 +398,19 @@ impl Store {
         let budget = STEP_ROWS.max(4 * self.appended_since_step);
         // A step's transaction is made durable by the next commit's sync
         // (see the module's documentation), so it does not sync itself.
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if let Err(e) = self.conn.pragma_update(None, "synchronous", "NORMAL") {
+            self.compaction = Some(compaction);
+            return Err(e.into());
+        }
         let step = self.step(&mut compaction, budget);
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        // Commits must sync again before anything else runs; if that cannot
+        // be set, the connection is unusable for acknowledged writes.
+        if let Err(e) = self.conn.pragma_update(None, "synchronous", "FULL") {
+            self.compaction = Some(compaction);
+            return Err(StoreError::Invalid(format!(
+                "cannot restore synchronous=FULL after a compaction step: {e}"
+            )));
+        }
         match step {
             Ok(done) => {
                 self.appended_since_step = 0;
@@ -432,7 +478,8 @@ impl Store {
                 let built = at == kinds.len();
                 if built {
                     tx.execute_batch(
-                        "ALTER TABLE resources RENAME TO resources_old;
+                        "DROP TABLE IF EXISTS resources_old;
+                         ALTER TABLE resources RENAME TO resources_old;
                          ALTER TABLE resources_next RENAME TO resources;",
                     )?;
                 }
@@ -539,7 +586,12 @@ impl Store {
     /// Adds an account with one access key.
     pub fn add_account(&mut self, id: &str, access_key_id: &str, secret: &str) -> Result<()> {
         check_account(id, access_key_id, secret)?;
-        let tx = self.conn.transaction()?;
+        // It reads before it writes, and another process (the server) may
+        // commit in between: take the write lock first (waiting for it, up
+        // to the busy timeout) so the read is never of a stale snapshot.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: Option<String> = tx
             .query_row("SELECT id FROM accounts WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;
@@ -703,7 +755,9 @@ impl crate::StateStore for Store {
         keys: &[String],
         unless: &[String],
     ) -> Result<crate::Revision> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for key in unless {
             let present: bool = tx.query_row(
                 "SELECT EXISTS(SELECT 1 FROM settings WHERE key = ?1)",
@@ -833,6 +887,55 @@ mod tests {
         );
         assert!(loaded.get::<RegionInit>("r05").is_none());
         assert!(loaded.get::<RegionInit>("gone").is_none());
+    }
+
+    /// One process writes a data directory: a second writer is refused
+    /// while the first lives, and commands' plain connections (`vpcd
+    /// account add`, readers) opened and closed beside it in every phase of
+    /// a compaction neither compact nor disturb it: every committed record
+    /// is loaded back.
+    #[test]
+    fn one_writer_per_directory_and_plain_connections_beside_it_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::default();
+        let mut s = Store::open_writer(dir.path()).unwrap();
+        match Store::open_writer(dir.path()) {
+            Err(StoreError::InUse { path, lock }) => {
+                assert_eq!(path, dir.path());
+                assert_eq!(lock, dir.path().join("vpcd.lock"));
+            }
+            other => panic!("a second writer must be refused: {other:?}"),
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for b in 0..200 {
+            for i in 0..100 {
+                w.put(record(&format!("b{b}-{i}"), "v"));
+            }
+            let changes = w.take_changes();
+            s.commit(&w, &changes).unwrap();
+            seen.insert(s.compaction());
+            // A command opens its own connection, writes an account, reads
+            // the World and closes, in whatever phase the server is.
+            {
+                let mut cli = crate::open(&crate::Location::Dir(dir.path().to_path_buf())).unwrap();
+                cli.add_account(&format!("{:012}", b), &format!("AKIA{b:016}"), "secret")
+                    .unwrap();
+                assert_eq!(
+                    contents(&cli.load().unwrap().world),
+                    contents(&w),
+                    "batch {b}"
+                );
+            }
+            s.maintain().unwrap();
+        }
+        assert!(
+            seen.contains(&Some(CompactionPhase::Build))
+                && seen.contains(&Some(CompactionPhase::Cleanup)),
+            "{seen:?}"
+        );
+        drop(s);
+        let again = Store::open_writer(dir.path()).unwrap();
+        assert_eq!(contents(&again.load_world().unwrap()), contents(&w));
     }
 
     /// The server's store: the journal compacts itself, a step at a time
