@@ -238,15 +238,7 @@ fn auth_fault(e: &AuthError, sts: bool) -> Fault {
 }
 
 /// The hosts' registrations and liveness settings in the store.
-fn read_hosts(
-    store: &mut dyn StateStore,
-) -> Result<vpc_model::placement::HostDirectory, vpc_store::StoreError> {
-    let mut settings = store.settings_with_prefix(vpc_model::placement::HOST_KEY_PREFIX)?;
-    settings.extend(store.settings_with_prefix(vpc_model::placement::ALIVE_KEY_PREFIX)?);
-    Ok(vpc_model::placement::HostDirectory::from_settings(
-        &settings,
-    ))
-}
+use vpc_store::host_directory as read_hosts;
 
 impl App {
     /// Opens the store in the data directory and loads the state.

@@ -440,6 +440,15 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// The cluster's hosts as the store holds them: their registrations
+/// (`host/<name>`) and which are live (`alive/<name>`).
+pub fn host_directory(store: &mut dyn StateStore) -> Result<vpc_model::placement::HostDirectory> {
+    use vpc_model::placement::{HostDirectory, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX};
+    let mut settings = store.settings_with_prefix(HOST_KEY_PREFIX)?;
+    settings.extend(store.settings_with_prefix(ALIVE_KEY_PREFIX)?);
+    Ok(HostDirectory::from_settings(&settings))
+}
+
 /// Opens the store at `location` for a command or a helper thread: in a
 /// data directory, a plain connection ([`Store::open`]) that never compacts,
 /// so it is safe beside the server that writes there. The server's own

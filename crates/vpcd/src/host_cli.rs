@@ -63,15 +63,13 @@ fn open(args: &StoreArgs) -> Result<Box<dyn StateStore>> {
 
 /// The hosts' registrations and liveness, and each live one's agent pid.
 fn directory(store: &mut dyn StateStore) -> Result<(HostDirectory, BTreeMap<String, u32>)> {
-    let mut settings = store.settings_with_prefix(placement::HOST_KEY_PREFIX)?;
-    let alive = store.settings_with_prefix(placement::ALIVE_KEY_PREFIX)?;
-    let pids = alive
+    let pids = store
+        .settings_with_prefix(placement::ALIVE_KEY_PREFIX)?
         .iter()
         .filter_map(|(_, v)| serde_json::from_str::<Liveness>(v).ok())
         .map(|l| (l.host, l.pid))
         .collect();
-    settings.extend(alive);
-    Ok((HostDirectory::from_settings(&settings), pids))
+    Ok((vpc_store::host_directory(store)?, pids))
 }
 
 fn list(args: &StoreArgs, json: bool) -> Result<()> {
@@ -180,7 +178,6 @@ fn remove(args: &StoreArgs, name: &str) -> Result<()> {
 
 fn teardown(args: &StoreArgs, name: &str) -> Result<()> {
     let mut store = open(args)?;
-    let world = store.load()?.world;
     let (dir, pids) = directory(&mut *store)?;
     let Some(host) = dir.hosts.get(name) else {
         bail!("no host {name:?} is registered (`vpcd host list` shows the hosts); its data-plane tag is known only while it is");
@@ -194,11 +191,9 @@ fn teardown(args: &StoreArgs, name: &str) -> Result<()> {
             "host {name} is live (its agent{pid} holds its liveness lease): stop the agent first, or it rebuilds what is removed"
         );
     }
-    let ids: Vec<String> = placement::instances_on(&world, &dir.hosts, name)
-        .iter()
-        .map(|i| i.meta.id.clone())
-        .collect();
-    vpc_dataplane::teardown(&host.tag, &ids)
+    // Instance namespaces go only if they carry this host's tag marker
+    // (the agent's own), whatever the World says was placed here.
+    vpc_dataplane::teardown(&host.tag, &[])
         .with_context(|| format!("removing host {name}'s kernel objects"))?;
     println!(
         "removed the kernel objects of host {name} (tag {}) on this machine",

@@ -534,14 +534,11 @@ fn with_liveness(mut record: Value) -> Value {
 
 /// The hosts' registrations and liveness in the lab's store, if it answers.
 fn store_view(record: &Value) -> Option<vpc_model::placement::HostDirectory> {
-    use vpc_model::placement::{HostDirectory, ALIVE_KEY_PREFIX, HOST_KEY_PREFIX};
     let store = record["store"].as_str()?;
     let prefix = record["store_prefix"].as_str()?;
     let location = vpc_store::Location::parse(Some(store), PathBuf::from("."), prefix).ok()?;
     let mut st = vpc_store::open(&location).ok()?;
-    let mut settings = st.settings_with_prefix(HOST_KEY_PREFIX).ok()?;
-    settings.extend(st.settings_with_prefix(ALIVE_KEY_PREFIX).ok()?);
-    Some(HostDirectory::from_settings(&settings))
+    vpc_store::host_directory(&mut *st).ok()
 }
 
 fn signal(pid: u32, sig: &str) {
