@@ -376,6 +376,8 @@ def rule_change_latency(ec2, sg, src_ns, dst_ip, port, rounds=10):
                                 f"s.bind(('{dst_ip}',{p}));s.listen(64);import time;time.sleep(30)"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.2)
+        if srv.poll() is not None:
+            raise RuntimeError(f"the listener in {dst_ns_of[dst_ip]} on port {p} exited ({srv.returncode})")
         # A new non-blocking connect every 2 ms (a dropped SYN is only
         # retransmitted after a second, so each attempt probes one moment);
         # the first that completes gives the time, within 2 ms.
@@ -434,6 +436,11 @@ def bench_scale(results, planning, bin=None):
         eni = ca.describe_instances(InstanceIds=[small2])["Reservations"][0]["Instances"][0][
             "NetworkInterfaces"][0]["NetworkInterfaceId"]
         ca.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[g])
+        # The destination must be realized (its namespace holds its address)
+        # before a listener can start in it; a ping that fails proves nothing
+        # (the probe group refuses ICMP either way).
+        wait(lambda: os.path.exists(f"/run/netns/{small2}") and "10.200.1.11" in netns_exec(
+            small2, "ip", "-4", "-br", "addr", check=False).stdout, 60, "the destination instance realized")
         wait(lambda: ping_ok(small["id"], "10.200.1.11") is False, 5, "small setup")
         dst_ns_of["10.200.1.11"] = small2
         time.sleep(0.5)
