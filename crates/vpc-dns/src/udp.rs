@@ -622,8 +622,16 @@ mod tests {
         assert_eq!(r.cache.len(), 1);
     }
 
-    #[test]
-    fn a_running_loop_ignores_outsiders_and_dropping_it_frees_its_port() {
+    /// A UDP loop serving a resolver (whose query hook records outcomes in
+    /// `seen`) on a loopback port.
+    #[allow(clippy::type_complexity)]
+    fn running_loop() -> (
+        tokio::runtime::Runtime,
+        Sock,
+        Arc<Mutex<Vec<&'static str>>>,
+        SocketAddr,
+        UdpLoop,
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -632,6 +640,26 @@ mod tests {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let at = sock.local_addr().unwrap();
         let running = start(sock, r.handler.clone(), rt.handle().clone()).unwrap();
+        (rt, r, seen, at, running)
+    }
+
+    /// Drops the loop: its thread ends and closes the socket, so the port
+    /// can be bound again by a socket without SO_REUSEADDR.
+    fn stop_and_see_the_port_freed(running: UdpLoop, at: SocketAddr) {
+        drop(running);
+        let since = std::time::Instant::now();
+        while UdpSocket::bind(at).is_err() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the loop's socket is still open"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_running_loop_ignores_outsiders_and_dropping_it_frees_its_port() {
+        let (_rt, _r, seen, at, running) = running_loop();
         // 127.0.0.1 is not inside the VPC: the loop reads the query and
         // sends nothing.
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -647,18 +675,9 @@ mod tests {
             "an outsider got an answer"
         );
         assert_eq!(*seen.lock().unwrap(), vec!["dropped"]);
-        // Dropped: the thread ends and closes the socket, so the port can be
-        // bound again by a socket without SO_REUSEADDR.
+        // While it runs, the port is taken.
         assert!(UdpSocket::bind(at).is_err());
-        drop(running);
-        let since = std::time::Instant::now();
-        while UdpSocket::bind(at).is_err() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "the loop's socket is still open"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        stop_and_see_the_port_freed(running, at);
     }
 
     /// CPU ticks the loop's thread (named `dns-udp`) used so far.
@@ -684,14 +703,7 @@ mod tests {
 
     #[test]
     fn a_burst_makes_the_loop_poll_and_it_sleeps_again_once_the_burst_ends() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (r, seen) = resolver(None);
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let at = sock.local_addr().unwrap();
-        let running = start(sock, r.handler.clone(), rt.handle().clone()).unwrap();
+        let (_rt, _r, seen, at, running) = running_loop();
         // Back-to-back datagrams (from an outsider: read, never answered)
         // switch the loop to polling.
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -727,15 +739,7 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        drop(running);
-        let since = std::time::Instant::now();
-        while UdpSocket::bind(at).is_err() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "the loop's socket is still open"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        stop_and_see_the_port_freed(running, at);
     }
 
     /// A query with every knob the cache must tell apart.

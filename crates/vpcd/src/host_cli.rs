@@ -129,6 +129,31 @@ fn list(args: &StoreArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The registration of host `name`, which must exist and whose agent must
+/// not be live; otherwise one line saying which (with `unregistered` or
+/// `live` appended).
+fn stopped_host<'d>(
+    dir: &'d HostDirectory,
+    pids: &BTreeMap<String, u32>,
+    name: &str,
+    unregistered: &str,
+    live: &str,
+) -> Result<&'d placement::HostRecord> {
+    let Some(host) = dir.hosts.get(name) else {
+        bail!("no host {name:?} is registered (`vpcd host list` shows the hosts){unregistered}");
+    };
+    if dir.live.contains(name) {
+        let pid = pids
+            .get(name)
+            .map(|p| format!(", pid {p}"))
+            .unwrap_or_default();
+        bail!(
+            "host {name} is live (its agent{pid} holds its liveness lease): stop the agent first{live}"
+        );
+    }
+    Ok(host)
+}
+
 /// How often a removal looks again when commits keep landing meanwhile.
 const ATTEMPTS: usize = 20;
 
@@ -139,18 +164,13 @@ fn remove(args: &StoreArgs, name: &str) -> Result<()> {
         // happens only if no commit (a placement on this host) came after.
         let snap = store.load()?;
         let (dir, pids) = directory(&mut *store)?;
-        if !dir.hosts.contains_key(name) {
-            bail!("no host {name:?} is registered (`vpcd host list` shows the hosts)");
-        }
-        if dir.live.contains(name) {
-            let pid = pids
-                .get(name)
-                .map(|p| format!(", pid {p}"))
-                .unwrap_or_default();
-            bail!(
-                "host {name} is live (its agent{pid} holds its liveness lease): stop the agent first; the host can be removed once its liveness lapsed"
-            );
-        }
+        stopped_host(
+            &dir,
+            &pids,
+            name,
+            "",
+            "; the host can be removed once its liveness lapsed",
+        )?;
         let held = placement::instances_on(&snap.world, &dir.hosts, name);
         if !held.is_empty() {
             let mut ids: Vec<&str> = held.iter().map(|i| i.meta.id.as_str()).collect();
@@ -179,18 +199,13 @@ fn remove(args: &StoreArgs, name: &str) -> Result<()> {
 fn teardown(args: &StoreArgs, name: &str) -> Result<()> {
     let mut store = open(args)?;
     let (dir, pids) = directory(&mut *store)?;
-    let Some(host) = dir.hosts.get(name) else {
-        bail!("no host {name:?} is registered (`vpcd host list` shows the hosts); its data-plane tag is known only while it is");
-    };
-    if dir.live.contains(name) {
-        let pid = pids
-            .get(name)
-            .map(|p| format!(", pid {p}"))
-            .unwrap_or_default();
-        bail!(
-            "host {name} is live (its agent{pid} holds its liveness lease): stop the agent first, or it rebuilds what is removed"
-        );
-    }
+    let host = stopped_host(
+        &dir,
+        &pids,
+        name,
+        "; its data-plane tag is known only while it is",
+        ", or it rebuilds what is removed",
+    )?;
     // Instance namespaces go only if they carry this host's tag marker
     // (the agent's own), whatever the World says was placed here.
     vpc_dataplane::teardown(&host.tag, &[])
