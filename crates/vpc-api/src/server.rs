@@ -121,9 +121,11 @@ pub fn status_for(code: &str) -> StatusCode {
         "MissingContentLength" => StatusCode::LENGTH_REQUIRED,
         "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
         // Capacity errors are server errors (5xx), as EC2 lists them.
-        "InternalError" | "InternalFailure" | "ServerInternal" | "InsufficientInstanceCapacity" => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        "InternalError"
+        | "InternalFailure"
+        | "ServerInternal"
+        | "InsufficientInstanceCapacity"
+        | "InsufficientAddressCapacity" => StatusCode::INTERNAL_SERVER_ERROR,
         "ServiceUnavailable" | "Unavailable" | "RequestLimitExceeded" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -1229,4 +1231,33 @@ async fn dispatch(app: Arc<App>, head: Parts, body: Bytes) -> Response {
 /// The axum router for an app.
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(entry).with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_for;
+    use axum::http::StatusCode;
+
+    /// EC2 lists capacity and internal errors as server errors: the SDKs
+    /// see 5xx and retry them; everything else a client sent is 4xx.
+    #[test]
+    fn capacity_and_internal_errors_are_server_errors() {
+        for code in [
+            "InternalError",
+            "InsufficientInstanceCapacity",
+            "InsufficientAddressCapacity",
+        ] {
+            assert_eq!(
+                status_for(code),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            status_for("ServiceUnavailable"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status_for("AddressLimitExceeded"), StatusCode::BAD_REQUEST);
+        assert_eq!(status_for("AuthFailure"), StatusCode::UNAUTHORIZED);
+    }
 }
