@@ -294,6 +294,19 @@ pub fn run(args: AgentArgs) -> Result<()> {
                     backbone.reload(&mut *store);
                     if let Ok(h) = registered_hosts(&mut *store) {
                         hosts = h;
+                        if !hosts.contains_key(&me.name) {
+                            // Removed while the watch had lost its place
+                            // (its removal event is gone): register again,
+                            // as on a removal seen live.
+                            tracing::warn!(
+                                "this host's registration was removed; registering again"
+                            );
+                            if let Err(e) =
+                                store.set_setting(&placement::host_key(&me.name), &registration)
+                            {
+                                tracing::warn!("cannot register again: {e}");
+                            }
+                        }
                         hosts.insert(me.name.clone(), me.clone());
                         hosts_changed = true;
                     }
