@@ -1079,15 +1079,27 @@ async fn keep_lease(
 ) -> Result<()> {
     let (mut keeper, mut answers) = c.lease_keep_alive(id).await.map_err(etcd_error)?;
     let period = lease_period(ttl);
+    let life = Duration::from_secs(u64::try_from(ttl).unwrap_or(1).max(1));
+    let mut renewed = tokio::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
         keeper.keep_alive().await.map_err(etcd_error)?;
-        match tokio::time::timeout(period * 2, answers.message()).await {
-            Ok(Ok(Some(a))) if a.ttl() > 0 => {}
+        match tokio::time::timeout(period / 2, answers.message()).await {
+            Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                renewed = tokio::time::Instant::now();
+                tokio::time::sleep(period).await;
+            }
             Ok(Ok(_)) => return Err(StoreError::Etcd("lease expired".into())),
             Ok(Err(e)) => return Err(etcd_error(e)),
-            Err(_) => return Err(StoreError::Etcd("no keep-alive answer".into())),
+            // A slow answer: ask again on the same lease at once while it
+            // may still live, rather than wait a whole period and let it
+            // lapse; after its TTL without an answer it is surely gone.
+            Err(_) if renewed.elapsed() < life => {}
+            Err(_) => {
+                return Err(StoreError::Etcd(
+                    "no keep-alive answer within the lease's TTL".into(),
+                ))
+            }
         }
-        tokio::time::sleep(period).await;
     }
     Ok(())
 }
