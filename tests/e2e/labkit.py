@@ -174,3 +174,25 @@ def samples(metrics: dict, name: str, **labels) -> list[float]:
 def sample(metrics: dict, name: str, **labels) -> float:
     """The sum of the samples of `name` carrying these labels (0 when there is none)."""
     return sum(samples(metrics, name, **labels))
+
+
+def lab_for_module(launched: list[str], **kw):
+    """A lab with hosts for a test module (a generator for a module-scoped
+    fixture): on the way out `lab down`, then no namespace of the lab, of its
+    hosts' agents or among the instances in `launched` may be left."""
+    lab = Lab(**kw)
+    st = lab.status()
+    ours = [f"vpcdlab{st['lab_tag']}-"] + [f"vpcd{h['tag']}-" for h in st["hosts"]]
+    try:
+        yield lab
+    finally:
+        lab.down()
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    present = {line.split()[0] for line in names.splitlines() if line.strip()}
+    left = {n for n in present if any(n.startswith(p) for p in ours) or n in launched}
+    assert not left, f"left behind: {sorted(left)}"
+
+
+def host_of(lab: Lab, name: str) -> dict:
+    """The lab's status of host `name`."""
+    return next(h for h in lab.status()["hosts"] if h["name"] == name)

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import default_sg, expect_error, main_route_table, wait_for
-from labkit import VPCD_BIN, Lab
+from labkit import VPCD_BIN, Lab, host_of, lab_for_module
 from netprobe import last_output, netns_exec, netns_exists, netns_list, ping, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -36,19 +36,10 @@ LAUNCHED: list[str] = []
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(etcd=1, api=2, hosts=3, serve_args=["--metrics"])
-    st = lab.status()
-    ours = [f"vpcdlab{st['lab_tag']}-"] + [f"vpcd{h['tag']}-" for h in st["hosts"]]
-    try:
-        yield lab
-    finally:
-        lab.down()
-    left = {n for n in netns_list() if any(n.startswith(p) for p in ours) or n in LAUNCHED}
-    assert not left, f"left behind: {sorted(left)}"
+    yield from lab_for_module(LAUNCHED, etcd=1, api=2, hosts=3, serve_args=["--metrics"])
 
 
-def host(lab: Lab, name: str) -> dict:
-    return next(h for h in lab.status()["hosts"] if h["name"] == name)
+host = host_of
 
 
 def kill_agent(lab: Lab, name: str) -> None:

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import A_ID, B_ID, C_ID, default_sg, main_route_table, request_peering, wait_for, wait_pcx, vpc_ipv6_block
-from labkit import VPCD_BIN, Lab, sample, samples, scrape
+from labkit import VPCD_BIN, Lab, host_of, lab_for_module, sample, samples, scrape
 from netprobe import (PY, Background, forwarded, last_output, link_sizes, listener, make_middlebox, netns_exec,
                       netns_exists, netns_list, ping, ping_background, ping_stats, tcp_request, wait_until)
 
@@ -41,20 +41,10 @@ LAUNCHED: list[str] = []
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(etcd=3, api=2, hosts=3)
-    st = lab.status()
-    ours = [f"vpcdlab{st['lab_tag']}-"] + [f"vpcd{h['tag']}-" for h in st["hosts"]]
-    try:
-        yield lab
-    finally:
-        lab.down()
-    # `lab down` removed every namespace of the lab and its hosts' agents.
-    left = {n for n in netns_list() if any(n.startswith(p) for p in ours) or n in LAUNCHED}
-    assert not left, f"left behind: {sorted(left)}"
+    yield from lab_for_module(LAUNCHED, etcd=3, api=2, hosts=3)
 
 
-def host(lab: Lab, name: str) -> dict:
-    return next(h for h in lab.status()["hosts"] if h["name"] == name)
+host = host_of
 
 
 def vxlan_count(lab: Lab, host_name: str, counter: str) -> int:

@@ -637,19 +637,10 @@ impl crate::StateStore for EtcdStore {
                     (c.clone(), txn.clone(), rev_key.clone(), token.clone());
                 async move {
                     if attempt > 0 {
-                        // An earlier attempt may have committed before its
-                        // answer was lost: only one commit can follow `base`.
-                        let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
-                        if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
-                            return match first_commit_after(&mut c, &rev_key, base).await? {
-                                Some((revision, value)) if value == token.as_bytes() => {
-                                    Ok(revision)
-                                }
-                                Some(_) => Err(StoreError::Conflict { base }),
-                                None => Err(StoreError::Etcd(
-                                    "cannot tell whether the commit landed".into(),
-                                )),
-                            };
+                        if let Some(landed) =
+                            earlier_attempt(&mut c, &rev_key, base, &token, "commit").await?
+                        {
+                            return landed;
                         }
                     }
                     let r = c.txn(txn).await.map_err(etcd_error)?;
@@ -947,18 +938,10 @@ impl crate::StateStore for EtcdStore {
                 );
                 async move {
                     if attempt > 0 {
-                        // As for a commit: an earlier attempt may have landed.
-                        let now = c.get(rev_key.clone(), None).await.map_err(etcd_error)?;
-                        if now.kvs().first().map_or(0, |kv| kv.mod_revision()) != base {
-                            return match first_commit_after(&mut c, &rev_key, base).await? {
-                                Some((revision, value)) if value == token.as_bytes() => {
-                                    Ok(revision)
-                                }
-                                Some(_) => Err(StoreError::Conflict { base }),
-                                None => Err(StoreError::Etcd(
-                                    "cannot tell whether the removal landed".into(),
-                                )),
-                            };
+                        if let Some(landed) =
+                            earlier_attempt(&mut c, &rev_key, base, &token, "removal").await?
+                        {
+                            return landed;
                         }
                     }
                     let r = c.txn(txn).await.map_err(etcd_error)?;
@@ -1067,6 +1050,31 @@ async fn put_on_lease(c: &mut Client, key: &str, value: &str, ttl: i64) -> Resul
         return Err(etcd_error(e));
     }
     Ok(lease)
+}
+
+/// Before a transaction guarded by `base` on `rev_key` is sent again: an
+/// earlier attempt may have landed before its answer was lost, and only one
+/// commit can follow `base`. None when the marker has not moved (send it
+/// again); otherwise the outcome: the revision if the commit after `base`
+/// carries this attempt's `token`, a conflict if another writer's does.
+async fn earlier_attempt(
+    c: &mut Client,
+    rev_key: &str,
+    base: Revision,
+    token: &str,
+    what: &str,
+) -> Result<Option<Result<Revision>>> {
+    let now = c.get(rev_key, None).await.map_err(etcd_error)?;
+    if now.kvs().first().map_or(0, |kv| kv.mod_revision()) == base {
+        return Ok(None);
+    }
+    Ok(Some(match first_commit_after(c, rev_key, base).await? {
+        Some((revision, value)) if value == token.as_bytes() => Ok(revision),
+        Some(_) => Err(StoreError::Conflict { base }),
+        None => Err(StoreError::Etcd(format!(
+            "cannot tell whether the {what} landed"
+        ))),
+    }))
 }
 
 /// Keeps lease `id` alive until a renewal fails, etcd says it expired, or

@@ -225,6 +225,18 @@ fn checkpoint(conn: &Connection, restart: bool) -> Result<()> {
     Ok(())
 }
 
+/// An empty `resources_next`, the table a compaction builds (any left over
+/// from a compaction cut short goes first).
+const NEW_RESOURCES_NEXT: &str = "
+DROP TABLE IF EXISTS resources_next;
+CREATE TABLE resources_next (
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resources (
     kind TEXT NOT NULL,
@@ -442,15 +454,7 @@ impl Store {
                 written,
             } => {
                 if *kind == 0 && after.is_none() && *written == 0 {
-                    tx.execute_batch(
-                        "DROP TABLE IF EXISTS resources_next;
-                         CREATE TABLE resources_next (
-                             kind TEXT NOT NULL,
-                             id   TEXT NOT NULL,
-                             body TEXT NOT NULL,
-                             PRIMARY KEY (kind, id)
-                         ) WITHOUT ROWID;",
-                    )?;
+                    tx.execute_batch(NEW_RESOURCES_NEXT)?;
                 }
                 let (mut at, mut from, mut count) = (*kind, after.clone(), *written);
                 let mut left = limit;
@@ -551,15 +555,9 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(NEW_RESOURCES_NEXT)?;
         tx.execute_batch(
-            "DROP TABLE IF EXISTS resources_next;
-             CREATE TABLE resources_next (
-                 kind TEXT NOT NULL,
-                 id   TEXT NOT NULL,
-                 body TEXT NOT NULL,
-                 PRIMARY KEY (kind, id)
-             ) WITHOUT ROWID;
-             INSERT INTO resources_next (kind, id, body)
+            "INSERT INTO resources_next (kind, id, body)
                  SELECT kind, id, body FROM (
                      SELECT kind, id, body,
                             row_number() OVER (PARTITION BY kind, id ORDER BY seq DESC) AS newest
